@@ -1,0 +1,158 @@
+/* Caching allocator. Requests are rounded up to a size bin (512 B steps below
+ * 1 MiB, 2 MiB steps above) and freed blocks wait in a free list per bin for
+ * the next request of that bin. All work of a device runs on its one stream,
+ * so a block freed after queuing a kernel can be handed to the next op at once:
+ * whatever that op queues runs after the kernel that used the block.
+ *
+ * On cudaMalloc failure the whole cache is released and the call retried once;
+ * a second failure is FL_ENOMEM (the core then runs the host's OOM handler). */
+#include "allocator.cuh"
+#include <map>
+#include <new>
+#include <pthread.h>
+#include <unordered_map>
+
+#define FC_SMALL_LIMIT (1u << 20)
+#define FC_SMALL_STEP 512u
+#define FC_LARGE_STEP (2u << 20)
+
+struct fc_allocator {
+  int device;
+  pthread_mutex_t mu;
+  std::multimap<size_t, void *> cached;     /* bin size -> free block */
+  std::unordered_map<void *, size_t> live;  /* block -> bin size */
+  fl_memory_stats stats;
+};
+
+static size_t bin_size(size_t n) {
+  if (n == 0) n = 1; /* a real block, so an empty tensor still has a distinct pointer */
+  size_t step = n < FC_SMALL_LIMIT ? FC_SMALL_STEP : FC_LARGE_STEP;
+  return (n + step - 1) / step * step;
+}
+
+fl_status fc_allocator_create(int device, fc_allocator **out) {
+  fc_allocator *a = new (std::nothrow) fc_allocator();
+  if (!a) return fl_error(FL_ENOMEM, "out of host memory for the cuda:%d allocator", device);
+  a->device = device;
+  pthread_mutex_init(&a->mu, NULL);
+  *out = a;
+  return FL_OK;
+}
+
+/* Caller holds the lock. Waits for the stream first: a cached block may still
+ * be read by queued kernels, and cudaFree must not pull it from under them. */
+static void release_cached(fc_context *ctx, fc_allocator *a) {
+  if (a->cached.empty()) return;
+  cudaStreamSynchronize(ctx->stream);
+  for (auto &kv : a->cached) {
+    cudaFree(kv.second);
+    a->stats.reserved -= (int64_t)kv.first;
+  }
+  a->cached.clear();
+  (void)cudaGetLastError();
+}
+
+static fl_status record_live(fc_allocator *a, void *p, size_t size) {
+  try {
+    a->live.emplace(p, size);
+  } catch (...) { /* no exception may cross the C interface */
+    return fl_error(FL_ENOMEM, "out of host memory in the cuda allocator");
+  }
+  a->stats.allocated += (int64_t)size;
+  if (a->stats.allocated > a->stats.peak) a->stats.peak = a->stats.allocated;
+  a->stats.num_allocs++;
+  return FL_OK;
+}
+
+static fl_status alloc_locked(fc_context *ctx, fc_allocator *a, size_t nbytes, void **ptr) {
+  size_t size = bin_size(nbytes);
+  auto it = a->cached.find(size);
+  if (it != a->cached.end()) {
+    void *p = it->second;
+    a->cached.erase(it);
+    fl_status st = record_live(a, p, size);
+    if (st != FL_OK) {
+      a->cached.emplace(size, p);
+      return st;
+    }
+    a->stats.num_cache_hits++;
+    *ptr = p;
+    return FL_OK;
+  }
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, size);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    release_cached(ctx, a);
+    e = cudaMalloc(&p, size);
+  }
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    a->stats.num_ooms++;
+    return fl_error(FL_ENOMEM,
+                    "cuda:%d out of memory: could not allocate %zu bytes (%lld bytes reserved by FLAME, %lld in use)",
+                    a->device, nbytes, (long long)a->stats.reserved, (long long)a->stats.allocated);
+  }
+  if (e != cudaSuccess) return fc_cuda_error(e, "cudaMalloc");
+  a->stats.reserved += (int64_t)size;
+  fl_status st = record_live(a, p, size);
+  if (st != FL_OK) {
+    cudaFree(p);
+    a->stats.reserved -= (int64_t)size;
+    return st;
+  }
+  *ptr = p;
+  return FL_OK;
+}
+
+fl_status fc_malloc(fc_context *ctx, size_t nbytes, void **ptr) {
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  fl_status st = alloc_locked(ctx, a, nbytes, ptr);
+  pthread_mutex_unlock(&a->mu);
+  return st;
+}
+
+void fc_free(fc_context *ctx, void *ptr) {
+  if (!ptr) return;
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  auto it = a->live.find(ptr);
+  if (it != a->live.end()) { /* an unknown pointer is ignored: free cannot report */
+    size_t size = it->second;
+    a->live.erase(it);
+    a->stats.allocated -= (int64_t)size;
+    a->stats.num_frees++;
+    try {
+      a->cached.emplace(size, ptr);
+    } catch (...) {
+      cudaFree(ptr); /* no room to cache it: give it back instead */
+      a->stats.reserved -= (int64_t)size;
+      (void)cudaGetLastError();
+    }
+  }
+  pthread_mutex_unlock(&a->mu);
+}
+
+fl_status fc_empty_cache(fc_context *ctx) {
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  cudaError_t e = a->cached.empty() ? cudaSuccess : cudaStreamSynchronize(ctx->stream);
+  if (e == cudaSuccess) release_cached(ctx, a);
+  pthread_mutex_unlock(&a->mu);
+  return e == cudaSuccess ? FL_OK : fc_cuda_error(e, "cudaStreamSynchronize (empty_cache)");
+}
+
+void fc_memory_stats(fc_context *ctx, fl_memory_stats *out) {
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  *out = a->stats;
+  pthread_mutex_unlock(&a->mu);
+}
+
+void fc_allocator_release(fc_context *ctx) {
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  release_cached(ctx, a);
+  pthread_mutex_unlock(&a->mu);
+}

@@ -1,0 +1,35 @@
+/* The kernel launchers behind the backend table (one file per op family).
+ * Each validates what the front-end contract leaves to the backend, picks a
+ * kernel and queues it on the tensor's device stream; none synchronises. */
+#ifndef FL_CUDA_OPS_CUH
+#define FL_CUDA_OPS_CUH
+
+#include "kernel_abi.h"
+
+namespace fc {
+/* copy.cu */
+fl_status copy_forward(fl_tensor *dst, const fl_tensor *src);
+fl_status fill_forward(fl_tensor *out, double value);
+fl_status arange_forward(fl_tensor *out, double start, double step);
+/* random.cu */
+fl_status random_forward(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64_t offset, double a, double b);
+/* elementwise.cu */
+fl_status unary_forward(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1);
+fl_status binary_forward(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status where_forward(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
+/* reduce.cu */
+fl_status reduce_forward(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
+                         double param);
+fl_status cumsum_forward(fl_tensor *out, const fl_tensor *x, int dim);
+/* softmax.cu */
+fl_status softmax_forward(fl_tensor *out, const fl_tensor *x, int dim, bool log);
+/* matmul.cu */
+fl_status matmul_forward(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+/* index.cu */
+fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
+fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+} // namespace fc
+
+#endif

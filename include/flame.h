@@ -1,0 +1,245 @@
+/* FLAME: the public C API of the tensor engine.
+ *
+ * Tensors are reference counted: every function that returns a tensor through an
+ * out-parameter hands the caller one reference, released with fl_release().
+ * Every fallible call returns an fl_status; on failure fl_last_error() holds a
+ * thread-local message naming the op, the shapes, dtypes and devices involved.
+ * Dims and indices are 0-based here (the Lua layer converts from 1-based). */
+#ifndef FLAME_H
+#define FLAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL_MAX_DIMS 8
+
+typedef enum { FL_F32, FL_F64, FL_F16, FL_BF16, FL_I32, FL_I64, FL_BOOL, FL_NDTYPES } fl_dtype;
+typedef enum { FL_CPU, FL_CUDA, FL_NDEVTYPES } fl_devtype;
+typedef struct { fl_devtype type; int index; } fl_device;
+
+typedef enum {
+  FL_OK = 0,
+  FL_EINVAL,       /* bad argument value */
+  FL_ESHAPE,       /* shapes do not fit */
+  FL_EDTYPE,       /* dtype not accepted */
+  FL_EDEVICE,      /* devices mixed or unavailable */
+  FL_EINDEX,       /* index out of range */
+  FL_ENOMEM,       /* allocation failed */
+  FL_EUNSUPPORTED, /* op not implemented on this backend */
+  FL_EAUTOGRAD,    /* graph misuse: backward twice, in-place on a saved tensor, ... */
+  FL_EBACKEND      /* a device library call failed */
+} fl_status;
+
+typedef struct fl_tensor fl_tensor;
+
+/* ---- errors ---- */
+const char *fl_last_error(void);
+const char *fl_status_name(fl_status s);
+/* Sets the thread-local message and returns s (for hooks and backends). */
+fl_status fl_error(fl_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- dtypes and devices ---- */
+const char *fl_dtype_name(fl_dtype dt);
+size_t fl_dtype_size(fl_dtype dt);
+bool fl_dtype_is_float(fl_dtype dt);
+fl_status fl_dtype_parse(const char *name, fl_dtype *out);
+fl_dtype fl_promote(fl_dtype a, fl_dtype b);
+fl_status fl_device_parse(const char *name, fl_device *out);
+void fl_device_name(fl_device d, char *buf, size_t n);
+bool fl_device_eq(fl_device a, fl_device b);
+bool fl_device_available(fl_devtype t);
+int fl_device_count(fl_devtype t);
+fl_status fl_synchronize(fl_device d);
+extern const fl_device FL_CPU_DEVICE;
+
+/* f16/bf16 conversions: round to nearest even, NaN and Inf kept. */
+uint16_t fl_f32_to_f16(float f);
+float fl_f16_to_f32(uint16_t h);
+uint16_t fl_f32_to_bf16(float f);
+float fl_bf16_to_f32(uint16_t h);
+
+/* ---- memory ---- */
+typedef struct {
+  int64_t allocated, reserved, peak, num_allocs, num_frees, num_cache_hits, num_ooms;
+} fl_memory_stats;
+fl_status fl_memory_stats_get(fl_device d, fl_memory_stats *out);
+fl_status fl_empty_cache(fl_device d);
+/* Called when an allocation fails, before one retry: a host frees what it can
+ * (the Lua binding runs a full garbage collection). */
+typedef void (*fl_oom_handler)(void *ud, size_t nbytes);
+void fl_set_oom_handler(fl_oom_handler fn, void *ud);
+/* Called with the bytes of every new storage, so a host can pace its collector. */
+typedef void (*fl_alloc_observer)(void *ud, size_t nbytes);
+void fl_set_alloc_observer(fl_alloc_observer fn, void *ud);
+
+/* ---- tensor lifetime and metadata ---- */
+fl_tensor *fl_retain(fl_tensor *t);
+void fl_release(fl_tensor *t);
+int fl_ndim(const fl_tensor *t);
+const int64_t *fl_shape(const fl_tensor *t);
+const int64_t *fl_strides(const fl_tensor *t);
+int64_t fl_offset(const fl_tensor *t);
+int64_t fl_numel(const fl_tensor *t);
+fl_dtype fl_dtype_of(const fl_tensor *t);
+fl_device fl_device_of(const fl_tensor *t);
+bool fl_is_contiguous(const fl_tensor *t);
+bool fl_same_storage(const fl_tensor *a, const fl_tensor *b);
+/* A string like "[2, 3]" for messages. */
+const char *fl_shape_str(const fl_tensor *t, char *buf, size_t n);
+
+/* ---- creation ---- */
+typedef struct { fl_dtype dtype; fl_device device; bool requires_grad; } fl_opts;
+fl_opts fl_default_opts(void);
+fl_status fl_empty(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_full(int ndim, const int64_t *shape, double value, fl_opts o, fl_tensor **out);
+fl_status fl_zeros(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_ones(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_scalar(double value, fl_opts o, fl_tensor **out); /* 0-dim */
+/* From host data of dtype o.dtype laid out contiguously. */
+fl_status fl_from_host(const void *data, int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_from_doubles(const double *data, int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor **out);
+fl_status fl_linspace(double a, double b, int64_t n, fl_opts o, fl_tensor **out);
+fl_status fl_eye(int64_t n, int64_t m, fl_opts o, fl_tensor **out);
+fl_status fl_rand(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_randn(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+fl_status fl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, fl_opts o, fl_tensor **out);
+void fl_manual_seed(uint64_t seed);
+/* Reserve n random counters from the global Philox stream (for dropout masks). */
+void fl_philox_reserve(uint64_t n, uint64_t *seed, uint64_t *offset);
+
+/* ---- host access (synchronises) ---- */
+fl_status fl_to_host(const fl_tensor *t, void *dst); /* contiguous copy, t's dtype */
+fl_status fl_to_doubles(const fl_tensor *t, double *dst);
+fl_status fl_item(const fl_tensor *t, double *out);
+
+/* ---- conversion and copies ---- */
+fl_status fl_to(const fl_tensor *t, fl_dtype dt, fl_device dev, fl_tensor **out);
+fl_status fl_cast(const fl_tensor *t, fl_dtype dt, fl_tensor **out);
+fl_status fl_to_device(const fl_tensor *t, fl_device dev, fl_tensor **out);
+fl_status fl_contiguous(const fl_tensor *t, fl_tensor **out);
+fl_status fl_clone(const fl_tensor *t, fl_tensor **out);
+fl_status fl_detach(const fl_tensor *t, fl_tensor **out);
+/* In-place: dst <- src (broadcast, cast, any device pair). */
+fl_status fl_copy_(fl_tensor *dst, const fl_tensor *src);
+fl_status fl_fill_(fl_tensor *t, double value);
+fl_status fl_zero_(fl_tensor *t);
+fl_status fl_uniform_(fl_tensor *t, double lo, double hi);
+fl_status fl_normal_(fl_tensor *t, double mean, double std);
+
+/* ---- views (share storage) ---- */
+fl_status fl_view(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor **out);
+fl_status fl_reshape(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor **out);
+fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out);
+fl_status fl_transpose(const fl_tensor *t, int d0, int d1, fl_tensor **out);
+fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, fl_tensor **out);
+fl_status fl_select(const fl_tensor *t, int dim, int64_t index, fl_tensor **out);
+fl_status fl_squeeze(const fl_tensor *t, int dim, fl_tensor **out); /* dim < 0 .. see FL_ALL_DIMS */
+fl_status fl_squeeze_all(const fl_tensor *t, fl_tensor **out);
+fl_status fl_unsqueeze(const fl_tensor *t, int dim, fl_tensor **out);
+fl_status fl_expand(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor **out);
+fl_status fl_flatten(const fl_tensor *t, int start, int stop, fl_tensor **out);
+fl_status fl_flip(const fl_tensor *t, int ndims, const int *dims, fl_tensor **out); /* copy */
+fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out);
+fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out);
+
+/* ---- elementwise ---- */
+typedef enum {
+  FL_NEG, FL_EXP, FL_LOG, FL_SQRT, FL_RSQRT, FL_ABS, FL_SIN, FL_COS, FL_TANH,
+  FL_SIGMOID, FL_RELU, FL_GELU, FL_GELU_TANH, FL_SILU, FL_SIGN, FL_LOGICAL_NOT,
+  FL_CLAMP, /* params[0], params[1]: min, max; NaN means none */
+  FL_NUNARY
+} fl_unary_op;
+typedef enum {
+  FL_ADD, FL_SUB, FL_MUL, FL_DIV, FL_POW, FL_MAXIMUM, FL_MINIMUM,
+  FL_EQ, FL_NE, FL_LT, FL_LE, FL_GT, FL_GE, FL_AND, FL_OR,
+  /* fused backward helpers: a = incoming gradient, b = the saved input or output */
+  FL_RELU_BACKWARD, FL_GELU_BACKWARD, FL_GELU_TANH_BACKWARD, FL_SILU_BACKWARD,
+  FL_SIGMOID_BACKWARD, FL_TANH_BACKWARD,
+  FL_NBINARY
+} fl_binary_op;
+const char *fl_unary_name(fl_unary_op op);
+const char *fl_binary_name(fl_binary_op op);
+fl_status fl_unary(fl_unary_op op, const fl_tensor *x, fl_tensor **out);
+fl_status fl_clamp(const fl_tensor *x, double lo, double hi, fl_tensor **out); /* NaN: no bound */
+fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+/* Tensor op number; reversed=true computes number op tensor. */
+fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out);
+fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out);
+fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+fl_status fl_lerp(const fl_tensor *a, const fl_tensor *b, const fl_tensor *w, fl_tensor **out);
+fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value, fl_tensor **out);
+/* In place: dst <- dst op src (broadcast src). Not recorded by autograd. */
+fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src);
+fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s);
+fl_status fl_unary_(fl_unary_op op, fl_tensor *x);
+fl_status fl_clamp_(fl_tensor *x, double lo, double hi);
+
+/* ---- reductions ---- */
+typedef enum { FL_RSUM, FL_RMEAN, FL_RPROD, FL_RMAX, FL_RMIN, FL_RARGMAX, FL_RARGMIN, FL_RVAR, FL_NREDUCE } fl_reduce_op;
+/* dims: bitmask of dims to reduce (0 means all). */
+fl_status fl_sum(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_mean(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_prod(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_var(const fl_tensor *x, uint32_t dims, double correction, bool keepdim, fl_tensor **out);
+fl_status fl_std(const fl_tensor *x, uint32_t dims, double correction, bool keepdim, fl_tensor **out);
+fl_status fl_amax(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_amin(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+/* One dim: values and i64 indices. */
+fl_status fl_max_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices);
+fl_status fl_min_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices);
+/* dim < 0: over the flattened tensor. */
+fl_status fl_argmax(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
+fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
+fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out);
+fl_status fl_softmax(const fl_tensor *x, int dim, fl_tensor **out);
+fl_status fl_log_softmax(const fl_tensor *x, int dim, fl_tensor **out);
+
+/* ---- linear algebra ---- */
+fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+fl_status fl_bmm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+fl_status fl_mm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+void fl_set_allow_tf32(bool on);
+bool fl_get_allow_tf32(void);
+
+/* ---- indexing (indices are i64 or i32, 0-based) ---- */
+fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out);
+fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
+fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out);
+fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out);
+
+/* ---- autograd ---- */
+bool fl_requires_grad(const fl_tensor *t);
+fl_status fl_set_requires_grad(fl_tensor *t, bool on);
+bool fl_is_leaf(const fl_tensor *t);
+fl_tensor *fl_grad(const fl_tensor *t); /* borrowed; NULL if none */
+fl_status fl_set_grad(fl_tensor *t, fl_tensor *g); /* g may be NULL */
+fl_status fl_retain_grad(fl_tensor *t);
+const char *fl_grad_fn_name(const fl_tensor *t);
+bool fl_grad_enabled(void);
+bool fl_set_grad_enabled(bool on); /* returns the previous mode */
+/* grad may be NULL for a single-element output. */
+fl_status fl_backward(fl_tensor *out, fl_tensor *grad, bool retain_graph);
+/* Gradients of outputs w.r.t. inputs, without touching .grad. grads[i] is NULL
+ * where an input is unreachable. grad_outputs may be NULL or hold NULLs. */
+fl_status fl_autograd_grad(int n_out, fl_tensor *const *outputs, fl_tensor *const *grad_outputs,
+                           int n_in, fl_tensor *const *inputs, bool retain_graph, fl_tensor **grads);
+/* A hook sees a tensor's gradient when it is computed; setting *replace (a new
+ * reference) replaces that gradient. A non-OK status aborts the backward pass. */
+typedef fl_status (*fl_hook_fn)(void *ud, fl_tensor *grad, fl_tensor **replace);
+fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

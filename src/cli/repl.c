@@ -1,0 +1,164 @@
+/* The read-eval-print loop. Same rules as lua.c: a line is first tried as
+ * "return <line>" so expressions print their values, then as a statement;
+ * a chunk whose syntax error ends at "<eof>" is incomplete and more lines
+ * are read. Differences: a chunk continued over several lines is also
+ * tried as an expression (so "flame.zeros(\n 3)" prints its value), Ctrl-C
+ * at the prompt drops the pending input, and EOF inside an incomplete chunk
+ * reports the real syntax error. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "cli.h"
+
+#define PROMPT1 "flame> "
+#define PROMPT2 "   ..> "
+#define EOFMARK "<eof>"
+#define CHUNKNAME "=stdin"
+
+enum { LOAD_EOF = -1, LOAD_INTERRUPTED = -2 };
+
+/* _PROMPT / _PROMPT2 override the prompts, as in lua. */
+static void push_prompt(lua_State *L, int firstline)
+{
+    if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushstring(L, firstline ? PROMPT1 : PROMPT2);
+    } else {
+        luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+    }
+}
+
+/* Reads a line and pushes it (LINE_OK); pushes nothing otherwise. */
+static int pushline(lua_State *L, int firstline)
+{
+    char *line;
+    int status;
+    push_prompt(L, firstline);
+    status = line_read(lua_tostring(L, -1), &line);
+    lua_pop(L, 1);
+    if (status != LINE_OK) return status;
+    if (firstline && line[0] == '=')  /* "=expr", kept from Lua 5.2 */
+        lua_pushfstring(L, "return %s", line + 1);
+    else
+        lua_pushstring(L, line);
+    free(line);
+    return LINE_OK;
+}
+
+static int is_incomplete(lua_State *L, int status)
+{
+    if (status == LUA_ERRSYNTAX) {
+        size_t len;
+        const char *msg = lua_tolstring(L, -1, &len);
+        size_t marklen = sizeof(EOFMARK) - 1;
+        return msg && len >= marklen && strcmp(msg + len - marklen, EOFMARK) == 0;
+    }
+    return 0;
+}
+
+/* Tries "return <line>;" on the line on top of the stack; on success the
+ * compiled function is pushed above the line. */
+static int addreturn(lua_State *L)
+{
+    const char *line = lua_tostring(L, -1);
+    const char *retline = lua_pushfstring(L, "return %s;", line);
+    int status = luaL_loadbuffer(L, retline, strlen(retline), CHUNKNAME);
+    if (status == LUA_OK) {
+        lua_remove(L, -2);
+        line_save(line);
+    } else {
+        lua_pop(L, 2);
+    }
+    return status;
+}
+
+/* Compiles the chunk at index 1 as a statement, reading continuation lines
+ * while it is incomplete. Leaves the function or the error on top. */
+static int multiline(lua_State *L)
+{
+    int first;
+    for (first = 1;; first = 0) {
+        size_t len;
+        const char *chunk;
+        int status, st;
+        /* the first line alone was already tried as an expression */
+        if (!first && addreturn(L) == LUA_OK) return LUA_OK;
+        chunk = lua_tolstring(L, 1, &len);
+        status = luaL_loadbuffer(L, chunk, len, CHUNKNAME);
+        if (!is_incomplete(L, status)) {
+            line_save(chunk);
+            return status;
+        }
+        st = pushline(L, 0);
+        if (st == LINE_EOF) {  /* report why the chunk is incomplete */
+            line_save(chunk);
+            return status;
+        }
+        if (st == LINE_INTERRUPTED) return LOAD_INTERRUPTED;
+        lua_remove(L, -2);  /* the "<eof>" error */
+        lua_pushliteral(L, "\n");
+        lua_insert(L, -2);
+        lua_concat(L, 3);  /* chunk .. "\n" .. line */
+    }
+}
+
+/* Leaves exactly the compiled function or the error message on the stack. */
+static int loadline(lua_State *L)
+{
+    int status;
+    lua_settop(L, 0);
+    status = pushline(L, 1);
+    if (status != LINE_OK) return status == LINE_EOF ? LOAD_EOF : LOAD_INTERRUPTED;
+    if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+    if (status == LOAD_INTERRUPTED) {
+        lua_settop(L, 0);
+        return status;
+    }
+    lua_remove(L, 1);
+    return status;
+}
+
+/* Prints the results through the global print, as lua does, so values use
+ * their __tostring (tensors print PyTorch-like) and print can be replaced. */
+static void print_results(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n > 0) {
+        luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+        lua_getglobal(L, "print");
+        lua_insert(L, 1);
+        if (lua_pcall(L, n, 0, 0) != LUA_OK)
+            cli_message(cli_progname, lua_pushfstring(L, "error calling 'print' (%s)",
+                                                      lua_tostring(L, -1)));
+    }
+}
+
+void cli_repl(lua_State *L)
+{
+    int status;
+    int tty = isatty(STDIN_FILENO);
+    const char *oldprogname = cli_progname;
+    cli_progname = NULL;  /* errors in the REPL are not prefixed */
+    line_init(L, tty);
+    while ((status = loadline(L)) != LOAD_EOF) {
+        if (status == LOAD_INTERRUPTED) continue;
+        if (status == LUA_OK) status = cli_docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK)
+            print_results(L);
+        else
+            cli_report(L, status);
+        fflush(stdout);  /* keep results and errors in order when piped */
+    }
+    lua_settop(L, 0);
+    if (tty) fputs("\n", stdout);  /* leave the shell prompt on its own line */
+    fflush(stdout);
+    line_close();
+    cli_progname = oldprogname;
+}

@@ -1,0 +1,147 @@
+/* Devices and the backend table per device type (dispatch). */
+#include "internal.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const fl_device FL_CPU_DEVICE = {FL_CPU, 0};
+static const fl_backend *backends[FL_NDEVTYPES];
+
+const fl_backend *fl_cpu_backend(void);
+#ifdef FLAME_HAVE_CUDA
+const fl_backend *fl_cuda_backend(void);
+#endif
+
+static void register_builtin(void) {
+  if (!backends[FL_CPU]) backends[FL_CPU] = fl_cpu_backend();
+#ifdef FLAME_HAVE_CUDA
+  if (!backends[FL_CUDA]) backends[FL_CUDA] = fl_cuda_backend();
+#endif
+}
+
+const fl_backend *fl_backend_for(fl_devtype t) {
+  register_builtin();
+  return (unsigned)t < FL_NDEVTYPES ? backends[t] : NULL;
+}
+
+void fl_register_backend(fl_devtype t, const fl_backend *b) {
+  register_builtin();
+  if ((unsigned)t < FL_NDEVTYPES) backends[t] = b;
+}
+
+static const char *devtype_name(fl_devtype t) { return t == FL_CUDA ? "cuda" : "cpu"; }
+
+void fl_device_name(fl_device d, char *buf, size_t n) {
+  if (d.type == FL_CPU) snprintf(buf, n, "cpu");
+  else snprintf(buf, n, "%s:%d", devtype_name(d.type), d.index);
+}
+
+bool fl_device_eq(fl_device a, fl_device b) { return a.type == b.type && (a.type == FL_CPU || a.index == b.index); }
+
+bool fl_device_available(fl_devtype t) {
+  const fl_backend *b = fl_backend_for(t);
+  return b && (!b->available || b->available());
+}
+
+int fl_device_count(fl_devtype t) {
+  const fl_backend *b = fl_backend_for(t);
+  if (!fl_device_available(t)) return 0;
+  return b->device_count ? b->device_count() : 1;
+}
+
+fl_status fl_device_parse(const char *name, fl_device *out) {
+  if (!strcmp(name, "cpu")) {
+    *out = FL_CPU_DEVICE;
+    return FL_OK;
+  }
+  if (!strncmp(name, "cuda", 4)) {
+    const char *p = name + 4;
+    long idx = 0;
+    if (*p == ':') {
+      char *end;
+      idx = strtol(p + 1, &end, 10);
+      if (end == p + 1 || *end || idx < 0) return fl_error(FL_EDEVICE, "bad device '%s' (expected cpu, cuda or cuda:N)", name);
+    } else if (*p) {
+      return fl_error(FL_EDEVICE, "bad device '%s' (expected cpu, cuda or cuda:N)", name);
+    }
+    out->type = FL_CUDA;
+    out->index = (int)idx;
+    return FL_OK;
+  }
+  return fl_error(FL_EDEVICE, "bad device '%s' (expected cpu, cuda or cuda:N)", name);
+}
+
+/* The backend for a device that exists: names the device when it does not. */
+static fl_status backend_for_device(const char *op, fl_device d, const fl_backend **out) {
+  char dn[32];
+  fl_device_name(d, dn, sizeof dn);
+  const fl_backend *b = fl_backend_for(d.type);
+  if (!b) return fl_error(FL_EDEVICE, "%s: device %s is not built into this FLAME (no CUDA backend compiled)", op, dn);
+  if (b->available && !b->available()) return fl_error(FL_EDEVICE, "%s: device %s is not available (no GPU found)", op, dn);
+  if (d.type != FL_CPU && d.index >= fl_device_count(d.type))
+    return fl_error(FL_EDEVICE, "%s: device %s does not exist (%d device(s))", op, dn, fl_device_count(d.type));
+  *out = b;
+  return FL_OK;
+}
+
+fl_status fl_backend_of(const char *op, const fl_tensor *t, const fl_backend **out) {
+  return backend_for_device(op, t->storage->device, out);
+}
+
+fl_status fl_unsupported(const char *op, const fl_tensor *t) {
+  fl_desc d = fl_describe(t);
+  char dn[32];
+  fl_device_name(t->storage->device, dn, sizeof dn);
+  return fl_error(FL_EUNSUPPORTED, "%s: not implemented on %s (input %s)", op, dn, d.s);
+}
+
+fl_status fl_synchronize(fl_device d) {
+  const fl_backend *b = NULL;
+  FL_TRY(backend_for_device("synchronize", d, &b));
+  return b->synchronize ? b->synchronize(d) : FL_OK;
+}
+
+fl_status fl_memory_stats_get(fl_device d, fl_memory_stats *out) {
+  const fl_backend *b = NULL;
+  FL_TRY(backend_for_device("memory_stats", d, &b));
+  memset(out, 0, sizeof *out);
+  return b->memory_stats ? b->memory_stats(d, out) : FL_OK;
+}
+
+fl_status fl_empty_cache(fl_device d) {
+  const fl_backend *b = NULL;
+  FL_TRY(backend_for_device("empty_cache", d, &b));
+  return b->empty_cache ? b->empty_cache(d) : FL_OK;
+}
+
+/* ---- allocation with the host's OOM handler and collector pacing ---- */
+static fl_oom_handler oom_fn;
+static void *oom_ud;
+static fl_alloc_observer obs_fn;
+static void *obs_ud;
+
+void fl_set_oom_handler(fl_oom_handler fn, void *ud) {
+  oom_fn = fn;
+  oom_ud = ud;
+}
+void fl_set_alloc_observer(fl_alloc_observer fn, void *ud) {
+  obs_fn = fn;
+  obs_ud = ud;
+}
+
+fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr) {
+  const fl_backend *b = NULL;
+  FL_TRY(backend_for_device("alloc", dev, &b));
+  fl_status s = b->alloc(dev, nbytes, ptr);
+  if (s == FL_ENOMEM && oom_fn) { /* let the host free unreachable tensors, then retry once */
+    oom_fn(oom_ud, nbytes);
+    s = b->alloc(dev, nbytes, ptr);
+  }
+  if (s == FL_OK && obs_fn) obs_fn(obs_ud, nbytes);
+  return s;
+}
+
+void fl_device_free(fl_device dev, void *ptr, size_t nbytes) {
+  const fl_backend *b = fl_backend_for(dev.type);
+  if (b && ptr) b->free(dev, ptr, nbytes);
+}

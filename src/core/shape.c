@@ -1,0 +1,82 @@
+/* Shape rules: dim normalisation, NumPy broadcasting, and the one gradient
+ * reduction that sums a broadcast gradient back to an input's shape. */
+#include "internal.h"
+#include <string.h>
+
+fl_status fl_norm_dim(const char *op, const fl_tensor *t, int dim, int extra, int *out) {
+  int n = t->ndim + extra;
+  int d = dim < 0 ? dim + n : dim;
+  if (d < 0 || d >= (n ? n : 1)) {
+    fl_desc ds = fl_describe(t);
+    return fl_error(FL_EINVAL, "%s: dim %d out of range for %s (expected %d..%d, 0-based)", op, dim, ds.s,
+                    -(n ? n : 1), (n ? n : 1) - 1);
+  }
+  *out = d;
+  return FL_OK;
+}
+
+fl_status fl_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b, int *nout,
+                              int64_t *out) {
+  int n = na > nb ? na : nb;
+  for (int i = 0; i < n; i++) {
+    int ia = i - (n - na), ib = i - (n - nb);
+    int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da != db && da != 1 && db != 1) {
+      char sa[128], sb[128];
+      return fl_error(FL_ESHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)", op,
+                      fl_dims_str(na, a, sa, sizeof sa), fl_dims_str(nb, b, sb, sizeof sb), i, (long long)da,
+                      (long long)db);
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  *nout = n;
+  return FL_OK;
+}
+
+bool fl_same_shape(const fl_tensor *a, const fl_tensor *b) {
+  return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * a->ndim);
+}
+
+fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape) {
+  int64_t stride[FL_MAX_DIMS];
+  for (int i = 0; i < ndim; i++) {
+    int j = i - (ndim - t->ndim);
+    stride[i] = (j >= 0 && t->shape[j] == shape[i]) ? t->stride[j] : 0;
+  }
+  return fl_alias(t, ndim, shape, stride, t->offset);
+}
+
+fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out) {
+  if (g->ndim == ndim && !memcmp(g->shape, shape, sizeof(int64_t) * ndim)) {
+    *out = fl_retain((fl_tensor *)g);
+    return FL_OK;
+  }
+  int lead = g->ndim - ndim;
+  uint32_t mask = 0;
+  for (int i = 0; i < g->ndim; i++) {
+    int j = i - lead;
+    if (j < 0 || (shape[j] == 1 && g->shape[i] != 1)) mask |= 1u << i;
+    else if (shape[j] != g->shape[i]) {
+      char sa[128], sb[128];
+      return fl_error(FL_ESHAPE, "gradient of shape %s cannot be reduced to input shape %s",
+                      fl_shape_str(g, sa, sizeof sa), fl_dims_str(ndim, shape, sb, sizeof sb));
+    }
+  }
+  if (lead < 0) {
+    char sa[128], sb[128];
+    return fl_error(FL_ESHAPE, "gradient of shape %s has fewer dims than input shape %s",
+                    fl_shape_str(g, sa, sizeof sa), fl_dims_str(ndim, shape, sb, sizeof sb));
+  }
+  fl_tensor *s;
+  if (mask) FL_TRY(fl_sum(g, mask, true, &s));
+  else s = fl_retain((fl_tensor *)g);
+  fl_status st = fl_reshape(s, ndim, shape, out);
+  fl_release(s);
+  return st;
+}
+
+fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tensor *b) {
+  if (fl_device_eq(a->storage->device, b->storage->device)) return FL_OK;
+  fl_desc da = fl_describe(a), db = fl_describe(b);
+  return fl_error(FL_EDEVICE, "%s: expected all tensors on one device, got %s and %s", op, da.s, db.s);
+}

@@ -1,0 +1,126 @@
+/* Storage (refcounted device memory) and tensors (views over a storage). */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
+  fl_storage *s = calloc(1, sizeof *s);
+  if (!s) return fl_error(FL_ENOMEM, "out of host memory for a storage header");
+  s->refcount = 1;
+  s->device = dev;
+  s->nbytes = nbytes;
+  if (nbytes) {
+    fl_status st = fl_device_alloc(dev, nbytes, &s->data);
+    if (st != FL_OK) {
+      free(s);
+      return st;
+    }
+  }
+  *out = s;
+  return FL_OK;
+}
+
+void fl_storage_release(fl_storage *s) {
+  if (!s || --s->refcount > 0) return;
+  fl_device_free(s->device, s->data, s->nbytes);
+  free(s);
+}
+
+void fl_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+  int64_t acc = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    stride[i] = acc;
+    acc *= shape[i] > 0 ? shape[i] : 1;
+  }
+}
+
+int64_t fl_shape_numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
+static fl_status check_shape(int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "a tensor has at most %d dims, got %d", FL_MAX_DIMS, ndim);
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0) {
+      char b[128];
+      return fl_error(FL_ESHAPE, "negative size in shape %s", fl_dims_str(ndim, shape, b, sizeof b));
+    }
+  }
+  return FL_OK;
+}
+
+fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *shape, fl_tensor **out) {
+  FL_TRY(check_shape(ndim, shape));
+  if ((unsigned)dt >= FL_NDTYPES) return fl_error(FL_EDTYPE, "bad dtype %d", (int)dt);
+  fl_tensor *t = calloc(1, sizeof *t);
+  if (!t) return fl_error(FL_ENOMEM, "out of host memory for a tensor header");
+  int64_t n = fl_shape_numel(ndim, shape);
+  fl_status st = fl_storage_new(dev, (size_t)n * fl_dtype_size(dt), &t->storage);
+  if (st != FL_OK) {
+    free(t);
+    return st;
+  }
+  t->refcount = 1;
+  t->dtype = dt;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+  fl_contiguous_strides(ndim, t->shape, t->stride);
+  *out = t;
+  return FL_OK;
+}
+
+fl_tensor *fl_alias(const fl_tensor *src, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
+  fl_tensor *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->refcount = 1;
+  t->storage = src->storage;
+  src->storage->refcount++;
+  t->dtype = src->dtype;
+  t->ndim = ndim;
+  for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+  if (stride) /* NULL: contiguous */
+    for (int i = 0; i < ndim; i++) t->stride[i] = stride[i];
+  else
+    fl_contiguous_strides(ndim, t->shape, t->stride);
+  t->offset = offset;
+  return t;
+}
+
+fl_tensor *fl_retain(fl_tensor *t) {
+  if (t) t->refcount++;
+  return t;
+}
+
+void fl_release(fl_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  fl_autograd_tensor_freed(t);
+  fl_release(t->grad);
+  fl_storage_release(t->storage);
+  free(t);
+}
+
+int fl_ndim(const fl_tensor *t) { return t->ndim; }
+const int64_t *fl_shape(const fl_tensor *t) { return t->shape; }
+const int64_t *fl_strides(const fl_tensor *t) { return t->stride; }
+int64_t fl_offset(const fl_tensor *t) { return t->offset; }
+int64_t fl_numel(const fl_tensor *t) { return fl_shape_numel(t->ndim, t->shape); }
+fl_dtype fl_dtype_of(const fl_tensor *t) { return t->dtype; }
+fl_device fl_device_of(const fl_tensor *t) { return t->storage->device; }
+bool fl_same_storage(const fl_tensor *a, const fl_tensor *b) { return a->storage == b->storage; }
+
+bool fl_is_contiguous(const fl_tensor *t) {
+  int64_t acc = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] == 1) continue;
+    if (t->stride[i] != acc) return false;
+    acc *= t->shape[i];
+  }
+  return true;
+}
+
+fl_opts fl_default_opts(void) {
+  fl_opts o = {FL_F32, {FL_CPU, 0}, false};
+  return o;
+}

@@ -1,0 +1,80 @@
+/* The CPU backend table and host memory (aligned, counted). */
+#include "cpu.h"
+#include <stdlib.h>
+#include <string.h>
+
+fl_status fl_cpu_copy(fl_tensor *dst, const fl_tensor *src);
+fl_status fl_cpu_fill(fl_tensor *out, double value);
+fl_status fl_cpu_arange(fl_tensor *out, double start, double step);
+fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64_t offset, double a, double b);
+fl_status fl_cpu_unary(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1);
+fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status fl_cpu_where(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
+fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param);
+fl_status fl_cpu_cumsum(fl_tensor *out, const fl_tensor *x, int dim);
+fl_status fl_cpu_softmax(fl_tensor *out, const fl_tensor *x, int dim, bool log);
+fl_status fl_cpu_matmul(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
+fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+
+static fl_memory_stats stats;
+
+static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
+  size_t rounded = (nbytes + 63) & ~(size_t)63; /* 64-byte alignment for SIMD */
+  *ptr = aligned_alloc(64, rounded ? rounded : 64);
+  if (!*ptr) {
+    stats.num_ooms++;
+    return fl_error(FL_ENOMEM, "out of host memory allocating %zu bytes (%lld bytes held by tensors)", nbytes,
+                    (long long)stats.allocated);
+  }
+  stats.allocated += (int64_t)nbytes;
+  stats.reserved = stats.allocated;
+  if (stats.allocated > stats.peak) stats.peak = stats.allocated;
+  stats.num_allocs++;
+  return FL_OK;
+}
+
+static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
+  free(ptr);
+  stats.allocated -= (int64_t)nbytes;
+  stats.reserved = stats.allocated;
+  stats.num_frees++;
+}
+
+static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {
+  if (n) memcpy(dst, src, n);
+  return FL_OK;
+}
+
+static fl_status cpu_memory_stats(fl_device dev, fl_memory_stats *out) {
+  *out = stats;
+  return FL_OK;
+}
+
+static const fl_backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memcpy_h2d = cpu_memcpy,
+    .memcpy_d2h = cpu_memcpy,
+    .memory_stats = cpu_memory_stats,
+    .copy = fl_cpu_copy,
+    .fill = fl_cpu_fill,
+    .arange = fl_cpu_arange,
+    .random = fl_cpu_random,
+    .unary = fl_cpu_unary,
+    .binary = fl_cpu_binary,
+    .where = fl_cpu_where,
+    .reduce = fl_cpu_reduce,
+    .cumsum = fl_cpu_cumsum,
+    .softmax = fl_cpu_softmax,
+    .matmul = fl_cpu_matmul,
+    .index_select = fl_cpu_index_select,
+    .index_add = fl_cpu_index_add,
+    .gather = fl_cpu_gather,
+    .scatter_add = fl_cpu_scatter_add,
+};
+
+const fl_backend *fl_cpu_backend(void) { return &cpu_backend; }

@@ -1,0 +1,125 @@
+/* Binding helpers shared by every Lua-facing function. */
+#include "lflame.h"
+#include <string.h>
+
+int lfl_error(lua_State *L) { return luaL_error(L, "%s", fl_last_error()); }
+
+void lfl_push(lua_State *L, fl_tensor *t) {
+  fl_tensor **box = lua_newuserdatauv(L, sizeof *box, 1);
+  *box = t;
+  luaL_setmetatable(L, LFL_TENSOR);
+}
+
+fl_tensor *lfl_test(lua_State *L, int idx) {
+  fl_tensor **box = luaL_testudata(L, idx, LFL_TENSOR);
+  return box ? *box : NULL;
+}
+
+fl_tensor *lfl_check(lua_State *L, int idx) {
+  fl_tensor *t = lfl_test(L, idx);
+  if (!t) luaL_typeerror(L, idx, "flame tensor");
+  return t;
+}
+
+fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
+  fl_tensor *t = lfl_test(L, idx);
+  if (t) return fl_retain(t);
+  if (!lua_isnumber(L, idx) && !lua_isboolean(L, idx)) luaL_typeerror(L, idx, "flame tensor or number");
+  double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
+  fl_opts o = fl_default_opts();
+  if (like) {
+    o.device = fl_device_of(like);
+    o.dtype = fl_dtype_of(like);
+    if (!fl_dtype_is_float(o.dtype) && (lua_isnumber(L, idx) && !lua_isinteger(L, idx))) o.dtype = FL_F32;
+  }
+  fl_tensor *r;
+  LFL_CHECK(L, fl_scalar(v, o, &r));
+  return r;
+}
+
+
+static void opt_dtype(lua_State *L, int idx, fl_opts *o) {
+  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
+    if (!lua_isstring(L, -1)) luaL_error(L, "options: dtype must be a string like \"f32\"");
+    LFL_CHECK(L, fl_dtype_parse(lua_tostring(L, -1), &o->dtype));
+  }
+  lua_pop(L, 1);
+}
+
+fl_opts lfl_opts(lua_State *L, int idx, fl_opts o) {
+  if (idx == 0 || lua_isnoneornil(L, idx)) return o;
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  opt_dtype(L, idx, &o);
+  if (lua_getfield(L, idx, "device") != LUA_TNIL) {
+    if (!lua_isstring(L, -1)) luaL_error(L, "options: device must be a string like \"cuda\"");
+    LFL_CHECK(L, fl_device_parse(lua_tostring(L, -1), &o.device));
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, idx, "requires_grad") != LUA_TNIL) o.requires_grad = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return o;
+}
+
+static int64_t size_at(lua_State *L, int idx) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  if (!ok) luaL_error(L, "shape: expected integer sizes, got %s", luaL_typename(L, idx));
+  if (v < 0) luaL_error(L, "shape: negative size %d", (int)v);
+  return v;
+}
+
+int lfl_shape(lua_State *L, int first, int last, int64_t *shape) {
+  if (first <= last && lua_type(L, first) == LUA_TTABLE) {
+    int n = (int)lua_rawlen(L, first);
+    if (n > FL_MAX_DIMS) luaL_error(L, "shape: at most %d dims, got %d", FL_MAX_DIMS, n);
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, first, i + 1);
+      shape[i] = size_at(L, -1);
+      lua_pop(L, 1);
+    }
+    return n;
+  }
+  int n = last - first + 1;
+  if (n > FL_MAX_DIMS) luaL_error(L, "shape: at most %d dims, got %d", FL_MAX_DIMS, n);
+  for (int i = 0; i < n; i++) shape[i] = size_at(L, first + i);
+  return n < 0 ? 0 : n;
+}
+
+int lfl_dim_value(lua_State *L, lua_Integer d) {
+  if (d == 0) luaL_error(L, "dim 0 is invalid: dims are 1-based (use 1 for the first, -1 for the last)");
+  return d > 0 ? (int)(d - 1) : (int)d;
+}
+
+int lfl_dim(lua_State *L, int idx, int ndim) {
+  (void)ndim;
+  return lfl_dim_value(L, luaL_checkinteger(L, idx));
+}
+
+static int norm_dim_or_error(lua_State *L, lua_Integer d, const fl_tensor *t) {
+  int c = lfl_dim_value(L, d);
+  int n = fl_ndim(t) ? fl_ndim(t) : 1;
+  int r = c < 0 ? c + n : c;
+  if (r < 0 || r >= n) {
+    char b[96];
+    luaL_error(L, "dim %d out of range for a tensor of shape %s (expected 1..%d or -%d..-1)", (int)d,
+               fl_shape_str(t, b, sizeof b), n, n);
+  }
+  return r;
+}
+
+uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (lua_isinteger(L, idx)) return fl_ndim(t) ? 1u << norm_dim_or_error(L, lua_tointeger(L, idx), t) : 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  uint32_t m = 0;
+  int n = (int)lua_rawlen(L, idx);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_isinteger(L, -1)) luaL_error(L, "dims: expected integers, got %s", luaL_typename(L, -1));
+    if (fl_ndim(t)) m |= 1u << norm_dim_or_error(L, lua_tointeger(L, -1), t);
+    lua_pop(L, 1);
+  }
+  if (n == 0) luaL_error(L, "dims: empty table (pass nil to reduce over all dims)");
+  return m;
+}

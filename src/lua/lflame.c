@@ -1,0 +1,456 @@
+/* luaopen_flame: the module table, creation functions, autograd and devices. */
+#include "lflame.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char *const fl_lua_sources[][2];
+lua_State *lfl_hook_state(lua_State *L);
+
+/* ---- flame.tensor(nested table or number, opts) ---- */
+typedef struct {
+  int ndim;
+  int64_t shape[FL_MAX_DIMS];
+  bool any_float, any_bool, any_number;
+} nest_info;
+
+static void nest_shape(lua_State *L, int idx, int d, nest_info *ni) {
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    if (d == 0) ni->ndim = 0;
+    return;
+  }
+  if (d >= FL_MAX_DIMS) luaL_error(L, "flame.tensor: nested deeper than %d dims", FL_MAX_DIMS);
+  ni->ndim = d + 1;
+  ni->shape[d] = (int64_t)lua_rawlen(L, idx);
+  if (ni->shape[d] > 0) {
+    lua_rawgeti(L, idx, 1);
+    nest_shape(L, lua_gettop(L), d + 1, ni);
+    lua_pop(L, 1);
+  }
+}
+
+static void nest_fill(lua_State *L, int idx, int d, nest_info *ni, double *out, int64_t *pos, char *path, size_t plen) {
+  int64_t n = (int64_t)lua_rawlen(L, idx);
+  if (n != ni->shape[d]) luaL_error(L, "flame.tensor: ragged table at %s: expected %d entries, got %d", path[0] ? path : "top level", (int)ni->shape[d], (int)n);
+  for (int64_t i = 1; i <= n; i++) {
+    size_t l = strlen(path);
+    snprintf(path + l, plen - l, "[%lld]", (long long)i);
+    lua_rawgeti(L, idx, i);
+    if (d + 1 < ni->ndim) {
+      if (!lua_istable(L, -1)) luaL_error(L, "flame.tensor: element %s is a %s, expected a table", path, luaL_typename(L, -1));
+      nest_fill(L, lua_gettop(L), d + 1, ni, out, pos, path, plen);
+    } else if (lua_isboolean(L, -1)) {
+      ni->any_bool = true;
+      out[(*pos)++] = lua_toboolean(L, -1);
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      ni->any_number = true;
+      if (!lua_isinteger(L, -1)) ni->any_float = true;
+      out[(*pos)++] = lua_tonumber(L, -1);
+    } else {
+      luaL_error(L, "flame.tensor: element %s is a %s, expected a number", path, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    path[l] = 0;
+  }
+}
+
+static int f_tensor(lua_State *L) {
+  fl_tensor *src = lfl_test(L, 1);
+  if (src) { /* flame.tensor(t, opts) copies */
+    fl_opts o = {fl_dtype_of(src), fl_device_of(src), false};
+    o = lfl_opts(L, 2, o);
+    fl_tensor *r, *c;
+    LFL_CHECK(L, fl_to(src, o.dtype, o.device, &r));
+    fl_status st = fl_clone(r, &c);
+    fl_release(r);
+    LFL_CHECK(L, st);
+    fl_tensor *d;
+    st = fl_detach(c, &d);
+    fl_release(c);
+    LFL_CHECK(L, st);
+    if (o.requires_grad) fl_set_requires_grad(d, true);
+    lfl_push(L, d);
+    return 1;
+  }
+  nest_info ni = {0};
+  if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER && !lua_isboolean(L, 1))
+    return luaL_error(L, "flame.tensor: expected a number, a boolean or a nested table, got %s", luaL_typename(L, 1));
+  lua_settop(L, 2);
+  fl_opts o = fl_default_opts();
+  bool has_dtype = false;
+  if (lua_istable(L, 2)) {
+    has_dtype = lua_getfield(L, 2, "dtype") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  nest_shape(L, 1, 0, &ni);
+  int64_t n = 1;
+  for (int i = 0; i < ni.ndim; i++) n *= ni.shape[i];
+  double *buf = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
+  int64_t pos = 0;
+  if (ni.ndim == 0) {
+    ni.any_bool = lua_isboolean(L, 1);
+    ni.any_float = lua_type(L, 1) == LUA_TNUMBER && !lua_isinteger(L, 1);
+    ni.any_number = !ni.any_bool;
+    buf[0] = ni.any_bool ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+  } else {
+    char path[256] = "";
+    nest_fill(L, 1, 0, &ni, buf, &pos, path, sizeof path);
+  }
+  if (ni.any_bool && ni.any_number) return luaL_error(L, "flame.tensor: mixes booleans and numbers");
+  o.dtype = ni.any_bool ? FL_BOOL : (ni.any_float || n == 0) ? FL_F32 : FL_I64; /* as torch.tensor infers */
+  o = lfl_opts(L, 2, o);
+  (void)has_dtype;
+  fl_tensor *t;
+  LFL_CHECK(L, fl_from_doubles(buf, ni.ndim, ni.shape, o, &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+/* ---- shape-taking creators: f(shape..., opts?) ---- */
+/* The trailing options table, if any: a table with no array part that has
+ * keys, or any table after a shape (a lone {} is the 0-dim shape). */
+static int opts_index(lua_State *L, int first) {
+  int top = lua_gettop(L);
+  if (top < first || lua_type(L, top) != LUA_TTABLE || lua_rawlen(L, top) != 0) return 0;
+  lua_pushnil(L);
+  bool has_keys = lua_next(L, top) != 0;
+  if (has_keys) lua_pop(L, 2);
+  return (has_keys || top > first) ? top : 0;
+}
+
+static int shape_and_opts(lua_State *L, int first, int64_t *shape, fl_opts *o) {
+  int oi = opts_index(L, first);
+  *o = oi ? lfl_opts(L, oi, fl_default_opts()) : fl_default_opts();
+  return lfl_shape(L, first, oi ? oi - 1 : lua_gettop(L), shape);
+}
+
+typedef fl_status (*creator)(int, const int64_t *, fl_opts, fl_tensor **);
+static int create(lua_State *L, creator fn) {
+  int64_t shape[FL_MAX_DIMS];
+  fl_opts o;
+  int nd = shape_and_opts(L, 1, shape, &o);
+  fl_tensor *t;
+  LFL_CHECK(L, fn(nd, shape, o, &t));
+  lfl_push(L, t);
+  return 1;
+}
+static int f_zeros(lua_State *L) { return create(L, fl_zeros); }
+static int f_ones(lua_State *L) { return create(L, fl_ones); }
+static int f_empty(lua_State *L) { return create(L, fl_empty); }
+static int f_rand(lua_State *L) { return create(L, fl_rand); }
+static int f_randn(lua_State *L) { return create(L, fl_randn); }
+
+static int f_full(lua_State *L) {
+  int64_t shape[FL_MAX_DIMS];
+  int nd = lfl_shape(L, 1, 1, shape);
+  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+  fl_opts o = fl_default_opts();
+  if (lua_isboolean(L, 2)) o.dtype = FL_BOOL;
+  else if (lua_isinteger(L, 2)) o.dtype = FL_I64;
+  o = lfl_opts(L, 3, o);
+  fl_tensor *t;
+  LFL_CHECK(L, fl_full(nd, shape, v, o, &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+static int f_arange(lua_State *L) {
+  int top = lua_gettop(L);
+  int nopt = (top >= 1 && lua_istable(L, top)) ? top : 0;
+  int nnum = nopt ? top - 1 : top;
+  double start = 0, stop, step = 1;
+  if (nnum == 1) stop = luaL_checknumber(L, 1);
+  else start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2), step = luaL_optnumber(L, 3, 1);
+  fl_opts o = fl_default_opts();
+  bool ints = true;
+  for (int i = 1; i <= nnum; i++) ints = ints && lua_isinteger(L, i);
+  o.dtype = ints ? FL_I64 : FL_F32;
+  o = lfl_opts(L, nopt, o);
+  fl_tensor *t;
+  LFL_CHECK(L, fl_arange(start, stop, step, o, &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+static int f_linspace(lua_State *L) {
+  fl_tensor *t;
+  LFL_CHECK(L, fl_linspace(luaL_checknumber(L, 1), luaL_checknumber(L, 2), luaL_checkinteger(L, 3),
+                           lfl_opts(L, 4, fl_default_opts()), &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+static int f_eye(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  int oi = 2;
+  lua_Integer m = n;
+  if (lua_isinteger(L, 2)) m = lua_tointeger(L, 2), oi = 3;
+  fl_tensor *t;
+  LFL_CHECK(L, fl_eye(n, m, lfl_opts(L, oi, fl_default_opts()), &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+static int f_randint(lua_State *L) {
+  lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+  int64_t shape[FL_MAX_DIMS];
+  int nd = lfl_shape(L, 3, 3, shape);
+  fl_opts o = fl_default_opts();
+  o.dtype = FL_I64;
+  o = lfl_opts(L, 4, o);
+  fl_tensor *t;
+  LFL_CHECK(L, fl_randint(lo, hi, nd, shape, o, &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+/* zeros_like(t, opts) and friends */
+static int like(lua_State *L) {
+  fl_tensor *src = lfl_check(L, 1), *t;
+  fl_opts o = {fl_dtype_of(src), fl_device_of(src), false};
+  int which = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int oi = which == 5 ? 3 : 2;
+  o = lfl_opts(L, oi, o);
+  fl_status st;
+  switch (which) {
+    case 0: st = fl_zeros(fl_ndim(src), fl_shape(src), o, &t); break;
+    case 1: st = fl_ones(fl_ndim(src), fl_shape(src), o, &t); break;
+    case 2: st = fl_empty(fl_ndim(src), fl_shape(src), o, &t); break;
+    case 3: st = fl_rand(fl_ndim(src), fl_shape(src), o, &t); break;
+    case 4: st = fl_randn(fl_ndim(src), fl_shape(src), o, &t); break;
+    default: st = fl_full(fl_ndim(src), fl_shape(src), luaL_checknumber(L, 2), o, &t); break;
+  }
+  LFL_CHECK(L, st);
+  lfl_push(L, t);
+  return 1;
+}
+
+/* ---- lists of tensors ---- */
+static int tensor_list(lua_State *L, int idx, fl_tensor ***out) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  int n = (int)lua_rawlen(L, idx);
+  fl_tensor **ts = lua_newuserdatauv(L, sizeof *ts * (size_t)(n ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    ts[i] = lfl_test(L, -1);
+    if (!ts[i]) luaL_error(L, "expected a list of tensors, element %d is a %s", i + 1, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  *out = ts;
+  return n;
+}
+
+static int join(lua_State *L, bool stack) {
+  fl_tensor **ts, *r;
+  int n = tensor_list(L, 1, &ts);
+  int dim = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, 0);
+  LFL_CHECK(L, (stack ? fl_stack : fl_cat)(n, ts, dim, &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int f_cat(lua_State *L) { return join(L, false); }
+static int f_stack(lua_State *L) { return join(L, true); }
+
+static int f_where(lua_State *L) {
+  fl_tensor *c = lfl_check(L, 1);
+  fl_tensor *a = lfl_test(L, 2), *b = lfl_test(L, 3);
+  const fl_tensor *like_t = a ? a : b;
+  fl_tensor *ta = lfl_operand(L, 2, like_t), *tb = lfl_operand(L, 3, like_t), *r;
+  fl_status st = fl_where(c, ta, tb, &r);
+  fl_release(ta);
+  fl_release(tb);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+/* ---- random ---- */
+static int f_manual_seed(lua_State *L) {
+  fl_manual_seed((uint64_t)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+/* ---- autograd ---- */
+static int f_no_grad(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  bool prev = fl_set_grad_enabled(false);
+  int base = 1, n = lua_gettop(L) - 1;
+  int st = lua_pcall(L, n, LUA_MULTRET, 0);
+  fl_set_grad_enabled(prev);
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - base + 1;
+}
+static int f_set_grad_enabled(lua_State *L) {
+  lua_pushboolean(L, fl_set_grad_enabled(lua_toboolean(L, 1)));
+  return 1;
+}
+static int f_is_grad_enabled(lua_State *L) { return lua_pushboolean(L, fl_grad_enabled()), 1; }
+
+/* Runs backward-like calls with the hook thread set, so Lua hooks run on L. */
+static int f_grad(lua_State *L) {
+  fl_tensor **outs, **ins, **gos = NULL;
+  bool single_in = lfl_test(L, 2) != NULL;
+  int no, ni, ngo = 0;
+  if (lfl_test(L, 1)) lua_newtable(L), lua_pushvalue(L, 1), lua_rawseti(L, -2, 1), lua_replace(L, 1);
+  if (single_in) lua_newtable(L), lua_pushvalue(L, 2), lua_rawseti(L, -2, 1), lua_replace(L, 2);
+  if (lfl_test(L, 3)) lua_newtable(L), lua_pushvalue(L, 3), lua_rawseti(L, -2, 1), lua_replace(L, 3);
+  no = tensor_list(L, 1, &outs);
+  ni = tensor_list(L, 2, &ins);
+  if (lua_istable(L, 3) && lua_rawlen(L, 3) > 0) {
+    ngo = tensor_list(L, 3, &gos);
+    if (ngo != no) return luaL_error(L, "autograd.grad: %d outputs but %d grad_outputs", no, ngo);
+  }
+  bool retain = false;
+  int oi = lua_istable(L, 4) ? 4 : (lua_istable(L, 3) && lua_rawlen(L, 3) == 0 ? 3 : 0);
+  if (oi) lua_getfield(L, oi, "retain_graph"), retain = lua_toboolean(L, -1), lua_pop(L, 1);
+  fl_tensor **grads = lua_newuserdatauv(L, sizeof *grads * (size_t)(ni ? ni : 1), 0);
+  lua_State *prev = lfl_hook_state(L);
+  fl_status st = fl_autograd_grad(no, outs, gos, ni, ins, retain, grads);
+  lfl_hook_state(prev);
+  LFL_CHECK(L, st);
+  if (single_in) {
+    if (grads[0]) lfl_push(L, grads[0]);
+    else lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, ni, 0);
+  for (int i = 0; i < ni; i++) {
+    if (!grads[i]) continue;
+    lfl_push(L, grads[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* ---- devices ---- */
+static int f_cuda_is_available(lua_State *L) { return lua_pushboolean(L, fl_device_available(FL_CUDA)), 1; }
+static int f_cuda_device_count(lua_State *L) { return lua_pushinteger(L, fl_device_count(FL_CUDA)), 1; }
+static fl_device cuda_arg(lua_State *L, int idx) {
+  fl_device d = {FL_CUDA, 0};
+  if (lua_type(L, idx) == LUA_TSTRING) LFL_CHECK(L, fl_device_parse(lua_tostring(L, idx), &d));
+  else if (lua_isinteger(L, idx)) d.index = (int)lua_tointeger(L, idx);
+  return d;
+}
+static int f_cuda_synchronize(lua_State *L) {
+  LFL_CHECK(L, fl_synchronize(cuda_arg(L, 1)));
+  return 0;
+}
+static void push_stats(lua_State *L, fl_device d) {
+  fl_memory_stats s;
+  LFL_CHECK(L, fl_memory_stats_get(d, &s));
+  lua_createtable(L, 0, 7);
+#define F(k) lua_pushinteger(L, s.k), lua_setfield(L, -2, #k)
+  F(allocated);
+  F(reserved);
+  F(peak);
+  F(num_allocs);
+  F(num_frees);
+  F(num_cache_hits);
+  F(num_ooms);
+#undef F
+}
+static int f_cuda_memory_stats(lua_State *L) {
+  push_stats(L, cuda_arg(L, 1));
+  return 1;
+}
+static int f_cuda_empty_cache(lua_State *L) {
+  LFL_CHECK(L, fl_empty_cache(cuda_arg(L, 1)));
+  return 0;
+}
+static int f_cuda_allow_tf32(lua_State *L) {
+  bool prev = fl_get_allow_tf32();
+  if (!lua_isnone(L, 1)) fl_set_allow_tf32(lua_toboolean(L, 1));
+  lua_pushboolean(L, prev);
+  return 1;
+}
+/* flame.memory_stats(device?) for any device, cpu included */
+static int f_memory_stats(lua_State *L) {
+  fl_device d = FL_CPU_DEVICE;
+  if (!lua_isnoneornil(L, 1)) LFL_CHECK(L, fl_device_parse(luaL_checkstring(L, 1), &d));
+  push_stats(L, d);
+  return 1;
+}
+
+static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on this thread */
+  lua_State *prev = lfl_hook_state(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  int st = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  lfl_hook_state(prev);
+  if (st != LUA_OK) return lua_error(L);
+  return 0;
+}
+
+static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
+
+static const luaL_Reg functions[] = {
+    {"tensor", f_tensor},     {"zeros", f_zeros},     {"ones", f_ones},
+    {"empty", f_empty},       {"full", f_full},       {"arange", f_arange},
+    {"linspace", f_linspace}, {"eye", f_eye},         {"rand", f_rand},
+    {"randn", f_randn},       {"randint", f_randint}, {"cat", f_cat},
+    {"stack", f_stack},       {"where", f_where},     {"manual_seed", f_manual_seed},
+    {"no_grad", f_no_grad},   {"set_grad_enabled", f_set_grad_enabled},
+    {"is_grad_enabled", f_is_grad_enabled}, {"memory_stats", f_memory_stats},
+    {"is_tensor", f_is_tensor}, {NULL, NULL}};
+
+static const luaL_Reg cuda_functions[] = {{"is_available", f_cuda_is_available},
+                                          {"device_count", f_cuda_device_count},
+                                          {"synchronize", f_cuda_synchronize},
+                                          {"memory_stats", f_cuda_memory_stats},
+                                          {"empty_cache", f_cuda_empty_cache},
+                                          {"allow_tf32", f_cuda_allow_tf32},
+                                          {NULL, NULL}};
+
+static void open_embedded(lua_State *L) {
+  for (int i = 0; fl_lua_sources[i][0]; i++) {
+    const char *name = fl_lua_sources[i][0], *src = fl_lua_sources[i][1];
+    if (luaL_loadbuffer(L, src, strlen(src), name) != LUA_OK) lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0); /* each piece extends the module table it is given */
+  }
+}
+
+int luaopen_flame(lua_State *L) {
+  lfl_open_tensor(L);
+  lfl_open_memory(L);
+  lua_newtable(L);
+  luaL_setfuncs(L, functions, 0);
+  static const char *like_names[] = {"zeros_like", "ones_like", "empty_like", "rand_like", "randn_like", "full_like"};
+  for (int i = 0; i < 6; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, like, 1);
+    lua_setfield(L, -2, like_names[i]);
+  }
+  static const char *dtypes[][2] = {{"float32", "f32"}, {"float", "f32"}, {"float64", "f64"}, {"double", "f64"},
+                                    {"float16", "f16"}, {"half", "f16"},  {"bfloat16", "bf16"}, {"int32", "i32"},
+                                    {"int", "i32"},     {"int64", "i64"}, {"long", "i64"},     {"bool", "bool"},
+                                    {"f32", "f32"},     {"f64", "f64"},   {"f16", "f16"},      {"bf16", "bf16"},
+                                    {"i32", "i32"},     {"i64", "i64"}};
+  for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++) {
+    lua_pushstring(L, dtypes[i][1]);
+    lua_setfield(L, -2, dtypes[i][0]);
+  }
+  lua_newtable(L);
+  luaL_setfuncs(L, cuda_functions, 0);
+  lua_setfield(L, -2, "cuda");
+  lua_newtable(L);
+  lua_pushcfunction(L, f_grad);
+  lua_setfield(L, -2, "grad");
+  lua_setfield(L, -2, "autograd");
+  /* backward runs Lua hooks on the calling thread */
+  lfl_push_methods(L);
+  lua_getfield(L, -1, "backward");
+  lua_pushcclosure(L, f_backward, 1);
+  lua_setfield(L, -2, "backward");
+  lua_setfield(L, -2, "_tensor_methods");
+  lua_pushliteral(L, "0.1");
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "flame.module");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "flame");
+  lua_pop(L, 1);
+  open_embedded(L);
+  return 1;
+}

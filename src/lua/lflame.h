@@ -1,0 +1,43 @@
+/* The Lua binding's shared helpers: tensors as userdata, options, dims, errors. */
+#ifndef LFLAME_H
+#define LFLAME_H
+#include "flame.h"
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LFL_TENSOR "flame.Tensor"
+
+int luaopen_flame(lua_State *L);
+
+/* Raise the library's last error as a Lua error (never returns). */
+int lfl_error(lua_State *L);
+#define LFL_CHECK(L, expr)                  \
+  do {                                      \
+    if ((expr) != FL_OK) lfl_error(L);      \
+  } while (0)
+
+/* Push t, taking over the caller's reference. */
+void lfl_push(lua_State *L, fl_tensor *t);
+fl_tensor *lfl_check(lua_State *L, int idx);
+fl_tensor *lfl_test(lua_State *L, int idx);
+/* A tensor argument, or a number turned into a 0-dim tensor like `like`
+ * (a new reference either way: release it). */
+fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like);
+
+/* Options table {dtype, device, requires_grad} at idx (0, none or nil: base). */
+fl_opts lfl_opts(lua_State *L, int idx, fl_opts base);
+/* A shape from numbers at [first, last] or one array table at first; returns ndim. */
+int lfl_shape(lua_State *L, int first, int last, int64_t *shape);
+/* A 1-based Lua dim (negative counts from the end) to the C API's 0-based one. */
+int lfl_dim(lua_State *L, int idx, int ndim_for_error);
+int lfl_dim_value(lua_State *L, lua_Integer d);
+/* dims as a number, a table, or nil (all) -> bitmask over t's dims. */
+uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t);
+
+/* Registration of the pieces. */
+void lfl_open_tensor(lua_State *L);   /* metatable + methods; leaves nothing */
+void lfl_push_methods(lua_State *L);  /* the methods table */
+int lfl_tostring(lua_State *L);
+void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
+void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
+#endif

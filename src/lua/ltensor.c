@@ -1,0 +1,572 @@
+/* The tensor userdata: lifetime, properties, views, conversions, autograd. */
+#include "lflame.h"
+#include <stdlib.h>
+#include <string.h>
+
+void lfl_register_ops(lua_State *L);
+
+static int t_gc(lua_State *L) {
+  fl_tensor **box = luaL_checkudata(L, 1, LFL_TENSOR);
+  fl_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+static fl_tensor *self(lua_State *L) {
+  fl_tensor *t = lfl_check(L, 1);
+  if (!t) luaL_error(L, "tensor already freed");
+  return t;
+}
+
+/* ---- metadata ---- */
+static void push_shape(lua_State *L, const fl_tensor *t) {
+  lua_createtable(L, fl_ndim(t), 0);
+  for (int i = 0; i < fl_ndim(t); i++) {
+    lua_pushinteger(L, fl_shape(t)[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int dim_arg(lua_State *L, const fl_tensor *t, int idx) {
+  int d = lfl_dim(L, idx, fl_ndim(t)), n = fl_ndim(t);
+  int r = d < 0 ? d + n : d;
+  if (r < 0 || r >= n) {
+    char b[96];
+    luaL_error(L, "dim %d out of range for a tensor of shape %s", (int)lua_tointeger(L, idx), fl_shape_str(t, b, sizeof b));
+  }
+  return r;
+}
+
+static int m_size(lua_State *L) {
+  fl_tensor *t = self(L);
+  if (lua_isnoneornil(L, 2)) {
+    push_shape(L, t);
+    return 1;
+  }
+  lua_pushinteger(L, fl_shape(t)[dim_arg(L, t, 2)]);
+  return 1;
+}
+static int m_stride(lua_State *L) {
+  fl_tensor *t = self(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_createtable(L, fl_ndim(t), 0);
+    for (int i = 0; i < fl_ndim(t); i++) lua_pushinteger(L, fl_strides(t)[i]), lua_rawseti(L, -2, i + 1);
+    return 1;
+  }
+  lua_pushinteger(L, fl_strides(t)[dim_arg(L, t, 2)]);
+  return 1;
+}
+static int m_dim(lua_State *L) { return lua_pushinteger(L, fl_ndim(self(L))), 1; }
+static int m_numel(lua_State *L) { return lua_pushinteger(L, fl_numel(self(L))), 1; }
+static int m_is_contiguous(lua_State *L) { return lua_pushboolean(L, fl_is_contiguous(self(L))), 1; }
+
+static void push_number(lua_State *L, fl_dtype dt, double v) {
+  if (dt == FL_BOOL) lua_pushboolean(L, v != 0);
+  else if (!fl_dtype_is_float(dt)) lua_pushinteger(L, (lua_Integer)v);
+  else lua_pushnumber(L, v);
+}
+
+static int m_item(lua_State *L) {
+  fl_tensor *t = self(L);
+  double v;
+  LFL_CHECK(L, fl_item(t, &v));
+  push_number(L, fl_dtype_of(t), v);
+  return 1;
+}
+
+static void build_table(lua_State *L, const fl_tensor *t, const double *v, int d, int64_t *pos) {
+  int64_t n = fl_shape(t)[d];
+  lua_createtable(L, (int)n, 0);
+  for (int64_t i = 0; i < n; i++) {
+    if (d == fl_ndim(t) - 1) push_number(L, fl_dtype_of(t), v[(*pos)++]);
+    else build_table(L, t, v, d + 1, pos);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int m_totable(lua_State *L) {
+  fl_tensor *t = self(L);
+  int64_t n = fl_numel(t), pos = 0;
+  double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0); /* freed by the GC, even on error */
+  LFL_CHECK(L, fl_to_doubles(t, v));
+  if (fl_ndim(t) == 0) push_number(L, fl_dtype_of(t), v[0]);
+  else build_table(L, t, v, 0, &pos);
+  return 1;
+}
+
+/* ---- conversions ---- */
+static int convert(lua_State *L, fl_tensor *t, fl_dtype dt, fl_device dev) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_to(t, dt, dev, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_to(lua_State *L) {
+  fl_tensor *t = self(L);
+  fl_dtype dt = fl_dtype_of(t);
+  fl_device dev = fl_device_of(t);
+  if (lua_type(L, 2) == LUA_TSTRING) { /* a dtype or a device name */
+    const char *s = lua_tostring(L, 2);
+    if (fl_dtype_parse(s, &dt) != FL_OK && fl_device_parse(s, &dev) != FL_OK)
+      return luaL_error(L, "to: '%s' is neither a dtype (f32, f64, f16, bf16, i32, i64, bool) nor a device (cpu, cuda, cuda:N)", s);
+  } else if (lua_istable(L, 2)) {
+    fl_opts o = {dt, dev, false};
+    o = lfl_opts(L, 2, o);
+    dt = o.dtype, dev = o.device;
+  } else if (!lua_isnoneornil(L, 2)) {
+    return luaL_typeerror(L, 2, "dtype, device or options table");
+  }
+  return convert(L, t, dt, dev);
+}
+
+static int to_dtype(lua_State *L, fl_dtype dt) {
+  fl_tensor *t = self(L);
+  return convert(L, t, dt, fl_device_of(t));
+}
+static int m_float(lua_State *L) { return to_dtype(L, FL_F32); }
+static int m_double(lua_State *L) { return to_dtype(L, FL_F64); }
+static int m_half(lua_State *L) { return to_dtype(L, FL_F16); }
+static int m_bfloat16(lua_State *L) { return to_dtype(L, FL_BF16); }
+static int m_long(lua_State *L) { return to_dtype(L, FL_I64); }
+static int m_int(lua_State *L) { return to_dtype(L, FL_I32); }
+static int m_bool(lua_State *L) { return to_dtype(L, FL_BOOL); }
+static int m_cpu(lua_State *L) {
+  fl_tensor *t = self(L);
+  return convert(L, t, fl_dtype_of(t), FL_CPU_DEVICE);
+}
+static int m_cuda(lua_State *L) {
+  fl_tensor *t = self(L);
+  fl_device d = {FL_CUDA, (int)luaL_optinteger(L, 2, 0)};
+  return convert(L, t, fl_dtype_of(t), d);
+}
+
+#define SIMPLE(name, call)          \
+  static int m_##name(lua_State *L) { \
+    fl_tensor *r;                   \
+    LFL_CHECK(L, call(self(L), &r)); \
+    lfl_push(L, r);                 \
+    return 1;                       \
+  }
+SIMPLE(clone, fl_clone)
+SIMPLE(detach, fl_detach)
+SIMPLE(contiguous, fl_contiguous)
+
+/* ---- views ---- */
+static int m_view(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  int64_t shape[FL_MAX_DIMS + 1];
+  for (int i = 2; i <= lua_gettop(L); i++)
+    if (lua_isinteger(L, i) && lua_tointeger(L, i) == -1) lua_pushinteger(L, -1), lua_replace(L, i);
+  int n;
+  if (lua_istable(L, 2)) {
+    n = (int)lua_rawlen(L, 2);
+    if (n > FL_MAX_DIMS) luaL_error(L, "view: at most %d dims", FL_MAX_DIMS);
+    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), shape[i] = luaL_checkinteger(L, -1), lua_pop(L, 1);
+  } else {
+    n = lua_gettop(L) - 1;
+    if (n > FL_MAX_DIMS) luaL_error(L, "view: at most %d dims", FL_MAX_DIMS);
+    for (int i = 0; i < n; i++) shape[i] = luaL_checkinteger(L, i + 2);
+  }
+  const char *which = lua_tostring(L, lua_upvalueindex(1));
+  LFL_CHECK(L, (which[0] == 'v' ? fl_view : fl_reshape)(t, n, shape, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_permute(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  int dims[FL_MAX_DIMS], n = lua_istable(L, 2) ? (int)lua_rawlen(L, 2) : lua_gettop(L) - 1;
+  if (n != fl_ndim(t)) {
+    char b[96];
+    luaL_error(L, "permute: expected %d dims for a tensor of shape %s, got %d", fl_ndim(t), fl_shape_str(t, b, sizeof b), n);
+  }
+  for (int i = 0; i < n; i++) {
+    lua_Integer d;
+    if (lua_istable(L, 2)) lua_rawgeti(L, 2, i + 1), d = luaL_checkinteger(L, -1), lua_pop(L, 1);
+    else d = luaL_checkinteger(L, i + 2);
+    dims[i] = lfl_dim_value(L, d);
+  }
+  LFL_CHECK(L, fl_permute(t, dims, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_transpose(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  LFL_CHECK(L, fl_transpose(t, lfl_dim(L, 2, 0), lfl_dim(L, 3, 0), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_t(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  if (fl_ndim(t) > 2) {
+    char b[96];
+    return luaL_error(L, "t: expects a tensor with <= 2 dims, got shape %s", fl_shape_str(t, b, sizeof b));
+  }
+  LFL_CHECK(L, fl_ndim(t) < 2 ? fl_detach(t, &r) : fl_transpose(t, 0, 1, &r));
+  if (fl_ndim(t) < 2) { /* keep autograd: a no-op view */
+    fl_release(r);
+    LFL_CHECK(L, fl_reshape(t, fl_ndim(t), fl_shape(t), &r));
+  }
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_narrow(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  lua_Integer start = luaL_checkinteger(L, 3);
+  if (start < 1) return luaL_error(L, "narrow: start %d is invalid (starts are 1-based)", (int)start);
+  LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, 0), start - 1, luaL_checkinteger(L, 4), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int64_t index_arg(lua_State *L, lua_Integer i) {
+  if (i == 0) luaL_error(L, "index 0 is invalid: indices are 1-based (negative ones count from the end)");
+  return i > 0 ? i - 1 : i;
+}
+
+static int m_select(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  LFL_CHECK(L, fl_select(t, lfl_dim(L, 2, 0), index_arg(L, luaL_checkinteger(L, 3)), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_squeeze(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  LFL_CHECK(L, lua_isnoneornil(L, 2) ? fl_squeeze_all(t, &r) : fl_squeeze(t, lfl_dim(L, 2, 0), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_unsqueeze(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  LFL_CHECK(L, fl_unsqueeze(t, lfl_dim(L, 2, 0), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_expand(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  int64_t shape[FL_MAX_DIMS];
+  int n;
+  fl_tensor *like = lfl_test(L, 2);
+  if (like) {
+    n = fl_ndim(like);
+    memcpy(shape, fl_shape(like), sizeof(int64_t) * n);
+  } else if (lua_istable(L, 2)) {
+    n = (int)lua_rawlen(L, 2);
+    if (n > FL_MAX_DIMS) luaL_error(L, "expand: at most %d dims", FL_MAX_DIMS);
+    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), shape[i] = luaL_checkinteger(L, -1), lua_pop(L, 1);
+  } else {
+    n = lua_gettop(L) - 1;
+    if (n > FL_MAX_DIMS) luaL_error(L, "expand: at most %d dims", FL_MAX_DIMS);
+    for (int i = 0; i < n; i++) shape[i] = luaL_checkinteger(L, i + 2);
+  }
+  LFL_CHECK(L, fl_expand(t, n, shape, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_flatten(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  int s = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, 0), e = lua_isnoneornil(L, 3) ? -1 : lfl_dim(L, 3, 0);
+  LFL_CHECK(L, fl_flatten(t, s, e, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_flip(lua_State *L) {
+  fl_tensor *t = self(L), *r;
+  int dims[FL_MAX_DIMS], n = 0;
+  if (lua_istable(L, 2)) {
+    n = (int)lua_rawlen(L, 2);
+    if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
+    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), dims[i] = lfl_dim_value(L, luaL_checkinteger(L, -1)), lua_pop(L, 1);
+  } else {
+    n = lua_gettop(L) - 1;
+    if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
+    for (int i = 0; i < n; i++) dims[i] = lfl_dim(L, i + 2, 0);
+  }
+  LFL_CHECK(L, fl_flip(t, n, dims, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+/* chunk(n, dim) and split(size, dim): tables of narrow views */
+static int pieces(lua_State *L, bool by_count) {
+  fl_tensor *t = self(L);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  int d = lua_isnoneornil(L, 3) ? 0 : dim_arg(L, t, 3);
+  if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
+  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %d", by_count ? "chunk" : "split", by_count ? "count" : "size", (int)k);
+  int64_t len = fl_shape(t)[d];
+  int64_t size = by_count ? (len + k - 1) / k : k;
+  lua_newtable(L);
+  int i = 1;
+  for (int64_t s = 0; s < len || (len == 0 && i == 1); s += size) {
+    fl_tensor *r;
+    int64_t l = len - s < size ? len - s : size;
+    LFL_CHECK(L, fl_narrow(t, d, s, l, &r));
+    lfl_push(L, r);
+    lua_rawseti(L, -2, i++);
+    if (size == 0) break;
+  }
+  return 1;
+}
+static int m_chunk(lua_State *L) { return pieces(L, true); }
+static int m_split(lua_State *L) { return pieces(L, false); }
+
+/* ---- in place ---- */
+static int m_fill_(lua_State *L) {
+  LFL_CHECK(L, fl_fill_(self(L), luaL_checknumber(L, 2)));
+  lua_settop(L, 1);
+  return 1;
+}
+static int m_zero_(lua_State *L) {
+  LFL_CHECK(L, fl_zero_(self(L)));
+  lua_settop(L, 1);
+  return 1;
+}
+static int m_copy_(lua_State *L) {
+  fl_tensor *t = self(L), *src = lfl_operand(L, 2, t);
+  fl_status st = fl_copy_(t, src);
+  fl_release(src);
+  LFL_CHECK(L, st);
+  lua_settop(L, 1);
+  return 1;
+}
+static int m_uniform_(lua_State *L) {
+  LFL_CHECK(L, fl_uniform_(self(L), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lua_settop(L, 1);
+  return 1;
+}
+static int m_normal_(lua_State *L) {
+  LFL_CHECK(L, fl_normal_(self(L), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- autograd ---- */
+static int m_backward(lua_State *L) {
+  fl_tensor *t = self(L), *g = lfl_test(L, 2);
+  int opt = g ? 3 : 2;
+  if (!g && lua_istable(L, 2)) opt = 2;
+  else if (!g && !lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "gradient tensor or options table");
+  bool retain = false;
+  if (lua_istable(L, opt)) {
+    lua_getfield(L, opt, "retain_graph");
+    retain = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  LFL_CHECK(L, fl_backward(t, g, retain));
+  return 0;
+}
+
+static int m_retain_grad(lua_State *L) {
+  LFL_CHECK(L, fl_retain_grad(self(L)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_requires_grad_(lua_State *L) {
+  LFL_CHECK(L, fl_set_requires_grad(self(L), lua_isnone(L, 2) ? true : lua_toboolean(L, 2)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Hooks call back into Lua from inside backward: the thread that called
+ * backward is the one to run them on. */
+typedef struct {
+  lua_State *L;
+  int ref;
+} lua_hook;
+static _Thread_local lua_State *running_L;
+lua_State *lfl_hook_state(lua_State *L) {
+  lua_State *prev = running_L;
+  running_L = L;
+  return prev;
+}
+
+static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
+  lua_hook *h = ud;
+  lua_State *L = running_L ? running_L : h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+  lfl_push(L, fl_retain(grad));
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fl_status st = fl_error(FL_EINVAL, "hook failed: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return st;
+  }
+  fl_tensor *r = lfl_test(L, -1);
+  if (r) *replace = fl_retain(r);
+  else if (!lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return fl_error(FL_EINVAL, "hook must return nil or a tensor");
+  }
+  lua_pop(L, 1);
+  return FL_OK;
+}
+
+static void free_lua_hook(void *ud) {
+  lua_hook *h = ud;
+  luaL_unref(h->L, LUA_REGISTRYINDEX, h->ref);
+  free(h);
+}
+
+static int m_register_hook(lua_State *L) {
+  fl_tensor *t = self(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_hook *h = malloc(sizeof *h);
+  if (!h) return luaL_error(L, "register_hook: out of memory");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  h->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (fl_register_hook(t, run_lua_hook, h, free_lua_hook) != FL_OK) {
+    free_lua_hook(h);
+    return lfl_error(L);
+  }
+  return 0;
+}
+
+/* ---- properties and integer indexing ---- */
+static int t_index(lua_State *L) {
+  fl_tensor *t = self(L);
+  if (lua_isinteger(L, 2)) {
+    fl_tensor *r;
+    LFL_CHECK(L, fl_select(t, 0, index_arg(L, lua_tointeger(L, 2)), &r));
+    lfl_push(L, r);
+    return 1;
+  }
+  const char *k = luaL_checkstring(L, 2);
+  lua_pushvalue(L, 2); /* methods first */
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  char buf[32];
+  if (!strcmp(k, "shape")) push_shape(L, t);
+  else if (!strcmp(k, "dtype")) lua_pushstring(L, fl_dtype_name(fl_dtype_of(t)));
+  else if (!strcmp(k, "device")) fl_device_name(fl_device_of(t), buf, sizeof buf), lua_pushstring(L, buf);
+  else if (!strcmp(k, "requires_grad")) lua_pushboolean(L, fl_requires_grad(t));
+  else if (!strcmp(k, "is_leaf")) lua_pushboolean(L, fl_is_leaf(t));
+  else if (!strcmp(k, "grad")) {
+    fl_tensor *g = fl_grad(t);
+    if (g) lfl_push(L, fl_retain(g));
+    else lua_pushnil(L);
+  } else if (!strcmp(k, "grad_fn")) {
+    const char *n = fl_grad_fn_name(t);
+    if (n) lua_pushstring(L, n);
+    else lua_pushnil(L);
+  } else if (!strcmp(k, "ndim")) lua_pushinteger(L, fl_ndim(t));
+  else if (!strcmp(k, "is_cuda")) lua_pushboolean(L, fl_device_of(t).type == FL_CUDA);
+  else if (!strcmp(k, "T")) {
+    fl_tensor *r;
+    int perm[FL_MAX_DIMS];
+    for (int i = 0; i < fl_ndim(t); i++) perm[i] = fl_ndim(t) - 1 - i;
+    LFL_CHECK(L, fl_permute(t, perm, &r));
+    lfl_push(L, r);
+  } else lua_pushnil(L);
+  return 1;
+}
+
+static int t_newindex(lua_State *L) {
+  fl_tensor *t = self(L);
+  if (lua_isinteger(L, 2)) { /* t[i] = x copies into the slice */
+    fl_tensor *s, *src;
+    LFL_CHECK(L, fl_select(t, 0, index_arg(L, lua_tointeger(L, 2)), &s));
+    src = lfl_test(L, 3) ? fl_retain(lfl_test(L, 3)) : NULL;
+    fl_status st = src ? fl_copy_(s, src) : fl_fill_(s, luaL_checknumber(L, 3));
+    fl_release(s);
+    fl_release(src);
+    LFL_CHECK(L, st);
+    fl_tensor *base = t;
+    (void)base;
+    return 0;
+  }
+  const char *k = luaL_checkstring(L, 2);
+  if (!strcmp(k, "requires_grad")) LFL_CHECK(L, fl_set_requires_grad(t, lua_toboolean(L, 3)));
+  else if (!strcmp(k, "grad")) LFL_CHECK(L, fl_set_grad(t, lua_isnil(L, 3) ? NULL : lfl_check(L, 3)));
+  else return luaL_error(L, "tensor: cannot set field '%s' (settable: requires_grad, grad)", k);
+  return 0;
+}
+
+static int t_len(lua_State *L) {
+  fl_tensor *t = self(L);
+  if (fl_ndim(t) == 0) return luaL_error(L, "#: a 0-dim tensor has no length");
+  lua_pushinteger(L, fl_shape(t)[0]);
+  return 1;
+}
+
+static int t_eq(lua_State *L) { /* identity: Lua wants a boolean; elementwise is :eq */
+  lua_pushboolean(L, lfl_test(L, 1) == lfl_test(L, 2));
+  return 1;
+}
+
+static int call_method(lua_State *L, const char *name) {
+  int n = lua_gettop(L);
+  if (!lfl_test(L, 1)) { /* number op tensor: the methods take the tensor first */
+    lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods");
+    lua_getfield(L, -1, name);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 1);
+    return 1;
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods");
+  lua_getfield(L, -1, name);
+  for (int i = 1; i <= n && i <= 2; i++) lua_pushvalue(L, i);
+  lua_call(L, n < 2 ? n : 2, 1);
+  return 1;
+}
+static int t_add(lua_State *L) { return call_method(L, "add"); }
+static int t_sub(lua_State *L) { return call_method(L, "sub"); }
+static int t_mul(lua_State *L) { return call_method(L, "mul"); }
+static int t_div(lua_State *L) { return call_method(L, "div"); }
+static int t_pow(lua_State *L) { return call_method(L, "pow"); }
+static int t_unm(lua_State *L) {
+  lua_settop(L, 1);
+  return call_method(L, "neg");
+}
+
+static const luaL_Reg methods[] = {
+    {"size", m_size}, {"stride", m_stride}, {"dim", m_dim}, {"numel", m_numel}, {"nelement", m_numel},
+    {"is_contiguous", m_is_contiguous}, {"item", m_item}, {"totable", m_totable}, {"to", m_to}, {"float", m_float},
+    {"double", m_double}, {"half", m_half}, {"bfloat16", m_bfloat16}, {"long", m_long}, {"int", m_int},
+    {"bool", m_bool}, {"cpu", m_cpu}, {"cuda", m_cuda}, {"clone", m_clone}, {"detach", m_detach},
+    {"contiguous", m_contiguous}, {"permute", m_permute}, {"transpose", m_transpose}, {"t", m_t},
+    {"narrow", m_narrow}, {"select", m_select}, {"squeeze", m_squeeze}, {"unsqueeze", m_unsqueeze},
+    {"expand", m_expand}, {"expand_as", m_expand}, {"flatten", m_flatten}, {"flip", m_flip}, {"chunk", m_chunk},
+    {"split", m_split}, {"fill_", m_fill_}, {"zero_", m_zero_}, {"copy_", m_copy_}, {"uniform_", m_uniform_},
+    {"normal_", m_normal_}, {"backward", m_backward}, {"retain_grad", m_retain_grad},
+    {"requires_grad_", m_requires_grad_}, {"register_hook", m_register_hook}, {NULL, NULL}};
+
+void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
+
+void lfl_open_tensor(lua_State *L) {
+  lua_newtable(L); /* methods */
+  luaL_setfuncs(L, methods, 0);
+  lfl_register_ops(L);
+  lua_pushliteral(L, "view");
+  lua_pushcclosure(L, m_view, 1);
+  lua_setfield(L, -2, "view");
+  lua_pushliteral(L, "reshape");
+  lua_pushcclosure(L, m_view, 1);
+  lua_setfield(L, -2, "reshape");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "flame.methods");
+
+  luaL_newmetatable(L, LFL_TENSOR);
+  const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc}, {"__tostring", lfl_tostring}, {"__newindex", t_newindex},
+                           {"__len", t_len}, {"__eq", t_eq},   {"__add", t_add},             {"__sub", t_sub},
+                           {"__mul", t_mul}, {"__div", t_div}, {"__pow", t_pow},             {"__unm", t_unm},
+                           {NULL, NULL}};
+  luaL_setfuncs(L, meta, 0);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, t_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "flame.Tensor");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 2);
+}

@@ -1,0 +1,334 @@
+/* Tensor methods: math ops (elementwise, reductions, matmul, indexing). */
+#include "lflame.h"
+#include <math.h>
+#include <string.h>
+
+/* ---- elementwise ---- */
+#define UNARY(name, OP)                                 \
+  static int m_##name(lua_State *L) {                  \
+    fl_tensor *r;                                       \
+    LFL_CHECK(L, fl_unary(OP, lfl_check(L, 1), &r));    \
+    lfl_push(L, r);                                     \
+    return 1;                                           \
+  }                                                     \
+  static int m_##name##_(lua_State *L) {               \
+    LFL_CHECK(L, fl_unary_(OP, lfl_check(L, 1)));       \
+    lua_settop(L, 1);                                   \
+    return 1;                                           \
+  }
+UNARY(neg, FL_NEG)
+UNARY(exp, FL_EXP)
+UNARY(log, FL_LOG)
+UNARY(sqrt, FL_SQRT)
+UNARY(rsqrt, FL_RSQRT)
+UNARY(abs, FL_ABS)
+UNARY(sin, FL_SIN)
+UNARY(cos, FL_COS)
+UNARY(tanh, FL_TANH)
+UNARY(sigmoid, FL_SIGMOID)
+UNARY(relu, FL_RELU)
+UNARY(silu, FL_SILU)
+UNARY(sign, FL_SIGN)
+UNARY(logical_not, FL_LOGICAL_NOT)
+
+static int m_gelu(lua_State *L) {
+  const char *approx = luaL_optstring(L, 2, "none");
+  fl_unary_op op = FL_GELU;
+  if (!strcmp(approx, "tanh")) op = FL_GELU_TANH;
+  else if (strcmp(approx, "none")) luaL_error(L, "gelu: approximate must be \"none\" or \"tanh\", got \"%s\"", approx);
+  fl_tensor *r;
+  LFL_CHECK(L, fl_unary(op, lfl_check(L, 1), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static double opt_bound(lua_State *L, int idx) { return lua_isnoneornil(L, idx) ? NAN : luaL_checknumber(L, idx); }
+
+static int m_clamp(lua_State *L) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_clamp(lfl_check(L, 1), opt_bound(L, 2), opt_bound(L, 3), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_clamp_(lua_State *L) {
+  LFL_CHECK(L, fl_clamp_(lfl_check(L, 1), opt_bound(L, 2), opt_bound(L, 3)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* a op b where either may be a number (the metamethods pass them in any order). */
+static int binary(lua_State *L, fl_binary_op op) {
+  fl_tensor *a = lfl_test(L, 1), *b = lfl_test(L, 2), *r;
+  fl_status st;
+  if (a && b) st = fl_binary(op, a, b, &r);
+  else if (a) st = fl_binary_scalar(op, a, luaL_checknumber(L, 2), false, &r);
+  else if (b) st = fl_binary_scalar(op, b, luaL_checknumber(L, 1), true, &r);
+  else return luaL_error(L, "%s: expected a tensor operand", fl_binary_name(op));
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+static int binary_inplace(lua_State *L, fl_binary_op op) {
+  fl_tensor *a = lfl_check(L, 1), *b = lfl_test(L, 2);
+  LFL_CHECK(L, b ? fl_binary_(op, a, b) : fl_binary_scalar_(op, a, luaL_checknumber(L, 2)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+#define BINARY(name, OP)                                            \
+  static int m_##name(lua_State *L) { return binary(L, OP); }      \
+  static int m_##name##_(lua_State *L) { return binary_inplace(L, OP); }
+BINARY(sub, FL_SUB)
+BINARY(mul, FL_MUL)
+BINARY(div, FL_DIV)
+BINARY(pow, FL_POW)
+BINARY(maximum, FL_MAXIMUM)
+BINARY(minimum, FL_MINIMUM)
+BINARY(eq, FL_EQ)
+BINARY(ne, FL_NE)
+BINARY(lt, FL_LT)
+BINARY(le, FL_LE)
+BINARY(gt, FL_GT)
+BINARY(ge, FL_GE)
+BINARY(logical_and, FL_AND)
+BINARY(logical_or, FL_OR)
+
+/* add(u, alpha?) : self + alpha * u */
+static int m_add(lua_State *L) {
+  if (lua_isnoneornil(L, 3)) return binary(L, FL_ADD);
+  fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *r;
+  fl_status st = fl_add(a, b, luaL_checknumber(L, 3), &r);
+  fl_release(b);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+static int m_add_(lua_State *L) {
+  if (lua_isnoneornil(L, 3)) return binary_inplace(L, FL_ADD);
+  fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *s;
+  fl_status st = fl_binary_scalar(FL_MUL, b, luaL_checknumber(L, 3), false, &s);
+  fl_release(b);
+  LFL_CHECK(L, st);
+  st = fl_binary_(FL_ADD, a, s);
+  fl_release(s);
+  LFL_CHECK(L, st);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_lerp(lua_State *L) {
+  fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *w = lfl_operand(L, 3, a), *r;
+  fl_status st = fl_lerp(a, b, w, &r);
+  fl_release(b);
+  fl_release(w);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_masked_fill(lua_State *L) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_masked_fill(lfl_check(L, 1), lfl_check(L, 2), luaL_checknumber(L, 3), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+/* ---- reductions ---- */
+/* (dims?, keepdim?) */
+#define REDUCE(name, FN)                                                       \
+  static int m_##name(lua_State *L) {                                          \
+    fl_tensor *x = lfl_check(L, 1), *r;                                        \
+    LFL_CHECK(L, FN(x, lfl_dims_mask(L, 2, x), lua_toboolean(L, 3), &r));      \
+    lfl_push(L, r);                                                            \
+    return 1;                                                                  \
+  }
+REDUCE(sum, fl_sum)
+REDUCE(mean, fl_mean)
+REDUCE(prod, fl_prod)
+REDUCE(amax, fl_amax)
+REDUCE(amin, fl_amin)
+
+/* var/std(dims?, {correction = 1, keepdim}) ; also accepts (dims, keepdim) */
+static int var_std(lua_State *L, bool std) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  uint32_t mask = lfl_dims_mask(L, 2, x);
+  double corr = 1;
+  bool keep = false;
+  if (lua_istable(L, 3)) {
+    if (lua_getfield(L, 3, "correction") != LUA_TNIL) corr = luaL_checknumber(L, -1);
+    if (lua_getfield(L, 3, "unbiased") != LUA_TNIL) corr = lua_toboolean(L, -1) ? 1 : 0;
+    if (lua_getfield(L, 3, "keepdim") != LUA_TNIL) keep = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+  } else {
+    keep = lua_toboolean(L, 3);
+  }
+  LFL_CHECK(L, (std ? fl_std : fl_var)(x, mask, corr, keep, &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_var(lua_State *L) { return var_std(L, false); }
+static int m_std(lua_State *L) { return var_std(L, true); }
+
+/* max/min(): value; max/min(dim, keepdim?): values, 1-based indices;
+ * max(u): elementwise maximum, as torch allows. */
+static int extreme(lua_State *L, bool is_max) {
+  fl_tensor *x = lfl_check(L, 1), *v, *i;
+  if (lfl_test(L, 2)) return binary(L, is_max ? FL_MAXIMUM : FL_MINIMUM);
+  if (lua_isnoneornil(L, 2)) {
+    LFL_CHECK(L, (is_max ? fl_amax : fl_amin)(x, 0, false, &v));
+    lfl_push(L, v);
+    return 1;
+  }
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  LFL_CHECK(L, (is_max ? fl_max_dim : fl_min_dim)(x, dim, lua_toboolean(L, 3), &v, &i));
+  lfl_push(L, v);
+  fl_tensor *i1;
+  fl_status st = fl_binary_scalar(FL_ADD, i, 1, false, &i1);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lfl_push(L, i1);
+  return 2;
+}
+static int m_max(lua_State *L) { return extreme(L, true); }
+static int m_min(lua_State *L) { return extreme(L, false); }
+
+static int arg_extreme(lua_State *L, bool is_max) {
+  fl_tensor *x = lfl_check(L, 1), *r, *r1;
+  int dim = lua_isnoneornil(L, 2) ? INT32_MIN : lfl_dim(L, 2, fl_ndim(x));
+  LFL_CHECK(L, (is_max ? fl_argmax : fl_argmin)(x, dim, lua_toboolean(L, 3), &r));
+  fl_status st = fl_binary_scalar(FL_ADD, r, 1, false, &r1); /* 1-based at the Lua surface */
+  fl_release(r);
+  LFL_CHECK(L, st);
+  lfl_push(L, r1);
+  return 1;
+}
+static int m_argmax(lua_State *L) { return arg_extreme(L, true); }
+static int m_argmin(lua_State *L) { return arg_extreme(L, false); }
+
+static int m_norm(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  double p = 2;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, 2);
+    if (!strcmp(s, "inf")) p = INFINITY;
+    else if (!strcmp(s, "fro")) p = 2;
+    else luaL_error(L, "norm: p must be a number, \"fro\" or \"inf\", got \"%s\"", s);
+  } else if (!lua_isnoneornil(L, 2)) {
+    p = luaL_checknumber(L, 2);
+  }
+  LFL_CHECK(L, fl_norm(x, p, lfl_dims_mask(L, 3, x), lua_toboolean(L, 4), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_cumsum(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  LFL_CHECK(L, fl_cumsum(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_softmax(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  LFL_CHECK(L, fl_softmax(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_log_softmax(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  LFL_CHECK(L, fl_log_softmax(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+/* ---- linear algebra ---- */
+static int m_matmul(lua_State *L) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_matmul(lfl_check(L, 1), lfl_check(L, 2), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_mm(lua_State *L) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_mm(lfl_check(L, 1), lfl_check(L, 2), &r));
+  lfl_push(L, r);
+  return 1;
+}
+static int m_bmm(lua_State *L) {
+  fl_tensor *r;
+  LFL_CHECK(L, fl_bmm(lfl_check(L, 1), lfl_check(L, 2), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+/* ---- indexing: Lua indices are 1-based, the C API's 0-based ---- */
+static fl_tensor *zero_based(lua_State *L, int idx) {
+  fl_tensor *i = lfl_check(L, idx), *r;
+  if (fl_dtype_of(i) != FL_I64 && fl_dtype_of(i) != FL_I32) {
+    char b[64];
+    luaL_error(L, "index must be an i64 or i32 tensor, got %s%s", fl_dtype_name(fl_dtype_of(i)), fl_shape_str(i, b, sizeof b));
+  }
+  LFL_CHECK(L, fl_binary_scalar(FL_SUB, i, 1, false, &r));
+  return r;
+}
+
+static int m_index_select(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  fl_tensor *i = zero_based(L, 3);
+  fl_status st = fl_index_select(x, dim, i, &r);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_index_add_(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4);
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  double alpha = luaL_optnumber(L, 5, 1);
+  fl_tensor *i = zero_based(L, 3);
+  fl_status st = fl_index_add_(x, dim, i, src, alpha);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int m_gather(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  fl_tensor *i = zero_based(L, 3);
+  fl_status st = fl_gather(x, dim, i, &r);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+static int m_scatter_add(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  fl_tensor *i = zero_based(L, 3);
+  fl_status st = fl_scatter_add(x, dim, i, src, &r);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
+static const luaL_Reg ops[] = {
+#define U(n) {#n, m_##n}, {#n "_", m_##n##_}
+    U(neg), U(exp), U(log), U(sqrt), U(rsqrt), U(abs), U(sin), U(cos), U(tanh), U(sigmoid), U(relu), U(silu),
+    U(sign), U(logical_not), U(sub), U(mul), U(div), U(pow), U(maximum), U(minimum), U(eq), U(ne), U(lt), U(le),
+    U(gt), U(ge), U(logical_and), U(logical_or), U(add), U(clamp),
+#undef U
+    {"gelu", m_gelu}, {"lerp", m_lerp}, {"masked_fill", m_masked_fill}, {"sum", m_sum}, {"mean", m_mean},
+    {"prod", m_prod}, {"amax", m_amax}, {"amin", m_amin}, {"var", m_var}, {"std", m_std}, {"max", m_max},
+    {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin}, {"norm", m_norm}, {"cumsum", m_cumsum},
+    {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"matmul", m_matmul}, {"mm", m_mm}, {"bmm", m_bmm},
+    {"index_select", m_index_select}, {"index_add_", m_index_add_}, {"gather", m_gather},
+    {"scatter_add", m_scatter_add}, {NULL, NULL}};
+
+void lfl_register_ops(lua_State *L) { luaL_setfuncs(L, ops, 0); }

@@ -1,0 +1,416 @@
+/* Elementwise ops: type promotion and broadcasting happen here, once; the
+ * backends see same-shape operands of one dtype. */
+#include "internal.h"
+#include <math.h>
+#include <string.h>
+
+static const char *unary_names[FL_NUNARY] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh",
+                                             "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "sign", "logical_not",
+                                             "clamp"};
+static const char *binary_names[FL_NBINARY] = {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
+    "logical_or", "relu_backward", "gelu_backward", "gelu_tanh_backward", "silu_backward", "sigmoid_backward",
+    "tanh_backward"};
+const char *fl_unary_name(fl_unary_op op) { return (unsigned)op < FL_NUNARY ? unary_names[op] : "?"; }
+const char *fl_binary_name(fl_binary_op op) { return (unsigned)op < FL_NBINARY ? binary_names[op] : "?"; }
+
+static bool is_predicate(fl_binary_op op) { return op >= FL_EQ && op <= FL_OR; }
+static bool float_only_unary(fl_unary_op op) {
+  return op != FL_NEG && op != FL_ABS && op != FL_RELU && op != FL_SIGN && op != FL_LOGICAL_NOT && op != FL_CLAMP;
+}
+
+/* ---- small helpers built on the ops themselves ---- */
+static fl_status scalar_like(const fl_tensor *t, double v, fl_tensor **out) {
+  fl_opts o = {t->dtype, t->storage->device, false};
+  return fl_scalar(v, o, out);
+}
+static fl_status mul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) { return fl_binary(FL_MUL, a, b, out); }
+static fl_status muls(const fl_tensor *a, double s, fl_tensor **out) { return fl_binary_scalar(FL_MUL, a, s, false, out); }
+/* out = f(g, x) for a fused backward op */
+static fl_status fused(fl_binary_op op, const fl_tensor *g, const fl_tensor *x, fl_tensor **out) {
+  return fl_binary(op, g, x, out);
+}
+
+/* ---- unary ---- */
+static fl_status unary_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_unary_op op = (fl_unary_op)n->iarg[0];
+  fl_tensor *x, *t = NULL, *u = NULL;
+  FL_TRY(fl_node_saved(n, 0, &x)); /* the input, or the output for exp/sqrt/rsqrt/tanh/sigmoid */
+  fl_status st = FL_OK;
+  switch (op) {
+    case FL_NEG: st = muls(g, -1, &grads[0]); break;
+    case FL_EXP: st = mul(g, x, &grads[0]); break;
+    case FL_LOG: st = fl_binary(FL_DIV, g, x, &grads[0]); break;
+    case FL_SQRT: /* g / (2 y) */
+      if ((st = muls(x, 2, &t)) == FL_OK) st = fl_binary(FL_DIV, g, t, &grads[0]);
+      break;
+    case FL_RSQRT: /* -0.5 g y^3 */
+      if ((st = fl_binary_scalar(FL_POW, x, 3, false, &t)) == FL_OK && (st = muls(t, -0.5, &u)) == FL_OK)
+        st = mul(g, u, &grads[0]);
+      break;
+    case FL_ABS:
+      if ((st = fl_unary(FL_SIGN, x, &t)) == FL_OK) st = mul(g, t, &grads[0]);
+      break;
+    case FL_SIN:
+      if ((st = fl_unary(FL_COS, x, &t)) == FL_OK) st = mul(g, t, &grads[0]);
+      break;
+    case FL_COS:
+      if ((st = fl_unary(FL_SIN, x, &t)) == FL_OK && (st = muls(t, -1, &u)) == FL_OK) st = mul(g, u, &grads[0]);
+      break;
+    case FL_TANH: st = fused(FL_TANH_BACKWARD, g, x, &grads[0]); break;
+    case FL_SIGMOID: st = fused(FL_SIGMOID_BACKWARD, g, x, &grads[0]); break;
+    case FL_RELU: st = fused(FL_RELU_BACKWARD, g, x, &grads[0]); break;
+    case FL_GELU: st = fused(FL_GELU_BACKWARD, g, x, &grads[0]); break;
+    case FL_GELU_TANH: st = fused(FL_GELU_TANH_BACKWARD, g, x, &grads[0]); break;
+    case FL_SILU: st = fused(FL_SILU_BACKWARD, g, x, &grads[0]); break;
+    case FL_SIGN: st = muls(g, 0, &grads[0]); break;
+    case FL_CLAMP: { /* pass the gradient where x was inside [lo, hi] */
+      fl_tensor *m = NULL, *z = NULL;
+      double lo = n->darg[0], hi = n->darg[1];
+      if (!isnan(lo)) st = fl_binary_scalar(FL_GE, x, lo, false, &t);
+      if (st == FL_OK && !isnan(hi)) st = fl_binary_scalar(FL_LE, x, hi, false, &u);
+      if (st == FL_OK) {
+        if (t && u) st = fl_binary(FL_AND, t, u, &m);
+        else m = fl_retain(t ? t : u);
+      }
+      if (st == FL_OK && !m) { grads[0] = fl_retain(g); break; }
+      if (st == FL_OK) st = scalar_like(g, 0, &z);
+      if (st == FL_OK) st = fl_where(m, g, z, &grads[0]);
+      fl_release(m);
+      fl_release(z);
+      break;
+    }
+    default: st = fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_unary_name(op));
+  }
+  fl_release(t);
+  fl_release(u);
+  return st;
+}
+
+static bool saves_output(fl_unary_op op) {
+  return op == FL_EXP || op == FL_SQRT || op == FL_RSQRT || op == FL_TANH || op == FL_SIGMOID;
+}
+
+static fl_status unary_impl(fl_unary_op op, const fl_tensor *x, double p0, double p1, fl_tensor **out) {
+  const char *name = fl_unary_name(op);
+  if ((unsigned)op >= FL_NUNARY) return fl_error(FL_EINVAL, "unary: bad op %d", (int)op);
+  fl_tensor *xin = NULL;
+  fl_status st = FL_OK;
+  if (float_only_unary(op) && !fl_dtype_is_float(x->dtype)) FL_TRY(fl_cast(x, FL_F32, &xin)); /* like torch: ints go to f32 */
+  else xin = fl_retain((fl_tensor *)x);
+  if (op == FL_LOGICAL_NOT && xin->dtype != FL_BOOL) {
+    fl_desc d = fl_describe(x);
+    fl_release(xin);
+    return fl_error(FL_EDTYPE, "logical_not: expected a bool tensor, got %s", d.s);
+  }
+  fl_tensor *r = NULL;
+  FL_CHECK(fl_tensor_new(xin->dtype, xin->storage->device, xin->ndim, xin->shape, &r));
+  if (fl_numel(r)) {
+    const fl_backend *be;
+    FL_CHECK(fl_backend_of(name, xin, &be));
+    if (!be->unary) FL_CHECK(fl_unsupported(name, xin));
+    FL_CHECK(fl_error_context(be->unary(op, r, xin, p0, p1), name));
+  }
+  if (fl_dtype_is_float(r->dtype) && op != FL_LOGICAL_NOT) {
+    fl_node *n;
+    const fl_tensor *in = xin;
+    FL_CHECK(fl_record(op == FL_CLAMP ? "ClampBackward" : "UnaryBackward", unary_backward, 1, &in, r, &n));
+    if (n) {
+      n->iarg[0] = op;
+      n->darg[0] = p0;
+      n->darg[1] = p1;
+      fl_node_save(n, saves_output(op) ? r : xin);
+    }
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(r);
+  fl_release(xin);
+  return st;
+}
+
+fl_status fl_unary(fl_unary_op op, const fl_tensor *x, fl_tensor **out) { return unary_impl(op, x, NAN, NAN, out); }
+fl_status fl_clamp(const fl_tensor *x, double lo, double hi, fl_tensor **out) {
+  if (!isnan(lo) && !isnan(hi) && lo > hi) return fl_error(FL_EINVAL, "clamp: min %g is greater than max %g", lo, hi);
+  return unary_impl(FL_CLAMP, x, lo, hi, out);
+}
+
+/* ---- binary ---- */
+static fl_status binary_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_binary_op op = (fl_binary_op)n->iarg[0];
+  fl_tensor *a, *b, *t = NULL, *u = NULL, *w = NULL;
+  FL_TRY(fl_node_saved(n, 0, &a));
+  FL_TRY(fl_node_saved(n, 1, &b));
+  bool ga = n->in[0].node != NULL, gb = n->in[1].node != NULL;
+  fl_status st = FL_OK;
+  switch (op) {
+    case FL_ADD:
+      grads[0] = fl_retain(g), grads[1] = fl_retain(g);
+      break;
+    case FL_SUB:
+      grads[0] = fl_retain(g);
+      if (gb) st = muls(g, -1, &grads[1]);
+      break;
+    case FL_MUL:
+      if (ga) st = mul(g, b, &grads[0]);
+      if (st == FL_OK && gb) st = mul(g, a, &grads[1]);
+      break;
+    case FL_DIV: /* d/da = 1/b, d/db = -a/b^2 */
+      st = fl_binary(FL_DIV, g, b, &t);
+      if (st == FL_OK && ga) grads[0] = fl_retain(t);
+      if (st == FL_OK && gb && (st = mul(t, a, &u)) == FL_OK && (st = fl_binary(FL_DIV, u, b, &w)) == FL_OK)
+        st = muls(w, -1, &grads[1]);
+      break;
+    case FL_POW: { /* d/da = b a^(b-1), d/db = a^b log a (0 where a == 0) */
+      fl_tensor *z = NULL, *m = NULL, *v = NULL;
+      st = scalar_like(g, 0, &z);
+      if (st == FL_OK && ga && (st = fl_binary_scalar(FL_SUB, b, 1, false, &t)) == FL_OK &&
+          (st = fl_binary(FL_POW, a, t, &u)) == FL_OK && (st = mul(u, b, &w)) == FL_OK && (st = mul(w, g, &v)) == FL_OK &&
+          (st = fl_binary_scalar(FL_EQ, b, 0, false, &m)) == FL_OK)
+        st = fl_where(m, z, v, &grads[0]);
+      fl_release(t), fl_release(u), fl_release(w), fl_release(m), fl_release(v);
+      t = u = w = m = v = NULL;
+      if (st == FL_OK && gb && (st = fl_binary(FL_POW, a, b, &t)) == FL_OK && (st = fl_unary(FL_LOG, a, &u)) == FL_OK &&
+          (st = mul(t, u, &w)) == FL_OK && (st = mul(w, g, &v)) == FL_OK &&
+          (st = fl_binary_scalar(FL_EQ, a, 0, false, &m)) == FL_OK)
+        st = fl_where(m, z, v, &grads[1]);
+      fl_release(z), fl_release(m), fl_release(v);
+      break;
+    }
+    case FL_MAXIMUM:
+    case FL_MINIMUM: { /* the winner takes the gradient; ties split it */
+      fl_tensor *e = NULL, *h = NULL;
+      st = fl_binary(op == FL_MAXIMUM ? FL_GT : FL_LT, a, b, &t);
+      if (st == FL_OK) st = fl_binary(FL_EQ, a, b, &e);
+      if (st == FL_OK) st = fl_cast(t, g->dtype, &u);
+      if (st == FL_OK) st = fl_cast(e, g->dtype, &h);
+      fl_release(t), fl_release(e);
+      t = e = NULL;
+      if (st == FL_OK) st = fl_binary_scalar(FL_MUL, h, 0.5, false, &e);
+      if (st == FL_OK) st = fl_binary(FL_ADD, u, e, &w); /* w = weight of a */
+      if (st == FL_OK && ga) st = mul(g, w, &grads[0]);
+      if (st == FL_OK && gb && (st = fl_binary_scalar(FL_SUB, w, 1, true, &t)) == FL_OK) st = mul(g, t, &grads[1]);
+      fl_release(e), fl_release(h);
+      break;
+    }
+    default: st = fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_binary_name(op));
+  }
+  fl_release(t);
+  fl_release(u);
+  fl_release(w);
+  return st;
+}
+
+/* The dtype both operands are computed in. */
+static fl_dtype compute_dtype(fl_binary_op op, fl_dtype a, fl_dtype b) {
+  fl_dtype d = fl_promote(a, b);
+  if (op == FL_DIV && !fl_dtype_is_float(d)) return FL_F32; /* true division */
+  if (op == FL_AND || op == FL_OR) return FL_BOOL;
+  if (op > FL_OR && !fl_dtype_is_float(d)) return FL_F32;
+  if ((op == FL_ADD || op == FL_SUB || op == FL_MUL || op == FL_POW) && d == FL_BOOL) return FL_I64;
+  return d;
+}
+
+static bool differentiable(fl_binary_op op) { return op <= FL_MINIMUM; }
+
+fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
+  const char *name = fl_binary_name(op);
+  FL_TRY(fl_check_same_device(name, a, b));
+  int nd;
+  int64_t shape[FL_MAX_DIMS];
+  FL_TRY(fl_broadcast_shapes(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
+  fl_dtype ct = compute_dtype(op, a->dtype, b->dtype);
+  fl_tensor *ca = NULL, *cb = NULL, *ea = NULL, *eb = NULL, *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_cast(a, ct, &ca));
+  FL_CHECK(fl_cast(b, ct, &cb));
+  FL_CHECK(fl_tensor_new(is_predicate(op) ? FL_BOOL : ct, a->storage->device, nd, shape, &r));
+  ea = fl_expand_raw(ca, nd, shape);
+  eb = fl_expand_raw(cb, nd, shape);
+  if (!ea || !eb) FL_CHECK(fl_error(FL_ENOMEM, "%s: out of host memory", name));
+  if (fl_numel(r)) {
+    const fl_backend *be;
+    FL_CHECK(fl_backend_of(name, r, &be));
+    if (!be->binary) FL_CHECK(fl_unsupported(name, r));
+    FL_CHECK(fl_error_context(be->binary(op, r, ea, eb), name));
+  }
+  if (differentiable(op) && fl_dtype_is_float(ct)) {
+    fl_node *n;
+    const fl_tensor *ins[2] = {ca, cb};
+    FL_CHECK(fl_record("BinaryBackward", binary_backward, 2, ins, r, &n));
+    if (n) {
+      n->iarg[0] = op;
+      n->name = op == FL_ADD ? "AddBackward" : op == FL_SUB ? "SubBackward" : op == FL_MUL ? "MulBackward"
+              : op == FL_DIV ? "DivBackward" : op == FL_POW ? "PowBackward" : "MaxMinBackward";
+      fl_node_save(n, ca);
+      fl_node_save(n, cb);
+    }
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(ca), fl_release(cb), fl_release(ea), fl_release(eb), fl_release(r);
+  return st;
+}
+
+/* The dtype a Lua/C number takes next to tensor t (numbers do not widen tensors). */
+static fl_dtype scalar_dtype(const fl_tensor *t, double s) {
+  if (fl_dtype_is_float(t->dtype)) return t->dtype;
+  if (s != floor(s) || isinf(s) || isnan(s)) return FL_F32;
+  return t->dtype == FL_BOOL ? FL_I64 : t->dtype;
+}
+
+fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+  fl_opts o = {scalar_dtype(a, s), a->storage->device, false};
+  if (op == FL_AND || op == FL_OR) o.dtype = FL_BOOL;
+  fl_tensor *b;
+  FL_TRY(fl_scalar(s, o, &b));
+  fl_status st = reversed ? fl_binary(op, b, a, out) : fl_binary(op, a, b, out);
+  fl_release(b);
+  return st;
+}
+
+fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out) {
+  if (alpha == 1) return fl_binary(FL_ADD, a, b, out);
+  fl_tensor *t;
+  FL_TRY(fl_binary_scalar(FL_MUL, b, alpha, false, &t));
+  fl_status st = fl_binary(FL_ADD, a, t, out);
+  fl_release(t);
+  return st;
+}
+
+/* ---- where and friends ---- */
+static fl_status where_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_tensor *c, *z;
+  FL_TRY(fl_node_saved(n, 0, &c));
+  FL_TRY(scalar_like(g, 0, &z));
+  fl_status st = FL_OK;
+  if (n->in[1].node) st = fl_where(c, g, z, &grads[1]);
+  if (st == FL_OK && n->in[2].node) st = fl_where(c, z, g, &grads[2]);
+  fl_release(z);
+  return st;
+}
+
+fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  FL_TRY(fl_check_same_device("where", cond, a));
+  FL_TRY(fl_check_same_device("where", a, b));
+  if (cond->dtype != FL_BOOL) {
+    fl_desc d = fl_describe(cond);
+    return fl_error(FL_EDTYPE, "where: condition must be a bool tensor, got %s", d.s);
+  }
+  int n1, nd;
+  int64_t s1[FL_MAX_DIMS], shape[FL_MAX_DIMS];
+  FL_TRY(fl_broadcast_shapes("where", cond->ndim, cond->shape, a->ndim, a->shape, &n1, s1));
+  FL_TRY(fl_broadcast_shapes("where", n1, s1, b->ndim, b->shape, &nd, shape));
+  fl_dtype ct = fl_promote(a->dtype, b->dtype);
+  fl_tensor *ca = NULL, *cb = NULL, *r = NULL, *e[3] = {NULL, NULL, NULL};
+  fl_status st = FL_OK;
+  FL_CHECK(fl_cast(a, ct, &ca));
+  FL_CHECK(fl_cast(b, ct, &cb));
+  FL_CHECK(fl_tensor_new(ct, a->storage->device, nd, shape, &r));
+  e[0] = fl_expand_raw(cond, nd, shape), e[1] = fl_expand_raw(ca, nd, shape), e[2] = fl_expand_raw(cb, nd, shape);
+  if (!e[0] || !e[1] || !e[2]) FL_CHECK(fl_error(FL_ENOMEM, "where: out of host memory"));
+  if (fl_numel(r)) {
+    const fl_backend *be;
+    FL_CHECK(fl_backend_of("where", r, &be));
+    if (!be->where) FL_CHECK(fl_unsupported("where", r));
+    FL_CHECK(fl_error_context(be->where(r, e[0], e[1], e[2]), "where"));
+  }
+  if (fl_dtype_is_float(ct)) {
+    fl_node *n;
+    const fl_tensor *ins[3] = {NULL, ca, cb};
+    FL_CHECK(fl_record("WhereBackward", where_backward, 3, ins, r, &n));
+    if (n) fl_node_save(n, cond);
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(ca), fl_release(cb), fl_release(r);
+  for (int i = 0; i < 3; i++) fl_release(e[i]);
+  return st;
+}
+
+fl_status fl_lerp(const fl_tensor *a, const fl_tensor *b, const fl_tensor *w, fl_tensor **out) {
+  fl_tensor *d = NULL, *m = NULL;
+  fl_status st = fl_binary(FL_SUB, b, a, &d);
+  if (st == FL_OK) st = fl_binary(FL_MUL, w, d, &m);
+  if (st == FL_OK) st = fl_binary(FL_ADD, a, m, out);
+  fl_release(d);
+  fl_release(m);
+  return fl_error_context(st, "lerp");
+}
+
+fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value, fl_tensor **out) {
+  if (mask->dtype != FL_BOOL) {
+    fl_desc d = fl_describe(mask);
+    return fl_error(FL_EDTYPE, "masked_fill: mask must be a bool tensor, got %s", d.s);
+  }
+  fl_tensor *v;
+  FL_TRY(scalar_like(x, value, &v));
+  fl_status st = fl_where(mask, v, x, out);
+  fl_release(v);
+  return fl_error_context(st, "masked_fill");
+}
+
+/* ---- in place ---- */
+fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
+  const char *name = fl_binary_name(op);
+  FL_TRY(fl_check_inplace(name, dst));
+  FL_TRY(fl_check_same_device(name, dst, src));
+  int nd;
+  int64_t shape[FL_MAX_DIMS];
+  FL_TRY(fl_broadcast_shapes(name, dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape));
+  if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * nd)) {
+    fl_desc a = fl_describe(src), b = fl_describe(dst);
+    return fl_error(FL_ESHAPE, "%s_: %s does not broadcast to the destination %s", name, a.s, b.s);
+  }
+  fl_dtype ct = compute_dtype(op, dst->dtype, src->dtype);
+  if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct) { /* straight into dst: elementwise, so aliasing is safe */
+    fl_tensor *e = fl_expand_raw(src, nd, shape);
+    if (!e) return fl_error(FL_ENOMEM, "%s_: out of host memory", name);
+    const fl_backend *be;
+    fl_status st = fl_backend_of(name, dst, &be);
+    if (st == FL_OK) st = be->binary ? fl_error_context(be->binary(op, dst, dst, e), name) : fl_unsupported(name, dst);
+    fl_release(e);
+    if (st == FL_OK) fl_bump_version(dst);
+    return st;
+  }
+  if (fl_dtype_is_float(ct) && !fl_dtype_is_float(dst->dtype) && !is_predicate(op)) {
+    fl_desc a = fl_describe(dst);
+    return fl_error(FL_EDTYPE, "%s_: result type %s cannot be stored in %s", name, fl_dtype_name(ct), a.s);
+  }
+  bool prev = fl_set_grad_enabled(false);
+  fl_tensor *r;
+  fl_status st = fl_binary(op, dst, src, &r);
+  fl_set_grad_enabled(prev);
+  FL_TRY(st);
+  st = fl_copy_(dst, r);
+  fl_release(r);
+  return st;
+}
+
+fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s) {
+  fl_opts o = {scalar_dtype(dst, s), dst->storage->device, false};
+  fl_tensor *b;
+  FL_TRY(fl_scalar(s, o, &b));
+  fl_status st = fl_binary_(op, dst, b);
+  fl_release(b);
+  return st;
+}
+
+static fl_status unary_inplace(fl_unary_op op, fl_tensor *x, double p0, double p1) {
+  const char *name = fl_unary_name(op);
+  FL_TRY(fl_check_inplace(name, x));
+  if (float_only_unary(op) && !fl_dtype_is_float(x->dtype)) {
+    fl_desc d = fl_describe(x);
+    return fl_error(FL_EDTYPE, "%s_: expected a floating-point tensor, got %s", name, d.s);
+  }
+  if (fl_numel(x)) FL_BACKEND_CALL(name, x, unary, op, x, x, p0, p1);
+  fl_bump_version(x);
+  return FL_OK;
+}
+
+fl_status fl_unary_(fl_unary_op op, fl_tensor *x) { return unary_inplace(op, x, NAN, NAN); }
+fl_status fl_clamp_(fl_tensor *x, double lo, double hi) { return unary_inplace(FL_CLAMP, x, lo, hi); }

@@ -1,0 +1,126 @@
+/* cat, stack and flip: ops that build a new tensor from pieces of others. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+static fl_status cat_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  int dim = (int)n->iarg[0];
+  int64_t off = 0;
+  for (int i = 0; i < n->n_in; i++) {
+    int64_t len = n->in[i].shape[dim];
+    if (n->in[i].node) FL_TRY(fl_narrow(g, dim, off, len, &grads[i]));
+    off += len;
+  }
+  return FL_OK;
+}
+
+fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
+  if (n < 1) return fl_error(FL_EINVAL, "cat: expected a non-empty list of tensors");
+  const fl_tensor *ref = ts[0];
+  int d;
+  if (ref->ndim == 0) return fl_error(FL_ESHAPE, "cat: zero-dimensional tensor (element 1) cannot be concatenated");
+  FL_TRY(fl_norm_dim("cat", ref, dim, 0, &d));
+  fl_dtype dt = ref->dtype;
+  int64_t shape[FL_MAX_DIMS];
+  memcpy(shape, ref->shape, sizeof shape);
+  shape[d] = 0;
+  for (int i = 0; i < n; i++) {
+    const fl_tensor *t = ts[i];
+    FL_TRY(fl_check_same_device("cat", ref, t));
+    bool ok = t->ndim == ref->ndim;
+    for (int k = 0; ok && k < t->ndim; k++) ok = k == d || t->shape[k] == ref->shape[k];
+    if (!ok) {
+      fl_desc a = fl_describe(ref), b = fl_describe(t);
+      return fl_error(FL_ESHAPE, "cat: element %d %s does not match element 1 %s outside dim %d", i + 1, b.s, a.s, d);
+    }
+    shape[d] += t->shape[d];
+    dt = fl_promote(dt, t->dtype);
+  }
+  fl_tensor *r;
+  FL_TRY(fl_tensor_new(dt, ref->storage->device, ref->ndim, shape, &r));
+  const fl_backend *be;
+  fl_status st = fl_backend_of("cat", r, &be);
+  int64_t off = 0;
+  for (int i = 0; st == FL_OK && i < n; i++) {
+    fl_tensor *part = fl_alias(r, r->ndim, ts[i]->shape, r->stride, off * r->stride[d]);
+    if (!part) st = fl_error(FL_ENOMEM, "cat: out of host memory");
+    else if (fl_numel(part)) st = fl_error_context(be->copy(part, ts[i]), "cat");
+    fl_release(part);
+    off += ts[i]->shape[d];
+  }
+  fl_node *node = NULL;
+  if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("CatBackward", cat_backward, n, (const fl_tensor *const *)ts, r, &node);
+  if (node) node->iarg[0] = d;
+  if (st != FL_OK) {
+    fl_release(r);
+    return st;
+  }
+  *out = r;
+  return FL_OK;
+}
+
+fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
+  if (n < 1) return fl_error(FL_EINVAL, "stack: expected a non-empty list of tensors");
+  fl_tensor **us = calloc((size_t)n, sizeof *us);
+  if (!us) return fl_error(FL_ENOMEM, "stack: out of host memory");
+  fl_status st = FL_OK;
+  for (int i = 0; i < n && st == FL_OK; i++) {
+    if (!fl_same_shape(ts[i], ts[0])) {
+      fl_desc a = fl_describe(ts[0]), b = fl_describe(ts[i]);
+      st = fl_error(FL_ESHAPE, "stack: element %d %s differs in shape from element 1 %s", i + 1, b.s, a.s);
+    } else {
+      st = fl_unsqueeze(ts[i], dim, &us[i]);
+    }
+  }
+  if (st == FL_OK) st = fl_cat(n, us, dim < 0 ? dim : dim, out);
+  for (int i = 0; i < n; i++) fl_release(us[i]);
+  free(us);
+  return fl_error_context(st, "stack");
+}
+
+static fl_status flip_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  int dims[FL_MAX_DIMS];
+  for (int i = 0; i < n->iarg[0]; i++) dims[i] = (int)n->iarg[1 + i];
+  return fl_flip(g, (int)n->iarg[0], dims, &grads[0]);
+}
+
+fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) {
+  int64_t stride[FL_MAX_DIMS];
+  int64_t offset = t->offset;
+  int norm[FL_MAX_DIMS];
+  memcpy(stride, t->stride, sizeof stride);
+  bool seen[FL_MAX_DIMS] = {false};
+  for (int i = 0; i < nd; i++) {
+    int d;
+    FL_TRY(fl_norm_dim("flip", t, dims[i], 0, &d));
+    if (seen[d]) return fl_error(FL_EINVAL, "flip: dim %d repeated", d);
+    seen[d] = true;
+    norm[i] = d;
+    if (t->shape[d] > 0) offset += (t->shape[d] - 1) * t->stride[d];
+    stride[d] = -t->stride[d];
+  }
+  /* a negative-stride view, then a contiguous copy (flip returns a new tensor) */
+  fl_tensor *v = fl_alias(t, t->ndim, t->shape, stride, offset), *r;
+  if (!v) return fl_error(FL_ENOMEM, "flip: out of host memory");
+  fl_status st = fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &r);
+  if (st == FL_OK && fl_numel(r)) {
+    const fl_backend *be;
+    st = fl_backend_of("flip", t, &be);
+    if (st == FL_OK) st = fl_error_context(be->copy(r, v), "flip");
+    if (st != FL_OK) fl_release(r);
+  }
+  fl_release(v);
+  FL_TRY(st);
+  fl_node *n = NULL;
+  if (fl_dtype_is_float(t->dtype)) st = fl_record("FlipBackward", flip_backward, 1, &t, r, &n);
+  if (n) {
+    n->iarg[0] = nd;
+    for (int i = 0; i < nd; i++) n->iarg[1 + i] = norm[i];
+  }
+  if (st != FL_OK) {
+    fl_release(r);
+    return st;
+  }
+  *out = r;
+  return FL_OK;
+}

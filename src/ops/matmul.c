@@ -1,0 +1,169 @@
+/* matmul (1-D, 2-D, batched with broadcast batch dims), bmm and mm. The backend
+ * sees one [B,M,K] x [B,K,N] product; broadcast batches keep stride 0. */
+#include "internal.h"
+#include <string.h>
+
+static bool allow_tf32;
+void fl_set_allow_tf32(bool on) { allow_tf32 = on; }
+bool fl_get_allow_tf32(void) { return allow_tf32; }
+
+/* A [B, R, C] header over t (batch dims collapsed) without copying, if the
+ * batch dims can be walked with one stride; NULL otherwise. */
+static fl_tensor *as_batched(const fl_tensor *t, int nb, const int64_t *batch) {
+  int64_t shape[FL_MAX_DIMS];
+  memcpy(shape, batch, sizeof(int64_t) * nb);
+  shape[nb] = t->shape[t->ndim - 2];
+  shape[nb + 1] = t->shape[t->ndim - 1];
+  fl_tensor *x = fl_expand_raw(t, nb + 2, shape);
+  if (!x) return NULL;
+  int64_t B = 1, bs = 0;
+  bool ok = true, any = false;
+  for (int i = nb - 1; i >= 0; i--) { /* batch dims must be walkable with one stride */
+    if (shape[i] == 1) continue;
+    if (!any) bs = x->stride[i], any = true;
+    else if (x->stride[i] != bs * B) ok = false;
+    B *= shape[i];
+  }
+  fl_tensor *r = NULL;
+  if (ok) {
+    int64_t s3[3] = {B, shape[nb], shape[nb + 1]}, st3[3] = {bs, x->stride[nb], x->stride[nb + 1]};
+    r = fl_alias(x, 3, s3, st3, x->offset);
+  }
+  fl_release(x);
+  return r;
+}
+
+static fl_status batched_operand(const fl_tensor *t, int nb, const int64_t *batch, fl_tensor **out, fl_tensor **keep) {
+  *keep = NULL;
+  *out = as_batched(t, nb, batch);
+  if (*out) return FL_OK;
+  fl_tensor *c; /* materialise the broadcast, then it is contiguous */
+  int64_t shape[FL_MAX_DIMS];
+  memcpy(shape, batch, sizeof(int64_t) * nb);
+  shape[nb] = t->shape[t->ndim - 2];
+  shape[nb + 1] = t->shape[t->ndim - 1];
+  fl_tensor *e = fl_expand_raw(t, nb + 2, shape);
+  if (!e) return fl_error(FL_ENOMEM, "matmul: out of host memory");
+  fl_status st = fl_tensor_new(t->dtype, t->storage->device, nb + 2, shape, &c);
+  if (st == FL_OK) {
+    const fl_backend *be;
+    st = fl_backend_of("matmul", t, &be);
+    if (st == FL_OK) st = be->copy(c, e);
+  }
+  fl_release(e);
+  FL_TRY(st);
+  *keep = c;
+  *out = as_batched(c, nb, batch);
+  return *out ? FL_OK : fl_error(FL_ENOMEM, "matmul: out of host memory");
+}
+
+static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+
+static fl_status matmul_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_tensor *a, *b, *t = NULL;
+  FL_TRY(fl_node_saved(n, 0, &a));
+  FL_TRY(fl_node_saved(n, 1, &b));
+  fl_status st = FL_OK;
+  if (n->in[0].node && (st = fl_transpose(b, -1, -2, &t)) == FL_OK) st = matmul_nd(g, t, &grads[0]);
+  fl_release(t);
+  t = NULL;
+  if (st == FL_OK && n->in[1].node && (st = fl_transpose(a, -1, -2, &t)) == FL_OK) st = matmul_nd(t, g, &grads[1]);
+  fl_release(t);
+  return st;
+}
+
+/* Both operands have >= 2 dims and one dtype. */
+static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], K2 = b->shape[b->ndim - 2], N = b->shape[b->ndim - 1];
+  if (K != K2) {
+    char sa[128], sb[128];
+    return fl_error(FL_ESHAPE, "matmul: shapes %s and %s cannot be multiplied (%lld != %lld)",
+                    fl_shape_str(a, sa, sizeof sa), fl_shape_str(b, sb, sizeof sb), (long long)K, (long long)K2);
+  }
+  int nb;
+  int64_t batch[FL_MAX_DIMS], oshape[FL_MAX_DIMS];
+  FL_TRY(fl_broadcast_shapes("matmul", a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nb, batch));
+  memcpy(oshape, batch, sizeof(int64_t) * nb);
+  oshape[nb] = M;
+  oshape[nb + 1] = N;
+  if (nb + 2 > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "matmul: too many dims");
+  fl_tensor *a3 = NULL, *b3 = NULL, *ka = NULL, *kb = NULL, *r = NULL, *r3 = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(a->dtype, a->storage->device, nb + 2, oshape, &r));
+  if (fl_numel(r)) {
+    FL_CHECK(batched_operand(a, nb, batch, &a3, &ka));
+    FL_CHECK(batched_operand(b, nb, batch, &b3, &kb));
+    int64_t s3[3] = {fl_shape_numel(nb, batch), M, N}, st3[3] = {M * N, N, 1};
+    r3 = fl_alias(r, 3, s3, st3, 0);
+    if (!r3) FL_CHECK(fl_error(FL_ENOMEM, "matmul: out of host memory"));
+    const fl_backend *be;
+    FL_CHECK(fl_backend_of("matmul", a, &be));
+    if (!be->matmul) FL_CHECK(fl_unsupported("matmul", a));
+    FL_CHECK(fl_error_context(be->matmul(r3, a3, b3), "matmul"));
+  }
+  fl_node *n;
+  const fl_tensor *ins[2] = {a, b};
+  FL_CHECK(fl_record("MatmulBackward", matmul_backward, 2, ins, r, &n));
+  if (n) {
+    fl_node_save(n, a);
+    fl_node_save(n, b);
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(a3), fl_release(b3), fl_release(ka), fl_release(kb), fl_release(r), fl_release(r3);
+  return st;
+}
+
+fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  FL_TRY(fl_check_same_device("matmul", a, b));
+  if (a->ndim == 0 || b->ndim == 0) {
+    fl_desc da = fl_describe(a), db = fl_describe(b);
+    return fl_error(FL_ESHAPE, "matmul: both arguments need at least 1 dim, got %s and %s", da.s, db.s);
+  }
+  if (a->dtype == FL_BOOL || b->dtype == FL_BOOL)
+    return fl_error(FL_EDTYPE, "matmul: bool tensors are not supported (got %s and %s)", fl_dtype_name(a->dtype),
+                    fl_dtype_name(b->dtype));
+  fl_dtype dt = fl_promote(a->dtype, b->dtype);
+  fl_tensor *ca = NULL, *cb = NULL, *ua = NULL, *ub = NULL, *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_cast(a, dt, &ca));
+  FL_CHECK(fl_cast(b, dt, &cb));
+  if (a->ndim == 1) FL_CHECK(fl_unsqueeze(ca, 0, &ua)); /* [K] -> [1, K] */
+  else ua = fl_retain(ca);
+  if (b->ndim == 1) FL_CHECK(fl_unsqueeze(cb, 1, &ub)); /* [K] -> [K, 1] */
+  else ub = fl_retain(cb);
+  FL_CHECK(matmul_nd(ua, ub, &r));
+  if (a->ndim == 1 || b->ndim == 1) { /* drop the dims added above */
+    int64_t shape[FL_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < r->ndim; i++) {
+      if (a->ndim == 1 && i == r->ndim - 2) continue;
+      if (b->ndim == 1 && i == r->ndim - 1) continue;
+      shape[nd++] = r->shape[i];
+    }
+    FL_CHECK(fl_reshape(r, nd, shape, out));
+  } else {
+    *out = r;
+    r = NULL;
+  }
+done:
+  fl_release(ca), fl_release(cb), fl_release(ua), fl_release(ub), fl_release(r);
+  return st;
+}
+
+fl_status fl_mm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  if (a->ndim != 2 || b->ndim != 2) {
+    fl_desc da = fl_describe(a), db = fl_describe(b);
+    return fl_error(FL_ESHAPE, "mm: expected 2-D tensors, got %s and %s", da.s, db.s);
+  }
+  return fl_matmul(a, b, out);
+}
+
+fl_status fl_bmm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
+  if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0]) {
+    fl_desc da = fl_describe(a), db = fl_describe(b);
+    return fl_error(FL_ESHAPE, "bmm: expected 3-D tensors with equal batch sizes, got %s and %s", da.s, db.s);
+  }
+  return fl_matmul(a, b, out);
+}

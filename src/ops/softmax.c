@@ -1,0 +1,72 @@
+/* softmax and log_softmax along one dim. */
+#include "internal.h"
+
+static fl_status softmax_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  int dim = (int)n->iarg[0];
+  uint32_t mask = 1u << dim;
+  fl_tensor *y, *t = NULL, *s = NULL, *u = NULL;
+  FL_TRY(fl_node_saved(n, 0, &y));
+  fl_status st;
+  if (n->iarg[1]) { /* log_softmax: g - exp(y) * sum(g) */
+    if ((st = fl_sum(g, mask, true, &s)) == FL_OK && (st = fl_unary(FL_EXP, y, &t)) == FL_OK &&
+        (st = fl_binary(FL_MUL, t, s, &u)) == FL_OK)
+      st = fl_binary(FL_SUB, g, u, &grads[0]);
+  } else { /* softmax: y * (g - sum(g * y)) */
+    if ((st = fl_binary(FL_MUL, g, y, &t)) == FL_OK && (st = fl_sum(t, mask, true, &s)) == FL_OK &&
+        (st = fl_binary(FL_SUB, g, s, &u)) == FL_OK)
+      st = fl_binary(FL_MUL, y, u, &grads[0]);
+  }
+  fl_release(t), fl_release(s), fl_release(u);
+  return st;
+}
+
+static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, bool log, fl_tensor **out) {
+  int d;
+  if (x->ndim == 0) {
+    int64_t one = 1;
+    fl_tensor *v, *r;
+    FL_TRY(fl_reshape(x, 1, &one, &v));
+    fl_status st = softmax_impl(name, v, 0, log, &r);
+    fl_release(v);
+    FL_TRY(st);
+    st = fl_reshape(r, 0, NULL, out);
+    fl_release(r);
+    return st;
+  }
+  FL_TRY(fl_norm_dim(name, x, dim, 0, &d));
+  fl_tensor *xc = NULL, *r = NULL;
+  fl_status st = FL_OK;
+  if (!fl_dtype_is_float(x->dtype)) FL_CHECK(fl_cast(x, FL_F32, &xc));
+  else FL_CHECK(fl_contiguous(x, &xc));
+  if (!fl_is_contiguous(xc)) {
+    fl_tensor *c;
+    FL_CHECK(fl_contiguous(xc, &c));
+    fl_release(xc);
+    xc = c;
+  }
+  FL_CHECK(fl_tensor_new(xc->dtype, xc->storage->device, xc->ndim, xc->shape, &r));
+  if (fl_numel(r)) {
+    const fl_backend *be;
+    FL_CHECK(fl_backend_of(name, xc, &be));
+    if (!be->softmax) FL_CHECK(fl_unsupported(name, xc));
+    FL_CHECK(fl_error_context(be->softmax(r, xc, d, log), name));
+  }
+  fl_node *n;
+  const fl_tensor *in = xc;
+  FL_CHECK(fl_record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, &in, r, &n));
+  if (n) {
+    n->iarg[0] = d;
+    n->iarg[1] = log;
+    fl_node_save(n, r);
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(xc), fl_release(r);
+  return st;
+}
+
+fl_status fl_softmax(const fl_tensor *x, int dim, fl_tensor **out) { return softmax_impl("softmax", x, dim, false, out); }
+fl_status fl_log_softmax(const fl_tensor *x, int dim, fl_tensor **out) {
+  return softmax_impl("log_softmax", x, dim, true, out);
+}

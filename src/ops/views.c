@@ -1,0 +1,276 @@
+/* Views: new headers over the same storage, each with its backward. */
+#include "internal.h"
+#include <string.h>
+
+/* ---- backward rules ---- */
+static fl_status reshape_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  return fl_reshape(g, n->in[0].ndim, n->in[0].shape, &grads[0]);
+}
+static fl_status pass_back(fl_node *n, fl_tensor *g, fl_tensor **grads) { /* expand: the engine sums */
+  grads[0] = fl_retain(g);
+  return FL_OK;
+}
+static fl_status permute_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  int inv[FL_MAX_DIMS];
+  for (int i = 0; i < g->ndim; i++) inv[n->iarg[i]] = i;
+  return fl_permute(g, inv, &grads[0]);
+}
+/* narrow and select: the gradient lands in a slice of zeros */
+static fl_status slice_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_opts o = {g->dtype, g->storage->device, false};
+  fl_tensor *z, *part = NULL, *gg = NULL;
+  FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  int dim = (int)n->iarg[0];
+  fl_status st = fl_narrow(z, dim, n->iarg[1], n->iarg[2], &part);
+  if (st == FL_OK) st = n->iarg[3] ? fl_unsqueeze(g, dim, &gg) : (gg = fl_retain(g), FL_OK);
+  if (st == FL_OK) st = fl_copy_(part, gg);
+  fl_release(part);
+  fl_release(gg);
+  if (st != FL_OK) {
+    fl_release(z);
+    return st;
+  }
+  grads[0] = z;
+  return FL_OK;
+}
+
+/* Wraps up a view: records its node when the base needs a gradient. */
+static fl_status make_view(const char *name, fl_backward_fn bw, const fl_tensor *t, int ndim, const int64_t *shape,
+                           const int64_t *stride, int64_t offset, fl_tensor **out, fl_node **node) {
+  fl_tensor *v = fl_alias(t, ndim, shape, stride, offset);
+  if (!v) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
+  fl_status st = fl_record(name, bw, 1, &t, v, node);
+  if (st != FL_OK) {
+    fl_release(v);
+    return st;
+  }
+  *out = v;
+  return FL_OK;
+}
+
+/* PyTorch's rule for when a reshape can be a view of strided memory. */
+static bool view_strides(const fl_tensor *t, int nd, const int64_t *shape, int64_t *stride) {
+  if (t->ndim == 0 || fl_numel(t) == 0 || fl_is_contiguous(t)) {
+    fl_contiguous_strides(nd, shape, stride);
+    return true;
+  }
+  int vd = nd - 1;
+  int64_t base = t->stride[t->ndim - 1], tn = 1, vn = 1;
+  for (int td = t->ndim - 1; td >= 0; td--) {
+    tn *= t->shape[td];
+    if (td == 0 || (t->shape[td - 1] != 1 && t->stride[td - 1] != tn * base)) {
+      while (vd >= 0 && (vn < tn || shape[vd] == 1)) {
+        stride[vd] = vn * base;
+        vn *= shape[vd];
+        vd--;
+      }
+      if (vn != tn) return false;
+      if (td > 0) {
+        base = t->stride[td - 1];
+        tn = vn = 1;
+      }
+    }
+  }
+  return vd == -1;
+}
+
+/* Resolves one -1 and checks the element count. */
+static fl_status infer_shape(const char *op, const fl_tensor *t, int nd, const int64_t *in, int64_t *shape) {
+  int infer = -1;
+  int64_t known = 1;
+  char a[128], b[128];
+  if (nd > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "%s: at most %d dims, got %d", op, FL_MAX_DIMS, nd);
+  for (int i = 0; i < nd; i++) {
+    shape[i] = in[i];
+    if (in[i] == -1) {
+      if (infer >= 0) return fl_error(FL_ESHAPE, "%s: only one dim can be -1 in %s", op, fl_dims_str(nd, in, a, sizeof a));
+      infer = i;
+    } else if (in[i] < 0) {
+      return fl_error(FL_ESHAPE, "%s: invalid size in shape %s", op, fl_dims_str(nd, in, a, sizeof a));
+    } else {
+      known *= in[i];
+    }
+  }
+  int64_t n = fl_numel(t);
+  if (infer >= 0 && known > 0 && n % known == 0) shape[infer] = n / known;
+  if ((infer >= 0 && (known == 0 || n % known)) || fl_shape_numel(nd, shape) != n)
+    return fl_error(FL_ESHAPE, "%s: shape %s is invalid for input of shape %s (%lld elements)", op,
+                    fl_dims_str(nd, in, a, sizeof a), fl_shape_str(t, b, sizeof b), (long long)n);
+  return FL_OK;
+}
+
+fl_status fl_view(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  FL_TRY(infer_shape("view", t, nd, in, shape));
+  if (!view_strides(t, nd, shape, stride)) {
+    fl_desc d = fl_describe(t);
+    char b[128];
+    return fl_error(FL_ESHAPE, "view: %s is not contiguous enough to view as %s (use reshape)", d.s,
+                    fl_dims_str(nd, shape, b, sizeof b));
+  }
+  return make_view("ViewBackward", reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+}
+
+fl_status fl_reshape(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  FL_TRY(infer_shape("reshape", t, nd, in, shape));
+  if (view_strides(t, nd, shape, stride))
+    return make_view("ReshapeBackward", reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+  fl_tensor *c;
+  FL_TRY(fl_clone(t, &c));
+  fl_status st = fl_view(c, nd, shape, out);
+  fl_release(c);
+  return st;
+}
+
+fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  bool seen[FL_MAX_DIMS] = {false};
+  for (int i = 0; i < t->ndim; i++) {
+    int d;
+    FL_TRY(fl_norm_dim("permute", t, dims[i], 0, &d));
+    if (seen[d]) return fl_error(FL_EINVAL, "permute: dim %d repeated", d);
+    seen[d] = true;
+    shape[i] = t->shape[d];
+    stride[i] = t->stride[d];
+  }
+  fl_node *n;
+  FL_TRY(make_view("PermuteBackward", permute_back, t, t->ndim, shape, stride, t->offset, out, &n));
+  for (int i = 0; n && i < t->ndim; i++) n->iarg[i] = dims[i] < 0 ? dims[i] + t->ndim : dims[i];
+  return FL_OK;
+}
+
+fl_status fl_transpose(const fl_tensor *t, int d0, int d1, fl_tensor **out) {
+  int a, b, perm[FL_MAX_DIMS] = {0};
+  if (t->ndim == 0) return fl_permute(t, perm, out);
+  FL_TRY(fl_norm_dim("transpose", t, d0, 0, &a));
+  FL_TRY(fl_norm_dim("transpose", t, d1, 0, &b));
+  for (int i = 0; i < t->ndim; i++) perm[i] = i;
+  perm[a] = b;
+  perm[b] = a;
+  return fl_permute(t, perm, out);
+}
+
+static fl_status slice_view(const char *name, const fl_tensor *t, int dim, int64_t start, int64_t len, bool drop,
+                            fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (i == dim && drop) continue;
+    shape[nd] = i == dim ? len : t->shape[i];
+    stride[nd++] = t->stride[i];
+  }
+  fl_node *n;
+  FL_TRY(make_view(name, slice_back, t, nd, shape, stride, t->offset + start * t->stride[dim], out, &n));
+  if (n) {
+    n->iarg[0] = dim;
+    n->iarg[1] = start;
+    n->iarg[2] = len;
+    n->iarg[3] = drop;
+  }
+  return FL_OK;
+}
+
+fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, fl_tensor **out) {
+  int d;
+  FL_TRY(fl_norm_dim("narrow", t, dim, 0, &d));
+  if (t->ndim == 0) return fl_error(FL_EINVAL, "narrow: cannot narrow a 0-dim tensor");
+  if (start < 0 || length < 0 || start + length > t->shape[d]) {
+    fl_desc ds = fl_describe(t);
+    return fl_error(FL_EINDEX, "narrow: range [%lld, %lld) out of bounds for dim %d of %s", (long long)start,
+                    (long long)(start + length), d, ds.s);
+  }
+  return slice_view("NarrowBackward", t, d, start, length, false, out);
+}
+
+fl_status fl_select(const fl_tensor *t, int dim, int64_t index, fl_tensor **out) {
+  int d;
+  if (t->ndim == 0) return fl_error(FL_EINVAL, "select: cannot index a 0-dim tensor");
+  FL_TRY(fl_norm_dim("select", t, dim, 0, &d));
+  if (index < 0) index += t->shape[d];
+  if (index < 0 || index >= t->shape[d]) {
+    fl_desc ds = fl_describe(t);
+    return fl_error(FL_EINDEX, "select: index %lld out of range for dim %d of %s (0-based)", (long long)index, d, ds.s);
+  }
+  return slice_view("SelectBackward", t, d, index, 1, true, out);
+}
+
+static fl_status reshaped_view(const char *name, const fl_tensor *t, int nd, const int64_t *shape, const int64_t *stride,
+                               fl_tensor **out) {
+  return make_view(name, reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+}
+
+fl_status fl_squeeze(const fl_tensor *t, int dim, fl_tensor **out) {
+  int d;
+  if (t->ndim == 0) return reshaped_view("SqueezeBackward", t, 0, NULL, NULL, out);
+  FL_TRY(fl_norm_dim("squeeze", t, dim, 0, &d));
+  if (t->shape[d] != 1) return reshaped_view("SqueezeBackward", t, t->ndim, t->shape, t->stride, out);
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (i != d) shape[nd] = t->shape[i], stride[nd++] = t->stride[i];
+  return reshaped_view("SqueezeBackward", t, nd, shape, stride, out);
+}
+
+fl_status fl_squeeze_all(const fl_tensor *t, fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] != 1) shape[nd] = t->shape[i], stride[nd++] = t->stride[i];
+  return reshaped_view("SqueezeBackward", t, nd, shape, stride, out);
+}
+
+fl_status fl_unsqueeze(const fl_tensor *t, int dim, fl_tensor **out) {
+  int d;
+  FL_TRY(fl_norm_dim("unsqueeze", t, dim, 1, &d));
+  if (t->ndim >= FL_MAX_DIMS) return fl_error(FL_ESHAPE, "unsqueeze: a tensor has at most %d dims", FL_MAX_DIMS);
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  for (int i = 0, j = 0; i <= t->ndim; i++) {
+    if (i == d) {
+      shape[i] = 1;
+      stride[i] = (d < t->ndim) ? t->stride[d] * t->shape[d] : 1;
+    } else {
+      shape[i] = t->shape[j];
+      stride[i] = t->stride[j++];
+    }
+  }
+  return reshaped_view("UnsqueezeBackward", t, t->ndim + 1, shape, stride, out);
+}
+
+fl_status fl_expand(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **out) {
+  int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
+  char a[128], b[128];
+  if (nd < t->ndim || nd > FL_MAX_DIMS)
+    return fl_error(FL_ESHAPE, "expand: cannot expand %s to %s (fewer dims)", fl_shape_str(t, a, sizeof a),
+                    fl_dims_str(nd, in, b, sizeof b));
+  for (int i = 0; i < nd; i++) {
+    int j = i - (nd - t->ndim);
+    int64_t want = in[i] == -1 && j >= 0 ? t->shape[j] : in[i];
+    if (j >= 0 && t->shape[j] == want) stride[i] = t->stride[j];
+    else if ((j < 0 || t->shape[j] == 1) && want >= 0) stride[i] = 0;
+    else
+      return fl_error(FL_ESHAPE, "expand: cannot expand %s to %s (dim %d: %lld to %lld; only size-1 dims expand)",
+                      fl_shape_str(t, a, sizeof a), fl_dims_str(nd, in, b, sizeof b), i, j >= 0 ? (long long)t->shape[j] : 1LL,
+                      (long long)in[i]);
+    shape[i] = want;
+  }
+  return make_view("ExpandBackward", pass_back, t, nd, shape, stride, t->offset, out, NULL);
+}
+
+fl_status fl_flatten(const fl_tensor *t, int start, int stop, fl_tensor **out) {
+  if (t->ndim == 0) {
+    int64_t one = 1;
+    return fl_reshape(t, 1, &one, out);
+  }
+  int s, e;
+  FL_TRY(fl_norm_dim("flatten", t, start, 0, &s));
+  FL_TRY(fl_norm_dim("flatten", t, stop, 0, &e));
+  if (s > e) return fl_error(FL_EINVAL, "flatten: start dim %d is after end dim %d", s, e);
+  int64_t shape[FL_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (i > s && i <= e) shape[nd - 1] *= t->shape[i];
+    else shape[nd++] = t->shape[i];
+  }
+  return fl_reshape(t, nd, shape, out);
+}
