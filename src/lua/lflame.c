@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern const char *const fl_lua_sources[][2];
 lua_State *lfl_hook_state(lua_State *L);
@@ -381,6 +382,14 @@ static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on t
   return 0;
 }
 
+/* Monotonic wall-clock seconds, for bench/ scripts. */
+static int f_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
+
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
 
 static const luaL_Reg functions[] = {
@@ -391,7 +400,7 @@ static const luaL_Reg functions[] = {
     {"stack", f_stack},       {"where", f_where},     {"manual_seed", f_manual_seed},
     {"no_grad", f_no_grad},   {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"memory_stats", f_memory_stats},
-    {"is_tensor", f_is_tensor}, {NULL, NULL}};
+    {"is_tensor", f_is_tensor}, {"_now", f_now}, {NULL, NULL}};
 
 static const luaL_Reg cuda_functions[] = {{"is_available", f_cuda_is_available},
                                           {"device_count", f_cuda_device_count},

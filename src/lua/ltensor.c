@@ -351,7 +351,7 @@ static int m_normal_(lua_State *L) {
 /* ---- autograd ---- */
 static int m_backward(lua_State *L) {
   fl_tensor *t = self(L), *g = lfl_test(L, 2);
-  int opt = g ? 3 : 2;
+  int opt = (g || lua_isnil(L, 2)) ? 3 : 2; /* backward(grad, opts), backward(nil, opts) or backward(opts) */
   if (!g && lua_istable(L, 2)) opt = 2;
   else if (!g && !lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "gradient tensor or options table");
   bool retain = false;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU run, in one call on the lent machine (see docs/performance.md):
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [train]
+# (no step named: all of them). Builds for sm_90, runs the whole spec suite with
+# FLAME_DEVICE=cuda (every op checked against the CPU), compute-sanitizer
+# memcheck on the C backend test and a spec subset, and the benchmarks beside
+# PyTorch on the same GPU. Logs and tables go under $OUT.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+OUT=${OUT:-/tmp/flame-gpu-out}
+mkdir -p "$OUT"
+build=${FLAME_BUILD:-$here/build-gpu}
+steps=${*:-build specs ctest sanitize bench train}
+status=0
+has() { [[ " $steps " == *" $1 "* ]]; }
+step() { echo "=== $1 ($(date +%T))"; }
+
+if has build; then
+  step build
+  export PATH=/usr/local/cuda/bin:$PATH
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
+    cmake --build "$build" -j "$(nproc)" >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  grep -q "CUDA backend: ON" "$OUT/build.log" || { echo "CUDA backend not built"; exit 1; }
+fi
+export FLAME_CPATH=$build FLAME_LUA=$build/flame-lua
+
+if has specs; then
+  step "specs on cuda"
+  FLAME_DEVICE=cuda scripts/busted-flame spec -o utfTerminal >"$OUT/specs_cuda.txt" 2>&1 || status=1
+  tail -5 "$OUT/specs_cuda.txt"
+  grep -E "^(Failure|Error)" -A6 "$OUT/specs_cuda.txt" | head -60
+fi
+
+if has ctest; then
+  step "C tests (incl. the CPU-vs-CUDA backend test)"
+  (cd "$build" && ctest --output-on-failure -E specs) >"$OUT/ctest.txt" 2>&1 || status=1
+  tail -15 "$OUT/ctest.txt"
+fi
+
+if has sanitize; then
+  step "compute-sanitizer memcheck"
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  { "$cs" --tool memcheck --error-exitcode=1 "$build/test_cuda_backend" &&
+    FLAME_DEVICE=cuda "$cs" --tool memcheck --error-exitcode=1 --target-processes all \
+      scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua; } \
+    >"$OUT/sanitizer.txt" 2>&1 || status=1
+  grep -E "ERROR SUMMARY|successes" "$OUT/sanitizer.txt" | tail -5
+fi
+
+if has bench; then
+  step "benchmarks beside PyTorch"
+  "$build/flame-lua" -e 'local cs = dofile("bench/gpu_cases.lua")
+    local function enc(v) if type(v) == "table" then local o = {} for i, x in ipairs(v) do o[i] = enc(x) end
+      if #o > 0 then return "[" .. table.concat(o, ",") .. "]" end
+      local kv = {} for k, x in pairs(v) do kv[#kv + 1] = string.format("%q:%s", k, enc(x)) end
+      return "{" .. table.concat(kv, ",") .. "}"
+      elseif type(v) == "string" then return string.format("%q", v) else return tostring(v) end end
+    print(enc(cs))' >"$OUT/cases.json"
+  "$build/flame-lua" bench/gpu.lua >"$OUT/flame.jsonl" 2>"$OUT/bench_flame.err" || status=1
+  python3 bench/gpu_torch.py "$OUT/cases.json" >"$OUT/torch.jsonl" 2>"$OUT/bench_torch.err" || status=1
+  python3 bench/ratio.py "$OUT/cases.json" "$OUT/flame.jsonl" "$OUT/torch.jsonl" | tee "$OUT/bench.md"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >>"$OUT/bench.md" 2>/dev/null
+fi
+
+if has train; then
+  step "examples/train_mlp.lua on cuda"
+  "$build/flame-lua" examples/train_mlp.lua --device cuda 2>&1 | tee "$OUT/train_cuda.txt" | tail -3 || status=1
+fi
+exit $status
