@@ -215,6 +215,8 @@ bool fl_get_allow_tf32(void);
 /* ---- indexing (indices are i64 or i32, 0-based) ---- */
 fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out);
 fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
+/* Out of place and differentiable (index_add_ is not recorded by autograd). */
+fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha, fl_tensor **out);
 fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out);
 fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out);
 

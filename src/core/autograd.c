@@ -129,10 +129,10 @@ void fl_node_save(fl_node *n, const fl_tensor *t) {
 
 fl_status fl_node_saved(fl_node *n, int i, fl_tensor **out) {
   if (i >= n->n_saved || !n->saved[i])
-    return fl_error(FL_EAUTOGRAD, "%s backward: saved tensor %d is missing (out of memory when recording?)", n->name, i);
+    return fl_error(FL_EAUTOGRAD, "%s: saved tensor %d is missing (out of memory when recording?)", n->name, i);
   if (n->saved[i]->storage->version != n->saved_version[i])
     return fl_error(FL_EAUTOGRAD,
-                    "%s backward: a tensor needed for the gradient was modified by an in-place operation "
+                    "%s: a tensor needed for the gradient was modified by an in-place operation "
                     "(version %llu, saved at %llu)",
                     n->name, (unsigned long long)n->saved[i]->storage->version,
                     (unsigned long long)n->saved_version[i]);
@@ -322,6 +322,14 @@ static fl_status run_hooks(fl_node *x, fl_tensor **g) {
     fl_tensor *rep = NULL;
     FL_TRY(h->fn(h->ud, *g, &rep));
     if (rep) {
+      /* a replacement keeps the gradient's shape, dtype and device (as .grad = does) */
+      if (!fl_same_shape(rep, *g) || rep->dtype != (*g)->dtype ||
+          !fl_device_eq(rep->storage->device, (*g)->storage->device)) {
+        fl_desc a = fl_describe(rep), b = fl_describe(*g);
+        fl_release(rep);
+        return fl_error(FL_EAUTOGRAD, "hook: returned gradient %s does not match the gradient %s it replaces", a.s,
+                        b.s);
+      }
       fl_release(*g);
       *g = rep;
     }
@@ -428,6 +436,7 @@ static fl_status root_grad(const char *op, fl_tensor *out, fl_tensor *grad, fl_t
       return fl_error(FL_ESHAPE, "%s: gradient %s does not match output %s", op, dg.s, d.s);
     }
     FL_TRY(fl_check_same_device(op, out, grad));
+    if (grad->dtype != out->dtype) return fl_cast(grad, out->dtype, g); /* as every gradient is fit to its input */
     *g = fl_retain(grad);
     return FL_OK;
   }

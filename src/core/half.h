@@ -67,4 +67,19 @@ FL_HALF_FN uint16_t fl_bfloat_from_f32(float f) {
 }
 
 FL_HALF_FN float fl_bfloat_to_f32(uint16_t h) { return fl_bits_f32((uint32_t)h << 16); }
+
+/* f64 to f16/bf16 with a single rounding. A plain (float) cast first can land
+ * exactly on a tie that the second rounding then breaks the wrong way
+ * (1 + 2^-11 + 2^-40 must give 1 + 2^-10 in f16, not 1). Rounding to f32 by
+ * round-to-odd (truncate, then set the last bit if inexact) keeps at least two
+ * more bits than either target, which makes the second rounding exact. */
+FL_HALF_FN float fl_f32_round_odd(double d) {
+  float f = (float)d;
+  if ((double)f == d || f != f) return f;
+  uint32_t u = fl_f32_bits(f);
+  if (f > 0 ? (double)f > d : (double)f < d) u--; /* rounded away from zero: step back */
+  return fl_bits_f32(u | 1u);
+}
+FL_HALF_FN uint16_t fl_half_from_f64(double d) { return fl_half_from_f32(fl_f32_round_odd(d)); }
+FL_HALF_FN uint16_t fl_bfloat_from_f64(double d) { return fl_bfloat_from_f32(fl_f32_round_odd(d)); }
 #endif

@@ -77,6 +77,8 @@ fl_status fl_norm_dim(const char *op, const fl_tensor *t, int dim, int ndim_plus
 fl_status fl_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, const int64_t *b,
                               int *nout, int64_t *out);
 bool fl_same_shape(const fl_tensor *a, const fl_tensor *b);
+/* Same shape, strides and offset: the same elements in the same order. */
+bool fl_same_layout(const fl_tensor *a, const fl_tensor *b);
 /* Sum g down to shape (the one gradient reduction for broadcast inputs). */
 fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out);
 fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tensor *b);

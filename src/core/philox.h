@@ -5,6 +5,7 @@
 #define FL_PHILOX_H
 #include <stdint.h>
 #include <math.h>
+#include "flame.h"
 
 #ifdef __CUDACC__
 #define FL_HD __host__ __device__ __forceinline__
@@ -33,6 +34,11 @@ FL_HD fl_philox_out fl_philox(uint64_t seed, uint64_t counter) {
 
 /* Uniform in [0, 1) with 24 random bits: exact in f32, identical everywhere. */
 FL_HD float fl_u01(uint32_t w) { return (float)(w >> 8) * (1.0f / 16777216.0f); }
+
+/* Uniform in [0, 1) with the significand bits of the target dtype (f16: 11,
+ * bf16: 8, else 24): 24 random bits would round up to 1.0 in f16/bf16. */
+FL_HD int fl_u01_bits_for(fl_dtype dt) { return dt == FL_F16 ? 11 : dt == FL_BF16 ? 8 : 24; }
+FL_HD float fl_u01_bits(uint32_t w, int bits) { return (float)(w >> (32 - bits)) * (1.0f / (float)(1u << bits)); }
 
 /* Element j (0..3) of a counter block as a standard normal (Box-Muller on word pairs). */
 FL_HD float fl_normal_from(fl_philox_out o, int j) {

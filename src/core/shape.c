@@ -37,6 +37,10 @@ bool fl_same_shape(const fl_tensor *a, const fl_tensor *b) {
   return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * a->ndim);
 }
 
+bool fl_same_layout(const fl_tensor *a, const fl_tensor *b) {
+  return fl_same_shape(a, b) && a->offset == b->offset && !memcmp(a->stride, b->stride, sizeof(int64_t) * a->ndim);
+}
+
 fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape) {
   int64_t stride[FL_MAX_DIMS];
   for (int i = 0; i < ndim; i++) {

@@ -40,20 +40,22 @@ int64_t fl_shape_numel(int ndim, const int64_t *shape) {
   return n;
 }
 
-static fl_status check_shape(int ndim, const int64_t *shape) {
+static fl_status check_shape(int ndim, const int64_t *shape, size_t elsize) {
   if (ndim < 0 || ndim > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "a tensor has at most %d dims, got %d", FL_MAX_DIMS, ndim);
+  int64_t bytes = (int64_t)elsize; /* over the non-zero sizes: strides use them even when numel is 0 */
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 0) {
-      char b[128];
-      return fl_error(FL_ESHAPE, "negative size in shape %s", fl_dims_str(ndim, shape, b, sizeof b));
-    }
+    char b[128];
+    if (shape[i] < 0) return fl_error(FL_ESHAPE, "negative size in shape %s", fl_dims_str(ndim, shape, b, sizeof b));
+    if (shape[i] > 0 && bytes > INT64_MAX / shape[i])
+      return fl_error(FL_ESHAPE, "shape %s is too large (its size in bytes overflows)", fl_dims_str(ndim, shape, b, sizeof b));
+    if (shape[i] > 0) bytes *= shape[i];
   }
   return FL_OK;
 }
 
 fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *shape, fl_tensor **out) {
-  FL_TRY(check_shape(ndim, shape));
   if ((unsigned)dt >= FL_NDTYPES) return fl_error(FL_EDTYPE, "bad dtype %d", (int)dt);
+  FL_TRY(check_shape(ndim, shape, fl_dtype_size(dt)));
   fl_tensor *t = calloc(1, sizeof *t);
   if (!t) return fl_error(FL_ENOMEM, "out of host memory for a tensor header");
   int64_t n = fl_shape_numel(ndim, shape);

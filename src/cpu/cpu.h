@@ -30,8 +30,8 @@ static inline void fl_st(char *p, fl_dtype dt, double v) {
   switch (dt) {
     case FL_F32: *(float *)p = (float)v; break;
     case FL_F64: *(double *)p = v; break;
-    case FL_F16: *(uint16_t *)p = fl_half_from_f32((float)v); break;
-    case FL_BF16: *(uint16_t *)p = fl_bfloat_from_f32((float)v); break;
+    case FL_F16: *(uint16_t *)p = fl_half_from_f64(v); break; /* one rounding, not two */
+    case FL_BF16: *(uint16_t *)p = fl_bfloat_from_f64(v); break;
     case FL_I32: *(int32_t *)p = (int32_t)v; break;
     case FL_I64: *(int64_t *)p = (int64_t)v; break;
     case FL_BOOL: *(uint8_t *)p = v != 0; break;

@@ -94,10 +94,11 @@ fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64
   size_t es = fl_dtype_size(out->dtype);
   char *p = fl_data_ptr(out);
   fl_philox_out blk = {{0}};
+  int bits = fl_u01_bits_for(out->dtype);
   for (int64_t i = 0; i < n; i++) {
     if (i % 4 == 0) blk = fl_philox(seed, offset + (uint64_t)(i / 4));
     int j = (int)(i % 4);
-    if (kind == FL_RAND_UNIFORM) fl_st(p + i * es, out->dtype, a + (b - a) * (double)fl_u01(blk.w[j]));
+    if (kind == FL_RAND_UNIFORM) fl_st(p + i * es, out->dtype, a + (b - a) * (double)fl_u01_bits(blk.w[j], bits));
     else if (kind == FL_RAND_NORMAL) fl_st(p + i * es, out->dtype, a + b * (double)fl_normal_from(blk, j));
     else fl_sti(p + i * es, out->dtype, (int64_t)a + fl_randint_from(blk.w[j], b - a));
   }

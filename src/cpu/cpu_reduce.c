@@ -65,8 +65,8 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
       run(&c, &region, FL_RSUM);
       c.mean = c.acc / (double)n_red;
       run(&c, &region, FL_RVAR);
-      double den = (double)n_red - param;
-      fl_st(dst, out->dtype, den > 0 ? c.acc / den : NAN);
+      double den = (double)n_red - param; /* as torch: no degrees of freedom left divides by 0 (Inf, or NaN for 0/0) */
+      fl_st(dst, out->dtype, c.acc / (den > 0 ? den : 0.0));
       continue;
     }
     run(&c, &region, op);

@@ -21,10 +21,14 @@ fl_tensor *lfl_check(lua_State *L, int idx) {
   return t;
 }
 
+void lfl_check_operand(lua_State *L, int idx) {
+  if (!lfl_test(L, idx) && !lua_isnumber(L, idx) && !lua_isboolean(L, idx)) luaL_typeerror(L, idx, "flame tensor or number");
+}
+
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
   fl_tensor *t = lfl_test(L, idx);
   if (t) return fl_retain(t);
-  if (!lua_isnumber(L, idx) && !lua_isboolean(L, idx)) luaL_typeerror(L, idx, "flame tensor or number");
+  lfl_check_operand(L, idx);
   double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
   fl_opts o = fl_default_opts();
   if (like) {

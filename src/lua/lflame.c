@@ -30,7 +30,9 @@ static void nest_shape(lua_State *L, int idx, int d, nest_info *ni) {
   }
 }
 
-static void nest_fill(lua_State *L, int idx, int d, nest_info *ni, double *out, int64_t *pos, char *path, size_t plen) {
+/* out gets every element as a double, iout as an int64 (exact for Lua integers). */
+static void nest_fill(lua_State *L, int idx, int d, nest_info *ni, double *out, int64_t *iout, int64_t *pos, char *path,
+                      size_t plen) {
   int64_t n = (int64_t)lua_rawlen(L, idx);
   if (n != ni->shape[d]) luaL_error(L, "flame.tensor: ragged table at %s: expected %d entries, got %d", path[0] ? path : "top level", (int)ni->shape[d], (int)n);
   for (int64_t i = 1; i <= n; i++) {
@@ -39,13 +41,15 @@ static void nest_fill(lua_State *L, int idx, int d, nest_info *ni, double *out, 
     lua_rawgeti(L, idx, i);
     if (d + 1 < ni->ndim) {
       if (!lua_istable(L, -1)) luaL_error(L, "flame.tensor: element %s is a %s, expected a table", path, luaL_typename(L, -1));
-      nest_fill(L, lua_gettop(L), d + 1, ni, out, pos, path, plen);
+      nest_fill(L, lua_gettop(L), d + 1, ni, out, iout, pos, path, plen);
     } else if (lua_isboolean(L, -1)) {
       ni->any_bool = true;
+      iout[*pos] = lua_toboolean(L, -1);
       out[(*pos)++] = lua_toboolean(L, -1);
     } else if (lua_type(L, -1) == LUA_TNUMBER) {
       ni->any_number = true;
       if (!lua_isinteger(L, -1)) ni->any_float = true;
+      iout[*pos] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
       out[(*pos)++] = lua_tonumber(L, -1);
     } else {
       luaL_error(L, "flame.tensor: element %s is a %s, expected a number", path, luaL_typename(L, -1));
@@ -87,22 +91,34 @@ static int f_tensor(lua_State *L) {
   int64_t n = 1;
   for (int i = 0; i < ni.ndim; i++) n *= ni.shape[i];
   double *buf = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
+  int64_t *ibuf = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n ? n : 1), 0);
   int64_t pos = 0;
   if (ni.ndim == 0) {
     ni.any_bool = lua_isboolean(L, 1);
     ni.any_float = lua_type(L, 1) == LUA_TNUMBER && !lua_isinteger(L, 1);
     ni.any_number = !ni.any_bool;
     buf[0] = ni.any_bool ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
+    ibuf[0] = lua_isinteger(L, 1) ? lua_tointeger(L, 1) : 0;
   } else {
     char path[256] = "";
-    nest_fill(L, 1, 0, &ni, buf, &pos, path, sizeof path);
+    nest_fill(L, 1, 0, &ni, buf, ibuf, &pos, path, sizeof path);
   }
   if (ni.any_bool && ni.any_number) return luaL_error(L, "flame.tensor: mixes booleans and numbers");
   o.dtype = ni.any_bool ? FL_BOOL : (ni.any_float || n == 0) ? FL_F32 : FL_I64; /* as torch.tensor infers */
   o = lfl_opts(L, 2, o);
   (void)has_dtype;
   fl_tensor *t;
-  LFL_CHECK(L, fl_from_doubles(buf, ni.ndim, ni.shape, o, &t));
+  if (!ni.any_float && !ni.any_bool && !o.requires_grad && (o.dtype == FL_I64 || o.dtype == FL_I32)) {
+    /* integers go in as int64: through a double, i64 values beyond 2^53 would change */
+    fl_opts io = {FL_I64, FL_CPU_DEVICE, false};
+    fl_tensor *t64;
+    LFL_CHECK(L, fl_from_host(ibuf, ni.ndim, ni.shape, io, &t64));
+    fl_status st = fl_to(t64, o.dtype, o.device, &t);
+    fl_release(t64);
+    LFL_CHECK(L, st);
+  } else {
+    LFL_CHECK(L, fl_from_doubles(buf, ni.ndim, ni.shape, o, &t));
+  }
   lfl_push(L, t);
   return 1;
 }
@@ -161,7 +177,10 @@ static int f_arange(lua_State *L) {
   int nnum = nopt ? top - 1 : top;
   double start = 0, stop, step = 1;
   if (nnum == 1) stop = luaL_checknumber(L, 1);
-  else start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2), step = luaL_optnumber(L, 3, 1);
+  else { /* step only from a third number: with (start, stop, opts) slot 3 is the options */
+    start = luaL_checknumber(L, 1), stop = luaL_checknumber(L, 2);
+    if (nnum >= 3) step = luaL_checknumber(L, 3);
+  }
   fl_opts o = fl_default_opts();
   bool ints = true;
   for (int i = 1; i <= nnum; i++) ints = ints && lua_isinteger(L, i);
@@ -243,6 +262,7 @@ static int tensor_list(lua_State *L, int idx, fl_tensor ***out) {
 
 static int join(lua_State *L, bool stack) {
   fl_tensor **ts, *r;
+  lua_settop(L, 2); /* tensor_list pushes its buffer: without a dim it would land in slot 2 */
   int n = tensor_list(L, 1, &ts);
   int dim = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, 0);
   LFL_CHECK(L, (stack ? fl_stack : fl_cat)(n, ts, dim, &r));
@@ -256,7 +276,16 @@ static int f_where(lua_State *L) {
   fl_tensor *c = lfl_check(L, 1);
   fl_tensor *a = lfl_test(L, 2), *b = lfl_test(L, 3);
   const fl_tensor *like_t = a ? a : b;
+  lfl_check_operand(L, 2);
+  lfl_check_operand(L, 3);
+  fl_tensor *proto = NULL;
+  if (!like_t) { /* two numbers: scalars on the condition's device, i64 when both are integers */
+    fl_opts o = {lua_isinteger(L, 2) && lua_isinteger(L, 3) ? FL_I64 : FL_F32, fl_device_of(c), false};
+    LFL_CHECK(L, fl_scalar(0, o, &proto));
+    like_t = proto;
+  }
   fl_tensor *ta = lfl_operand(L, 2, like_t), *tb = lfl_operand(L, 3, like_t), *r;
+  fl_release(proto);
   fl_status st = fl_where(c, ta, tb, &r);
   fl_release(ta);
   fl_release(tb);

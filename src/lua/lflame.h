@@ -23,6 +23,9 @@ fl_tensor *lfl_test(lua_State *L, int idx);
 /* A tensor argument, or a number turned into a 0-dim tensor like `like`
  * (a new reference either way: release it). */
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like);
+/* Raises lfl_operand's type error without creating anything: check every
+ * later argument before the first lfl_operand, which would leak on a raise. */
+void lfl_check_operand(lua_State *L, int idx);
 
 /* Options table {dtype, device, requires_grad} at idx (0, none or nil: base). */
 fl_opts lfl_opts(lua_State *L, int idx, fl_opts base);

@@ -60,25 +60,46 @@ static int m_dim(lua_State *L) { return lua_pushinteger(L, fl_ndim(self(L))), 1;
 static int m_numel(lua_State *L) { return lua_pushinteger(L, fl_numel(self(L))), 1; }
 static int m_is_contiguous(lua_State *L) { return lua_pushboolean(L, fl_is_contiguous(self(L))), 1; }
 
-static void push_number(lua_State *L, fl_dtype dt, double v) {
-  if (dt == FL_BOOL) lua_pushboolean(L, v != 0);
-  else if (!fl_dtype_is_float(dt)) lua_pushinteger(L, (lua_Integer)v);
-  else lua_pushnumber(L, v);
+/* Host values: doubles, or int64 for integer dtypes (an i64 beyond 2^53 must
+ * come back exact, which a double cannot hold). */
+typedef union {
+  double f;
+  int64_t i;
+} host_value;
+
+static fl_status host_values(const fl_tensor *t, host_value *v) {
+  fl_dtype dt = fl_dtype_of(t);
+  if (fl_dtype_is_float(dt) || dt == FL_BOOL) return fl_to_doubles(t, (double *)v);
+  fl_tensor *c;
+  fl_status st = fl_to(t, FL_I64, FL_CPU_DEVICE, &c);
+  if (st == FL_OK) {
+    st = fl_to_host(c, v);
+    fl_release(c);
+  }
+  return st;
+}
+
+static void push_value(lua_State *L, fl_dtype dt, host_value v) {
+  if (dt == FL_BOOL) lua_pushboolean(L, v.f != 0);
+  else if (!fl_dtype_is_float(dt)) lua_pushinteger(L, (lua_Integer)v.i);
+  else lua_pushnumber(L, v.f);
 }
 
 static int m_item(lua_State *L) {
   fl_tensor *t = self(L);
-  double v;
-  LFL_CHECK(L, fl_item(t, &v));
-  push_number(L, fl_dtype_of(t), v);
+  double d;
+  host_value v;
+  if (fl_numel(t) != 1) LFL_CHECK(L, fl_item(t, &d)); /* its error names the shape */
+  LFL_CHECK(L, host_values(t, &v));
+  push_value(L, fl_dtype_of(t), v);
   return 1;
 }
 
-static void build_table(lua_State *L, const fl_tensor *t, const double *v, int d, int64_t *pos) {
+static void build_table(lua_State *L, const fl_tensor *t, const host_value *v, int d, int64_t *pos) {
   int64_t n = fl_shape(t)[d];
   lua_createtable(L, (int)n, 0);
   for (int64_t i = 0; i < n; i++) {
-    if (d == fl_ndim(t) - 1) push_number(L, fl_dtype_of(t), v[(*pos)++]);
+    if (d == fl_ndim(t) - 1) push_value(L, fl_dtype_of(t), v[(*pos)++]);
     else build_table(L, t, v, d + 1, pos);
     lua_rawseti(L, -2, i + 1);
   }
@@ -87,9 +108,9 @@ static void build_table(lua_State *L, const fl_tensor *t, const double *v, int d
 static int m_totable(lua_State *L) {
   fl_tensor *t = self(L);
   int64_t n = fl_numel(t), pos = 0;
-  double *v = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0); /* freed by the GC, even on error */
-  LFL_CHECK(L, fl_to_doubles(t, v));
-  if (fl_ndim(t) == 0) push_number(L, fl_dtype_of(t), v[0]);
+  host_value *v = lua_newuserdatauv(L, sizeof *v * (size_t)(n ? n : 1), 0); /* freed by the GC, even on error */
+  LFL_CHECK(L, host_values(t, v));
+  if (fl_ndim(t) == 0) push_value(L, fl_dtype_of(t), v[0]);
   else build_table(L, t, v, 0, &pos);
   return 1;
 }
@@ -474,12 +495,11 @@ static int t_index(lua_State *L) {
 static int t_newindex(lua_State *L) {
   fl_tensor *t = self(L);
   if (lua_isinteger(L, 2)) { /* t[i] = x copies into the slice */
-    fl_tensor *s, *src;
+    fl_tensor *s, *src = lfl_test(L, 3);
+    double v = src ? 0 : luaL_checknumber(L, 3); /* before the view, which would leak on a raise */
     LFL_CHECK(L, fl_select(t, 0, index_arg(L, lua_tointeger(L, 2)), &s));
-    src = lfl_test(L, 3) ? fl_retain(lfl_test(L, 3)) : NULL;
-    fl_status st = src ? fl_copy_(s, src) : fl_fill_(s, luaL_checknumber(L, 3));
+    fl_status st = src ? fl_copy_(s, src) : fl_fill_(s, v);
     fl_release(s);
-    fl_release(src);
     LFL_CHECK(L, st);
     fl_tensor *base = t;
     (void)base;

@@ -97,8 +97,9 @@ BINARY(logical_or, FL_OR)
 /* add(u, alpha?) : self + alpha * u */
 static int m_add(lua_State *L) {
   if (lua_isnoneornil(L, 3)) return binary(L, FL_ADD);
+  double alpha = luaL_checknumber(L, 3); /* before the operand, which would leak on a raise */
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *r;
-  fl_status st = fl_add(a, b, luaL_checknumber(L, 3), &r);
+  fl_status st = fl_add(a, b, alpha, &r);
   fl_release(b);
   LFL_CHECK(L, st);
   lfl_push(L, r);
@@ -106,8 +107,9 @@ static int m_add(lua_State *L) {
 }
 static int m_add_(lua_State *L) {
   if (lua_isnoneornil(L, 3)) return binary_inplace(L, FL_ADD);
+  double alpha = luaL_checknumber(L, 3);
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *s;
-  fl_status st = fl_binary_scalar(FL_MUL, b, luaL_checknumber(L, 3), false, &s);
+  fl_status st = fl_binary_scalar(FL_MUL, b, alpha, false, &s);
   fl_release(b);
   LFL_CHECK(L, st);
   st = fl_binary_(FL_ADD, a, s);
@@ -118,6 +120,7 @@ static int m_add_(lua_State *L) {
 }
 
 static int m_lerp(lua_State *L) {
+  lfl_check_operand(L, 3);
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *w = lfl_operand(L, 3, a), *r;
   fl_status st = fl_lerp(a, b, w, &r);
   fl_release(b);
@@ -296,6 +299,19 @@ static int m_index_add_(lua_State *L) {
   return 1;
 }
 
+/* index_add(dim, idx, src, alpha?): the out-of-place, differentiable form */
+static int m_index_add(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
+  int dim = lfl_dim(L, 2, fl_ndim(x));
+  double alpha = luaL_optnumber(L, 5, 1);
+  fl_tensor *i = zero_based(L, 3);
+  fl_status st = fl_index_add(x, dim, i, src, alpha, &r);
+  fl_release(i);
+  LFL_CHECK(L, st);
+  lfl_push(L, r);
+  return 1;
+}
+
 static int m_gather(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
   int dim = lfl_dim(L, 2, fl_ndim(x));
@@ -328,7 +344,7 @@ static const luaL_Reg ops[] = {
     {"prod", m_prod}, {"amax", m_amax}, {"amin", m_amin}, {"var", m_var}, {"std", m_std}, {"max", m_max},
     {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin}, {"norm", m_norm}, {"cumsum", m_cumsum},
     {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"matmul", m_matmul}, {"mm", m_mm}, {"bmm", m_bmm},
-    {"index_select", m_index_select}, {"index_add_", m_index_add_}, {"gather", m_gather},
+    {"index_select", m_index_select}, {"index_add_", m_index_add_}, {"index_add", m_index_add}, {"gather", m_gather},
     {"scatter_add", m_scatter_add}, {NULL, NULL}};
 
 void lfl_register_ops(lua_State *L) { luaL_setfuncs(L, ops, 0); }

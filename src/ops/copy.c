@@ -84,6 +84,15 @@ fl_status fl_copy_(fl_tensor *dst, const fl_tensor *src) {
   }
   fl_tensor *e = fl_expand_raw(src, dst->ndim, dst->shape);
   if (!e) return fl_error(FL_ENOMEM, "copy_: out of host memory");
+  if (fl_same_storage(dst, e) && !fl_same_layout(dst, e)) {
+    /* The source overlaps dst under another layout (x:copy_(x:t()), a shifted
+     * narrow): stage it, or elements would be read after being overwritten. */
+    fl_tensor *staged;
+    fl_status cs = contiguous_as(e, e->dtype, &staged);
+    fl_release(e);
+    FL_TRY(fl_error_context(cs, "copy_"));
+    e = staged;
+  }
   fl_status st = copy_same_shape(dst, e);
   fl_release(e);
   if (st == FL_OK) fl_bump_version(dst);

@@ -76,6 +76,12 @@ fl_status fl_linspace(double a, double b, int64_t n, fl_opts o, fl_tensor **out)
     st = fl_backend_of("linspace", t, &be);
     if (st == FL_OK) st = be->arange ? be->arange(t, a, n > 1 ? (b - a) / (double)(n - 1) : 0) : fl_unsupported("linspace", t);
   }
+  if (st == FL_OK && n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
+    int64_t one = 1;
+    fl_tensor *last = fl_alias(t, 1, &one, NULL, n - 1);
+    st = last ? fl_fill_(last, b) : fl_error(FL_ENOMEM, "linspace: out of host memory");
+    fl_release(last);
+  }
   if (st != FL_OK) {
     fl_release(t);
     return st;

@@ -367,7 +367,16 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
     return fl_error(FL_ESHAPE, "%s_: %s does not broadcast to the destination %s", name, a.s, b.s);
   }
   fl_dtype ct = compute_dtype(op, dst->dtype, src->dtype);
-  if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct) { /* straight into dst: elementwise, so aliasing is safe */
+  /* Straight into dst when each element reads only itself: a source that shares
+   * dst's memory under another layout (x:add_(x:t())) takes the copying path. */
+  bool overlaps = fl_same_storage(dst, src);
+  if (overlaps) {
+    fl_tensor *e = fl_expand_raw(src, nd, shape);
+    if (!e) return fl_error(FL_ENOMEM, "%s_: out of host memory", name);
+    overlaps = !fl_same_layout(dst, e);
+    fl_release(e);
+  }
+  if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct && !overlaps) {
     fl_tensor *e = fl_expand_raw(src, nd, shape);
     if (!e) return fl_error(FL_ENOMEM, "%s_: out of host memory", name);
     const fl_backend *be;

@@ -94,6 +94,51 @@ done:
   return st;
 }
 
+/* index_add: the gradient passes to x unchanged, and to src as the rows the index picked. */
+static fl_status index_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+  fl_tensor *idx, *rows;
+  FL_TRY(fl_node_saved(n, 0, &idx));
+  if (n->in[0].node) grads[0] = fl_retain(g);
+  if (!n->in[1].node) return FL_OK;
+  FL_TRY(fl_index_select(g, (int)n->iarg[0], idx, &rows));
+  if (n->darg[0] == 1) {
+    grads[1] = rows;
+    return FL_OK;
+  }
+  fl_status st = fl_binary_scalar(FL_MUL, rows, n->darg[0], false, &grads[1]);
+  fl_release(rows);
+  return st;
+}
+
+fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                       fl_tensor **out) {
+  int d;
+  if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add: cannot index a 0-dim tensor");
+  FL_TRY(fl_norm_dim("index_add", x, dim, 0, &d));
+  fl_tensor *ix = NULL, *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(as_index("index_add", x, idx, &ix));
+  bool prev = fl_set_grad_enabled(false); /* the clone and the in-place add are recorded as one node below */
+  st = fl_clone(x, &r);
+  if (st == FL_OK) st = fl_index_add_(r, d, ix, src, alpha);
+  fl_set_grad_enabled(prev);
+  if (st != FL_OK) goto done;
+  fl_node *n;
+  const fl_tensor *ins[2] = {x, src};
+  if (fl_dtype_is_float(r->dtype)) FL_CHECK(fl_record("IndexAddBackward", index_add_backward, 2, ins, r, &n));
+  else n = NULL;
+  if (n) {
+    n->iarg[0] = d;
+    n->darg[0] = alpha;
+    fl_node_save(n, ix);
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(ix), fl_release(r);
+  return st; /* errors from index_add_ already name the op */
+}
+
 /* idx must not exceed ref in any dim but `dim` (and not exceed src anywhere). */
 static fl_status check_index_shape(const char *op, const fl_tensor *x, int dim, const fl_tensor *idx,
                                    const fl_tensor *src) {

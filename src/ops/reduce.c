@@ -55,9 +55,19 @@ static fl_status reduce_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
       if ((st = fl_binary_scalar(FL_DIV, gk, (double)count_of(n), false, &t)) == FL_OK)
         st = fl_expand(t, e->ndim, e->shape, &grads[0]);
       break;
-    case FL_RPROD: /* g * prod / x */
-      if ((st = fl_binary(FL_MUL, gk, y, &t)) == FL_OK) st = fl_binary(FL_DIV, t, x, &grads[0]);
+    case FL_RPROD: { /* g * prod / x, except at zeros, where 0/0 would give NaN: there the
+                      * gradient is g * (product of the others), non-zero only for a group's one zero */
+      fl_tensor *z = NULL, *xs = NULL, *pn = NULL, *zc = NULL, *other = NULL, *q = NULL, *at0 = NULL;
+      uint32_t mask = (uint32_t)n->iarg[1];
+      if ((st = fl_binary_scalar(FL_EQ, x, 0, false, &z)) == FL_OK && (st = fl_masked_fill(x, z, 1, &xs)) == FL_OK &&
+          (st = fl_binary(FL_MUL, gk, y, &t)) == FL_OK && (st = fl_binary(FL_DIV, t, xs, &u)) == FL_OK &&
+          (st = fl_prod(xs, mask, true, &pn)) == FL_OK && (st = fl_sum(z, mask, true, &zc)) == FL_OK &&
+          (st = fl_binary_scalar(FL_NE, zc, 1, false, &other)) == FL_OK &&
+          (st = fl_masked_fill(pn, other, 0, &q)) == FL_OK && (st = fl_binary(FL_MUL, gk, q, &at0)) == FL_OK)
+        st = fl_where(z, at0, u, &grads[0]);
+      fl_release(z), fl_release(xs), fl_release(pn), fl_release(zc), fl_release(other), fl_release(q), fl_release(at0);
       break;
+    }
     case FL_RMAX:
     case FL_RMIN: /* shared evenly among the elements equal to the extreme */
       if ((st = fl_binary(FL_EQ, x, y, &t)) == FL_OK && (st = fl_cast(t, g->dtype, &u)) == FL_OK &&
