@@ -396,6 +396,18 @@ describe("autograd", function()
       H.errors(function() x[1] = 5 end, "in-place")
       H.close(x, {1, 2})
     end)
+
+    it("refuse in-place writes of a source that requires grad (its gradient would be lost)", function()
+      local w = leaf({1.0, 2})
+      local y = H.t({0.0, 0})
+      H.errors(function() y:copy_(w) end, "copy_", "source", "requires grad", "not recorded")
+      H.errors(function() y:add_(w) end, "add_", "source", "requires grad")
+      H.errors(function() y[1] = w[2] end, "source", "requires grad")
+      H.errors(function() y:index_add_(1, H.t({1}), w:narrow(1, 1, 1)) end, "index_add_", "requires grad")
+      H.close(y, {0, 0})
+      flame.no_grad(function() y:copy_(w) end) -- explicit: allowed
+      H.close(y, {1, 2})
+    end)
   end)
 
   describe(".grad", function()

@@ -297,6 +297,10 @@ describe("type promotion", function()
     assert.are.same({2, 1}, b:cpu():totable())
     assert.are.equal("f32", (H.t({1, 2}) / 2).dtype)
     H.close(H.t({1, 2}) / 2, {0.5, 1})
+    -- a Lua float is a float even when integral, as a Python float is in torch
+    assert.are.equal("f32", (H.t({1, 2}) * 2.0).dtype)
+    assert.are.equal("f32", (3.0 - H.t({1, 2})).dtype)
+    assert.are.equal("i64", (H.t({1, 2}) * 2).dtype)
   end)
 
   it("float-only unary ops compute integers in f32", function()

@@ -157,15 +157,25 @@ fl_status fl_record(const char *name, fl_backward_fn bw, int n, const fl_tensor 
   return FL_OK;
 }
 
-fl_status fl_check_inplace(const char *op, const fl_tensor *t) {
-  if (grad_disabled || !t->requires_grad) return FL_OK;
-  fl_desc d = fl_describe(t);
-  if (!t->grad_fn)
-    return fl_error(FL_EAUTOGRAD, "%s: in-place operation on a leaf %s that requires grad (use flame.no_grad)", op, d.s);
-  return fl_error(FL_EAUTOGRAD,
-                  "%s: in-place operation on %s, which is part of an autograd graph, is not supported "
-                  "(use the out-of-place form)",
-                  op, d.s);
+fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *src) {
+  if (grad_disabled) return FL_OK;
+  if (t->requires_grad) {
+    fl_desc d = fl_describe(t);
+    if (!t->grad_fn)
+      return fl_error(FL_EAUTOGRAD, "%s: in-place operation on a leaf %s that requires grad (use flame.no_grad)", op, d.s);
+    return fl_error(FL_EAUTOGRAD,
+                    "%s: in-place operation on %s, which is part of an autograd graph, is not supported "
+                    "(use the out-of-place form)",
+                    op, d.s);
+  }
+  if (src && src->requires_grad) { /* the write would drop src's gradient silently */
+    fl_desc ds = fl_describe(src);
+    return fl_error(FL_EAUTOGRAD,
+                    "%s: the source %s requires grad, but in-place writes are not recorded by autograd "
+                    "(use the out-of-place form, or flame.no_grad)",
+                    op, ds.s);
+  }
+  return FL_OK;
 }
 
 void fl_autograd_tensor_freed(fl_tensor *t) {

@@ -206,8 +206,9 @@ void fl_node_attach(fl_node *n, fl_tensor *out);
 void fl_node_release(fl_node *n);
 /* Records a node over inputs for out when needed: the common front-end step. */
 fl_status fl_record(const char *name, fl_backward_fn bw, int n, const fl_tensor *const *ts, fl_tensor *out, fl_node **node);
-/* Refuse an in-place write to a tensor autograd needs intact. */
-fl_status fl_check_inplace(const char *op, const fl_tensor *t);
+/* Refuse an in-place write to a tensor autograd needs intact, or of a source
+ * (may be NULL) whose gradient the unrecorded write would lose. */
+fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *src);
 void fl_autograd_tensor_freed(fl_tensor *t);
 
 #ifdef __cplusplus

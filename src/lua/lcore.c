@@ -1,5 +1,6 @@
 /* Binding helpers shared by every Lua-facing function. */
 #include "lflame.h"
+#include <stdio.h>
 #include <string.h>
 
 int lfl_error(lua_State *L) { return luaL_error(L, "%s", fl_last_error()); }
@@ -90,38 +91,38 @@ int lfl_shape(lua_State *L, int first, int last, int64_t *shape) {
   return n < 0 ? 0 : n;
 }
 
-int lfl_dim_value(lua_State *L, lua_Integer d) {
-  if (d == 0) luaL_error(L, "dim 0 is invalid: dims are 1-based (use 1 for the first, -1 for the last)");
-  return d > 0 ? (int)(d - 1) : (int)d;
-}
-
-int lfl_dim(lua_State *L, int idx, int ndim) {
-  (void)ndim;
-  return lfl_dim_value(L, luaL_checkinteger(L, idx));
-}
-
-static int norm_dim_or_error(lua_State *L, lua_Integer d, const fl_tensor *t) {
-  int c = lfl_dim_value(L, d);
-  int n = fl_ndim(t) ? fl_ndim(t) : 1;
-  int r = c < 0 ? c + n : c;
-  if (r < 0 || r >= n) {
-    char b[96];
-    luaL_error(L, "dim %d out of range for a tensor of shape %s (expected 1..%d or -%d..-1)", (int)d,
-               fl_shape_str(t, b, sizeof b), n, n);
+/* The one dim rule of the Lua surface: 1..n, or -n..-1 from the end. */
+static int dim_of(lua_State *L, int idx, lua_Integer d, const fl_tensor *t, int extra) {
+  int n = (t ? fl_ndim(t) : 0) + extra;
+  if (n < 1) n = 1; /* a 0-dim tensor takes dim 1 or -1, as in torch */
+  const char *msg = NULL;
+  char shape[128] = "?";
+  if (t) {
+    size_t k = (size_t)snprintf(shape, sizeof shape, "%s", fl_dtype_name(fl_dtype_of(t)));
+    fl_shape_str(t, shape + k, sizeof shape - k);
   }
-  return r;
+  if (d == 0) msg = "dim 0 is invalid: dims are 1-based (1 is the first, -1 the last)";
+  else if (d > n || d < -n)
+    msg = lua_pushfstring(L, "dim %d out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (int)d,
+                          shape, n, n);
+  if (msg) luaL_argerror(L, idx, msg);
+  return d > 0 ? (int)(d - 1) : (int)(d + n);
+}
+
+int lfl_dim(lua_State *L, int idx, const fl_tensor *t, int extra) {
+  return dim_of(L, idx, luaL_checkinteger(L, idx), t, extra);
 }
 
 uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t) {
   if (lua_isnoneornil(L, idx)) return 0;
-  if (lua_isinteger(L, idx)) return fl_ndim(t) ? 1u << norm_dim_or_error(L, lua_tointeger(L, idx), t) : 0;
+  if (lua_isinteger(L, idx)) return fl_ndim(t) ? 1u << lfl_dim(L, idx, t, 0) : 0;
   luaL_checktype(L, idx, LUA_TTABLE);
   uint32_t m = 0;
   int n = (int)lua_rawlen(L, idx);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
     if (!lua_isinteger(L, -1)) luaL_error(L, "dims: expected integers, got %s", luaL_typename(L, -1));
-    if (fl_ndim(t)) m |= 1u << norm_dim_or_error(L, lua_tointeger(L, -1), t);
+    if (fl_ndim(t)) m |= 1u << dim_of(L, idx, lua_tointeger(L, -1), t, 0);
     lua_pop(L, 1);
   }
   if (n == 0) luaL_error(L, "dims: empty table (pass nil to reduce over all dims)");

@@ -264,7 +264,7 @@ static int join(lua_State *L, bool stack) {
   fl_tensor **ts, *r;
   lua_settop(L, 2); /* tensor_list pushes its buffer: without a dim it would land in slot 2 */
   int n = tensor_list(L, 1, &ts);
-  int dim = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, 0);
+  int dim = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, n ? ts[0] : NULL, stack ? 1 : 0);
   LFL_CHECK(L, (stack ? fl_stack : fl_cat)(n, ts, dim, &r));
   lfl_push(L, r);
   return 1;

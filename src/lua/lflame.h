@@ -31,9 +31,10 @@ void lfl_check_operand(lua_State *L, int idx);
 fl_opts lfl_opts(lua_State *L, int idx, fl_opts base);
 /* A shape from numbers at [first, last] or one array table at first; returns ndim. */
 int lfl_shape(lua_State *L, int first, int last, int64_t *shape);
-/* A 1-based Lua dim (negative counts from the end) to the C API's 0-based one. */
-int lfl_dim(lua_State *L, int idx, int ndim_for_error);
-int lfl_dim_value(lua_State *L, lua_Integer d);
+/* A 1-based Lua dim at idx (negative counts from the end), checked against
+ * t's dims plus `extra` (1 where a dim may be inserted), as the C API's
+ * 0-based one; a bad dim is an argument error naming the op and t's shape. */
+int lfl_dim(lua_State *L, int idx, const fl_tensor *t, int extra);
 /* dims as a number, a table, or nil (all) -> bitmask over t's dims. */
 uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t);
 

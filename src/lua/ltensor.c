@@ -28,13 +28,7 @@ static void push_shape(lua_State *L, const fl_tensor *t) {
 }
 
 static int dim_arg(lua_State *L, const fl_tensor *t, int idx) {
-  int d = lfl_dim(L, idx, fl_ndim(t)), n = fl_ndim(t);
-  int r = d < 0 ? d + n : d;
-  if (r < 0 || r >= n) {
-    char b[96];
-    luaL_error(L, "dim %d out of range for a tensor of shape %s", (int)lua_tointeger(L, idx), fl_shape_str(t, b, sizeof b));
-  }
-  return r;
+  return lfl_dim(L, idx, t, 0);
 }
 
 static int m_size(lua_State *L) {
@@ -206,7 +200,9 @@ static int m_permute(lua_State *L) {
     lua_Integer d;
     if (lua_istable(L, 2)) lua_rawgeti(L, 2, i + 1), d = luaL_checkinteger(L, -1), lua_pop(L, 1);
     else d = luaL_checkinteger(L, i + 2);
-    dims[i] = lfl_dim_value(L, d);
+    lua_pushinteger(L, d); /* validated like any other dim argument */
+    dims[i] = lfl_dim(L, -1, t, 0);
+    lua_pop(L, 1);
   }
   LFL_CHECK(L, fl_permute(t, dims, &r));
   lfl_push(L, r);
@@ -215,7 +211,7 @@ static int m_permute(lua_State *L) {
 
 static int m_transpose(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  LFL_CHECK(L, fl_transpose(t, lfl_dim(L, 2, 0), lfl_dim(L, 3, 0), &r));
+  LFL_CHECK(L, fl_transpose(t, lfl_dim(L, 2, t, 0), lfl_dim(L, 3, t, 0), &r));
   lfl_push(L, r);
   return 1;
 }
@@ -238,7 +234,7 @@ static int m_narrow(lua_State *L) {
   fl_tensor *t = self(L), *r;
   lua_Integer start = luaL_checkinteger(L, 3);
   if (start < 1) return luaL_error(L, "narrow: start %d is invalid (starts are 1-based)", (int)start);
-  LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, 0), start - 1, luaL_checkinteger(L, 4), &r));
+  LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, t, 0), start - 1, luaL_checkinteger(L, 4), &r));
   lfl_push(L, r);
   return 1;
 }
@@ -250,20 +246,20 @@ static int64_t index_arg(lua_State *L, lua_Integer i) {
 
 static int m_select(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  LFL_CHECK(L, fl_select(t, lfl_dim(L, 2, 0), index_arg(L, luaL_checkinteger(L, 3)), &r));
+  LFL_CHECK(L, fl_select(t, lfl_dim(L, 2, t, 0), index_arg(L, luaL_checkinteger(L, 3)), &r));
   lfl_push(L, r);
   return 1;
 }
 
 static int m_squeeze(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  LFL_CHECK(L, lua_isnoneornil(L, 2) ? fl_squeeze_all(t, &r) : fl_squeeze(t, lfl_dim(L, 2, 0), &r));
+  LFL_CHECK(L, lua_isnoneornil(L, 2) ? fl_squeeze_all(t, &r) : fl_squeeze(t, lfl_dim(L, 2, t, 0), &r));
   lfl_push(L, r);
   return 1;
 }
 static int m_unsqueeze(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  LFL_CHECK(L, fl_unsqueeze(t, lfl_dim(L, 2, 0), &r));
+  LFL_CHECK(L, fl_unsqueeze(t, lfl_dim(L, 2, t, 1), &r));
   lfl_push(L, r);
   return 1;
 }
@@ -292,7 +288,7 @@ static int m_expand(lua_State *L) {
 
 static int m_flatten(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  int s = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, 0), e = lua_isnoneornil(L, 3) ? -1 : lfl_dim(L, 3, 0);
+  int s = lua_isnoneornil(L, 2) ? 0 : lfl_dim(L, 2, t, 0), e = lua_isnoneornil(L, 3) ? -1 : lfl_dim(L, 3, t, 0);
   LFL_CHECK(L, fl_flatten(t, s, e, &r));
   lfl_push(L, r);
   return 1;
@@ -304,11 +300,11 @@ static int m_flip(lua_State *L) {
   if (lua_istable(L, 2)) {
     n = (int)lua_rawlen(L, 2);
     if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
-    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), dims[i] = lfl_dim_value(L, luaL_checkinteger(L, -1)), lua_pop(L, 1);
+    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), dims[i] = lfl_dim(L, -1, t, 0), lua_pop(L, 1);
   } else {
     n = lua_gettop(L) - 1;
     if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
-    for (int i = 0; i < n; i++) dims[i] = lfl_dim(L, i + 2, 0);
+    for (int i = 0; i < n; i++) dims[i] = lfl_dim(L, i + 2, t, 0);
   }
   LFL_CHECK(L, fl_flip(t, n, dims, &r));
   lfl_push(L, r);

@@ -57,12 +57,25 @@ static int m_clamp_(lua_State *L) {
 }
 
 /* a op b where either may be a number (the metamethods pass them in any order). */
+/* t op number. A Lua float (2.0 too) makes an integer tensor's result f32,
+ * as a Python float does in torch; a Lua integer keeps the tensor's dtype. */
+static fl_status scalar_op(lua_State *L, fl_binary_op op, fl_tensor *t, int idx, bool reversed, fl_tensor **out) {
+  double s = luaL_checknumber(L, idx);
+  if (lua_isinteger(L, idx) || fl_dtype_is_float(fl_dtype_of(t)) || op == FL_AND || op == FL_OR)
+    return fl_binary_scalar(op, t, s, reversed, out);
+  fl_tensor *f = NULL;
+  fl_status st = fl_cast(t, FL_F32, &f);
+  if (st == FL_OK) st = fl_binary_scalar(op, f, s, reversed, out);
+  fl_release(f);
+  return st;
+}
+
 static int binary(lua_State *L, fl_binary_op op) {
   fl_tensor *a = lfl_test(L, 1), *b = lfl_test(L, 2), *r;
   fl_status st;
   if (a && b) st = fl_binary(op, a, b, &r);
-  else if (a) st = fl_binary_scalar(op, a, luaL_checknumber(L, 2), false, &r);
-  else if (b) st = fl_binary_scalar(op, b, luaL_checknumber(L, 1), true, &r);
+  else if (a) st = scalar_op(L, op, a, 2, false, &r);
+  else if (b) st = scalar_op(L, op, b, 1, true, &r);
   else return luaL_error(L, "%s: expected a tensor operand", fl_binary_name(op));
   LFL_CHECK(L, st);
   lfl_push(L, r);
@@ -183,7 +196,7 @@ static int extreme(lua_State *L, bool is_max) {
     lfl_push(L, v);
     return 1;
   }
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   LFL_CHECK(L, (is_max ? fl_max_dim : fl_min_dim)(x, dim, lua_toboolean(L, 3), &v, &i));
   lfl_push(L, v);
   fl_tensor *i1;
@@ -198,7 +211,7 @@ static int m_min(lua_State *L) { return extreme(L, false); }
 
 static int arg_extreme(lua_State *L, bool is_max) {
   fl_tensor *x = lfl_check(L, 1), *r, *r1;
-  int dim = lua_isnoneornil(L, 2) ? INT32_MIN : lfl_dim(L, 2, fl_ndim(x));
+  int dim = lua_isnoneornil(L, 2) ? INT32_MIN : lfl_dim(L, 2, x, 0);
   LFL_CHECK(L, (is_max ? fl_argmax : fl_argmin)(x, dim, lua_toboolean(L, 3), &r));
   fl_status st = fl_binary_scalar(FL_ADD, r, 1, false, &r1); /* 1-based at the Lua surface */
   fl_release(r);
@@ -227,20 +240,20 @@ static int m_norm(lua_State *L) {
 
 static int m_cumsum(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
-  LFL_CHECK(L, fl_cumsum(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  LFL_CHECK(L, fl_cumsum(x, lfl_dim(L, 2, x, 0), &r));
   lfl_push(L, r);
   return 1;
 }
 
 static int m_softmax(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
-  LFL_CHECK(L, fl_softmax(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  LFL_CHECK(L, fl_softmax(x, lfl_dim(L, 2, x, 0), &r));
   lfl_push(L, r);
   return 1;
 }
 static int m_log_softmax(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
-  LFL_CHECK(L, fl_log_softmax(x, lfl_dim(L, 2, fl_ndim(x)), &r));
+  LFL_CHECK(L, fl_log_softmax(x, lfl_dim(L, 2, x, 0), &r));
   lfl_push(L, r);
   return 1;
 }
@@ -278,7 +291,7 @@ static fl_tensor *zero_based(lua_State *L, int idx) {
 
 static int m_index_select(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   fl_tensor *i = zero_based(L, 3);
   fl_status st = fl_index_select(x, dim, i, &r);
   fl_release(i);
@@ -289,7 +302,7 @@ static int m_index_select(lua_State *L) {
 
 static int m_index_add_(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4);
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   double alpha = luaL_optnumber(L, 5, 1);
   fl_tensor *i = zero_based(L, 3);
   fl_status st = fl_index_add_(x, dim, i, src, alpha);
@@ -302,7 +315,7 @@ static int m_index_add_(lua_State *L) {
 /* index_add(dim, idx, src, alpha?): the out-of-place, differentiable form */
 static int m_index_add(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   double alpha = luaL_optnumber(L, 5, 1);
   fl_tensor *i = zero_based(L, 3);
   fl_status st = fl_index_add(x, dim, i, src, alpha, &r);
@@ -314,7 +327,7 @@ static int m_index_add(lua_State *L) {
 
 static int m_gather(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   fl_tensor *i = zero_based(L, 3);
   fl_status st = fl_gather(x, dim, i, &r);
   fl_release(i);
@@ -325,7 +338,7 @@ static int m_gather(lua_State *L) {
 
 static int m_scatter_add(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
-  int dim = lfl_dim(L, 2, fl_ndim(x));
+  int dim = lfl_dim(L, 2, x, 0);
   fl_tensor *i = zero_based(L, 3);
   fl_status st = fl_scatter_add(x, dim, i, src, &r);
   fl_release(i);

@@ -74,7 +74,7 @@ done:
 }
 
 fl_status fl_copy_(fl_tensor *dst, const fl_tensor *src) {
-  FL_TRY(fl_check_inplace("copy_", dst));
+  FL_TRY(fl_check_inplace("copy_", dst, src));
   int n;
   int64_t shape[FL_MAX_DIMS];
   FL_TRY(fl_broadcast_shapes("copy_", dst->ndim, dst->shape, src->ndim, src->shape, &n, shape));

@@ -36,7 +36,7 @@ fl_status fl_ones(int ndim, const int64_t *shape, fl_opts o, fl_tensor **out) { 
 fl_status fl_scalar(double value, fl_opts o, fl_tensor **out) { return fl_full(0, NULL, value, o, out); }
 
 fl_status fl_fill_(fl_tensor *t, double value) {
-  FL_TRY(fl_check_inplace("fill_", t));
+  FL_TRY(fl_check_inplace("fill_", t, NULL));
   if (fl_numel(t) == 0) return FL_OK;
   FL_BACKEND_CALL("fill_", t, fill, t, value);
   fl_bump_version(t);
@@ -156,7 +156,7 @@ fl_status fl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, 
 }
 
 fl_status fl_uniform_(fl_tensor *t, double lo, double hi) {
-  FL_TRY(fl_check_inplace("uniform_", t));
+  FL_TRY(fl_check_inplace("uniform_", t, NULL));
   if (!fl_dtype_is_float(t->dtype)) return fl_error(FL_EDTYPE, "uniform_: expected a floating-point tensor, got %s", fl_dtype_name(t->dtype));
   FL_TRY(random_fill("uniform_", t, FL_RAND_UNIFORM, lo, hi));
   fl_bump_version(t);
@@ -164,7 +164,7 @@ fl_status fl_uniform_(fl_tensor *t, double lo, double hi) {
 }
 
 fl_status fl_normal_(fl_tensor *t, double mean, double std) {
-  FL_TRY(fl_check_inplace("normal_", t));
+  FL_TRY(fl_check_inplace("normal_", t, NULL));
   if (!fl_dtype_is_float(t->dtype)) return fl_error(FL_EDTYPE, "normal_: expected a floating-point tensor, got %s", fl_dtype_name(t->dtype));
   FL_TRY(random_fill("normal_", t, FL_RAND_NORMAL, mean, std));
   fl_bump_version(t);

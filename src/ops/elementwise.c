@@ -2,6 +2,7 @@
  * backends see same-shape operands of one dtype. */
 #include "internal.h"
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *unary_names[FL_NUNARY] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh",
@@ -356,15 +357,16 @@ fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value
 
 /* ---- in place ---- */
 fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
-  const char *name = fl_binary_name(op);
-  FL_TRY(fl_check_inplace(name, dst));
+  char name[32];
+  snprintf(name, sizeof name, "%s_", fl_binary_name(op));
+  FL_TRY(fl_check_inplace(name, dst, src));
   FL_TRY(fl_check_same_device(name, dst, src));
   int nd;
   int64_t shape[FL_MAX_DIMS];
   FL_TRY(fl_broadcast_shapes(name, dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape));
   if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * nd)) {
     fl_desc a = fl_describe(src), b = fl_describe(dst);
-    return fl_error(FL_ESHAPE, "%s_: %s does not broadcast to the destination %s", name, a.s, b.s);
+    return fl_error(FL_ESHAPE, "%s: %s does not broadcast to the destination %s", name, a.s, b.s);
   }
   fl_dtype ct = compute_dtype(op, dst->dtype, src->dtype);
   /* Straight into dst when each element reads only itself: a source that shares
@@ -372,13 +374,13 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
   bool overlaps = fl_same_storage(dst, src);
   if (overlaps) {
     fl_tensor *e = fl_expand_raw(src, nd, shape);
-    if (!e) return fl_error(FL_ENOMEM, "%s_: out of host memory", name);
+    if (!e) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
     overlaps = !fl_same_layout(dst, e);
     fl_release(e);
   }
   if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct && !overlaps) {
     fl_tensor *e = fl_expand_raw(src, nd, shape);
-    if (!e) return fl_error(FL_ENOMEM, "%s_: out of host memory", name);
+    if (!e) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
     const fl_backend *be;
     fl_status st = fl_backend_of(name, dst, &be);
     if (st == FL_OK) st = be->binary ? fl_error_context(be->binary(op, dst, dst, e), name) : fl_unsupported(name, dst);
@@ -388,7 +390,7 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
   }
   if (fl_dtype_is_float(ct) && !fl_dtype_is_float(dst->dtype) && !is_predicate(op)) {
     fl_desc a = fl_describe(dst);
-    return fl_error(FL_EDTYPE, "%s_: result type %s cannot be stored in %s", name, fl_dtype_name(ct), a.s);
+    return fl_error(FL_EDTYPE, "%s: result type %s cannot be stored in %s", name, fl_dtype_name(ct), a.s);
   }
   bool prev = fl_set_grad_enabled(false);
   fl_tensor *r;
@@ -410,11 +412,12 @@ fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s) {
 }
 
 static fl_status unary_inplace(fl_unary_op op, fl_tensor *x, double p0, double p1) {
-  const char *name = fl_unary_name(op);
-  FL_TRY(fl_check_inplace(name, x));
+  char name[32];
+  snprintf(name, sizeof name, "%s_", fl_unary_name(op));
+  FL_TRY(fl_check_inplace(name, x, NULL));
   if (float_only_unary(op) && !fl_dtype_is_float(x->dtype)) {
     fl_desc d = fl_describe(x);
-    return fl_error(FL_EDTYPE, "%s_: expected a floating-point tensor, got %s", name, d.s);
+    return fl_error(FL_EDTYPE, "%s: expected a floating-point tensor, got %s", name, d.s);
   }
   if (fl_numel(x)) FL_BACKEND_CALL(name, x, unary, op, x, x, p0, p1);
   fl_bump_version(x);

@@ -68,7 +68,7 @@ done:
 
 fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
   int d;
-  FL_TRY(fl_check_inplace("index_add_", x));
+  FL_TRY(fl_check_inplace("index_add_", x, src));
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add_: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("index_add_", x, dim, 0, &d));
   FL_TRY(fl_check_same_device("index_add_", x, src));
