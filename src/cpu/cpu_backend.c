@@ -21,26 +21,75 @@ fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, cons
 
 static fl_memory_stats stats;
 
+/* A small cache of large freed blocks. Fresh large allocations come from mmap
+ * and pay a page fault per 4 KiB on first touch, which made a 512^3 matmul 20%
+ * slower than BLAS on a reused buffer; reusing same-sized blocks avoids it.
+ * Blocks are keyed by their exact rounded size; the cache is bounded and
+ * flame.empty_cache("cpu") (fl_empty_cache) releases it. */
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_MAX_BYTES ((size_t)256 << 20)
+#define CACHE_SLOTS 64
+static struct { void *ptr; size_t size; } cache[CACHE_SLOTS];
+static int cached_n;
+
+static size_t round_size(size_t n) {
+  return n >= CACHE_MIN ? (n + 4095) & ~(size_t)4095 : ((n + 63) & ~(size_t)63); /* 64-byte alignment for SIMD */
+}
+
+static void *cache_take(size_t size) {
+  for (int i = 0; i < cached_n; i++) {
+    if (cache[i].size != size) continue;
+    void *p = cache[i].ptr;
+    cache[i] = cache[--cached_n];
+    stats.reserved -= (int64_t)size;
+    stats.num_cache_hits++;
+    return p;
+  }
+  return NULL;
+}
+
+static bool cache_put(void *p, size_t size) {
+  if (size < CACHE_MIN || cached_n == CACHE_SLOTS || (size_t)(stats.reserved - stats.allocated) + size > CACHE_MAX_BYTES)
+    return false;
+  cache[cached_n].ptr = p;
+  cache[cached_n++].size = size;
+  return true;
+}
+
+static fl_status cpu_empty_cache(fl_device dev) {
+  for (int i = 0; i < cached_n; i++) free(cache[i].ptr);
+  cached_n = 0;
+  stats.reserved = stats.allocated;
+  return FL_OK;
+}
+
 static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
-  size_t rounded = (nbytes + 63) & ~(size_t)63; /* 64-byte alignment for SIMD */
-  *ptr = aligned_alloc(64, rounded ? rounded : 64);
+  size_t size = round_size(nbytes ? nbytes : 1);
+  *ptr = cache_take(size);
+  if (!*ptr) *ptr = aligned_alloc(64, size);
+  if (!*ptr) { /* give the cache back to the system and try once more */
+    cpu_empty_cache(dev);
+    *ptr = aligned_alloc(64, size);
+  }
   if (!*ptr) {
     stats.num_ooms++;
     return fl_error(FL_ENOMEM, "out of host memory allocating %zu bytes (%lld bytes held by tensors)", nbytes,
                     (long long)stats.allocated);
   }
   stats.allocated += (int64_t)nbytes;
-  stats.reserved = stats.allocated;
+  stats.reserved += (int64_t)nbytes;
   if (stats.allocated > stats.peak) stats.peak = stats.allocated;
   stats.num_allocs++;
   return FL_OK;
 }
 
 static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
-  free(ptr);
+  size_t size = round_size(nbytes ? nbytes : 1);
   stats.allocated -= (int64_t)nbytes;
-  stats.reserved = stats.allocated;
+  stats.reserved -= (int64_t)nbytes;
   stats.num_frees++;
+  if (cache_put(ptr, size)) stats.reserved += (int64_t)size;
+  else free(ptr);
 }
 
 static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {
@@ -60,6 +109,7 @@ static const fl_backend cpu_backend = {
     .memcpy_h2d = cpu_memcpy,
     .memcpy_d2h = cpu_memcpy,
     .memory_stats = cpu_memory_stats,
+    .empty_cache = cpu_empty_cache,
     .copy = fl_cpu_copy,
     .fill = fl_cpu_fill,
     .arange = fl_cpu_arange,

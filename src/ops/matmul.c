@@ -9,40 +9,42 @@ bool fl_get_allow_tf32(void) { return allow_tf32; }
 
 /* A [B, R, C] header over t (batch dims collapsed) without copying, if the
  * batch dims can be walked with one stride; NULL otherwise. */
-static fl_tensor *as_batched(const fl_tensor *t, int nb, const int64_t *batch) {
-  int64_t shape[FL_MAX_DIMS];
-  memcpy(shape, batch, sizeof(int64_t) * nb);
-  shape[nb] = t->shape[t->ndim - 2];
-  shape[nb + 1] = t->shape[t->ndim - 1];
-  fl_tensor *x = fl_expand_raw(t, nb + 2, shape);
-  if (!x) return NULL;
+/* Fills hdr with a [B, R, C] view of t broadcast to the batch dims, if the
+ * batch dims can be walked with one stride (stride 0 for a broadcast batch).
+ * hdr is a stack header for the kernel call: no allocation on the hot path. */
+static bool as_batched(const fl_tensor *t, int nb, const int64_t *batch, fl_tensor *hdr) {
+  int lead = nb - (t->ndim - 2);
   int64_t B = 1, bs = 0;
-  bool ok = true, any = false;
-  for (int i = nb - 1; i >= 0; i--) { /* batch dims must be walkable with one stride */
-    if (shape[i] == 1) continue;
-    if (!any) bs = x->stride[i], any = true;
-    else if (x->stride[i] != bs * B) ok = false;
-    B *= shape[i];
+  bool any = false;
+  for (int i = nb - 1; i >= 0; i--) {
+    if (batch[i] == 1) continue;
+    int j = i - lead;
+    int64_t st = (j >= 0 && t->shape[j] == batch[i]) ? t->stride[j] : 0;
+    if (!any) bs = st, any = true;
+    else if (st != bs * B) return false;
+    B *= batch[i];
   }
-  fl_tensor *r = NULL;
-  if (ok) {
-    int64_t s3[3] = {B, shape[nb], shape[nb + 1]}, st3[3] = {bs, x->stride[nb], x->stride[nb + 1]};
-    r = fl_alias(x, 3, s3, st3, x->offset);
-  }
-  fl_release(x);
-  return r;
+  *hdr = *t;
+  hdr->ndim = 3;
+  hdr->shape[0] = B;
+  hdr->shape[1] = t->shape[t->ndim - 2];
+  hdr->shape[2] = t->shape[t->ndim - 1];
+  hdr->stride[0] = bs;
+  hdr->stride[1] = t->stride[t->ndim - 2];
+  hdr->stride[2] = t->stride[t->ndim - 1];
+  return true;
 }
 
-static fl_status batched_operand(const fl_tensor *t, int nb, const int64_t *batch, fl_tensor **out, fl_tensor **keep) {
+/* hdr as above; where the batch dims need more than one stride, they are
+ * materialised first into *keep (then contiguous). */
+static fl_status batched_operand(const fl_tensor *t, int nb, const int64_t *batch, fl_tensor *hdr, fl_tensor **keep) {
   *keep = NULL;
-  *out = as_batched(t, nb, batch);
-  if (*out) return FL_OK;
-  fl_tensor *c; /* materialise the broadcast, then it is contiguous */
+  if (as_batched(t, nb, batch, hdr)) return FL_OK;
   int64_t shape[FL_MAX_DIMS];
   memcpy(shape, batch, sizeof(int64_t) * nb);
   shape[nb] = t->shape[t->ndim - 2];
   shape[nb + 1] = t->shape[t->ndim - 1];
-  fl_tensor *e = fl_expand_raw(t, nb + 2, shape);
+  fl_tensor *e = fl_expand_raw(t, nb + 2, shape), *c = NULL;
   if (!e) return fl_error(FL_ENOMEM, "matmul: out of host memory");
   fl_status st = fl_tensor_new(t->dtype, t->storage->device, nb + 2, shape, &c);
   if (st == FL_OK) {
@@ -51,10 +53,13 @@ static fl_status batched_operand(const fl_tensor *t, int nb, const int64_t *batc
     if (st == FL_OK) st = be->copy(c, e);
   }
   fl_release(e);
-  FL_TRY(st);
+  if (st != FL_OK) {
+    fl_release(c);
+    return st;
+  }
   *keep = c;
-  *out = as_batched(c, nb, batch);
-  return *out ? FL_OK : fl_error(FL_ENOMEM, "matmul: out of host memory");
+  as_batched(c, nb, batch, hdr);
+  return FL_OK;
 }
 
 static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
@@ -87,19 +92,20 @@ static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **o
   oshape[nb] = M;
   oshape[nb + 1] = N;
   if (nb + 2 > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "matmul: too many dims");
-  fl_tensor *a3 = NULL, *b3 = NULL, *ka = NULL, *kb = NULL, *r = NULL, *r3 = NULL;
+  fl_tensor a3, b3, r3, *ka = NULL, *kb = NULL, *r = NULL;
   fl_status st = FL_OK;
   FL_CHECK(fl_tensor_new(a->dtype, a->storage->device, nb + 2, oshape, &r));
   if (fl_numel(r)) {
     FL_CHECK(batched_operand(a, nb, batch, &a3, &ka));
     FL_CHECK(batched_operand(b, nb, batch, &b3, &kb));
-    int64_t s3[3] = {fl_shape_numel(nb, batch), M, N}, st3[3] = {M * N, N, 1};
-    r3 = fl_alias(r, 3, s3, st3, 0);
-    if (!r3) FL_CHECK(fl_error(FL_ENOMEM, "matmul: out of host memory"));
+    r3 = *r;
+    r3.ndim = 3;
+    r3.shape[0] = fl_shape_numel(nb, batch), r3.shape[1] = M, r3.shape[2] = N;
+    r3.stride[0] = M * N, r3.stride[1] = N, r3.stride[2] = 1;
     const fl_backend *be;
     FL_CHECK(fl_backend_of("matmul", a, &be));
     if (!be->matmul) FL_CHECK(fl_unsupported("matmul", a));
-    FL_CHECK(fl_error_context(be->matmul(r3, a3, b3), "matmul"));
+    FL_CHECK(fl_error_context(be->matmul(&r3, &a3, &b3), "matmul"));
   }
   fl_node *n;
   const fl_tensor *ins[2] = {a, b};
@@ -111,7 +117,7 @@ static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **o
   *out = r;
   r = NULL;
 done:
-  fl_release(a3), fl_release(b3), fl_release(ka), fl_release(kb), fl_release(r), fl_release(r3);
+  fl_release(ka), fl_release(kb), fl_release(r);
   return st;
 }
 
