@@ -32,4 +32,26 @@ struct fc_scratch {
   }
 };
 
+/* A contiguous tensor of `like`'s shape over scratch memory (stack headers,
+ * never retained): for operands copied to contiguous, or results that need a
+ * cast before they reach the caller's tensor. */
+static inline fl_status fc_temp_like(fc_context *ctx, const fl_tensor *like, fl_dtype dt, fc_scratch &mem,
+                                     fl_storage *st, fl_tensor *t) {
+  size_t bytes = (size_t)fl_numel(like) * fl_dtype_size(dt);
+  FL_TRY(mem.get(ctx, bytes));
+  memset(st, 0, sizeof *st);
+  st->refcount = 1;
+  st->device = like->storage->device;
+  st->data = mem.ptr;
+  st->nbytes = bytes;
+  memset(t, 0, sizeof *t);
+  t->refcount = 1;
+  t->storage = st;
+  t->dtype = dt;
+  t->ndim = like->ndim;
+  memcpy(t->shape, like->shape, sizeof t->shape);
+  fl_contiguous_strides(t->ndim, t->shape, t->stride);
+  return FL_OK;
+}
+
 #endif

@@ -10,7 +10,7 @@
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static fc_context *contexts[FC_MAX_DEVICES];
-static int dev_count = -1; /* -1: not asked yet */
+static volatile int dev_count = -1; /* -1: not asked yet; written once, under ctx_mu */
 static bool exit_hook_set;
 
 fl_status fc_cuda_error(cudaError_t e, const char *what) {
@@ -23,6 +23,8 @@ fl_status fc_bad_dtype(const char *op, fl_dtype dt) {
 }
 
 int fc_device_count(void) {
+  int cached = dev_count; /* every op asks: skip the lock once known */
+  if (cached >= 0) return cached;
   pthread_mutex_lock(&ctx_mu);
   if (dev_count < 0) {
     int n = 0;
@@ -116,7 +118,8 @@ fl_status fc_context_get(int device, fc_context **out) {
     if (st != FL_OK) return st;
   }
   if (!c->alive) return fl_error(FL_EBACKEND, "cuda:%d was already released (process exit)", device);
-  FC_CUDA(cudaSetDevice(device));
+  int cur = -1; /* the host program may use CUDA too: ask, switch only when needed */
+  if (cudaGetDevice(&cur) != cudaSuccess || cur != device) FC_CUDA(cudaSetDevice(device));
   *out = c;
   return FL_OK;
 }

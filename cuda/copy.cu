@@ -73,15 +73,16 @@ __device__ any_value load_any(fl_dtype dt, const char *p) {
   }
 }
 
-/* Floats reach f16/bf16 through f32, as fl_f32_to_f16 does on the CPU. */
+/* As the CPU backend stores: float targets from the value as a double (f16 and
+ * bf16 with a single rounding), integer targets from the exact integer. */
 __device__ void store_any(fl_dtype dt, char *p, any_value v) {
-  float f = v.is_int ? (float)v.i : (float)v.d;
+  double d = v.is_int ? (double)v.i : v.d;
   int64_t i = v.is_int ? v.i : (int64_t)v.d;
   switch (dt) {
-    case FL_F32: *(float *)p = f; break;
-    case FL_F64: *(double *)p = v.is_int ? (double)v.i : v.d; break;
-    case FL_F16: *(uint16_t *)p = fl_half_from_f32(f); break;
-    case FL_BF16: *(uint16_t *)p = fl_bfloat_from_f32(f); break;
+    case FL_F32: *(float *)p = (float)d; break;
+    case FL_F64: *(double *)p = d; break;
+    case FL_F16: *(uint16_t *)p = fl_half_from_f64(d); break;
+    case FL_BF16: *(uint16_t *)p = fl_bfloat_from_f64(d); break;
     case FL_I32: *(int32_t *)p = (int32_t)i; break;
     case FL_I64: *(int64_t *)p = i; break;
     default: *(uint8_t *)p = v.is_int ? v.i != 0 : v.d != 0; break;

@@ -53,12 +53,16 @@ template <> struct fc_num<fc_bool> {
   static FC_HD fc_bool make(acc a) { return fc_bool{(uint8_t)(a != 0)}; }
 };
 
-/* A double (fill value, random draw) as a T: through the compute type, except
- * bool, which is "non-zero" like any cast to bool. */
+/* A double (fill value, random draw) as a T, rounded once as the CPU does:
+ * f16/bf16 straight from the double, bool as "non-zero". */
 template <class T>
 FC_HD T fc_from_double(double v) {
   if constexpr (std::is_same<T, fc_bool>::value) {
     return fc_bool{(uint8_t)(v != 0)};
+  } else if constexpr (std::is_same<T, fc_half>::value) {
+    return fc_half{fl_half_from_f64(v)};
+  } else if constexpr (std::is_same<T, fc_bf16>::value) {
+    return fc_bf16{fl_bfloat_from_f64(v)};
   } else {
     return fc_num<T>::make((typename fc_num<T>::acc)v);
   }

@@ -40,7 +40,8 @@ template <class C> __device__ __forceinline__ C gelu_grad(C x) {
   return cdf + x * pdf;
 }
 
-template <class C> __device__ __forceinline__ C sign(C x) { return x > (C)0 ? (C)1 : x < (C)0 ? (C)-1 : x; }
+/* (x > 0) - (x < 0), as the CPU backend: NaN gives 0. */
+template <class C> __device__ __forceinline__ C sign(C x) { return x > (C)0 ? (C)1 : x < (C)0 ? (C)-1 : (C)0; }
 
 /* Applies EXPR to every element of a vector, as one case of a switch. */
 #define FC_MAP(OP, EXPR)              \
@@ -78,7 +79,7 @@ struct unary_op {
       FC_MAP(FL_COS, fc_cos(x))
       FC_MAP(FL_TANH, fc_tanh(x))
       FC_MAP(FL_SIGMOID, sigmoid(x))
-      FC_MAP(FL_RELU, (x > (C)0 || fc_isnan(x)) ? x : (C)0)
+      FC_MAP(FL_RELU, x > (C)0 ? x : (C)0) /* NaN gives 0, as on the CPU */
       FC_MAP(FL_GELU, (C)0.5 * x * ((C)1 + fc_erf(x * (C)FC_SQRT1_2)))
       FC_MAP(FL_GELU_TANH, gelu_tanh(x))
       FC_MAP(FL_SILU, x * sigmoid(x))
@@ -239,7 +240,10 @@ fl_status unary_forward(fl_unary_op op, fl_tensor *out, const fl_tensor *x, doub
     using T = typename decltype(tag)::type;
     if (op == FL_LOGICAL_NOT) return fc_ew_launch<logical_not_op<T>, 2>(ctx, "logical_not", ts, logical_not_op<T>{});
     using C = typename fc_num<T>::acc;
-    unary_op<T> f{(int)op, !isnan(p0), !isnan(p1), isnan(p0) ? (C)0 : (C)p0, isnan(p1) ? (C)0 : (C)p1};
+    /* integer clamp bounds: the integers inside [p0, p1], as on the CPU */
+    constexpr bool is_int = !std::is_floating_point<C>::value;
+    double lo = is_int ? ceil(p0) : p0, hi = is_int ? floor(p1) : p1;
+    unary_op<T> f{(int)op, !isnan(p0), !isnan(p1), isnan(lo) ? (C)0 : (C)lo, isnan(hi) ? (C)0 : (C)hi};
     return fc_ew_launch<unary_op<T>, 2>(ctx, "unary", ts, f);
   });
 }

@@ -29,7 +29,7 @@ struct fc_red_args {
   fc_iter<3> kept; /* strides: x, value out, index out */
   fc_iter<1> red;
   const T *x;
-  T *val;       /* may be NULL (ARGMAX) */
+  void *val;    /* R::O elements; may be NULL (ARGMAX) */
   int64_t *idx; /* may be NULL */
   int64_t nout, nred;
   int64_t per_split; /* reduced elements per gridDim.y slice */
@@ -47,7 +47,8 @@ __device__ __forceinline__ void fc_red_emit(const fc_red_args<T> &p, const R &r,
   }
   int64_t off[3];
   p.kept.offsets(o, off);
-  r.write(s, p.nred, p.val ? p.val + off[1] : (T *)0, p.idx ? p.idx + off[2] : (int64_t *)0);
+  using O = typename R::O;
+  r.write(s, p.nred, p.val ? (O *)p.val + off[1] : (O *)0, p.idx ? p.idx + off[2] : (int64_t *)0);
 }
 
 template <class R, class T, int V>
@@ -130,8 +131,7 @@ __global__ void __launch_bounds__(FC_THREADS) fc_reduce_cols_kernel(fc_red_args<
   if (o0 < p.nout) {
     int64_t koff[3];
     p.kept.offsets(o0, koff);
-    const T *xb = p.x + koff[0];
-    const int64_t ks = p.kept.stride[0][0]; /* 1 whenever V > 1 */
+    const T *xb = p.x + koff[0]; /* V > 1: the V outputs are x[xb .. xb + V) */
     int64_t i = r0 + ty;
     for (; i + 3 * FC_COLS_Y < r1; i += 4 * FC_COLS_Y) {
       int64_t a[1], b[1], c[1], d[1];
@@ -165,7 +165,6 @@ __global__ void __launch_bounds__(FC_THREADS) fc_reduce_cols_kernel(fc_red_args<
 #pragma unroll
       for (int k = 0; k < V; k++) r.add(s[k], fc_num<T>::load(va[k]), i);
     }
-    (void)ks;
   }
 #pragma unroll
   for (int k = 0; k < V; k++) part[ty][tx * V + k] = s[k];
@@ -190,7 +189,8 @@ __global__ void __launch_bounds__(FC_THREADS) fc_reduce_finish_kernel(fc_red_arg
     for (int k = 1; k < p.splits; k++) s = r.combine(s, part[o * p.splits + k]);
     int64_t off[3];
     p.kept.offsets(o, off);
-    r.write(s, p.nred, p.val ? p.val + off[1] : (T *)0, p.idx ? p.idx + off[2] : (int64_t *)0);
+    using O = typename R::O;
+    r.write(s, p.nred, p.val ? (O *)p.val + off[1] : (O *)0, p.idx ? p.idx + off[2] : (int64_t *)0);
   }
 }
 

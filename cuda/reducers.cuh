@@ -14,19 +14,28 @@ FC_DEV int64_t fc_shfl_down(int64_t v, int d, int w) {
   return (int64_t)__shfl_down_sync(0xffffffffu, (long long)v, d, w);
 }
 
+FC_DEV float fc_shfl_up(float v, int d) { return __shfl_up_sync(0xffffffffu, v, d); }
+FC_DEV double fc_shfl_up(double v, int d) { return __shfl_up_sync(0xffffffffu, v, d); }
+FC_DEV int64_t fc_shfl_up(int64_t v, int d) { return (int64_t)__shfl_up_sync(0xffffffffu, (long long)v, d); }
+FC_DEV float fc_shfl_idx(float v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+FC_DEV double fc_shfl_idx(double v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+FC_DEV int64_t fc_shfl_idx(int64_t v, int l) { return (int64_t)__shfl_sync(0xffffffffu, (long long)v, l); }
+
 /* SUM, MEAN (sum, divided at the end) and PROD. */
 template <class T>
 struct fc_arith_red {
   using C = typename fc_num<T>::acc;
   using S = C;
+  /* integer sums and products are i64 (the front-end's dtype); floats keep T */
+  using O = std::conditional_t<std::is_floating_point<C>::value, T, int64_t>;
   bool prod, mean;
   FC_DEV S init() const { return prod ? (S)1 : (S)0; }
   FC_DEV void add(S &s, C v, int64_t) const { s = prod ? s * v : s + v; }
   FC_DEV S combine(S a, S b) const { return prod ? a * b : a + b; }
   FC_DEV S shfl(S s, int d, int w) const { return fc_shfl_down(s, d, w); }
-  FC_DEV void write(S s, int64_t n, T *val, int64_t *) const {
+  FC_DEV void write(S s, int64_t n, O *val, int64_t *) const {
     if (mean) s = std::is_floating_point<C>::value ? s / (C)n : (n ? s / (C)n : (C)0);
-    *val = fc_num<T>::make(s);
+    *val = fc_num<O>::make(s);
   }
 };
 
@@ -42,6 +51,7 @@ template <class T>
 struct fc_arg_red {
   using C = typename fc_num<T>::acc;
   using S = fc_arg_state<C>;
+  using O = T;
   bool is_max;
   FC_DEV S init() const { return S{(C)0, -1}; }
   FC_DEV S combine(S a, S b) const {
@@ -55,8 +65,12 @@ struct fc_arg_red {
   FC_DEV void add(S &s, C v, int64_t i) const { s = combine(s, S{v, i}); }
   FC_DEV S shfl(S s, int d, int w) const { return S{fc_shfl_down(s.v, d, w), fc_shfl_down(s.i, d, w)}; }
   FC_DEV void write(S s, int64_t, T *val, int64_t *idx) const {
-    if (val) *val = fc_num<T>::make(s.v);
+    if (val) *val = fc_num<T>::make(s.i < 0 ? empty() : s.v);
     if (idx) *idx = s.i;
+  }
+  static FC_DEV C empty() { /* nothing was reduced: NaN as on the CPU (0 for integers) */
+    if constexpr (std::is_floating_point<C>::value) return (C)NAN;
+    else return 0;
   }
 };
 
@@ -71,6 +85,7 @@ template <class T>
 struct fc_var_red {
   using C = typename fc_num<T>::acc;
   using S = fc_welford<C>;
+  using O = T;
   C correction;
   FC_DEV S init() const { return S{(C)0, (C)0, 0}; }
   FC_DEV void add(S &s, C v, int64_t) const {

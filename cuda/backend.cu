@@ -1,0 +1,112 @@
+/* The fl_backend table for FL_CUDA: device management entries here, kernels
+ * in the per-family files (ops.cuh). Nothing touches CUDA until available()
+ * or device_count() asks the driver, and a device is initialised by its first
+ * op (fc_context_get). */
+#include "allocator.cuh"
+#include "cuda_backend.h"
+#include "ops.cuh"
+
+namespace {
+
+bool cuda_available(void) { return fc_device_count() > 0; }
+
+int cuda_device_count(void) { return fc_device_count(); }
+
+fl_status cuda_alloc(fl_device dev, size_t nbytes, void **ptr) {
+  fc_context *ctx;
+  FL_TRY(fc_context_get(dev.index, &ctx));
+  return fc_malloc(ctx, nbytes, ptr);
+}
+
+/* A free after the context was released (process exit) is dropped: the
+ * driver reclaims everything then. */
+void cuda_free(fl_device dev, void *ptr, size_t) {
+  fc_context *ctx = fc_context_peek(dev.index);
+  if (ctx) fc_free(ctx, ptr);
+}
+
+/* Pageable sources are staged by the driver before cudaMemcpyAsync returns,
+ * so the caller may reuse them at once; a pinned source is read later by the
+ * DMA engine, so for those we wait. */
+fl_status cuda_memcpy_h2d(fl_device dev, void *dst, const void *src, size_t n) {
+  if (n == 0) return FL_OK;
+  fc_context *ctx;
+  FL_TRY(fc_context_get(dev.index, &ctx));
+  FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx->stream));
+  cudaPointerAttributes attr;
+  if (cudaPointerGetAttributes(&attr, src) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return FL_OK;
+  }
+  if (attr.type == cudaMemoryTypeHost) FC_CUDA(cudaStreamSynchronize(ctx->stream));
+  return FL_OK;
+}
+
+/* Synchronising: also the point where kernels' index errors are reported. */
+fl_status cuda_memcpy_d2h(fl_device dev, void *dst, const void *src, size_t n) {
+  fc_context *ctx;
+  FL_TRY(fc_context_get(dev.index, &ctx));
+  if (n) FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, ctx->stream));
+  return fc_sync_and_check(ctx);
+}
+
+fl_status cuda_synchronize(fl_device dev) {
+  if (dev.index < 0 || dev.index >= fc_device_count())
+    return fl_error(FL_EDEVICE, "synchronize: cuda:%d does not exist", dev.index);
+  fc_context *ctx = fc_context_peek(dev.index);
+  if (!ctx) return FL_OK; /* never used: nothing queued */
+  FC_CUDA(cudaSetDevice(dev.index));
+  return fc_sync_and_check(ctx);
+}
+
+fl_status cuda_memory_stats(fl_device dev, fl_memory_stats *out) {
+  fc_context *ctx = fc_context_peek(dev.index);
+  if (ctx) fc_memory_stats(ctx, out);
+  else memset(out, 0, sizeof *out);
+  return FL_OK;
+}
+
+fl_status cuda_empty_cache(fl_device dev) {
+  fc_context *ctx = fc_context_peek(dev.index);
+  if (!ctx) return FL_OK;
+  FC_CUDA(cudaSetDevice(dev.index));
+  return fc_empty_cache(ctx);
+}
+
+fl_backend make_table() {
+  fl_backend b;
+  memset(&b, 0, sizeof b);
+  b.name = "cuda";
+  b.available = cuda_available;
+  b.device_count = cuda_device_count;
+  b.alloc = cuda_alloc;
+  b.free = cuda_free;
+  b.memcpy_h2d = cuda_memcpy_h2d;
+  b.memcpy_d2h = cuda_memcpy_d2h;
+  b.synchronize = cuda_synchronize;
+  b.memory_stats = cuda_memory_stats;
+  b.empty_cache = cuda_empty_cache;
+  b.copy = fc::copy_forward;
+  b.fill = fc::fill_forward;
+  b.arange = fc::arange_forward;
+  b.random = fc::random_forward;
+  b.unary = fc::unary_forward;
+  b.binary = fc::binary_forward;
+  b.where = fc::where_forward;
+  b.reduce = fc::reduce_forward;
+  b.cumsum = fc::cumsum_forward;
+  b.softmax = fc::softmax_forward;
+  b.matmul = fc::matmul_forward;
+  b.index_select = fc::index_select_forward;
+  b.index_add = fc::index_add_forward;
+  b.gather = fc::gather_forward;
+  b.scatter_add = fc::scatter_add_forward;
+  return b;
+}
+
+} // namespace
+
+extern "C" const struct fl_backend *fl_cuda_backend(void) {
+  static const fl_backend table = make_table(); /* built on first call, thread-safe */
+  return &table;
+}
