@@ -7,7 +7,8 @@ import torch
 DT = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
-def median_time(fn, iters, reps):
+def median_time(fn, iters, reps, host=False):
+    """As bench/gpu.lua: host cases stop the clock before synchronising."""
     fn(); torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
@@ -15,8 +16,11 @@ def median_time(fn, iters, reps):
         t0 = time.perf_counter()
         for _ in range(iters):
             fn()
-        torch.cuda.synchronize()
+        if not host:
+            torch.cuda.synchronize()
         ts.append((time.perf_counter() - t0) / iters)
+        if host:
+            torch.cuda.synchronize()
     ts.sort()
     return ts[(len(ts) - 1) // 2]
 
@@ -41,8 +45,8 @@ def main():
             fn = lambda: x + y
         elif op == "matmul": fn = lambda: x @ y
         host = c.get("host", False)
-        iters = 20000 if host else (5 if "flops" in c else 20)
-        t = median_time(fn, iters, 5 if host else 7)
+        iters = 200 if host else (5 if "flops" in c else 20)
+        t = median_time(fn, iters, 51 if host else 7, host)
         print(json.dumps({"name": c["name"], "torch_s": t}), flush=True)
         del x, y
         torch.cuda.empty_cache()

@@ -80,9 +80,9 @@ static fl_status create_context(int device, fc_context **out) {
   /* Non-blocking: work others put on the legacy default stream does not
    * serialise with ours. */
   STEP(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-  STEP(cudaMalloc((void **)&c->kerr, sizeof(int)));
-  STEP(cudaMemsetAsync(c->kerr, 0, sizeof(int), c->stream));
-  STEP(cudaMallocHost((void **)&c->kerr_host, sizeof(int)));
+  STEP(cudaMalloc((void **)&c->kerr, FC_KERR_WORDS * sizeof *c->kerr));
+  STEP(cudaMemsetAsync(c->kerr, 0, FC_KERR_WORDS * sizeof *c->kerr, c->stream));
+  STEP(cudaMallocHost((void **)&c->kerr_host, FC_KERR_WORDS * sizeof *c->kerr_host));
 #undef STEP
   st = fc_allocator_create(device, &c->alloc);
   if (st != FL_OK) goto fail;
@@ -175,18 +175,22 @@ static const char *kerr_names[FC_KERR_KINDS] = {"index_select", "index_add", "ga
 
 fl_status fc_sync_and_check(fc_context *ctx) {
   bool armed = ctx->kerr_armed;
-  if (armed) FC_CUDA(cudaMemcpyAsync(ctx->kerr_host, ctx->kerr, sizeof(int), cudaMemcpyDeviceToHost, ctx->stream));
+  if (armed)
+    FC_CUDA(cudaMemcpyAsync(ctx->kerr_host, ctx->kerr, FC_KERR_WORDS * sizeof *ctx->kerr, cudaMemcpyDeviceToHost,
+                            ctx->stream));
   FC_CUDA(cudaStreamSynchronize(ctx->stream));
   if (!armed) return FL_OK;
   ctx->kerr_armed = false;
-  int bits = *ctx->kerr_host;
+  unsigned long long bits = ctx->kerr_host[0];
   if (!bits) return FL_OK;
-  FC_CUDA(cudaMemsetAsync(ctx->kerr, 0, sizeof(int), ctx->stream));
+  long long bad = (long long)ctx->kerr_host[2], size = (long long)ctx->kerr_host[3];
+  FC_CUDA(cudaMemsetAsync(ctx->kerr, 0, FC_KERR_WORDS * sizeof *ctx->kerr, ctx->stream));
   char ops[96] = "";
   size_t k = 0;
   for (int i = 0; i < FC_KERR_KINDS; i++)
-    if (bits & (1 << i)) k += snprintf(ops + k, sizeof ops - k, "%s%s", k ? ", " : "", kerr_names[i]);
+    if (bits & (1ULL << i)) k += snprintf(ops + k, sizeof ops - k, "%s%s", k ? ", " : "", kerr_names[i]);
   return fl_error(FL_EINDEX,
-                  "index out of range in %s on cuda:%d (detected by a kernel; the result of that op is invalid)", ops,
-                  ctx->device);
+                  "%s: index %lld out of range for a dim of size %lld (0-based; detected by a kernel on cuda:%d, "
+                  "reported at this synchronising call: the result of that op is invalid)",
+                  ops, bad, size, ctx->device);
 }

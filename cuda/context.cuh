@@ -18,13 +18,18 @@ enum {
   FC_KERR_KINDS = 4
 };
 
+/* The sticky error record: [0] the FC_KERR_* bits of every kernel that saw a
+ * bad index, [1] set once the first bad index is recorded, [2] that index and
+ * [3] the size of the dim it indexed, for the message. */
+enum { FC_KERR_WORDS = 4 };
+
 struct fc_context {
   int device;
   bool alive; /* false once released at exit: late frees become no-ops */
   cudaStream_t stream;
   int sm_count;
-  int *kerr;        /* device word that kernels OR their FC_KERR_* bit into */
-  int *kerr_host;   /* pinned mirror, filled by a copy queued before a sync */
+  unsigned long long *kerr;      /* FC_KERR_WORDS device words, see fc_kerr_report */
+  unsigned long long *kerr_host; /* pinned mirror, filled by a copy queued before a sync */
   bool kerr_armed;  /* a kernel that may set kerr was queued since the last check */
   cublasHandle_t blas; /* created on the first matmul */
   void *blas_ws;
@@ -50,10 +55,20 @@ fl_status fc_blas_error(cublasStatus_t s, const char *what);
 /* The cuBLAS handle, bound to the context's stream and workspace. */
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out);
 /* Device pointer to the sticky error word, for a kernel about to be queued. */
-static inline int *fc_kerr_arm(fc_context *ctx) {
+static inline unsigned long long *fc_kerr_arm(fc_context *ctx) {
   ctx->kerr_armed = true;
   return ctx->kerr;
 }
+#ifdef __CUDACC__
+/* Called by a kernel that met index v outside [0, size): never touch memory there. */
+__device__ __forceinline__ void fc_kerr_report(unsigned long long *kerr, int bit, int64_t v, int64_t size) {
+  atomicOr(&kerr[0], (unsigned long long)bit);
+  if (atomicCAS(&kerr[1], 0ULL, 1ULL) == 0ULL) {
+    kerr[2] = (unsigned long long)v;
+    kerr[3] = (unsigned long long)size;
+  }
+}
+#endif
 /* Waits for the stream, then reports any bad index a kernel flagged since the
  * last check as FL_EINDEX (and clears the flag). */
 fl_status fc_sync_and_check(fc_context *ctx);

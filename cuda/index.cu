@@ -25,7 +25,7 @@ struct idx_args {
   bool idx32;
   int64_t dim_size, dim_stride; /* of the indexed operand */
   int64_t n;
-  int *err;
+  unsigned long long *err;
   int errbit;
   double alpha;
 };
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(FC_THREADS) gather_kernel(idx_args p) {
     int64_t v = load_index(p, off[2]);
     T r = 0;
     if (v >= 0 && v < p.dim_size) r = ((const T *)p.b)[off[1] + v * p.dim_stride];
-    else atomicOr(p.err, p.errbit);
+    else fc_kerr_report(p.err, p.errbit, v, p.dim_size);
     ((T *)p.a)[off[0]] = r;
   }
 }
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(FC_THREADS) scatter_add_kernel(idx_args p) {
     p.it.offsets(i, off);
     int64_t v = load_index(p, off[2]);
     if (v < 0 || v >= p.dim_size) {
-      atomicOr(p.err, p.errbit);
+      fc_kerr_report(p.err, p.errbit, v, p.dim_size);
       continue;
     }
     C s = fc_num<T>::load(((const T *)p.b)[off[1]]);

@@ -28,14 +28,14 @@ export FLAME_CPATH=$build FLAME_LUA=$build/flame-lua
 if has specs; then
   step "specs on cuda"
   FLAME_DEVICE=cuda scripts/busted-flame spec -o utfTerminal >"$OUT/specs_cuda.txt" 2>&1 || status=1
-  tail -5 "$OUT/specs_cuda.txt"
+  grep -E "successes" "$OUT/specs_cuda.txt"
   grep -E "^(Failure|Error)" -A6 "$OUT/specs_cuda.txt" | head -60
 fi
 
 if has ctest; then
   step "C tests (incl. the CPU-vs-CUDA backend test)"
-  (cd "$build" && ctest --output-on-failure -E specs) >"$OUT/ctest.txt" 2>&1 || status=1
-  tail -15 "$OUT/ctest.txt"
+  (cd "$build" && ctest --output-on-failure -E specs) 2>&1 | tail -15
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
 if has sanitize; then
@@ -56,15 +56,16 @@ if has bench; then
       local kv = {} for k, x in pairs(v) do kv[#kv + 1] = string.format("%q:%s", k, enc(x)) end
       return "{" .. table.concat(kv, ",") .. "}"
       elseif type(v) == "string" then return string.format("%q", v) else return tostring(v) end end
-    print(enc(cs))' >"$OUT/cases.json"
-  "$build/flame-lua" bench/gpu.lua >"$OUT/flame.jsonl" 2>"$OUT/bench_flame.err" || status=1
-  python3 bench/gpu_torch.py "$OUT/cases.json" >"$OUT/torch.jsonl" 2>"$OUT/bench_torch.err" || status=1
-  python3 bench/ratio.py "$OUT/cases.json" "$OUT/flame.jsonl" "$OUT/torch.jsonl" | tee "$OUT/bench.md"
+    print(enc(cs))' >/tmp/flame_cases.json
+  "$build/flame-lua" bench/gpu.lua >"$OUT/flame.jsonl" 2>"$OUT/bench.err" || status=1
+  python3 bench/gpu_torch.py /tmp/flame_cases.json >"$OUT/torch.jsonl" 2>>"$OUT/bench.err" || status=1
+  python3 bench/ratio.py /tmp/flame_cases.json "$OUT/flame.jsonl" "$OUT/torch.jsonl" | tee "$OUT/bench.md"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >>"$OUT/bench.md" 2>/dev/null
 fi
 
 if has train; then
   step "examples/train_mlp.lua on cuda"
-  "$build/flame-lua" examples/train_mlp.lua --device cuda 2>&1 | tee "$OUT/train_cuda.txt" | tail -3 || status=1
+  "$build/flame-lua" examples/train_mlp.lua --device cuda 2>&1 | tail -4
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 exit $status

@@ -64,8 +64,15 @@ function H.close(a, b, tol, msg)
 end
 
 -- Asserts that fn() raises an error whose message contains every given fragment.
+-- On a GPU, kernels report bad indices asynchronously, at the next
+-- synchronising call: the check synchronises after fn, so the error surfaces
+-- here and never leaks into a later spec.
 function H.errors(fn, ...)
-  local ok, err = pcall(fn)
+  local ok, err = pcall(function()
+    local r = fn()
+    if H.device ~= "cpu" then flame.cuda.synchronize() end
+    return r
+  end)
   assert(not ok, "expected an error, but the call succeeded")
   err = tostring(err)
   for _, frag in ipairs({...}) do
