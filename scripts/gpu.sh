@@ -60,6 +60,7 @@ if has bench; then
   "$build/flame-lua" bench/gpu.lua >"$OUT/flame.jsonl" 2>"$OUT/bench.err" || status=1
   python3 bench/gpu_torch.py /tmp/flame_cases.json >"$OUT/torch.jsonl" 2>>"$OUT/bench.err" || status=1
   python3 bench/ratio.py /tmp/flame_cases.json "$OUT/flame.jsonl" "$OUT/torch.jsonl" | tee "$OUT/bench.md"
+  "$build/flame-lua" bench/gpu_overhead.lua | tee -a "$OUT/bench.md"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >>"$OUT/bench.md" 2>/dev/null
 fi
 

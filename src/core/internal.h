@@ -79,8 +79,10 @@ bool fl_same_layout(const fl_tensor *a, const fl_tensor *b);
 /* Sum g down to shape (the one gradient reduction for broadcast inputs). */
 fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out);
 fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tensor *b);
-/* Expand without autograd (for kernels). */
+/* Expand without autograd (for kernels): a new header, or a stack header that
+ * borrows t (never retained or released; for a kernel call on the hot path). */
 fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape);
+void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor *hdr);
 
 /* ---- backends ---- */
 typedef enum { FL_RAND_UNIFORM, FL_RAND_NORMAL, FL_RAND_INT } fl_rand_kind;

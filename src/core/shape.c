@@ -41,13 +41,21 @@ bool fl_same_layout(const fl_tensor *a, const fl_tensor *b) {
   return fl_same_shape(a, b) && a->offset == b->offset && !memcmp(a->stride, b->stride, sizeof(int64_t) * a->ndim);
 }
 
-fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape) {
+void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor *hdr) {
   int64_t stride[FL_MAX_DIMS];
   for (int i = 0; i < ndim; i++) {
     int j = i - (ndim - t->ndim);
     stride[i] = (j >= 0 && t->shape[j] == shape[i]) ? t->stride[j] : 0;
   }
-  return fl_alias(t, ndim, shape, stride, t->offset);
+  *hdr = *t;
+  hdr->ndim = ndim;
+  for (int i = 0; i < ndim; i++) hdr->shape[i] = shape[i], hdr->stride[i] = stride[i];
+}
+
+fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape) {
+  fl_tensor hdr;
+  fl_expand_header(t, ndim, shape, &hdr);
+  return fl_alias(t, ndim, hdr.shape, hdr.stride, t->offset);
 }
 
 fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out) {

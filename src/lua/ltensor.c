@@ -520,30 +520,18 @@ static int t_eq(lua_State *L) { /* identity: Lua wants a boolean; elementwise is
   return 1;
 }
 
-static int call_method(lua_State *L, const char *name) {
-  int n = lua_gettop(L);
-  if (!lfl_test(L, 1)) { /* number op tensor: the methods take the tensor first */
-    lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods");
-    lua_getfield(L, -1, name);
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, 2);
-    lua_call(L, 2, 1);
-    return 1;
-  }
-  lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods");
-  lua_getfield(L, -1, name);
-  for (int i = 1; i <= n && i <= 2; i++) lua_pushvalue(L, i);
-  lua_call(L, n < 2 ? n : 2, 1);
-  return 1;
-}
-static int t_add(lua_State *L) { return call_method(L, "add"); }
-static int t_sub(lua_State *L) { return call_method(L, "sub"); }
-static int t_mul(lua_State *L) { return call_method(L, "mul"); }
-static int t_div(lua_State *L) { return call_method(L, "div"); }
-static int t_pow(lua_State *L) { return call_method(L, "pow"); }
+/* Operators: a tensor on either side, a number on the other (the metamethod
+ * gets them in source order; the methods take care of which is which). */
+int lfl_op_add(lua_State *L);
+int lfl_op_sub(lua_State *L);
+int lfl_op_mul(lua_State *L);
+int lfl_op_div(lua_State *L);
+int lfl_op_pow(lua_State *L);
 static int t_unm(lua_State *L) {
-  lua_settop(L, 1);
-  return call_method(L, "neg");
+  fl_tensor *r;
+  LFL_CHECK(L, fl_unary(FL_NEG, self(L), &r));
+  lfl_push(L, r);
+  return 1;
 }
 
 static const luaL_Reg methods[] = {
@@ -575,8 +563,8 @@ void lfl_open_tensor(lua_State *L) {
 
   luaL_newmetatable(L, LFL_TENSOR);
   const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc}, {"__tostring", lfl_tostring}, {"__newindex", t_newindex},
-                           {"__len", t_len}, {"__eq", t_eq},   {"__add", t_add},             {"__sub", t_sub},
-                           {"__mul", t_mul}, {"__div", t_div}, {"__pow", t_pow},             {"__unm", t_unm},
+                           {"__len", t_len}, {"__eq", t_eq},   {"__add", lfl_op_add},        {"__sub", lfl_op_sub},
+                           {"__mul", lfl_op_mul}, {"__div", lfl_op_div}, {"__pow", lfl_op_pow},             {"__unm", t_unm},
                            {NULL, NULL}};
   luaL_setfuncs(L, meta, 0);
   lua_pushvalue(L, -2);

@@ -60,7 +60,9 @@ static int m_clamp_(lua_State *L) {
 /* t op number. A Lua float (2.0 too) makes an integer tensor's result f32,
  * as a Python float does in torch; a Lua integer keeps the tensor's dtype. */
 static fl_status scalar_op(lua_State *L, fl_binary_op op, fl_tensor *t, int idx, bool reversed, fl_tensor **out) {
-  double s = luaL_checknumber(L, idx);
+  if (lua_type(L, idx) != LUA_TNUMBER) /* named here: operators reach us as metamethods, which Lua leaves unnamed */
+    luaL_error(L, "%s: expected a tensor or a number, got %s", fl_binary_name(op), luaL_typename(L, idx));
+  double s = lua_tonumber(L, idx);
   if (lua_isinteger(L, idx) || fl_dtype_is_float(fl_dtype_of(t)) || op == FL_AND || op == FL_OR)
     return fl_binary_scalar(op, t, s, reversed, out);
   fl_tensor *f = NULL;
@@ -81,6 +83,13 @@ static int binary(lua_State *L, fl_binary_op op) {
   lfl_push(L, r);
   return 1;
 }
+
+/* The arithmetic metamethods (two operands, no alpha). */
+int lfl_op_add(lua_State *L) { return binary(L, FL_ADD); }
+int lfl_op_sub(lua_State *L) { return binary(L, FL_SUB); }
+int lfl_op_mul(lua_State *L) { return binary(L, FL_MUL); }
+int lfl_op_div(lua_State *L) { return binary(L, FL_DIV); }
+int lfl_op_pow(lua_State *L) { return binary(L, FL_POW); }
 
 static int binary_inplace(lua_State *L, fl_binary_op op) {
   fl_tensor *a = lfl_check(L, 1), *b = lfl_test(L, 2);

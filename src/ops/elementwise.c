@@ -223,19 +223,18 @@ fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_
   int64_t shape[FL_MAX_DIMS];
   FL_TRY(fl_broadcast_shapes(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
   fl_dtype ct = compute_dtype(op, a->dtype, b->dtype);
-  fl_tensor *ca = NULL, *cb = NULL, *ea = NULL, *eb = NULL, *r = NULL;
+  fl_tensor *ca = NULL, *cb = NULL, *r = NULL, ea, eb;
   fl_status st = FL_OK;
   FL_CHECK(fl_cast(a, ct, &ca));
   FL_CHECK(fl_cast(b, ct, &cb));
   FL_CHECK(fl_tensor_new(is_predicate(op) ? FL_BOOL : ct, a->storage->device, nd, shape, &r));
-  ea = fl_expand_raw(ca, nd, shape);
-  eb = fl_expand_raw(cb, nd, shape);
-  if (!ea || !eb) FL_CHECK(fl_error(FL_ENOMEM, "%s: out of host memory", name));
+  fl_expand_header(ca, nd, shape, &ea);
+  fl_expand_header(cb, nd, shape, &eb);
   if (fl_numel(r)) {
     const fl_backend *be;
     FL_CHECK(fl_backend_of(name, r, &be));
     if (!be->binary) FL_CHECK(fl_unsupported(name, r));
-    FL_CHECK(fl_error_context(be->binary(op, r, ea, eb), name));
+    FL_CHECK(fl_error_context(be->binary(op, r, &ea, &eb), name));
   }
   if (differentiable(op) && fl_dtype_is_float(ct)) {
     fl_node *n;
@@ -252,7 +251,7 @@ fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_
   *out = r;
   r = NULL;
 done:
-  fl_release(ca), fl_release(cb), fl_release(ea), fl_release(eb), fl_release(r);
+  fl_release(ca), fl_release(cb), fl_release(r);
   return st;
 }
 
