@@ -7,10 +7,10 @@
  * On cudaMalloc failure the whole cache is released and the call retried once;
  * a second failure is FL_ENOMEM (the core then runs the host's OOM handler). */
 #include "allocator.cuh"
-#include <map>
 #include <new>
 #include <pthread.h>
 #include <unordered_map>
+#include <vector>
 
 #define FC_SMALL_LIMIT (1u << 20)
 #define FC_SMALL_STEP 512u
@@ -19,8 +19,11 @@
 struct fc_allocator {
   int device;
   pthread_mutex_t mu;
-  std::multimap<size_t, void *> cached;     /* bin size -> free block */
-  std::unordered_map<void *, size_t> live;  /* block -> bin size */
+  /* bin size -> free blocks. Vectors keep their capacity, so once warm an
+   * alloc/free pair touches no host allocator: the small-op hot path. The
+   * caller gives the size back on free, so live blocks need no table. */
+  std::unordered_map<size_t, std::vector<void *>> cached;
+  size_t cached_blocks;
   fl_memory_stats stats;
 };
 
@@ -42,41 +45,34 @@ fl_status fc_allocator_create(int device, fc_allocator **out) {
 /* Caller holds the lock. Waits for the stream first: a cached block may still
  * be read by queued kernels, and cudaFree must not pull it from under them. */
 static void release_cached(fc_context *ctx, fc_allocator *a) {
-  if (a->cached.empty()) return;
+  if (!a->cached_blocks) return;
   cudaStreamSynchronize(ctx->stream);
   for (auto &kv : a->cached) {
-    cudaFree(kv.second);
-    a->stats.reserved -= (int64_t)kv.first;
+    for (void *p : kv.second) {
+      cudaFree(p);
+      a->stats.reserved -= (int64_t)kv.first;
+    }
+    kv.second.clear();
   }
-  a->cached.clear();
+  a->cached_blocks = 0;
   (void)cudaGetLastError();
 }
 
-static fl_status record_live(fc_allocator *a, void *p, size_t size) {
-  try {
-    a->live.emplace(p, size);
-  } catch (...) { /* no exception may cross the C interface */
-    return fl_error(FL_ENOMEM, "out of host memory in the cuda allocator");
-  }
+static void count_live(fc_allocator *a, size_t size) {
   a->stats.allocated += (int64_t)size;
   if (a->stats.allocated > a->stats.peak) a->stats.peak = a->stats.allocated;
   a->stats.num_allocs++;
-  return FL_OK;
 }
 
 static fl_status alloc_locked(fc_context *ctx, fc_allocator *a, size_t nbytes, void **ptr) {
   size_t size = bin_size(nbytes);
   auto it = a->cached.find(size);
-  if (it != a->cached.end()) {
-    void *p = it->second;
-    a->cached.erase(it);
-    fl_status st = record_live(a, p, size);
-    if (st != FL_OK) {
-      a->cached.emplace(size, p);
-      return st;
-    }
+  if (it != a->cached.end() && !it->second.empty()) {
+    *ptr = it->second.back();
+    it->second.pop_back();
+    a->cached_blocks--;
+    count_live(a, size);
     a->stats.num_cache_hits++;
-    *ptr = p;
     return FL_OK;
   }
   void *p = NULL;
@@ -95,12 +91,7 @@ static fl_status alloc_locked(fc_context *ctx, fc_allocator *a, size_t nbytes, v
   }
   if (e != cudaSuccess) return fc_cuda_error(e, "cudaMalloc");
   a->stats.reserved += (int64_t)size;
-  fl_status st = record_live(a, p, size);
-  if (st != FL_OK) {
-    cudaFree(p);
-    a->stats.reserved -= (int64_t)size;
-    return st;
-  }
+  count_live(a, size);
   *ptr = p;
   return FL_OK;
 }
@@ -113,23 +104,20 @@ fl_status fc_malloc(fc_context *ctx, size_t nbytes, void **ptr) {
   return st;
 }
 
-void fc_free(fc_context *ctx, void *ptr) {
+void fc_free(fc_context *ctx, void *ptr, size_t nbytes) {
   if (!ptr) return;
   fc_allocator *a = ctx->alloc;
+  size_t size = bin_size(nbytes);
   pthread_mutex_lock(&a->mu);
-  auto it = a->live.find(ptr);
-  if (it != a->live.end()) { /* an unknown pointer is ignored: free cannot report */
-    size_t size = it->second;
-    a->live.erase(it);
-    a->stats.allocated -= (int64_t)size;
-    a->stats.num_frees++;
-    try {
-      a->cached.emplace(size, ptr);
-    } catch (...) {
-      cudaFree(ptr); /* no room to cache it: give it back instead */
-      a->stats.reserved -= (int64_t)size;
-      (void)cudaGetLastError();
-    }
+  a->stats.allocated -= (int64_t)size;
+  a->stats.num_frees++;
+  try {
+    a->cached[size].push_back(ptr);
+    a->cached_blocks++;
+  } catch (...) { /* no exception may cross the C interface: give the block back instead */
+    cudaFree(ptr);
+    a->stats.reserved -= (int64_t)size;
+    (void)cudaGetLastError();
   }
   pthread_mutex_unlock(&a->mu);
 }
@@ -137,7 +125,7 @@ void fc_free(fc_context *ctx, void *ptr) {
 fl_status fc_empty_cache(fc_context *ctx) {
   fc_allocator *a = ctx->alloc;
   pthread_mutex_lock(&a->mu);
-  cudaError_t e = a->cached.empty() ? cudaSuccess : cudaStreamSynchronize(ctx->stream);
+  cudaError_t e = a->cached_blocks ? cudaStreamSynchronize(ctx->stream) : cudaSuccess;
   if (e == cudaSuccess) release_cached(ctx, a);
   pthread_mutex_unlock(&a->mu);
   return e == cudaSuccess ? FL_OK : fc_cuda_error(e, "cudaStreamSynchronize (empty_cache)");

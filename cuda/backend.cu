@@ -20,9 +20,9 @@ fl_status cuda_alloc(fl_device dev, size_t nbytes, void **ptr) {
 
 /* A free after the context was released (process exit) is dropped: the
  * driver reclaims everything then. */
-void cuda_free(fl_device dev, void *ptr, size_t) {
+void cuda_free(fl_device dev, void *ptr, size_t nbytes) {
   fc_context *ctx = fc_context_peek(dev.index);
-  if (ctx) fc_free(ctx, ptr);
+  if (ctx) fc_free(ctx, ptr, nbytes);
 }
 
 /* Pageable sources are staged by the driver before cudaMemcpyAsync returns,

@@ -49,7 +49,7 @@ static void release_context(fc_context *c) {
     return;
   }
   if (c->blas) cublasDestroy(c->blas);
-  if (c->blas_ws) fc_free(c, c->blas_ws);
+  if (c->blas_ws) fc_free(c, c->blas_ws, FC_BLAS_WORKSPACE);
   fc_allocator_release(c);
   cudaFree(c->kerr);
   cudaFreeHost(c->kerr_host);
@@ -160,7 +160,7 @@ fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
     if (st == FL_OK && (s = cublasSetWorkspace(h, ws, FC_BLAS_WORKSPACE)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetWorkspace");
     if (st != FL_OK) {
-      if (ws) fc_free(ctx, ws);
+      if (ws) fc_free(ctx, ws, FC_BLAS_WORKSPACE);
       cublasDestroy(h);
       return st;
     }
