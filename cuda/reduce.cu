@@ -64,25 +64,23 @@ fl_status make_plan(const fl_tensor *x, const fl_tensor *val, const fl_tensor *i
   return FL_OK;
 }
 
-template <class T>
-bool rows_vec_ok(const red_plan &pl, const T *x, int V) {
-  if (pl.red.stride[0][0] != 1 || pl.red.size[0] % V || !fc_aligned(x, sizeof(T) * V)) return false;
-  for (int d = 0; d < pl.kept.nd; d++)
-    if (pl.kept.stride[0][d] % V) return false;
-  for (int d = 1; d < pl.red.nd; d++)
-    if (pl.red.stride[0][d] % V) return false;
+/* Can x be loaded V elements at a time along the innermost dim of the walk
+ * `unit` (unit-stride there, its size a multiple of V), with every other
+ * stride of both walks a multiple of V and x aligned? */
+template <int NU, int NO>
+bool vec_ok(const fc_iter<NU> &unit, const fc_iter<NO> &other, const void *x, size_t elem, int V) {
+  if (unit.stride[0][0] != 1 || unit.size[0] % V || !fc_aligned(x, elem * V)) return false;
+  for (int d = 1; d < unit.nd; d++)
+    if (unit.stride[0][d] % V) return false;
+  for (int d = 0; d < other.nd; d++)
+    if (other.stride[0][d] % V) return false;
   return true;
 }
-
+/* rows: the reduced dims are innermost; cols: the kept dims are. */
 template <class T>
-bool cols_vec_ok(const red_plan &pl, const T *x, int V) {
-  if (pl.kept.stride[0][0] != 1 || pl.kept.size[0] % V || !fc_aligned(x, sizeof(T) * V)) return false;
-  for (int d = 1; d < pl.kept.nd; d++)
-    if (pl.kept.stride[0][d] % V) return false;
-  for (int d = 0; d < pl.red.nd; d++)
-    if (pl.red.stride[0][d] % V) return false;
-  return true;
-}
+bool rows_vec_ok(const red_plan &pl, const T *x, int V) { return vec_ok(pl.red, pl.kept, x, sizeof(T), V); }
+template <class T>
+bool cols_vec_ok(const red_plan &pl, const T *x, int V) { return vec_ok(pl.kept, pl.red, x, sizeof(T), V); }
 
 /* Splits of the reduced range so that about one full wave of threads runs,
  * keeping at least `min_per` elements in each split. */

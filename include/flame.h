@@ -197,7 +197,8 @@ fl_status fl_amin(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **o
 /* One dim: values and i64 indices. */
 fl_status fl_max_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices);
 fl_status fl_min_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices);
-/* dim < 0: over the flattened tensor. */
+/* dim FL_ALL_DIMS: over the flattened tensor (negative dims count from the end). */
+#define FL_ALL_DIMS INT32_MIN
 fl_status fl_argmax(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
 fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
 fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_tensor **out);

@@ -220,7 +220,7 @@ static int m_min(lua_State *L) { return extreme(L, false); }
 
 static int arg_extreme(lua_State *L, bool is_max) {
   fl_tensor *x = lfl_check(L, 1), *r, *r1;
-  int dim = lua_isnoneornil(L, 2) ? INT32_MIN : lfl_dim(L, 2, x, 0);
+  int dim = lua_isnoneornil(L, 2) ? FL_ALL_DIMS : lfl_dim(L, 2, x, 0);
   LFL_CHECK(L, (is_max ? fl_argmax : fl_argmin)(x, dim, lua_toboolean(L, 3), &r));
   fl_status st = fl_binary_scalar(FL_ADD, r, 1, false, &r1); /* 1-based at the Lua surface */
   fl_release(r);

@@ -228,19 +228,18 @@ fl_status fl_min_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **valu
   return dim_extreme(FL_RMIN, x, dim, keepdim, values, indices);
 }
 
+/* dim FL_ALL_DIMS: the flat index over the whole tensor. */
 static fl_status arg_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool keep, fl_tensor **out) {
-  if (dim < 0 && dim != -FL_MAX_DIMS - 1) { /* handled below: negative dims count from the end */ }
+  if (dim == FL_ALL_DIMS) return reduce(op, x, 0, keep, 0, out, NULL);
   int d;
   FL_TRY(fl_norm_dim(red_names[op], x, dim, 0, &d));
   return reduce(op, x, x->ndim ? 1u << d : 0, keep, 0, out, NULL);
 }
 
 fl_status fl_argmax(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out) {
-  if (dim == INT32_MIN) return reduce(FL_RARGMAX, x, 0, keepdim, 0, out, NULL);
   return arg_extreme(FL_RARGMAX, x, dim, keepdim, out);
 }
 fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out) {
-  if (dim == INT32_MIN) return reduce(FL_RARGMIN, x, 0, keepdim, 0, out, NULL);
   return arg_extreme(FL_RARGMIN, x, dim, keepdim, out);
 }
 
