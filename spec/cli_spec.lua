@@ -267,6 +267,20 @@ print(type(flame), flame == _G.flame, package.preload.flame ~= nil)
       assert.are.equal("42\n", out)
     end)
 
+    spec("prints short arrays of scalars inline, other tables as usual", function()
+      local out = repl("flame.ones(2, 3).shape\n{1, 'a', true}\nsetmetatable({}, {})\n")
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.are.equal("{2, 3}", lines[1])
+      assert.are.equal('{1, "a", true}', lines[2])
+      assert.is_truthy(lines[3]:match("^table: "))
+    end)
+
+    spec("prints tensors PyTorch-like", function()
+      local out = repl("flame.tensor({{1, 2}, {3, 4}}, {dtype = 'f32'})\n")
+      assert.are.equal("tensor([[1., 2.],\n        [3., 4.]], dtype=f32, device=cpu)\n", out)
+    end)
+
     spec("prints values through __tostring", function()
       local out = repl("setmetatable({}, {__tostring = function() return 'custom' end})\n")
       assert.are.equal("custom\n", out)

@@ -125,12 +125,52 @@ static int loadline(lua_State *L)
     return status;
 }
 
+/* A short plain array of scalars (t.shape, t:totable() of a small vector)
+ * reads better as {2, 3} than as "table: 0x...": replaces the value at idx
+ * with that rendering. Anything else is left to print. */
+static void render_short_array(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) {
+        if (lua_type(L, idx) == LUA_TTABLE) lua_pop(L, 1);
+        return;
+    }
+    lua_Integer n = luaL_len(L, idx), keys = 0;
+    if (n > 32) return;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int t = lua_type(L, -1);
+        keys++;
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || (t != LUA_TNUMBER && t != LUA_TBOOLEAN && t != LUA_TSTRING)) {
+            lua_pop(L, 1);
+            return;
+        }
+    }
+    if (keys != n) return;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '{');
+    for (lua_Integer i = 1; i <= n; i++) {
+        int t = lua_rawgeti(L, idx, i);
+        if (t == LUA_TSTRING) lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1));
+        else luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+        if (i < n) luaL_addstring(&b, ", ");
+    }
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);
+    lua_replace(L, idx);
+}
+
 /* Prints the results through the global print, as lua does, so values use
  * their __tostring (tensors print PyTorch-like) and print can be replaced. */
 static void print_results(lua_State *L)
 {
     int n = lua_gettop(L);
     if (n > 0) {
+        luaL_checkstack(L, LUA_MINSTACK + 8, "too many results to print");
+        for (int i = 1; i <= n; i++) render_short_array(L, i);
         luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
         lua_getglobal(L, "print");
         lua_insert(L, 1);
