@@ -80,13 +80,8 @@ static int f_tensor(lua_State *L) {
   nest_info ni = {0};
   if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER && !lua_isboolean(L, 1))
     return luaL_error(L, "flame.tensor: expected a number, a boolean or a nested table, got %s", luaL_typename(L, 1));
-  lua_settop(L, 2);
+  lua_settop(L, 2); /* options stay at 2; the buffer below goes to 3 */
   fl_opts o = fl_default_opts();
-  bool has_dtype = false;
-  if (lua_istable(L, 2)) {
-    has_dtype = lua_getfield(L, 2, "dtype") != LUA_TNIL;
-    lua_pop(L, 1);
-  }
   nest_shape(L, 1, 0, &ni);
   int64_t n = 1;
   for (int i = 0; i < ni.ndim; i++) n *= ni.shape[i];
@@ -106,7 +101,6 @@ static int f_tensor(lua_State *L) {
   if (ni.any_bool && ni.any_number) return luaL_error(L, "flame.tensor: mixes booleans and numbers");
   o.dtype = ni.any_bool ? FL_BOOL : (ni.any_float || n == 0) ? FL_F32 : FL_I64; /* as torch.tensor infers */
   o = lfl_opts(L, 2, o);
-  (void)has_dtype;
   fl_tensor *t;
   if (!ni.any_float && !ni.any_bool && !o.requires_grad && (o.dtype == FL_I64 || o.dtype == FL_I32)) {
     /* integers go in as int64: through a double, i64 values beyond 2^53 would change */

@@ -497,8 +497,6 @@ static int t_newindex(lua_State *L) {
     fl_status st = src ? fl_copy_(s, src) : fl_fill_(s, v);
     fl_release(s);
     LFL_CHECK(L, st);
-    fl_tensor *base = t;
-    (void)base;
     return 0;
   }
   const char *k = luaL_checkstring(L, 2);
