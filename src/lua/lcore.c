@@ -128,3 +128,7 @@ uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t) {
   if (n == 0) luaL_error(L, "dims: empty table (pass nil to reduce over all dims)");
   return m;
 }
+
+/* ---- the embedding API (include/flame_lua.h) ---- */
+void flame_lua_push(lua_State *L, fl_tensor *t) { lfl_push(L, t); }
+fl_tensor *flame_lua_totensor(lua_State *L, int idx) { return lfl_test(L, idx); }

@@ -2,12 +2,12 @@
 #ifndef LFLAME_H
 #define LFLAME_H
 #include "flame.h"
+#include "flame_lua.h"
 #include <lauxlib.h>
 #include <lua.h>
 
 #define LFL_TENSOR "flame.Tensor"
 
-int luaopen_flame(lua_State *L);
 
 /* Raise the library's last error as a Lua error (never returns). */
 int lfl_error(lua_State *L);
