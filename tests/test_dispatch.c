@@ -1,0 +1,53 @@
+/* Dispatch through the backend table: a device whose table leaves an entry
+ * NULL must fail that op with "not implemented on <device>", never fall back
+ * to another device. A stand-in "cuda" backend (the CPU's kernels with softmax
+ * and matmul removed) is registered over the real one for this process. */
+#include "internal.h"
+#include <stdio.h>
+#include <string.h>
+
+static int failures;
+static void check(bool ok, const char *what) {
+  printf("%s - %s\n", ok ? "ok  " : "FAIL", what);
+  if (!ok) failures++;
+}
+
+static bool yes(void) { return true; }
+static int one(void) { return 1; }
+
+int main(void) {
+  const fl_backend *cpu = fl_backend_for(FL_CPU);
+  fl_backend fake = *cpu;
+  fake.name = "fake-cuda";
+  fake.available = yes;
+  fake.device_count = one;
+  fake.softmax = NULL;
+  fake.matmul = NULL;
+  fl_register_backend(FL_CUDA, &fake);
+
+  fl_opts o = fl_default_opts();
+  o.device = (fl_device){FL_CUDA, 0};
+  int64_t shape[2] = {2, 3};
+  fl_tensor *x = NULL, *y = NULL, *r = NULL;
+  check(fl_ones(2, shape, o, &x) == FL_OK, "a tensor on the stand-in device");
+  check(fl_unary(FL_EXP, x, &y) == FL_OK, "an implemented op runs there");
+  fl_status st = fl_softmax(x, 1, &r);
+  check(st == FL_EUNSUPPORTED, "softmax without a kernel is FL_EUNSUPPORTED");
+  check(strstr(fl_last_error(), "softmax") && strstr(fl_last_error(), "not implemented on cuda:0") &&
+            strstr(fl_last_error(), "f32[2, 3] on cuda:0"),
+        "the message names the op, the device and the input");
+  printf("     (%s)\n", fl_last_error());
+  check(r == NULL, "no result is produced");
+  int64_t s2[2] = {3, 2};
+  fl_tensor *w = NULL;
+  check(fl_ones(2, s2, o, &w) == FL_OK && fl_matmul(x, w, &r) == FL_EUNSUPPORTED &&
+            strstr(fl_last_error(), "matmul: not implemented on cuda:0"),
+        "matmul likewise");
+  fl_tensor *c = NULL;
+  check(fl_ones(2, shape, fl_default_opts(), &c) == FL_OK && fl_binary(FL_ADD, x, c, &r) == FL_EDEVICE &&
+            strstr(fl_last_error(), "cpu") && strstr(fl_last_error(), "cuda:0"),
+        "mixing devices names both");
+  fl_release(x), fl_release(y), fl_release(w), fl_release(c);
+  printf("%d failed\n", failures);
+  return failures != 0;
+}
