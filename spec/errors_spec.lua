@@ -248,4 +248,15 @@ describe("errors", function()
     assert(calls > 1000)
     collectgarbage()
   end)
+
+  it("a tensor released by a to-be-closed variable is an error to use, not a crash", function()
+    local kept
+    do
+      local t <close> = zeros(2)
+      kept = t
+    end
+    H.errors(function() return kept:sum() end, "already released")
+    H.errors(function() return kept:numel() end, "already released")
+    H.errors(function() return tostring(kept) end, "already released")
+  end)
 end)

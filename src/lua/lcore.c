@@ -17,9 +17,10 @@ fl_tensor *lfl_test(lua_State *L, int idx) {
 }
 
 fl_tensor *lfl_check(lua_State *L, int idx) {
-  fl_tensor *t = lfl_test(L, idx);
-  if (!t) luaL_typeerror(L, idx, "flame tensor");
-  return t;
+  fl_tensor **box = luaL_testudata(L, idx, LFL_TENSOR);
+  if (!box) luaL_typeerror(L, idx, "flame tensor");
+  if (!*box) luaL_argerror(L, idx, "tensor already released (a to-be-closed variable went out of scope)");
+  return *box;
 }
 
 void lfl_check_operand(lua_State *L, int idx) {

@@ -12,11 +12,7 @@ static int t_gc(lua_State *L) {
   return 0;
 }
 
-static fl_tensor *self(lua_State *L) {
-  fl_tensor *t = lfl_check(L, 1);
-  if (!t) luaL_error(L, "tensor already freed");
-  return t;
-}
+static fl_tensor *self(lua_State *L) { return lfl_check(L, 1); }
 
 /* ---- metadata ---- */
 static void push_shape(lua_State *L, const fl_tensor *t) {
