@@ -57,4 +57,21 @@ static inline fl_status fc_temp_like(fc_context *ctx, const fl_tensor *like, fl_
   return FL_OK;
 }
 
+/* Where a kernel that writes only dtype `want` puts its result: out itself
+ * when out has that dtype, else scratch of out's shape, which the caller then
+ * casts into out (when dst != out). */
+struct fc_result_as {
+  fc_scratch mem;
+  fl_storage st;
+  fl_tensor tmp;
+  fl_tensor *dst = nullptr;
+  fl_status init(fc_context *ctx, fl_tensor *out, fl_dtype want) {
+    dst = out;
+    if (out->dtype == want) return FL_OK;
+    FL_TRY(fc_temp_like(ctx, out, want, mem, &st, &tmp));
+    dst = &tmp;
+    return FL_OK;
+  }
+};
+
 #endif

@@ -282,13 +282,9 @@ fl_status reduce_forward(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const 
   /* The kernels write i64 for argmax/argmin and integer sums/products, x's
    * dtype otherwise; any other output dtype gets a scratch result and a cast. */
   fl_dtype want = arg || (arith && !fl_dtype_is_float(x->dtype)) ? FL_I64 : x->dtype;
-  fc_scratch tmem;
-  fl_storage tst;
-  fl_tensor tmp, *dst = out;
-  if (out->dtype != want) {
-    FL_TRY(fc_temp_like(ctx, out, want, tmem, &tst, &tmp));
-    dst = &tmp;
-  }
+  fc_result_as res;
+  FL_TRY(res.init(ctx, out, want));
+  fl_tensor *dst = res.dst;
   const fl_tensor *val_t = arg ? nullptr : dst;
   const fl_tensor *idx_t = arg ? dst : idx;
   red_plan pl;
@@ -339,13 +335,9 @@ fl_status cumsum_forward(fl_tensor *out, const fl_tensor *x, int dim) {
   /* floats keep their dtype, integers sum in (and write) i64; another output
    * dtype gets a scratch result and a cast */
   fl_dtype want = fl_dtype_is_float(x->dtype) ? x->dtype : FL_I64;
-  fc_scratch tmem;
-  fl_storage tst;
-  fl_tensor tmp, *dst = out;
-  if (out->dtype != want) {
-    FL_TRY(fc_temp_like(ctx, out, want, tmem, &tst, &tmp));
-    dst = &tmp;
-  }
+  fc_result_as res;
+  FL_TRY(res.init(ctx, out, want));
+  fl_tensor *dst = res.dst;
   int64_t L = x->ndim ? x->shape[dim] : 1;
   int64_t xs = x->ndim ? x->stride[dim] : 0, os = x->ndim ? dst->stride[dim] : 0;
   int64_t shape[FL_MAX_DIMS];

@@ -370,20 +370,13 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
   fl_dtype ct = compute_dtype(op, dst->dtype, src->dtype);
   /* Straight into dst when each element reads only itself: a source that shares
    * dst's memory under another layout (x:add_(x:t())) takes the copying path. */
-  bool overlaps = fl_same_storage(dst, src);
-  if (overlaps) {
-    fl_tensor *e = fl_expand_raw(src, nd, shape);
-    if (!e) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
-    overlaps = !fl_same_layout(dst, e);
-    fl_release(e);
-  }
+  fl_tensor e;
+  fl_expand_header(src, nd, shape, &e);
+  bool overlaps = fl_same_storage(dst, src) && !fl_same_layout(dst, &e);
   if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct && !overlaps) {
-    fl_tensor *e = fl_expand_raw(src, nd, shape);
-    if (!e) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
     const fl_backend *be;
     fl_status st = fl_backend_of(name, dst, &be);
-    if (st == FL_OK) st = be->binary ? fl_error_context(be->binary(op, dst, dst, e), name) : fl_unsupported(name, dst);
-    fl_release(e);
+    if (st == FL_OK) st = be->binary ? fl_error_context(be->binary(op, dst, dst, &e), name) : fl_unsupported(name, dst);
     if (st == FL_OK) fl_bump_version(dst);
     return st;
   }
