@@ -413,6 +413,14 @@ static int f_now(lua_State *L) {
   return 1;
 }
 
+/* flame.set_num_threads(n) / flame.get_num_threads(): CPU threads for large ops */
+static int f_set_num_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  LFL_CHECK(L, fl_set_num_threads(n < 0 ? 0 : n > INT32_MAX ? INT32_MAX : (int)n));
+  return 0;
+}
+static int f_get_num_threads(lua_State *L) { return lua_pushinteger(L, fl_get_num_threads()), 1; }
+
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
 
 static const luaL_Reg functions[] = {
@@ -423,7 +431,8 @@ static const luaL_Reg functions[] = {
     {"stack", f_stack},       {"where", f_where},     {"manual_seed", f_manual_seed},
     {"no_grad", f_no_grad},   {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"memory_stats", f_memory_stats},
-    {"is_tensor", f_is_tensor}, {"_now", f_now}, {NULL, NULL}};
+    {"is_tensor", f_is_tensor}, {"_now", f_now},
+    {"set_num_threads", f_set_num_threads}, {"get_num_threads", f_get_num_threads}, {NULL, NULL}};
 
 static const luaL_Reg cuda_functions[] = {{"is_available", f_cuda_is_available},
                                           {"device_count", f_cuda_device_count},

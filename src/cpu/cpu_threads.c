@@ -1,0 +1,47 @@
+/* How many threads the CPU backend uses: flame.set_num_threads(n), or the
+ * FLAME_NUM_THREADS environment variable, or OpenMP's default (the cores, or
+ * OMP_NUM_THREADS). Work below a grain stays on the calling thread. */
+#include "cpu.h"
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MAX_THREADS 1024
+static int num_threads; /* 0: not read yet */
+
+static int default_threads(void) {
+  const char *env = getenv("FLAME_NUM_THREADS");
+  if (env && *env) {
+    char *end;
+    long n = strtol(env, &end, 10);
+    if (*end == 0 && n >= 1 && n <= MAX_THREADS) return (int)n;
+  }
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int fl_get_num_threads(void) {
+  if (!num_threads) num_threads = default_threads();
+  return num_threads;
+}
+
+fl_status fl_set_num_threads(int n) {
+  if (n < 1 || n > MAX_THREADS)
+    return fl_error(FL_EINVAL, "set_num_threads: expected a thread count in [1, %d], got %d", MAX_THREADS, n);
+#ifndef _OPENMP
+  if (n > 1) return fl_error(FL_EUNSUPPORTED, "set_num_threads: this build has no OpenMP, only 1 thread");
+#endif
+  num_threads = n;
+  return FL_OK;
+}
+
+int fl_cpu_threads_for(int64_t work) {
+  if (work < 2 * FL_CPU_GRAIN) return 1;
+  int nt = fl_get_num_threads();
+  int64_t by_work = work / FL_CPU_GRAIN;
+  return by_work < nt ? (int)by_work : nt;
+}
