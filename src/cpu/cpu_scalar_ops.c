@@ -5,10 +5,12 @@
 #include "cpu.h"
 #include <math.h>
 
-static double gelu(double x) { return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440)); }
+/* The tail-stable forms: 1 + erf(x / sqrt2) = erfc(-x / sqrt2) and
+ * 1 + tanh(u) = 2 sigmoid(2u) lose no digits for negative x. */
+static double gelu(double x) { return 0.5 * x * erfc(-x * 0.70710678118654752440); }
 static const double K_TANH = 0.7978845608028654; /* sqrt(2/pi) */
-static double gelu_tanh(double x) { return 0.5 * x * (1.0 + tanh(K_TANH * (x + 0.044715 * x * x * x))); }
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double gelu_tanh(double x) { return x * sigmoid(2 * K_TANH * (x + 0.044715 * x * x * x)); }
 
 double fl_unary_f(fl_unary_op op, double x, double p0, double p1) {
   switch (op) {

@@ -25,7 +25,7 @@ FL_VINLINE float fv_copysign(float m, float s) { return fv_float((fv_bits(m) & 0
  * out right. NaN propagates through r. */
 FL_VINLINE float fv_exp2(float hi, float lo) {
   hi = hi > 88.8f ? 88.8f : hi;           /* exp(88.8) > FLT_MAX: Inf after scaling */
-  hi = hi < -104.0f ? -104.0f : hi;       /* exp(-104) < half the smallest subnormal: 0 */
+  hi = hi < -105.0f ? -105.0f : hi;       /* exp(-105) < half the smallest subnormal: 0 */
   const float shifter = 12582912.0f;      /* 1.5 * 2^23 */
   float t = hi * 1.44269504088896341f + shifter;
   int32_t n = (int32_t)(fv_bits(t) - fv_bits(shifter));
@@ -41,13 +41,18 @@ FL_VINLINE float fv_exp2(float hi, float lo) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  int32_t n1 = n >> 1, n2 = n - n1; /* each in [-75, 65]: a normal power of two */
+  int32_t n1 = n >> 1, n2 = n - n1; /* each in [-76, 64]: a normal power of two */
   float s1 = fv_float((uint32_t)(n1 + 127) << 23), s2 = fv_float((uint32_t)(n2 + 127) << 23);
   return p * s1 * s2;
 }
 FL_VINLINE float fv_exp(float x) { return fv_exp2(x, 0.0f); }
 
-FL_VINLINE float fv_sigmoid(float x) { return 1.0f / (1.0f + fv_exp(-x)); }
+/* With e = exp(-|x|) (never overflows): 1 / (1 + e) for x >= 0, e / (1 + e)
+ * below, which keeps full precision deep in the left tail. */
+FL_VINLINE float fv_sigmoid(float x) {
+  float e = fv_exp(-fv_abs(x)), d = 1.0f / (1.0f + e);
+  return x >= 0 ? d : e * d;
+}
 
 /* tanh: the odd Taylor series to x^17 below 0.55 (error 5e-9 relative there),
  * 1 - 2 / (e^2|x| + 1) above (no cancellation: tanh >= 0.5), sign restored. */
@@ -72,11 +77,11 @@ FL_VINLINE float fv_tanh(float x) {
  * With z = |x| / sqrt2: erf(z) by its Taylor series below 0.85 (10 terms,
  * error 1e-8 relative); above, erfc(z) = exp(-z^2) g(t), t = 1 / (1 + z / 2),
  * g a degree-9 polynomial fit to erfc(z) e^{z^2} on [0.8, 9.4] (relative error
- * 2.5e-9 in exact arithmetic). z^2 is split exactly (z = zh + zl with a 12-bit
- * zh) so that exp(-z^2) keeps its accuracy for large z. */
+ * 2.5e-9 in exact arithmetic). z^2 = x^2 / 2 is formed from x, split exactly,
+ * not from the rounded z, so that exp(-z^2) keeps its accuracy for large z. */
 FL_VINLINE float fv_phi(float x) {
   float z = fv_abs(x) * 0.70710678118654752f;
-  z = z < 10.0f ? z : 10.0f; /* erfc(10) rounds to 0 in f32; keeps Inf out of the tail formula */
+  z = z < 11.0f ? z : 11.0f; /* erfc(11) is 0 in f32; keeps Inf out of the tail formula */
   float z2 = z * z;
   float e = -1.6365844691234924e-07f;
   e = e * z2 + 1.6462114365889248e-06f;
@@ -100,8 +105,11 @@ FL_VINLINE float fv_phi(float x) {
   g = g * t + 2.836155689e-01f;
   g = g * t + 2.819805888e-01f;
   g = g * t + 3.764187910e-06f;
-  float zh = fv_float(fv_bits(z) & 0xfffff000u), zl = z - zh;
-  float erfc_big = fv_exp2(-(zh * zh), -(zl * (z + zh))) * g; /* z^2 = zh^2 + zl (z + zh) */
+  /* z^2 = x^2 / 2 with x = xh + xl split exactly (xh has 12 bits): x^2 = xh^2 + xl (x + xh) */
+  float ax = fv_abs(x);
+  ax = ax < 15.5f ? ax : 15.5f; /* z <= 11 */
+  float xh = fv_float(fv_bits(ax) & 0xfffff000u), xl = ax - xh;
+  float erfc_big = fv_exp2(-0.5f * (xh * xh), -0.5f * (xl * (ax + xh))) * g;
   float erfc_z = z < 0.85f ? 1.0f - erf_small : erfc_big;    /* erfc(|x| / sqrt2) */
   float half_tail = 0.5f * erfc_z;                            /* Phi(-|x|) */
   float r = x < 0 ? half_tail : 1.0f - half_tail;
@@ -110,9 +118,15 @@ FL_VINLINE float fv_phi(float x) {
 
 FL_VINLINE float fv_gelu(float x) { return x * fv_phi(x); }
 
-/* 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation for negative x. */
+/* 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation for negative x. 2u is
+ * formed in f64 (in f32 its rounding is amplified by exp in the tail) and
+ * handed to exp as two f32 parts. */
 FL_VINLINE float fv_gelu_tanh(float x) {
-  const float k2 = 2 * 0.7978845608028654f;
-  return x / (1.0f + fv_exp(-k2 * (x + 0.044715f * x * x * x)));
+  double xd = x, u2 = 2 * 0.7978845608028654 * (xd + 0.044715 * xd * xd * xd);
+  double au = u2 < 0 ? -u2 : u2;
+  au = au < 200 ? au : 200; /* exp(-200) is 0: keeps Inf out of the split */
+  float hi = (float)au, lo = (float)(au - (double)hi);
+  float e = fv_exp2(-hi, -lo), d = 1.0f / (1.0f + e);
+  return x * (u2 >= 0 ? d : e * d);
 }
 #endif
