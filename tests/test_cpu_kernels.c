@@ -77,7 +77,7 @@ static void sweep(fl_unary_op op, const char *name, double bound) {
 
 int main(void) {
   sweep(FL_EXP, "exp", 2);
-  sweep(FL_TANH, "tanh", 3);
+  sweep(FL_TANH, "tanh", 6);
   sweep(FL_SIGMOID, "sigmoid", 3);
   sweep(FL_SILU, "silu", 4);
   sweep(FL_GELU, "gelu", 6);

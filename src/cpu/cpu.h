@@ -64,6 +64,18 @@ void fl_cpu_iterate(int n, fl_tensor *const *ts, fl_cpu_loop fn, void *ctx, int 
 int fl_cpu_threads_for(int64_t work);
 #define FL_CPU_GRAIN ((int64_t)1 << 16)
 
+/* for (int64_t i = 0; i < n; i++) BODY, split over nt threads (a variable
+ * named nt) when nt > 1; with one thread no parallel region is entered. */
+#define FL_CPU_FOR(i, n, ...)                                                  \
+  do {                                                                         \
+    if (nt > 1) {                                                              \
+      _Pragma("omp parallel for schedule(static) num_threads(nt)")             \
+      for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                       \
+    } else {                                                                   \
+      for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                       \
+    }                                                                          \
+  } while (0)
+
 /* Row-major offset (in elements) of the flat index i within t. */
 int64_t fl_cpu_offset_of(const fl_tensor *t, int64_t i);
 
@@ -100,6 +112,12 @@ double fl_unary_f(fl_unary_op op, double x, double p0, double p1);
 int64_t fl_unary_i(fl_unary_op op, int64_t x, double p0, double p1);
 double fl_binary_f(fl_binary_op op, double a, double b);
 int64_t fl_binary_i(fl_binary_op op, int64_t a, int64_t b);
+
+/* Sum of n unit-stride f32 values in f64 (32 independent lanes: vectorised,
+ * and exact up to f64 rounding). cpu_reduce.c. */
+double fl_cpu_sum_f32(const float *x, int64_t n);
+/* Max (or min) of n >= 1 unit-stride f32 values in 16 lanes; NaN propagates. */
+float fl_cpu_extreme_f32(const float *x, int64_t n, bool max);
 
 /* Function multi-versioning for the hot loops: one clone per x86-64 level,
  * picked at load time (ifunc), so a portable build still runs AVX-512 code. */

@@ -4,6 +4,7 @@
  * one is quoted as stored. */
 #include "cpu.h"
 #include "philox.h"
+#include <string.h>
 
 fl_status fl_cpu_copy(fl_tensor *dst, const fl_tensor *src);
 
@@ -35,13 +36,12 @@ static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
 fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
   FL_TRY(check_indices("index_select", idx, x->shape[dim], base));
   int64_t n = fl_numel(idx), per = n ? fl_numel(out) / n : 0;
-  int nt = fl_cpu_threads_for(n * per);
-  /* rows in parallel; each row's copy then runs on its own thread */
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n > 1)
-  for (int64_t j = 0; j < n; j++) {
+  int nt = n > 1 ? fl_cpu_threads_for(n * per) : 1;
+  /* rows in parallel (each row's copy then stays on its thread), or one row with threads inside */
+  FL_CPU_FOR(j, n, {
     fl_tensor d = slice(out, dim, j), s = slice(x, dim, idx_at(idx, j) - base);
     fl_cpu_copy(&d, &s);
-  }
+  });
   return FL_OK;
 }
 
@@ -88,12 +88,11 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
   size_t es = fl_dtype_size(x->dtype);
   int64_t n = fl_numel(idx);
   int nt = fl_cpu_threads_for(n * 4);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t p = 0; p < n; p++) {
+  FL_CPU_FOR(p, n, {
     const char *s = (const char *)x->storage->data + offset_with(idx, x, p, dim, idx_at(idx, p) - base) * (int64_t)es;
     char *d = (char *)out->storage->data + fl_cpu_offset_of(out, p) * (int64_t)es;
-    for (size_t b = 0; b < es; b++) d[b] = s[b];
-  }
+    memcpy(d, s, es);
+  });
   return FL_OK;
 }
 
@@ -121,8 +120,7 @@ fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64
   int nt = fl_cpu_threads_for(n * 8);
   int64_t nblk = (n + 3) / 4;
   /* each block of 4 elements is one Philox draw: blocks split over threads give the same stream */
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t k = 0; k < nblk; k++) {
+  FL_CPU_FOR(k, nblk, {
     fl_philox_out blk = fl_philox(seed, offset + (uint64_t)k);
     for (int j = 0; j < 4 && k * 4 + j < n; j++) {
       char *q = p + (k * 4 + j) * (int64_t)es;
@@ -130,6 +128,6 @@ fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64
       else if (kind == FL_RAND_NORMAL) fl_st(q, out->dtype, a + b * (double)fl_normal_from(blk, j));
       else fl_sti(q, out->dtype, (int64_t)a + fl_randint_from(blk.w[j], b - a));
     }
-  }
+  });
   return FL_OK;
 }

@@ -8,6 +8,7 @@
  * count by float reassociation only; max/min/arg* never do. */
 #include "cpu.h"
 #include <math.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -42,46 +43,68 @@ static inline bool better(red_mode m, double v, double best, int64_t at) {
   return isnan(v) || (m == M_MAX ? v > best : v < best);
 }
 
-/* Sum of a unit-stride f32 run in f64, 32 lanes. */
-FL_CLONES static double sum_f32(const float *x, int64_t n) {
-  double lane[32] = {0};
+/* Blocks of 1024 values: 64 f32 lanes add 16 values each (as fast as the
+ * loads), then the lanes go into f64 lanes, so the f32 rounding covers 16
+ * values only, like numpy's pairwise blocks. */
+FL_CLONES double fl_cpu_sum_f32(const float *x, int64_t n) {
+  double wide[64] = {0};
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 32; j++) lane[j] += (double)x[i + j];
+  for (; i + 1024 <= n; i += 1024) {
+    float lane[64] = {0};
+    for (int k = 0; k < 1024; k += 64)
+      for (int j = 0; j < 64; j++) lane[j] += x[i + k + j];
+    for (int j = 0; j < 64; j++) wide[j] += lane[j];
+  }
+  for (; i + 64 <= n; i += 64)
+    for (int j = 0; j < 64; j++) wide[j] += x[i + j];
   double s = 0;
   for (; i < n; i++) s += x[i];
-  for (int j = 0; j < 32; j++) s += lane[j];
-  return s;
+  for (int w = 32; w >= 1; w /= 2) /* a tree, not a 64-long chain of dependent adds */
+    for (int j = 0; j < w; j++) wide[j] += wide[j + w];
+  return s + wide[0];
 }
 
-/* Max (or min) of a unit-stride f32 run in 16 lanes, NaN-propagating; n >= 1. */
-FL_CLONES static float extreme_f32(const float *x, int64_t n, bool max) {
-  float lane[16];
-  for (int j = 0; j < 16; j++) lane[j] = x[0];
+/* 16 lanes as a GCC/Clang vector: the compare-and-select is written out,
+ * which the vectoriser does not do for a float max on its own (it would need
+ * -ffinite-math-only); NaNs are flagged on the side. */
+typedef float fl_v16f __attribute__((vector_size(64)));
+typedef int32_t fl_v16i __attribute__((vector_size(64)));
+
+FL_CLONES float fl_cpu_extreme_f32(const float *x, int64_t n, bool max) {
+  fl_v16f m;
+  fl_v16i nan = {0};
+  for (int j = 0; j < 16; j++) m[j] = x[0];
   int64_t i = 0;
-  if (max) {
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; j++) lane[j] = (x[i + j] > lane[j] || x[i + j] != x[i + j]) ? x[i + j] : lane[j];
-  } else {
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; j++) lane[j] = (x[i + j] < lane[j] || x[i + j] != x[i + j]) ? x[i + j] : lane[j];
+  for (; i + 16 <= n; i += 16) {
+    fl_v16f v;
+    memcpy(&v, x + i, sizeof v);
+    fl_v16i take = max ? v > m : v < m;
+    m = (fl_v16f)(((fl_v16i)v & take) | ((fl_v16i)m & ~take));
+    nan |= v != v;
   }
-  float m = lane[0];
-  for (int j = 1; j < 16; j++) m = (lane[j] != lane[j] || (max ? lane[j] > m : lane[j] < m)) ? lane[j] : m;
-  for (; i < n; i++) m = (x[i] != x[i] || (max ? x[i] > m : x[i] < m)) ? x[i] : m;
-  return m;
+  float r = m[0];
+  int32_t any = 0;
+  for (int j = 0; j < 16; j++) {
+    r = (max ? m[j] > r : m[j] < r) ? m[j] : r;
+    any |= nan[j];
+  }
+  for (; i < n; i++) {
+    r = (max ? x[i] > r : x[i] < r) ? x[i] : r;
+    any |= x[i] != x[i];
+  }
+  return any || r != r ? NAN : r;
 }
 
 /* Folds one run (n elements at p, byte stride s, slice index first) into a. */
 static void fold_run(const red_ctx *c, acc_t *a, const char *p, int64_t s, int64_t n, int64_t first) {
   bool unit_f32 = c->dt == FL_F32 && s == 4;
   if (unit_f32 && c->mode == M_SUM) {
-    a->sum += sum_f32((const float *)p, n);
+    a->sum += fl_cpu_sum_f32((const float *)p, n);
     return;
   }
   if (unit_f32 && (c->mode == M_MAX || c->mode == M_MIN)) {
     const float *x = (const float *)p;
-    float m = extreme_f32(x, n, c->mode == M_MAX);
+    float m = fl_cpu_extreme_f32(x, n, c->mode == M_MAX);
     if (!better(c->mode, m, a->best, a->at)) return;
     int64_t k = 0; /* the first position holding it */
     if (m != m) while (x[k] == x[k]) k++;
@@ -120,7 +143,10 @@ static void fold_range(const red_ctx *c, acc_t *a, const char *x, int64_t begin,
     return;
   }
   int64_t idx[FL_MAX_DIMS], rem = begin;
-  for (int d = nd - 1; d >= r0; d--) idx[d] = rem % p->shape[d], rem /= p->shape[d];
+  for (int d = nd - 1; d >= r0; d--) {
+    idx[d] = rem ? rem % p->shape[d] : 0;
+    rem = rem ? rem / p->shape[d] : 0;
+  }
   int64_t len = p->shape[nd - 1], inner = p->stride[k][nd - 1] * es;
   for (int64_t at = begin; at < end;) {
     const char *q = x;
@@ -180,21 +206,9 @@ typedef struct {
   fl_tensor *out, *idx;
 } red_job;
 
-/* Byte offset of kept position o in operand k. */
-static int64_t kept_offset(const fl_plan *p, int k, int64_t o) {
-  int64_t off = 0;
-  for (int d = p->ndim - p->nred - 1; d >= 0; d--) {
-    off += (o % p->shape[d]) * p->stride[k][d];
-    o /= p->shape[d];
-  }
-  return off * (int64_t)fl_dtype_size(p->dtype[k]);
-}
-
-/* Reduces the slice of kept position o and stores its results. */
-static void reduce_one(const red_job *j, const fl_plan *p, int64_t o, int nt) {
+/* Reduces the slice at x and stores its results at dst (and *ip). */
+static void reduce_one(const red_job *j, const fl_plan *p, const char *x, char *dst, char *ip, int nt) {
   int kx = p->nops - 1;
-  const char *x = p->data[kx] + kept_offset(p, kx, o);
-  char *dst = p->data[0] + kept_offset(p, 0, o);
   red_ctx c = {p, M_SUM, p->dtype[kx], 0};
   acc_t a;
   double res = 0;
@@ -235,11 +249,33 @@ static void reduce_one(const red_job *j, const fl_plan *p, int64_t o, int nt) {
         fl_store_i64(dst, 0, &at, 1, p->dtype[0]);
         return;
       }
-      if (j->idx) *(int64_t *)(p->data[1] + kept_offset(p, 1, o)) = at;
+      if (ip) *(int64_t *)ip = at;
       res = a.best;
     }
   }
   fl_store_f64(dst, 0, &res, 1, p->dtype[0]);
+}
+
+/* Kept positions [o0, o1): coordinates found once, then an odometer. */
+static void reduce_chunk(const red_job *j, const fl_plan *p, int64_t o0, int64_t o1, int nt) {
+  int nk = p->ndim - p->nred, kx = p->nops - 1;
+  int64_t idx[FL_MAX_DIMS], es[FL_PLAN_MAX], rem = o0;
+  char *ptr[FL_PLAN_MAX];
+  for (int d = nk - 1; d >= 0; d--) idx[d] = rem % p->shape[d], rem /= p->shape[d];
+  for (int k = 0; k < p->nops; k++) {
+    es[k] = (int64_t)fl_dtype_size(p->dtype[k]);
+    ptr[k] = p->data[k];
+    for (int d = 0; d < nk; d++) ptr[k] += idx[d] * p->stride[k][d] * es[k];
+  }
+  for (int64_t o = o0; o < o1; o++) {
+    reduce_one(j, p, ptr[kx], ptr[0], j->idx ? ptr[1] : NULL, nt);
+    for (int d = nk - 1; d >= 0; d--) {
+      for (int k = 0; k < p->nops; k++) ptr[k] += p->stride[k][d] * es[k];
+      if (++idx[d] < p->shape[d]) break;
+      for (int k = 0; k < p->nops; k++) ptr[k] -= p->shape[d] * p->stride[k][d] * es[k];
+      idx[d] = 0;
+    }
+  }
 }
 
 fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
@@ -252,11 +288,17 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
   red_job j = {op, param, base, fl_plan_reduced_numel(&p), !fl_dtype_is_float(x->dtype), out, idx};
   int64_t nkept = p.numel;
   int nt = fl_cpu_threads_for(nkept * j.nred * (op == FL_RVAR ? 2 : 1));
-  if (nkept >= nt) { /* threads over the outputs */
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t o = 0; o < nkept; o++) reduce_one(&j, &p, o, 1);
-  } else { /* few outputs: threads within each */
-    for (int64_t o = 0; o < nkept; o++) reduce_one(&j, &p, o, nt);
+  if (nt <= 1 || nkept < nt) { /* one thread, or few outputs with threads within each */
+    reduce_chunk(&j, &p, 0, nkept, nt);
+    return FL_OK;
   }
+#ifdef _OPENMP
+  int64_t chunk = (nkept + nt - 1) / nt; /* threads over the outputs */
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b = omp_get_thread_num() * chunk, e = b + chunk < nkept ? b + chunk : nkept;
+    if (b < e) reduce_chunk(&j, &p, b, e, 1);
+  }
+#endif
   return FL_OK;
 }

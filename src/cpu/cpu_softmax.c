@@ -14,29 +14,20 @@ static void split3(const fl_tensor *x, int dim, int64_t *outer, int64_t *n, int6
   for (int d = dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
 }
 
+/* Max, exps into o, their sum in f64 (fl_cpu_sum_f32), then a scale (softmax)
+ * or x - max - log(sum) formed in f64 (log_softmax): each pass a plain loop
+ * the vectoriser takes. */
 FL_CLONES static void softmax_row_f32(float *o, const float *x, int64_t n, bool log_) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  if (mx == -INFINITY) mx = 0; /* a row of -inf gives NaN like the reference */
-  double lane[16] = {0};
-  int64_t i = 0;
-  if (log_) {
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; j++) lane[j] += fv_exp(x[i + j] - mx);
-    for (; i < n; i++) lane[0] += fv_exp(x[i] - mx);
-  } else { /* keep the exps in o */
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; j++) lane[j] += (o[i + j] = fv_exp(x[i + j] - mx));
-    for (; i < n; i++) lane[0] += (o[i] = fv_exp(x[i] - mx));
-  }
-  double sum = 0;
-  for (int j = 0; j < 16; j++) sum += lane[j];
+  float mx = fl_cpu_extreme_f32(x, n, true);
+  if (mx == -INFINITY) mx = 0; /* a row of -inf gives NaN like the reference; a NaN makes the row NaN */
+  for (int64_t i = 0; i < n; i++) o[i] = fv_exp(x[i] - mx);
+  double sum = fl_cpu_sum_f32(o, n);
   if (log_) {
     double shift = (double)mx + log(sum);
-    for (i = 0; i < n; i++) o[i] = (float)((double)x[i] - shift);
+    for (int64_t i = 0; i < n; i++) o[i] = (float)((double)x[i] - shift);
   } else {
     float inv = (float)(1.0 / sum);
-    for (i = 0; i < n; i++) o[i] *= inv;
+    for (int64_t i = 0; i < n; i++) o[i] *= inv;
   }
 }
 
@@ -71,12 +62,12 @@ fl_status fl_cpu_softmax(fl_tensor *out, const fl_tensor *x, int dim, bool log_)
   char *op = fl_data_ptr(out);
   int nt = fl_cpu_threads_for(rows * n * 8);
   if (nt > rows) nt = (int)rows;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  bool f32_rows = x->dtype == FL_F32 && inner == 1;
+  FL_CPU_FOR(r, rows, {
     int64_t o = r / inner, i = r % inner, off = (o * n * inner + i) * es;
-    if (x->dtype == FL_F32 && inner == 1) softmax_row_f32((float *)(op + off), (const float *)(xp + off), n, log_);
+    if (f32_rows) softmax_row_f32((float *)(op + off), (const float *)(xp + off), n, log_);
     else softmax_row_any(op + off, xp + off, inner * es, inner * es, n, x->dtype, log_);
-  }
+  });
   return FL_OK;
 }
 

@@ -17,18 +17,20 @@ FL_VINLINE float fv_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 FL_VINLINE float fv_abs(float x) { return fv_float(fv_bits(x) & 0x7fffffffu); }
 FL_VINLINE float fv_copysign(float m, float s) { return fv_float((fv_bits(m) & 0x7fffffffu) | (fv_bits(s) & 0x80000000u)); }
 
-/* exp(hi + lo) for a small correction lo: n = round(hi / ln2) by the 1.5 * 2^23
- * trick (its low mantissa bits are n, so no float-to-int conversion),
- * r = hi - n ln2 (Cody-Waite, two parts) + lo in [-0.35, 0.35], e^r by its
- * Taylor series to r^7 (truncation 5e-9, below half an ulp), and 2^n applied
- * as two factors so that results down to the subnormals and up to Inf come
- * out right. NaN propagates through r. */
-FL_VINLINE float fv_exp2(float hi, float lo) {
+/* The reduction and polynomial of exp: hi + lo = n ln2 + r with n = round(hi / ln2)
+ * by the 1.5 * 2^23 trick (its low mantissa bits are n, so no float-to-int
+ * conversion), r = hi - n ln2 (Cody-Waite, two parts) + lo in [-0.35, 0.35],
+ * and q = e^r - 1 by its Taylor series to r^7 (truncation 5e-9 relative, below
+ * half an ulp). hi is clamped to [-105, 88.8]: beyond, exp is 0 or Inf. NaN
+ * propagates through r. */
+typedef struct { float q; int32_t n; } fv_expparts;
+FL_VINLINE fv_expparts fv_exp_reduce(float hi, float lo) {
   hi = hi > 88.8f ? 88.8f : hi;           /* exp(88.8) > FLT_MAX: Inf after scaling */
   hi = hi < -105.0f ? -105.0f : hi;       /* exp(-105) < half the smallest subnormal: 0 */
   const float shifter = 12582912.0f;      /* 1.5 * 2^23 */
   float t = hi * 1.44269504088896341f + shifter;
-  int32_t n = (int32_t)(fv_bits(t) - fv_bits(shifter));
+  fv_expparts e;
+  e.n = (int32_t)(fv_bits(t) - fv_bits(shifter));
   float nf = t - shifter;
   float r = hi - nf * 0.693145751953125f; /* ln2 high part: exact product for |n| < 2^9 */
   r = r - nf * 1.428606765330187e-06f;    /* ln2 - the high part */
@@ -40,10 +42,19 @@ FL_VINLINE float fv_exp2(float hi, float lo) {
   p = p * r + 1.0f / 6;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  int32_t n1 = n >> 1, n2 = n - n1; /* each in [-76, 64]: a normal power of two */
-  float s1 = fv_float((uint32_t)(n1 + 127) << 23), s2 = fv_float((uint32_t)(n2 + 127) << 23);
-  return p * s1 * s2;
+  e.q = p * r;
+  return e;
+}
+
+/* 2^n for n in [-76, 64] (always a normal float). */
+FL_VINLINE float fv_pow2(int32_t n) { return fv_float((uint32_t)(n + 127) << 23); }
+
+/* exp(hi + lo) for a small correction lo. 2^n is applied as two factors so
+ * that results down to the subnormals and up to Inf round once. */
+FL_VINLINE float fv_exp2(float hi, float lo) {
+  fv_expparts e = fv_exp_reduce(hi, lo);
+  int32_t n1 = e.n >> 1, n2 = e.n - n1; /* each in [-76, 64] */
+  return (1.0f + e.q) * fv_pow2(n1) * fv_pow2(n2);
 }
 FL_VINLINE float fv_exp(float x) { return fv_exp2(x, 0.0f); }
 
@@ -54,66 +65,56 @@ FL_VINLINE float fv_sigmoid(float x) {
   return x >= 0 ? d : e * d;
 }
 
-/* tanh: the odd Taylor series to x^17 below 0.55 (error 5e-9 relative there),
- * 1 - 2 / (e^2|x| + 1) above (no cancellation: tanh >= 0.5), sign restored. */
+/* tanh x = x P(x^2) / Q(x^2) on |x| <= 9.2 (beyond, tanh rounds to +-1 in
+ * f32), a degree 5/3 rational fit of our own (Lawson-weighted least squares
+ * towards minimax relative error: 7e-8 in exact arithmetic, about 5 f32 ulp
+ * as evaluated). Half the work of an exp-based form, and no exp range limits. */
 FL_VINLINE float fv_tanh(float x) {
-  float a = fv_abs(x), z = a * a;
-  float p = 5.900274409455859e-04f;
-  p = p * z - 1.4558343870513183e-03f;
-  p = p * z + 3.592128036572481e-03f;
-  p = p * z - 8.863235529902197e-03f;
-  p = p * z + 2.1869488536155203e-02f;
-  p = p * z - 5.396825396825397e-02f;
-  p = p * z + 1.3333333333333333e-01f;
-  p = p * z - 3.333333333333333e-01f;
-  float small = a + a * z * p;
-  float big = 1.0f - 2.0f / (fv_exp(2.0f * a) + 1.0f);
-  float r = a < 0.55f ? small : big;
-  return x != x ? x : fv_copysign(r, x);
+  float a = fv_abs(x);
+  a = a > 9.2f ? 9.2f : a; /* NaN passes */
+  float z = a * a;
+  float p = 1.7349026013e-11f;
+  p = p * z - 1.2418639459e-08f;
+  p = p * z + 9.1449501700e-06f;
+  p = p * z + 2.9072424121e-03f;
+  p = p * z + 1.2906625622e-01f;
+  p = p * z + 9.9999992825e-01f;
+  float q = 2.2623680158e-04f;
+  q = q * z + 2.3707737020e-02f;
+  q = q * z + 4.6239899446e-01f;
+  q = q * z + 1.0f;
+  float r = a * p / q;
+  r = r > 1.0f ? 1.0f : r;
+  return fv_copysign(r, x);
 }
 
 /* Phi(x) = P(X <= x) for a standard normal, with relative accuracy also deep in
  * the left tail (gelu(x) = x Phi(x) must not lose digits for negative x).
- * With z = |x| / sqrt2: erf(z) by its Taylor series below 0.85 (10 terms,
- * error 1e-8 relative); above, erfc(z) = exp(-z^2) g(t), t = 1 / (1 + z / 2),
- * g a degree-9 polynomial fit to erfc(z) e^{z^2} on [0.8, 9.4] (relative error
- * 2.5e-9 in exact arithmetic). z^2 = x^2 / 2 is formed from x, split exactly,
- * not from the rounded z, so that exp(-z^2) keeps its accuracy for large z. */
+ * With z = |x| / sqrt2: erfc(z) = exp(-z^2) g(t), t = 1 / (1 + z / 2), g a
+ * degree-10 polynomial fit to erfc(z) e^{z^2} on [0, 11] (relative error
+ * 3.8e-8 in exact arithmetic); Phi(x) = erfc(z) / 2 for x < 0, 1 - erfc(z) / 2
+ * above. z^2 = x^2 / 2 is formed from x split exactly, not from the rounded z,
+ * so exp(-z^2) keeps its accuracy for large z. */
 FL_VINLINE float fv_phi(float x) {
-  float z = fv_abs(x) * 0.70710678118654752f;
-  z = z < 11.0f ? z : 11.0f; /* erfc(11) is 0 in f32; keeps Inf out of the tail formula */
-  float z2 = z * z;
-  float e = -1.6365844691234924e-07f;
-  e = e * z2 + 1.6462114365889248e-06f;
-  e = e * z2 - 1.4925650358406252e-05f;
-  e = e * z2 + 1.2055332981789665e-04f;
-  e = e * z2 - 8.548327023450853e-04f;
-  e = e * z2 + 5.223977625442188e-03f;
-  e = e * z2 - 2.6866170645131252e-02f;
-  e = e * z2 + 1.1283791670955128e-01f;
-  e = e * z2 - 3.7612638903183754e-01f;
-  e = e * z2 + 1.1283791670955126f;
-  float erf_small = z * e;                      /* erf(z), z < 0.85 */
-  float t = 1.0f / (1.0f + 0.5f * z);
-  float g = -7.133033947e-02f;
-  g = g * t + 3.405535310e-01f;
-  g = g * t - 5.952070093e-01f;
-  g = g * t + 3.935273987e-01f;
-  g = g * t - 1.018257195e-01f;
-  g = g * t + 2.335485688e-01f;
-  g = g * t + 2.351457023e-01f;
-  g = g * t + 2.836155689e-01f;
-  g = g * t + 2.819805888e-01f;
-  g = g * t + 3.764187910e-06f;
-  /* z^2 = x^2 / 2 with x = xh + xl split exactly (xh has 12 bits): x^2 = xh^2 + xl (x + xh) */
   float ax = fv_abs(x);
-  ax = ax < 15.5f ? ax : 15.5f; /* z <= 11 */
+  ax = ax > 15.5f ? 15.5f : ax; /* z <= 11: erfc is 0 in f32 beyond; keeps Inf out; NaN passes */
+  float z = ax * 0.70710678118654752f;
+  float t = 1.0f / (1.0f + 0.5f * z);
+  float g = 2.138954547e-02f;
+  g = g * t - 1.753390047e-01f;
+  g = g * t + 5.587578843e-01f;
+  g = g * t - 8.552435557e-01f;
+  g = g * t + 5.882908677e-01f;
+  g = g * t - 1.975001374e-01f;
+  g = g * t + 2.647200011e-01f;
+  g = g * t + 2.285042980e-01f;
+  g = g * t + 2.844999677e-01f;
+  g = g * t + 2.819142006e-01f;
+  g = g * t + 5.895023662e-06f;
+  /* x^2 = xh^2 + xl (x + xh) with xh the top 12 bits of x: xh^2 is exact */
   float xh = fv_float(fv_bits(ax) & 0xfffff000u), xl = ax - xh;
-  float erfc_big = fv_exp2(-0.5f * (xh * xh), -0.5f * (xl * (ax + xh))) * g;
-  float erfc_z = z < 0.85f ? 1.0f - erf_small : erfc_big;    /* erfc(|x| / sqrt2) */
-  float half_tail = 0.5f * erfc_z;                            /* Phi(-|x|) */
-  float r = x < 0 ? half_tail : 1.0f - half_tail;
-  return x != x ? x : r;
+  float half_tail = 0.5f * fv_exp2(-0.5f * (xh * xh), -0.5f * (xl * (ax + xh))) * g; /* Phi(-|x|) */
+  return x < 0 ? half_tail : 1.0f - half_tail;
 }
 
 FL_VINLINE float fv_gelu(float x) { return x * fv_phi(x); }
