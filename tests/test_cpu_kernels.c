@@ -122,6 +122,19 @@ int main(void) {
   fl_cpu_unary(FL_EXP, oe, xi, NAN, NAN);
   check(F32(oe)[0] == 1 && fabsf(F32(oe)[2] - 7.389056f) < 1e-6f, "exp of an i32 tensor into f32");
 
+  /* converted as a cast to the compute dtype would: 2049 is 2048 in f16 */
+  fl_tensor *i2049 = new1(FL_I32, 1), *h1 = new1(FL_F16, 1);
+  ((int32_t *)fl_data_ptr(i2049))[0] = 2049;
+  fl_cpu_binary_scalar(FL_ADD, h1, i2049, 0, false, FL_F16);
+  check(fl_half_to_f32(((uint16_t *)fl_data_ptr(h1))[0]) == 2048.0f, "an i32 operand of an f16 op rounds to f16 on load");
+  fl_cpu_binary_scalar(FL_MUL, h1, i2049, 1.0009765625, false, FL_F16); /* 1 + 2^-10 is exact in f16 */
+  check(fl_half_to_f32(((uint16_t *)fl_data_ptr(h1))[0]) == 2050.0f, "the scalar rounds once to f16, the op runs in f32");
+  fl_tensor *fa = new1(FL_F32, 1), *ob1 = new1(FL_BOOL, 1);
+  F32(fa)[0] = 0.5f;
+  fl_cpu_binary(FL_AND, ob1, fa, fa);
+  check(((uint8_t *)fl_data_ptr(ob1))[0] == 1, "logic ops take a float's truth value (0.5 is true)");
+  fl_release(i2049), fl_release(h1), fl_release(fa), fl_release(ob1);
+
   /* index base: 1-based i32 indices, errors quote the stored index */
   fl_tensor *src = new1(FL_F32, 4), *sel = new1(FL_F32, 3), *ix = new1(FL_I32, 3);
   for (int i = 0; i < 4; i++) F32(src)[i] = 10.0f * (float)i;

@@ -95,6 +95,11 @@ void fl_load_i64(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt)
 void fl_store_f32(char *p, int64_t s, const float *src, int64_t n, fl_dtype dt);
 void fl_store_f64(char *p, int64_t s, const double *src, int64_t n, fl_dtype dt);
 void fl_store_i64(char *p, int64_t s, const int64_t *src, int64_t n, fl_dtype dt);
+/* The same, rounding each value as a cast to the compute dtype ct would
+ * (f16/bf16 for the f32 type; i32 or bool for the i64 type) first. */
+void fl_load_f32_as(float *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
+void fl_load_i64_as(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
+#define fl_load_f64_as(dst, p, s, n, dt, ct) fl_load_f64(dst, p, s, n, dt) /* f64 holds every dtype's values */
 /* A float to int64 with a defined result: truncation in range, INT64_MIN
  * outside it and for NaN (what x86's conversion gives, as PyTorch does). */
 static inline int64_t fl_f2i(double v) {

@@ -1,7 +1,8 @@
-/* CPU binary ops, tensor-tensor and tensor-scalar, and where. Each operand is
- * converted on load from its own dtype to the compute type, so mixed dtypes
- * need no cast copy; a scalar is rounded once to the compute type and read
- * with stride 0. f32 runs typed loops (unit stride or broadcast operands);
+/* CPU binary ops, tensor-tensor and tensor-scalar, and where. An op computes
+ * in a compute dtype (binary_compute); each operand is converted on load from
+ * its own dtype as a cast to it would convert, into the compute type (f32 for
+ * f16/bf16/f32, f64, i64), so mixed dtypes need no cast copy; a scalar is
+ * rounded once to the compute dtype and read with stride 0. f32 runs typed loops (unit stride or broadcast operands);
  * ops without one fall back per element to the f64 reference (fl_binary_f). */
 #include "cpu.h"
 #include <string.h>
@@ -11,6 +12,7 @@ typedef union { float f; double d; int64_t i; } scalar_val;
 typedef struct {
   fl_binary_op op;
   fl_ckind ck;
+  fl_dtype ct;        /* the compute dtype */
   fl_dtype out, a, b; /* dtypes; b unused when one side is the scalar */
   int scalar;         /* 0: none; 1: b is the scalar; 2: a is (reversed) */
   scalar_val s;
@@ -65,12 +67,12 @@ static void binary_i64(fl_binary_op op, int64_t *o, const int64_t *a, int da, co
 #define BLOCKED(T, LOAD, OP, STORE)                                                   \
   do {                                                                                \
     T ba[FL_CPU_BLOCK], bb[FL_CPU_BLOCK], bo[FL_CPU_BLOCK];                           \
-    if (!sa) LOAD(ba, pa, 0, 1, ta);                                                  \
-    if (!sb) LOAD(bb, pb, 0, 1, tb);                                                  \
+    if (!sa) LOAD(ba, pa, 0, 1, ta, c->ct);                                           \
+    if (!sb) LOAD(bb, pb, 0, 1, tb, c->ct);                                           \
     for (int64_t i = 0; i < n; i += FL_CPU_BLOCK) {                                   \
       int64_t m = n - i < FL_CPU_BLOCK ? n - i : FL_CPU_BLOCK;                        \
-      if (sa) LOAD(ba, pa + i * sa, sa, m, ta);                                       \
-      if (sb) LOAD(bb, pb + i * sb, sb, m, tb);                                       \
+      if (sa) LOAD(ba, pa + i * sa, sa, m, ta, c->ct);                                \
+      if (sb) LOAD(bb, pb + i * sb, sb, m, tb, c->ct);                                \
       OP(c->op, bo, ba, sa != 0, bb, sb != 0, m);                                     \
       STORE(p[0] + i * s[0], s[0], bo, m, c->out);                                    \
     }                                                                                 \
@@ -89,10 +91,10 @@ static void binary_loop(void *vc, int64_t n, char **p, const int64_t *s) {
         binary_f32(c->op, (float *)p[0], (const float *)pa, sa != 0, (const float *)pb, sb != 0, n);
         return;
       }
-      BLOCKED(float, fl_load_f32, binary_f32, fl_store_f32);
+      BLOCKED(float, fl_load_f32_as, binary_f32, fl_store_f32);
       return;
-    case FL_CK_F64: BLOCKED(double, fl_load_f64, binary_f64, fl_store_f64); return;
-    case FL_CK_I64: BLOCKED(int64_t, fl_load_i64, binary_i64, fl_store_i64); return;
+    case FL_CK_F64: BLOCKED(double, fl_load_f64_as, binary_f64, fl_store_f64); return;
+    case FL_CK_I64: BLOCKED(int64_t, fl_load_i64_as, binary_i64, fl_store_i64); return;
   }
 }
 
@@ -107,24 +109,32 @@ static fl_status run_binary(bin_ctx *c, int n, const fl_tensor *const *ts) {
   return FL_OK;
 }
 
-/* The compute type: a float result computes in float even from integer operands
- * (true division); a bool result (predicates, logic) in the operands' type. */
+/* The dtype a binary op computes in: comparisons in the operands' promoted
+ * dtype, logic in bool, everything else in out's dtype. (The rule of the
+ * BACKEND_V2 contract, fl_binary_compute, which both backends apply.) */
+static fl_dtype binary_compute(fl_binary_op op, const fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
+  if (op == FL_AND || op == FL_OR) return FL_BOOL;
+  if (op >= FL_EQ && op <= FL_GE) return fl_promote(a->dtype, b->dtype);
+  return out->dtype;
+}
+
 fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  fl_ckind ck = fl_ckind_join(fl_ckind_of(a->dtype), fl_ckind_of(b->dtype));
-  if (out->dtype != FL_BOOL) ck = fl_ckind_join(ck, fl_ckind_of(out->dtype));
-  bin_ctx c = {.op = op, .ck = ck, .out = out->dtype, .a = a->dtype, .b = b->dtype};
+  fl_dtype ct = binary_compute(op, out, a, b);
+  bin_ctx c = {.op = op, .ck = fl_ckind_of(ct), .ct = ct, .out = out->dtype, .a = a->dtype, .b = b->dtype};
   const fl_tensor *ts[3] = {out, a, b};
   return run_binary(&c, 3, ts);
 }
 
 fl_status fl_cpu_binary_scalar(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
                                fl_dtype compute) {
-  fl_ckind ck = fl_ckind_of(compute);
-  bin_ctx c = {.op = op, .ck = ck, .out = out->dtype, .a = a->dtype, .scalar = reversed ? 2 : 1};
-  switch (ck) { /* s rounded once to the compute type */
-    case FL_CK_F32: c.s.f = (float)s, c.sdt = FL_F32; break;
-    case FL_CK_F64: c.s.d = s, c.sdt = FL_F64; break;
-    case FL_CK_I64: c.s.i = fl_f2i(s), c.sdt = FL_I64; break;
+  bin_ctx c = {.op = op, .ck = fl_ckind_of(compute), .ct = compute, .out = out->dtype, .a = a->dtype,
+               .scalar = reversed ? 2 : 1};
+  char v[8]; /* s rounded once to the compute dtype, then held in the compute type */
+  fl_store_f64(v, 0, &s, 1, compute);
+  switch (c.ck) {
+    case FL_CK_F32: fl_load_f32(&c.s.f, v, 0, 1, compute), c.sdt = FL_F32; break;
+    case FL_CK_F64: fl_load_f64(&c.s.d, v, 0, 1, compute), c.sdt = FL_F64; break;
+    case FL_CK_I64: fl_load_i64(&c.s.i, v, 0, 1, compute), c.sdt = FL_I64; break;
   }
   const fl_tensor *ts[2] = {out, a};
   return run_binary(&c, 2, ts);

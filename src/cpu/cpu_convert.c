@@ -109,3 +109,46 @@ void fl_store_i64(char *p, int64_t s, const int64_t *src, int64_t n, fl_dtype dt
     default: break;
   }
 }
+
+/* ---- loads into the compute type of a compute dtype ct ----
+ * A value of another dtype is converted as a cast to ct would convert it (one
+ * rounding from the source), then widened to the compute type: an i32 operand
+ * of an f16 op is rounded to f16, a float operand of a logic op becomes 0/1. */
+
+static float round_to(float v, fl_dtype ct) {
+  return ct == FL_F16 ? fl_half_to_f32(fl_half_from_f32(v)) : fl_bfloat_to_f32(fl_bfloat_from_f32(v));
+}
+static float round_from_f64(double v, fl_dtype ct) {
+  return ct == FL_F16 ? fl_half_to_f32(fl_half_from_f64(v)) : fl_bfloat_to_f32(fl_bfloat_from_f64(v));
+}
+
+void fl_load_f32_as(float *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct) {
+  if (ct == dt || ct == FL_F32) {
+    fl_load_f32(dst, p, s, n, dt);
+  } else if (dt == FL_F32 || dt == FL_F16 || dt == FL_BF16) { /* exact in f32: one rounding to ct */
+    fl_load_f32(dst, p, s, n, dt);
+    for (int64_t i = 0; i < n; i++) dst[i] = round_to(dst[i], ct);
+  } else { /* f64 and integers: through f64, one rounding to ct */
+    double v[FL_CPU_BLOCK];
+    for (int64_t i = 0; i < n; i += FL_CPU_BLOCK) {
+      int64_t m = n - i < FL_CPU_BLOCK ? n - i : FL_CPU_BLOCK;
+      fl_load_f64(v, p + i * s, s, m, dt);
+      for (int64_t j = 0; j < m; j++) dst[i + j] = round_from_f64(v[j], ct);
+    }
+  }
+}
+
+void fl_load_i64_as(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct) {
+  if (ct == FL_BOOL && dt != FL_BOOL) { /* truth values, as a cast to bool */
+    double v[FL_CPU_BLOCK];
+    for (int64_t i = 0; i < n; i += FL_CPU_BLOCK) {
+      int64_t m = n - i < FL_CPU_BLOCK ? n - i : FL_CPU_BLOCK;
+      fl_load_f64(v, p + i * s, s, m, dt);
+      for (int64_t j = 0; j < m; j++) dst[i + j] = v[j] != 0;
+    }
+    return;
+  }
+  fl_load_i64(dst, p, s, n, dt);
+  if (ct == FL_I32 && dt != FL_I32)
+    for (int64_t i = 0; i < n; i++) dst[i] = (int32_t)(uint32_t)(uint64_t)dst[i];
+}

@@ -1,6 +1,7 @@
-/* CPU unary ops. x is converted on load to the compute type (f32 for
- * f16/bf16/f32, f64, i64 for integers and bool; a float result from an integer
- * x computes in f32) and the result stored as out's dtype. The f32 path runs
+/* CPU unary ops. They compute in out's dtype (x's for logical_not): x is
+ * converted on load as a cast to it would convert, into the compute type (f32
+ * for f16/bf16/f32, f64, i64 for integers and bool), and the result stored as
+ * out's dtype. The f32 path runs
  * the vector loops of cpu_vmath.h; ops without one fall back per element to
  * the f64 reference (fl_unary_f), so a new op works once it has a case there. */
 #include "cpu.h"
@@ -10,7 +11,7 @@
 typedef struct {
   fl_unary_op op;
   fl_ckind ck;
-  fl_dtype out, in;
+  fl_dtype out, in, ct;
   double p0, p1;
 } un_ctx;
 
@@ -46,7 +47,7 @@ static void unary_i64(const un_ctx *c, int64_t *o, const int64_t *x, int64_t n) 
     T buf[FL_CPU_BLOCK];                                              \
     for (int64_t i = 0; i < n; i += FL_CPU_BLOCK) {                   \
       int64_t m = n - i < FL_CPU_BLOCK ? n - i : FL_CPU_BLOCK;        \
-      LOAD(buf, p[1] + i * s[1], s[1], m, c->in);                     \
+      LOAD(buf, p[1] + i * s[1], s[1], m, c->in, c->ct);              \
       OP(c, buf, buf, m);                                             \
       STORE(p[0] + i * s[0], s[0], buf, m, c->out);                   \
     }                                                                 \
@@ -60,10 +61,10 @@ static void unary_loop(void *vc, int64_t n, char **p, const int64_t *s) {
         unary_f32(c, (float *)p[0], (const float *)p[1], n);
         return;
       }
-      BLOCKED(float, fl_load_f32, unary_f32, fl_store_f32);
+      BLOCKED(float, fl_load_f32_as, unary_f32, fl_store_f32);
       return;
-    case FL_CK_F64: BLOCKED(double, fl_load_f64, unary_f64, fl_store_f64); return;
-    case FL_CK_I64: BLOCKED(int64_t, fl_load_i64, unary_i64, fl_store_i64); return;
+    case FL_CK_F64: BLOCKED(double, fl_load_f64_as, unary_f64, fl_store_f64); return;
+    case FL_CK_I64: BLOCKED(int64_t, fl_load_i64_as, unary_i64, fl_store_i64); return;
   }
 }
 
@@ -77,9 +78,8 @@ static int unary_cost(fl_unary_op op) {
 }
 
 fl_status fl_cpu_unary(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1) {
-  fl_ckind ck = fl_ckind_join(fl_ckind_of(out->dtype), fl_ckind_of(x->dtype));
-  if (op == FL_LOGICAL_NOT) ck = FL_CK_I64;
-  un_ctx c = {op, ck, out->dtype, x->dtype, p0, p1};
+  fl_dtype ct = op == FL_LOGICAL_NOT ? x->dtype : out->dtype;
+  un_ctx c = {op, fl_ckind_of(ct), out->dtype, x->dtype, ct, p0, p1};
   const fl_tensor *ts[2] = {out, x};
   fl_plan p;
   fl_plan_init(&p, 2, ts);
