@@ -25,3 +25,8 @@ void fl_register_backend(fl_devtype t, const fl_backend *b) {
   register_builtin();
   if ((unsigned)t < FL_NDEVTYPES) backends[t] = b;
 }
+
+/* A process-wide setting the backends read: TF32 tensor cores for f32 matmul. */
+static bool allow_tf32;
+void fl_set_allow_tf32(bool on) { allow_tf32 = on; }
+bool fl_get_allow_tf32(void) { return allow_tf32; }

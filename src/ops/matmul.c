@@ -3,10 +3,6 @@
 #include "internal.h"
 #include <string.h>
 
-static bool allow_tf32;
-void fl_set_allow_tf32(bool on) { allow_tf32 = on; }
-bool fl_get_allow_tf32(void) { return allow_tf32; }
-
 /* A [B, R, C] header over t (batch dims collapsed) without copying, if the
  * batch dims can be walked with one stride; NULL otherwise. */
 /* Fills hdr with a [B, R, C] view of t broadcast to the batch dims, if the
