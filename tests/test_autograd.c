@@ -3,7 +3,8 @@
  * saved tensor past the inline slots, typed contexts (inline, on the heap, and
  * holding a reference), a node with two differentiable outputs checked against
  * hand-computed gradients with retain_grad, hooks and autograd.grad on each
- * output, max over a dim as a two-output node, and releasing a long graph. */
+ * output, max over a dim as a two-output node, releasing a long graph, and a
+ * hook that releases the graph during the backward pass. */
 #include "internal.h"
 #include "check.h"
 
@@ -333,12 +334,40 @@ static void test_large_graph(void) {
   CHECK(live_bytes() == base, "all of it");
 }
 
+/* ---- a hook that releases the graph mid-backward ---- */
+static fl_tensor *held[2];
+static fl_status drop_graph(void *ud, fl_tensor *grad, fl_tensor **replace) {
+  for (int i = 0; i < 2; i++) {
+    fl_release(held[i]);
+    held[i] = NULL;
+  }
+  return FL_OK;
+}
+
+static void test_hook_drops_graph(void) {
+  int64_t base = live_bytes();
+  fl_tensor *x = vec3(1, 2, 3, true), *y = NULL, *m = NULL;
+  OK(fl_unary(FL_EXP, x, &y));
+  OK(fl_binary_scalar(FL_MUL, y, 3, false, &m));
+  fl_tensor *l = sum_all(m);
+  fl_release(m);
+  held[0] = y, held[1] = l; /* the hook drops the last references to y and the loss */
+  OK(fl_register_hook(y, drop_graph, NULL, NULL));
+  OK(fl_backward(l, NULL, false));
+  double g[3] = {3 * exp(1.0), 3 * exp(2.0), 3 * exp(3.0)};
+  CHECK(held[0] == NULL && values_are(fl_grad(x), g, 3, 1e-12),
+        "the nodes a hook's releases would free live until the pass ends: dx = 3 exp(x)");
+  fl_release(x);
+  CHECK(live_bytes() == base, "and are freed when it does");
+}
+
 int main(void) {
   test_save_many();
   test_contexts();
   test_two_outputs();
   test_max_dim();
   test_large_graph();
+  test_hook_drops_graph();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
 }

@@ -38,13 +38,17 @@ static void drop_gbufs(fl_node *x) {
 
 static int epoch;
 
-/* Visits x once per pass: resets its scratch and queues it for the walk. */
+/* Visits x once per pass: resets its scratch and queues it for the walk. The
+ * pass holds a reference to every node it visits, so that a hook releasing the
+ * graph's tensors cannot free a node the pass will still run. */
 static bool visit(fl_node *x, nodevec *stack, nodevec *all) {
   if (x->mark == epoch) return true;
+  if (!vec_push(all, x)) return false;
+  x->refcount++;
   x->mark = epoch;
   x->deps = 0;
   drop_gbufs(x);
-  return vec_push(stack, x) && vec_push(all, x);
+  return vec_push(stack, x);
 }
 
 /* Finds every node reachable from the roots and counts its consumers. */
@@ -247,7 +251,10 @@ static fl_status engine(int n_roots, fl_node *const *roots, const int *root_outs
     }
   while (ready.n > 0) FL_CHECK(run_node(ready.v[--ready.n], retain, to_leaves, cap, &ready));
 done:
-  for (int i = 0; i < all.n; i++) drop_gbufs(all.v[i]); /* partial sums left by an error */
+  for (int i = 0; i < all.n; i++) { /* partial sums left by an error, and the pass's references */
+    drop_gbufs(all.v[i]);
+    fl_node_release(all.v[i]);
+  }
   fl_set_grad_enabled(prev);
   free(all.v);
   free(ready.v);
