@@ -69,13 +69,17 @@ static void push_value(lua_State *L, fl_dtype dt, host_value v) {
   else lua_pushnumber(L, v.f);
 }
 
+static void push_item(lua_State *L, const fl_tensor *t) {
+  host_value v;
+  LFL_CHECK(L, host_values(t, &v));
+  push_value(L, fl_dtype_of(t), v);
+}
+
 static int m_item(lua_State *L) {
   fl_tensor *t = self(L);
   double d;
-  host_value v;
   if (fl_numel(t) != 1) LFL_CHECK(L, fl_item(t, &d)); /* its error names the shape */
-  LFL_CHECK(L, host_values(t, &v));
-  push_value(L, fl_dtype_of(t), v);
+  push_item(L, t);
   return 1;
 }
 
@@ -480,6 +484,38 @@ static int t_len(lua_State *L) {
   return 1;
 }
 
+/* loss < 1, 1 <= loss, loss < x: a one-element tensor compares as its value,
+ * as training loops write it; several elements need the elementwise :lt. */
+static void push_compared(lua_State *L, int idx) {
+  fl_tensor *t = lfl_test(L, idx);
+  if (!t) return lua_pushvalue(L, idx);
+  if (!lfl_check(L, idx) || fl_numel(t) != 1) {
+    char b[96];
+    luaL_error(L, "compare: a tensor of shape %s in <, <=, > or >= must hold one element "
+               "(compare elementwise with :lt, :le, :gt or :ge)", fl_shape_str(t, b, sizeof b));
+  }
+  push_item(L, t);
+}
+
+static int compare(lua_State *L, int op) {
+  push_compared(L, 1);
+  push_compared(L, 2);
+  if (lua_type(L, -1) != LUA_TNUMBER || lua_type(L, -2) != LUA_TNUMBER)
+    return luaL_error(L, "compare: cannot order a %s and a %s", luaL_typename(L, -2), luaL_typename(L, -1));
+  lua_pushboolean(L, lua_compare(L, -2, -1, op));
+  return 1;
+}
+static int t_lt(lua_State *L) { return compare(L, LUA_OPLT); }
+static int t_le(lua_State *L) { return compare(L, LUA_OPLE); }
+
+/* "loss " .. loss: the tensor as tostring prints it. */
+static int t_concat(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  luaL_tolstring(L, 2, NULL);
+  lua_concat(L, 2);
+  return 1;
+}
+
 static int t_eq(lua_State *L) { /* identity: Lua wants a boolean; elementwise is :eq */
   lua_pushboolean(L, lfl_test(L, 1) == lfl_test(L, 2));
   return 1;
@@ -533,6 +569,7 @@ void lfl_open_tensor(lua_State *L) {
   const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc}, {"__tostring", lfl_tostring}, {"__newindex", t_newindex},
                            {"__len", t_len}, {"__eq", t_eq},   {"__add", lfl_op_add},        {"__sub", lfl_op_sub},
                            {"__mul", lfl_op_mul}, {"__div", lfl_op_div}, {"__pow", lfl_op_pow},             {"__unm", t_unm},
+                           {"__lt", t_lt}, {"__le", t_le}, {"__concat", t_concat},
                            {NULL, NULL}};
   luaL_setfuncs(L, meta, 0);
   lua_pushvalue(L, -2);
