@@ -37,6 +37,11 @@ const char *lfl_fname(lua_State *L, int *is_method) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  /* called from C by a wrapper (Tensor:backward runs behind one): its name */
+  if (!name && lua_getstack(L, 1, &ar) && lua_getinfo(L, "nS", &ar) && !strcmp(ar.what, "C") && ar.name) {
+    if (is_method) *is_method = !strcmp(ar.namewhat, "method");
+    name = ar.name;
+  }
   return name ? name : "flame";
 }
 
@@ -126,9 +131,9 @@ static int checked(lua_State *L) {
 
 void lfl_setfuncs(lua_State *L, const lfl_reg *r) {
   for (; r->name; r++) {
-    if (r->nargs > 0) { /* a plain function (no upvalues of its own) behind the count check */
+    if (r->nargs != LFL_VARARGS) { /* a plain function (no upvalues of its own) behind the count check */
       lua_pushcfunction(L, r->fn);
-      lua_pushinteger(L, r->nargs);
+      lua_pushinteger(L, r->nargs == LFL_NOARGS ? 0 : r->nargs);
       lua_pushcclosure(L, checked, 2);
     } else {
       lua_pushcfunction(L, r->fn);
