@@ -96,7 +96,7 @@ static int dim_of(lua_State *L, int idx, lua_Integer d, const fl_tensor *t, int 
   }
   if (d == 0) msg = "dim 0 is invalid: dims are 1-based (1 is the first, -1 the last)";
   else if (d > n || d < -n)
-    msg = lua_pushfstring(L, "dim %d out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (int)d,
+    msg = lua_pushfstring(L, "dim %I out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (lua_Integer)d,
                           shape, n, n);
   if (msg) luaL_argerror(L, idx, msg);
   return d > 0 ? (int)(d - 1) : (int)(d + n);

@@ -52,7 +52,7 @@ int lfl_sizes_at(lua_State *L, int idx, int64_t *out, const char *what) {
   int t = pushed ? lua_gettop(L) : idx;
   luaL_checktype(L, t, LUA_TTABLE);
   lua_Unsigned n = lua_rawlen(L, t);
-  if (n > FL_MAX_DIMS) luaL_error(L, "%s: at most %d dims, got %d", what, FL_MAX_DIMS, (int)(n < 1000 ? n : 1000));
+  if (n > FL_MAX_DIMS) luaL_error(L, "%s: at most %d dims, got %I", what, FL_MAX_DIMS, (lua_Integer)n);
   for (int i = 0; i < (int)n; i++) {
     lua_rawgeti(L, t, i + 1);
     int ok;

@@ -215,7 +215,7 @@ static int m_t(lua_State *L) {
 static int m_narrow(lua_State *L) {
   fl_tensor *t = self(L), *r;
   lua_Integer start = luaL_checkinteger(L, 3);
-  if (start < 1) return luaL_error(L, "narrow: start %d is invalid (starts are 1-based)", (int)start);
+  if (start < 1) return luaL_error(L, "narrow: start %I is invalid (starts are 1-based)", (lua_Integer)start);
   LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, t, 0), start - 1, luaL_checkinteger(L, 4), &r));
   lfl_push(L, r);
   return 1;
@@ -287,7 +287,7 @@ static int pieces(lua_State *L, bool by_count) {
   lua_Integer k = luaL_checkinteger(L, 2);
   int d = lua_isnoneornil(L, 3) ? 0 : dim_arg(L, t, 3);
   if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
-  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %d", by_count ? "chunk" : "split", by_count ? "count" : "size", (int)k);
+  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
   int64_t size = by_count ? (len + k - 1) / k : k;
   lua_newtable(L);
