@@ -144,12 +144,17 @@ int main(void) {
         "index_select with base 1");
   check(fl_cpu_gather(sel, src, 0, ix, 1) == FL_OK && F32(sel)[0] == 30, "gather with base 1");
   ip[0] = 5;
+  fl_set_message_base(1); /* as from Lua: the index reads as stored */
   check(fl_cpu_index_select(sel, src, 0, ix, 1) == FL_EINDEX &&
-            strstr(fl_last_error(), "index 5 out of range for dim of size 4"),
-        "an out-of-range index is quoted as stored");
+            strstr(fl_last_error(), "index 5 out of range for dim 1 of size 4"),
+        "an out-of-range index is quoted as stored with message base 1");
   ip[0] = 0;
   check(fl_cpu_gather(sel, src, 0, ix, 1) == FL_EINDEX && strstr(fl_last_error(), "index 0 out of range"),
         "index 0 is out of range with base 1");
+  fl_set_message_base(0);
+  ip[0] = INT32_MIN;
+  check(fl_cpu_gather(sel, src, 0, ix, 1) == FL_EINDEX && strstr(fl_last_error(), "index -2147483649 out of range"),
+        "with message base 0 the position (index - base) is quoted");
   fl_tensor *am = NULL;
   fl_tensor_new(FL_I64, FL_CPU_DEVICE, 1, &one, &am);
   fl_cpu_reduce(FL_RARGMAX, am, NULL, src, 1, 0, 1);

@@ -1,7 +1,6 @@
 /* CPU indexing kernels and random fill. Index tensors are i64 or i32 and hold
  * indices in [base, base + size) (base 1 from Lua): the kernels subtract base,
- * so no shifted copy is made. Indices are validated before any write; a bad
- * one is quoted as stored. */
+ * so no shifted copy is made. Indices are validated before any write. */
 #include "cpu.h"
 #include "philox.h"
 #include <string.h>
@@ -15,12 +14,16 @@ static int64_t idx_at(const fl_tensor *idx, int64_t i) {
   return ((const int64_t *)idx->storage->data)[off];
 }
 
-static fl_status check_indices(const char *op, const fl_tensor *idx, int64_t size, int64_t base) {
+/* Every index in [base, base + size), checked before any write. The message
+ * counts the index (as position index - base) and the dim from the message
+ * base: from Lua (index base 1, message base 1) the index reads as stored. */
+static fl_status check_indices(const char *op, const fl_tensor *idx, int dim, int64_t size, int64_t base) {
   int64_t n = fl_numel(idx);
   for (int64_t i = 0; i < n; i++) {
     int64_t v = idx_at(idx, i);
     if (v < base || v - base >= size)
-      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim of size %lld", op, (long long)v, (long long)size);
+      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %lld of size %lld", op,
+                      (long long)fl_mdim(fl_wsub(v, base)), (long long)fl_mdim(dim), (long long)size);
   }
   return FL_OK;
 }
@@ -34,7 +37,7 @@ static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
 }
 
 fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  FL_TRY(check_indices("index_select", idx, x->shape[dim], base));
+  FL_TRY(check_indices("index_select", idx, dim, x->shape[dim], base));
   int64_t n = fl_numel(idx), per = n ? fl_numel(out) / n : 0;
   int nt = n > 1 ? fl_cpu_threads_for(n * per) : 1;
   /* rows in parallel (each row's copy then stays on its thread), or one row with threads inside */
@@ -61,7 +64,7 @@ static void axpy_loop(void *vc, int64_t n, char **p, const int64_t *s) {
 
 fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
                            int64_t base) {
-  FL_TRY(check_indices("index_add_", idx, x->shape[dim], base));
+  FL_TRY(check_indices("index_add_", idx, dim, x->shape[dim], base));
   axpy_ctx c = {alpha, x->dtype, src->dtype};
   /* rows in order (an index may repeat); each row's update may use threads */
   for (int64_t j = 0; j < fl_numel(idx); j++) {
@@ -84,7 +87,7 @@ static int64_t offset_with(const fl_tensor *shape_of, const fl_tensor *t, int64_
 }
 
 fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  FL_TRY(check_indices("gather", idx, x->shape[dim], base));
+  FL_TRY(check_indices("gather", idx, dim, x->shape[dim], base));
   size_t es = fl_dtype_size(x->dtype);
   int64_t n = fl_numel(idx);
   int nt = fl_cpu_threads_for(n * 4);
@@ -97,7 +100,7 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
 }
 
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
-  FL_TRY(check_indices("scatter_add", idx, out->shape[dim], base));
+  FL_TRY(check_indices("scatter_add", idx, dim, out->shape[dim], base));
   size_t eo = fl_dtype_size(out->dtype), esrc = fl_dtype_size(src->dtype);
   int64_t n = fl_numel(idx);
   for (int64_t p = 0; p < n; p++) { /* in order: indices may repeat */
