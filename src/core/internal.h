@@ -148,26 +148,32 @@ typedef struct fl_backend {
   /* out, a, b same shape (operands expanded); a, b same dtype; out is that
    * dtype, or bool for comparisons and logic ops. */
   fl_status (*binary)(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+  /* out = a op s (reversed: s op a); a converted on load to compute, s rounded
+   * once to compute; out is compute, or bool for comparisons and logic ops. */
+  fl_status (*binary_scalar)(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
+                             fl_dtype compute);
   /* cond bool; out, a, b same dtype; all same shape. */
   fl_status (*where)(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
   /* out (and idx, i64, for MAX/MIN/ARGMAX/ARGMIN, may be NULL for MAX/MIN) have x's
    * ndim with the dims in mask set to 1. idx holds the flat index over the
    * reduced dims (row-major). VAR uses param as the correction. out dtype:
    * x's, i64 for ARGMAX/ARGMIN. */
-  fl_status (*reduce)(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param);
+  fl_status (*reduce)(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param,
+                      int64_t base);
   fl_status (*cumsum)(fl_tensor *out, const fl_tensor *x, int dim);
   /* x contiguous, out contiguous, same shape. */
   fl_status (*softmax)(fl_tensor *out, const fl_tensor *x, int dim, bool log);
   /* out contiguous [B,M,N]; a [B,M,K], b [B,K,N] any strides (batch stride may be 0); same dtype. */
   fl_status (*matmul)(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
   /* idx is 1-D i64 (0-based). Out-of-range indices: FL_EINDEX. */
-  fl_status (*index_select)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+  fl_status (*index_select)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* x[.., idx[i], ..] += alpha * src[.., i, ..] along dim */
-  fl_status (*index_add)(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
+  fl_status (*index_add)(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                         int64_t base);
   /* idx i64 with out's shape */
-  fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+  fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* out[.., idx[p], ..] += src[p] along dim, for p over idx's shape */
-  fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+  fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 } fl_backend;
 
 const fl_backend *fl_backend_for(fl_devtype t);

@@ -23,24 +23,6 @@ fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl
 fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 
-/* TEMPORARY adapters to the current table (0-based indices) until the BACKEND_V2 table lands. */
-static fl_status v1_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
-                           double param) {
-  return fl_cpu_reduce(op, out, idx, x, mask, param, 0);
-}
-static fl_status v1_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
-  return fl_cpu_index_select(out, x, dim, idx, 0);
-}
-static fl_status v1_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
-  return fl_cpu_index_add(x, dim, idx, src, alpha, 0);
-}
-static fl_status v1_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
-  return fl_cpu_gather(out, x, dim, idx, 0);
-}
-static fl_status v1_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src) {
-  return fl_cpu_scatter_add(out, dim, idx, src, 0);
-}
-
 static fl_memory_stats stats;
 
 /* A small cache of large freed blocks. Fresh large allocations come from mmap
@@ -138,15 +120,16 @@ static const fl_backend cpu_backend = {
     .random = fl_cpu_random,
     .unary = fl_cpu_unary,
     .binary = fl_cpu_binary,
+    .binary_scalar = fl_cpu_binary_scalar,
     .where = fl_cpu_where,
-    .reduce = v1_reduce,
+    .reduce = fl_cpu_reduce,
     .cumsum = fl_cpu_cumsum,
     .softmax = fl_cpu_softmax,
     .matmul = fl_cpu_matmul,
-    .index_select = v1_index_select,
-    .index_add = v1_index_add,
-    .gather = v1_gather,
-    .scatter_add = v1_scatter_add,
+    .index_select = fl_cpu_index_select,
+    .index_add = fl_cpu_index_add,
+    .gather = fl_cpu_gather,
+    .scatter_add = fl_cpu_scatter_add,
 };
 
 const fl_backend *fl_cpu_backend(void) { return &cpu_backend; }

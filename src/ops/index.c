@@ -72,7 +72,7 @@ fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_
     const fl_backend *be;
     FL_CHECK(fl_backend_of("index_select", x, &be));
     if (!be->index_select) FL_CHECK(fl_unsupported("index_select", x));
-    FL_CHECK(call_status("index_select", be->index_select(r, x, d, ix)));
+    FL_CHECK(call_status("index_select", be->index_select(r, x, d, ix, 0)));
   }
   FL_CHECK(record_index("IndexSelectBackward", index_select_backward, 1, &x, r, d, ix));
   *out = r;
@@ -102,7 +102,7 @@ fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_te
     const fl_backend *be;
     FL_CHECK(fl_backend_of("index_add_", x, &be));
     if (!be->index_add) FL_CHECK(fl_unsupported("index_add_", x));
-    FL_CHECK(call_status("index_add_", be->index_add(x, d, ix, cs, alpha)));
+    FL_CHECK(call_status("index_add_", be->index_add(x, d, ix, cs, alpha, 0)));
   }
   fl_bump_version(x);
 done:
@@ -204,7 +204,7 @@ fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor
     const fl_backend *be;
     FL_CHECK(fl_backend_of("gather", x, &be));
     if (!be->gather) FL_CHECK(fl_unsupported("gather", x));
-    FL_CHECK(call_status("gather", be->gather(r, x, d, ix)));
+    FL_CHECK(call_status("gather", be->gather(r, x, d, ix, 0)));
   }
   FL_CHECK(record_index("GatherBackward", gather_backward, 1, &x, r, d, ix));
   *out = r;
@@ -269,7 +269,7 @@ fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, cons
     const fl_backend *be;
     FL_CHECK(fl_backend_of("scatter_add", x, &be));
     if (!be->scatter_add) FL_CHECK(fl_unsupported("scatter_add", x));
-    FL_CHECK(call_status("scatter_add", be->scatter_add(r, d, ix, cs)));
+    FL_CHECK(call_status("scatter_add", be->scatter_add(r, d, ix, cs, 0)));
   }
   const fl_tensor *ins[2] = {x, cs};
   FL_CHECK(record_index("ScatterAddBackward", scatter_add_backward, 2, ins, r, d, ix));

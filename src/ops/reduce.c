@@ -158,7 +158,7 @@ static fl_status reduce(fl_reduce_op op, const fl_tensor *x, uint32_t mask, bool
       const fl_backend *be;
       FL_CHECK(fl_backend_of(name, x, &be));
       if (!be->reduce) FL_CHECK(fl_unsupported(name, x));
-      FL_CHECK(fl_error_context(be->reduce(op, r, ri, x, mask, param), name));
+      FL_CHECK(fl_error_context(be->reduce(op, r, ri, x, mask, param, 0), name));
     }
   }
   v = fl_alias(r, nd, shape, NULL, 0);
