@@ -220,7 +220,11 @@ static void reduce_one(const red_job *j, const fl_plan *p, const char *x, char *
         fl_store_i64(dst, 0, &a.isum, 1, p->dtype[0]);
         return;
       }
-      fold_slice(&c, &a, x, j->nred, nt);
+      if (nt <= 1 && p->nred == 1 && c.dt == FL_F32 && p->stride[kx][p->ndim - 1] == 1) {
+        a.sum = fl_cpu_sum_f32((const float *)x, j->nred); /* a unit-stride row: straight to the vector sum */
+      } else {
+        fold_slice(&c, &a, x, j->nred, nt);
+      }
       res = j->op == FL_RMEAN ? a.sum / (double)j->nred : a.sum;
       break;
     case FL_RPROD:
