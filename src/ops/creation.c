@@ -38,7 +38,9 @@ fl_status fl_scalar(double value, fl_opts o, fl_tensor **out) { return fl_full(0
 fl_status fl_fill_(fl_tensor *t, double value) {
   FL_TRY(fl_check_inplace("fill_", t, NULL));
   if (fl_numel(t) == 0) return FL_OK;
-  FL_BACKEND_CALL("fill_", t, fill, t, value);
+  const fl_backend *be;
+  FL_TRY(fl_dispatch("fill_", FL_OP_FILL, 0, 1, (const fl_tensor *const[]){t}, &be));
+  FL_TRY(fl_error_context(be->fill(t, value), "fill_"));
   fl_bump_version(t);
   return FL_OK;
 }
@@ -56,8 +58,8 @@ fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor
   fl_status st = FL_OK;
   if (n) {
     const fl_backend *be;
-    st = fl_backend_of("arange", t, &be);
-    if (st == FL_OK) st = be->arange ? be->arange(t, start, step) : fl_unsupported("arange", t);
+    st = fl_dispatch("arange", FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be);
+    if (st == FL_OK) st = fl_error_context(be->arange(t, start, step), "arange");
   }
   if (st != FL_OK) {
     fl_release(t);
@@ -73,8 +75,8 @@ fl_status fl_linspace(double a, double b, int64_t n, fl_opts o, fl_tensor **out)
   fl_status st = FL_OK;
   if (n) {
     const fl_backend *be;
-    st = fl_backend_of("linspace", t, &be);
-    if (st == FL_OK) st = be->arange ? be->arange(t, a, n > 1 ? (b - a) / (double)(n - 1) : 0) : fl_unsupported("linspace", t);
+    st = fl_dispatch("linspace", FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be);
+    if (st == FL_OK) st = fl_error_context(be->arange(t, a, n > 1 ? (b - a) / (double)(n - 1) : 0), "linspace");
   }
   if (st == FL_OK && n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
     int64_t one = 1;
@@ -113,17 +115,15 @@ static fl_status random_fill(const char *op, fl_tensor *t, fl_rand_kind kind, do
   if (n == 0) return FL_OK;
   uint64_t seed, offset;
   fl_rng_next((uint64_t)(n + 3) / 4, &seed, &offset);
-  if (fl_is_contiguous(t)) {
-    FL_BACKEND_CALL(op, t, random, t, kind, seed, offset, a, b);
-    return FL_OK;
-  }
-  fl_tensor *tmp; /* a strided target gets the same numbers as a contiguous one */
-  FL_TRY(fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &tmp));
-  fl_status st;
   const fl_backend *be;
-  st = fl_backend_of(op, t, &be);
-  if (st == FL_OK) st = be->random ? be->random(tmp, kind, seed, offset, a, b) : fl_unsupported(op, t);
-  if (st == FL_OK) st = be->copy(t, tmp);
+  FL_TRY(fl_dispatch(op, FL_OP_RANDOM, 0, 1, (const fl_tensor *const[]){t}, &be));
+  if (fl_is_contiguous(t)) return fl_error_context(be->random(t, kind, seed, offset, a, b), op);
+  fl_tensor *tmp = NULL; /* a strided target gets the same numbers as a contiguous one */
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &tmp));
+  FL_CHECK(fl_error_context(be->random(tmp, kind, seed, offset, a, b), op));
+  FL_CHECK(fl_copy_kernel(op, t, tmp));
+done:
   fl_release(tmp);
   return st;
 }

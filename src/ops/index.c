@@ -1,29 +1,25 @@
-/* Indexing: index_select, index_add_, gather, scatter_add (0-based i64 indices). */
+/* Indexing: index_select, index_add_, gather, scatter_add. Index tensors are
+ * i64 or i32 holding indices in [base, base + size): the kernels subtract the
+ * base (1 from Lua), so no pass over the index is made here. */
 #include "internal.h"
 #include <string.h>
 
-/* idx as a contiguous i64 tensor on x's device. */
+/* idx (i64 or i32) as a contiguous tensor on x's device: itself when it already is. */
 static fl_status as_index(const char *op, const fl_tensor *x, const fl_tensor *idx, fl_tensor **out) {
   FL_TRY(fl_check_same_device(op, x, idx));
   if (idx->dtype != FL_I64 && idx->dtype != FL_I32) {
     fl_desc d = fl_describe(idx);
     return fl_error(FL_EDTYPE, "%s: index must be an i64 or i32 tensor, got %s", op, d.s);
   }
-  fl_tensor *c;
-  FL_TRY(fl_cast(idx, FL_I64, &c));
-  fl_status st = fl_contiguous(c, out);
-  fl_release(c);
-  return st;
+  return fl_contiguous(idx, out);
 }
-
-static fl_status call_status(const char *op, fl_status st) { return fl_error_context(st, op); }
 
 static fl_status index_select_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
   fl_tensor *idx, *z;
   FL_TRY(fl_node_saved(n, 0, &idx));
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  fl_status st = fl_index_add_(z, (int)n->iarg[0], idx, g, 1.0);
+  fl_status st = fl_index_add_ex_(z, (int)n->iarg[0], idx, n->iarg[1], g, 1.0);
   if (st != FL_OK) {
     fl_release(z);
     return st;
@@ -32,7 +28,7 @@ static fl_status index_select_backward(fl_node *n, fl_tensor *g, fl_tensor **gra
   return FL_OK;
 }
 
-fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+fl_status fl_index_select_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_select: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("index_select", x, dim, 0, &d));
@@ -49,14 +45,14 @@ fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_
   FL_CHECK(fl_tensor_new(x->dtype, x->storage->device, x->ndim, shape, &r));
   if (fl_numel(r) || fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("index_select", x, &be));
-    if (!be->index_select) FL_CHECK(fl_unsupported("index_select", x));
-    FL_CHECK(call_status("index_select", be->index_select(r, x, d, ix)));
+    FL_CHECK(fl_dispatch("index_select", FL_OP_INDEX_SELECT, 0, 3, (const fl_tensor *const[]){r, x, ix}, &be));
+    FL_CHECK(fl_error_context(be->index_select(r, x, d, ix, base), "index_select"));
   }
   fl_node *n;
   FL_CHECK(fl_record("IndexSelectBackward", index_select_backward, 1, &x, r, &n));
   if (n) {
     n->iarg[0] = d;
+    n->iarg[1] = base;
     fl_node_save(n, ix);
   }
   *out = r;
@@ -66,7 +62,8 @@ done:
   return st;
 }
 
-fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
+fl_status fl_index_add_ex_(fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                           double alpha) {
   int d;
   FL_TRY(fl_check_inplace("index_add_", x, src));
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add_: cannot index a 0-dim tensor");
@@ -84,9 +81,8 @@ fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_te
   FL_CHECK(fl_cast(src, x->dtype, &cs));
   if (fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("index_add_", x, &be));
-    if (!be->index_add) FL_CHECK(fl_unsupported("index_add_", x));
-    FL_CHECK(call_status("index_add_", be->index_add(x, d, ix, cs, alpha)));
+    FL_CHECK(fl_dispatch("index_add_", FL_OP_INDEX_ADD, 0, 3, (const fl_tensor *const[]){x, cs, ix}, &be));
+    FL_CHECK(fl_error_context(be->index_add(x, d, ix, cs, alpha, base), "index_add_"));
   }
   fl_bump_version(x);
 done:
@@ -100,7 +96,7 @@ static fl_status index_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grads)
   FL_TRY(fl_node_saved(n, 0, &idx));
   if (n->in[0].node) grads[0] = fl_retain(g);
   if (!n->in[1].node) return FL_OK;
-  FL_TRY(fl_index_select(g, (int)n->iarg[0], idx, &rows));
+  FL_TRY(fl_index_select_ex(g, (int)n->iarg[0], idx, n->iarg[1], &rows));
   if (n->darg[0] == 1) {
     grads[1] = rows;
     return FL_OK;
@@ -110,8 +106,8 @@ static fl_status index_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grads)
   return st;
 }
 
-fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
-                       fl_tensor **out) {
+fl_status fl_index_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                          double alpha, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("index_add", x, dim, 0, &d));
@@ -120,7 +116,7 @@ fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const 
   FL_CHECK(as_index("index_add", x, idx, &ix));
   bool prev = fl_set_grad_enabled(false); /* the clone and the in-place add are recorded as one node below */
   st = fl_clone(x, &r);
-  if (st == FL_OK) st = fl_index_add_(r, d, ix, src, alpha);
+  if (st == FL_OK) st = fl_index_add_ex_(r, d, ix, base, src, alpha);
   fl_set_grad_enabled(prev);
   if (st != FL_OK) goto done;
   fl_node *n;
@@ -129,6 +125,7 @@ fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const 
   else n = NULL;
   if (n) {
     n->iarg[0] = d;
+    n->iarg[1] = base;
     n->darg[0] = alpha;
     fl_node_save(n, ix);
   }
@@ -157,12 +154,12 @@ static fl_status gather_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
   FL_TRY(fl_node_saved(n, 0, &idx));
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  fl_status st = fl_scatter_add(z, (int)n->iarg[0], idx, g, &grads[0]);
+  fl_status st = fl_scatter_add_ex(z, (int)n->iarg[0], idx, n->iarg[1], g, &grads[0]);
   fl_release(z);
   return st;
 }
 
-fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+fl_status fl_gather_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "gather: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("gather", x, dim, 0, &d));
@@ -173,14 +170,14 @@ fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor
   FL_CHECK(fl_tensor_new(x->dtype, x->storage->device, ix->ndim, ix->shape, &r));
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("gather", x, &be));
-    if (!be->gather) FL_CHECK(fl_unsupported("gather", x));
-    FL_CHECK(call_status("gather", be->gather(r, x, d, ix)));
+    FL_CHECK(fl_dispatch("gather", FL_OP_GATHER, 0, 3, (const fl_tensor *const[]){r, x, ix}, &be));
+    FL_CHECK(fl_error_context(be->gather(r, x, d, ix, base), "gather"));
   }
   fl_node *n;
   FL_CHECK(fl_record("GatherBackward", gather_backward, 1, &x, r, &n));
   if (n) {
     n->iarg[0] = d;
+    n->iarg[1] = base;
     fl_node_save(n, ix);
   }
   *out = r;
@@ -195,7 +192,7 @@ static fl_status scatter_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grad
   FL_TRY(fl_node_saved(n, 0, &idx));
   if (n->in[0].node) grads[0] = fl_retain(g);
   if (!n->in[1].node) return FL_OK;
-  fl_status st = fl_gather(g, (int)n->iarg[0], idx, &gs);
+  fl_status st = fl_gather_ex(g, (int)n->iarg[0], idx, n->iarg[1], &gs);
   fl_edge *e = &n->in[1];
   if (st == FL_OK && !(e->ndim == gs->ndim && !memcmp(e->shape, gs->shape, sizeof(int64_t) * e->ndim))) {
     /* src larger than the index: only its leading block received gradient */
@@ -218,7 +215,8 @@ static fl_status scatter_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grad
   return st;
 }
 
-fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out) {
+fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                            fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "scatter_add: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("scatter_add", x, dim, 0, &d));
@@ -234,15 +232,15 @@ fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, cons
   if (st != FL_OK) goto done;
   if (fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("scatter_add", x, &be));
-    if (!be->scatter_add) FL_CHECK(fl_unsupported("scatter_add", x));
-    FL_CHECK(call_status("scatter_add", be->scatter_add(r, d, ix, cs)));
+    FL_CHECK(fl_dispatch("scatter_add", FL_OP_SCATTER_ADD, 0, 3, (const fl_tensor *const[]){r, cs, ix}, &be));
+    FL_CHECK(fl_error_context(be->scatter_add(r, d, ix, cs, base), "scatter_add"));
   }
   fl_node *n;
   const fl_tensor *ins[2] = {x, cs};
   FL_CHECK(fl_record("ScatterAddBackward", scatter_add_backward, 2, ins, r, &n));
   if (n) {
     n->iarg[0] = d;
+    n->iarg[1] = base;
     fl_node_save(n, ix);
   }
   *out = r;
@@ -250,4 +248,22 @@ fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, cons
 done:
   fl_release(ix), fl_release(r), fl_release(cs);
   return st;
+}
+
+/* The 0-based public forms. */
+fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+  return fl_index_select_ex(x, dim, idx, 0, out);
+}
+fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
+  return fl_index_add_ex_(x, dim, idx, 0, src, alpha);
+}
+fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                       fl_tensor **out) {
+  return fl_index_add_ex(x, dim, idx, 0, src, alpha, out);
+}
+fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+  return fl_gather_ex(x, dim, idx, 0, out);
+}
+fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out) {
+  return fl_scatter_add_ex(x, dim, idx, 0, src, out);
 }
