@@ -62,12 +62,13 @@ static void gemm_batch(fl_dtype dt, fl_tensor *c, const fl_tensor *a, const fl_t
 /* c = beta * c + bias (bias NULL: just the scaling; beta == 0 does not read c). */
 static void scale_add_bias(fl_tensor *c, double beta, const fl_tensor *bias) {
   int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], es = (int64_t)fl_dtype_size(c->dtype);
+  int64_t eb = bias ? (int64_t)fl_dtype_size(bias->dtype) : 0;
   for (int64_t i = 0; i < B; i++)
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = 0; n < N; n++) {
         char *p = fl_data_ptr(c) + (i * c->stride[0] + m * c->stride[1] + n * c->stride[2]) * es;
         double v = beta == 0 ? 0 : beta * fl_ld(p, c->dtype);
-        if (bias) v += fl_ld(fl_data_ptr(bias) + n * bias->stride[0] * es, bias->dtype);
+        if (bias) v += fl_ld(fl_data_ptr(bias) + n * bias->stride[0] * eb, bias->dtype);
         fl_st(p, c->dtype, v);
       }
 }
