@@ -47,48 +47,49 @@ fl_status fl_fill_(fl_tensor *t, double value) {
 
 fl_status fl_zero_(fl_tensor *t) { return fl_fill_(t, 0); }
 
+/* t[i] = start + i * step, through the backend's arange entry. */
+static fl_status ramp(const char *op, fl_tensor *t, double start, double step) {
+  if (fl_numel(t) == 0) return FL_OK;
+  const fl_backend *be;
+  FL_TRY(fl_dispatch(op, FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be));
+  return fl_error_context(be->arange(t, start, step), op);
+}
+
 fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor **out) {
   if (step == 0 || isnan(step) || isnan(start) || isnan(stop))
     return fl_error(FL_EINVAL, "arange: step must be non-zero and bounds finite (start %g, stop %g, step %g)", start,
                     stop, step);
   double len = ceil((stop - start) / step);
   int64_t n = len > 0 ? (int64_t)len : 0;
-  fl_tensor *t;
-  FL_TRY(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  fl_tensor *t = NULL;
   fl_status st = FL_OK;
-  if (n) {
-    const fl_backend *be;
-    st = fl_dispatch("arange", FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be);
-    if (st == FL_OK) st = fl_error_context(be->arange(t, start, step), "arange");
-  }
-  if (st != FL_OK) {
-    fl_release(t);
-    return st;
-  }
-  return finish(t, o, out);
+  FL_CHECK(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  FL_CHECK(ramp("arange", t, start, step));
+  st = finish(t, o, out);
+  t = NULL; /* finish took it */
+done:
+  fl_release(t);
+  return st;
 }
 
 fl_status fl_linspace(double a, double b, int64_t n, fl_opts o, fl_tensor **out) {
   if (n < 0) return fl_error(FL_EINVAL, "linspace: number of points must be >= 0, got %lld", (long long)n);
-  fl_tensor *t;
-  FL_TRY(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  fl_tensor *t = NULL, *last = NULL;
   fl_status st = FL_OK;
-  if (n) {
-    const fl_backend *be;
-    st = fl_dispatch("linspace", FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be);
-    if (st == FL_OK) st = fl_error_context(be->arange(t, a, n > 1 ? (b - a) / (double)(n - 1) : 0), "linspace");
-  }
-  if (st == FL_OK && n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
+  FL_CHECK(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  FL_CHECK(ramp("linspace", t, a, n > 1 ? (b - a) / (double)(n - 1) : 0));
+  if (n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
     int64_t one = 1;
-    fl_tensor *last = fl_alias(t, 1, &one, NULL, n - 1);
-    st = last ? fl_fill_(last, b) : fl_error(FL_ENOMEM, "linspace: out of host memory");
-    fl_release(last);
+    last = fl_alias(t, 1, &one, NULL, n - 1);
+    if (!last) FL_CHECK(fl_error(FL_ENOMEM, "linspace: out of host memory"));
+    FL_CHECK(fl_fill_(last, b));
   }
-  if (st != FL_OK) {
-    fl_release(t);
-    return st;
-  }
-  return finish(t, o, out);
+  st = finish(t, o, out);
+  t = NULL; /* finish took it */
+done:
+  fl_release(last);
+  fl_release(t);
+  return st;
 }
 
 fl_status fl_eye(int64_t n, int64_t m, fl_opts o, fl_tensor **out) {
