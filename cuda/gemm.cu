@@ -148,6 +148,14 @@ struct lt_call {
     if (lt_s_ != CUBLAS_STATUS_SUCCESS) return fc_blas_error(lt_s_, #call); \
   } while (0)
 
+/* The largest power of two (at most 256) that divides the address. */
+uint32_t alignment_of(const void *ptr) {
+  uintptr_t v = (uintptr_t)ptr;
+  uint32_t al = 1;
+  while (al < 256 && v % (al * 2) == 0) al *= 2;
+  return al;
+}
+
 /* A stored matrix of `rows` x `cols` (column-major, ld) in `batch` strided copies. */
 fl_status lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t rows, int64_t cols, int64_t ld,
                     int64_t batch, int64_t bstride) {
@@ -184,6 +192,15 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
   FL_TRY(lt_layout(&c.c, g.dt, p.N, p.M, p.ldc, p.batch, p.cstride));
   LT(cublasLtMatmulPreferenceCreate(&c.pref));
   LT(cublasLtMatmulPreferenceSetAttribute(c.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size, sizeof ws_size));
+  /* Lt assumes 256-byte aligned operands unless told: views (narrow, select) are not */
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  const void *ptrs[4] = {p.A.ptr, p.B.ptr, p.C, p.C};
+  for (int k = 0; k < 4; k++) {
+    uint32_t al = alignment_of(ptrs[k]);
+    LT(cublasLtMatmulPreferenceSetAttribute(c.pref, align_attr[k], &al, sizeof al));
+  }
   cublasLtMatmulHeuristicResult_t res;
   int found = 0;
   cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, c.op, c.a, c.b, c.c, c.c, c.pref, 1, &res, &found);
@@ -224,7 +241,8 @@ fl_status float_gemm(fc_context *ctx, fl_tensor *c, const fl_tensor *a, const fl
   bool broadcast = p.batch > 1 && (p.A.bstride == 0 || p.B.bstride == 0);
   bool ran = false;
   const void *bias = g->bias ? fc_base(g->bias) : nullptr;
-  if (!broadcast && (!g->bias || g->bias->stride[0] == 1)) FL_TRY(lt_gemm(ctx, p, t, s, bias, &ran));
+  bool bias_ok = !g->bias || (g->bias->stride[0] == 1 && alignment_of(bias) >= 16); /* the epilogue reads it vectorised */
+  if (!broadcast && bias_ok) FL_TRY(lt_gemm(ctx, p, t, s, bias, &ran));
   if (ran) return FL_OK;
   FL_TRY(strided_gemm(ctx, p, t, s));
   return g->bias ? add_bias(c, g->bias) : FL_OK;
