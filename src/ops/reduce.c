@@ -200,25 +200,27 @@ static fl_status dim_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool 
   int d;
   FL_TRY(fl_norm_dim(red_names[op], x, dim, 0, &d));
   uint32_t mask = x->ndim ? 1u << d : 0;
-  fl_tensor *v, *i;
-  FL_TRY(reduce(op, x, mask, keep, 0, base, &v, &i));
+  fl_tensor *v = NULL, *i = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(reduce(op, x, mask, keep, 0, base, &v, &i));
   fl_node *n = NULL;
-  fl_status st = fl_dtype_is_float(x->dtype) ? fl_record(op == FL_RMAX ? "MaxBackward" : "MinBackward",
-                                                         dim_extreme_backward, 1, &x, v, &n) : FL_OK;
+  if (fl_dtype_is_float(x->dtype))
+    FL_CHECK(fl_record(op == FL_RMAX ? "MaxBackward" : "MinBackward", dim_extreme_backward, 1, &x, v, &n));
   if (n) {
     n->iarg[0] = d;
     n->iarg[1] = keep;
     n->iarg[2] = base;
     fl_node_save(n, i);
   }
-  if (st != FL_OK) {
-    fl_release(v), fl_release(i);
-    return st;
-  }
   *values = v;
-  if (indices) *indices = i;
-  else fl_release(i);
-  return FL_OK;
+  v = NULL;
+  if (indices) {
+    *indices = i;
+    i = NULL;
+  }
+done:
+  fl_release(v), fl_release(i);
+  return st;
 }
 
 fl_status fl_max_dim_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **values,
