@@ -172,8 +172,13 @@ const char *fl_binary_name(fl_binary_op op);
 fl_status fl_unary(fl_unary_op op, const fl_tensor *x, fl_tensor **out);
 fl_status fl_clamp(const fl_tensor *x, double lo, double hi, fl_tensor **out); /* NaN: no bound */
 fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
-/* Tensor op number; reversed=true computes number op tensor. */
+/* Tensor op number; reversed=true computes number op tensor. The number is passed
+ * to the kernel by value and does not widen the tensor's dtype, except that a
+ * fraction makes an integer tensor's result f32. */
 fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out);
+/* The same with s taken as a floating-point number even when it is integral
+ * (a Lua float such as 2.0): an integer tensor's result is then f32. */
+fl_status fl_binary_scalar_float(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out);
 fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out);
 fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
 fl_status fl_lerp(const fl_tensor *a, const fl_tensor *b, const fl_tensor *w, fl_tensor **out);

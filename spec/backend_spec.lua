@@ -35,6 +35,8 @@ describe("scalars by value", function()
     assert.are.equal("i32", (i * 2).dtype)
     H.close(i * 2, {2, 4, 6})
     assert.are.equal("f32", (i * 2.5).dtype)
+    assert.are.equal("f32", (i * 2.0).dtype) -- a Lua float, even integral, as a Python float in torch
+    H.close(2.0 - i, {1, 0, -1})
     H.close(i * 2.5, {2.5, 5, 7.5})
     H.close(i:lt(2.5), {true, true, false})
     H.close(i:lt(2), {true, false, false})

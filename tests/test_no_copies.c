@@ -37,6 +37,10 @@ int main(void) {
   check(fl_binary_scalar(FL_LT, i, 2.5, true, &r) == FL_OK && allocs() - n0 == 1, "2.5 < i32 allocates only its result");
   fl_release(r);
   n0 = allocs();
+  check(fl_binary_scalar_float(FL_MUL, i, 2.0, false, &r) == FL_OK && fl_dtype_of(r) == FL_F32 && allocs() - n0 == 1,
+        "i32 * 2.0 (a float number) allocates only its f32 result (no cast copy)");
+  fl_release(r);
+  n0 = allocs();
   check(fl_binary(FL_ADD, h, x, &r) == FL_OK && fl_dtype_of(r) == FL_F32 && allocs() - n0 == 1,
         "bf16 + f32 allocates only its f32 result (no cast copy)");
   fl_release(r);

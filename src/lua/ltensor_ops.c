@@ -63,13 +63,7 @@ static fl_status scalar_op(lua_State *L, fl_binary_op op, fl_tensor *t, int idx,
   if (lua_type(L, idx) != LUA_TNUMBER) /* named here: operators reach us as metamethods, which Lua leaves unnamed */
     luaL_error(L, "%s: expected a tensor or a number, got %s", fl_binary_name(op), luaL_typename(L, idx));
   double s = lua_tonumber(L, idx);
-  if (lua_isinteger(L, idx) || fl_dtype_is_float(fl_dtype_of(t)) || op == FL_AND || op == FL_OR)
-    return fl_binary_scalar(op, t, s, reversed, out);
-  fl_tensor *f = NULL;
-  fl_status st = fl_cast(t, FL_F32, &f);
-  if (st == FL_OK) st = fl_binary_scalar(op, f, s, reversed, out);
-  fl_release(f);
-  return st;
+  return (lua_isinteger(L, idx) ? fl_binary_scalar : fl_binary_scalar_float)(op, t, s, reversed, out);
 }
 
 static int binary(lua_State *L, fl_binary_op op) {

@@ -307,10 +307,10 @@ done:
 }
 
 /* The dtype a Lua/C number takes next to tensor t (numbers do not widen tensors). */
-static fl_dtype scalar_dtype(fl_binary_op op, const fl_tensor *t, double s) {
+static fl_dtype scalar_dtype(fl_binary_op op, const fl_tensor *t, double s, bool is_float) {
   if (op == FL_AND || op == FL_OR) return FL_BOOL;
   if (fl_dtype_is_float(t->dtype)) return t->dtype;
-  if (s != floor(s) || isinf(s) || isnan(s)) return FL_F32;
+  if (is_float || s != floor(s) || isinf(s) || isnan(s)) return FL_F32;
   return t->dtype == FL_BOOL ? FL_I64 : t->dtype;
 }
 
@@ -319,10 +319,11 @@ static bool saves_input(fl_binary_op op, bool reversed) {
 }
 
 /* The scalar goes to the kernel by value: no 0-dim tensor, one launch. */
-fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+static fl_status binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool is_float, bool reversed,
+                               fl_tensor **out) {
   if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
   const char *name = fl_binary_name(op);
-  fl_dtype ct = compute_dtype(op, a->dtype, scalar_dtype(op, a, s));
+  fl_dtype ct = compute_dtype(op, a->dtype, scalar_dtype(op, a, s, is_float));
   fl_tensor *r = NULL;
   fl_status st = FL_OK;
   FL_CHECK(fl_tensor_new(is_predicate(op) ? FL_BOOL : ct, a->storage->device, a->ndim, a->shape, &r));
@@ -347,6 +348,13 @@ fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool r
 done:
   fl_release(r);
   return st;
+}
+
+fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+  return binary_scalar(op, a, s, false, reversed, out);
+}
+fl_status fl_binary_scalar_float(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+  return binary_scalar(op, a, s, true, reversed, out);
 }
 
 fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out) {
@@ -496,7 +504,7 @@ fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s) {
   char name[32];
   snprintf(name, sizeof name, "%s_", fl_binary_name(op));
   FL_TRY(fl_check_inplace(name, dst, NULL));
-  fl_dtype ct = compute_dtype(op, dst->dtype, scalar_dtype(op, dst, s));
+  fl_dtype ct = compute_dtype(op, dst->dtype, scalar_dtype(op, dst, s, false));
   if (!is_predicate(op) && ct == dst->dtype) {
     if (fl_numel(dst)) {
       const fl_backend *be;
