@@ -142,10 +142,11 @@ struct lt_call {
   }
 };
 
-#define LT(call)                                          \
-  do {                                                    \
-    cublasStatus_t lt_s_ = (call);                        \
-    if (lt_s_ != CUBLAS_STATUS_SUCCESS) return fc_blas_error(lt_s_, #call); \
+/* Returns a failed cuBLASLt status from a setup step (the caller falls back). */
+#define LT(call)                                 \
+  do {                                           \
+    cublasStatus_t lt_s_ = (call);               \
+    if (lt_s_ != CUBLAS_STATUS_SUCCESS) return lt_s_; \
   } while (0)
 
 /* The largest power of two (at most 256) that divides the address. */
@@ -157,27 +158,20 @@ uint32_t alignment_of(const void *ptr) {
 }
 
 /* A stored matrix of `rows` x `cols` (column-major, ld) in `batch` strided copies. */
-fl_status lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t rows, int64_t cols, int64_t ld,
-                    int64_t batch, int64_t bstride) {
+cublasStatus_t lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t rows, int64_t cols, int64_t ld,
+                         int64_t batch, int64_t bstride) {
   LT(cublasLtMatrixLayoutCreate(l, dt, (uint64_t)rows, (uint64_t)cols, ld));
   if (batch > 1) {
     int32_t count = (int32_t)batch;
     LT(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
     LT(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &bstride, sizeof bstride));
   }
-  return FL_OK;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
-/* The GEMM through cuBLASLt with the bias epilogue; *ran false when Lt has no
- * algorithm for the case (the caller then falls back). */
-fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const scalars &s, const void *bias,
-                  bool *ran) {
-  *ran = false;
-  void *handle, *ws;
-  size_t ws_size;
-  FL_TRY(fc_blas_lt(ctx, &handle, &ws, &ws_size));
-  cublasLtHandle_t lt = (cublasLtHandle_t)handle;
-  lt_call c;
+/* The descriptors of the call and the heuristic's algorithm; *found 0 when Lt has none. */
+cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &g, const void *bias, size_t ws_size,
+                       lt_call &c, cublasLtMatmulHeuristicResult_t *res, int *found) {
   LT(cublasLtMatmulDescCreate(&c.op, g.compute, g.scale));
   LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op, sizeof p.A.op));
   LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSB, &p.B.op, sizeof p.B.op));
@@ -187,9 +181,9 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
     LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   }
   bool an = p.A.op == CUBLAS_OP_N, bn = p.B.op == CUBLAS_OP_N;
-  FL_TRY(lt_layout(&c.a, g.dt, an ? p.N : p.K, an ? p.K : p.N, p.A.ld, p.batch, p.A.bstride));
-  FL_TRY(lt_layout(&c.b, g.dt, bn ? p.K : p.M, bn ? p.M : p.K, p.B.ld, p.batch, p.B.bstride));
-  FL_TRY(lt_layout(&c.c, g.dt, p.N, p.M, p.ldc, p.batch, p.cstride));
+  LT(lt_layout(&c.a, g.dt, an ? p.N : p.K, an ? p.K : p.N, p.A.ld, p.batch, p.A.bstride));
+  LT(lt_layout(&c.b, g.dt, bn ? p.K : p.M, bn ? p.M : p.K, p.B.ld, p.batch, p.B.bstride));
+  LT(lt_layout(&c.c, g.dt, p.N, p.M, p.ldc, p.batch, p.cstride));
   LT(cublasLtMatmulPreferenceCreate(&c.pref));
   LT(cublasLtMatmulPreferenceSetAttribute(c.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size, sizeof ws_size));
   /* Lt assumes 256-byte aligned operands unless told: views (narrow, select) are not */
@@ -201,17 +195,34 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
     uint32_t al = alignment_of(ptrs[k]);
     LT(cublasLtMatmulPreferenceSetAttribute(c.pref, align_attr[k], &al, sizeof al));
   }
+  return cublasLtMatmulAlgoGetHeuristic(lt, c.op, c.a, c.b, c.c, c.c, c.pref, 1, res, found);
+}
+#undef LT
+
+/* The GEMM through cuBLASLt with the bias epilogue. *ran is false where Lt
+ * declines (any setup step fails, no algorithm, or the launch says not
+ * supported): the caller then runs the strided-batched fallback. */
+fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const scalars &s, const void *bias,
+                  bool *ran) {
+  *ran = false;
+  void *handle, *ws;
+  size_t ws_size;
+  FL_TRY(fc_blas_lt(ctx, &handle, &ws, &ws_size));
+  cublasLtHandle_t lt = (cublasLtHandle_t)handle;
+  lt_call c;
   cublasLtMatmulHeuristicResult_t res;
   int found = 0;
-  cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, c.op, c.a, c.b, c.c, c.c, c.pref, 1, &res, &found);
-  if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) return FL_OK;
-  if (hs != CUBLAS_STATUS_SUCCESS) return fc_blas_error(hs, "cublasLtMatmulAlgoGetHeuristic (gemm)");
-  LT(cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c, &res.algo, ws, ws_size,
-                    ctx->stream));
+  if (lt_plan(lt, p, g, bias, ws_size, c, &res, &found) != CUBLAS_STATUS_SUCCESS || found == 0) {
+    (void)cudaGetLastError();
+    return FL_OK;
+  }
+  cublasStatus_t st = cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
+                                     &res.algo, ws, ws_size, ctx->stream);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return FL_OK;
+  if (st != CUBLAS_STATUS_SUCCESS) return fc_blas_error(st, "cublasLtMatmul (gemm)");
   *ran = true;
   return FL_OK;
 }
-#undef LT
 
 /* c += bias on every row: one elementwise launch (the fallback's epilogue). */
 fl_status add_bias(fl_tensor *c, const fl_tensor *bias) {
