@@ -4,10 +4,6 @@
 #include "internal.h"
 #include <string.h>
 
-static bool allow_tf32;
-void fl_set_allow_tf32(bool on) { allow_tf32 = on; }
-bool fl_get_allow_tf32(void) { return allow_tf32; }
-
 /* Fills hdr with a [B, R, C] view of t broadcast to the batch dims, if the
  * batch dims can be walked with one stride (stride 0 for a broadcast batch).
  * hdr is a stack header for the kernel call: no allocation on the hot path. */
@@ -59,19 +55,26 @@ done:
 static fl_status gemm_nd(const char *name, const fl_tensor *a, bool ta, const fl_tensor *b, bool tb,
                          const fl_tensor *bias, fl_tensor **out);
 
+typedef struct {
+  bool trans_a, trans_b;
+} gemm_ctx;
+
 /* The gradients of op(A) @ op(B) (+ bias) are GEMMs with transpose flags, no copies:
  * dA = g op(B)^T (stored transposed when ta: op(B) g^T), dB = op(A)^T g (g^T op(A)
  * when tb); the bias gradient is g, which the engine sums to [n]. */
-static fl_status matmul_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  bool ta = n->iarg[0] != 0, tb = n->iarg[1] != 0;
-  fl_tensor *a, *b;
-  FL_TRY(fl_node_saved(n, 0, &a));
-  FL_TRY(fl_node_saved(n, 1, &b));
+static fl_status matmul_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const gemm_ctx *c = n->ctx;
+  bool ta = c->trans_a, tb = c->trans_b;
+  fl_tensor *g = gout[0], *a, *b;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &a));
+  FL_CHECK(fl_node_saved(n, 1, &b));
   const char *nm = "matmul";
-  if (n->in[0].node) FL_TRY(ta ? gemm_nd(nm, b, tb, g, true, NULL, &grads[0]) : gemm_nd(nm, g, false, b, !tb, NULL, &grads[0]));
-  if (n->in[1].node) FL_TRY(tb ? gemm_nd(nm, g, true, a, ta, NULL, &grads[1]) : gemm_nd(nm, a, !ta, g, false, NULL, &grads[1]));
-  if (n->n_in > 2 && n->in[2].node) grads[2] = fl_retain(g);
-  return FL_OK;
+  if (n->in[0].node) FL_CHECK(ta ? gemm_nd(nm, b, tb, g, true, NULL, &gin[0]) : gemm_nd(nm, g, false, b, !tb, NULL, &gin[0]));
+  if (n->in[1].node) FL_CHECK(tb ? gemm_nd(nm, g, true, a, ta, NULL, &gin[1]) : gemm_nd(nm, a, !ta, g, false, NULL, &gin[1]));
+  if (n->n_in > 2 && n->in[2].node) gin[2] = fl_retain(g);
+done:
+  return st;
 }
 
 /* out = op(a) @ op(b) (+ bias) over broadcast batch dims. a, b have >= 2 dims
@@ -112,10 +115,11 @@ static fl_status gemm_nd(const char *name, const fl_tensor *a, bool ta, const fl
   const fl_tensor *ins[3] = {a, b, bias};
   FL_CHECK(fl_record(bias ? "LinearBackward" : "MatmulBackward", matmul_backward, bias ? 3 : 2, ins, r, &n));
   if (n) {
-    n->iarg[0] = ta;
-    n->iarg[1] = tb;
-    fl_node_save(n, a);
-    fl_node_save(n, b);
+    gemm_ctx *c;
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+    c->trans_a = ta, c->trans_b = tb;
+    FL_CHECK(fl_node_save(n, a));
+    FL_CHECK(fl_node_save(n, b));
   }
   *out = r;
   r = NULL;
