@@ -193,9 +193,9 @@ fl_status fc_sync_and_check(fc_context *ctx) {
   for (int i = 0; i < FC_KERR_KINDS; i++)
     if (bits & (1ULL << i)) k += snprintf(ops + k, sizeof ops - k, "%s%s", k ? ", " : "", kerr_names[i]);
   return fl_error(FL_EINDEX,
-                  "%s: index %lld out of range for dim of size %lld (as stored; detected by a kernel on cuda:%d, "
+                  "%s: index %lld out of range for a dim of size %lld (detected by a kernel on cuda:%d, "
                   "reported at this synchronising call: the result of that op is invalid)",
-                  ops, bad, size, ctx->device);
+                  ops, (long long)fl_mdim(bad), size, ctx->device); /* bad is 0-based: the kernels report position - base */
 }
 
 /* cuBLASLt shares the cuBLAS handle's workspace: both run on the context's one

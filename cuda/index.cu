@@ -8,7 +8,8 @@
  * gather/scatter_add, so two kernels serve all four.
  *
  * Indices are stored as base + position (base 1 from Lua); the kernels
- * subtract the base, and a bad index is reported as stored.
+ * subtract the base, and a bad index is reported as its 0-based position,
+ * which the message then counts from the message base.
  *
  * A bad index never causes an out-of-bounds access: the kernel ORs its op's
  * bit into the context's sticky error word and skips the element (reads give
@@ -34,7 +35,7 @@ struct idx_args {
   double alpha;
 };
 
-/* The 0-based position the index at off names (out of range: reported as stored). */
+/* The 0-based position the index at off names. */
 __device__ __forceinline__ int64_t load_index(const idx_args &p, int64_t off) {
   int64_t v = p.idx32 ? (int64_t)((const int32_t *)p.idx)[off] : ((const int64_t *)p.idx)[off];
   return v - p.base;
@@ -49,7 +50,7 @@ __global__ void __launch_bounds__(FC_THREADS) gather_kernel(idx_args p) {
     int64_t v = load_index(p, off[2]);
     T r = 0;
     if (v >= 0 && v < p.dim_size) r = ((const T *)p.b)[off[1] + v * p.dim_stride];
-    else fc_kerr_report(p.err, p.errbit, v + p.base, p.dim_size);
+    else fc_kerr_report(p.err, p.errbit, v, p.dim_size);
     ((T *)p.a)[off[0]] = r;
   }
 }
@@ -97,7 +98,7 @@ __global__ void __launch_bounds__(FC_THREADS) scatter_add_kernel(idx_args p) {
     p.it.offsets(i, off);
     int64_t v = load_index(p, off[2]);
     if (v < 0 || v >= p.dim_size) {
-      fc_kerr_report(p.err, p.errbit, v + p.base, p.dim_size);
+      fc_kerr_report(p.err, p.errbit, v, p.dim_size);
       continue;
     }
     C s = fc_num<T>::load(((const T *)p.b)[off[1]]);

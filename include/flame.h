@@ -46,6 +46,9 @@ fl_status fl_error(fl_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* How messages number dims and indices: 0 (the default, as the C API counts)
+ * or 1 (as Lua counts; luaopen_flame sets it). Process-wide. */
+void fl_set_message_base(int base); /* 0 (default) or 1: how messages number dims and indices */
 
 /* ---- dtypes and devices ---- */
 const char *fl_dtype_name(fl_dtype dt);
@@ -237,7 +240,8 @@ fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor
 fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out);
 /* The same with indices stored as base + i (base 1 for 1-based callers such as
  * Lua): the kernels subtract the base, so no pass over the index is made.
- * Out-of-range messages quote indices as stored. */
+ * Out-of-range messages count positions from the message base (fl_set_message_base):
+ * with both bases 1 they quote the index as stored. */
 fl_status fl_index_select_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out);
 fl_status fl_index_add_ex_(fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
                            double alpha);

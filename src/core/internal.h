@@ -52,6 +52,13 @@ fl_status fl_error_context(fl_status s, const char *op);
     if (st != FL_OK) goto done; \
   } while (0)
 
+/* Dims and indices in messages are counted from fl_set_message_base's base,
+ * so that a Lua user reads the numbers they wrote. */
+int64_t fl_mdim(int64_t d); /* d + the message base, for dims and indices printed in messages */
+/* The same for a dim or index that may count from the end (-1 the last):
+ * negative ones print as given, since they mean the same at either base. */
+int64_t fl_mwrap(int64_t d);
+
 /* A short description "f32[2, 3] on cuda:0" for messages. */
 typedef struct { char s[160]; } fl_desc;
 fl_desc fl_describe(const fl_tensor *t);
@@ -165,7 +172,7 @@ typedef struct fl_backend {
   fl_status (*softmax)(fl_tensor *out, const fl_tensor *x, int dim, bool log);
   fl_status (*gemm)(const fl_gemm *g);
   /* Index tensors are i64 or i32 (any strides) holding indices in [base, base + size);
-   * an index outside is FL_EINDEX quoting it as stored, before any write on the CPU,
+   * an index outside is FL_EINDEX (position counted from the message base), before any write on the CPU,
    * at the next synchronising call on CUDA. idx of index_select/index_add is 1-D. */
   fl_status (*index_select)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* x[.., idx[i], ..] += alpha * src[.., i, ..] along dim */

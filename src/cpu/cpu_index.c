@@ -10,13 +10,16 @@ static int64_t stored_at(const fl_tensor *idx, int64_t i) {
   return fl_ldi(p, idx->dtype);
 }
 
-/* Every index in [base, base + size), checked before any write; the message quotes it as stored. */
-static fl_status check_indices(const char *op, const fl_tensor *idx, int64_t size, int64_t base) {
+/* Every index in [base, base + size), checked before any write. The message
+ * counts the index and the dim from the message base: from Lua (index base 1,
+ * message base 1) the index reads as the user stored it. */
+static fl_status check_indices(const char *op, const fl_tensor *idx, int dim, int64_t size, int64_t base) {
   int64_t n = fl_numel(idx);
   for (int64_t i = 0; i < n; i++) {
     int64_t v = stored_at(idx, i);
     if (v < base || v - base >= size)
-      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim of size %lld", op, (long long)v, (long long)size);
+      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %lld of size %lld", op, (long long)fl_mdim(v - base),
+                      (long long)fl_mdim(dim), (long long)size);
   }
   return FL_OK;
 }
@@ -32,7 +35,7 @@ static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
 }
 
 fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  FL_TRY(check_indices("index_select", idx, x->shape[dim], base));
+  FL_TRY(check_indices("index_select", idx, dim, x->shape[dim], base));
   for (int64_t j = 0; j < fl_numel(idx); j++) {
     fl_tensor d = slice(out, dim, j), s = slice(x, dim, idx_at(idx, j));
     FL_TRY(fl_cpu_copy(&d, &s));
@@ -49,7 +52,7 @@ static void axpy_loop(void *vc, int64_t n, char **p, const int64_t *s) {
 
 fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
                            int64_t base) {
-  FL_TRY(check_indices("index_add_", idx, x->shape[dim], base));
+  FL_TRY(check_indices("index_add_", idx, dim, x->shape[dim], base));
   double c[3] = {alpha, x->dtype, src->dtype};
   for (int64_t j = 0; j < fl_numel(idx); j++) {
     fl_tensor d = slice(x, dim, idx_at(idx, j)), s = slice(src, dim, j);
@@ -71,7 +74,7 @@ static int64_t offset_with(const fl_tensor *shape_of, const fl_tensor *t, int64_
 }
 
 fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  FL_TRY(check_indices("gather", idx, x->shape[dim], base));
+  FL_TRY(check_indices("gather", idx, dim, x->shape[dim], base));
   size_t es = fl_dtype_size(x->dtype);
   int64_t n = fl_numel(idx);
   for (int64_t p = 0; p < n; p++) {
@@ -83,7 +86,7 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
 }
 
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
-  FL_TRY(check_indices("scatter_add", idx, out->shape[dim], base));
+  FL_TRY(check_indices("scatter_add", idx, dim, out->shape[dim], base));
   size_t eo = fl_dtype_size(out->dtype), esrc = fl_dtype_size(src->dtype);
   int64_t n = fl_numel(idx);
   for (int64_t p = 0; p < n; p++) {
