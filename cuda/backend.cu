@@ -73,32 +73,27 @@ fl_status cuda_empty_cache(fl_device dev) {
   return fc_empty_cache(ctx);
 }
 
-/* The BACKEND_V2 index-base signatures over kernels that take 0-based indices
- * (until the CUDA kernels subtract the base themselves): base 0 only. */
-fl_status no_base(const char *op, int64_t base) {
-  return fl_error(FL_EUNSUPPORTED, "%s: an index base of %lld is not implemented on cuda", op, (long long)base);
-}
-fl_status reduce_v2(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param,
-                    int64_t base) {
-  return base ? no_base("reduce", base) : fc::reduce_forward(op, out, idx, x, mask, param);
-}
-fl_status index_select_v2(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  return base ? no_base("index_select", base) : fc::index_select_forward(out, x, dim, idx);
-}
-fl_status index_add_v2(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha, int64_t base) {
-  return base ? no_base("index_add_", base) : fc::index_add_forward(x, dim, idx, src, alpha);
-}
-fl_status gather_v2(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
-  return base ? no_base("gather", base) : fc::gather_forward(out, x, dim, idx);
-}
-fl_status scatter_add_v2(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
-  return base ? no_base("scatter_add", base) : fc::scatter_add_forward(out, dim, idx, src);
+/* The query the core asks before dispatching (fl_dispatch): no where a kernel
+ * family is only instantiated for some dtypes, so the user sees "not
+ * implemented on cuda:0 for i32" up front instead of a failure inside. */
+bool supports_query(const fl_op_query *q) {
+  const fl_tensor *in = q->n > 1 && q->ts[1] ? q->ts[1] : q->ts[0];
+  bool is_float = fl_dtype_is_float(in->dtype);
+  switch (q->kind) {
+    case FL_OP_SOFTMAX: return is_float;                                 /* softmax.cu: FC_M_FLOAT */
+    case FL_OP_REDUCE: return q->sub != FL_RVAR || is_float;              /* reduce.cu: var is float-only */
+    case FL_OP_GEMM: return in->dtype != FL_BOOL;                         /* gemm.cu: floats and i32/i64 */
+    case FL_OP_UNARY: /* a converted input is only computed in a float dtype */
+      return q->sub == FL_LOGICAL_NOT || q->ts[0]->dtype == in->dtype || fl_dtype_is_float(q->ts[0]->dtype);
+    default: return true;
+  }
 }
 
 fl_backend make_table() {
   fl_backend b;
   memset(&b, 0, sizeof b);
   b.name = "cuda";
+  b.supports = supports_query;
   b.available = cuda_available;
   b.device_count = cuda_device_count;
   b.alloc = cuda_alloc;
@@ -114,15 +109,16 @@ fl_backend make_table() {
   b.random = fc::random_forward;
   b.unary = fc::unary_forward;
   b.binary = fc::binary_forward;
+  b.binary_scalar = fc::binary_scalar_forward;
   b.where = fc::where_forward;
-  b.reduce = reduce_v2;
+  b.reduce = fc::reduce_forward;
   b.cumsum = fc::cumsum_forward;
   b.softmax = fc::softmax_forward;
-  b.matmul = fc::matmul_forward;
-  b.index_select = index_select_v2;
-  b.index_add = index_add_v2;
-  b.gather = gather_v2;
-  b.scatter_add = scatter_add_v2;
+  b.gemm = fc::gemm_forward;
+  b.index_select = fc::index_select_forward;
+  b.index_add = fc::index_add_forward;
+  b.gather = fc::gather_forward;
+  b.scatter_add = fc::scatter_add_forward;
   return b;
 }
 

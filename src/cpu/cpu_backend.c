@@ -12,11 +12,11 @@ fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, con
 fl_status fl_cpu_binary_scalar(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
                                fl_dtype compute);
 fl_status fl_cpu_where(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
-fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
-                        double param, int64_t base);
+fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param,
+                        int64_t base);
 fl_status fl_cpu_cumsum(fl_tensor *out, const fl_tensor *x, int dim);
 fl_status fl_cpu_softmax(fl_tensor *out, const fl_tensor *x, int dim, bool log);
-fl_status fl_cpu_matmul(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status fl_cpu_gemm(const fl_gemm *g);
 fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
 fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
                            int64_t base);
@@ -125,7 +125,7 @@ static const fl_backend cpu_backend = {
     .reduce = fl_cpu_reduce,
     .cumsum = fl_cpu_cumsum,
     .softmax = fl_cpu_softmax,
-    .matmul = fl_cpu_matmul,
+    .gemm = fl_cpu_gemm,
     .index_select = fl_cpu_index_select,
     .index_add = fl_cpu_index_add,
     .gather = fl_cpu_gather,

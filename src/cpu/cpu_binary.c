@@ -1,5 +1,5 @@
 /* CPU binary ops, tensor-tensor and tensor-scalar, and where. An op computes
- * in a compute dtype (binary_compute); each operand is converted on load from
+ * in a compute dtype (fl_binary_compute); each operand is converted on load from
  * its own dtype as a cast to it would convert, into the compute type (f32 for
  * f16/bf16/f32, f64, i64), so mixed dtypes need no cast copy; a scalar is
  * rounded once to the compute dtype and read with stride 0. f32 runs typed loops (unit stride or broadcast operands);
@@ -109,17 +109,8 @@ static fl_status run_binary(bin_ctx *c, int n, const fl_tensor *const *ts) {
   return FL_OK;
 }
 
-/* The dtype a binary op computes in: comparisons in the operands' promoted
- * dtype, logic in bool, everything else in out's dtype. (The rule of the
- * BACKEND_V2 contract, fl_binary_compute, which both backends apply.) */
-static fl_dtype binary_compute(fl_binary_op op, const fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  if (op == FL_AND || op == FL_OR) return FL_BOOL;
-  if (op >= FL_EQ && op <= FL_GE) return fl_promote(a->dtype, b->dtype);
-  return out->dtype;
-}
-
 fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  fl_dtype ct = binary_compute(op, out, a, b);
+  fl_dtype ct = fl_binary_compute(op, out, a, b); /* the rule both backends apply */
   bin_ctx c = {.op = op, .ck = fl_ckind_of(ct), .ct = ct, .out = out->dtype, .a = a->dtype, .b = b->dtype};
   const fl_tensor *ts[3] = {out, a, b};
   return run_binary(&c, 3, ts);
