@@ -4,6 +4,7 @@
 # sizes in the same run, at 1 thread and at all threads. Ratios are the other
 # library's time over flame's (> 1: flame is faster).
 # Usage: bench/cpu_numpy.sh [threads...]   (default: 1 and nproc)
+# Needs python3-numpy and python3-torch: FLAME_BENCH_DEPS=1 scripts/setup installs them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${FLAME_BUILD:-$here/build}
