@@ -158,6 +158,15 @@ fl_status fl_record(const char *name, fl_backward_fn bw, int n, const fl_tensor 
 }
 
 fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *src) {
+  bool overlaps = false; /* a 0 stride over several elements: one write per element would race (as in PyTorch) */
+  for (int i = 0; i < t->ndim; i++) overlaps |= t->stride[i] == 0 && t->shape[i] > 1;
+  if (overlaps && fl_numel(t) > 0) {
+    fl_desc d = fl_describe(t);
+    return fl_error(FL_EINVAL,
+                    "%s: cannot write in place to %s: it is an expanded view, so several of its elements share one "
+                    "memory location (clone it first)",
+                    op, d.s);
+  }
   if (grad_disabled) return FL_OK;
   if (t->requires_grad) {
     fl_desc d = fl_describe(t);
@@ -211,6 +220,12 @@ fl_status fl_set_grad(fl_tensor *t, fl_tensor *g) {
       fl_desc a = fl_describe(g), b = fl_describe(t);
       return fl_error(FL_EINVAL, "grad: assigned gradient %s does not match the tensor %s", a.s, b.s);
     }
+    /* .grad links are the only tensor-to-tensor references: refuse one that closes a cycle, which would leak */
+    for (const fl_tensor *c = g; c; c = c->grad)
+      if (c == t) {
+        fl_desc b = fl_describe(t);
+        return fl_error(FL_EINVAL, "grad: assigning %s as its own gradient (directly or through .grad links) would make a reference cycle", b.s);
+      }
     fl_retain(g);
   }
   fl_release(t->grad);
@@ -412,8 +427,15 @@ done:
 static fl_status engine(int n_roots, fl_node *const *roots, fl_tensor *const *root_grads, bool retain, bool to_leaves,
                         capture *cap) {
   nodevec all = {0}, ready = {0};
+  static _Thread_local bool running;
+  if (running) /* the marks and partial sums of the outer pass would be overwritten */
+    return fl_error(FL_EAUTOGRAD, "backward: cannot start a backward pass from a hook of another one");
+  running = true;
   bool prev = fl_set_grad_enabled(false);
   fl_status st = collect(n_roots, roots, &all);
+  /* Hooks run Lua code that may drop the graph's last references (a tensor
+   * released by <close>): every node stays alive until the pass returns. */
+  for (int i = 0; i < all.n; i++) all.v[i]->refcount++;
   for (int r = 0; st == FL_OK && r < n_roots; r++) st = accumulate(&roots[r]->gbuf, root_grads[r]);
   for (int r = 0; st == FL_OK && r < n_roots; r++)
     if (roots[r]->deps == 0 && roots[r]->mark == epoch) {
@@ -430,7 +452,9 @@ static fl_status engine(int n_roots, fl_node *const *roots, fl_tensor *const *ro
     fl_release(all.v[i]->gbuf);
     all.v[i]->gbuf = NULL;
   }
+  for (int i = 0; i < all.n; i++) fl_node_release(all.v[i]);
   fl_set_grad_enabled(prev);
+  running = false;
   free(all.v);
   free(ready.v);
   return st;

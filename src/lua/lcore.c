@@ -29,7 +29,8 @@ void lfl_check_operand(lua_State *L, int idx) {
 
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
   fl_tensor *t = lfl_test(L, idx);
-  if (t) return fl_retain(t);
+  if (t) return t;
+  idx = lua_absindex(L, idx);
   lfl_check_operand(L, idx);
   double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
   fl_opts o = fl_default_opts();
@@ -40,6 +41,8 @@ fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
   }
   fl_tensor *r;
   LFL_CHECK(L, fl_scalar(v, o, &r));
+  lfl_push(L, r);
+  lua_replace(L, idx);
   return r;
 }
 
@@ -71,7 +74,7 @@ static int64_t size_at(lua_State *L, int idx) {
   int ok;
   lua_Integer v = lua_tointegerx(L, idx, &ok);
   if (!ok) luaL_error(L, "shape: expected integer sizes, got %s", luaL_typename(L, idx));
-  if (v < 0) luaL_error(L, "shape: negative size %d", (int)v);
+  if (v < 0) luaL_error(L, "shape: negative size %I", (lua_Integer)v);
   return v;
 }
 
@@ -104,7 +107,7 @@ static int dim_of(lua_State *L, int idx, lua_Integer d, const fl_tensor *t, int 
   }
   if (d == 0) msg = "dim 0 is invalid: dims are 1-based (1 is the first, -1 the last)";
   else if (d > n || d < -n)
-    msg = lua_pushfstring(L, "dim %d out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (int)d,
+    msg = lua_pushfstring(L, "dim %I out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (lua_Integer)d,
                           shape, n, n);
   if (msg) luaL_argerror(L, idx, msg);
   return d > 0 ? (int)(d - 1) : (int)(d + n);

@@ -272,18 +272,15 @@ static int f_where(lua_State *L) {
   const fl_tensor *like_t = a ? a : b;
   lfl_check_operand(L, 2);
   lfl_check_operand(L, 3);
-  fl_tensor *proto = NULL;
   if (!like_t) { /* two numbers: scalars on the condition's device, i64 when both are integers */
     fl_opts o = {lua_isinteger(L, 2) && lua_isinteger(L, 3) ? FL_I64 : FL_F32, fl_device_of(c), false};
+    fl_tensor *proto;
     LFL_CHECK(L, fl_scalar(0, o, &proto));
+    lfl_push(L, proto); /* owned by Lua: a raise below leaks nothing */
     like_t = proto;
   }
   fl_tensor *ta = lfl_operand(L, 2, like_t), *tb = lfl_operand(L, 3, like_t), *r;
-  fl_release(proto);
-  fl_status st = fl_where(c, ta, tb, &r);
-  fl_release(ta);
-  fl_release(tb);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_where(c, ta, tb, &r));
   lfl_push(L, r);
   return 1;
 }

@@ -20,11 +20,11 @@ int lfl_error(lua_State *L);
 void lfl_push(lua_State *L, fl_tensor *t);
 fl_tensor *lfl_check(lua_State *L, int idx);
 fl_tensor *lfl_test(lua_State *L, int idx);
-/* A tensor argument, or a number turned into a 0-dim tensor like `like`
- * (a new reference either way: release it). */
+/* A tensor argument, or a number turned into a 0-dim tensor like `like`, which
+ * replaces the number at idx (borrowed either way: Lua owns it, so a later
+ * raise leaks nothing). */
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like);
-/* Raises lfl_operand's type error without creating anything: check every
- * later argument before the first lfl_operand, which would leak on a raise. */
+/* Raises lfl_operand's type error without creating anything. */
 void lfl_check_operand(lua_State *L, int idx);
 
 /* Options table {dtype, device, requires_grad} at idx (0, none or nil: base). */

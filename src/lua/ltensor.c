@@ -98,6 +98,10 @@ static void build_table(lua_State *L, const fl_tensor *t, const host_value *v, i
 static int m_totable(lua_State *L) {
   fl_tensor *t = self(L);
   int64_t n = fl_numel(t), pos = 0;
+  if (n > INT32_MAX) { /* a Lua table holds at most 2^31 entries; the buffer size would overflow first */
+    char sh[128];
+    return luaL_error(L, "totable: a tensor of shape %s has too many elements (%I) for a Lua table", fl_shape_str(t, sh, sizeof sh), (lua_Integer)n);
+  }
   host_value *v = lua_newuserdatauv(L, sizeof *v * (size_t)(n ? n : 1), 0); /* freed by the GC, even on error */
   LFL_CHECK(L, host_values(t, v));
   if (fl_ndim(t) == 0) push_value(L, fl_dtype_of(t), v[0]);
@@ -229,7 +233,7 @@ static int m_t(lua_State *L) {
 static int m_narrow(lua_State *L) {
   fl_tensor *t = self(L), *r;
   lua_Integer start = luaL_checkinteger(L, 3);
-  if (start < 1) return luaL_error(L, "narrow: start %d is invalid (starts are 1-based)", (int)start);
+  if (start < 1) return luaL_error(L, "narrow: start %I is invalid (starts are 1-based)", (lua_Integer)start);
   LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, t, 0), start - 1, luaL_checkinteger(L, 4), &r));
   lfl_push(L, r);
   return 1;
@@ -313,7 +317,7 @@ static int pieces(lua_State *L, bool by_count) {
   lua_Integer k = luaL_checkinteger(L, 2);
   int d = lua_isnoneornil(L, 3) ? 0 : dim_arg(L, t, 3);
   if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
-  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %d", by_count ? "chunk" : "split", by_count ? "count" : "size", (int)k);
+  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
   int64_t size = by_count ? (len + k - 1) / k : k;
   lua_newtable(L);
@@ -344,9 +348,7 @@ static int m_zero_(lua_State *L) {
 }
 static int m_copy_(lua_State *L) {
   fl_tensor *t = self(L), *src = lfl_operand(L, 2, t);
-  fl_status st = fl_copy_(t, src);
-  fl_release(src);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_copy_(t, src));
   lua_settop(L, 1);
   return 1;
 }
@@ -408,7 +410,9 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
   lfl_push(L, fl_retain(grad));
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fl_status st = fl_error(FL_EINVAL, "hook failed: %s", lua_tostring(L, -1));
+    const char *msg = lua_tostring(L, -1);
+    fl_status st = msg ? fl_error(FL_EINVAL, "hook failed: %s", msg)
+                       : fl_error(FL_EINVAL, "hook failed: error object is a %s value", luaL_typename(L, -1));
     lua_pop(L, 1);
     return st;
   }

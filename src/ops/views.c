@@ -1,5 +1,7 @@
 /* Views: new headers over the same storage, each with its backward. */
 #include "internal.h"
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- backward rules ---- */
@@ -37,6 +39,11 @@ static fl_status slice_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
 /* Wraps up a view: records its node when the base needs a gradient. */
 static fl_status make_view(const char *name, fl_backward_fn bw, const fl_tensor *t, int ndim, const int64_t *shape,
                            const int64_t *stride, int64_t offset, fl_tensor **out, fl_node **node) {
+  char op[32]; /* the op a message names: "ExpandBackward" is expand */
+  snprintf(op, sizeof op, "%s", name);
+  op[0] = (char)tolower((unsigned char)op[0]);
+  if (strstr(op, "Backward")) *strstr(op, "Backward") = 0;
+  FL_TRY(fl_check_shape(op, ndim, shape, t->dtype));
   fl_tensor *v = fl_alias(t, ndim, shape, stride, offset);
   if (!v) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
   fl_status st = fl_record(name, bw, 1, &t, v, node);
@@ -87,8 +94,9 @@ static fl_status infer_shape(const char *op, const fl_tensor *t, int nd, const i
       infer = i;
     } else if (in[i] < 0) {
       return fl_error(FL_ESHAPE, "%s: invalid size in shape %s", op, fl_dims_str(nd, in, a, sizeof a));
-    } else {
-      known *= in[i];
+    } else if (fl_mul_overflows(known, in[i], &known)) {
+      return fl_error(FL_ESHAPE, "%s: shape %s is too large (its element count overflows)", op,
+                      fl_dims_str(nd, in, a, sizeof a));
     }
   }
   int64_t n = fl_numel(t);
@@ -175,10 +183,10 @@ fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, 
   int d;
   FL_TRY(fl_norm_dim("narrow", t, dim, 0, &d));
   if (t->ndim == 0) return fl_error(FL_EINVAL, "narrow: cannot narrow a 0-dim tensor");
-  if (start < 0 || length < 0 || start + length > t->shape[d]) {
+  if (start < 0 || length < 0 || start > t->shape[d] || length > t->shape[d] - start) { /* no start + length: it may overflow */
     fl_desc ds = fl_describe(t);
-    return fl_error(FL_EINDEX, "narrow: range [%lld, %lld) out of bounds for dim %d of %s", (long long)start,
-                    (long long)(start + length), d, ds.s);
+    return fl_error(FL_EINDEX, "narrow: start %lld and length %lld out of bounds for dim %d of %s", (long long)start,
+                    (long long)length, d, ds.s);
   }
   return slice_view("NarrowBackward", t, d, start, length, false, out);
 }
