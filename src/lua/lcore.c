@@ -6,8 +6,11 @@
 int lfl_error(lua_State *L) { return luaL_error(L, "%s", fl_last_error()); }
 
 void lfl_push(lua_State *L, fl_tensor *t) {
-  fl_tensor **box = lua_newuserdatauv(L, sizeof *box, 1);
-  *box = t;
+  /* box[0]: the tensor (NULL once released); box[1]: one whose release was
+   * deferred to the collector (see t_gc in ltensor.c) */
+  fl_tensor **box = lua_newuserdatauv(L, 2 * sizeof *box, 1);
+  box[0] = t;
+  box[1] = NULL;
   luaL_setmetatable(L, LFL_TENSOR);
 }
 

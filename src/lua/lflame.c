@@ -480,6 +480,15 @@ int luaopen_flame(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "flame");
   lua_pop(L, 1);
+  lfl_mark_cfunctions(L, -1);
+  lua_getfield(L, -1, "autograd");
+  lfl_mark_cfunctions(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions"); /* no_grad holds no tensor while it runs Lua */
+  lua_getfield(L, -2, "no_grad");
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   open_embedded(L);
   return 1;
 }

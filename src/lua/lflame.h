@@ -44,4 +44,6 @@ void lfl_push_methods(lua_State *L);  /* the methods table */
 int lfl_tostring(lua_State *L);
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
+/* Records the C functions of the table at idx as ones that may hold tensors while Lua code runs. */
+void lfl_mark_cfunctions(lua_State *L, int idx);
 #endif

@@ -1,15 +1,71 @@
 /* The tensor userdata: lifetime, properties, views, conversions, autograd. */
 #include "lflame.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 void lfl_register_ops(lua_State *L);
 
+/* True when this call is the collector finalizing the userdata. */
+static bool finalizing(lua_State *L) {
+  lua_Debug ar;
+  return lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.namewhat && !strcmp(ar.namewhat, "metamethod") &&
+         ar.name && !strcmp(ar.name, "__gc");
+}
+
+/* True when Lua code runs inside a flame C function (a hook inside backward,
+ * an options table's __index, a finalizer stepped by an allocation), which may
+ * hold the tensor's pointer until it returns. */
+static bool inside_an_op(lua_State *L) {
+  lua_Debug ar;
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  bool inside = false;
+  for (int level = 1; !inside && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "nf", &ar);
+    inside = lua_rawget(L, -2) != LUA_TNIL || (ar.namewhat && !strcmp(ar.namewhat, "metamethod") && ar.name &&
+                                               !strcmp(ar.name, "__gc"));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return inside;
+}
+
+/* __gc and __close. An explicit release (a <close> variable, a direct call)
+ * from Lua code running inside an op is deferred to the collector, which
+ * finalizes the userdata only once no C function holds it on its stack. */
 static int t_gc(lua_State *L) {
   fl_tensor **box = luaL_checkudata(L, 1, LFL_TENSOR);
-  fl_release(*box);
-  *box = NULL;
+  if (!finalizing(L)) {
+    if (!box[0]) return 0; /* released already (or deferred: the collector's to do) */
+    if (inside_an_op(L)) {
+      if (getenv("FLAME_DEBUG_DEFER")) fprintf(stderr, "deferred %p\n", (void *)box[0]);
+      box[1] = box[0];
+      box[0] = NULL;
+      return 0;
+    }
+  }
+  if (getenv("FLAME_DEBUG_DEFER") && box[1]) fprintf(stderr, "released deferred %p\n", (void *)box[1]);
+  fl_release(box[0]);
+  fl_release(box[1]);
+  box[0] = box[1] = NULL;
   return 0;
+}
+
+/* Every flame C function that may run Lua code while holding a tensor
+ * (everything but no_grad, which holds none), for inside_an_op. */
+void lfl_mark_cfunctions(lua_State *L, int tbl) {
+  tbl = lua_absindex(L, tbl);
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  lua_pushnil(L);
+  while (lua_next(L, tbl)) {
+    if (lua_iscfunction(L, -1) && lua_tocfunction(L, -1) != t_gc) {
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 static fl_tensor *self(lua_State *L) { return lfl_check(L, 1); }
@@ -547,6 +603,8 @@ static const luaL_Reg methods[] = {
 void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
 
 void lfl_open_tensor(lua_State *L) {
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
   lua_newtable(L); /* methods */
   luaL_setfuncs(L, methods, 0);
   lfl_register_ops(L);
@@ -570,5 +628,7 @@ void lfl_open_tensor(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, "flame.Tensor");
   lua_setfield(L, -2, "__name");
+  lfl_mark_cfunctions(L, -1);
+  lfl_mark_cfunctions(L, -2);
   lua_pop(L, 2);
 }

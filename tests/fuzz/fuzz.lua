@@ -148,21 +148,30 @@ local function hook_fn()
   end
 end
 
+local function tensor_list()
+  local l = {}
+  for i = 1, R(0, 3) do l[i] = R(4) == 1 and value(0) or (pool[R(math.max(#pool, 1))] or make_tensor()) end
+  return l
+end
+
 function value(depth)
   depth = depth or 1
-  local r = R(20)
-  if r <= 7 then
+  local r = R(100)
+  if r <= 30 then
     local v = pool[R(math.max(#pool, 1))]
     if v ~= nil then return v end
     return make_tensor()
-  elseif r <= 9 then return make_tensor()
-  elseif r <= 13 then return number()
-  elseif r == 14 then return pick(strings)
-  elseif r == 15 then return nil
-  elseif r == 16 then return R(2) == 1
-  elseif r == 17 then return shape_table()
-  elseif r == 18 then return depth > 0 and options() or {}
-  elseif r == 19 then return depth > 0 and tricky_table() or {}
+  elseif r <= 40 then return make_tensor()
+  elseif r <= 65 then return R(-2, 4)
+  elseif r <= 72 then return pick(edge_numbers)
+  elseif r <= 77 then return number()
+  elseif r <= 80 then return pick(strings)
+  elseif r <= 83 then return nil
+  elseif r <= 85 then return R(2) == 1
+  elseif r <= 88 then return shape_table()
+  elseif r <= 90 then return depth > 0 and tensor_list() or {}
+  elseif r <= 94 then return depth > 0 and options() or {}
+  elseif r <= 97 then return depth > 0 and tricky_table() or {}
   else return hook_fn()
   end
 end
@@ -190,6 +199,34 @@ local function check_message(name, err)
   end
 end
 
+local tally = os.getenv("FUZZ_ERRORS") == "1" and {} or nil -- which errors the calls ran into
+-- The fuzzer learns from type errors ("bad argument #2 ... (number expected")
+-- which kind of value each argument of each function wants, and mostly gives
+-- that kind afterwards, so calls get past the type checks into the ops.
+local wanted = {}
+local makers = {
+  ["flame tensor"] = function() return pool[R(math.max(#pool, 1))] or make_tensor() end,
+  number = function() return R(3) == 1 and number() or R(-2, 4) end,
+  integer = function() return R(3) == 1 and pick(edge_numbers) or R(-2, 4) end,
+  table = function() return R(2) == 1 and shape_table() or (R(2) == 1 and tensor_list() or options()) end,
+  ["flame tensor or number"] = function() return R(2) == 1 and makers.number() or makers["flame tensor"]() end,
+  string = function() return pick(strings) end,
+  ["function"] = function() return hook_fn() end,
+}
+local function learn(name, err)
+  if type(err) ~= "string" then return end
+  local pos, kind = err:match("bad argument #(%d+) to '[^']*' %(([%w ]-) expected")
+  if pos and makers[kind] then
+    wanted[name] = wanted[name] or {}
+    wanted[name][tonumber(pos)] = kind
+  end
+end
+local function arg_for(name, pos)
+  local w = wanted[name] and wanted[name][pos]
+  if w and R(5) > 1 then return makers[w]() end
+  return value()
+end
+
 local calls, failures, t0 = 0, 0, os.clock()
 while calls < budget and os.clock() - t0 < seconds do
   local name, fn, args = nil, nil, {}
@@ -197,12 +234,12 @@ while calls < budget and os.clock() - t0 < seconds do
   if R(3) == 1 then
     local f = pick(functions)
     name, fn = f[1], f[2]
-    for i = 1, nargs do args[i] = value() end
+    for i = 1, nargs do args[i] = arg_for(name, i) end
   else
     local m = pick(methods)
     name, fn = m[1], m[2]
     args[1] = R(12) == 1 and value() or (pool[R(math.max(#pool, 1))] or make_tensor())
-    for i = 2, nargs + 1 do args[i] = value() end
+    for i = 2, nargs + 1 do args[i] = arg_for(name, i) end
     nargs = nargs + 1
   end
   if R(50) == 1 then plant_finalizer() end
@@ -218,16 +255,27 @@ while calls < budget and os.clock() - t0 < seconds do
     remember(res2)
     if flame.is_tensor(res) and R(4) == 1 then -- print and read back what came out
       pcall(tostring, res)
-      pcall(res.totable, res)
+      pcall(function() return res:totable() end)
     end
   else
     failures = failures + 1
     check_message(name, res)
+    learn(name, res)
+    if tally then
+      local k = tostring(res):gsub("^[^:]*:%d+: ", ""):gsub("%d+", "N"):sub(1, 60)
+      tally[k] = (tally[k] or 0) + 1
+    end
   end
   if calls % 1000 == 0 then
     if R(4) == 1 then pool = {} end -- fresh values now and then
     flame.set_grad_enabled(true)
   end
+end
+if tally then
+  local keys = {}
+  for k in pairs(tally) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tally[a] > tally[b] end)
+  for i = 1, math.min(#keys, 25) do io.stderr:write(string.format("%6d %s\n", tally[keys[i]], keys[i])) end
 end
 pool = nil
 collectgarbage()
