@@ -1,10 +1,12 @@
 /* The tensor userdata: lifetime, properties, views, conversions, autograd. */
 #include "lflame.h"
+#include "internal.h" /* refcounts: whether a hook outlives its userdata */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 void lfl_register_ops(lua_State *L);
+static void keep_hooks(lua_State *L, const fl_tensor *t);
 
 /* True when this call is the collector finalizing the userdata. */
 static bool finalizing(lua_State *L) {
@@ -38,13 +40,12 @@ static int t_gc(lua_State *L) {
   if (!finalizing(L)) {
     if (!box[0]) return 0; /* released already (or deferred: the collector's to do) */
     if (inside_an_op(L)) {
-      if (getenv("FLAME_DEBUG_DEFER")) fprintf(stderr, "deferred %p\n", (void *)box[0]);
       box[1] = box[0];
       box[0] = NULL;
       return 0;
     }
   }
-  if (getenv("FLAME_DEBUG_DEFER") && box[1]) fprintf(stderr, "released deferred %p\n", (void *)box[1]);
+  keep_hooks(L, box[0] ? box[0] : box[1]);
   fl_release(box[0]);
   fl_release(box[1]);
   box[0] = box[1] = NULL;
@@ -448,10 +449,21 @@ static int m_requires_grad_(lua_State *L) {
 }
 
 /* Hooks call back into Lua from inside backward: the thread that called
- * backward is the one to run them on. */
+ * backward is the one to run them on.
+ *
+ * A hook closure that captures its own tensor makes a cycle through C (tensor
+ * -> node -> hook -> closure -> tensor userdata) that Lua's collector cannot
+ * see. So the closure is held strongly only by the user value of the userdata
+ * it was registered on, and the hook finds it through a weak-valued registry
+ * table: when that userdata becomes garbage, so does the closure. When the
+ * userdata lets go of a tensor whose node lives on (other references, a graph
+ * that still needs it), keep_hooks moves its closures to a strong table: they
+ * must keep running, and no cycle is left once the userdata is gone. */
+#define HOOKS_WEAK "flame.hooks"      /* light userdata hook -> closure, weak values */
+#define HOOKS_KEPT "flame.hooks.kept" /* the same, strong: hooks that outlive their userdata */
 typedef struct {
   lua_State *L;
-  int ref;
+  bool gone; /* its closure was collected: the hook does nothing */
 } lua_hook;
 static _Thread_local lua_State *running_L;
 lua_State *lfl_hook_state(lua_State *L) {
@@ -460,10 +472,32 @@ lua_State *lfl_hook_state(lua_State *L) {
   return prev;
 }
 
+static bool push_hook_fn(lua_State *L, lua_hook *h) {
+  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
+  for (int i = 0; i < 2; i++) {
+    lua_getfield(L, LUA_REGISTRYINDEX, tables[i]);
+    if (lua_rawgetp(L, -1, h) != LUA_TNIL) {
+      lua_remove(L, -2);
+      return true;
+    }
+    lua_pop(L, 2);
+  }
+  return false;
+}
+
 static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
   lua_hook *h = ud;
   lua_State *L = running_L ? running_L : h->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+  if (h->gone) return FL_OK;
+  if (!push_hook_fn(L, h)) {
+    /* Its userdata is garbage, but its finalizer (which may keep the hook)
+     * has not run yet: run pending finalizers, then look again. */
+    lua_gc(L, LUA_GCCOLLECT);
+    if (!push_hook_fn(L, h)) {
+      h->gone = true;
+      return FL_OK;
+    }
+  }
   lfl_push(L, fl_retain(grad));
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -484,20 +518,60 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
 
 static void free_lua_hook(void *ud) {
   lua_hook *h = ud;
-  luaL_unref(h->L, LUA_REGISTRYINDEX, h->ref);
+  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
+  for (int i = 0; i < 2; i++) {
+    lua_getfield(h->L, LUA_REGISTRYINDEX, tables[i]);
+    lua_pushnil(h->L);
+    lua_rawsetp(h->L, -2, h);
+    lua_pop(h->L, 1);
+  }
   free(h);
+}
+
+/* The userdata at 1 lets go of t: hooks registered through it move to the
+ * strong table when t or its node outlives it. */
+static void keep_hooks(lua_State *L, const fl_tensor *t) {
+  if (!t || lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  const fl_node *n = t->grad_fn ? t->grad_fn : t->acc;
+  if (t->refcount > 1 || (n && n->refcount > 1)) {
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, 1);
 }
 
 static int m_register_hook(lua_State *L) {
   fl_tensor *t = self(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) { /* 3: the closures this userdata keeps */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_WEAK); /* 4 */
   lua_hook *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "register_hook: out of memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->L = lua_tothread(L, -1);
+  h->gone = false;
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
-  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawsetp(L, 4, h); /* a memory error in these two leaks h, never frees it twice */
+  lua_pushvalue(L, 2);
+  lua_rawsetp(L, 3, h);
   if (fl_register_hook(t, run_lua_hook, h, free_lua_hook) != FL_OK) {
     free_lua_hook(h);
     return lfl_error(L);
@@ -605,6 +679,14 @@ void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.
 void lfl_open_tensor(lua_State *L) {
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_WEAK);
   lua_newtable(L); /* methods */
   luaL_setfuncs(L, methods, 0);
   lfl_register_ops(L);

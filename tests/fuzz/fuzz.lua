@@ -209,10 +209,10 @@ local makers = {
   number = function() return R(3) == 1 and number() or R(-2, 4) end,
   integer = function() return R(3) == 1 and pick(edge_numbers) or R(-2, 4) end,
   table = function() return R(2) == 1 and shape_table() or (R(2) == 1 and tensor_list() or options()) end,
-  ["flame tensor or number"] = function() return R(2) == 1 and makers.number() or makers["flame tensor"]() end,
   string = function() return pick(strings) end,
   ["function"] = function() return hook_fn() end,
 }
+makers["flame tensor or number"] = function() return R(2) == 1 and makers.number() or makers["flame tensor"]() end
 local function learn(name, err)
   if type(err) ~= "string" then return end
   local pos, kind = err:match("bad argument #(%d+) to '[^']*' %(([%w ]-) expected")
