@@ -184,7 +184,7 @@ local function plant_finalizer()
 end
 
 local function describe(v)
-  if flame.is_tensor(v) then
+  if getmetatable(v) == meta then -- is_tensor is false for a released one
     local ok, s = pcall(function() return v.dtype .. "[" .. table.concat(v:size(), ",") .. "]" end)
     return ok and s or "tensor(closed)"
   end
