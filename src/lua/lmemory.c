@@ -54,12 +54,15 @@ static int on_close(lua_State *L) {
 }
 
 void lfl_open_memory(lua_State *L) {
-  lua_newuserdatauv(L, 1, 0);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, on_close);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, "flame.sentinel");
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "flame.sentinel") == LUA_TNIL) { /* once per state: the module may be reloaded */
+    lua_newuserdatauv(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, on_close);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "flame.sentinel");
+  }
+  lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main_L = lua_tothread(L, -1);
   lua_pop(L, 1);

@@ -677,16 +677,16 @@ static const luaL_Reg methods[] = {
 void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
 
 void lfl_open_tensor(lua_State *L) {
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_WEAK);
+  /* once per state (the module may be reloaded while tensors and hooks of the first load live on) */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
+  if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_WEAK)) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pop(L, 3);
   lua_newtable(L); /* methods */
   luaL_setfuncs(L, methods, 0);
   lfl_register_ops(L);
