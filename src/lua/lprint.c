@@ -135,7 +135,7 @@ static fl_status shown_part(const fl_tensor *t, bool summarise, fl_tensor **out)
 /* Fetches the shown elements into Lua-owned buffers (freed by the GC, even on error). */
 static void fetch_shown(lua_State *L, printer *p) {
   const fl_tensor *t = p->t;
-  fl_tensor *c;
+  fl_tensor *c = NULL;
   if (shown_part(t, p->summarise, &c) != FL_OK) lfl_error(L);
   lfl_push(L, c); /* owned by Lua from here */
   int64_t m = p->m = fl_numel(c);

@@ -3,22 +3,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static fl_status cat_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  int dim = (int)n->iarg[0];
+typedef struct {
+  int dim;
+} cat_ctx;
+
+/* each input's gradient is its slice of g along dim */
+static fl_status cat_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  int dim = ((const cat_ctx *)n->ctx)->dim;
+  fl_status st = FL_OK;
   int64_t off = 0;
   for (int i = 0; i < n->n_in; i++) {
     int64_t len = n->in[i].shape[dim];
-    if (n->in[i].node) FL_TRY(fl_narrow(g, dim, off, len, &grads[i]));
+    if (n->in[i].node) FL_CHECK(fl_narrow(gout[0], dim, off, len, &gin[i]));
     off += len;
   }
-  return FL_OK;
+done:
+  return st;
 }
 
 fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   if (n < 1) return fl_error(FL_EINVAL, "cat: expected a non-empty list of tensors");
   const fl_tensor *ref = ts[0];
   int d;
-  if (ref->ndim == 0) return fl_error(FL_ESHAPE, "cat: zero-dimensional tensor (element 1) cannot be concatenated");
+  if (ref->ndim == 0) return fl_error(FL_ESHAPE, "cat: zero-dimensional tensor (element %lld) cannot be concatenated", (long long)fl_mdim(0));
   FL_TRY(fl_norm_dim("cat", ref, dim, 0, &d));
   fl_dtype dt = ref->dtype;
   int64_t shape[FL_MAX_DIMS];
@@ -31,7 +38,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
     for (int k = 0; ok && k < t->ndim; k++) ok = k == d || t->shape[k] == ref->shape[k];
     if (!ok) {
       fl_desc a = fl_describe(ref), b = fl_describe(t);
-      return fl_error(FL_ESHAPE, "cat: element %d %s does not match element 1 %s outside dim %d", i + 1, b.s, a.s, d);
+      return fl_error(FL_ESHAPE, "cat: element %lld %s does not match element %lld %s outside dim %lld", (long long)fl_mdim(i), b.s,
+                      (long long)fl_mdim(0), a.s, (long long)fl_mdim(d));
     }
     shape[d] += t->shape[d];
     dt = fl_promote(dt, t->dtype);
@@ -50,7 +58,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   }
   fl_node *node = NULL;
   if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("CatBackward", cat_backward, n, (const fl_tensor *const *)ts, r, &node);
-  if (node) node->iarg[0] = d;
+  cat_ctx *c;
+  if (node && (st = fl_node_ctx(node, sizeof *c, NULL, (void **)&c)) == FL_OK) c->dim = d;
   if (st != FL_OK) {
     fl_release(r);
     return st;
@@ -67,7 +76,8 @@ fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   for (int i = 0; i < n && st == FL_OK; i++) {
     if (!fl_same_shape(ts[i], ts[0])) {
       fl_desc a = fl_describe(ts[0]), b = fl_describe(ts[i]);
-      st = fl_error(FL_ESHAPE, "stack: element %d %s differs in shape from element 1 %s", i + 1, b.s, a.s);
+      st = fl_error(FL_ESHAPE, "stack: element %lld %s differs in shape from element %lld %s", (long long)fl_mdim(i), b.s,
+                   (long long)fl_mdim(0), a.s);
     } else {
       st = fl_unsqueeze(ts[i], dim, &us[i]);
     }
@@ -78,10 +88,14 @@ fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   return fl_error_context(st, "stack");
 }
 
-static fl_status flip_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+typedef struct {
+  int ndims;
   int dims[FL_MAX_DIMS];
-  for (int i = 0; i < n->iarg[0]; i++) dims[i] = (int)n->iarg[1 + i];
-  return fl_flip(g, (int)n->iarg[0], dims, &grads[0]);
+} flip_ctx;
+
+static fl_status flip_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const flip_ctx *c = n->ctx;
+  return fl_flip(gout[0], c->ndims, c->dims, &gin[0]);
 }
 
 fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) {
@@ -93,7 +107,7 @@ fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) 
   for (int i = 0; i < nd; i++) {
     int d;
     FL_TRY(fl_norm_dim("flip", t, dims[i], 0, &d));
-    if (seen[d]) return fl_error(FL_EINVAL, "flip: dim %d repeated", d);
+    if (seen[d]) return fl_error(FL_EINVAL, "flip: dim %lld repeated", (long long)fl_mdim(d));
     seen[d] = true;
     norm[i] = d;
     if (t->shape[d] > 0) offset += (t->shape[d] - 1) * t->stride[d];
@@ -113,9 +127,10 @@ fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) 
   FL_TRY(st);
   fl_node *n = NULL;
   if (fl_dtype_is_float(t->dtype)) st = fl_record("FlipBackward", flip_backward, 1, &t, r, &n);
-  if (n) {
-    n->iarg[0] = nd;
-    for (int i = 0; i < nd; i++) n->iarg[1 + i] = norm[i];
+  flip_ctx *c;
+  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) {
+    c->ndims = nd;
+    memcpy(c->dims, norm, sizeof(int) * (size_t)nd);
   }
   if (st != FL_OK) {
     fl_release(r);
