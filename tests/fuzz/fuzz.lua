@@ -215,8 +215,15 @@ local makers = {
   ["function"] = function() return hook_fn() end,
 }
 makers["flame tensor or number"] = function() return R(2) == 1 and makers.number() or makers["flame tensor"]() end
+local arity = {} -- name -> {min, max} learnt from "got no value" and "unexpected argument #N"
 local function learn(name, err)
   if type(err) ~= "string" then return end
+  local a = arity[name] or {0, math.huge}
+  arity[name] = a
+  local extra = tonumber(err:match("unexpected argument #(%d+)"))
+  if extra and extra - 1 < a[2] then a[2] = extra - 1 end
+  local missing = tonumber(err:match("bad argument #(%d+) to '[^']*' %([%w ]- expected, got no value"))
+  if missing and missing > a[1] then a[1] = missing end
   local pos, kind = err:match("bad argument #(%d+) to '[^']*' %(([%w ]-) expected")
   if pos and makers[kind] then
     wanted[name] = wanted[name] or {}
@@ -231,19 +238,20 @@ end
 
 local calls, failures, t0 = 0, 0, os.clock()
 while calls < budget and os.clock() - t0 < seconds do
-  local name, fn, args = nil, nil, {}
-  local nargs = R(0, 4)
+  local name, fn, args, first = nil, nil, {}, 1
   if R(3) == 1 then
     local f = pick(functions)
     name, fn = f[1], f[2]
-    for i = 1, nargs do args[i] = arg_for(name, i) end
   else
     local m = pick(methods)
     name, fn = m[1], m[2]
     args[1] = R(12) == 1 and value() or (pool[R(math.max(#pool, 1))] or make_tensor())
-    for i = 2, nargs + 1 do args[i] = arg_for(name, i) end
-    nargs = nargs + 1
+    first = 2
   end
+  local nargs = first - 1 + R(0, 4) -- mostly within the arity learnt so far
+  local a = arity[name]
+  if a and R(8) > 1 then nargs = math.max(math.min(nargs, a[2]), math.min(a[1], a[2])) end
+  for i = first, nargs do args[i] = arg_for(name, i) end
   if R(50) == 1 then plant_finalizer() end
   if trace then
     local d = {}
