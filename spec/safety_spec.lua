@@ -35,6 +35,14 @@ describe("safety: shape arithmetic", function()
     H.errors(function() return flame.zeros(0, H.opts()):reshape(1 << 32, 1 << 32, -1) end, "reshape", "too large")
   end)
 
+  it("cat whose sizes add up past int64 is an error; chunk by a huge count is one piece", function()
+    local b = flame.zeros(1, H.opts({dtype = "bool"})):expand(1 << 62)
+    H.errors(function() return flame.cat({b, b}) end, "cat:", "add up to more than int64")
+    local x = flame.arange(0, 5, H.opts())
+    local pieces = x:chunk(maxint)
+    assert.are.equal(5, #pieces) -- pieces of size 1, as torch.chunk does for a count above the size
+  end)
+
   it("arange with more elements than int64 counts is an error", function()
     H.errors(function() return flame.arange(0, 1e300, 1e-300, H.opts()) end, "arange", "too many elements")
     H.errors(function() return flame.arange(-math.huge, math.huge, 1, H.opts()) end, "arange")
@@ -82,6 +90,8 @@ describe("safety: undefined behaviour", function()
   it("a device ordinal beyond int range is an error naming it as written", function()
     H.errors(function() return flame.zeros(2, {device = "cuda:99999999999"}) end,
       "cuda:99999999999", "out of range")
+    H.errors(function() return flame.zeros(2):cuda(99999999999) end, "device ordinal 99999999999 out of range")
+    H.errors(function() return flame.cuda.synchronize(-1) end, "device ordinal -1 out of range")
   end)
 end)
 

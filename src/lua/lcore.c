@@ -1,5 +1,6 @@
 /* Binding helpers shared by every Lua-facing function. */
 #include "lflame.h"
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,12 @@ fl_tensor *lfl_check(lua_State *L, int idx) {
 
 void lfl_check_operand(lua_State *L, int idx) {
   if (!lfl_test(L, idx) && !lua_isnumber(L, idx) && !lua_isboolean(L, idx)) luaL_typeerror(L, idx, "flame tensor or number");
+}
+
+int lfl_device_ordinal(lua_State *L, int idx) {
+  lua_Integer i = luaL_checkinteger(L, idx);
+  if (i < 0 || i > INT_MAX) luaL_argerror(L, idx, lua_pushfstring(L, "device ordinal %I out of range", (lua_Integer)i));
+  return (int)i;
 }
 
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {

@@ -245,7 +245,7 @@ static int f_cuda_device_count(lua_State *L) { return lua_pushinteger(L, fl_devi
 static fl_device cuda_arg(lua_State *L, int idx) {
   fl_device d = {FL_CUDA, 0};
   if (lua_type(L, idx) == LUA_TSTRING) LFL_CHECK(L, fl_device_parse(lua_tostring(L, idx), &d));
-  else if (lua_isinteger(L, idx)) d.index = (int)lua_tointeger(L, idx);
+  else if (lua_isinteger(L, idx)) d.index = lfl_device_ordinal(L, idx);
   return d;
 }
 static int f_cuda_synchronize(lua_State *L) {

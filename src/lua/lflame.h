@@ -76,6 +76,9 @@ int lfl_dim(lua_State *L, int idx, const fl_tensor *t, int extra);
 /* dims as a number, a table, or nil (all) -> bitmask over t's dims. */
 uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t);
 
+/* A device ordinal argument: an integer in 0..INT_MAX (not wrapped into an int). */
+int lfl_device_ordinal(lua_State *L, int idx);
+
 /* Registration of the pieces. */
 void lfl_open_tensor(lua_State *L);   /* metatable + methods; leaves nothing */
 void lfl_push_methods(lua_State *L);  /* the methods table */

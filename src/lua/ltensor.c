@@ -208,7 +208,7 @@ static int m_cpu(lua_State *L) {
 }
 static int m_cuda(lua_State *L) {
   fl_tensor *t = self(L);
-  fl_device d = {FL_CUDA, (int)luaL_optinteger(L, 2, 0)};
+  fl_device d = {FL_CUDA, lua_isnoneornil(L, 2) ? 0 : lfl_device_ordinal(L, 2)};
   return convert(L, t, fl_dtype_of(t), d);
 }
 
@@ -350,7 +350,7 @@ static int pieces(lua_State *L, bool by_count) {
   if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
   if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
-  int64_t size = by_count ? (len + k - 1) / k : k;
+  int64_t size = by_count ? len / k + (len % k != 0) : k; /* len + k - 1 may overflow */
   lua_newtable(L);
   int i = 1;
   for (int64_t s = 0; s < len || (len == 0 && i == 1); s += size) {

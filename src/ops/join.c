@@ -41,7 +41,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
       return fl_error(FL_ESHAPE, "cat: element %lld %s does not match element %lld %s outside dim %lld", (long long)fl_mdim(i), b.s,
                       (long long)fl_mdim(0), a.s, (long long)fl_mdim(d));
     }
-    shape[d] += t->shape[d];
+    if (fl_add_overflows(shape[d], t->shape[d], &shape[d]))
+      return fl_error(FL_ESHAPE, "cat: the sizes along dim %lld add up to more than int64 holds", (long long)fl_mdim(d));
     dt = fl_promote(dt, t->dtype);
   }
   fl_tensor *r;
