@@ -27,7 +27,7 @@ local R = math.random
 local functions, methods = {}, {}
 local function collect(tbl, prefix, seen)
   for k, v in pairs(tbl) do
-    if type(v) == "function" and k ~= "manual_seed" then
+    if type(v) == "function" and k ~= "manual_seed" and k ~= "_now" and k ~= "timer" then -- clocks: not seeded
       functions[#functions + 1] = {prefix .. k, v}
     elseif type(v) == "table" and not seen[v] then
       seen[v] = true
@@ -179,10 +179,17 @@ function value(depth)
 end
 
 -- Finalizers that run from inside allocations (the GC steps on tensor bytes).
+-- When they run depends on Lua's heap layout, which varies from run to run
+-- (string hashes are seeded per state): what they do is drawn when they are
+-- planted, so they never consume the seeded stream at a varying time.
 local function plant_finalizer()
-  setmetatable({}, {__gc = function()
-    if R(2) == 1 then release(pool[R(math.max(#pool, 1))]) else pcall(pick(functions)[2], value(0), value(0)) end
-  end})
+  local victim, fn = R(POOL), pick(functions)[2]
+  local a1, a2 = pool[R(math.max(#pool, 1))], pool[R(math.max(#pool, 1))]
+  if R(2) == 1 then
+    setmetatable({}, {__gc = function() release(pool and pool[victim]) end})
+  else
+    setmetatable({}, {__gc = function() pcall(fn, a1, a2) end})
+  end
 end
 
 local function describe(v)
