@@ -8,6 +8,7 @@
  * weakly. Nothing here calls an op: the backward pass, which does, is
  * src/autograd/engine.c. */
 #include "internal.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,17 @@ bool fl_needs_grad(int n, const fl_tensor *const *ts) {
 }
 
 /* ---- nodes ---- */
+/* Nodes made so far, process-wide: every node that exists before a mark has seq <= mark. */
+static _Atomic uint64_t node_count;
+
+uint64_t fl_node_mark(void) { return atomic_load(&node_count); }
+
+fl_status fl_name_composite(fl_status st, uint64_t mark, const char *name, fl_tensor *const *out) {
+  fl_node *n = st == FL_OK ? (*out)->grad_fn : NULL;
+  if (n && n->seq > mark) n->name = name;
+  return st;
+}
+
 static fl_node *node_alloc(const char *name, int n_in, int n_out) {
   fl_node *n = calloc(1, sizeof *n);
   if (!n) return NULL;
@@ -40,6 +52,7 @@ static fl_node *node_alloc(const char *name, int n_in, int n_out) {
   }
   n->refcount = 1;
   n->name = name;
+  n->seq = atomic_fetch_add(&node_count, 1) + 1;
   n->n_in = n_in;
   n->n_out = n_out;
   n->saved = n->saved_small;

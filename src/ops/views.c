@@ -140,11 +140,12 @@ fl_status fl_reshape(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **
   FL_TRY(infer_shape("reshape", t, nd, in, shape));
   if (view_strides(t, nd, shape, stride))
     return make_view("ReshapeBackward", reshape_back, t, nd, shape, stride, t->offset, 0, NULL, out);
+  uint64_t mark = fl_node_mark(); /* a clone, then a view of it */
   fl_tensor *c;
   FL_TRY(fl_clone(t, &c));
   fl_status st = fl_view(c, nd, shape, out);
   fl_release(c);
-  return st;
+  return fl_name_composite(st, mark, "ReshapeBackward", out);
 }
 
 static fl_status permute_view(const char *name, const fl_tensor *t, const int *dims, fl_tensor **out) {
