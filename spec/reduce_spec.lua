@@ -95,6 +95,42 @@ describe("sum, mean, prod, amax, amin", function()
   end)
 end)
 
+-- Sums over leading dims of f32 (the innermost kept dim contiguous: a column
+-- reduction, which the CPU does by rows into per-column accumulators) against
+-- f64 sums in plain Lua, on odd sizes: column tails, several 16-row groups,
+-- more columns than one block (1024), a transposed view, keepdim.
+describe("column sums and means of f32", function()
+  local function check(x, dims, op, keepdim, atol, rtol)
+    local ref = R.reduce(R.of(x), dims, op == "sum" and R.sum or R.mean, keepdim)
+    H.close(x[op](x, dims, keepdim), R.nest(ref), {atol = atol, rtol = rtol or 1e-6}, op .. " over " .. dname(dims))
+  end
+
+  it("sum over dim 1 of [37, 19] and [300, 601], mean of [3, 1030] over dim 1", function()
+    flame.manual_seed(11)
+    check(flame.randn(37, 19, H.opts()), 1, "sum", false, 1e-5)
+    check(flame.randn(300, 601, H.opts()), 1, "sum", true, 1e-4)
+    check(flame.randn(3, 1030, H.opts()), 1, "mean", false, 1e-6)
+  end)
+
+  it("mean over dims {1, 3} of [3, 5, 7, 9] and sum over {1, 2} of [2, 21, 1030]", function()
+    flame.manual_seed(12)
+    check(flame.randn(3, 5, 7, 9, H.opts()), {1, 3}, "mean", false, 1e-6)
+    check(flame.randn(3, 5, 7, 9, H.opts()), {1, 3}, "sum", true, 1e-5)
+    check(flame.randn(2, 21, 1030, H.opts()), {1, 2}, "sum", false, 1e-5)
+  end)
+
+  it("sum over dim 2 of a transposed [19, 37], whose dim 1 is the contiguous one", function()
+    flame.manual_seed(13)
+    check(flame.randn(19, 37, H.opts()):t(), 2, "sum", false, 1e-5)
+  end)
+
+  it("sum over dim 1 of [5000, 9]: many 16-row groups, f32 rounding confined to each", function()
+    flame.manual_seed(14)
+    local x = flame.randn(5000, 9, H.opts()) + 100 -- a large common part: f32 over all rows would lose it
+    check(x, 1, "sum", false, 2e-2, 0)
+  end)
+end)
+
 describe("var and std", function()
   local function var(c) return function(v) return R.var(v, c) end end
   local function std(c) return function(v) return math.sqrt(R.var(v, c)) end end

@@ -123,6 +123,10 @@ int64_t fl_binary_i(fl_binary_op op, int64_t a, int64_t b);
 double fl_cpu_sum_f32(const float *x, int64_t n);
 /* Max (or min) of n >= 1 unit-stride f32 values in 16 lanes; NaN propagates. */
 float fl_cpu_extreme_f32(const float *x, int64_t n, bool max);
+/* The f32 sum (or mean) of a reduction plan whose innermost kept dim is
+ * unit-stride in x, by rows into per-column accumulators; false (nothing
+ * done) when the plan does not have that form. cpu_colsum.c. */
+bool fl_cpu_colsum(const fl_plan *p, bool mean);
 
 /* Function multi-versioning for the hot loops: one clone per x86-64 level,
  * picked at load time (ifunc), so a portable build still runs AVX-512 code. */

@@ -290,6 +290,7 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
   fl_plan p;
   fl_plan_reduce(&p, n, ts, mask);
   red_job j = {op, param, base, fl_plan_reduced_numel(&p), !fl_dtype_is_float(x->dtype), out, idx};
+  if ((op == FL_RSUM || op == FL_RMEAN) && !idx && fl_cpu_colsum(&p, op == FL_RMEAN)) return FL_OK;
   int64_t nkept = p.numel;
   int nt = fl_cpu_threads_for(nkept * j.nred * (op == FL_RVAR ? 2 : 1));
   if (nt <= 1 || nkept < nt) { /* one thread, or few outputs with threads within each */
