@@ -30,6 +30,7 @@ for _, n in ipairs({1 << 20, 1 << 24}) do
     {"add_broadcast", function() return x + b end},
     {"sum_all", function() return x:sum() end},
     {"sum_last", function() return x:sum(-1) end},
+    {"sum_first", function() return x:sum(1) end},
     {"chain5", function() return (x * 0.5 + 0.25):tanh() * x - 0.125 end},
   }
   for _, c in ipairs(cases) do

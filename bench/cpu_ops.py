@@ -45,6 +45,7 @@ for n in (1 << 20, 1 << 24):
         ("add_broadcast", lambda: x + b, lambda: tx + tb),
         ("sum_all", lambda: x.sum(), lambda: tx.sum()),
         ("sum_last", lambda: x.sum(-1), lambda: tx.sum(-1)),
+        ("sum_first", lambda: x.sum(0), lambda: tx.sum(0)),
         ("chain5", lambda: np.tanh(x * 0.5 + 0.25) * x - 0.125, lambda: torch.tanh(tx * 0.5 + 0.25) * tx - 0.125),
     ]
     for name, fn_np, fn_t in cases:
