@@ -136,6 +136,10 @@ typedef struct fl_backend {
   fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
   /* out[.., idx[p], ..] += src[p] along dim, for p over idx's shape */
   fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+  /* x, values (x's dtype; may be NULL) and indices (i64) contiguous, same shape, sorted along the
+   * last dim: each row is sorted stably by its fl_sortkey (core/sortkey.h: NaN largest, -0 == +0),
+   * ascending or descending; indices get each element's position in its row plus base. */
+  fl_status (*sort)(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 } fl_backend;
 
 const fl_backend *fl_backend_for(fl_devtype t);

@@ -405,13 +405,15 @@ static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on t
   return 0;
 }
 
-/* Monotonic wall-clock seconds, for bench/ scripts. */
+/* Monotonic wall-clock seconds (flame.timer(), and _now for bench/ scripts). */
 static int f_now(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
   return 1;
 }
+
+int lfl_randperm(lua_State *L); /* lops_more.c */
 
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
 
@@ -423,7 +425,7 @@ static const luaL_Reg functions[] = {
     {"stack", f_stack},       {"where", f_where},     {"manual_seed", f_manual_seed},
     {"no_grad", f_no_grad},   {"set_grad_enabled", f_set_grad_enabled},
     {"is_grad_enabled", f_is_grad_enabled}, {"memory_stats", f_memory_stats},
-    {"is_tensor", f_is_tensor}, {"_now", f_now}, {NULL, NULL}};
+    {"is_tensor", f_is_tensor}, {"_now", f_now}, {"timer", f_now}, {"randperm", lfl_randperm}, {NULL, NULL}};
 
 static const luaL_Reg cuda_functions[] = {{"is_available", f_cuda_is_available},
                                           {"device_count", f_cuda_device_count},

@@ -30,6 +30,10 @@ UNARY(relu, FL_RELU)
 UNARY(silu, FL_SILU)
 UNARY(sign, FL_SIGN)
 UNARY(logical_not, FL_LOGICAL_NOT)
+UNARY(floor, FL_FLOOR)
+UNARY(ceil, FL_CEIL)
+UNARY(round, FL_ROUND)
+UNARY(trunc, FL_TRUNC)
 
 static int m_gelu(lua_State *L) {
   const char *approx = luaL_optstring(L, 2, "none");
@@ -360,7 +364,7 @@ static const luaL_Reg ops[] = {
 #define U(n) {#n, m_##n}, {#n "_", m_##n##_}
     U(neg), U(exp), U(log), U(sqrt), U(rsqrt), U(abs), U(sin), U(cos), U(tanh), U(sigmoid), U(relu), U(silu),
     U(sign), U(logical_not), U(sub), U(mul), U(div), U(pow), U(maximum), U(minimum), U(eq), U(ne), U(lt), U(le),
-    U(gt), U(ge), U(logical_and), U(logical_or), U(add), U(clamp),
+    U(gt), U(ge), U(logical_and), U(logical_or), U(add), U(clamp), U(floor), U(ceil), U(round), U(trunc),
 #undef U
     {"gelu", m_gelu}, {"lerp", m_lerp}, {"masked_fill", m_masked_fill}, {"sum", m_sum}, {"mean", m_mean},
     {"prod", m_prod}, {"amax", m_amax}, {"amin", m_amin}, {"var", m_var}, {"std", m_std}, {"max", m_max},
@@ -369,4 +373,8 @@ static const luaL_Reg ops[] = {
     {"index_select", m_index_select}, {"index_add_", m_index_add_}, {"index_add", m_index_add}, {"gather", m_gather},
     {"scatter_add", m_scatter_add}, {NULL, NULL}};
 
-void lfl_register_ops(lua_State *L) { luaL_setfuncs(L, ops, 0); }
+void lfl_register_more(lua_State *L);
+void lfl_register_ops(lua_State *L) {
+  luaL_setfuncs(L, ops, 0);
+  lfl_register_more(L); /* lops_more.c */
+}

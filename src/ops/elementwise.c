@@ -7,7 +7,7 @@
 
 static const char *unary_names[FL_NUNARY] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh",
                                              "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "sign", "logical_not",
-                                             "clamp"};
+                                             "clamp", "floor", "ceil", "round", "trunc"};
 static const char *binary_names[FL_NBINARY] = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
     "logical_or", "relu_backward", "gelu_backward", "gelu_tanh_backward", "silu_backward", "sigmoid_backward",
@@ -16,8 +16,10 @@ const char *fl_unary_name(fl_unary_op op) { return (unsigned)op < FL_NUNARY ? un
 const char *fl_binary_name(fl_binary_op op) { return (unsigned)op < FL_NBINARY ? binary_names[op] : "?"; }
 
 static bool is_predicate(fl_binary_op op) { return op >= FL_EQ && op <= FL_OR; }
+static bool is_rounding(fl_unary_op op) { return op >= FL_FLOOR && op <= FL_TRUNC; }
 static bool float_only_unary(fl_unary_op op) {
-  return op != FL_NEG && op != FL_ABS && op != FL_RELU && op != FL_SIGN && op != FL_LOGICAL_NOT && op != FL_CLAMP;
+  return op != FL_NEG && op != FL_ABS && op != FL_RELU && op != FL_SIGN && op != FL_LOGICAL_NOT && op != FL_CLAMP &&
+         !is_rounding(op);
 }
 
 /* ---- small helpers built on the ops themselves ---- */
@@ -64,7 +66,11 @@ static fl_status unary_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
     case FL_GELU: st = fused(FL_GELU_BACKWARD, g, x, &grads[0]); break;
     case FL_GELU_TANH: st = fused(FL_GELU_TANH_BACKWARD, g, x, &grads[0]); break;
     case FL_SILU: st = fused(FL_SILU_BACKWARD, g, x, &grads[0]); break;
-    case FL_SIGN: st = muls(g, 0, &grads[0]); break;
+    case FL_SIGN: /* piecewise constant: zero gradient, as torch */
+    case FL_FLOOR:
+    case FL_CEIL:
+    case FL_ROUND:
+    case FL_TRUNC: st = muls(g, 0, &grads[0]); break;
     case FL_CLAMP: { /* pass the gradient where x was inside [lo, hi] */
       fl_tensor *m = NULL, *z = NULL;
       double lo = n->darg[0], hi = n->darg[1];
