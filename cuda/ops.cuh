@@ -30,6 +30,8 @@ fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, cons
 fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
 fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
 fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+/* sort.cu */
+fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 } // namespace fc
 
 #endif

@@ -46,11 +46,12 @@ done:
   return fl_error_context(st, "nan_to_num");
 }
 
-/* |a - b| <= atol + rtol |b|, or a == b (equal infinities), or both NaN when equal_nan. */
+/* |a - b| <= atol + rtol |b| with |a - b| finite (inf and -inf are not close, though the
+ * tolerance of an infinite b is infinite), or a == b (equal infinities), or both NaN when equal_nan. */
 static fl_status isclose_raw(const fl_tensor *a, const fl_tensor *b, double rtol, double atol, bool equal_nan,
                              fl_tensor **out) {
   fl_tensor *d = NULL, *ad = NULL, *ab = NULL, *tol = NULL, *tol2 = NULL, *le = NULL, *eq = NULL, *r = NULL;
-  fl_tensor *na = NULL, *nb = NULL, *nn = NULL;
+  fl_tensor *na = NULL, *nb = NULL, *nn = NULL, *fin = NULL, *ok = NULL;
   fl_status st = FL_OK;
   FL_CHECK(fl_binary(FL_SUB, a, b, &d));
   FL_CHECK(fl_unary(FL_ABS, d, &ad));
@@ -58,8 +59,10 @@ static fl_status isclose_raw(const fl_tensor *a, const fl_tensor *b, double rtol
   FL_CHECK(fl_binary_scalar(FL_MUL, ab, rtol, false, &tol));
   FL_CHECK(fl_binary_scalar(FL_ADD, tol, atol, false, &tol2));
   FL_CHECK(fl_binary(FL_LE, ad, tol2, &le));
+  FL_CHECK(fl_binary_scalar(FL_NE, ad, INFINITY, false, &fin));
+  FL_CHECK(fl_binary(FL_AND, le, fin, &ok));
   FL_CHECK(fl_binary(FL_EQ, a, b, &eq));
-  FL_CHECK(fl_binary(FL_OR, le, eq, &r));
+  FL_CHECK(fl_binary(FL_OR, ok, eq, &r));
   if (equal_nan) {
     FL_CHECK(fl_isnan(a, &na));
     FL_CHECK(fl_isnan(b, &nb));
@@ -70,7 +73,7 @@ static fl_status isclose_raw(const fl_tensor *a, const fl_tensor *b, double rtol
   }
 done:
   fl_release(d), fl_release(ad), fl_release(ab), fl_release(tol), fl_release(tol2), fl_release(le), fl_release(eq);
-  fl_release(r), fl_release(na), fl_release(nb), fl_release(nn);
+  fl_release(r), fl_release(na), fl_release(nb), fl_release(nn), fl_release(fin), fl_release(ok);
   return st;
 }
 
