@@ -104,6 +104,26 @@ describe("sort and argsort", function()
     assert.are.same({2, 4, 1, 3}, bi:cpu():totable())
   end)
 
+  it("sorts long rows stably, specials included, in every float and int dtype", function()
+    local v = {}
+    local specials = {NAN, INF, -INF, 0.0, -0.0}
+    for k = 1, 500 do v[k] = k % 50 == 0 and specials[k // 50 % 5 + 1] or ((k * 37) % 23 - 11) / 4 end
+    for _, dt in ipairs({"f64", "f32", "f16", "bf16"}) do
+      for _, desc in ipairs({false, true}) do
+        local _, i = H.t(v, {dtype = dt}):sort(1, {descending = desc})
+        assert.are.same(order_of(v, desc), i:cpu():totable(), dt)
+      end
+    end
+    local iv = {}
+    for k = 1, 400 do iv[k] = ((k * 7919) % 601 - 300) * (k % 3 == 0 and 1000003 or 1) end
+    for _, dt in ipairs({"i64", "i32"}) do
+      local s, i = H.t(iv, {dtype = dt}):sort(1, {descending = true})
+      local o = order_of(iv, true)
+      assert.are.same(o, i:cpu():totable(), dt)
+      assert.are.equal(iv[o[1]], s[1]:item())
+    end
+  end)
+
   it("sorts a transposed input in its logical order", function()
     local x = H.t({{4, 1}, {2, 3}, {0, 5}}, F64):t() -- {{4, 2, 0}, {1, 3, 5}}
     local v, i = x:sort(2)

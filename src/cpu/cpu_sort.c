@@ -1,6 +1,7 @@
 /* CPU sort along the last dim: each row's elements become (key, position)
- * pairs (core/sortkey.h), merge-sorted stably; values are then gathered by
- * position. The same keys as the CUDA backend, so the same permutation. */
+ * pairs (core/sortkey.h), sorted stably (radix, or insertion for short rows);
+ * values are then gathered by position. The same keys and the same stable
+ * order as the CUDA backend, so the same permutation. */
 #include "cpu.h"
 #include "sortkey.h"
 #include <stdlib.h>
@@ -18,17 +19,35 @@ static uint64_t raw_bits(const char *row, int64_t i, size_t es) {
   }
 }
 
-/* Bottom-up merge sort of a[0..n) using tmp; stable (ties keep the left run first). */
-static void merge_sort(sort_item *a, sort_item *tmp, int64_t n) {
+/* Stable insertion sort: for short rows, where radix passes cost more than they save. */
+static void insertion_sort(sort_item *a, int64_t n) {
+  for (int64_t i = 1; i < n; i++) {
+    sort_item v = a[i];
+    int64_t j = i;
+    for (; j > 0 && a[j - 1].key > v.key; j--) a[j] = a[j - 1];
+    a[j] = v;
+  }
+}
+
+/* LSD radix sort by bytes of the key's width, using tmp: stable, one counting pass
+ * for every byte, then one scatter per byte whose value is not the same in every key
+ * (small integers and narrow ranges skip most passes). */
+static void radix_sort(sort_item *a, sort_item *tmp, int64_t n, int width) {
+  int64_t count[8][256] = {{0}};
+  int nbytes = width / 8;
+  for (int64_t i = 0; i < n; i++)
+    for (int b = 0; b < nbytes; b++) count[b][(a[i].key >> (8 * b)) & 255]++;
   sort_item *src = a, *dst = tmp;
-  for (int64_t w = 1; w < n; w *= 2) {
-    for (int64_t lo = 0; lo < n; lo += 2 * w) {
-      int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-      int64_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi) dst[k++] = src[j].key < src[i].key ? src[j++] : src[i++];
-      while (i < mid) dst[k++] = src[i++];
-      while (j < hi) dst[k++] = src[j++];
+  for (int b = 0; b < nbytes; b++) {
+    int64_t *c = count[b];
+    if (c[(src[0].key >> (8 * b)) & 255] == n) continue; /* every key has this byte */
+    int64_t sum = 0;
+    for (int d = 0; d < 256; d++) {
+      int64_t k = c[d];
+      c[d] = sum;
+      sum += k;
     }
+    for (int64_t i = 0; i < n; i++) dst[c[(src[i].key >> (8 * b)) & 255]++] = src[i];
     sort_item *t = src;
     src = dst, dst = t;
   }
@@ -48,7 +67,8 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
   for (int64_t r = 0; r < rows; r++) {
     const char *row = xd + (size_t)(r * n) * es;
     for (int64_t i = 0; i < n; i++) items[i] = (sort_item){fl_sortkey(x->dtype, raw_bits(row, i, es), descending), i};
-    merge_sort(items, items + n, n);
+    if (n <= 32) insertion_sort(items, n);
+    else radix_sort(items, items + n, n, fl_sortkey_width(x->dtype));
     for (int64_t i = 0; i < n; i++) {
       id[r * n + i] = items[i].pos + base;
       if (vd) memcpy(vd + (size_t)(r * n + i) * es, row + (size_t)items[i].pos * es, es);
