@@ -7,7 +7,8 @@
 -- Operands are contracted left to right, two at a time.
 local flame = ...
 
-local function fail(msg, ...) error("einsum: " .. string.format(msg, ...), 3) end
+-- Equation errors are raised as tables and re-raised by flame.einsum at the caller's line.
+local function fail(msg, ...) error({einsum = string.format(msg, ...)}) end
 
 -- "ab...c" -> list of labels, with nil for where "..." stands (once at most).
 local function parse_term(term, k)
@@ -134,7 +135,7 @@ local function contract(a, la, b, lb, keep, sizes)
   return r:reshape(shape), labels
 end
 
-function flame.einsum(eq, ...)
+local function einsum(eq, ...)
   if type(eq) ~= "string" then fail("expected an equation string, got %s", type(eq)) end
   local ops = {...}
   if #ops == 1 and type(ops[1]) == "table" and not flame.is_tensor(ops[1]) then ops = ops[1] end
@@ -197,6 +198,13 @@ function flame.einsum(eq, ...)
   for i, l in ipairs(out) do perm[i] = index_of(labels, l) end
   if #perm > 1 then x = x:permute(perm) end
   return x
+end
+
+function flame.einsum(eq, ...)
+  local ok, r = pcall(einsum, eq, ...)
+  if ok then return r end
+  if type(r) == "table" and r.einsum then error("einsum: " .. r.einsum, 2) end
+  error(r, 0) -- an op's own error, already complete
 end
 
 return flame
