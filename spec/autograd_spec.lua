@@ -441,6 +441,44 @@ describe("autograd", function()
       assert.are.equal("ToBackward", x:double().grad_fn)
       assert.is_nil(flame.no_grad(function() return x * 2 end).grad_fn)
     end)
+
+    it("names the real op, as PyTorch does (without its trailing 0)", function()
+      local x = leaf({{1.0, -2, 3}, {4, 5, -6}})
+      local v = leaf({1.0, 2, 3})
+      local m = leaf({{1.0, 2}, {3, 4}, {5, 6}})
+      local idx = H.t({2, 1}, {dtype = "i64"})
+      local names = {
+        {"ExpBackward", x:exp()}, {"LogBackward", x:abs():log()}, {"NegBackward", -x},
+        {"TanhBackward", x:tanh()}, {"SigmoidBackward", x:sigmoid()}, {"ReluBackward", x:relu()},
+        {"ClampBackward", x:clamp(0, 1)}, {"SqrtBackward", x:abs():sqrt()}, {"AbsBackward", x:abs()},
+        {"SubBackward", x - 1}, {"MulBackward", x * x}, {"DivBackward", x / 2}, {"PowBackward", x ^ 2},
+        {"MaximumBackward", x:maximum(x)}, {"MinimumBackward", x:minimum(x)},
+        {"WhereBackward", flame.where(x:gt(0), x, x)},
+        {"SumBackward", x:sum(2)}, {"MeanBackward", x:mean()}, {"ProdBackward", x:prod()},
+        {"AmaxBackward", x:amax()}, {"AminBackward", x:amin()}, {"VarBackward", x:var()},
+        {"MaxBackward", (x:max(2))}, {"MinBackward", (x:min(1))}, {"CumsumBackward", x:cumsum(2)},
+        {"SoftmaxBackward", x:softmax(2)}, {"LogSoftmaxBackward", x:log_softmax(2)},
+        {"MatmulBackward", x:matmul(m)}, {"IndexSelectBackward", x:index_select(2, idx)},
+        {"GatherBackward", x:gather(2, H.t({{1}, {3}}, {dtype = "i64"}))},
+        {"CatBackward", flame.cat({v, v})}, {"FlipBackward", x:flip(1)},
+        {"TransposeBackward", x:t()}, {"PermuteBackward", x:permute(2, 1)}, {"ViewBackward", x:view(6)},
+        {"NarrowBackward", x:narrow(2, 1, 2)}, {"SelectBackward", x[1]}, {"UnsqueezeBackward", v:unsqueeze(1)},
+        {"ExpandBackward", v:expand(2, 3)}, {"CloneBackward", x:clone()},
+      }
+      for _, case in ipairs(names) do
+        assert.are.equal(case[1], case[2].grad_fn)
+      end
+    end)
+
+    it("gives max over a dim one node whose indices are not differentiable", function()
+      local x = leaf({{1.0, 5, 2}, {7, 3, 4}})
+      local values, indices = x:max(2)
+      assert.are.equal("MaxBackward", values.grad_fn)
+      assert.is_nil(indices.grad_fn)
+      assert.is_false(indices.requires_grad)
+      values:sum():backward()
+      H.close(x.grad, {{0.0, 1, 0}, {1, 0, 0}}, {atol = 0, rtol = 0})
+    end)
   end)
 
   describe("dtypes and broadcasting", function()

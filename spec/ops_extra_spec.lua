@@ -144,6 +144,15 @@ describe("sort and argsort", function()
     assert.are.same({0, 3}, v.shape)
   end)
 
+  it("records SortBackward on the values only", function()
+    local x = H.t({3, 1, 2}, F64)
+    x.requires_grad = true
+    local v, i = x:sort()
+    assert.are.equal("SortBackward", v.grad_fn)
+    assert.is_nil(i.grad_fn)
+    assert.are.equal("FloorBackward", x:floor().grad_fn)
+  end)
+
   it("has the gradient of a permutation", function()
     H.gradcheck(function(x) return (x:sort(2)) end, {H.t(R.distinct({3, 4}, -2, 2, 3))})
     H.gradcheck(function(x) return (x:sort(1, {descending = true})) end, {H.t(R.distinct({3, 4}, -2, 2, 4))})

@@ -2,68 +2,7 @@
  * lifetime, views, broadcasting, autograd by hand, errors, f16/bf16 conversion
  * edge cases and reference counting. One line per check; exit status 1 on any
  * failure. Clean under `valgrind --leak-check=full --error-exitcode=1`. */
-#include "flame.h"
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
-static int failures, checks;
-
-#define CHECK(cond, ...)                      \
-  do {                                        \
-    checks++;                                 \
-    if (cond) {                               \
-      printf("ok   - ");                      \
-    } else {                                  \
-      failures++;                             \
-      printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-    }                                         \
-    printf(__VA_ARGS__);                      \
-    printf("\n");                             \
-  } while (0)
-
-/* A call that must succeed; on failure it reports fl_last_error(). */
-#define OK(expr)                                                                          \
-  do {                                                                                    \
-    fl_status ok_st_ = (expr);                                                            \
-    CHECK(ok_st_ == FL_OK, "%s%s%s", #expr, ok_st_ ? " -- " : "", ok_st_ ? fl_last_error() : ""); \
-  } while (0)
-
-static bool contains(const char *s, const char *frag) { return strstr(s, frag) != NULL; }
-
-static fl_opts opts(fl_dtype dt, bool rg) {
-  fl_opts o = fl_default_opts();
-  o.dtype = dt;
-  o.requires_grad = rg;
-  return o;
-}
-
-static fl_tensor *from(const double *v, int ndim, const int64_t *shape, fl_dtype dt, bool rg) {
-  fl_tensor *t = NULL;
-  if (fl_from_doubles(v, ndim, shape, opts(dt, rg), &t) != FL_OK) {
-    printf("FAIL - creating a tensor: %s\n", fl_last_error());
-    failures++;
-  }
-  return t;
-}
-
-/* Compares a tensor's values (read back as doubles) with the expected ones. */
-static bool values_are(const fl_tensor *t, const double *want, int64_t n, double tol) {
-  if (!t || fl_numel(t) != n) return false;
-  double got[64];
-  if (n > 64 || fl_to_doubles(t, got) != FL_OK) return false;
-  for (int64_t i = 0; i < n; i++)
-    if (!(fabs(got[i] - want[i]) <= tol)) {
-      printf("       element %lld: got %.9g, expected %.9g\n", (long long)i, got[i], want[i]);
-      return false;
-    }
-  return true;
-}
-
-static int64_t live_bytes(void) {
-  fl_memory_stats s;
-  return fl_memory_stats_get(FL_CPU_DEVICE, &s) == FL_OK ? s.allocated : -1;
-}
+#include "check.h"
 
 static void test_create_free(void) {
   int64_t base = live_bytes();

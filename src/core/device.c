@@ -1,33 +1,11 @@
-/* Devices and the backend table per device type (dispatch). */
+/* Devices: names, parsing, availability, and the backend lookup that names the
+ * device when it does not exist. The table itself is core/backend_registry.c. */
 #include "internal.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 const fl_device FL_CPU_DEVICE = {FL_CPU, 0};
-static const fl_backend *backends[FL_NDEVTYPES];
-
-const fl_backend *fl_cpu_backend(void);
-#ifdef FLAME_HAVE_CUDA
-const fl_backend *fl_cuda_backend(void);
-#endif
-
-static void register_builtin(void) {
-  if (!backends[FL_CPU]) backends[FL_CPU] = fl_cpu_backend();
-#ifdef FLAME_HAVE_CUDA
-  if (!backends[FL_CUDA]) backends[FL_CUDA] = fl_cuda_backend();
-#endif
-}
-
-const fl_backend *fl_backend_for(fl_devtype t) {
-  register_builtin();
-  return (unsigned)t < FL_NDEVTYPES ? backends[t] : NULL;
-}
-
-void fl_register_backend(fl_devtype t, const fl_backend *b) {
-  register_builtin();
-  if ((unsigned)t < FL_NDEVTYPES) backends[t] = b;
-}
 
 static const char *devtype_name(fl_devtype t) { return t == FL_CUDA ? "cuda" : "cpu"; }
 

@@ -33,6 +33,7 @@ struct fl_tensor {
   bool retains_grad;
   fl_tensor *grad;
   fl_node *grad_fn; /* producer of a non-leaf (strong) */
+  int output_nr;    /* which output of grad_fn this tensor is */
   fl_node *acc;     /* accumulator of a leaf (strong; the node points back weakly) */
 };
 
@@ -76,8 +77,6 @@ fl_status fl_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, 
 bool fl_same_shape(const fl_tensor *a, const fl_tensor *b);
 /* Same shape, strides and offset: the same elements in the same order. */
 bool fl_same_layout(const fl_tensor *a, const fl_tensor *b);
-/* Sum g down to shape (the one gradient reduction for broadcast inputs). */
-fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out);
 fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tensor *b);
 /* Expand without autograd (for kernels): a new header, or a stack header that
  * borrows t (never retained or released; for a kernel call on the hot path). */
@@ -162,59 +161,9 @@ void fl_rng_next(uint64_t counters, uint64_t *seed, uint64_t *offset);
 fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr);
 void fl_device_free(fl_device dev, void *ptr, size_t nbytes);
 
-/* ---- autograd (core/autograd.c) ---- */
-typedef fl_status (*fl_backward_fn)(fl_node *n, fl_tensor *g, fl_tensor **grads);
-typedef struct fl_edge {
-  fl_node *node; /* NULL if this input does not need a gradient */
-  int ndim;
-  int64_t shape[FL_MAX_DIMS];
-  fl_dtype dtype;
-} fl_edge;
-typedef struct fl_hook {
-  fl_hook_fn fn;
-  void *ud;
-  void (*free_ud)(void *);
-  struct fl_hook *next;
-} fl_hook;
-#define FL_NODE_MAX_SAVED 4
-struct fl_node {
-  int refcount;
-  const char *name;
-  fl_backward_fn backward;
-  int n_in;
-  fl_edge *in;
-  fl_tensor *saved[FL_NODE_MAX_SAVED];
-  uint64_t saved_version[FL_NODE_MAX_SAVED];
-  int n_saved;
-  int64_t iarg[2 * FL_MAX_DIMS + 4];
-  double darg[4];
-  fl_tensor *leaf; /* accumulator nodes: the leaf (weak) */
-  fl_tensor *out;  /* the produced tensor (weak), for retain_grad */
-  bool released;
-  fl_hook *hooks;
-  /* engine scratch */
-  int deps;
-  fl_tensor *gbuf;
-  int mark;
-};
-/* True if grad mode is on and any of the n tensors requires grad. */
-bool fl_needs_grad(int n, const fl_tensor *const *ts);
-/* A node whose inputs are ts (NULL entries allowed). */
-fl_status fl_node_new(const char *name, fl_backward_fn bw, int n, const fl_tensor *const *ts, fl_node **out);
-/* Save a detached alias of t, with its version for the in-place check. */
-void fl_node_save(fl_node *n, const fl_tensor *t);
-fl_status fl_node_saved(fl_node *n, int i, fl_tensor **out); /* borrowed */
-/* out takes ownership of n. */
-void fl_node_attach(fl_node *n, fl_tensor *out);
-void fl_node_release(fl_node *n);
-/* Records a node over inputs for out when needed: the common front-end step. */
-fl_status fl_record(const char *name, fl_backward_fn bw, int n, const fl_tensor *const *ts, fl_tensor *out, fl_node **node);
-/* Refuse an in-place write to a tensor autograd needs intact, or of a source
- * (may be NULL) whose gradient the unrecorded write would lose. */
-fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *src);
-void fl_autograd_tensor_freed(fl_tensor *t);
-
 #ifdef __cplusplus
 }
 #endif
+
+#include "autograd.h" /* the graph records every op front-end uses */
 #endif

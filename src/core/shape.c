@@ -1,5 +1,5 @@
-/* Shape rules: dim normalisation, NumPy broadcasting, and the one gradient
- * reduction that sums a broadcast gradient back to an input's shape. */
+/* Shape rules: dim normalisation and NumPy broadcasting. (The gradient
+ * reduction that undoes broadcasting is in src/autograd/engine.c.) */
 #include "internal.h"
 #include <string.h>
 
@@ -56,35 +56,6 @@ fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape) {
   fl_tensor hdr;
   fl_expand_header(t, ndim, shape, &hdr);
   return fl_alias(t, ndim, hdr.shape, hdr.stride, t->offset);
-}
-
-fl_status fl_sum_to_shape(const fl_tensor *g, int ndim, const int64_t *shape, fl_tensor **out) {
-  if (g->ndim == ndim && !memcmp(g->shape, shape, sizeof(int64_t) * ndim)) {
-    *out = fl_retain((fl_tensor *)g);
-    return FL_OK;
-  }
-  int lead = g->ndim - ndim;
-  uint32_t mask = 0;
-  for (int i = 0; i < g->ndim; i++) {
-    int j = i - lead;
-    if (j < 0 || (shape[j] == 1 && g->shape[i] != 1)) mask |= 1u << i;
-    else if (shape[j] != g->shape[i]) {
-      char sa[128], sb[128];
-      return fl_error(FL_ESHAPE, "gradient of shape %s cannot be reduced to input shape %s",
-                      fl_shape_str(g, sa, sizeof sa), fl_dims_str(ndim, shape, sb, sizeof sb));
-    }
-  }
-  if (lead < 0) {
-    char sa[128], sb[128];
-    return fl_error(FL_ESHAPE, "gradient of shape %s has fewer dims than input shape %s",
-                    fl_shape_str(g, sa, sizeof sa), fl_dims_str(ndim, shape, sb, sizeof sb));
-  }
-  fl_tensor *s;
-  if (mask) FL_TRY(fl_sum(g, mask, true, &s));
-  else s = fl_retain((fl_tensor *)g);
-  fl_status st = fl_reshape(s, ndim, shape, out);
-  fl_release(s);
-  return st;
 }
 
 fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tensor *b) {

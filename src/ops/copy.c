@@ -150,9 +150,14 @@ fl_status fl_item(const fl_tensor *t, double *out) {
 }
 
 /* ---- differentiable conversions ---- */
-static fl_status to_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_device src = {(fl_devtype)n->iarg[0], (int)n->iarg[1]};
-  return fl_to(g, (fl_dtype)n->iarg[2], src, &grads[0]);
+typedef struct {
+  fl_device device; /* the source's */
+  fl_dtype dtype;
+} to_ctx;
+
+static fl_status to_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const to_ctx *c = n->ctx;
+  return fl_to(gout[0], c->dtype, c->device, &gin[0]);
 }
 
 fl_status fl_to(const fl_tensor *t, fl_dtype dt, fl_device dev, fl_tensor **out) {
@@ -165,11 +170,8 @@ fl_status fl_to(const fl_tensor *t, fl_dtype dt, fl_device dev, fl_tensor **out)
   fl_status st = copy_same_shape(r, t);
   fl_node *n = NULL;
   if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("ToBackward", to_backward, 1, &t, r, &n);
-  if (n) {
-    n->iarg[0] = t->storage->device.type;
-    n->iarg[1] = t->storage->device.index;
-    n->iarg[2] = t->dtype;
-  }
+  to_ctx *c;
+  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) c->device = t->storage->device, c->dtype = t->dtype;
   if (st != FL_OK) {
     fl_release(r);
     return st;
@@ -181,8 +183,8 @@ fl_status fl_to(const fl_tensor *t, fl_dtype dt, fl_device dev, fl_tensor **out)
 fl_status fl_cast(const fl_tensor *t, fl_dtype dt, fl_tensor **out) { return fl_to(t, dt, t->storage->device, out); }
 fl_status fl_to_device(const fl_tensor *t, fl_device dev, fl_tensor **out) { return fl_to(t, t->dtype, dev, out); }
 
-static fl_status identity_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  grads[0] = fl_retain(g);
+static fl_status identity_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  gin[0] = fl_retain(gout[0]);
   return FL_OK;
 }
 

@@ -5,16 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *unary_names[FL_NUNARY] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh",
-                                             "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "sign", "logical_not",
-                                             "clamp", "floor", "ceil", "round", "trunc"};
-static const char *binary_names[FL_NBINARY] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
-    "logical_or", "relu_backward", "gelu_backward", "gelu_tanh_backward", "silu_backward", "sigmoid_backward",
-    "tanh_backward"};
-const char *fl_unary_name(fl_unary_op op) { return (unsigned)op < FL_NUNARY ? unary_names[op] : "?"; }
-const char *fl_binary_name(fl_binary_op op) { return (unsigned)op < FL_NBINARY ? binary_names[op] : "?"; }
-
 static bool is_predicate(fl_binary_op op) { return op >= FL_EQ && op <= FL_OR; }
 static bool is_rounding(fl_unary_op op) { return op >= FL_FLOOR && op <= FL_TRUNC; }
 static bool float_only_unary(fl_unary_op op) {
@@ -35,60 +25,83 @@ static fl_status fused(fl_binary_op op, const fl_tensor *g, const fl_tensor *x, 
 }
 
 /* ---- unary ---- */
-static fl_status unary_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_unary_op op = (fl_unary_op)n->iarg[0];
-  fl_tensor *x, *t = NULL, *u = NULL;
-  FL_TRY(fl_node_saved(n, 0, &x)); /* the input, or the output for exp/sqrt/rsqrt/tanh/sigmoid */
+typedef struct {
+  fl_unary_op op;
+  double lo, hi; /* clamp's bounds (NaN: none) */
+} unary_ctx;
+
+/* grad_fn names, PyTorch's without the trailing 0 */
+static const char *unary_grad_names[FL_NUNARY] = {
+    "NegBackward", "ExpBackward", "LogBackward", "SqrtBackward", "RsqrtBackward", "AbsBackward",
+    "SinBackward", "CosBackward", "TanhBackward", "SigmoidBackward", "ReluBackward", "GeluBackward",
+    "GeluBackward", "SiluBackward", "SignBackward", NULL, "ClampBackward", "FloorBackward", "CeilBackward",
+    "RoundBackward", "TruncBackward"};
+
+/* clamp: the gradient passes where x was inside [lo, hi] */
+static fl_status clamp_backward(const unary_ctx *c, fl_tensor *g, const fl_tensor *x, fl_tensor **gx) {
   fl_status st = FL_OK;
-  switch (op) {
-    case FL_NEG: st = muls(g, -1, &grads[0]); break;
-    case FL_EXP: st = mul(g, x, &grads[0]); break;
-    case FL_LOG: st = fl_binary(FL_DIV, g, x, &grads[0]); break;
+  fl_tensor *t = NULL, *u = NULL, *m = NULL, *z = NULL;
+  if (!isnan(c->lo)) FL_CHECK(fl_binary_scalar(FL_GE, x, c->lo, false, &t));
+  if (!isnan(c->hi)) FL_CHECK(fl_binary_scalar(FL_LE, x, c->hi, false, &u));
+  if (t && u) FL_CHECK(fl_binary(FL_AND, t, u, &m));
+  else m = fl_retain(t ? t : u);
+  if (!m) {
+    *gx = fl_retain(g);
+    goto done;
+  }
+  FL_CHECK(scalar_like(g, 0, &z));
+  FL_CHECK(fl_where(m, g, z, gx));
+done:
+  fl_release(t), fl_release(u), fl_release(m), fl_release(z);
+  return st;
+}
+
+static fl_status unary_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const unary_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *x, *t = NULL, *u = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &x)); /* the input, or the output for exp/sqrt/rsqrt/tanh/sigmoid */
+  switch (c->op) {
+    case FL_NEG: FL_CHECK(muls(g, -1, &gin[0])); break;
+    case FL_EXP: FL_CHECK(mul(g, x, &gin[0])); break;
+    case FL_LOG: FL_CHECK(fl_binary(FL_DIV, g, x, &gin[0])); break;
     case FL_SQRT: /* g / (2 y) */
-      if ((st = muls(x, 2, &t)) == FL_OK) st = fl_binary(FL_DIV, g, t, &grads[0]);
+      FL_CHECK(muls(x, 2, &t));
+      FL_CHECK(fl_binary(FL_DIV, g, t, &gin[0]));
       break;
     case FL_RSQRT: /* -0.5 g y^3 */
-      if ((st = fl_binary_scalar(FL_POW, x, 3, false, &t)) == FL_OK && (st = muls(t, -0.5, &u)) == FL_OK)
-        st = mul(g, u, &grads[0]);
+      FL_CHECK(fl_binary_scalar(FL_POW, x, 3, false, &t));
+      FL_CHECK(muls(t, -0.5, &u));
+      FL_CHECK(mul(g, u, &gin[0]));
       break;
     case FL_ABS:
-      if ((st = fl_unary(FL_SIGN, x, &t)) == FL_OK) st = mul(g, t, &grads[0]);
+      FL_CHECK(fl_unary(FL_SIGN, x, &t));
+      FL_CHECK(mul(g, t, &gin[0]));
       break;
     case FL_SIN:
-      if ((st = fl_unary(FL_COS, x, &t)) == FL_OK) st = mul(g, t, &grads[0]);
+      FL_CHECK(fl_unary(FL_COS, x, &t));
+      FL_CHECK(mul(g, t, &gin[0]));
       break;
     case FL_COS:
-      if ((st = fl_unary(FL_SIN, x, &t)) == FL_OK && (st = muls(t, -1, &u)) == FL_OK) st = mul(g, u, &grads[0]);
+      FL_CHECK(fl_unary(FL_SIN, x, &t));
+      FL_CHECK(muls(t, -1, &u));
+      FL_CHECK(mul(g, u, &gin[0]));
       break;
-    case FL_TANH: st = fused(FL_TANH_BACKWARD, g, x, &grads[0]); break;
-    case FL_SIGMOID: st = fused(FL_SIGMOID_BACKWARD, g, x, &grads[0]); break;
-    case FL_RELU: st = fused(FL_RELU_BACKWARD, g, x, &grads[0]); break;
-    case FL_GELU: st = fused(FL_GELU_BACKWARD, g, x, &grads[0]); break;
-    case FL_GELU_TANH: st = fused(FL_GELU_TANH_BACKWARD, g, x, &grads[0]); break;
-    case FL_SILU: st = fused(FL_SILU_BACKWARD, g, x, &grads[0]); break;
+    case FL_TANH: FL_CHECK(fused(FL_TANH_BACKWARD, g, x, &gin[0])); break;
+    case FL_SIGMOID: FL_CHECK(fused(FL_SIGMOID_BACKWARD, g, x, &gin[0])); break;
+    case FL_RELU: FL_CHECK(fused(FL_RELU_BACKWARD, g, x, &gin[0])); break;
+    case FL_GELU: FL_CHECK(fused(FL_GELU_BACKWARD, g, x, &gin[0])); break;
+    case FL_GELU_TANH: FL_CHECK(fused(FL_GELU_TANH_BACKWARD, g, x, &gin[0])); break;
+    case FL_SILU: FL_CHECK(fused(FL_SILU_BACKWARD, g, x, &gin[0])); break;
     case FL_SIGN: /* piecewise constant: zero gradient, as torch */
     case FL_FLOOR:
     case FL_CEIL:
     case FL_ROUND:
-    case FL_TRUNC: st = muls(g, 0, &grads[0]); break;
-    case FL_CLAMP: { /* pass the gradient where x was inside [lo, hi] */
-      fl_tensor *m = NULL, *z = NULL;
-      double lo = n->darg[0], hi = n->darg[1];
-      if (!isnan(lo)) st = fl_binary_scalar(FL_GE, x, lo, false, &t);
-      if (st == FL_OK && !isnan(hi)) st = fl_binary_scalar(FL_LE, x, hi, false, &u);
-      if (st == FL_OK) {
-        if (t && u) st = fl_binary(FL_AND, t, u, &m);
-        else m = fl_retain(t ? t : u);
-      }
-      if (st == FL_OK && !m) { grads[0] = fl_retain(g); break; }
-      if (st == FL_OK) st = scalar_like(g, 0, &z);
-      if (st == FL_OK) st = fl_where(m, g, z, &grads[0]);
-      fl_release(m);
-      fl_release(z);
-      break;
-    }
-    default: st = fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_unary_name(op));
+    case FL_TRUNC: FL_CHECK(muls(g, 0, &gin[0])); break;
+    case FL_CLAMP: FL_CHECK(clamp_backward(c, g, x, &gin[0])); break;
+    default: FL_CHECK(fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_unary_name(c->op)));
   }
+done:
   fl_release(t);
   fl_release(u);
   return st;
@@ -121,12 +134,12 @@ static fl_status unary_impl(fl_unary_op op, const fl_tensor *x, double p0, doubl
   if (fl_dtype_is_float(r->dtype) && op != FL_LOGICAL_NOT) {
     fl_node *n;
     const fl_tensor *in = xin;
-    FL_CHECK(fl_record(op == FL_CLAMP ? "ClampBackward" : "UnaryBackward", unary_backward, 1, &in, r, &n));
+    FL_CHECK(fl_record(unary_grad_names[op], unary_backward, 1, &in, r, &n));
     if (n) {
-      n->iarg[0] = op;
-      n->darg[0] = p0;
-      n->darg[1] = p1;
-      fl_node_save(n, saves_output(op) ? r : xin);
+      unary_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->op = op, c->lo = p0, c->hi = p1;
+      FL_CHECK(fl_node_save(n, saves_output(op) ? r : xin));
     }
   }
   *out = r;
@@ -144,65 +157,113 @@ fl_status fl_clamp(const fl_tensor *x, double lo, double hi, fl_tensor **out) {
 }
 
 /* ---- binary ---- */
-static fl_status binary_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_binary_op op = (fl_binary_op)n->iarg[0];
-  fl_tensor *a, *b, *t = NULL, *u = NULL, *w = NULL;
-  FL_TRY(fl_node_saved(n, 0, &a));
-  FL_TRY(fl_node_saved(n, 1, &b));
+typedef struct {
+  fl_binary_op op;
+} binary_ctx;
+
+static const char *binary_grad_name(fl_binary_op op) {
+  switch (op) {
+    case FL_ADD: return "AddBackward";
+    case FL_SUB: return "SubBackward";
+    case FL_MUL: return "MulBackward";
+    case FL_DIV: return "DivBackward";
+    case FL_POW: return "PowBackward";
+    case FL_MAXIMUM: return "MaximumBackward";
+    default: return "MinimumBackward";
+  }
+}
+
+/* pow, d/da = b a^(b-1), 0 where b == 0 */
+static fl_status pow_grad_base(fl_tensor *g, const fl_tensor *a, const fl_tensor *b, const fl_tensor *z, fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_tensor *t = NULL, *u = NULL, *w = NULL, *v = NULL, *m = NULL;
+  FL_CHECK(fl_binary_scalar(FL_SUB, b, 1, false, &t));
+  FL_CHECK(fl_binary(FL_POW, a, t, &u));
+  FL_CHECK(mul(u, b, &w));
+  FL_CHECK(mul(w, g, &v));
+  FL_CHECK(fl_binary_scalar(FL_EQ, b, 0, false, &m));
+  FL_CHECK(fl_where(m, z, v, out));
+done:
+  fl_release(t), fl_release(u), fl_release(w), fl_release(v), fl_release(m);
+  return st;
+}
+
+/* pow, d/db = a^b log a, 0 where a == 0 */
+static fl_status pow_grad_exponent(fl_tensor *g, const fl_tensor *a, const fl_tensor *b, const fl_tensor *z,
+                                   fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_tensor *t = NULL, *u = NULL, *w = NULL, *v = NULL, *m = NULL;
+  FL_CHECK(fl_binary(FL_POW, a, b, &t));
+  FL_CHECK(fl_unary(FL_LOG, a, &u));
+  FL_CHECK(mul(t, u, &w));
+  FL_CHECK(mul(w, g, &v));
+  FL_CHECK(fl_binary_scalar(FL_EQ, a, 0, false, &m));
+  FL_CHECK(fl_where(m, z, v, out));
+done:
+  fl_release(t), fl_release(u), fl_release(w), fl_release(v), fl_release(m);
+  return st;
+}
+
+/* maximum/minimum: a's share of the gradient, 1 where a wins, 0.5 on ties */
+static fl_status extreme_weight(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_dtype dt, fl_tensor **w) {
+  fl_status st = FL_OK;
+  fl_tensor *t = NULL, *e = NULL, *u = NULL, *h = NULL, *half = NULL;
+  FL_CHECK(fl_binary(op == FL_MAXIMUM ? FL_GT : FL_LT, a, b, &t));
+  FL_CHECK(fl_binary(FL_EQ, a, b, &e));
+  FL_CHECK(fl_cast(t, dt, &u));
+  FL_CHECK(fl_cast(e, dt, &h));
+  FL_CHECK(fl_binary_scalar(FL_MUL, h, 0.5, false, &half));
+  FL_CHECK(fl_binary(FL_ADD, u, half, w));
+done:
+  fl_release(t), fl_release(e), fl_release(u), fl_release(h), fl_release(half);
+  return st;
+}
+
+static fl_status binary_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  fl_binary_op op = ((const binary_ctx *)n->ctx)->op;
+  fl_tensor *g = gout[0], *a, *b, *t = NULL, *u = NULL, *w = NULL;
   bool ga = n->in[0].node != NULL, gb = n->in[1].node != NULL;
   fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &a));
+  FL_CHECK(fl_node_saved(n, 1, &b));
   switch (op) {
     case FL_ADD:
-      grads[0] = fl_retain(g), grads[1] = fl_retain(g);
+      gin[0] = fl_retain(g), gin[1] = fl_retain(g);
       break;
     case FL_SUB:
-      grads[0] = fl_retain(g);
-      if (gb) st = muls(g, -1, &grads[1]);
+      gin[0] = fl_retain(g);
+      if (gb) FL_CHECK(muls(g, -1, &gin[1]));
       break;
     case FL_MUL:
-      if (ga) st = mul(g, b, &grads[0]);
-      if (st == FL_OK && gb) st = mul(g, a, &grads[1]);
+      if (ga) FL_CHECK(mul(g, b, &gin[0]));
+      if (gb) FL_CHECK(mul(g, a, &gin[1]));
       break;
     case FL_DIV: /* d/da = 1/b, d/db = -a/b^2 */
-      st = fl_binary(FL_DIV, g, b, &t);
-      if (st == FL_OK && ga) grads[0] = fl_retain(t);
-      if (st == FL_OK && gb && (st = mul(t, a, &u)) == FL_OK && (st = fl_binary(FL_DIV, u, b, &w)) == FL_OK)
-        st = muls(w, -1, &grads[1]);
+      FL_CHECK(fl_binary(FL_DIV, g, b, &t));
+      if (ga) gin[0] = fl_retain(t);
+      if (gb) {
+        FL_CHECK(mul(t, a, &u));
+        FL_CHECK(fl_binary(FL_DIV, u, b, &w));
+        FL_CHECK(muls(w, -1, &gin[1]));
+      }
       break;
-    case FL_POW: { /* d/da = b a^(b-1), d/db = a^b log a (0 where a == 0) */
-      fl_tensor *z = NULL, *m = NULL, *v = NULL;
-      st = scalar_like(g, 0, &z);
-      if (st == FL_OK && ga && (st = fl_binary_scalar(FL_SUB, b, 1, false, &t)) == FL_OK &&
-          (st = fl_binary(FL_POW, a, t, &u)) == FL_OK && (st = mul(u, b, &w)) == FL_OK && (st = mul(w, g, &v)) == FL_OK &&
-          (st = fl_binary_scalar(FL_EQ, b, 0, false, &m)) == FL_OK)
-        st = fl_where(m, z, v, &grads[0]);
-      fl_release(t), fl_release(u), fl_release(w), fl_release(m), fl_release(v);
-      t = u = w = m = v = NULL;
-      if (st == FL_OK && gb && (st = fl_binary(FL_POW, a, b, &t)) == FL_OK && (st = fl_unary(FL_LOG, a, &u)) == FL_OK &&
-          (st = mul(t, u, &w)) == FL_OK && (st = mul(w, g, &v)) == FL_OK &&
-          (st = fl_binary_scalar(FL_EQ, a, 0, false, &m)) == FL_OK)
-        st = fl_where(m, z, v, &grads[1]);
-      fl_release(z), fl_release(m), fl_release(v);
+    case FL_POW:
+      FL_CHECK(scalar_like(g, 0, &t));
+      if (ga) FL_CHECK(pow_grad_base(g, a, b, t, &gin[0]));
+      if (gb) FL_CHECK(pow_grad_exponent(g, a, b, t, &gin[1]));
       break;
-    }
     case FL_MAXIMUM:
-    case FL_MINIMUM: { /* the winner takes the gradient; ties split it */
-      fl_tensor *e = NULL, *h = NULL;
-      st = fl_binary(op == FL_MAXIMUM ? FL_GT : FL_LT, a, b, &t);
-      if (st == FL_OK) st = fl_binary(FL_EQ, a, b, &e);
-      if (st == FL_OK) st = fl_cast(t, g->dtype, &u);
-      if (st == FL_OK) st = fl_cast(e, g->dtype, &h);
-      fl_release(t), fl_release(e);
-      t = e = NULL;
-      if (st == FL_OK) st = fl_binary_scalar(FL_MUL, h, 0.5, false, &e);
-      if (st == FL_OK) st = fl_binary(FL_ADD, u, e, &w); /* w = weight of a */
-      if (st == FL_OK && ga) st = mul(g, w, &grads[0]);
-      if (st == FL_OK && gb && (st = fl_binary_scalar(FL_SUB, w, 1, true, &t)) == FL_OK) st = mul(g, t, &grads[1]);
-      fl_release(e), fl_release(h);
+    case FL_MINIMUM: /* the winner takes the gradient; ties split it */
+      FL_CHECK(extreme_weight(op, a, b, g->dtype, &w));
+      if (ga) FL_CHECK(mul(g, w, &gin[0]));
+      if (gb) {
+        FL_CHECK(fl_binary_scalar(FL_SUB, w, 1, true, &t));
+        FL_CHECK(mul(g, t, &gin[1]));
+      }
       break;
-    }
-    default: st = fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_binary_name(op));
+    default: FL_CHECK(fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_binary_name(op)));
   }
+done:
   fl_release(t);
   fl_release(u);
   fl_release(w);
@@ -245,13 +306,13 @@ fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_
   if (differentiable(op) && fl_dtype_is_float(ct)) {
     fl_node *n;
     const fl_tensor *ins[2] = {ca, cb};
-    FL_CHECK(fl_record("BinaryBackward", binary_backward, 2, ins, r, &n));
+    FL_CHECK(fl_record(binary_grad_name(op), binary_backward, 2, ins, r, &n));
     if (n) {
-      n->iarg[0] = op;
-      n->name = op == FL_ADD ? "AddBackward" : op == FL_SUB ? "SubBackward" : op == FL_MUL ? "MulBackward"
-              : op == FL_DIV ? "DivBackward" : op == FL_POW ? "PowBackward" : "MaxMinBackward";
-      fl_node_save(n, ca);
-      fl_node_save(n, cb);
+      binary_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->op = op;
+      FL_CHECK(fl_node_save(n, ca));
+      FL_CHECK(fl_node_save(n, cb));
     }
   }
   *out = r;
@@ -288,13 +349,14 @@ fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor
 }
 
 /* ---- where and friends ---- */
-static fl_status where_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *c, *z;
-  FL_TRY(fl_node_saved(n, 0, &c));
-  FL_TRY(scalar_like(g, 0, &z));
+static fl_status where_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   fl_status st = FL_OK;
-  if (n->in[1].node) st = fl_where(c, g, z, &grads[1]);
-  if (st == FL_OK && n->in[2].node) st = fl_where(c, z, g, &grads[2]);
+  fl_tensor *g = gout[0], *c, *z = NULL;
+  FL_CHECK(fl_node_saved(n, 0, &c));
+  FL_CHECK(scalar_like(g, 0, &z));
+  if (n->in[1].node) FL_CHECK(fl_where(c, g, z, &gin[1]));
+  if (n->in[2].node) FL_CHECK(fl_where(c, z, g, &gin[2]));
+done:
   fl_release(z);
   return st;
 }
@@ -328,7 +390,7 @@ fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b
     fl_node *n;
     const fl_tensor *ins[3] = {NULL, ca, cb};
     FL_CHECK(fl_record("WhereBackward", where_backward, 3, ins, r, &n));
-    if (n) fl_node_save(n, cond);
+    if (n) FL_CHECK(fl_node_save(n, cond));
   }
   *out = r;
   r = NULL;

@@ -18,18 +18,39 @@ static fl_status as_index(const char *op, const fl_tensor *x, const fl_tensor *i
 
 static fl_status call_status(const char *op, fl_status st) { return fl_error_context(st, op); }
 
-static fl_status index_select_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *z;
-  FL_TRY(fl_node_saved(n, 0, &idx));
+/* index_select, gather and scatter_add remember their dim. */
+typedef struct {
+  int dim;
+} index_dim_ctx;
+
+static fl_status record_index(const char *name, fl_backward_fn bw, int n_in, const fl_tensor *const *ins, fl_tensor *r,
+                              int dim, const fl_tensor *ix) {
+  fl_status st = FL_OK;
+  fl_node *n;
+  index_dim_ctx *c;
+  FL_CHECK(fl_record(name, bw, n_in, ins, r, &n));
+  if (!n) goto done;
+  FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+  c->dim = dim;
+  FL_CHECK(fl_node_save(n, ix));
+done:
+  return st;
+}
+
+/* the gradient rows are added back where the index picked them */
+static fl_status index_select_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const index_dim_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *idx, *z = NULL;
+  fl_status st = FL_OK;
   fl_opts o = {g->dtype, g->storage->device, false};
-  FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  fl_status st = fl_index_add_(z, (int)n->iarg[0], idx, g, 1.0);
-  if (st != FL_OK) {
-    fl_release(z);
-    return st;
-  }
-  grads[0] = z; /* the scatter-add of the gradient rows */
-  return FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  FL_CHECK(fl_index_add_(z, c->dim, idx, g, 1.0));
+  gin[0] = z;
+  z = NULL;
+done:
+  fl_release(z);
+  return st;
 }
 
 fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
@@ -53,12 +74,7 @@ fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_
     if (!be->index_select) FL_CHECK(fl_unsupported("index_select", x));
     FL_CHECK(call_status("index_select", be->index_select(r, x, d, ix)));
   }
-  fl_node *n;
-  FL_CHECK(fl_record("IndexSelectBackward", index_select_backward, 1, &x, r, &n));
-  if (n) {
-    n->iarg[0] = d;
-    fl_node_save(n, ix);
-  }
+  FL_CHECK(record_index("IndexSelectBackward", index_select_backward, 1, &x, r, d, ix));
   *out = r;
   r = NULL;
 done:
@@ -94,18 +110,27 @@ done:
   return st;
 }
 
+typedef struct {
+  int dim;
+  double alpha;
+} index_add_ctx;
+
 /* index_add: the gradient passes to x unchanged, and to src as the rows the index picked. */
-static fl_status index_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *rows;
-  FL_TRY(fl_node_saved(n, 0, &idx));
-  if (n->in[0].node) grads[0] = fl_retain(g);
-  if (!n->in[1].node) return FL_OK;
-  FL_TRY(fl_index_select(g, (int)n->iarg[0], idx, &rows));
-  if (n->darg[0] == 1) {
-    grads[1] = rows;
-    return FL_OK;
+static fl_status index_add_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const index_add_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *idx, *rows = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  if (n->in[0].node) gin[0] = fl_retain(g);
+  if (!n->in[1].node) goto done;
+  FL_CHECK(fl_index_select(g, c->dim, idx, &rows));
+  if (c->alpha == 1) {
+    gin[1] = rows;
+    rows = NULL;
+  } else {
+    FL_CHECK(fl_binary_scalar(FL_MUL, rows, c->alpha, false, &gin[1]));
   }
-  fl_status st = fl_binary_scalar(FL_MUL, rows, n->darg[0], false, &grads[1]);
+done:
   fl_release(rows);
   return st;
 }
@@ -128,9 +153,10 @@ fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const 
   if (fl_dtype_is_float(r->dtype)) FL_CHECK(fl_record("IndexAddBackward", index_add_backward, 2, ins, r, &n));
   else n = NULL;
   if (n) {
-    n->iarg[0] = d;
-    n->darg[0] = alpha;
-    fl_node_save(n, ix);
+    index_add_ctx *c;
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+    c->dim = d, c->alpha = alpha;
+    FL_CHECK(fl_node_save(n, ix));
   }
   *out = r;
   r = NULL;
@@ -152,12 +178,15 @@ static fl_status check_index_shape(const char *op, const fl_tensor *x, int dim, 
   return fl_error(FL_ESHAPE, "%s: index %s does not fit input %s along dim %d", op, b.s, a.s, dim);
 }
 
-static fl_status gather_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *z;
-  FL_TRY(fl_node_saved(n, 0, &idx));
+static fl_status gather_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const index_dim_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *idx, *z = NULL;
+  fl_status st = FL_OK;
   fl_opts o = {g->dtype, g->storage->device, false};
-  FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  fl_status st = fl_scatter_add(z, (int)n->iarg[0], idx, g, &grads[0]);
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  FL_CHECK(fl_scatter_add(z, c->dim, idx, g, &gin[0]));
+done:
   fl_release(z);
   return st;
 }
@@ -177,12 +206,7 @@ fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor
     if (!be->gather) FL_CHECK(fl_unsupported("gather", x));
     FL_CHECK(call_status("gather", be->gather(r, x, d, ix)));
   }
-  fl_node *n;
-  FL_CHECK(fl_record("GatherBackward", gather_backward, 1, &x, r, &n));
-  if (n) {
-    n->iarg[0] = d;
-    fl_node_save(n, ix);
-  }
+  FL_CHECK(record_index("GatherBackward", gather_backward, 1, &x, r, d, ix));
   *out = r;
   r = NULL;
 done:
@@ -190,31 +214,40 @@ done:
   return st;
 }
 
-static fl_status scatter_add_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *gs = NULL, *z = NULL, *part = NULL;
-  FL_TRY(fl_node_saved(n, 0, &idx));
-  if (n->in[0].node) grads[0] = fl_retain(g);
-  if (!n->in[1].node) return FL_OK;
-  fl_status st = fl_gather(g, (int)n->iarg[0], idx, &gs);
-  fl_edge *e = &n->in[1];
-  if (st == FL_OK && !(e->ndim == gs->ndim && !memcmp(e->shape, gs->shape, sizeof(int64_t) * e->ndim))) {
-    /* src larger than the index: only its leading block received gradient */
-    fl_opts o = {g->dtype, g->storage->device, false};
-    st = fl_zeros(e->ndim, e->shape, o, &z);
-    fl_tensor *cur = z ? fl_retain(z) : NULL;
-    for (int i = 0; st == FL_OK && i < e->ndim; i++) {
-      fl_tensor *nx;
-      st = fl_narrow(cur, i, 0, gs->shape[i], &nx);
-      fl_release(cur);
-      cur = st == FL_OK ? nx : NULL;
-    }
-    if (st == FL_OK) st = fl_copy_(cur, gs);
+/* src larger than the index: only its leading block (the index's shape) received gradient */
+static fl_status pad_to_edge(const fl_edge *e, fl_tensor *gs, fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_opts o = {gs->dtype, gs->storage->device, false};
+  fl_tensor *z = NULL, *cur = NULL, *nx = NULL;
+  FL_CHECK(fl_zeros(e->ndim, e->shape, o, &z));
+  cur = fl_retain(z);
+  for (int i = 0; i < e->ndim; i++) {
+    FL_CHECK(fl_narrow(cur, i, 0, gs->shape[i], &nx));
     fl_release(cur);
-    if (st == FL_OK) grads[1] = fl_retain(z);
-  } else if (st == FL_OK) {
-    grads[1] = fl_retain(gs);
+    cur = nx;
+    nx = NULL;
   }
-  fl_release(gs), fl_release(z), fl_release(part);
+  FL_CHECK(fl_copy_(cur, gs));
+  *out = z;
+  z = NULL;
+done:
+  fl_release(z), fl_release(cur);
+  return st;
+}
+
+static fl_status scatter_add_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const index_dim_ctx *c = n->ctx;
+  const fl_edge *e = &n->in[1];
+  fl_tensor *g = gout[0], *idx, *gs = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  if (n->in[0].node) gin[0] = fl_retain(g);
+  if (!e->node) goto done;
+  FL_CHECK(fl_gather(g, c->dim, idx, &gs));
+  if (e->ndim == gs->ndim && !memcmp(e->shape, gs->shape, sizeof(int64_t) * e->ndim)) gin[1] = fl_retain(gs);
+  else FL_CHECK(pad_to_edge(e, gs, &gin[1]));
+done:
+  fl_release(gs);
   return st;
 }
 
@@ -238,13 +271,8 @@ fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, cons
     if (!be->scatter_add) FL_CHECK(fl_unsupported("scatter_add", x));
     FL_CHECK(call_status("scatter_add", be->scatter_add(r, d, ix, cs)));
   }
-  fl_node *n;
   const fl_tensor *ins[2] = {x, cs};
-  FL_CHECK(fl_record("ScatterAddBackward", scatter_add_backward, 2, ins, r, &n));
-  if (n) {
-    n->iarg[0] = d;
-    fl_node_save(n, ix);
-  }
+  FL_CHECK(record_index("ScatterAddBackward", scatter_add_backward, 2, ins, r, d, ix));
   *out = r;
   r = NULL;
 done:

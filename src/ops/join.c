@@ -3,15 +3,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static fl_status cat_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  int dim = (int)n->iarg[0];
+typedef struct {
+  int dim;
+} cat_ctx;
+
+/* each input's gradient is its slice of g along dim */
+static fl_status cat_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  int dim = ((const cat_ctx *)n->ctx)->dim;
+  fl_status st = FL_OK;
   int64_t off = 0;
   for (int i = 0; i < n->n_in; i++) {
     int64_t len = n->in[i].shape[dim];
-    if (n->in[i].node) FL_TRY(fl_narrow(g, dim, off, len, &grads[i]));
+    if (n->in[i].node) FL_CHECK(fl_narrow(gout[0], dim, off, len, &gin[i]));
     off += len;
   }
-  return FL_OK;
+done:
+  return st;
 }
 
 fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
@@ -50,7 +57,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   }
   fl_node *node = NULL;
   if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("CatBackward", cat_backward, n, (const fl_tensor *const *)ts, r, &node);
-  if (node) node->iarg[0] = d;
+  cat_ctx *c;
+  if (node && (st = fl_node_ctx(node, sizeof *c, NULL, (void **)&c)) == FL_OK) c->dim = d;
   if (st != FL_OK) {
     fl_release(r);
     return st;
@@ -78,10 +86,14 @@ fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   return fl_error_context(st, "stack");
 }
 
-static fl_status flip_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
+typedef struct {
+  int ndims;
   int dims[FL_MAX_DIMS];
-  for (int i = 0; i < n->iarg[0]; i++) dims[i] = (int)n->iarg[1 + i];
-  return fl_flip(g, (int)n->iarg[0], dims, &grads[0]);
+} flip_ctx;
+
+static fl_status flip_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const flip_ctx *c = n->ctx;
+  return fl_flip(gout[0], c->ndims, c->dims, &gin[0]);
 }
 
 fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) {
@@ -113,9 +125,10 @@ fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) 
   FL_TRY(st);
   fl_node *n = NULL;
   if (fl_dtype_is_float(t->dtype)) st = fl_record("FlipBackward", flip_backward, 1, &t, r, &n);
-  if (n) {
-    n->iarg[0] = nd;
-    for (int i = 0; i < nd; i++) n->iarg[1 + i] = norm[i];
+  flip_ctx *c;
+  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) {
+    c->ndims = nd;
+    memcpy(c->dims, norm, sizeof(int) * (size_t)nd);
   }
   if (st != FL_OK) {
     fl_release(r);

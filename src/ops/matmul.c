@@ -3,10 +3,6 @@
 #include "internal.h"
 #include <string.h>
 
-static bool allow_tf32;
-void fl_set_allow_tf32(bool on) { allow_tf32 = on; }
-bool fl_get_allow_tf32(void) { return allow_tf32; }
-
 /* A [B, R, C] header over t (batch dims collapsed) without copying, if the
  * batch dims can be walked with one stride; NULL otherwise. */
 /* Fills hdr with a [B, R, C] view of t broadcast to the batch dims, if the
@@ -64,16 +60,21 @@ static fl_status batched_operand(const fl_tensor *t, int nb, const int64_t *batc
 
 static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
 
-static fl_status matmul_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *a, *b, *t = NULL;
-  FL_TRY(fl_node_saved(n, 0, &a));
-  FL_TRY(fl_node_saved(n, 1, &b));
+static fl_status matmul_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  fl_tensor *g = gout[0], *a, *b, *at = NULL, *bt = NULL;
   fl_status st = FL_OK;
-  if (n->in[0].node && (st = fl_transpose(b, -1, -2, &t)) == FL_OK) st = matmul_nd(g, t, &grads[0]);
-  fl_release(t);
-  t = NULL;
-  if (st == FL_OK && n->in[1].node && (st = fl_transpose(a, -1, -2, &t)) == FL_OK) st = matmul_nd(t, g, &grads[1]);
-  fl_release(t);
+  FL_CHECK(fl_node_saved(n, 0, &a));
+  FL_CHECK(fl_node_saved(n, 1, &b));
+  if (n->in[0].node) {
+    FL_CHECK(fl_transpose(b, -1, -2, &bt));
+    FL_CHECK(matmul_nd(g, bt, &gin[0]));
+  }
+  if (n->in[1].node) {
+    FL_CHECK(fl_transpose(a, -1, -2, &at));
+    FL_CHECK(matmul_nd(at, g, &gin[1]));
+  }
+done:
+  fl_release(at), fl_release(bt);
   return st;
 }
 
@@ -111,8 +112,8 @@ static fl_status matmul_nd(const fl_tensor *a, const fl_tensor *b, fl_tensor **o
   const fl_tensor *ins[2] = {a, b};
   FL_CHECK(fl_record("MatmulBackward", matmul_backward, 2, ins, r, &n));
   if (n) {
-    fl_node_save(n, a);
-    fl_node_save(n, b);
+    FL_CHECK(fl_node_save(n, a));
+    FL_CHECK(fl_node_save(n, b));
   }
   *out = r;
   r = NULL;

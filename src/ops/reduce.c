@@ -25,65 +25,98 @@ static fl_status check_mask(const char *op, const fl_tensor *x, uint32_t *mask) 
   return FL_OK;
 }
 
+typedef struct {
+  fl_reduce_op op;
+  uint32_t mask; /* the reduced dims */
+  double param;  /* var's correction */
+} reduce_ctx;
+
+static const char *reduce_grad_name(fl_reduce_op op) {
+  switch (op) {
+    case FL_RSUM: return "SumBackward";
+    case FL_RMEAN: return "MeanBackward";
+    case FL_RPROD: return "ProdBackward";
+    case FL_RMAX: return "AmaxBackward";
+    case FL_RMIN: return "AminBackward";
+    default: return "VarBackward";
+  }
+}
+
 /* g reshaped to the keepdim shape, so it broadcasts against x. */
-static fl_status g_keep(fl_node *n, fl_tensor *g, fl_tensor **out) {
+static fl_status g_keep(fl_node *n, uint32_t mask, fl_tensor *g, fl_tensor **out) {
   int64_t shape[FL_MAX_DIMS];
   fl_edge *e = &n->in[0];
   int nd = 0;
-  for (int d = 0; d < e->ndim; d++) shape[nd++] = (n->iarg[1] >> d & 1) ? 1 : e->shape[d];
+  for (int d = 0; d < e->ndim; d++) shape[nd++] = (mask >> d & 1) ? 1 : e->shape[d];
   return fl_reshape(g, nd, shape, out);
 }
 
-static int64_t count_of(fl_node *n) {
+static int64_t count_of(fl_node *n, uint32_t mask) {
   int64_t c = 1;
   for (int d = 0; d < n->in[0].ndim; d++)
-    if (n->iarg[1] >> d & 1) c *= n->in[0].shape[d];
+    if (mask >> d & 1) c *= n->in[0].shape[d];
   return c;
 }
 
-static fl_status reduce_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_reduce_op op = (fl_reduce_op)n->iarg[0];
-  fl_edge *e = &n->in[0];
-  fl_tensor *gk, *x = NULL, *y = NULL, *t = NULL, *u = NULL, *w = NULL;
-  FL_TRY(g_keep(n, g, &gk));
+/* prod: g * prod / x, except at zeros, where 0/0 would give NaN: there the
+ * gradient is g * (product of the others), non-zero only for a group's one zero */
+static fl_status prod_backward(fl_tensor *gk, const fl_tensor *x, const fl_tensor *y, uint32_t mask, fl_tensor **gx) {
   fl_status st = FL_OK;
-  if (op != FL_RSUM && op != FL_RMEAN) FL_CHECK(fl_node_saved(n, 0, &x));
-  if (op == FL_RPROD || op == FL_RMAX || op == FL_RMIN) FL_CHECK(fl_node_saved(n, 1, &y));
-  switch (op) {
-    case FL_RSUM: st = fl_expand(gk, e->ndim, e->shape, &grads[0]); break;
+  fl_tensor *z = NULL, *xs = NULL, *t = NULL, *u = NULL, *pn = NULL, *zc = NULL, *other = NULL, *q = NULL, *at0 = NULL;
+  FL_CHECK(fl_binary_scalar(FL_EQ, x, 0, false, &z));
+  FL_CHECK(fl_masked_fill(x, z, 1, &xs));
+  FL_CHECK(fl_binary(FL_MUL, gk, y, &t));
+  FL_CHECK(fl_binary(FL_DIV, t, xs, &u));
+  FL_CHECK(fl_prod(xs, mask, true, &pn));
+  FL_CHECK(fl_sum(z, mask, true, &zc));
+  FL_CHECK(fl_binary_scalar(FL_NE, zc, 1, false, &other));
+  FL_CHECK(fl_masked_fill(pn, other, 0, &q));
+  FL_CHECK(fl_binary(FL_MUL, gk, q, &at0));
+  FL_CHECK(fl_where(z, at0, u, gx));
+done:
+  fl_release(z), fl_release(xs), fl_release(t), fl_release(u), fl_release(pn), fl_release(zc), fl_release(other);
+  fl_release(q), fl_release(at0);
+  return st;
+}
+
+/* amax/amin: shared evenly among the elements equal to the extreme */
+static fl_status extreme_backward(fl_tensor *gk, const fl_tensor *x, const fl_tensor *y, uint32_t mask, fl_tensor **gx) {
+  fl_status st = FL_OK;
+  fl_tensor *t = NULL, *u = NULL, *w = NULL, *q = NULL;
+  FL_CHECK(fl_binary(FL_EQ, x, y, &t));
+  FL_CHECK(fl_cast(t, gk->dtype, &u));
+  FL_CHECK(fl_sum(u, mask, true, &w));
+  FL_CHECK(fl_binary(FL_DIV, gk, w, &q));
+  FL_CHECK(fl_binary(FL_MUL, u, q, gx));
+done:
+  fl_release(t), fl_release(u), fl_release(w), fl_release(q);
+  return st;
+}
+
+static fl_status reduce_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const reduce_ctx *c = n->ctx;
+  fl_edge *e = &n->in[0];
+  fl_tensor *gk = NULL, *x = NULL, *y = NULL, *t = NULL, *u = NULL, *w = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(g_keep(n, c->mask, gout[0], &gk));
+  if (c->op != FL_RSUM && c->op != FL_RMEAN) FL_CHECK(fl_node_saved(n, 0, &x));
+  if (c->op == FL_RPROD || c->op == FL_RMAX || c->op == FL_RMIN) FL_CHECK(fl_node_saved(n, 1, &y));
+  switch (c->op) {
+    case FL_RSUM: FL_CHECK(fl_expand(gk, e->ndim, e->shape, &gin[0])); break;
     case FL_RMEAN:
-      if ((st = fl_binary_scalar(FL_DIV, gk, (double)count_of(n), false, &t)) == FL_OK)
-        st = fl_expand(t, e->ndim, e->shape, &grads[0]);
+      FL_CHECK(fl_binary_scalar(FL_DIV, gk, (double)count_of(n, c->mask), false, &t));
+      FL_CHECK(fl_expand(t, e->ndim, e->shape, &gin[0]));
       break;
-    case FL_RPROD: { /* g * prod / x, except at zeros, where 0/0 would give NaN: there the
-                      * gradient is g * (product of the others), non-zero only for a group's one zero */
-      fl_tensor *z = NULL, *xs = NULL, *pn = NULL, *zc = NULL, *other = NULL, *q = NULL, *at0 = NULL;
-      uint32_t mask = (uint32_t)n->iarg[1];
-      if ((st = fl_binary_scalar(FL_EQ, x, 0, false, &z)) == FL_OK && (st = fl_masked_fill(x, z, 1, &xs)) == FL_OK &&
-          (st = fl_binary(FL_MUL, gk, y, &t)) == FL_OK && (st = fl_binary(FL_DIV, t, xs, &u)) == FL_OK &&
-          (st = fl_prod(xs, mask, true, &pn)) == FL_OK && (st = fl_sum(z, mask, true, &zc)) == FL_OK &&
-          (st = fl_binary_scalar(FL_NE, zc, 1, false, &other)) == FL_OK &&
-          (st = fl_masked_fill(pn, other, 0, &q)) == FL_OK && (st = fl_binary(FL_MUL, gk, q, &at0)) == FL_OK)
-        st = fl_where(z, at0, u, &grads[0]);
-      fl_release(z), fl_release(xs), fl_release(pn), fl_release(zc), fl_release(other), fl_release(q), fl_release(at0);
-      break;
-    }
+    case FL_RPROD: FL_CHECK(prod_backward(gk, x, y, c->mask, &gin[0])); break;
     case FL_RMAX:
-    case FL_RMIN: /* shared evenly among the elements equal to the extreme */
-      if ((st = fl_binary(FL_EQ, x, y, &t)) == FL_OK && (st = fl_cast(t, g->dtype, &u)) == FL_OK &&
-          (st = fl_sum(u, (uint32_t)n->iarg[1], true, &w)) == FL_OK) {
-        fl_tensor *q = NULL;
-        if ((st = fl_binary(FL_DIV, gk, w, &q)) == FL_OK) st = fl_binary(FL_MUL, u, q, &grads[0]);
-        fl_release(q);
-      }
+    case FL_RMIN: FL_CHECK(extreme_backward(gk, x, y, c->mask, &gin[0])); break;
+    case FL_RVAR: /* g * 2 (x - mean) / (N - correction) */
+      FL_CHECK(fl_mean(x, c->mask, true, &t));
+      FL_CHECK(fl_binary(FL_SUB, x, t, &u));
+      FL_CHECK(fl_binary_scalar(FL_MUL, u, 2.0 / ((double)count_of(n, c->mask) - c->param), false, &w));
+      FL_CHECK(fl_binary(FL_MUL, w, gk, &gin[0]));
       break;
-    case FL_RVAR: { /* g * 2 (x - mean) / (N - correction) */
-      if ((st = fl_mean(x, (uint32_t)n->iarg[1], true, &t)) == FL_OK && (st = fl_binary(FL_SUB, x, t, &u)) == FL_OK &&
-          (st = fl_binary_scalar(FL_MUL, u, 2.0 / ((double)count_of(n) - n->darg[0]), false, &w)) == FL_OK)
-        st = fl_binary(FL_MUL, w, gk, &grads[0]);
-      break;
-    }
-    default: st = fl_error(FL_EUNSUPPORTED, "%s is not differentiable", red_names[op]);
+    default: FL_CHECK(fl_error(FL_EUNSUPPORTED, "%s is not differentiable", red_names[c->op]));
   }
 done:
   fl_release(gk), fl_release(t), fl_release(u), fl_release(w);
@@ -133,14 +166,13 @@ static fl_status reduce(fl_reduce_op op, const fl_tensor *x, uint32_t mask, bool
   fl_contiguous_strides(nd, v->shape, v->stride);
   if (fl_dtype_is_float(r->dtype) && op != FL_RARGMAX && op != FL_RARGMIN && !idx) {
     fl_node *n;
-    FL_CHECK(fl_record(op == FL_RSUM ? "SumBackward" : op == FL_RMEAN ? "MeanBackward" : "ReduceBackward",
-                       reduce_backward, 1, &x, v, &n));
+    FL_CHECK(fl_record(reduce_grad_name(op), reduce_backward, 1, &x, v, &n));
     if (n) {
-      n->iarg[0] = op;
-      n->iarg[1] = mask;
-      n->darg[0] = param;
-      if (op != FL_RSUM && op != FL_RMEAN) fl_node_save(n, x);
-      if (op == FL_RPROD || op == FL_RMAX || op == FL_RMIN) fl_node_save(n, r);
+      reduce_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->op = op, c->mask = mask, c->param = param;
+      if (op != FL_RSUM && op != FL_RMEAN) FL_CHECK(fl_node_save(n, x));
+      if (op == FL_RPROD || op == FL_RMAX || op == FL_RMIN) FL_CHECK(fl_node_save(n, r));
     }
   }
   if (idx) {
@@ -181,17 +213,31 @@ fl_status fl_amin(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **o
   return reduce(FL_RMIN, x, dims, keepdim, 0, out, NULL);
 }
 
-/* max/min along one dim: the values' gradient goes to the chosen index. */
-static fl_status dim_extreme_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *gk = NULL, *ik = NULL, *z = NULL;
-  FL_TRY(fl_node_saved(n, 0, &idx));
+/* max/min along one dim: one node with two outputs, (values, indices). */
+typedef struct {
+  int dim;
+  bool keep;
+} dim_extreme_ctx;
+
+/* The values' gradient goes to the chosen index; the indices are not
+ * differentiable, so gout[1] is always NULL. */
+static fl_status dim_extreme_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const dim_extreme_ctx *c = n->ctx;
   fl_edge *e = &n->in[0];
-  int dim = (int)n->iarg[0];
+  fl_tensor *g = gout[0], *idx, *gk = NULL, *ik = NULL, *z = NULL;
+  fl_status st = FL_OK;
+  if (!g) return FL_OK;
   fl_opts o = {g->dtype, g->storage->device, false};
-  fl_status st = n->iarg[1] ? (gk = fl_retain(g), FL_OK) : fl_unsqueeze(g, dim, &gk);
-  if (st == FL_OK) st = n->iarg[1] ? (ik = fl_retain(idx), FL_OK) : fl_unsqueeze(idx, dim, &ik);
-  if (st == FL_OK) st = fl_zeros(e->ndim, e->shape, o, &z);
-  if (st == FL_OK) st = fl_scatter_add(z, dim, ik, gk, &grads[0]);
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  if (c->keep) {
+    gk = fl_retain(g), ik = fl_retain(idx);
+  } else {
+    FL_CHECK(fl_unsqueeze(g, c->dim, &gk));
+    FL_CHECK(fl_unsqueeze(idx, c->dim, &ik));
+  }
+  FL_CHECK(fl_zeros(e->ndim, e->shape, o, &z));
+  FL_CHECK(fl_scatter_add(z, c->dim, ik, gk, &gin[0]));
+done:
   fl_release(gk), fl_release(ik), fl_release(z);
   return st;
 }
@@ -201,24 +247,29 @@ static fl_status dim_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool 
   int d;
   FL_TRY(fl_norm_dim(red_names[op], x, dim, 0, &d));
   uint32_t mask = x->ndim ? 1u << d : 0;
-  fl_tensor *v, *i;
-  FL_TRY(reduce(op, x, mask, keep, 0, &v, &i));
-  fl_node *n = NULL;
-  fl_status st = fl_dtype_is_float(x->dtype) ? fl_record(op == FL_RMAX ? "MaxBackward" : "MinBackward",
-                                                         dim_extreme_backward, 1, &x, v, &n) : FL_OK;
-  if (n) {
-    n->iarg[0] = d;
-    n->iarg[1] = keep;
-    fl_node_save(n, i);
-  }
-  if (st != FL_OK) {
-    fl_release(v), fl_release(i);
-    return st;
+  fl_tensor *v = NULL, *i = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(reduce(op, x, mask, keep, 0, &v, &i));
+  if (fl_dtype_is_float(x->dtype)) {
+    fl_node *n;
+    fl_tensor *outs[2] = {v, NULL}; /* the indices are not differentiable */
+    FL_CHECK(fl_record_outputs(op == FL_RMAX ? "MaxBackward" : "MinBackward", dim_extreme_backward, 1, &x, 2, outs, &n));
+    if (n) {
+      dim_extreme_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->dim = d, c->keep = keep;
+      FL_CHECK(fl_node_save(n, i));
+    }
   }
   *values = v;
-  if (indices) *indices = i;
-  else fl_release(i);
-  return FL_OK;
+  v = NULL;
+  if (indices) {
+    *indices = i;
+    i = NULL;
+  }
+done:
+  fl_release(v), fl_release(i);
+  return st;
 }
 
 fl_status fl_max_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices) {
@@ -261,12 +312,18 @@ fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_
   return fl_error_context(st, "norm");
 }
 
-static fl_status cumsum_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  int dim = (int)n->iarg[0];
+typedef struct {
+  int dim;
+} cumsum_ctx;
+
+static fl_status cumsum_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  int dim = ((const cumsum_ctx *)n->ctx)->dim;
   fl_tensor *f = NULL, *c = NULL;
-  fl_status st = fl_flip(g, 1, &dim, &f);
-  if (st == FL_OK) st = fl_cumsum(f, dim, &c);
-  if (st == FL_OK) st = fl_flip(c, 1, &dim, &grads[0]);
+  fl_status st = FL_OK;
+  FL_CHECK(fl_flip(gout[0], 1, &dim, &f));
+  FL_CHECK(fl_cumsum(f, dim, &c));
+  FL_CHECK(fl_flip(c, 1, &dim, &gin[0]));
+done:
   fl_release(f), fl_release(c);
   return st;
 }
@@ -285,7 +342,8 @@ fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out) {
   }
   fl_node *n = NULL;
   if (st == FL_OK && fl_dtype_is_float(r->dtype)) st = fl_record("CumsumBackward", cumsum_backward, 1, &x, r, &n);
-  if (n) n->iarg[0] = d;
+  cumsum_ctx *c;
+  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) c->dim = d;
   if (st != FL_OK) {
     fl_release(r);
     return st;

@@ -1,21 +1,29 @@
 /* softmax and log_softmax along one dim. */
 #include "internal.h"
 
-static fl_status softmax_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  int dim = (int)n->iarg[0];
-  uint32_t mask = 1u << dim;
-  fl_tensor *y, *t = NULL, *s = NULL, *u = NULL;
-  FL_TRY(fl_node_saved(n, 0, &y));
-  fl_status st;
-  if (n->iarg[1]) { /* log_softmax: g - exp(y) * sum(g) */
-    if ((st = fl_sum(g, mask, true, &s)) == FL_OK && (st = fl_unary(FL_EXP, y, &t)) == FL_OK &&
-        (st = fl_binary(FL_MUL, t, s, &u)) == FL_OK)
-      st = fl_binary(FL_SUB, g, u, &grads[0]);
+typedef struct {
+  int dim;
+  bool log;
+} softmax_ctx;
+
+static fl_status softmax_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const softmax_ctx *c = n->ctx;
+  uint32_t mask = 1u << c->dim;
+  fl_tensor *g = gout[0], *y, *t = NULL, *s = NULL, *u = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_node_saved(n, 0, &y));
+  if (c->log) { /* log_softmax: g - exp(y) * sum(g) */
+    FL_CHECK(fl_sum(g, mask, true, &s));
+    FL_CHECK(fl_unary(FL_EXP, y, &t));
+    FL_CHECK(fl_binary(FL_MUL, t, s, &u));
+    FL_CHECK(fl_binary(FL_SUB, g, u, &gin[0]));
   } else { /* softmax: y * (g - sum(g * y)) */
-    if ((st = fl_binary(FL_MUL, g, y, &t)) == FL_OK && (st = fl_sum(t, mask, true, &s)) == FL_OK &&
-        (st = fl_binary(FL_SUB, g, s, &u)) == FL_OK)
-      st = fl_binary(FL_MUL, y, u, &grads[0]);
+    FL_CHECK(fl_binary(FL_MUL, g, y, &t));
+    FL_CHECK(fl_sum(t, mask, true, &s));
+    FL_CHECK(fl_binary(FL_SUB, g, s, &u));
+    FL_CHECK(fl_binary(FL_MUL, y, u, &gin[0]));
   }
+done:
   fl_release(t), fl_release(s), fl_release(u);
   return st;
 }
@@ -55,9 +63,10 @@ static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, boo
   const fl_tensor *in = xc;
   FL_CHECK(fl_record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, &in, r, &n));
   if (n) {
-    n->iarg[0] = d;
-    n->iarg[1] = log;
-    fl_node_save(n, r);
+    softmax_ctx *c;
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+    c->dim = d, c->log = log;
+    FL_CHECK(fl_node_save(n, r));
   }
   *out = r;
   r = NULL;

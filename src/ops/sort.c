@@ -1,7 +1,7 @@
 /* Sorting: sort, argsort, topk and randperm, over the one backend entry
  * `sort`, which sorts contiguous rows along their last dim. Indices carry a
  * base (1 from Lua) written by the kernel, so no extra pass shifts them. */
-#include "internal.h"
+#include "autograd.h"
 
 /* Sorts x along dim d without recording autograd: contiguous results in x's
  * shape; values may be NULL (argsort, randperm). */
@@ -41,16 +41,25 @@ done:
   return st;
 }
 
-/* The values' gradient goes back to the positions the indices name. */
-static fl_status sort_backward(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_tensor *idx, *i0 = NULL, *z = NULL;
-  FL_TRY(fl_node_saved(n, 0, &idx));
-  int dim = (int)n->iarg[0];
-  int64_t base = n->iarg[1];
+typedef struct {
+  int dim;
+  int64_t base; /* of the saved indices */
+} sort_ctx;
+
+/* The values' gradient goes back to the positions the indices name; the
+ * indices are not differentiable, so gout[1] is always NULL. */
+static fl_status sort_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const sort_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *idx, *i0 = NULL, *z = NULL;
+  fl_status st = FL_OK;
+  if (!g) return FL_OK;
   fl_opts o = {g->dtype, g->storage->device, false};
-  fl_status st = base ? fl_binary_scalar(FL_SUB, idx, (double)base, false, &i0) : (i0 = fl_retain(idx), FL_OK);
-  if (st == FL_OK) st = fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z);
-  if (st == FL_OK) st = fl_scatter_add(z, dim, i0, g, &grads[0]);
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  if (c->base) FL_CHECK(fl_binary_scalar(FL_SUB, idx, (double)c->base, false, &i0));
+  else i0 = fl_retain(idx);
+  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  FL_CHECK(fl_scatter_add(z, c->dim, i0, g, &gin[0]));
+done:
   fl_release(i0), fl_release(z);
   return st;
 }
@@ -79,11 +88,13 @@ fl_status fl_sort_ex(const fl_tensor *x, int dim, bool descending, int64_t base,
   FL_CHECK(sort_rows("sort", x, d, descending, base, values ? &v : NULL, &i));
   if (v && fl_dtype_is_float(x->dtype)) {
     fl_node *n;
-    FL_CHECK(fl_record("SortBackward", sort_backward, 1, &x, v, &n));
+    fl_tensor *outs[2] = {v, NULL}; /* the indices are not differentiable */
+    FL_CHECK(fl_record_outputs("SortBackward", sort_backward, 1, &x, 2, outs, &n));
     if (n) {
-      n->iarg[0] = d;
-      n->iarg[1] = base;
-      fl_node_save(n, i);
+      sort_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->dim = d, c->base = base;
+      FL_CHECK(fl_node_save(n, i));
     }
   }
   if (values) *values = v, v = NULL;

@@ -3,49 +3,65 @@
 #include <string.h>
 
 /* ---- backward rules ---- */
-static fl_status reshape_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  return fl_reshape(g, n->in[0].ndim, n->in[0].shape, &grads[0]);
+static fl_status reshape_back(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  return fl_reshape(gout[0], n->in[0].ndim, n->in[0].shape, &gin[0]);
 }
-static fl_status pass_back(fl_node *n, fl_tensor *g, fl_tensor **grads) { /* expand: the engine sums */
-  grads[0] = fl_retain(g);
-  return FL_OK;
-}
-static fl_status permute_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  int inv[FL_MAX_DIMS];
-  for (int i = 0; i < g->ndim; i++) inv[n->iarg[i]] = i;
-  return fl_permute(g, inv, &grads[0]);
-}
-/* narrow and select: the gradient lands in a slice of zeros */
-static fl_status slice_back(fl_node *n, fl_tensor *g, fl_tensor **grads) {
-  fl_opts o = {g->dtype, g->storage->device, false};
-  fl_tensor *z, *part = NULL, *gg = NULL;
-  FL_TRY(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  int dim = (int)n->iarg[0];
-  fl_status st = fl_narrow(z, dim, n->iarg[1], n->iarg[2], &part);
-  if (st == FL_OK) st = n->iarg[3] ? fl_unsqueeze(g, dim, &gg) : (gg = fl_retain(g), FL_OK);
-  if (st == FL_OK) st = fl_copy_(part, gg);
-  fl_release(part);
-  fl_release(gg);
-  if (st != FL_OK) {
-    fl_release(z);
-    return st;
-  }
-  grads[0] = z;
+static fl_status pass_back(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) { /* expand: the engine sums */
+  gin[0] = fl_retain(gout[0]);
   return FL_OK;
 }
 
-/* Wraps up a view: records its node when the base needs a gradient. */
+typedef struct {
+  int dims[FL_MAX_DIMS]; /* normalised */
+} permute_ctx;
+
+static fl_status permute_back(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const permute_ctx *c = n->ctx;
+  int inv[FL_MAX_DIMS];
+  for (int i = 0; i < gout[0]->ndim; i++) inv[c->dims[i]] = i;
+  return fl_permute(gout[0], inv, &gin[0]);
+}
+
+typedef struct {
+  int dim;
+  int64_t start, len;
+  bool drop; /* select: the dim is gone from the view */
+} slice_ctx;
+
+/* narrow and select: the gradient lands in a slice of zeros */
+static fl_status slice_back(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const slice_ctx *c = n->ctx;
+  fl_tensor *g = gout[0], *z = NULL, *part = NULL, *gg = NULL;
+  fl_status st = FL_OK;
+  fl_opts o = {g->dtype, g->storage->device, false};
+  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  FL_CHECK(fl_narrow(z, c->dim, c->start, c->len, &part));
+  if (c->drop) FL_CHECK(fl_unsqueeze(g, c->dim, &gg));
+  else gg = fl_retain(g);
+  FL_CHECK(fl_copy_(part, gg));
+  gin[0] = z;
+  z = NULL;
+done:
+  fl_release(z), fl_release(part), fl_release(gg);
+  return st;
+}
+
+/* Wraps up a view: records its node when the base needs a gradient, with a
+ * zeroed context of ctx_size bytes in *ctx (NULL when nothing was recorded). */
 static fl_status make_view(const char *name, fl_backward_fn bw, const fl_tensor *t, int ndim, const int64_t *shape,
-                           const int64_t *stride, int64_t offset, fl_tensor **out, fl_node **node) {
+                           const int64_t *stride, int64_t offset, size_t ctx_size, void **ctx, fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_node *n;
   fl_tensor *v = fl_alias(t, ndim, shape, stride, offset);
-  if (!v) return fl_error(FL_ENOMEM, "%s: out of host memory", name);
-  fl_status st = fl_record(name, bw, 1, &t, v, node);
-  if (st != FL_OK) {
-    fl_release(v);
-    return st;
-  }
+  if (ctx) *ctx = NULL;
+  if (!v) FL_CHECK(fl_error(FL_ENOMEM, "%s: out of host memory", name));
+  FL_CHECK(fl_record(name, bw, 1, &t, v, &n));
+  if (n && ctx_size) FL_CHECK(fl_node_ctx(n, ctx_size, NULL, ctx));
   *out = v;
-  return FL_OK;
+  v = NULL;
+done:
+  fl_release(v);
+  return st;
 }
 
 /* PyTorch's rule for when a reshape can be a view of strided memory. */
@@ -108,14 +124,14 @@ fl_status fl_view(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **out
     return fl_error(FL_ESHAPE, "view: %s is not contiguous enough to view as %s (use reshape)", d.s,
                     fl_dims_str(nd, shape, b, sizeof b));
   }
-  return make_view("ViewBackward", reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+  return make_view("ViewBackward", reshape_back, t, nd, shape, stride, t->offset, 0, NULL, out);
 }
 
 fl_status fl_reshape(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **out) {
   int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
   FL_TRY(infer_shape("reshape", t, nd, in, shape));
   if (view_strides(t, nd, shape, stride))
-    return make_view("ReshapeBackward", reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+    return make_view("ReshapeBackward", reshape_back, t, nd, shape, stride, t->offset, 0, NULL, out);
   fl_tensor *c;
   FL_TRY(fl_clone(t, &c));
   fl_status st = fl_view(c, nd, shape, out);
@@ -123,7 +139,7 @@ fl_status fl_reshape(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **
   return st;
 }
 
-fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out) {
+static fl_status permute_view(const char *name, const fl_tensor *t, const int *dims, fl_tensor **out) {
   int64_t shape[FL_MAX_DIMS], stride[FL_MAX_DIMS];
   bool seen[FL_MAX_DIMS] = {false};
   for (int i = 0; i < t->ndim; i++) {
@@ -134,21 +150,25 @@ fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out) {
     shape[i] = t->shape[d];
     stride[i] = t->stride[d];
   }
-  fl_node *n;
-  FL_TRY(make_view("PermuteBackward", permute_back, t, t->ndim, shape, stride, t->offset, out, &n));
-  for (int i = 0; n && i < t->ndim; i++) n->iarg[i] = dims[i] < 0 ? dims[i] + t->ndim : dims[i];
+  permute_ctx *c;
+  FL_TRY(make_view(name, permute_back, t, t->ndim, shape, stride, t->offset, sizeof *c, (void **)&c, out));
+  for (int i = 0; c && i < t->ndim; i++) c->dims[i] = dims[i] < 0 ? dims[i] + t->ndim : dims[i];
   return FL_OK;
+}
+
+fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out) {
+  return permute_view("PermuteBackward", t, dims, out);
 }
 
 fl_status fl_transpose(const fl_tensor *t, int d0, int d1, fl_tensor **out) {
   int a, b, perm[FL_MAX_DIMS] = {0};
-  if (t->ndim == 0) return fl_permute(t, perm, out);
+  if (t->ndim == 0) return permute_view("TransposeBackward", t, perm, out);
   FL_TRY(fl_norm_dim("transpose", t, d0, 0, &a));
   FL_TRY(fl_norm_dim("transpose", t, d1, 0, &b));
   for (int i = 0; i < t->ndim; i++) perm[i] = i;
   perm[a] = b;
   perm[b] = a;
-  return fl_permute(t, perm, out);
+  return permute_view("TransposeBackward", t, perm, out);
 }
 
 static fl_status slice_view(const char *name, const fl_tensor *t, int dim, int64_t start, int64_t len, bool drop,
@@ -160,14 +180,10 @@ static fl_status slice_view(const char *name, const fl_tensor *t, int dim, int64
     shape[nd] = i == dim ? len : t->shape[i];
     stride[nd++] = t->stride[i];
   }
-  fl_node *n;
-  FL_TRY(make_view(name, slice_back, t, nd, shape, stride, t->offset + start * t->stride[dim], out, &n));
-  if (n) {
-    n->iarg[0] = dim;
-    n->iarg[1] = start;
-    n->iarg[2] = len;
-    n->iarg[3] = drop;
-  }
+  slice_ctx *c;
+  FL_TRY(make_view(name, slice_back, t, nd, shape, stride, t->offset + start * t->stride[dim], sizeof *c, (void **)&c,
+                   out));
+  if (c) c->dim = dim, c->start = start, c->len = len, c->drop = drop;
   return FL_OK;
 }
 
@@ -197,7 +213,7 @@ fl_status fl_select(const fl_tensor *t, int dim, int64_t index, fl_tensor **out)
 
 static fl_status reshaped_view(const char *name, const fl_tensor *t, int nd, const int64_t *shape, const int64_t *stride,
                                fl_tensor **out) {
-  return make_view(name, reshape_back, t, nd, shape, stride, t->offset, out, NULL);
+  return make_view(name, reshape_back, t, nd, shape, stride, t->offset, 0, NULL, out);
 }
 
 fl_status fl_squeeze(const fl_tensor *t, int dim, fl_tensor **out) {
@@ -254,7 +270,7 @@ fl_status fl_expand(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **o
                       (long long)in[i]);
     shape[i] = want;
   }
-  return make_view("ExpandBackward", pass_back, t, nd, shape, stride, t->offset, out, NULL);
+  return make_view("ExpandBackward", pass_back, t, nd, shape, stride, t->offset, 0, NULL, out);
 }
 
 fl_status fl_flatten(const fl_tensor *t, int start, int stop, fl_tensor **out) {
