@@ -123,7 +123,7 @@ fl_status fl_topk_ex(const fl_tensor *x, int64_t k, int dim, bool largest, int64
     return fl_error(FL_EINVAL, "topk: k = %lld is out of range for dim %d of size %lld in %s (expected 0..%lld)",
                     (long long)k, d + 1, (long long)size, ds.s, (long long)size);
   }
-  fl_tensor *v = NULL, *i = NULL, *nv = NULL, *ni = NULL;
+  fl_tensor *v = NULL, *i = NULL, *nv = NULL, *ni = NULL, *cv = NULL, *ci = NULL;
   fl_status st = FL_OK;
   FL_CHECK(fl_sort_ex(x, d, largest, base, &v, &i));
   if (x->ndim == 0) {
@@ -131,12 +131,13 @@ fl_status fl_topk_ex(const fl_tensor *x, int64_t k, int dim, bool largest, int64
     return FL_OK;
   }
   FL_CHECK(fl_narrow(v, d, 0, k, &nv));
-  FL_CHECK(fl_contiguous(nv, values));
+  FL_CHECK(fl_contiguous(nv, &cv));
   FL_CHECK(fl_narrow(i, d, 0, k, &ni));
-  st = fl_contiguous(ni, indices);
-  if (st != FL_OK) fl_release(*values);
+  FL_CHECK(fl_contiguous(ni, &ci));
+  *values = cv, *indices = ci;
+  cv = ci = NULL;
 done:
-  fl_release(v), fl_release(i), fl_release(nv), fl_release(ni);
+  fl_release(v), fl_release(i), fl_release(nv), fl_release(ni), fl_release(cv), fl_release(ci);
   return st;
 }
 
