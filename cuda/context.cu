@@ -190,7 +190,7 @@ fl_status fc_sync_and_check(fc_context *ctx) {
   for (int i = 0; i < FC_KERR_KINDS; i++)
     if (bits & (1ULL << i)) k += snprintf(ops + k, sizeof ops - k, "%s%s", k ? ", " : "", kerr_names[i]);
   return fl_error(FL_EINDEX,
-                  "%s: index %lld out of range for a dim of size %lld (0-based; detected by a kernel on cuda:%d, "
+                  "%s: index %lld out of range for a dim of size %lld (detected by a kernel on cuda:%d, "
                   "reported at this synchronising call: the result of that op is invalid)",
-                  ops, bad, size, ctx->device);
+                  ops, (long long)fl_mdim(bad), size, ctx->device);
 }

@@ -46,6 +46,9 @@ fl_status fl_error(fl_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* How messages number dims and indices: 0 (the default, as the C API counts)
+ * or 1 (as Lua counts; luaopen_flame sets it). Process-wide. */
+void fl_set_message_base(int base); /* 0 (default) or 1: how messages number dims and indices */
 
 /* ---- dtypes and devices ---- */
 const char *fl_dtype_name(fl_dtype dt);

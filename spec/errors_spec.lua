@@ -249,6 +249,104 @@ describe("errors", function()
     collectgarbage()
   end)
 
+  -- Messages count dims and indices as the Lua caller does: from 1, with
+  -- negative ones from the end. On CUDA, kernels report bad indices at the next
+  -- synchronising call without the dim, so the dim is asserted on the CPU.
+  describe("number dims and indices from 1", function()
+    local t = zeros(2, 3)
+    local on_cpu = H.device == "cpu"
+    local function index_error(fn, op, index, dim, size)
+      local frags = {"index " .. index .. " out of range", "size " .. size}
+      if on_cpu then frags[#frags + 1] = op .. ": index " .. index .. " out of range for dim " .. dim .. " of size " .. size end
+      return H.errors(fn, table.unpack(frags))
+    end
+
+    it("t[i], select and narrow", function()
+      H.errors(function() return flame.randn(3, H.opts())[4] end, "select: index 4 out of range for dim 1 of size 3")
+      H.errors(function() return t[3] end, "index 3 out of range for dim 1 of size 2", "f32[2, 3]")
+      H.errors(function() return t[-3] end, "index -3 out of range for dim 1 of size 2")
+      H.errors(function() t[3] = 1 end, "index 3 out of range for dim 1 of size 2")
+      H.errors(function() return t:select(2, 4) end, "select: index 4 out of range for dim 2 of size 3")
+      H.errors(function() return t:select(2, -4) end, "select: index -4 out of range for dim 2 of size 3")
+      H.errors(function() return t:narrow(2, 2, 5) end, "narrow: start 2 with length 5 is out of bounds for dim 2 of size 3")
+      H.errors(function() return t:narrow(1, 3, 1) end, "narrow: start 3 with length 1 is out of bounds for dim 1 of size 2")
+    end)
+
+    it("dims of views: transpose, permute, squeeze, unsqueeze, flatten, flip", function()
+      H.errors(function() return t:transpose(1, 3) end, "transpose", "dim 3 out of range", "expected 1..2 or -2..-1")
+      H.errors(function() return t:permute(1, 1) end, "permute: dim 1 repeated")
+      H.errors(function() return t:permute(2, -1) end, "permute: dim 2 repeated")
+      H.errors(function() return t:squeeze(3) end, "squeeze", "dim 3 out of range", "1..2")
+      H.errors(function() return t:unsqueeze(4) end, "unsqueeze", "dim 4 out of range", "1..3")
+      H.errors(function() return zeros(2, 3, 4):flatten(3, 2) end, "flatten: start dim 3 is after end dim 2")
+      H.errors(function() return t:flip(2, 2) end, "flip: dim 2 repeated")
+      H.errors(function() return t:expand(4, 3) end, "expand", "(dim 1: 2 to 4")
+      H.errors(function() return zeros(3, 2):expand(2, 3, 5) end, "expand", "(dim 3: 2 to 5", "[2, 3, 5]")
+    end)
+
+    it("cat and stack number their elements and dims from 1", function()
+      H.errors(function() return flame.cat({t, zeros(3, 4)}, 1) end, "cat: element 2", "does not match element 1", "outside dim 1")
+      H.errors(function() return flame.cat({t, t, zeros(2, 4)}, 1) end, "cat: element 3")
+      H.errors(function() return flame.cat({zeros(2), zeros()}, 1) end, "cat: element 2")
+      H.errors(function() return flame.cat({H.t(1.0), H.t(2.0)}) end, "cat: zero-dimensional tensor (element 1)")
+      H.errors(function() return flame.stack({t, t, zeros(3, 2)}) end, "stack: element 3", "differs in shape from element 1")
+      H.errors(function() return flame.cat({t, t}, 3) end, "cat", "dim 3 out of range")
+      H.errors(function() return flame.stack({t, t}, 4) end, "stack", "dim 4 out of range", "1..3")
+    end)
+
+    it("index ops: gather, index_select, scatter_add, index_add", function()
+      index_error(function() return t:gather(2, H.t({{4}, {1}})) end, "gather", 4, 2, 3)
+      index_error(function() return t:gather(2, H.t({{0}, {1}})) end, "gather", 0, 2, 3)
+      index_error(function() return t:index_select(1, H.t({3})) end, "index_select", 3, 1, 2)
+      index_error(function() return t:index_select(2, H.t({-1})) end, "index_select", -1, 2, 3)
+      index_error(function() return t:scatter_add(1, H.t({{3, 1, 1}}), flame.ones(1, 3, H.opts())) end, "scatter_add", 3, 1, 2)
+      index_error(function() return t:index_add_(2, H.t({4}), flame.ones(2, 1, H.opts())) end, "index_add_", 4, 2, 3)
+      H.errors(function() return t:gather(1, H.t({{1, 1, 1, 1}})) end, "gather", "does not fit input", "along dim 1")
+      H.errors(function() return t:index_add_(2, H.t({1}), flame.ones(2, 2, H.opts())) end, "index_add_", "along dim 2")
+    end)
+
+    it("broadcasting names the dim of the result, counted from 1", function()
+      H.errors(function() return zeros(2, 3) + zeros(4, 5) end, "add", "(dim 1: 2 vs 4)")
+      H.errors(function() return zeros(3) * zeros(2, 4) end, "mul", "(dim 2: 3 vs 4)")
+      H.errors(function() return zeros(2, 1, 3):sub(zeros(5, 2)) end, "sub", "(dim 3: 3 vs 2)")
+      H.errors(function() return flame.where(zeros(2, 3):eq(0), zeros(2, 3), zeros(4)) end, "where", "dim 2")
+    end)
+
+    it("softmax, reductions and cumsum name the bad dim as written", function()
+      H.errors(function() return t:softmax(3) end, "softmax", "dim 3 out of range", "1..2 or -2..-1")
+      H.errors(function() return t:log_softmax(-3) end, "log_softmax", "dim -3 out of range")
+      H.errors(function() return t:sum(3) end, "dim 3 out of range")
+      H.errors(function() return t:mean({1, 4}) end, "dim 4 out of range")
+      H.errors(function() return t:amax(-5) end, "dim -5 out of range")
+      H.errors(function() return t:max(3) end, "max", "dim 3 out of range")
+      H.errors(function() return t:argmin(3) end, "argmin", "dim 3 out of range")
+      H.errors(function() return t:cumsum(3) end, "cumsum", "dim 3 out of range")
+      H.errors(function() return t:var(4) end, "var", "dim 4 out of range")
+      H.errors(function() return t:norm(2, 3) end, "norm", "dim 3 out of range")
+      H.errors(function() return t:size(3) end, "dim 3 out of range")
+    end)
+
+    it("autograd.grad numbers its inputs from 1", function()
+      local a = H.t({1.0, 2}, {requires_grad = true})
+      local b = H.t({1.0, 2})
+      H.errors(function() return flame.autograd.grad((a * 2):sum(), {a, b}) end, "input 2", "does not require grad")
+    end)
+
+    it("no message reaching Lua counts from 0", function()
+      local calls = {
+        function() return t[3] end, function() return t:select(2, 4) end, function() return t:narrow(2, 2, 5) end,
+        function() return t:gather(2, H.t({{4}, {1}})) end, function() return zeros(2, 3) + zeros(4, 5) end,
+        function() return flame.cat({t, zeros(3, 4)}, 1) end, function() return t:permute(1, 1) end,
+        function() return t:transpose(1, 3) end, function() return t:index_select(1, H.t({0})) end,
+      }
+      for _, f in ipairs(calls) do
+        local err = H.errors(f)
+        assert(not err:find("0-based", 1, true), "a 0-based message: " .. err)
+        assert(not err:find("dim 0", 1, true), "a dim counted from 0: " .. err)
+      end
+    end)
+  end)
+
   it("a tensor released by a to-be-closed variable is an error to use, not a crash", function()
     local kept
     do

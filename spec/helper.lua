@@ -7,6 +7,19 @@ local H = {}
 H.device = os.getenv("FLAME_DEVICE") or "cpu"
 H.flame = flame
 
+-- t.shape is an immutable proxy whose sizes luassert's `same` cannot see (it
+-- walks tables with next): compare shapes with their own ==, so that
+-- assert.are.same({2, 3}, t.shape) fails on any other shape.
+do
+  local util = require "luassert.util"
+  local deepcompare = util.deepcompare
+  local function is_shape(x) return type(x) == "table" and getmetatable(x) == "flame.Shape" end
+  function util.deepcompare(a, b, ...)
+    if is_shape(a) or is_shape(b) then return a == b end
+    return deepcompare(a, b, ...)
+  end
+end
+
 -- A tensor on the device under test (data as nested tables, or a tensor).
 function H.t(data, opts)
   opts = opts or {}

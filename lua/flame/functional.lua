@@ -8,7 +8,10 @@ flame.F = F
 
 -- one_hot(ids, num_classes?): i64 0/1 with a trailing dim of num_classes (default: the
 -- largest id). ids are 1-based class indices, so id c sets position c.
-function F.one_hot(ids, num_classes)
+function F.one_hot(ids, num_classes, ...)
+  if select("#", ...) > 0 and (...) ~= nil then
+    error(string.format("one_hot: unexpected argument #3 (a %s that nothing reads)", type((...))), 2)
+  end
   if not flame.is_tensor(ids) or (ids.dtype ~= "i64" and ids.dtype ~= "i32") then
     error("one_hot: ids must be an i64 or i32 tensor, got " ..
       (flame.is_tensor(ids) and (ids.dtype .. " tensor") or type(ids)), 2)

@@ -46,7 +46,10 @@ end
 
 -- roll(shifts, dims?): elements shifted along each dim, wrapping around; without dims
 -- over the flattened tensor, then restored to its shape (as torch.roll).
-function M.roll(x, shifts, dims)
+function M.roll(x, shifts, dims, ...)
+  if select("#", ...) > 0 and (...) ~= nil then
+    error(string.format("roll: unexpected argument #3 (a %s that nothing reads)", type((...))), 2)
+  end
   if dims == nil then
     if type(shifts) == "table" and #shifts ~= 1 then
       error(string.format("roll: without dims, expected one shift, got %d", #shifts), 2)

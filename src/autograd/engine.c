@@ -308,7 +308,7 @@ fl_status fl_autograd_grad(int n_out, fl_tensor *const *outputs, fl_tensor *cons
   for (int i = 0; i < n_in; i++) {
     if (!inputs[i]->requires_grad) {
       fl_desc d = fl_describe(inputs[i]);
-      FL_CHECK(fl_error(FL_EAUTOGRAD, "autograd.grad: input %d (%s) does not require grad", i, d.s));
+      FL_CHECK(fl_error(FL_EAUTOGRAD, "autograd.grad: input %lld (%s) does not require grad", (long long)fl_mdim(i), d.s));
     }
     targets[i] = fl_grad_target(inputs[i], &target_outs[i]);
     if (!targets[i]) FL_CHECK(fl_error(FL_ENOMEM, "autograd.grad: out of host memory"));

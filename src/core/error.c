@@ -7,6 +7,13 @@ static _Thread_local char fl_msg[1024];
 
 const char *fl_last_error(void) { return fl_msg; }
 
+/* Process-wide rather than per thread: a Lua state may run on any thread,
+ * and messages are formatted on whichever thread runs the op. */
+static int msg_base;
+void fl_set_message_base(int base) { msg_base = base ? 1 : 0; }
+int64_t fl_mdim(int64_t d) { return d + msg_base; }
+int64_t fl_mwrap(int64_t d) { return d < 0 ? d : d + msg_base; }
+
 const char *fl_status_name(fl_status s) {
   static const char *names[] = {"ok", "invalid argument", "shape mismatch", "bad dtype", "bad device",
                                 "index out of range", "out of memory", "not implemented",

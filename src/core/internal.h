@@ -52,6 +52,13 @@ fl_status fl_error_context(fl_status s, const char *op);
     if (st != FL_OK) goto done; \
   } while (0)
 
+/* Dims and indices in messages are counted from fl_set_message_base's base,
+ * so that a Lua user reads the numbers they wrote. */
+int64_t fl_mdim(int64_t d); /* d + the message base, for dims and indices printed in messages */
+/* The same for a dim or index that may count from the end (-1 the last):
+ * negative ones print as given, since they mean the same at either base. */
+int64_t fl_mwrap(int64_t d);
+
 /* A short description "f32[2, 3] on cuda:0" for messages. */
 typedef struct { char s[160]; } fl_desc;
 fl_desc fl_describe(const fl_tensor *t);

@@ -8,8 +8,9 @@ fl_status fl_norm_dim(const char *op, const fl_tensor *t, int dim, int extra, in
   int d = dim < 0 ? dim + n : dim;
   if (d < 0 || d >= (n ? n : 1)) {
     fl_desc ds = fl_describe(t);
-    return fl_error(FL_EINVAL, "%s: dim %d out of range for %s (expected %d..%d, 0-based)", op, dim, ds.s,
-                    -(n ? n : 1), (n ? n : 1) - 1);
+    int m = n ? n : 1;
+    return fl_error(FL_EINVAL, "%s: dim %lld out of range for %s (expected %lld..%lld or %d..-1)", op,
+                    (long long)fl_mwrap(dim), ds.s, (long long)fl_mdim(0), (long long)fl_mdim(m - 1), -m);
   }
   *out = d;
   return FL_OK;
@@ -23,8 +24,8 @@ fl_status fl_broadcast_shapes(const char *op, int na, const int64_t *a, int nb, 
     int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
     if (da != db && da != 1 && db != 1) {
       char sa[128], sb[128];
-      return fl_error(FL_ESHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)", op,
-                      fl_dims_str(na, a, sa, sizeof sa), fl_dims_str(nb, b, sb, sizeof sb), i, (long long)da,
+      return fl_error(FL_ESHAPE, "%s: shapes %s and %s cannot be broadcast (dim %lld: %lld vs %lld)", op,
+                      fl_dims_str(na, a, sa, sizeof sa), fl_dims_str(nb, b, sb, sizeof sb), (long long)fl_mdim(i), (long long)da,
                       (long long)db);
     }
     out[i] = da == 1 ? db : da;

@@ -9,8 +9,8 @@ static fl_status check_indices(const char *op, const fl_tensor *idx, int64_t siz
   for (int64_t i = 0; i < n; i++) {
     int64_t v = ((const int64_t *)idx->storage->data)[fl_cpu_offset_of(idx, i)];
     if (v < 0 || v >= size)
-      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %d of size %lld (0-based)", op, (long long)v,
-                      dim, (long long)size);
+      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %lld of size %lld", op, (long long)fl_mdim(v),
+                      (long long)fl_mdim(dim), (long long)size);
   }
   return FL_OK;
 }

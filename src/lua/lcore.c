@@ -44,52 +44,44 @@ fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
 }
 
 
-static void opt_dtype(lua_State *L, int idx, fl_opts *o) {
-  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
-    if (!lua_isstring(L, -1)) luaL_error(L, "options: dtype must be a string like \"f32\"");
-    LFL_CHECK(L, fl_dtype_parse(lua_tostring(L, -1), &o->dtype));
-  }
-  lua_pop(L, 1);
-}
+static const char *const opt_keys[] = {"dtype", "device", "requires_grad", NULL};
 
-fl_opts lfl_opts(lua_State *L, int idx, fl_opts o) {
-  if (idx == 0 || lua_isnoneornil(L, idx)) return o;
-  idx = lua_absindex(L, idx);
-  luaL_checktype(L, idx, LUA_TTABLE);
-  opt_dtype(L, idx, &o);
-  if (lua_getfield(L, idx, "device") != LUA_TNIL) {
-    if (!lua_isstring(L, -1)) luaL_error(L, "options: device must be a string like \"cuda\"");
+fl_opts lfl_opts_keys(lua_State *L, int idx, fl_opts o, const char *const *keys) {
+  idx = lfl_options(L, idx, keys);
+  if (!idx) return o;
+  const char *fn = lfl_fname(L, NULL);
+  if (lfl_rawfield(L, idx, "dtype") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option dtype must be a string like \"f32\", got a %s", fn, luaL_typename(L, -1));
+    LFL_CHECK(L, fl_dtype_parse(lua_tostring(L, -1), &o.dtype));
+  }
+  if (lfl_rawfield(L, idx, "device") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option device must be a string like \"cuda\", got a %s", fn, luaL_typename(L, -1));
     LFL_CHECK(L, fl_device_parse(lua_tostring(L, -1), &o.device));
   }
-  lua_pop(L, 1);
-  if (lua_getfield(L, idx, "requires_grad") != LUA_TNIL) o.requires_grad = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  if (lfl_rawfield(L, idx, "requires_grad") != LUA_TNIL) o.requires_grad = lua_toboolean(L, -1);
+  lua_pop(L, 3);
   return o;
 }
 
-static int64_t size_at(lua_State *L, int idx) {
-  int ok;
-  lua_Integer v = lua_tointegerx(L, idx, &ok);
-  if (!ok) luaL_error(L, "shape: expected integer sizes, got %s", luaL_typename(L, idx));
-  if (v < 0) luaL_error(L, "shape: negative size %d", (int)v);
-  return v;
-}
+fl_opts lfl_opts(lua_State *L, int idx, fl_opts o) { return lfl_opts_keys(L, idx, o, opt_keys); }
 
 int lfl_shape(lua_State *L, int first, int last, int64_t *shape) {
+  int n;
   if (first <= last && lua_type(L, first) == LUA_TTABLE) {
-    int n = (int)lua_rawlen(L, first);
+    n = lfl_sizes_at(L, first, shape, "shape");
+  } else {
+    n = last - first + 1;
+    if (n < 0) n = 0;
     if (n > FL_MAX_DIMS) luaL_error(L, "shape: at most %d dims, got %d", FL_MAX_DIMS, n);
     for (int i = 0; i < n; i++) {
-      lua_rawgeti(L, first, i + 1);
-      shape[i] = size_at(L, -1);
-      lua_pop(L, 1);
+      int ok;
+      shape[i] = lua_tointegerx(L, first + i, &ok);
+      if (!ok) luaL_error(L, "shape: expected integer sizes, got %s", luaL_typename(L, first + i));
     }
-    return n;
   }
-  int n = last - first + 1;
-  if (n > FL_MAX_DIMS) luaL_error(L, "shape: at most %d dims, got %d", FL_MAX_DIMS, n);
-  for (int i = 0; i < n; i++) shape[i] = size_at(L, first + i);
-  return n < 0 ? 0 : n;
+  for (int i = 0; i < n; i++)
+    if (shape[i] < 0) luaL_error(L, "shape: negative size %I", (lua_Integer)shape[i]);
+  return n;
 }
 
 /* The one dim rule of the Lua surface: 1..n, or -n..-1 from the end. */
@@ -104,7 +96,7 @@ static int dim_of(lua_State *L, int idx, lua_Integer d, const fl_tensor *t, int 
   }
   if (d == 0) msg = "dim 0 is invalid: dims are 1-based (1 is the first, -1 the last)";
   else if (d > n || d < -n)
-    msg = lua_pushfstring(L, "dim %d out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (int)d,
+    msg = lua_pushfstring(L, "dim %I out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (lua_Integer)d,
                           shape, n, n);
   if (msg) luaL_argerror(L, idx, msg);
   return d > 0 ? (int)(d - 1) : (int)(d + n);

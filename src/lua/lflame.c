@@ -8,121 +8,14 @@
 extern const char *const fl_lua_sources[][2];
 lua_State *lfl_hook_state(lua_State *L);
 
-/* ---- flame.tensor(nested table or number, opts) ---- */
-typedef struct {
-  int ndim;
-  int64_t shape[FL_MAX_DIMS];
-  bool any_float, any_bool, any_number;
-} nest_info;
-
-static void nest_shape(lua_State *L, int idx, int d, nest_info *ni) {
-  if (lua_type(L, idx) != LUA_TTABLE) {
-    if (d == 0) ni->ndim = 0;
-    return;
-  }
-  if (d >= FL_MAX_DIMS) luaL_error(L, "flame.tensor: nested deeper than %d dims", FL_MAX_DIMS);
-  ni->ndim = d + 1;
-  ni->shape[d] = (int64_t)lua_rawlen(L, idx);
-  if (ni->shape[d] > 0) {
-    lua_rawgeti(L, idx, 1);
-    nest_shape(L, lua_gettop(L), d + 1, ni);
-    lua_pop(L, 1);
-  }
-}
-
-/* out gets every element as a double, iout as an int64 (exact for Lua integers). */
-static void nest_fill(lua_State *L, int idx, int d, nest_info *ni, double *out, int64_t *iout, int64_t *pos, char *path,
-                      size_t plen) {
-  int64_t n = (int64_t)lua_rawlen(L, idx);
-  if (n != ni->shape[d]) luaL_error(L, "flame.tensor: ragged table at %s: expected %d entries, got %d", path[0] ? path : "top level", (int)ni->shape[d], (int)n);
-  for (int64_t i = 1; i <= n; i++) {
-    size_t l = strlen(path);
-    snprintf(path + l, plen - l, "[%lld]", (long long)i);
-    lua_rawgeti(L, idx, i);
-    if (d + 1 < ni->ndim) {
-      if (!lua_istable(L, -1)) luaL_error(L, "flame.tensor: element %s is a %s, expected a table", path, luaL_typename(L, -1));
-      nest_fill(L, lua_gettop(L), d + 1, ni, out, iout, pos, path, plen);
-    } else if (lua_isboolean(L, -1)) {
-      ni->any_bool = true;
-      iout[*pos] = lua_toboolean(L, -1);
-      out[(*pos)++] = lua_toboolean(L, -1);
-    } else if (lua_type(L, -1) == LUA_TNUMBER) {
-      ni->any_number = true;
-      if (!lua_isinteger(L, -1)) ni->any_float = true;
-      iout[*pos] = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
-      out[(*pos)++] = lua_tonumber(L, -1);
-    } else {
-      luaL_error(L, "flame.tensor: element %s is a %s, expected a number", path, luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
-    path[l] = 0;
-  }
-}
-
-static int f_tensor(lua_State *L) {
-  fl_tensor *src = lfl_test(L, 1);
-  if (src) { /* flame.tensor(t, opts) copies */
-    fl_opts o = {fl_dtype_of(src), fl_device_of(src), false};
-    o = lfl_opts(L, 2, o);
-    fl_tensor *r, *c;
-    LFL_CHECK(L, fl_to(src, o.dtype, o.device, &r));
-    fl_status st = fl_clone(r, &c);
-    fl_release(r);
-    LFL_CHECK(L, st);
-    fl_tensor *d;
-    st = fl_detach(c, &d);
-    fl_release(c);
-    LFL_CHECK(L, st);
-    if (o.requires_grad) fl_set_requires_grad(d, true);
-    lfl_push(L, d);
-    return 1;
-  }
-  nest_info ni = {0};
-  if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER && !lua_isboolean(L, 1))
-    return luaL_error(L, "flame.tensor: expected a number, a boolean or a nested table, got %s", luaL_typename(L, 1));
-  lua_settop(L, 2); /* options stay at 2; the buffer below goes to 3 */
-  fl_opts o = fl_default_opts();
-  nest_shape(L, 1, 0, &ni);
-  int64_t n = 1;
-  for (int i = 0; i < ni.ndim; i++) n *= ni.shape[i];
-  double *buf = lua_newuserdatauv(L, sizeof(double) * (size_t)(n ? n : 1), 0);
-  int64_t *ibuf = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n ? n : 1), 0);
-  int64_t pos = 0;
-  if (ni.ndim == 0) {
-    ni.any_bool = lua_isboolean(L, 1);
-    ni.any_float = lua_type(L, 1) == LUA_TNUMBER && !lua_isinteger(L, 1);
-    ni.any_number = !ni.any_bool;
-    buf[0] = ni.any_bool ? lua_toboolean(L, 1) : lua_tonumber(L, 1);
-    ibuf[0] = lua_isinteger(L, 1) ? lua_tointeger(L, 1) : 0;
-  } else {
-    char path[256] = "";
-    nest_fill(L, 1, 0, &ni, buf, ibuf, &pos, path, sizeof path);
-  }
-  if (ni.any_bool && ni.any_number) return luaL_error(L, "flame.tensor: mixes booleans and numbers");
-  o.dtype = ni.any_bool ? FL_BOOL : (ni.any_float || n == 0) ? FL_F32 : FL_I64; /* as torch.tensor infers */
-  o = lfl_opts(L, 2, o);
-  fl_tensor *t;
-  if (!ni.any_float && !ni.any_bool && !o.requires_grad && (o.dtype == FL_I64 || o.dtype == FL_I32)) {
-    /* integers go in as int64: through a double, i64 values beyond 2^53 would change */
-    fl_opts io = {FL_I64, FL_CPU_DEVICE, false};
-    fl_tensor *t64;
-    LFL_CHECK(L, fl_from_host(ibuf, ni.ndim, ni.shape, io, &t64));
-    fl_status st = fl_to(t64, o.dtype, o.device, &t);
-    fl_release(t64);
-    LFL_CHECK(L, st);
-  } else {
-    LFL_CHECK(L, fl_from_doubles(buf, ni.ndim, ni.shape, o, &t));
-  }
-  lfl_push(L, t);
-  return 1;
-}
+int lfl_f_tensor(lua_State *L); /* lfromlua.c */
 
 /* ---- shape-taking creators: f(shape..., opts?) ---- */
 /* The trailing options table, if any: a table with no array part that has
  * keys, or any table after a shape (a lone {} is the 0-dim shape). */
 static int opts_index(lua_State *L, int first) {
   int top = lua_gettop(L);
-  if (top < first || lua_type(L, top) != LUA_TTABLE || lua_rawlen(L, top) != 0) return 0;
+  if (top < first || lua_type(L, top) != LUA_TTABLE || lua_rawlen(L, top) != 0 || lfl_is_shape(L, top)) return 0;
   lua_pushnil(L);
   bool has_keys = lua_next(L, top) != 0;
   if (has_keys) lua_pop(L, 2);
@@ -130,9 +23,10 @@ static int opts_index(lua_State *L, int first) {
 }
 
 static int shape_and_opts(lua_State *L, int first, int64_t *shape, fl_opts *o) {
-  int oi = opts_index(L, first);
+  int oi = opts_index(L, first), last = oi ? oi - 1 : lua_gettop(L);
+  if (lua_type(L, first) == LUA_TTABLE && last > first) lfl_argextra(L, first + 1); /* a table is the whole shape */
   *o = oi ? lfl_opts(L, oi, fl_default_opts()) : fl_default_opts();
-  return lfl_shape(L, first, oi ? oi - 1 : lua_gettop(L), shape);
+  return lfl_shape(L, first, last, shape);
 }
 
 typedef fl_status (*creator)(int, const int64_t *, fl_opts, fl_tensor **);
@@ -224,6 +118,7 @@ static int like(lua_State *L) {
   fl_opts o = {fl_dtype_of(src), fl_device_of(src), false};
   int which = (int)lua_tointeger(L, lua_upvalueindex(1));
   int oi = which == 5 ? 3 : 2;
+  lfl_nargs(L, oi);
   o = lfl_opts(L, oi, o);
   fl_status st;
   switch (which) {
@@ -325,8 +220,9 @@ static int f_grad(lua_State *L) {
     if (ngo != no) return luaL_error(L, "autograd.grad: %d outputs but %d grad_outputs", no, ngo);
   }
   bool retain = false;
-  int oi = lua_istable(L, 4) ? 4 : (lua_istable(L, 3) && lua_rawlen(L, 3) == 0 ? 3 : 0);
-  if (oi) lua_getfield(L, oi, "retain_graph"), retain = lua_toboolean(L, -1), lua_pop(L, 1);
+  static const char *const keys[] = {"retain_graph", NULL};
+  int oi = lua_istable(L, 4) ? 4 : (lua_istable(L, 3) && lua_rawlen(L, 3) == 0 && !lfl_test(L, 3) ? 3 : 0);
+  if (lfl_options(L, oi, keys)) lfl_rawfield(L, oi, "retain_graph"), retain = lua_toboolean(L, -1), lua_pop(L, 1);
   fl_tensor **grads = lua_newuserdatauv(L, sizeof *grads * (size_t)(ni ? ni : 1), 0);
   lua_State *prev = lfl_hook_state(L);
   fl_status st = fl_autograd_grad(no, outs, gos, ni, ins, retain, grads);
@@ -417,23 +313,24 @@ int lfl_randperm(lua_State *L); /* lops_more.c */
 
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
 
-static const luaL_Reg functions[] = {
-    {"tensor", f_tensor},     {"zeros", f_zeros},     {"ones", f_ones},
-    {"empty", f_empty},       {"full", f_full},       {"arange", f_arange},
-    {"linspace", f_linspace}, {"eye", f_eye},         {"rand", f_rand},
-    {"randn", f_randn},       {"randint", f_randint}, {"cat", f_cat},
-    {"stack", f_stack},       {"where", f_where},     {"manual_seed", f_manual_seed},
-    {"no_grad", f_no_grad},   {"set_grad_enabled", f_set_grad_enabled},
-    {"is_grad_enabled", f_is_grad_enabled}, {"memory_stats", f_memory_stats},
-    {"is_tensor", f_is_tensor}, {"_now", f_now}, {"timer", f_now}, {"randperm", lfl_randperm}, {NULL, NULL}};
+static const lfl_reg functions[] = {
+    {"tensor", lfl_f_tensor, 2},    {"zeros", f_zeros, LFL_VARARGS},          {"ones", f_ones, LFL_VARARGS},
+    {"empty", f_empty, LFL_VARARGS},             {"full", f_full, 3},          {"arange", f_arange, 4},
+    {"linspace", f_linspace, 4},    {"eye", f_eye, 3},            {"rand", f_rand, LFL_VARARGS},
+    {"randn", f_randn, LFL_VARARGS},             {"randint", f_randint, 4},    {"cat", f_cat, 2},
+    {"stack", f_stack, 2},          {"where", f_where, 3},        {"manual_seed", f_manual_seed, 1},
+    {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
+    {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},           {"memory_stats", f_memory_stats, 1},
+    {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
+    {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2}, {NULL, NULL, 0}};
 
-static const luaL_Reg cuda_functions[] = {{"is_available", f_cuda_is_available},
-                                          {"device_count", f_cuda_device_count},
-                                          {"synchronize", f_cuda_synchronize},
-                                          {"memory_stats", f_cuda_memory_stats},
-                                          {"empty_cache", f_cuda_empty_cache},
-                                          {"allow_tf32", f_cuda_allow_tf32},
-                                          {NULL, NULL}};
+static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},
+                                         {"device_count", f_cuda_device_count, LFL_NOARGS},
+                                         {"synchronize", f_cuda_synchronize, 1},
+                                         {"memory_stats", f_cuda_memory_stats, 1},
+                                         {"empty_cache", f_cuda_empty_cache, 1},
+                                         {"allow_tf32", f_cuda_allow_tf32, 1},
+                                         {NULL, NULL, 0}};
 
 static void open_embedded(lua_State *L) {
   for (int i = 0; fl_lua_sources[i][0]; i++) {
@@ -445,10 +342,12 @@ static void open_embedded(lua_State *L) {
 }
 
 int luaopen_flame(lua_State *L) {
+  fl_set_message_base(1); /* messages count dims and indices as Lua does */
+  lfl_open_shape(L);
   lfl_open_tensor(L);
   lfl_open_memory(L);
   lua_newtable(L);
-  luaL_setfuncs(L, functions, 0);
+  lfl_setfuncs(L, functions);
   static const char *like_names[] = {"zeros_like", "ones_like", "empty_like", "rand_like", "randn_like", "full_like"};
   for (int i = 0; i < 6; i++) {
     lua_pushinteger(L, i);
@@ -465,11 +364,11 @@ int luaopen_flame(lua_State *L) {
     lua_setfield(L, -2, dtypes[i][0]);
   }
   lua_newtable(L);
-  luaL_setfuncs(L, cuda_functions, 0);
+  lfl_setfuncs(L, cuda_functions);
   lua_setfield(L, -2, "cuda");
+  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {NULL, NULL, 0}};
   lua_newtable(L);
-  lua_pushcfunction(L, f_grad);
-  lua_setfield(L, -2, "grad");
+  lfl_setfuncs(L, autograd_functions);
   lua_setfield(L, -2, "autograd");
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);

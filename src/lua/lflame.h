@@ -27,10 +27,48 @@ fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like);
  * later argument before the first lfl_operand, which would leak on a raise. */
 void lfl_check_operand(lua_State *L, int idx);
 
+/* ---- arguments and options (largs.c): one way for every function ---- */
+/* Registration with the most positional arguments a function reads (self
+ * included); a non-nil argument beyond them is an error naming the function
+ * and its position. LFL_NOARGS: none; LFL_VARARGS: not checked here, for
+ * functions that take a variable count and check it themselves. */
+#define LFL_NOARGS (-1)
+#define LFL_VARARGS 0
+typedef struct {
+  const char *name;
+  lua_CFunction fn;
+  int nargs;
+} lfl_reg;
+void lfl_setfuncs(lua_State *L, const lfl_reg *r); /* into the table at -1; fn must have no upvalues */
+/* Raises the extra-argument error if a non-nil argument follows position max. */
+void lfl_nargs(lua_State *L, int max);
+void lfl_argextra(lua_State *L, int pos); /* that error for the argument at pos */
+/* The running function's name for messages (sets *is_method when called as t:f()). */
+const char *lfl_fname(lua_State *L, int *is_method);
+/* Checks that the table at idx has only the given keys (a NULL-ended list):
+ * an unknown one is an error with the closest key as a suggestion. Raw: no
+ * metamethod of the table runs. */
+void lfl_check_keys(lua_State *L, int idx, const char *const *keys);
+/* Options table at idx (none or nil: returns 0) checked against keys;
+ * returns its absolute index. Read its fields with lfl_rawfield. */
+int lfl_options(lua_State *L, int idx, const char *const *keys);
+/* Pushes t[key] of the table at idx without metamethods; returns its type. */
+int lfl_rawfield(lua_State *L, int idx, const char *key);
+
 /* Options table {dtype, device, requires_grad} at idx (0, none or nil: base). */
 fl_opts lfl_opts(lua_State *L, int idx, fl_opts base);
+/* The same with only some of those keys allowed (a NULL-ended list). */
+fl_opts lfl_opts_keys(lua_State *L, int idx, fl_opts base, const char *const *keys);
 /* A shape from numbers at [first, last] or one array table at first; returns ndim. */
 int lfl_shape(lua_State *L, int first, int last, int64_t *shape);
+
+/* ---- shapes (lshape.c) ---- */
+void lfl_push_shape(lua_State *L, int n, const int64_t *dims); /* t.shape's object */
+bool lfl_is_shape(lua_State *L, int idx);
+/* Sizes from a shape object or an array table at idx (raw reads); returns n. */
+int lfl_sizes_at(lua_State *L, int idx, int64_t *out, const char *what);
+/* Sizes as one table (or shape) at first, or as integers first..top. */
+int lfl_sizes(lua_State *L, int first, int64_t *out, const char *what);
 /* A 1-based Lua dim at idx (negative counts from the end), checked against
  * t's dims plus `extra` (1 where a dim may be inserted), as the C API's
  * 0-based one; a bad dim is an argument error naming the op and t's shape. */
@@ -44,4 +82,5 @@ void lfl_push_methods(lua_State *L);  /* the methods table */
 int lfl_tostring(lua_State *L);
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
+void lfl_open_shape(lua_State *L);     /* the shape metatable */
 #endif

@@ -4,26 +4,25 @@
 #include "lflame.h"
 #include <math.h>
 
-/* A boolean / number field of an options table (read raw: no metamethod runs mid-op). */
-static bool opt_bool(lua_State *L, int idx, const char *key, bool def) {
-  if (!lua_istable(L, idx)) return def;
-  lua_pushstring(L, key);
-  bool v = lua_rawget(L, idx) == LUA_TNIL ? def : lua_toboolean(L, -1);
+/* Fields of the options table at oi (lfl_options: 0 when absent), read raw. */
+static bool opt_bool(lua_State *L, int oi, const char *key, bool def) {
+  if (!oi) return def;
+  bool v = lfl_rawfield(L, oi, key) == LUA_TNIL ? def : lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
 }
-static double opt_number(lua_State *L, int idx, const char *key, double def) {
-  if (!lua_istable(L, idx)) return def;
-  lua_pushstring(L, key);
-  int t = lua_rawget(L, idx);
-  if (t != LUA_TNIL && t != LUA_TNUMBER) luaL_error(L, "options: %s must be a number, got %s", key, lua_typename(L, t));
+static double opt_number(lua_State *L, int oi, const char *key, double def) {
+  if (!oi) return def;
+  int t = lfl_rawfield(L, oi, key);
+  if (t != LUA_TNIL && t != LUA_TNUMBER)
+    luaL_error(L, "%s: option %s must be a number, got %s", lfl_fname(L, NULL), key, lua_typename(L, t));
   double v = t == LUA_TNIL ? def : lua_tonumber(L, -1);
   lua_pop(L, 1);
   return v;
 }
-static void check_opts(lua_State *L, int idx) {
-  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
-}
+static const char *const sort_keys[] = {"descending", "stable", NULL}; /* always stable */
+static const char *const topk_keys[] = {"largest", "sorted", NULL};    /* always sorted */
+static const char *const close_keys[] = {"rtol", "atol", "equal_nan", NULL};
 
 /* dim argument at idx, -1 (the last) when absent */
 static int dim_or_last(lua_State *L, int idx, const fl_tensor *x) {
@@ -33,9 +32,8 @@ static int dim_or_last(lua_State *L, int idx, const fl_tensor *x) {
 /* sort(dim?, {descending}) -> values, indices */
 static int m_sort(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *v, *i;
-  int dim = dim_or_last(L, 2, x);
-  check_opts(L, 3);
-  LFL_CHECK(L, fl_sort_ex(x, dim, opt_bool(L, 3, "descending", false), 1, &v, &i));
+  int dim = dim_or_last(L, 2, x), oi = lfl_options(L, 3, sort_keys);
+  LFL_CHECK(L, fl_sort_ex(x, dim, opt_bool(L, oi, "descending", false), 1, &v, &i));
   lfl_push(L, v);
   lfl_push(L, i);
   return 2;
@@ -44,9 +42,8 @@ static int m_sort(lua_State *L) {
 /* argsort(dim?, {descending}) -> indices */
 static int m_argsort(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *i;
-  int dim = dim_or_last(L, 2, x);
-  check_opts(L, 3);
-  LFL_CHECK(L, fl_sort_ex(x, dim, opt_bool(L, 3, "descending", false), 1, NULL, &i));
+  int dim = dim_or_last(L, 2, x), oi = lfl_options(L, 3, sort_keys);
+  LFL_CHECK(L, fl_sort_ex(x, dim, opt_bool(L, oi, "descending", false), 1, NULL, &i));
   lfl_push(L, i);
   return 1;
 }
@@ -55,9 +52,8 @@ static int m_argsort(lua_State *L) {
 static int m_topk(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *v, *i;
   lua_Integer k = luaL_checkinteger(L, 2);
-  int dim = dim_or_last(L, 3, x);
-  check_opts(L, 4);
-  LFL_CHECK(L, fl_topk_ex(x, k, dim, opt_bool(L, 4, "largest", true), 1, &v, &i));
+  int dim = dim_or_last(L, 3, x), oi = lfl_options(L, 4, topk_keys);
+  LFL_CHECK(L, fl_topk_ex(x, k, dim, opt_bool(L, oi, "largest", true), 1, &v, &i));
   lfl_push(L, v);
   lfl_push(L, i);
   return 2;
@@ -108,9 +104,9 @@ static int m_nan_to_num(lua_State *L) {
 
 /* isclose(a, b, {rtol = 1e-5, atol = 1e-8, equal_nan = false}); b may be a number */
 static fl_status closeness(lua_State *L, bool all, fl_tensor **r, bool *b) {
-  check_opts(L, 3);
-  double rtol = opt_number(L, 3, "rtol", 1e-5), atol = opt_number(L, 3, "atol", 1e-8);
-  bool equal_nan = opt_bool(L, 3, "equal_nan", false);
+  int oi = lfl_options(L, 3, close_keys);
+  double rtol = opt_number(L, oi, "rtol", 1e-5), atol = opt_number(L, oi, "atol", 1e-8);
+  bool equal_nan = opt_bool(L, oi, "equal_nan", false);
   fl_tensor *x = lfl_check(L, 1), *y = lfl_operand(L, 2, x);
   fl_status st = all ? fl_allclose(x, y, rtol, atol, equal_nan, b) : fl_isclose(x, y, rtol, atol, equal_nan, r);
   fl_release(y);
@@ -129,14 +125,15 @@ static int m_allclose(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg more[] = {{"sort", m_sort},           {"argsort", m_argsort},     {"topk", m_topk},
-                                {"tril", m_tril},           {"triu", m_triu},           {"all", m_all},
-                                {"any", m_any},             {"logsumexp", m_logsumexp}, {"isnan", m_isnan},
-                                {"isinf", m_isinf},         {"nan_to_num", m_nan_to_num}, {"isclose", m_isclose},
-                                {"allclose", m_allclose},   {NULL, NULL}};
+/* With the most arguments each reads, self included. */
+static const lfl_reg more[] = {{"sort", m_sort, 3},           {"argsort", m_argsort, 3},     {"topk", m_topk, 4},
+                               {"tril", m_tril, 2},           {"triu", m_triu, 2},           {"all", m_all, 3},
+                               {"any", m_any, 3},             {"logsumexp", m_logsumexp, 3}, {"isnan", m_isnan, 1},
+                               {"isinf", m_isinf, 1},         {"nan_to_num", m_nan_to_num, 4},
+                               {"isclose", m_isclose, 3},     {"allclose", m_allclose, 3},   {NULL, NULL, 0}};
 
 /* Adds the methods to the methods table at -1. */
-void lfl_register_more(lua_State *L) { luaL_setfuncs(L, more, 0); }
+void lfl_register_more(lua_State *L) { lfl_setfuncs(L, more); }
 
 /* flame.randperm(n, opts): a permutation of 1..n from the seeded generator */
 int lfl_randperm(lua_State *L) {

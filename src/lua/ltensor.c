@@ -15,13 +15,7 @@ static int t_gc(lua_State *L) {
 static fl_tensor *self(lua_State *L) { return lfl_check(L, 1); }
 
 /* ---- metadata ---- */
-static void push_shape(lua_State *L, const fl_tensor *t) {
-  lua_createtable(L, fl_ndim(t), 0);
-  for (int i = 0; i < fl_ndim(t); i++) {
-    lua_pushinteger(L, fl_shape(t)[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-}
+static void push_shape(lua_State *L, const fl_tensor *t) { lfl_push_shape(L, fl_ndim(t), fl_shape(t)); }
 
 static int dim_arg(lua_State *L, const fl_tensor *t, int idx) {
   return lfl_dim(L, idx, t, 0);
@@ -75,13 +69,17 @@ static void push_value(lua_State *L, fl_dtype dt, host_value v) {
   else lua_pushnumber(L, v.f);
 }
 
+static void push_item(lua_State *L, const fl_tensor *t) {
+  host_value v;
+  LFL_CHECK(L, host_values(t, &v));
+  push_value(L, fl_dtype_of(t), v);
+}
+
 static int m_item(lua_State *L) {
   fl_tensor *t = self(L);
   double d;
-  host_value v;
   if (fl_numel(t) != 1) LFL_CHECK(L, fl_item(t, &d)); /* its error names the shape */
-  LFL_CHECK(L, host_values(t, &v));
-  push_value(L, fl_dtype_of(t), v);
+  push_item(L, t);
   return 1;
 }
 
@@ -122,8 +120,9 @@ static int m_to(lua_State *L) {
     if (fl_dtype_parse(s, &dt) != FL_OK && fl_device_parse(s, &dev) != FL_OK)
       return luaL_error(L, "to: '%s' is neither a dtype (f32, f64, f16, bf16, i32, i64, bool) nor a device (cpu, cuda, cuda:N)", s);
   } else if (lua_istable(L, 2)) {
+    static const char *const keys[] = {"dtype", "device", NULL};
     fl_opts o = {dt, dev, false};
-    o = lfl_opts(L, 2, o);
+    o = lfl_opts_keys(L, 2, o, keys);
     dt = o.dtype, dev = o.device;
   } else if (!lua_isnoneornil(L, 2)) {
     return luaL_typeerror(L, 2, "dtype, device or options table");
@@ -166,20 +165,9 @@ SIMPLE(contiguous, fl_contiguous)
 /* ---- views ---- */
 static int m_view(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  int64_t shape[FL_MAX_DIMS + 1];
-  for (int i = 2; i <= lua_gettop(L); i++)
-    if (lua_isinteger(L, i) && lua_tointeger(L, i) == -1) lua_pushinteger(L, -1), lua_replace(L, i);
-  int n;
-  if (lua_istable(L, 2)) {
-    n = (int)lua_rawlen(L, 2);
-    if (n > FL_MAX_DIMS) luaL_error(L, "view: at most %d dims", FL_MAX_DIMS);
-    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), shape[i] = luaL_checkinteger(L, -1), lua_pop(L, 1);
-  } else {
-    n = lua_gettop(L) - 1;
-    if (n > FL_MAX_DIMS) luaL_error(L, "view: at most %d dims", FL_MAX_DIMS);
-    for (int i = 0; i < n; i++) shape[i] = luaL_checkinteger(L, i + 2);
-  }
+  int64_t shape[FL_MAX_DIMS];
   const char *which = lua_tostring(L, lua_upvalueindex(1));
+  int n = lfl_sizes(L, 2, shape, which);
   LFL_CHECK(L, (which[0] == 'v' ? fl_view : fl_reshape)(t, n, shape, &r));
   lfl_push(L, r);
   return 1;
@@ -187,16 +175,14 @@ static int m_view(lua_State *L) {
 
 static int m_permute(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  int dims[FL_MAX_DIMS], n = lua_istable(L, 2) ? (int)lua_rawlen(L, 2) : lua_gettop(L) - 1;
+  int64_t given[FL_MAX_DIMS];
+  int dims[FL_MAX_DIMS], n = lfl_sizes(L, 2, given, "permute");
   if (n != fl_ndim(t)) {
     char b[96];
     luaL_error(L, "permute: expected %d dims for a tensor of shape %s, got %d", fl_ndim(t), fl_shape_str(t, b, sizeof b), n);
   }
   for (int i = 0; i < n; i++) {
-    lua_Integer d;
-    if (lua_istable(L, 2)) lua_rawgeti(L, 2, i + 1), d = luaL_checkinteger(L, -1), lua_pop(L, 1);
-    else d = luaL_checkinteger(L, i + 2);
-    lua_pushinteger(L, d); /* validated like any other dim argument */
+    lua_pushinteger(L, given[i]); /* validated like any other dim argument */
     dims[i] = lfl_dim(L, -1, t, 0);
     lua_pop(L, 1);
   }
@@ -229,7 +215,7 @@ static int m_t(lua_State *L) {
 static int m_narrow(lua_State *L) {
   fl_tensor *t = self(L), *r;
   lua_Integer start = luaL_checkinteger(L, 3);
-  if (start < 1) return luaL_error(L, "narrow: start %d is invalid (starts are 1-based)", (int)start);
+  if (start < 1) return luaL_error(L, "narrow: start %I is invalid (starts are 1-based)", (lua_Integer)start);
   LFL_CHECK(L, fl_narrow(t, lfl_dim(L, 2, t, 0), start - 1, luaL_checkinteger(L, 4), &r));
   lfl_push(L, r);
   return 1;
@@ -266,16 +252,11 @@ static int m_expand(lua_State *L) {
   int n;
   fl_tensor *like = lfl_test(L, 2);
   if (like) {
+    lfl_nargs(L, 2);
     n = fl_ndim(like);
     memcpy(shape, fl_shape(like), sizeof(int64_t) * n);
-  } else if (lua_istable(L, 2)) {
-    n = (int)lua_rawlen(L, 2);
-    if (n > FL_MAX_DIMS) luaL_error(L, "expand: at most %d dims", FL_MAX_DIMS);
-    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), shape[i] = luaL_checkinteger(L, -1), lua_pop(L, 1);
   } else {
-    n = lua_gettop(L) - 1;
-    if (n > FL_MAX_DIMS) luaL_error(L, "expand: at most %d dims", FL_MAX_DIMS);
-    for (int i = 0; i < n; i++) shape[i] = luaL_checkinteger(L, i + 2);
+    n = lfl_sizes(L, 2, shape, "expand");
   }
   LFL_CHECK(L, fl_expand(t, n, shape, &r));
   lfl_push(L, r);
@@ -292,16 +273,9 @@ static int m_flatten(lua_State *L) {
 
 static int m_flip(lua_State *L) {
   fl_tensor *t = self(L), *r;
-  int dims[FL_MAX_DIMS], n = 0;
-  if (lua_istable(L, 2)) {
-    n = (int)lua_rawlen(L, 2);
-    if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
-    for (int i = 0; i < n; i++) lua_rawgeti(L, 2, i + 1), dims[i] = lfl_dim(L, -1, t, 0), lua_pop(L, 1);
-  } else {
-    n = lua_gettop(L) - 1;
-    if (n > FL_MAX_DIMS) luaL_error(L, "flip: too many dims");
-    for (int i = 0; i < n; i++) dims[i] = lfl_dim(L, i + 2, t, 0);
-  }
+  int64_t given[FL_MAX_DIMS];
+  int dims[FL_MAX_DIMS], n = lfl_sizes(L, 2, given, "flip");
+  for (int i = 0; i < n; i++) lua_pushinteger(L, given[i]), dims[i] = lfl_dim(L, -1, t, 0), lua_pop(L, 1);
   LFL_CHECK(L, fl_flip(t, n, dims, &r));
   lfl_push(L, r);
   return 1;
@@ -313,7 +287,7 @@ static int pieces(lua_State *L, bool by_count) {
   lua_Integer k = luaL_checkinteger(L, 2);
   int d = lua_isnoneornil(L, 3) ? 0 : dim_arg(L, t, 3);
   if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
-  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %d", by_count ? "chunk" : "split", by_count ? "count" : "size", (int)k);
+  if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
   int64_t size = by_count ? (len + k - 1) / k : k;
   lua_newtable(L);
@@ -368,8 +342,9 @@ static int m_backward(lua_State *L) {
   if (!g && lua_istable(L, 2)) opt = 2;
   else if (!g && !lua_isnoneornil(L, 2)) return luaL_typeerror(L, 2, "gradient tensor or options table");
   bool retain = false;
-  if (lua_istable(L, opt)) {
-    lua_getfield(L, opt, "retain_graph");
+  static const char *const keys[] = {"retain_graph", NULL};
+  if (lfl_options(L, lua_istable(L, opt) ? opt : 0, keys)) {
+    lfl_rawfield(L, opt, "retain_graph");
     retain = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
@@ -509,6 +484,38 @@ static int t_len(lua_State *L) {
   return 1;
 }
 
+/* loss < 1, 1 <= loss, loss < x: a one-element tensor compares as its value,
+ * as training loops write it; several elements need the elementwise :lt. */
+static void push_compared(lua_State *L, int idx) {
+  fl_tensor *t = lfl_test(L, idx);
+  if (!t) return lua_pushvalue(L, idx);
+  if (!lfl_check(L, idx) || fl_numel(t) != 1) {
+    char b[96];
+    luaL_error(L, "compare: a tensor of shape %s in <, <=, > or >= must hold one element "
+               "(compare elementwise with :lt, :le, :gt or :ge)", fl_shape_str(t, b, sizeof b));
+  }
+  push_item(L, t);
+}
+
+static int compare(lua_State *L, int op) {
+  push_compared(L, 1);
+  push_compared(L, 2);
+  if (lua_type(L, -1) != LUA_TNUMBER || lua_type(L, -2) != LUA_TNUMBER)
+    return luaL_error(L, "compare: cannot order a %s and a %s", luaL_typename(L, -2), luaL_typename(L, -1));
+  lua_pushboolean(L, lua_compare(L, -2, -1, op));
+  return 1;
+}
+static int t_lt(lua_State *L) { return compare(L, LUA_OPLT); }
+static int t_le(lua_State *L) { return compare(L, LUA_OPLE); }
+
+/* "loss " .. loss: the tensor as tostring prints it. */
+static int t_concat(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  luaL_tolstring(L, 2, NULL);
+  lua_concat(L, 2);
+  return 1;
+}
+
 static int t_eq(lua_State *L) { /* identity: Lua wants a boolean; elementwise is :eq */
   lua_pushboolean(L, lfl_test(L, 1) == lfl_test(L, 2));
   return 1;
@@ -528,23 +535,26 @@ static int t_unm(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg methods[] = {
-    {"size", m_size}, {"stride", m_stride}, {"dim", m_dim}, {"numel", m_numel}, {"nelement", m_numel},
-    {"is_contiguous", m_is_contiguous}, {"item", m_item}, {"totable", m_totable}, {"to", m_to}, {"float", m_float},
-    {"double", m_double}, {"half", m_half}, {"bfloat16", m_bfloat16}, {"long", m_long}, {"int", m_int},
-    {"bool", m_bool}, {"cpu", m_cpu}, {"cuda", m_cuda}, {"clone", m_clone}, {"detach", m_detach},
-    {"contiguous", m_contiguous}, {"permute", m_permute}, {"transpose", m_transpose}, {"t", m_t},
-    {"narrow", m_narrow}, {"select", m_select}, {"squeeze", m_squeeze}, {"unsqueeze", m_unsqueeze},
-    {"expand", m_expand}, {"expand_as", m_expand}, {"flatten", m_flatten}, {"flip", m_flip}, {"chunk", m_chunk},
-    {"split", m_split}, {"fill_", m_fill_}, {"zero_", m_zero_}, {"copy_", m_copy_}, {"uniform_", m_uniform_},
-    {"normal_", m_normal_}, {"backward", m_backward}, {"retain_grad", m_retain_grad},
-    {"requires_grad_", m_requires_grad_}, {"register_hook", m_register_hook}, {NULL, NULL}};
+/* With the most arguments each reads, self included (0: counts its own). */
+static const lfl_reg methods[] = {
+    {"size", m_size, 2}, {"stride", m_stride, 2}, {"dim", m_dim, 1}, {"numel", m_numel, 1},
+    {"nelement", m_numel, 1}, {"is_contiguous", m_is_contiguous, 1}, {"item", m_item, 1},
+    {"totable", m_totable, 1}, {"to", m_to, 2}, {"float", m_float, 1}, {"double", m_double, 1},
+    {"half", m_half, 1}, {"bfloat16", m_bfloat16, 1}, {"long", m_long, 1}, {"int", m_int, 1},
+    {"bool", m_bool, 1}, {"cpu", m_cpu, 1}, {"cuda", m_cuda, 2}, {"clone", m_clone, 1}, {"detach", m_detach, 1},
+    {"contiguous", m_contiguous, 1}, {"permute", m_permute, LFL_VARARGS}, {"transpose", m_transpose, 3}, {"t", m_t, 1},
+    {"narrow", m_narrow, 4}, {"select", m_select, 3}, {"squeeze", m_squeeze, 2}, {"unsqueeze", m_unsqueeze, 2},
+    {"expand", m_expand, LFL_VARARGS}, {"expand_as", m_expand, 2}, {"flatten", m_flatten, 3}, {"flip", m_flip, LFL_VARARGS},
+    {"chunk", m_chunk, 3}, {"split", m_split, 3}, {"fill_", m_fill_, 2}, {"zero_", m_zero_, 1},
+    {"copy_", m_copy_, 2}, {"uniform_", m_uniform_, 3}, {"normal_", m_normal_, 3}, {"backward", m_backward, 3},
+    {"retain_grad", m_retain_grad, 1}, {"requires_grad_", m_requires_grad_, 2},
+    {"register_hook", m_register_hook, 2}, {NULL, NULL, 0}};
 
 void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
 
 void lfl_open_tensor(lua_State *L) {
   lua_newtable(L); /* methods */
-  luaL_setfuncs(L, methods, 0);
+  lfl_setfuncs(L, methods);
   lfl_register_ops(L);
   lua_pushliteral(L, "view");
   lua_pushcclosure(L, m_view, 1);
@@ -559,6 +569,7 @@ void lfl_open_tensor(lua_State *L) {
   const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc}, {"__tostring", lfl_tostring}, {"__newindex", t_newindex},
                            {"__len", t_len}, {"__eq", t_eq},   {"__add", lfl_op_add},        {"__sub", lfl_op_sub},
                            {"__mul", lfl_op_mul}, {"__div", lfl_op_div}, {"__pow", lfl_op_pow},             {"__unm", t_unm},
+                           {"__lt", t_lt}, {"__le", t_le}, {"__concat", t_concat},
                            {NULL, NULL}};
   luaL_setfuncs(L, meta, 0);
   lua_pushvalue(L, -2);

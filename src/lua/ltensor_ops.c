@@ -184,10 +184,11 @@ static int var_std(lua_State *L, bool std) {
   uint32_t mask = lfl_dims_mask(L, 2, x);
   double corr = 1;
   bool keep = false;
-  if (lua_istable(L, 3)) {
-    if (lua_getfield(L, 3, "correction") != LUA_TNIL) corr = luaL_checknumber(L, -1);
-    if (lua_getfield(L, 3, "unbiased") != LUA_TNIL) corr = lua_toboolean(L, -1) ? 1 : 0;
-    if (lua_getfield(L, 3, "keepdim") != LUA_TNIL) keep = lua_toboolean(L, -1);
+  static const char *const keys[] = {"correction", "unbiased", "keepdim", NULL};
+  if (lfl_options(L, lua_istable(L, 3) ? 3 : 0, keys)) {
+    if (lfl_rawfield(L, 3, "correction") != LUA_TNIL) corr = luaL_checknumber(L, -1);
+    if (lfl_rawfield(L, 3, "unbiased") != LUA_TNIL) corr = lua_toboolean(L, -1) ? 1 : 0;
+    if (lfl_rawfield(L, 3, "keepdim") != LUA_TNIL) keep = lua_toboolean(L, -1);
     lua_pop(L, 3);
   } else {
     keep = lua_toboolean(L, 3);
@@ -360,21 +361,26 @@ static int m_scatter_add(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg ops[] = {
-#define U(n) {#n, m_##n}, {#n "_", m_##n##_}
+/* With the most arguments each reads, self included. */
+static const lfl_reg ops[] = {
+#define U(n) {#n, m_##n, 1}, {#n "_", m_##n##_, 1}
     U(neg), U(exp), U(log), U(sqrt), U(rsqrt), U(abs), U(sin), U(cos), U(tanh), U(sigmoid), U(relu), U(silu),
-    U(sign), U(logical_not), U(sub), U(mul), U(div), U(pow), U(maximum), U(minimum), U(eq), U(ne), U(lt), U(le),
-    U(gt), U(ge), U(logical_and), U(logical_or), U(add), U(clamp), U(floor), U(ceil), U(round), U(trunc),
+    U(sign), U(logical_not), U(floor), U(ceil), U(round), U(trunc),
 #undef U
-    {"gelu", m_gelu}, {"lerp", m_lerp}, {"masked_fill", m_masked_fill}, {"sum", m_sum}, {"mean", m_mean},
-    {"prod", m_prod}, {"amax", m_amax}, {"amin", m_amin}, {"var", m_var}, {"std", m_std}, {"max", m_max},
-    {"min", m_min}, {"argmax", m_argmax}, {"argmin", m_argmin}, {"norm", m_norm}, {"cumsum", m_cumsum},
-    {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"matmul", m_matmul}, {"mm", m_mm}, {"bmm", m_bmm},
-    {"index_select", m_index_select}, {"index_add_", m_index_add_}, {"index_add", m_index_add}, {"gather", m_gather},
-    {"scatter_add", m_scatter_add}, {NULL, NULL}};
+#define B(n, k) {#n, m_##n, k}, {#n "_", m_##n##_, k}
+    B(sub, 2), B(mul, 2), B(div, 2), B(pow, 2), B(maximum, 2), B(minimum, 2), B(eq, 2), B(ne, 2), B(lt, 2),
+    B(le, 2), B(gt, 2), B(ge, 2), B(logical_and, 2), B(logical_or, 2), B(add, 3), B(clamp, 3),
+#undef B
+    {"gelu", m_gelu, 2}, {"lerp", m_lerp, 3}, {"masked_fill", m_masked_fill, 3}, {"sum", m_sum, 3},
+    {"mean", m_mean, 3}, {"prod", m_prod, 3}, {"amax", m_amax, 3}, {"amin", m_amin, 3}, {"var", m_var, 3},
+    {"std", m_std, 3}, {"max", m_max, 3}, {"min", m_min, 3}, {"argmax", m_argmax, 3}, {"argmin", m_argmin, 3},
+    {"norm", m_norm, 4}, {"cumsum", m_cumsum, 2}, {"softmax", m_softmax, 2}, {"log_softmax", m_log_softmax, 2},
+    {"matmul", m_matmul, 2}, {"mm", m_mm, 2}, {"bmm", m_bmm, 2}, {"index_select", m_index_select, 3},
+    {"index_add_", m_index_add_, 5}, {"index_add", m_index_add, 5}, {"gather", m_gather, 3},
+    {"scatter_add", m_scatter_add, 4}, {NULL, NULL, 0}};
 
 void lfl_register_more(lua_State *L);
 void lfl_register_ops(lua_State *L) {
-  luaL_setfuncs(L, ops, 0);
+  lfl_setfuncs(L, ops);
   lfl_register_more(L); /* lops_more.c */
 }

@@ -95,7 +95,7 @@ fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_te
   for (int i = 0; ok && i < x->ndim; i++) ok = src->shape[i] == (i == d ? fl_numel(ix) : x->shape[i]);
   if (!ok) {
     fl_desc a = fl_describe(x), b = fl_describe(src), c = fl_describe(idx);
-    FL_CHECK(fl_error(FL_ESHAPE, "index_add_: source %s does not fit %s along dim %d with index %s", b.s, a.s, d, c.s));
+    FL_CHECK(fl_error(FL_ESHAPE, "index_add_: source %s does not fit %s along dim %lld with index %s", b.s, a.s, (long long)fl_mdim(d), c.s));
   }
   FL_CHECK(fl_cast(src, x->dtype, &cs));
   if (fl_numel(ix)) {
@@ -175,7 +175,7 @@ static fl_status check_index_shape(const char *op, const fl_tensor *x, int dim, 
   }
   if (ok) return FL_OK;
   fl_desc a = fl_describe(x), b = fl_describe(idx);
-  return fl_error(FL_ESHAPE, "%s: index %s does not fit input %s along dim %d", op, b.s, a.s, dim);
+  return fl_error(FL_ESHAPE, "%s: index %s does not fit input %s along dim %lld", op, b.s, a.s, (long long)fl_mdim(dim));
 }
 
 static fl_status gather_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {

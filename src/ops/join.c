@@ -25,7 +25,7 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   if (n < 1) return fl_error(FL_EINVAL, "cat: expected a non-empty list of tensors");
   const fl_tensor *ref = ts[0];
   int d;
-  if (ref->ndim == 0) return fl_error(FL_ESHAPE, "cat: zero-dimensional tensor (element 1) cannot be concatenated");
+  if (ref->ndim == 0) return fl_error(FL_ESHAPE, "cat: zero-dimensional tensor (element %lld) cannot be concatenated", (long long)fl_mdim(0));
   FL_TRY(fl_norm_dim("cat", ref, dim, 0, &d));
   fl_dtype dt = ref->dtype;
   int64_t shape[FL_MAX_DIMS];
@@ -38,7 +38,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
     for (int k = 0; ok && k < t->ndim; k++) ok = k == d || t->shape[k] == ref->shape[k];
     if (!ok) {
       fl_desc a = fl_describe(ref), b = fl_describe(t);
-      return fl_error(FL_ESHAPE, "cat: element %d %s does not match element 1 %s outside dim %d", i + 1, b.s, a.s, d);
+      return fl_error(FL_ESHAPE, "cat: element %lld %s does not match element %lld %s outside dim %lld", (long long)fl_mdim(i), b.s,
+                      (long long)fl_mdim(0), a.s, (long long)fl_mdim(d));
     }
     shape[d] += t->shape[d];
     dt = fl_promote(dt, t->dtype);
@@ -75,7 +76,8 @@ fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   for (int i = 0; i < n && st == FL_OK; i++) {
     if (!fl_same_shape(ts[i], ts[0])) {
       fl_desc a = fl_describe(ts[0]), b = fl_describe(ts[i]);
-      st = fl_error(FL_ESHAPE, "stack: element %d %s differs in shape from element 1 %s", i + 1, b.s, a.s);
+      st = fl_error(FL_ESHAPE, "stack: element %lld %s differs in shape from element %lld %s", (long long)fl_mdim(i), b.s,
+                   (long long)fl_mdim(0), a.s);
     } else {
       st = fl_unsqueeze(ts[i], dim, &us[i]);
     }
@@ -105,7 +107,7 @@ fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) 
   for (int i = 0; i < nd; i++) {
     int d;
     FL_TRY(fl_norm_dim("flip", t, dims[i], 0, &d));
-    if (seen[d]) return fl_error(FL_EINVAL, "flip: dim %d repeated", d);
+    if (seen[d]) return fl_error(FL_EINVAL, "flip: dim %lld repeated", (long long)fl_mdim(d));
     seen[d] = true;
     norm[i] = d;
     if (t->shape[d] > 0) offset += (t->shape[d] - 1) * t->stride[d];

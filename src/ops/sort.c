@@ -120,8 +120,8 @@ fl_status fl_topk_ex(const fl_tensor *x, int64_t k, int dim, bool largest, int64
   int64_t size = x->ndim ? x->shape[d] : 1;
   if (k < 0 || k > size) {
     fl_desc ds = fl_describe(x);
-    return fl_error(FL_EINVAL, "topk: k = %lld is out of range for dim %d of size %lld in %s (expected 0..%lld)",
-                    (long long)k, d + 1, (long long)size, ds.s, (long long)size);
+    return fl_error(FL_EINVAL, "topk: k = %lld is out of range for dim %lld of size %lld in %s (expected 0..%lld)",
+                    (long long)k, (long long)fl_mdim(d), (long long)size, ds.s, (long long)size);
   }
   fl_tensor *v = NULL, *i = NULL, *nv = NULL, *ni = NULL, *cv = NULL, *ci = NULL;
   fl_status st = FL_OK;

@@ -145,7 +145,7 @@ static fl_status permute_view(const char *name, const fl_tensor *t, const int *d
   for (int i = 0; i < t->ndim; i++) {
     int d;
     FL_TRY(fl_norm_dim("permute", t, dims[i], 0, &d));
-    if (seen[d]) return fl_error(FL_EINVAL, "permute: dim %d repeated", d);
+    if (seen[d]) return fl_error(FL_EINVAL, "permute: dim %lld repeated", (long long)fl_mdim(d));
     seen[d] = true;
     shape[i] = t->shape[d];
     stride[i] = t->stride[d];
@@ -193,8 +193,8 @@ fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, 
   if (t->ndim == 0) return fl_error(FL_EINVAL, "narrow: cannot narrow a 0-dim tensor");
   if (start < 0 || length < 0 || start + length > t->shape[d]) {
     fl_desc ds = fl_describe(t);
-    return fl_error(FL_EINDEX, "narrow: range [%lld, %lld) out of bounds for dim %d of %s", (long long)start,
-                    (long long)(start + length), d, ds.s);
+    return fl_error(FL_EINDEX, "narrow: start %lld with length %lld is out of bounds for dim %lld of size %lld (%s)",
+                    (long long)fl_mdim(start), (long long)length, (long long)fl_mdim(d), (long long)t->shape[d], ds.s);
   }
   return slice_view("NarrowBackward", t, d, start, length, false, out);
 }
@@ -203,10 +203,12 @@ fl_status fl_select(const fl_tensor *t, int dim, int64_t index, fl_tensor **out)
   int d;
   if (t->ndim == 0) return fl_error(FL_EINVAL, "select: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("select", t, dim, 0, &d));
+  int64_t given = index;
   if (index < 0) index += t->shape[d];
   if (index < 0 || index >= t->shape[d]) {
     fl_desc ds = fl_describe(t);
-    return fl_error(FL_EINDEX, "select: index %lld out of range for dim %d of %s (0-based)", (long long)index, d, ds.s);
+    return fl_error(FL_EINDEX, "select: index %lld out of range for dim %lld of size %lld (%s)", (long long)fl_mwrap(given),
+                    (long long)fl_mdim(d), (long long)t->shape[d], ds.s);
   }
   return slice_view("SelectBackward", t, d, index, 1, true, out);
 }
@@ -265,8 +267,8 @@ fl_status fl_expand(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **o
     if (j >= 0 && t->shape[j] == want) stride[i] = t->stride[j];
     else if ((j < 0 || t->shape[j] == 1) && want >= 0) stride[i] = 0;
     else
-      return fl_error(FL_ESHAPE, "expand: cannot expand %s to %s (dim %d: %lld to %lld; only size-1 dims expand)",
-                      fl_shape_str(t, a, sizeof a), fl_dims_str(nd, in, b, sizeof b), i, j >= 0 ? (long long)t->shape[j] : 1LL,
+      return fl_error(FL_ESHAPE, "expand: cannot expand %s to %s (dim %lld: %lld to %lld; only size-1 dims expand)",
+                      fl_shape_str(t, a, sizeof a), fl_dims_str(nd, in, b, sizeof b), (long long)fl_mdim(i), j >= 0 ? (long long)t->shape[j] : 1LL,
                       (long long)in[i]);
     shape[i] = want;
   }
@@ -281,7 +283,8 @@ fl_status fl_flatten(const fl_tensor *t, int start, int stop, fl_tensor **out) {
   int s, e;
   FL_TRY(fl_norm_dim("flatten", t, start, 0, &s));
   FL_TRY(fl_norm_dim("flatten", t, stop, 0, &e));
-  if (s > e) return fl_error(FL_EINVAL, "flatten: start dim %d is after end dim %d", s, e);
+  if (s > e) return fl_error(FL_EINVAL, "flatten: start dim %lld is after end dim %lld", (long long)fl_mdim(s),
+                                (long long)fl_mdim(e));
   int64_t shape[FL_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < t->ndim; i++) {
