@@ -1,5 +1,6 @@
 -- Where the host time of a small CUDA op goes: allocation alone, a kernel
--- launch alone (in-place fill), and the whole op. Call-to-return, median of
+-- launch alone (in-place fill), and the whole op; a scalar op (x * 2) passes
+-- the scalar by value, so it should cost what the tensor add costs. Call-to-return, median of
 -- 51 samples of 200 calls, never filling the launch queue.
 local flame = require "flame"
 local now, sync = flame._now, flame.cuda.synchronize
@@ -26,5 +27,7 @@ local rows = {
   {"cuda fill_ (one launch, no allocation)", function() return x:fill_(1) end},
   {"cuda add_ (one launch, no allocation)", function() return x:add_(y) end},
   {"cuda add (allocation + launch)", function() return x + y end},
+  {"cuda x * 2 (scalar by value: allocation + one launch)", function() return x * 2 end},
+  {"cuda mul_(2) (scalar by value: one launch, no allocation)", function() return x:mul_(2) end},
 }
 for _, r in ipairs(rows) do print(string.format("| %s | %.2f us |", r[1], host_time(r[2]) * 1e6)) end

@@ -73,10 +73,27 @@ fl_status cuda_empty_cache(fl_device dev) {
   return fc_empty_cache(ctx);
 }
 
+/* The query the core asks before dispatching (fl_dispatch): no where a kernel
+ * family is only instantiated for some dtypes, so the user sees "not
+ * implemented on cuda:0 for i32" up front instead of a failure inside. */
+bool supports_query(const fl_op_query *q) {
+  const fl_tensor *in = q->n > 1 && q->ts[1] ? q->ts[1] : q->ts[0];
+  bool is_float = fl_dtype_is_float(in->dtype);
+  switch (q->kind) {
+    case FL_OP_SOFTMAX: return is_float;                                 /* softmax.cu: FC_M_FLOAT */
+    case FL_OP_REDUCE: return q->sub != FL_RVAR || is_float;              /* reduce.cu: var is float-only */
+    case FL_OP_GEMM: return in->dtype != FL_BOOL;                         /* gemm.cu: floats and i32/i64 */
+    case FL_OP_UNARY: /* a converted input is only computed in a float dtype */
+      return q->sub == FL_LOGICAL_NOT || q->ts[0]->dtype == in->dtype || fl_dtype_is_float(q->ts[0]->dtype);
+    default: return true;
+  }
+}
+
 fl_backend make_table() {
   fl_backend b;
   memset(&b, 0, sizeof b);
   b.name = "cuda";
+  b.supports = supports_query;
   b.available = cuda_available;
   b.device_count = cuda_device_count;
   b.alloc = cuda_alloc;
@@ -92,11 +109,12 @@ fl_backend make_table() {
   b.random = fc::random_forward;
   b.unary = fc::unary_forward;
   b.binary = fc::binary_forward;
+  b.binary_scalar = fc::binary_scalar_forward;
   b.where = fc::where_forward;
   b.reduce = fc::reduce_forward;
   b.cumsum = fc::cumsum_forward;
   b.softmax = fc::softmax_forward;
-  b.matmul = fc::matmul_forward;
+  b.gemm = fc::gemm_forward;
   b.index_select = fc::index_select_forward;
   b.index_add = fc::index_add_forward;
   b.gather = fc::gather_forward;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #define FC_MAX_DEVICES 64
+#include <cublasLt.h>
+
 #define FC_BLAS_WORKSPACE (32u << 20) /* what cuBLAS recommends on Hopper */
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -49,6 +51,7 @@ static void release_context(fc_context *c) {
     return;
   }
   if (c->blas) cublasDestroy(c->blas);
+  if (c->blas_lt) cublasLtDestroy((cublasLtHandle_t)c->blas_lt);
   if (c->blas_ws) fc_free(c, c->blas_ws, FC_BLAS_WORKSPACE);
   fc_allocator_release(c);
   cudaFree(c->kerr);
@@ -192,5 +195,22 @@ fl_status fc_sync_and_check(fc_context *ctx) {
   return fl_error(FL_EINDEX,
                   "%s: index %lld out of range for a dim of size %lld (detected by a kernel on cuda:%d, "
                   "reported at this synchronising call: the result of that op is invalid)",
-                  ops, (long long)fl_mdim(bad), size, ctx->device);
+                  ops, (long long)fl_mdim(bad), size, ctx->device); /* bad is 0-based: the kernels report position - base */
+}
+
+/* cuBLASLt shares the cuBLAS handle's workspace: both run on the context's one
+ * stream, so their uses of it are ordered. */
+fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size) {
+  cublasHandle_t h;
+  FL_TRY(fc_blas_handle(ctx, &h)); /* creates the workspace */
+  if (!ctx->blas_lt) {
+    cublasLtHandle_t lt;
+    cublasStatus_t s = cublasLtCreate(&lt);
+    if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasLtCreate");
+    ctx->blas_lt = lt;
+  }
+  *handle = ctx->blas_lt;
+  *ws = ctx->blas_ws;
+  *ws_size = FC_BLAS_WORKSPACE;
+  return FL_OK;
 }

@@ -32,6 +32,7 @@ struct fc_context {
   unsigned long long *kerr_host; /* pinned mirror, filled by a copy queued before a sync */
   bool kerr_armed;  /* a kernel that may set kerr was queued since the last check */
   cublasHandle_t blas; /* created on the first matmul */
+  void *blas_lt;       /* cublasLtHandle_t, created on the first GEMM */
   void *blas_ws;
   fc_allocator *alloc;
 };
@@ -54,6 +55,9 @@ static inline fl_status fc_context_of(const fl_tensor *t, fc_context **out) {
 fl_status fc_blas_error(cublasStatus_t s, const char *what);
 /* The cuBLAS handle, bound to the context's stream and workspace. */
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out);
+/* The cuBLASLt handle (as void *: cublasLt.h stays out of this header) and
+ * the workspace it shares with the cuBLAS handle. */
+fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size);
 /* Device pointer to the sticky error word, for a kernel about to be queued. */
 static inline unsigned long long *fc_kerr_arm(fc_context *ctx) {
   ctx->kerr_armed = true;

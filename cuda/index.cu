@@ -7,6 +7,10 @@
  * index; giving it a stride only along `dim` (0 elsewhere) turns them into
  * gather/scatter_add, so two kernels serve all four.
  *
+ * Indices are stored as base + position (base 1 from Lua); the kernels
+ * subtract the base, and a bad index is reported as its 0-based position,
+ * which the message then counts from the message base.
+ *
  * A bad index never causes an out-of-bounds access: the kernel ORs its op's
  * bit into the context's sticky error word and skips the element (reads give
  * 0); the next synchronize / memcpy_d2h reports FL_EINDEX. */
@@ -23,6 +27,7 @@ struct idx_args {
   const char *b;
   const char *idx;
   bool idx32;
+  int64_t base;
   int64_t dim_size, dim_stride; /* of the indexed operand */
   int64_t n;
   unsigned long long *err;
@@ -30,8 +35,10 @@ struct idx_args {
   double alpha;
 };
 
+/* The 0-based position the index at off names. */
 __device__ __forceinline__ int64_t load_index(const idx_args &p, int64_t off) {
-  return p.idx32 ? (int64_t)((const int32_t *)p.idx)[off] : ((const int64_t *)p.idx)[off];
+  int64_t v = p.idx32 ? (int64_t)((const int32_t *)p.idx)[off] : ((const int64_t *)p.idx)[off];
+  return v - p.base;
 }
 
 /* A[i] = B[i with dim -> index] */
@@ -115,8 +122,8 @@ fl_status bad_shapes(const char *op, const fl_tensor *a, const fl_tensor *b, con
 
 /* Loop over `loop`'s shape; A/B/I strides given; `which` (0: A, 1: B) is indexed. */
 fl_status run(const char *op, int errbit, const fl_tensor *loop, const fl_tensor *A, const fl_tensor *B,
-              const int64_t *istride, const fl_tensor *idx, int dim, int which, double alpha, fl_dtype dt,
-              bool scatter) {
+              const int64_t *istride, const fl_tensor *idx, int64_t base, int dim, int which, double alpha,
+              fl_dtype dt, bool scatter) {
   fc_context *ctx;
   FL_TRY(fc_context_of(A, &ctx));
   idx_args p;
@@ -138,6 +145,7 @@ fl_status run(const char *op, int errbit, const fl_tensor *loop, const fl_tensor
   p.err = fc_kerr_arm(ctx);
   p.errbit = errbit;
   p.alpha = alpha;
+  p.base = base;
   unsigned grid = fc_grid(ctx, p.n, FC_THREADS);
   if (scatter) {
     return fc_dispatch(dt, op, [&](auto tag) {
@@ -173,39 +181,40 @@ bool same_but_dim(const fl_tensor *a, const fl_tensor *b, int dim, int64_t n) {
 
 namespace fc {
 
-fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
+fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
   const char *op = "index_select";
   if (!check_dim(dim, x) || idx->ndim > 1 || !same_but_dim(out, x, dim, fl_numel(idx)) || out->dtype != x->dtype)
     return bad_shapes(op, out, x, idx);
   int64_t ist[FL_MAX_DIMS];
   index_along(idx, dim, ist);
-  return run(op, FC_KERR_INDEX_SELECT, out, out, x, ist, idx, dim, 1, 1.0, x->dtype, false);
+  return run(op, FC_KERR_INDEX_SELECT, out, out, x, ist, idx, base, dim, 1, 1.0, x->dtype, false);
 }
 
-fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
+fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                            int64_t base) {
   const char *op = "index_add";
   if (!check_dim(dim, x) || idx->ndim > 1 || !same_but_dim(src, x, dim, fl_numel(idx)) || src->dtype != x->dtype)
     return bad_shapes(op, x, src, idx);
   int64_t ist[FL_MAX_DIMS];
   index_along(idx, dim, ist);
-  return run(op, FC_KERR_INDEX_ADD, src, x, src, ist, idx, dim, 0, alpha, x->dtype, true);
+  return run(op, FC_KERR_INDEX_ADD, src, x, src, ist, idx, base, dim, 0, alpha, x->dtype, true);
 }
 
-fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
+fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
   const char *op = "gather";
   bool ok = check_dim(dim, x) && out->ndim == x->ndim && fl_same_shape(out, idx) && out->dtype == x->dtype;
   for (int d = 0; ok && d < x->ndim; d++) ok = d == dim || out->shape[d] <= x->shape[d];
   if (!ok) return bad_shapes(op, out, x, idx);
-  return run(op, FC_KERR_GATHER, out, out, x, idx->stride, idx, dim, 1, 1.0, x->dtype, false);
+  return run(op, FC_KERR_GATHER, out, out, x, idx->stride, idx, base, dim, 1, 1.0, x->dtype, false);
 }
 
-fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src) {
+fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
   const char *op = "scatter_add";
   bool ok = check_dim(dim, out) && idx->ndim == out->ndim && src->ndim == out->ndim && src->dtype == out->dtype;
   for (int d = 0; ok && d < out->ndim; d++)
     ok = idx->shape[d] <= src->shape[d] && (d == dim || idx->shape[d] <= out->shape[d]);
   if (!ok) return bad_shapes(op, out, src, idx);
-  return run(op, FC_KERR_SCATTER_ADD, idx, out, src, idx->stride, idx, dim, 0, 1.0, out->dtype, true);
+  return run(op, FC_KERR_SCATTER_ADD, idx, out, src, idx->stride, idx, base, dim, 0, 1.0, out->dtype, true);
 }
 
 } // namespace fc

@@ -16,20 +16,23 @@ fl_status random_forward(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint6
 /* elementwise.cu */
 fl_status unary_forward(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1);
 fl_status binary_forward(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status binary_scalar_forward(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
+                                fl_dtype compute);
 fl_status where_forward(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
 /* reduce.cu */
 fl_status reduce_forward(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
-                         double param);
+                         double param, int64_t base);
 fl_status cumsum_forward(fl_tensor *out, const fl_tensor *x, int dim);
 /* softmax.cu */
 fl_status softmax_forward(fl_tensor *out, const fl_tensor *x, int dim, bool log);
-/* matmul.cu */
-fl_status matmul_forward(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+/* gemm.cu */
+fl_status gemm_forward(const fl_gemm *g);
 /* index.cu */
-fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
-fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
-fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
-fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
+fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                            int64_t base);
+fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
+fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 /* sort.cu */
 fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 } // namespace fc

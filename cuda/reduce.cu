@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(FC_THREADS)
 namespace fc {
 
 fl_status reduce_forward(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
-                         double param) {
+                         double param, int64_t base) {
   const char *name = reduce_name(op);
   if ((unsigned)op >= FL_NREDUCE) return fl_error(FL_EINVAL, "reduce: bad op %d", (int)op);
   if (x->ndim < 32 && (mask >> x->ndim))
@@ -296,7 +296,7 @@ fl_status reduce_forward(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const 
   if (arg || minmax) {
     st = fc_dispatch(x->dtype, name, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      fc_arg_red<T> r{op == FL_RMAX || op == FL_RARGMAX};
+      fc_arg_red<T> r{op == FL_RMAX || op == FL_RARGMAX, base};
       return run_reduce<fc_arg_red<T>, T, 1>(ctx, pl, (const T *)fc_base(x), vp, ip, r);
     });
   } else if (op == FL_RVAR) {

@@ -53,6 +53,7 @@ struct fc_arg_red {
   using S = fc_arg_state<C>;
   using O = T;
   bool is_max;
+  int64_t base; /* added to the written index (1 for Lua callers) */
   FC_DEV S init() const { return S{(C)0, -1}; }
   FC_DEV S combine(S a, S b) const {
     if (a.i < 0) return b;
@@ -66,7 +67,7 @@ struct fc_arg_red {
   FC_DEV S shfl(S s, int d, int w) const { return S{fc_shfl_down(s.v, d, w), fc_shfl_down(s.i, d, w)}; }
   FC_DEV void write(S s, int64_t, T *val, int64_t *idx) const {
     if (val) *val = fc_num<T>::make(s.i < 0 ? empty() : s.v);
-    if (idx) *idx = s.i;
+    if (idx) *idx = s.i + base;
   }
   static FC_DEV C empty() { /* nothing was reduced: NaN as on the CPU (0 for integers) */
     if constexpr (std::is_floating_point<C>::value) return (C)NAN;

@@ -178,8 +178,13 @@ const char *fl_binary_name(fl_binary_op op);
 fl_status fl_unary(fl_unary_op op, const fl_tensor *x, fl_tensor **out);
 fl_status fl_clamp(const fl_tensor *x, double lo, double hi, fl_tensor **out); /* NaN: no bound */
 fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
-/* Tensor op number; reversed=true computes number op tensor. */
+/* Tensor op number; reversed=true computes number op tensor. The number is passed
+ * to the kernel by value and does not widen the tensor's dtype, except that a
+ * fraction makes an integer tensor's result f32. */
 fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out);
+/* The same with s taken as a floating-point number even when it is integral
+ * (a Lua float such as 2.0): an integer tensor's result is then f32. */
+fl_status fl_binary_scalar_float(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out);
 fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out);
 fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
 fl_status fl_lerp(const fl_tensor *a, const fl_tensor *b, const fl_tensor *w, fl_tensor **out);
@@ -220,6 +225,13 @@ fl_status fl_min_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **valu
 #define FL_ALL_DIMS INT32_MIN
 fl_status fl_argmax(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
 fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out);
+/* The same with indices returned as base + i (base 1 for Lua). */
+fl_status fl_max_dim_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **values,
+                        fl_tensor **indices);
+fl_status fl_min_dim_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **values,
+                        fl_tensor **indices);
+fl_status fl_argmax_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **out);
+fl_status fl_argmin_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **out);
 fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_tensor **out);
 fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out);
 fl_status fl_softmax(const fl_tensor *x, int dim, fl_tensor **out);
@@ -250,6 +262,9 @@ fl_status fl_randperm(int64_t n, fl_opts o, fl_tensor **out);
 
 /* ---- linear algebra ---- */
 fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
+/* y = x @ w^T + b (b may be NULL): x [..., in], w [out, in], b [out] -> y [..., out];
+ * one GEMM with the bias fused, differentiable in x, w and b. */
+fl_status fl_linear(const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, fl_tensor **out);
 fl_status fl_bmm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
 fl_status fl_mm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);
 void fl_set_allow_tf32(bool on);
@@ -262,6 +277,18 @@ fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_te
 fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha, fl_tensor **out);
 fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out);
 fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out);
+/* The same with indices stored as base + i (base 1 for 1-based callers such as
+ * Lua): the kernels subtract the base, so no pass over the index is made.
+ * Out-of-range messages count positions from the message base (fl_set_message_base):
+ * with both bases 1 they quote the index as stored. */
+fl_status fl_index_select_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out);
+fl_status fl_index_add_ex_(fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                           double alpha);
+fl_status fl_index_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                          double alpha, fl_tensor **out);
+fl_status fl_gather_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out);
+fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                            fl_tensor **out);
 
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);

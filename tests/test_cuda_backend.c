@@ -786,6 +786,215 @@ static void test_memory(void) {
   else printf("ok   %-48s reserved=%lld\n", "empty_cache releases the cache", (long long)e.reserved), n_ok++;
 }
 
+/* ---- issue 6 backend contract: scalars by value, mixed dtypes, index base, GEMM flags ---- */
+
+static fl_status op_scalar_any(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  const ew_case *c = ud; /* op, the scalar, reversed */
+  fl_tensor *a;
+  fl_status s = maybe_t(in[0], c->transpose, &a);
+  if (s != FL_OK) return s;
+  s = fl_binary_scalar((fl_binary_op)c->op, a, c->p0, c->p1 != 0, out);
+  fl_release(a);
+  return s;
+}
+
+static void test_scalars(void) {
+  char name[128];
+  int64_t s2[2] = {45, 38};
+  const fl_dtype dts[] = {FL_F32, FL_F64, FL_F16, FL_BF16, FL_I32, FL_I64, FL_BOOL};
+  const double svals[] = {2, 1.5, -0.75}; /* an integer keeps an integer tensor's dtype; a fraction computes in f32 */
+  for (size_t i = 0; i < sizeof dts / sizeof *dts; i++) {
+    fl_dtype dt = dts[i];
+    fl_tensor *x = make_input(dt, 2, s2, 0.25, 3);
+    for (int op = 0; op <= FL_OR; op++)
+      for (size_t k = 0; k < sizeof svals / sizeof *svals; k++)
+        for (int rev = 0; rev < 2; rev++) {
+          bool integer_result = !fl_dtype_is_float(dt) && svals[k] == floor(svals[k]);
+          if (op == FL_POW && (rev || integer_result)) continue; /* integer powers: covered by the CPU specs */
+          ew_case c = {op, svals[k], rev, k == 1};
+          snprintf(name, sizeof name, "scalar %s %s %g%s%s", fl_binary_name((fl_binary_op)op), fl_dtype_name(dt),
+                   svals[k], rev ? " reversed" : "", c.transpose ? " transposed" : "");
+          double t = op >= FL_EQ ? 0 : tol_of(fl_dtype_is_float(dt) ? dt : FL_F32);
+          check(name, op_scalar_any, &c, 1, &x, t, t);
+        }
+    fl_release(x);
+  }
+}
+
+typedef struct {
+  int op;
+  bool transpose;
+} mix_case;
+
+static fl_status op_mixed(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  const mix_case *c = ud;
+  fl_tensor *a;
+  fl_status s = maybe_t(in[0], c->transpose, &a);
+  if (s != FL_OK) return s;
+  s = fl_binary((fl_binary_op)c->op, a, in[1], out); /* in[1] [38] broadcasts over the rows */
+  fl_release(a);
+  return s;
+}
+
+static fl_status op_unary_convert(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  return fl_unary((fl_unary_op)*(const int *)ud, in[0], out);
+}
+
+static void test_mixed(void) {
+  char name[128];
+  int64_t s2[2] = {45, 38}, st[2] = {38, 45}, srow[1] = {38};
+  const fl_dtype pairs[][2] = {{FL_BF16, FL_F32}, {FL_F32, FL_BF16}, {FL_F16, FL_BF16}, {FL_F16, FL_F32},
+                               {FL_I32, FL_F32}, {FL_I64, FL_F64}, {FL_BOOL, FL_F32}, {FL_I32, FL_I64},
+                               {FL_BOOL, FL_I32}, {FL_F64, FL_F16}};
+  const int ops[] = {FL_ADD, FL_SUB, FL_MUL, FL_DIV, FL_MAXIMUM, FL_LT, FL_EQ, FL_AND, FL_OR};
+  for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+    fl_dtype da = pairs[p][0], db = pairs[p][1];
+    fl_tensor *a = make_input(da, 2, s2, -3, 3), *at = make_input(da, 2, st, -3, 3), *b = make_input(db, 1, srow, 1, 3);
+    for (size_t o = 0; o < sizeof ops / sizeof *ops; o++)
+      for (int tr = 0; tr < 2; tr++) {
+        mix_case c = {ops[o], tr != 0};
+        fl_tensor *in[2] = {tr ? at : a, b};
+        snprintf(name, sizeof name, "mixed %s %s %s%s", fl_binary_name((fl_binary_op)ops[o]), fl_dtype_name(da),
+                 fl_dtype_name(db), tr ? " transposed" : "");
+        fl_dtype ct = fl_promote(da, db);
+        double t = ops[o] >= FL_EQ ? 0 : tol_of(fl_dtype_is_float(ct) ? ct : FL_F32);
+        check(name, op_mixed, &c, 2, in, t, t);
+      }
+    fl_release(a), fl_release(at), fl_release(b);
+  }
+  const fl_dtype ints[] = {FL_I32, FL_I64, FL_BOOL};
+  const int uops[] = {FL_EXP, FL_SQRT, FL_TANH, FL_SIGMOID, FL_GELU};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    fl_tensor *x = make_input(ints[i], 2, s2, 0, 5);
+    for (size_t u = 0; u < sizeof uops / sizeof *uops; u++) {
+      snprintf(name, sizeof name, "unary %s %s -> f32 (converted on load)", fl_unary_name((fl_unary_op)uops[u]),
+               fl_dtype_name(ints[i]));
+      check(name, op_unary_convert, &uops[u], 1, &x, tol_of(FL_F32), tol_of(FL_F32));
+    }
+    fl_release(x);
+  }
+}
+
+/* Index ops with 1-based i32 and i64 indices: the index is the 0-based one + 1, cast. */
+typedef struct {
+  int kind; /* 0 index_select, 1 gather, 2 scatter_add, 3 index_add_, 4 argmax, 5 max_dim indices */
+  int dim;
+} base_case;
+
+static fl_status op_index_base(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  const base_case *c = ud;
+  fl_tensor *v = NULL;
+  fl_status s;
+  switch (c->kind) {
+    case 0: return fl_index_select_ex(in[0], c->dim, in[1], 1, out);
+    case 1: return fl_gather_ex(in[0], c->dim, in[1], 1, out);
+    case 2: return fl_scatter_add_ex(in[0], c->dim, in[1], 1, in[2], out);
+    case 3:
+      s = fl_clone(in[0], out);
+      return s == FL_OK ? fl_index_add_ex_(*out, c->dim, in[1], 1, in[2], 1.0) : s;
+    case 4: return fl_argmax_ex(in[0], c->dim, false, 1, out);
+    default:
+      s = fl_max_dim_ex(in[0], c->dim, true, 1, &v, out);
+      fl_release(v);
+      return s;
+  }
+}
+
+static fl_tensor *one_based(fl_tensor *idx0, fl_dtype dt) {
+  fl_tensor *p = NULL, *r = NULL;
+  if (fl_binary_scalar(FL_ADD, idx0, 1, false, &p) == FL_OK) fl_cast(p, dt, &r);
+  fl_release(p);
+  return r;
+}
+
+static void test_index_base(void) {
+  char name[128];
+  int64_t xs[3] = {10, 7, 5};
+  const fl_dtype its[] = {FL_I32, FL_I64};
+  fl_tensor *x = make_input(FL_F32, 3, xs, -3, 3);
+  for (size_t k = 0; k < 2; k++)
+    for (int dim = 0; dim < 3; dim++) {
+      int64_t n = 13, len = xs[dim], gs[3] = {xs[0] - 1, xs[1] - 2, xs[2] - 1}, ss[3] = {xs[0], xs[1], xs[2]};
+      ss[dim] = n;
+      fl_tensor *i0 = make_index(1, &n, len), *g0 = make_index(3, gs, len);
+      fl_tensor *idx = one_based(i0, its[k]), *gi = one_based(g0, its[k]);
+      fl_tensor *src = make_input(FL_F32, 3, ss, -3, 3), *gsrc = make_input(FL_F32, 3, gs, -3, 3);
+      const char *iname = fl_dtype_name(its[k]);
+      base_case c0 = {0, dim}, c1 = {1, dim}, c2 = {2, dim}, c3 = {3, dim};
+      fl_tensor *in_sel[2] = {x, idx}, *in_g[2] = {x, gi}, *in_s[3] = {x, gi, gsrc}, *in_a[3] = {x, idx, src};
+      snprintf(name, sizeof name, "index_select base 1 %s dim %d", iname, dim);
+      check(name, op_index_base, &c0, 2, in_sel, 0, 0);
+      snprintf(name, sizeof name, "gather base 1 %s dim %d", iname, dim);
+      check(name, op_index_base, &c1, 2, in_g, 0, 0);
+      snprintf(name, sizeof name, "scatter_add base 1 %s dim %d", iname, dim);
+      check(name, op_index_base, &c2, 3, in_s, tol_of(FL_F32) * 4, tol_of(FL_F32) * 8);
+      snprintf(name, sizeof name, "index_add_ base 1 %s dim %d", iname, dim);
+      check(name, op_index_base, &c3, 3, in_a, tol_of(FL_F32) * 4, tol_of(FL_F32) * 8);
+      fl_release(i0), fl_release(g0), fl_release(idx), fl_release(gi), fl_release(src), fl_release(gsrc);
+    }
+  for (int dim = 0; dim < 3; dim++) {
+    base_case a = {4, dim}, m = {5, dim};
+    snprintf(name, sizeof name, "argmax base 1 dim %d", dim);
+    check(name, op_index_base, &a, 1, &x, 0, 0);
+    snprintf(name, sizeof name, "max_dim indices base 1 dim %d", dim);
+    check(name, op_index_base, &m, 1, &x, 0, 0);
+  }
+  fl_release(x);
+}
+
+/* GEMM through the front-ends that set its flags: linear (trans_b, bias) and
+ * matmul's backward (trans_a / trans_b), each against the CPU. The entry's
+ * alpha/beta/stride-0 cases are checked against an f64 loop by test_gemm. */
+static fl_status op_linear(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  return fl_linear(in[0], in[1], ud ? in[2] : NULL, out);
+}
+
+/* which: 0 the gradient of a, 1 of b, for loss = sum(matmul(a, b) * proj) */
+static fl_status op_matmul_grad(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  int which = *(const int *)ud;
+  fl_tensor *a = NULL, *b = NULL, *y = NULL, *p = NULL, *s = NULL;
+  fl_status st = fl_clone(in[0], &a);
+  if (st == FL_OK) st = fl_clone(in[1], &b);
+  if (st == FL_OK) st = fl_set_requires_grad(a, true);
+  if (st == FL_OK) st = fl_set_requires_grad(b, true);
+  if (st == FL_OK) st = fl_matmul(a, b, &y);
+  if (st == FL_OK) st = fl_binary(FL_MUL, y, in[2], &p);
+  if (st == FL_OK) st = fl_sum(p, 0, false, &s);
+  if (st == FL_OK) st = fl_backward(s, NULL, false);
+  if (st == FL_OK) *out = fl_retain(fl_grad(which ? b : a));
+  fl_release(a), fl_release(b), fl_release(y), fl_release(p), fl_release(s);
+  return st;
+}
+
+static void test_gemm_flags(void) {
+  char name[96];
+  const fl_dtype dts[] = {FL_F32, FL_F64, FL_F16, FL_BF16};
+  fl_set_allow_tf32(false);
+  for (size_t i = 0; i < sizeof dts / sizeof *dts; i++) {
+    fl_dtype dt = dts[i];
+    double t = dt == FL_F32 ? 1e-4 : dt == FL_F64 ? 1e-11 : tol_of(dt) * 2;
+    fl_tensor *lin[3] = {make_input(dt, 3, (int64_t[]){2, 33, 45}, -1, 1), make_input(dt, 2, (int64_t[]){38, 45}, -1, 1),
+                         make_input(dt, 1, (int64_t[]){38}, -1, 1)};
+    snprintf(name, sizeof name, "linear with bias %s", fl_dtype_name(dt));
+    check(name, op_linear, lin, 3, lin, t, t);
+    snprintf(name, sizeof name, "linear without bias %s", fl_dtype_name(dt));
+    check(name, op_linear, NULL, 2, lin, t, t);
+    fl_tensor *mm[3] = {make_input(dt, 3, (int64_t[]){3, 29, 17}, -1, 1), make_input(dt, 2, (int64_t[]){17, 23}, -1, 1),
+                        make_input(dt, 3, (int64_t[]){3, 29, 23}, -1, 1)};
+    for (int w = 0; w < 2; w++) {
+      snprintf(name, sizeof name, "matmul backward d%s %s (broadcast b)", w ? "b" : "a", fl_dtype_name(dt));
+      check(name, op_matmul_grad, &w, 3, mm, t * 4, t * 4);
+    }
+    for (int k = 0; k < 3; k++) fl_release(lin[k]), fl_release(mm[k]);
+  }
+}
+
 int main(void) {
   if (!fl_device_available(FL_CUDA)) {
     printf("no CUDA device: skipped\n");
@@ -797,6 +1006,10 @@ int main(void) {
   test_reductions();
   test_matmul();
   test_indexing();
+  test_scalars();
+  test_mixed();
+  test_index_base();
+  test_gemm_flags();
   test_index_errors();
   test_sort();
   test_memory();

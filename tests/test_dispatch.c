@@ -1,7 +1,9 @@
 /* Dispatch through the backend table: a device whose table leaves an entry
- * NULL must fail that op with "not implemented on <device>", never fall back
- * to another device. A stand-in "cuda" backend (the CPU's kernels with softmax
- * and matmul removed) is registered over the real one for this process. */
+ * NULL, or whose supports() declines, must fail that op up front with
+ * "<op>: not implemented on <device> for <dtype>", never fall back to another
+ * device. A stand-in "cuda" backend (the CPU's kernels with softmax and gemm
+ * removed, declining bf16 unary ops) is registered over the real one for this
+ * process. */
 #include "internal.h"
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,11 @@ static void check(bool ok, const char *what) {
 }
 
 static bool yes(void) { return true; }
+static int asked; /* how often the stand-in's supports() was consulted */
+static bool no_bf16_unary(const fl_op_query *q) {
+  asked++;
+  return !(q->kind == FL_OP_UNARY && q->ts[1]->dtype == FL_BF16);
+}
 static int one(void) { return 1; }
 
 int main(void) {
@@ -22,7 +29,8 @@ int main(void) {
   fake.available = yes;
   fake.device_count = one;
   fake.softmax = NULL;
-  fake.matmul = NULL;
+  fake.gemm = NULL;
+  fake.supports = no_bf16_unary;
   fl_register_backend(FL_CUDA, &fake);
 
   fl_opts o = fl_default_opts();
@@ -38,11 +46,24 @@ int main(void) {
         "the message names the op, the device and the input");
   printf("     (%s)\n", fl_last_error());
   check(r == NULL, "no result is produced");
+  fl_tensor *h = NULL;
+  check(fl_cast(x, FL_BF16, &h) == FL_OK, "a cast the stand-in supports runs");
+  asked = 0;
+  st = fl_unary(FL_EXP, h, &r);
+  check(st == FL_EUNSUPPORTED && asked == 1, "a case supports() declines is FL_EUNSUPPORTED, asked once");
+  check(!strcmp(fl_last_error(), "exp: not implemented on cuda:0 for bf16 (input bf16[2, 3] on cuda:0)"),
+        "the message names the op, the device, the dtype and the input");
+  printf("     (%s)\n", fl_last_error());
+  check(r == NULL && fl_unary_(FL_EXP, h) == FL_EUNSUPPORTED && strstr(fl_last_error(), "exp_: not implemented"),
+        "the in-place form likewise, before touching the tensor");
+  fl_release(h);
   int64_t s2[2] = {3, 2};
   fl_tensor *w = NULL;
   check(fl_ones(2, s2, o, &w) == FL_OK && fl_matmul(x, w, &r) == FL_EUNSUPPORTED &&
-            strstr(fl_last_error(), "matmul: not implemented on cuda:0"),
-        "matmul likewise");
+            strstr(fl_last_error(), "matmul: not implemented on cuda:0 for f32"),
+        "matmul likewise (no gemm entry)");
+  check(fl_linear(x, x, NULL, &r) == FL_EUNSUPPORTED && strstr(fl_last_error(), "linear: not implemented on cuda:0"),
+        "linear likewise");
   fl_tensor *c = NULL;
   check(fl_ones(2, shape, fl_default_opts(), &c) == FL_OK && fl_binary(FL_ADD, x, c, &r) == FL_EDEVICE &&
             strstr(fl_last_error(), "cpu") && strstr(fl_last_error(), "cuda:0"),

@@ -69,13 +69,6 @@ fl_status fl_backend_of(const char *op, const fl_tensor *t, const fl_backend **o
   return backend_for_device(op, t->storage->device, out);
 }
 
-fl_status fl_unsupported(const char *op, const fl_tensor *t) {
-  fl_desc d = fl_describe(t);
-  char dn[32];
-  fl_device_name(t->storage->device, dn, sizeof dn);
-  return fl_error(FL_EUNSUPPORTED, "%s: not implemented on %s (input %s)", op, dn, d.s);
-}
-
 fl_status fl_synchronize(fl_device d) {
   const fl_backend *b = NULL;
   FL_TRY(backend_for_device("synchronize", d, &b));

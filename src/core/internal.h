@@ -93,12 +93,43 @@ void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_ten
 /* ---- backends ---- */
 typedef enum { FL_RAND_UNIFORM, FL_RAND_NORMAL, FL_RAND_INT } fl_rand_kind;
 
+/* The op kinds of the backend table, for the capability query and dispatch. */
+typedef enum {
+  FL_OP_COPY, FL_OP_FILL, FL_OP_ARANGE, FL_OP_RANDOM, FL_OP_UNARY, FL_OP_BINARY, FL_OP_BINARY_SCALAR, FL_OP_WHERE,
+  FL_OP_REDUCE, FL_OP_CUMSUM, FL_OP_SOFTMAX, FL_OP_GEMM, FL_OP_INDEX_SELECT, FL_OP_INDEX_ADD, FL_OP_GATHER,
+  FL_OP_SCATTER_ADD, FL_OP_SORT,
+  /* new kinds are appended here */
+  FL_NOPKINDS
+} fl_op_kind;
+
+/* What a backend is asked before any work: can it run this op on these tensors? */
+typedef struct fl_op_query {
+  fl_op_kind kind;
+  int sub;                  /* the fl_unary_op / fl_binary_op / fl_reduce_op, else 0 */
+  int n;                    /* number of tensors in ts */
+  const fl_tensor *const *ts; /* output(s) first, then inputs (a NULL entry: an absent optional operand) */
+} fl_op_query;
+
+/* C = alpha * op(A) @ op(B) + beta * C (+ bias on every row), batched. */
+typedef struct fl_gemm {
+  fl_tensor *c;           /* [batch, m, n]: any strides (a backend may work in a temporary) */
+  const fl_tensor *a, *b; /* [batch, m, k] ([batch, k, m] when trans_a); [batch, k, n] ([batch, n, k] when
+                             trans_b); batch stride may be 0 (broadcast); a, b, c one dtype */
+  bool trans_a, trans_b;
+  double alpha, beta;     /* beta == 0: c is not read (NaN in c does not propagate) */
+  const fl_tensor *bias;  /* NULL or [n] of c's dtype: added to every row */
+} fl_gemm;
+
 /* Kernel-level interface, one table per device type. Front-ends validate
- * arguments, allocate outputs and broadcast operands before calling; entries
- * may be NULL, which means "not implemented on this device". All entries may
- * run asynchronously except memcpy_d2h, synchronize and the stats. */
+ * arguments, allocate outputs and broadcast operands, then call fl_dispatch,
+ * which checks that the entry exists and that supports() accepts. Entries may
+ * be NULL ("not implemented on this device"). All entries may run
+ * asynchronously except memcpy_d2h, synchronize and the stats.
+ * docs/architecture.md (Dispatch) is the contract a new backend implements. */
 typedef struct fl_backend {
   const char *name;
+  /* NULL: every op whose entry is non-NULL is supported for every dtype. */
+  bool (*supports)(const fl_op_query *q);
   bool (*available)(void);
   int (*device_count)(void);
   fl_status (*alloc)(fl_device dev, size_t nbytes, void **ptr);
@@ -117,31 +148,40 @@ typedef struct fl_backend {
   /* out contiguous; element i uses Philox counter (offset + i / per) of seed.
    * UNIFORM: a + (b - a) * u; NORMAL: a + b * n; INT: a + floor(u * (b - a)) */
   fl_status (*random)(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64_t offset, double a, double b);
-  /* out, x same shape; out dtype == x dtype except LOGICAL_NOT (bool). */
+  /* out, x same shape. out's dtype is the compute dtype (bool for LOGICAL_NOT,
+   * which computes in x's dtype); x may have another dtype and is converted on load. */
   fl_status (*unary)(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1);
-  /* out, a, b same shape (operands expanded); a, b same dtype; out is that
-   * dtype, or bool for comparisons and logic ops. */
+  /* out, a, b same shape (operands expanded); a and b may have different dtypes:
+   * each is converted on load to the compute dtype fl_binary_compute(op, out, a, b);
+   * out is that dtype, or bool for comparisons and logic ops. */
   fl_status (*binary)(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+  /* out = a op s (reversed: s op a); a converted on load to compute, s rounded
+   * once to compute; out is compute, or bool for comparisons and logic ops. */
+  fl_status (*binary_scalar)(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
+                             fl_dtype compute);
   /* cond bool; out, a, b same dtype; all same shape. */
   fl_status (*where)(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
   /* out (and idx, i64, for MAX/MIN/ARGMAX/ARGMIN, may be NULL for MAX/MIN) have x's
-   * ndim with the dims in mask set to 1. idx holds the flat index over the
+   * ndim with the dims in mask set to 1. idx holds base + the flat index over the
    * reduced dims (row-major). VAR uses param as the correction. out dtype:
-   * x's, i64 for ARGMAX/ARGMIN. */
-  fl_status (*reduce)(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param);
+   * x's, i64 for ARGMAX/ARGMIN (whose values also get + base). */
+  fl_status (*reduce)(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param,
+                      int64_t base);
   fl_status (*cumsum)(fl_tensor *out, const fl_tensor *x, int dim);
   /* x contiguous, out contiguous, same shape. */
   fl_status (*softmax)(fl_tensor *out, const fl_tensor *x, int dim, bool log);
-  /* out contiguous [B,M,N]; a [B,M,K], b [B,K,N] any strides (batch stride may be 0); same dtype. */
-  fl_status (*matmul)(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
-  /* idx is 1-D i64 (0-based). Out-of-range indices: FL_EINDEX. */
-  fl_status (*index_select)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+  fl_status (*gemm)(const fl_gemm *g);
+  /* Index tensors are i64 or i32 (any strides) holding indices in [base, base + size);
+   * an index outside is FL_EINDEX (position counted from the message base), before any write on the CPU,
+   * at the next synchronising call on CUDA. idx of index_select/index_add is 1-D. */
+  fl_status (*index_select)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* x[.., idx[i], ..] += alpha * src[.., i, ..] along dim */
-  fl_status (*index_add)(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
-  /* idx i64 with out's shape */
-  fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
+  fl_status (*index_add)(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                         int64_t base);
+  /* idx has out's shape */
+  fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* out[.., idx[p], ..] += src[p] along dim, for p over idx's shape */
-  fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+  fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
   /* x, values (x's dtype; may be NULL) and indices (i64) contiguous, same shape, sorted along the
    * last dim: each row is sorted stably by its fl_sortkey (core/sortkey.h: NaN largest, -0 == +0),
    * ascending or descending; indices get each element's position in its row plus base. */
@@ -150,16 +190,29 @@ typedef struct fl_backend {
 
 const fl_backend *fl_backend_for(fl_devtype t);
 void fl_register_backend(fl_devtype t, const fl_backend *b);
-/* The backend of t's device, or an error naming op and device. */
+/* The backend of a device that exists, or an error naming op and device
+ * (for device management; ops go through fl_dispatch). */
 fl_status fl_backend_of(const char *op, const fl_tensor *t, const fl_backend **out);
-fl_status fl_unsupported(const char *op, const fl_tensor *t);
-#define FL_BACKEND_CALL(op, t, entry, ...)                      \
-  do {                                                          \
-    const fl_backend *be_;                                      \
-    FL_TRY(fl_backend_of(op, t, &be_));                         \
-    if (!be_->entry) return fl_unsupported(op, t);              \
-    FL_TRY(fl_error_context(be_->entry(__VA_ARGS__), op));      \
-  } while (0)
+/* The one dispatch step of every op front-end: the backend of ts[0]'s device,
+ * once its entry for kind is non-NULL and its supports() accepts; otherwise
+ * "<op>: not implemented on cuda:0 for bf16 (input bf16[2, 3] on cuda:0)". */
+fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_tensor *const *ts,
+                      const fl_backend **out);
+/* The dtype a binary op computes in, from its output and operands (the rule
+ * both backends apply): comparisons in the operands' promoted dtype, logic in
+ * bool, everything else in out's dtype. */
+static inline fl_dtype fl_binary_compute(fl_binary_op op, const fl_tensor *out, const fl_tensor *a,
+                                         const fl_tensor *b) {
+  if (op == FL_AND || op == FL_OR) return FL_BOOL;
+  if (op >= FL_EQ && op <= FL_GE) return fl_promote(a->dtype, b->dtype);
+  return out->dtype;
+}
+/* dst <- src on one device through the backend's copy (a cast where dtypes
+ * differ; src may have 0 strides): the kernel step of every copying op. */
+fl_status fl_copy_kernel(const char *op, fl_tensor *dst, const fl_tensor *src);
+/* A GEMM in the canonical form both backends compute: a [B,M,K], b [B,K,N]
+ * (transposes folded into the strides), c [B,M,N]; stack headers, no copies. */
+void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);
 
 /* ---- random ---- */
 void fl_rng_next(uint64_t counters, uint64_t *seed, uint64_t *offset);

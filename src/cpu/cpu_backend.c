@@ -9,15 +9,19 @@ fl_status fl_cpu_arange(fl_tensor *out, double start, double step);
 fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64_t offset, double a, double b);
 fl_status fl_cpu_unary(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1);
 fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
+fl_status fl_cpu_binary_scalar(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
+                               fl_dtype compute);
 fl_status fl_cpu_where(fl_tensor *out, const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b);
-fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param);
+fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask, double param,
+                        int64_t base);
 fl_status fl_cpu_cumsum(fl_tensor *out, const fl_tensor *x, int dim);
 fl_status fl_cpu_softmax(fl_tensor *out, const fl_tensor *x, int dim, bool log);
-fl_status fl_cpu_matmul(fl_tensor *out, const fl_tensor *a, const fl_tensor *b);
-fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
-fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha);
-fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx);
-fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src);
+fl_status fl_cpu_gemm(const fl_gemm *g);
+fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
+fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                           int64_t base);
+fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
+fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 
 static fl_memory_stats stats;
@@ -117,11 +121,12 @@ static const fl_backend cpu_backend = {
     .random = fl_cpu_random,
     .unary = fl_cpu_unary,
     .binary = fl_cpu_binary,
+    .binary_scalar = fl_cpu_binary_scalar,
     .where = fl_cpu_where,
     .reduce = fl_cpu_reduce,
     .cumsum = fl_cpu_cumsum,
     .softmax = fl_cpu_softmax,
-    .matmul = fl_cpu_matmul,
+    .gemm = fl_cpu_gemm,
     .index_select = fl_cpu_index_select,
     .index_add = fl_cpu_index_add,
     .gather = fl_cpu_gather,

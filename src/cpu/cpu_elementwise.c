@@ -54,19 +54,39 @@ static int64_t unary_i(fl_unary_op op, int64_t x, double p0, double p1) {
   }
 }
 
-typedef struct { int op; fl_dtype out, in; double p0, p1; } ew_ctx;
+/* An element of dtype src converted on load to the compute dtype ct, as a
+ * double (float ct) or an int64 (integer ct): rounded as a cast to ct would. */
+static double ld_as(const char *p, fl_dtype src, fl_dtype ct) {
+  double v = fl_ld(p, src);
+  if (src == ct) return v;
+  char buf[8];
+  fl_st(buf, ct, v);
+  return fl_ld(buf, ct);
+}
+static int64_t ldi_as(const char *p, fl_dtype src, fl_dtype ct) {
+  if (src == ct) return fl_ldi(p, src);
+  char buf[8];
+  if (fl_dtype_is_float(src)) fl_st(buf, ct, fl_ld(p, src));
+  else fl_sti(buf, ct, fl_ldi(p, src));
+  return fl_ldi(buf, ct);
+}
+
+typedef struct { int op; fl_dtype out, in, ct; double p0, p1; } ew_ctx;
 
 static void unary_loop(void *vc, int64_t n, char **p, const int64_t *s) {
   ew_ctx *c = vc;
-  if (fl_dtype_is_float(c->in)) {
-    for (int64_t i = 0; i < n; i++) fl_st(p[0] + i * s[0], c->out, unary_f(c->op, fl_ld(p[1] + i * s[1], c->in), c->p0, c->p1));
+  if (fl_dtype_is_float(c->ct)) {
+    for (int64_t i = 0; i < n; i++)
+      fl_st(p[0] + i * s[0], c->out, unary_f(c->op, ld_as(p[1] + i * s[1], c->in, c->ct), c->p0, c->p1));
   } else {
-    for (int64_t i = 0; i < n; i++) fl_sti(p[0] + i * s[0], c->out, unary_i(c->op, fl_ldi(p[1] + i * s[1], c->in), c->p0, c->p1));
+    for (int64_t i = 0; i < n; i++)
+      fl_sti(p[0] + i * s[0], c->out, unary_i(c->op, ldi_as(p[1] + i * s[1], c->in, c->ct), c->p0, c->p1));
   }
 }
 
+/* Computes in out's dtype (x's for logical_not), x converted on load. */
 fl_status fl_cpu_unary(fl_unary_op op, fl_tensor *out, const fl_tensor *x, double p0, double p1) {
-  ew_ctx c = {op, out->dtype, x->dtype, p0, p1};
+  ew_ctx c = {op, out->dtype, x->dtype, op == FL_LOGICAL_NOT ? x->dtype : out->dtype, p0, p1};
   fl_tensor *ts[2] = {out, (fl_tensor *)x};
   fl_cpu_iterate(2, ts, unary_loop, &c);
   return FL_OK;
@@ -137,7 +157,12 @@ static int64_t binary_i(fl_binary_op op, int64_t a, int64_t b) {
   }
 }
 
-typedef struct { fl_binary_op op; fl_dtype out, in; } bin_ctx;
+typedef struct {
+  fl_binary_op op;
+  fl_dtype out, a, b, ct;
+  double s; /* binary_scalar: the scalar, already rounded to ct */
+  bool rev;
+} bin_ctx;
 
 /* The hot case (same-dtype f32, unit strides) gets typed loops the compiler vectorises. */
 static bool binary_f32_fast(fl_binary_op op, int64_t n, char **p, const int64_t *s) {
@@ -156,20 +181,48 @@ static bool binary_f32_fast(fl_binary_op op, int64_t n, char **p, const int64_t 
 
 static void binary_loop(void *vc, int64_t n, char **p, const int64_t *s) {
   bin_ctx *c = vc;
-  if (c->in == FL_F32 && c->out == FL_F32 && binary_f32_fast(c->op, n, p, s)) return;
-  if (fl_dtype_is_float(c->in)) {
+  if (c->a == FL_F32 && c->b == FL_F32 && c->out == FL_F32 && binary_f32_fast(c->op, n, p, s)) return;
+  if (fl_dtype_is_float(c->ct)) {
     for (int64_t i = 0; i < n; i++)
-      fl_st(p[0] + i * s[0], c->out, binary_f(c->op, fl_ld(p[1] + i * s[1], c->in), fl_ld(p[2] + i * s[2], c->in)));
+      fl_st(p[0] + i * s[0], c->out,
+            binary_f(c->op, ld_as(p[1] + i * s[1], c->a, c->ct), ld_as(p[2] + i * s[2], c->b, c->ct)));
   } else {
     for (int64_t i = 0; i < n; i++)
-      fl_sti(p[0] + i * s[0], c->out, binary_i(c->op, fl_ldi(p[1] + i * s[1], c->in), fl_ldi(p[2] + i * s[2], c->in)));
+      fl_sti(p[0] + i * s[0], c->out,
+             binary_i(c->op, ldi_as(p[1] + i * s[1], c->a, c->ct), ldi_as(p[2] + i * s[2], c->b, c->ct)));
   }
 }
 
 fl_status fl_cpu_binary(fl_binary_op op, fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  bin_ctx c = {op, out->dtype, a->dtype};
+  bin_ctx c = {op, out->dtype, a->dtype, b->dtype, fl_binary_compute(op, out, a, b), 0, false};
   fl_tensor *ts[3] = {out, (fl_tensor *)a, (fl_tensor *)b};
   fl_cpu_iterate(3, ts, binary_loop, &c);
+  return FL_OK;
+}
+
+static void scalar_loop(void *vc, int64_t n, char **p, const int64_t *s) {
+  bin_ctx *c = vc;
+  if (fl_dtype_is_float(c->ct)) {
+    for (int64_t i = 0; i < n; i++) {
+      double x = ld_as(p[1] + i * s[1], c->a, c->ct);
+      fl_st(p[0] + i * s[0], c->out, c->rev ? binary_f(c->op, c->s, x) : binary_f(c->op, x, c->s));
+    }
+  } else {
+    int64_t y = (int64_t)c->s;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t x = ldi_as(p[1] + i * s[1], c->a, c->ct);
+      fl_sti(p[0] + i * s[0], c->out, c->rev ? binary_i(c->op, y, x) : binary_i(c->op, x, y));
+    }
+  }
+}
+
+fl_status fl_cpu_binary_scalar(fl_binary_op op, fl_tensor *out, const fl_tensor *a, double s, bool reversed,
+                               fl_dtype compute) {
+  char buf[8]; /* s rounded once to the compute dtype */
+  fl_st(buf, compute, s);
+  bin_ctx c = {op, out->dtype, a->dtype, a->dtype, compute, fl_ld(buf, compute), reversed};
+  fl_tensor *ts[2] = {out, (fl_tensor *)a};
+  fl_cpu_iterate(2, ts, scalar_loop, &c);
   return FL_OK;
 }
 

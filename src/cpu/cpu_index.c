@@ -4,20 +4,27 @@
 
 fl_status fl_cpu_copy(fl_tensor *dst, const fl_tensor *src);
 
-static fl_status check_indices(const char *op, const fl_tensor *idx, int64_t size, int dim) {
+/* Index i of idx (i64 or i32, stored as base + position). */
+static int64_t stored_at(const fl_tensor *idx, int64_t i) {
+  const char *p = (const char *)idx->storage->data + fl_cpu_offset_of(idx, i) * (int64_t)fl_dtype_size(idx->dtype);
+  return fl_ldi(p, idx->dtype);
+}
+
+/* Every index in [base, base + size), checked before any write. The message
+ * counts the index and the dim from the message base: from Lua (index base 1,
+ * message base 1) the index reads as the user stored it. */
+static fl_status check_indices(const char *op, const fl_tensor *idx, int dim, int64_t size, int64_t base) {
   int64_t n = fl_numel(idx);
   for (int64_t i = 0; i < n; i++) {
-    int64_t v = ((const int64_t *)idx->storage->data)[fl_cpu_offset_of(idx, i)];
-    if (v < 0 || v >= size)
-      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %lld of size %lld", op, (long long)fl_mdim(v),
+    int64_t v = stored_at(idx, i);
+    if (v < base || v - base >= size)
+      return fl_error(FL_EINDEX, "%s: index %lld out of range for dim %lld of size %lld", op, (long long)fl_mdim(v - base),
                       (long long)fl_mdim(dim), (long long)size);
   }
   return FL_OK;
 }
 
-static int64_t idx_at(const fl_tensor *idx, int64_t i) {
-  return ((const int64_t *)idx->storage->data)[fl_cpu_offset_of(idx, i)];
-}
+#define idx_at(idx, i) (stored_at(idx, i) - base)
 
 /* A stack header for slice k (length 1) of t along dim. */
 static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
@@ -27,8 +34,8 @@ static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
   return s;
 }
 
-fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
-  FL_TRY(check_indices("index_select", idx, x->shape[dim], dim));
+fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
+  FL_TRY(check_indices("index_select", idx, dim, x->shape[dim], base));
   for (int64_t j = 0; j < fl_numel(idx); j++) {
     fl_tensor d = slice(out, dim, j), s = slice(x, dim, idx_at(idx, j));
     FL_TRY(fl_cpu_copy(&d, &s));
@@ -43,8 +50,9 @@ static void axpy_loop(void *vc, int64_t n, char **p, const int64_t *s) {
     fl_st(p[0] + i * s[0], dd, fl_ld(p[0] + i * s[0], dd) + c[0] * fl_ld(p[1] + i * s[1], sd));
 }
 
-fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
-  FL_TRY(check_indices("index_add_", idx, x->shape[dim], dim));
+fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                           int64_t base) {
+  FL_TRY(check_indices("index_add_", idx, dim, x->shape[dim], base));
   double c[3] = {alpha, x->dtype, src->dtype};
   for (int64_t j = 0; j < fl_numel(idx); j++) {
     fl_tensor d = slice(x, dim, idx_at(idx, j)), s = slice(src, dim, j);
@@ -65,8 +73,8 @@ static int64_t offset_with(const fl_tensor *shape_of, const fl_tensor *t, int64_
   return off;
 }
 
-fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx) {
-  FL_TRY(check_indices("gather", idx, x->shape[dim], dim));
+fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
+  FL_TRY(check_indices("gather", idx, dim, x->shape[dim], base));
   size_t es = fl_dtype_size(x->dtype);
   int64_t n = fl_numel(idx);
   for (int64_t p = 0; p < n; p++) {
@@ -77,8 +85,8 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
   return FL_OK;
 }
 
-fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src) {
-  FL_TRY(check_indices("scatter_add", idx, out->shape[dim], dim));
+fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
+  FL_TRY(check_indices("scatter_add", idx, dim, out->shape[dim], base));
   size_t eo = fl_dtype_size(out->dtype), esrc = fl_dtype_size(src->dtype);
   int64_t n = fl_numel(idx);
   for (int64_t p = 0; p < n; p++) {

@@ -1,76 +1,106 @@
-/* CPU batched matmul through OpenBLAS; other dtypes go through an f32 or f64 copy. */
+/* The CPU GEMM entry through OpenBLAS: c = alpha * op(a) @ op(b) + beta * c
+ * (+ bias), batched by a loop. f32/f64 operands with a BLAS-compatible layout
+ * are passed as they are; others (f16/bf16 through f32, integers through f64,
+ * layouts with no unit stride) go through contiguous working copies. */
 #include "cpu.h"
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+fl_status fl_cpu_copy(fl_tensor *dst, const fl_tensor *src);
+
+static int64_t max1(int64_t v) { return v > 1 ? v : 1; }
+
 /* How one [R, C] matrix with strides (sr, sc) can be handed to BLAS without a copy. */
 static bool blas_layout(int64_t R, int64_t C, int64_t sr, int64_t sc, bool *trans, int64_t *ld) {
-  if (sc == 1 && (sr >= (C > 1 ? C : 1) || R == 1)) {
+  if (sc == 1 && (sr >= max1(C) || R == 1)) {
     *trans = false;
-    *ld = sr > (C > 1 ? C : 1) ? sr : (C > 1 ? C : 1);
+    *ld = sr > max1(C) ? sr : max1(C);
     return true;
   }
-  if (sr == 1 && (sc >= (R > 1 ? R : 1) || C == 1)) {
+  if (sr == 1 && (sc >= max1(R) || C == 1)) {
     *trans = true;
-    *ld = sc > (R > 1 ? R : 1) ? sc : (R > 1 ? R : 1);
+    *ld = sc > max1(R) ? sc : max1(R);
     return true;
   }
   return false;
 }
 
-/* A contiguous working copy of t in dtype wt (a stack header over new memory). */
+static bool direct(const fl_tensor *t, fl_dtype wt) {
+  bool tr;
+  int64_t ld;
+  return t->dtype == wt && blas_layout(t->shape[1], t->shape[2], t->stride[1], t->stride[2], &tr, &ld);
+}
+
+/* A contiguous working copy of t in dtype wt. */
 static fl_status working_copy(const fl_tensor *t, fl_dtype wt, fl_tensor **out) {
   FL_TRY(fl_tensor_new(wt, FL_CPU_DEVICE, t->ndim, t->shape, out));
-  extern fl_status fl_cpu_copy(fl_tensor *, const fl_tensor *);
   return fl_cpu_copy(*out, t);
 }
 
-static void gemm_batch(fl_dtype dt, fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  int64_t B = a->shape[0], M = a->shape[1], K = a->shape[2], N = b->shape[2];
+/* c[i] = alpha * a[i] @ b[i] + beta * c[i]; c row-major with unit column stride. */
+static void gemm_batch(fl_dtype dt, fl_tensor *c, const fl_tensor *a, const fl_tensor *b, double alpha, double beta) {
+  int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], K = a->shape[2];
   bool ta = false, tb = false;
-  int64_t lda = 1, ldb = 1;
+  int64_t lda = 1, ldb = 1, ldc = M == 1 ? max1(N) : c->stride[1];
   blas_layout(M, K, a->stride[1], a->stride[2], &ta, &lda);
   blas_layout(K, N, b->stride[1], b->stride[2], &tb, &ldb);
-  size_t es = fl_dtype_size(dt);
+  enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  int64_t es = (int64_t)fl_dtype_size(dt);
   for (int64_t i = 0; i < B; i++) {
-    const char *pa = fl_data_ptr(a) + i * a->stride[0] * (int64_t)es;
-    const char *pb = fl_data_ptr(b) + i * b->stride[0] * (int64_t)es;
-    char *po = fl_data_ptr(out) + i * M * N * (int64_t)es;
-    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-    int ldo = (int)(N > 1 ? N : 1);
+    const char *pa = fl_data_ptr(a) + i * a->stride[0] * es, *pb = fl_data_ptr(b) + i * b->stride[0] * es;
+    char *pc = fl_data_ptr(c) + i * c->stride[0] * es;
     if (dt == FL_F32)
-      cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0f, (const float *)pa, (int)lda,
-                  (const float *)pb, (int)ldb, 0.0f, (float *)po, ldo);
+      cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, (float)alpha, (const float *)pa, (int)lda,
+                  (const float *)pb, (int)ldb, (float)beta, (float *)pc, (int)ldc);
     else
-      cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, 1.0, (const double *)pa, (int)lda,
-                  (const double *)pb, (int)ldb, 0.0, (double *)po, ldo);
+      cblas_dgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, (const double *)pa, (int)lda,
+                  (const double *)pb, (int)ldb, beta, (double *)pc, (int)ldc);
   }
 }
 
-fl_status fl_cpu_matmul(fl_tensor *out, const fl_tensor *a, const fl_tensor *b) {
-  extern fl_status fl_cpu_fill(fl_tensor *, double);
-  extern fl_status fl_cpu_copy(fl_tensor *, const fl_tensor *);
-  int64_t M = a->shape[1], K = a->shape[2], N = b->shape[2];
-  if (fl_numel(out) == 0) return FL_OK;
-  if (K == 0) return fl_cpu_fill(out, 0);
+/* c = beta * c + bias (bias NULL: just the scaling; beta == 0 does not read c). */
+static void scale_add_bias(fl_tensor *c, double beta, const fl_tensor *bias) {
+  int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], es = (int64_t)fl_dtype_size(c->dtype);
+  int64_t eb = bias ? (int64_t)fl_dtype_size(bias->dtype) : 0;
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) {
+        char *p = fl_data_ptr(c) + (i * c->stride[0] + m * c->stride[1] + n * c->stride[2]) * es;
+        double v = beta == 0 ? 0 : beta * fl_ld(p, c->dtype);
+        if (bias) v += fl_ld(fl_data_ptr(bias) + n * bias->stride[0] * eb, bias->dtype);
+        fl_st(p, c->dtype, v);
+      }
+}
+
+fl_status fl_cpu_gemm(const fl_gemm *g) {
+  fl_tensor a, b, *c = g->c;
+  fl_gemm_operands(g, &a, &b);
+  int64_t M = c->shape[1], N = c->shape[2], K = a.shape[2];
+  if (fl_numel(c) == 0) return FL_OK;
   if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
-    return fl_error(FL_ESHAPE, "matmul: dims over 2^31 are not supported by BLAS");
-  fl_dtype wt = (a->dtype == FL_F32 || a->dtype == FL_F16 || a->dtype == FL_BF16) ? FL_F32 : FL_F64;
-  bool ta, tb;
-  int64_t l;
-  bool direct_a = a->dtype == wt && blas_layout(M, K, a->stride[1], a->stride[2], &ta, &l);
-  bool direct_b = b->dtype == wt && blas_layout(K, N, b->stride[1], b->stride[2], &tb, &l);
-  fl_tensor *ca = NULL, *cb = NULL, *co = NULL;
+    return fl_error(FL_ESHAPE, "gemm: dims over 2^31 are not supported by BLAS");
+  fl_dtype wt = (c->dtype == FL_F32 || c->dtype == FL_F16 || c->dtype == FL_BF16) ? FL_F32 : FL_F64;
+  fl_tensor *ca = NULL, *cb = NULL, *cc = NULL;
   fl_status st = FL_OK;
-  if (!direct_a) FL_CHECK(working_copy(a, wt, &ca));
-  if (!direct_b) FL_CHECK(working_copy(b, wt, &cb));
-  if (out->dtype != wt) FL_CHECK(fl_tensor_new(wt, FL_CPU_DEVICE, out->ndim, out->shape, &co));
-  gemm_batch(wt, co ? co : out, ca ? ca : a, cb ? cb : b);
-  if (co) st = fl_cpu_copy(out, co);
+  bool c_direct = c->dtype == wt && c->stride[2] == 1 && (M == 1 || c->stride[1] >= max1(N));
+  if (!c_direct) {
+    FL_CHECK(fl_tensor_new(wt, FL_CPU_DEVICE, 3, c->shape, &cc));
+    if (g->beta != 0) FL_CHECK(fl_cpu_copy(cc, c));
+  }
+  fl_tensor *cw = cc ? cc : c;
+  double beta = g->beta;
+  if (g->bias || K == 0) { /* the bias (and beta) first, then accumulate the product */
+    scale_add_bias(cw, beta, g->bias);
+    beta = 1;
+  }
+  if (K > 0) {
+    if (!direct(&a, wt)) FL_CHECK(working_copy(&a, wt, &ca));
+    if (!direct(&b, wt)) FL_CHECK(working_copy(&b, wt, &cb));
+    gemm_batch(wt, cw, ca ? ca : &a, cb ? cb : &b, g->alpha, beta);
+  }
+  if (cc) FL_CHECK(fl_cpu_copy(c, cc));
 done:
-  fl_release(ca);
-  fl_release(cb);
-  fl_release(co);
+  fl_release(ca), fl_release(cb), fl_release(cc);
   return st;
 }

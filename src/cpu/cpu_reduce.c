@@ -46,7 +46,7 @@ static void run(red_ctx *c, fl_tensor *region, fl_reduce_op op) {
 }
 
 fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
-                        double param) {
+                        double param, int64_t base) {
   /* region: a stack header over the reduced dims; its offset moves per output element */
   fl_tensor region = *x, kept = *x;
   region.ndim = kept.ndim = 0;
@@ -76,12 +76,12 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
     }
     if (op == FL_RMEAN) c.acc /= (double)n_red;
     if (op == FL_RARGMAX || op == FL_RARGMIN) {
-      fl_sti(dst, out->dtype, c.best_at);
+      fl_sti(dst, out->dtype, c.best_at + base);
       continue;
     }
     if ((op == FL_RMAX || op == FL_RMIN) && n_red == 0) c.acc = NAN;
     fl_st(dst, out->dtype, c.acc);
-    if (idx) ((int64_t *)fl_data_ptr(idx))[o] = c.best_at;
+    if (idx) ((int64_t *)fl_data_ptr(idx))[o] = c.best_at + base;
   }
   return FL_OK;
 }

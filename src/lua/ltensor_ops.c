@@ -67,13 +67,7 @@ static fl_status scalar_op(lua_State *L, fl_binary_op op, fl_tensor *t, int idx,
   if (lua_type(L, idx) != LUA_TNUMBER) /* named here: operators reach us as metamethods, which Lua leaves unnamed */
     luaL_error(L, "%s: expected a tensor or a number, got %s", fl_binary_name(op), luaL_typename(L, idx));
   double s = lua_tonumber(L, idx);
-  if (lua_isinteger(L, idx) || fl_dtype_is_float(fl_dtype_of(t)) || op == FL_AND || op == FL_OR)
-    return fl_binary_scalar(op, t, s, reversed, out);
-  fl_tensor *f = NULL;
-  fl_status st = fl_cast(t, FL_F32, &f);
-  if (st == FL_OK) st = fl_binary_scalar(op, f, s, reversed, out);
-  fl_release(f);
-  return st;
+  return (lua_isinteger(L, idx) ? fl_binary_scalar : fl_binary_scalar_float)(op, t, s, reversed, out);
 }
 
 static int binary(lua_State *L, fl_binary_op op) {
@@ -211,26 +205,19 @@ static int extreme(lua_State *L, bool is_max) {
     return 1;
   }
   int dim = lfl_dim(L, 2, x, 0);
-  LFL_CHECK(L, (is_max ? fl_max_dim : fl_min_dim)(x, dim, lua_toboolean(L, 3), &v, &i));
+  LFL_CHECK(L, (is_max ? fl_max_dim_ex : fl_min_dim_ex)(x, dim, lua_toboolean(L, 3), 1, &v, &i)); /* 1-based */
   lfl_push(L, v);
-  fl_tensor *i1;
-  fl_status st = fl_binary_scalar(FL_ADD, i, 1, false, &i1);
-  fl_release(i);
-  LFL_CHECK(L, st);
-  lfl_push(L, i1);
+  lfl_push(L, i);
   return 2;
 }
 static int m_max(lua_State *L) { return extreme(L, true); }
 static int m_min(lua_State *L) { return extreme(L, false); }
 
 static int arg_extreme(lua_State *L, bool is_max) {
-  fl_tensor *x = lfl_check(L, 1), *r, *r1;
+  fl_tensor *x = lfl_check(L, 1), *r;
   int dim = lua_isnoneornil(L, 2) ? FL_ALL_DIMS : lfl_dim(L, 2, x, 0);
-  LFL_CHECK(L, (is_max ? fl_argmax : fl_argmin)(x, dim, lua_toboolean(L, 3), &r));
-  fl_status st = fl_binary_scalar(FL_ADD, r, 1, false, &r1); /* 1-based at the Lua surface */
-  fl_release(r);
-  LFL_CHECK(L, st);
-  lfl_push(L, r1);
+  LFL_CHECK(L, (is_max ? fl_argmax_ex : fl_argmin_ex)(x, dim, lua_toboolean(L, 3), 1, &r)); /* 1-based */
+  lfl_push(L, r);
   return 1;
 }
 static int m_argmax(lua_State *L) { return arg_extreme(L, true); }
@@ -292,24 +279,20 @@ static int m_bmm(lua_State *L) {
   return 1;
 }
 
-/* ---- indexing: Lua indices are 1-based, the C API's 0-based ---- */
-static fl_tensor *zero_based(lua_State *L, int idx) {
-  fl_tensor *i = lfl_check(L, idx), *r;
+/* ---- indexing: Lua indices are 1-based; the kernels take the base (no pass over the index) ---- */
+static fl_tensor *lua_index(lua_State *L, int idx) {
+  fl_tensor *i = lfl_check(L, idx);
   if (fl_dtype_of(i) != FL_I64 && fl_dtype_of(i) != FL_I32) {
     char b[64];
     luaL_error(L, "index must be an i64 or i32 tensor, got %s%s", fl_dtype_name(fl_dtype_of(i)), fl_shape_str(i, b, sizeof b));
   }
-  LFL_CHECK(L, fl_binary_scalar(FL_SUB, i, 1, false, &r));
-  return r;
+  return i; /* borrowed */
 }
 
 static int m_index_select(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
   int dim = lfl_dim(L, 2, x, 0);
-  fl_tensor *i = zero_based(L, 3);
-  fl_status st = fl_index_select(x, dim, i, &r);
-  fl_release(i);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_index_select_ex(x, dim, lua_index(L, 3), 1, &r));
   lfl_push(L, r);
   return 1;
 }
@@ -318,10 +301,7 @@ static int m_index_add_(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4);
   int dim = lfl_dim(L, 2, x, 0);
   double alpha = luaL_optnumber(L, 5, 1);
-  fl_tensor *i = zero_based(L, 3);
-  fl_status st = fl_index_add_(x, dim, i, src, alpha);
-  fl_release(i);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_index_add_ex_(x, dim, lua_index(L, 3), 1, src, alpha));
   lua_settop(L, 1);
   return 1;
 }
@@ -331,10 +311,7 @@ static int m_index_add(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
   int dim = lfl_dim(L, 2, x, 0);
   double alpha = luaL_optnumber(L, 5, 1);
-  fl_tensor *i = zero_based(L, 3);
-  fl_status st = fl_index_add(x, dim, i, src, alpha, &r);
-  fl_release(i);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_index_add_ex(x, dim, lua_index(L, 3), 1, src, alpha, &r));
   lfl_push(L, r);
   return 1;
 }
@@ -342,10 +319,7 @@ static int m_index_add(lua_State *L) {
 static int m_gather(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
   int dim = lfl_dim(L, 2, x, 0);
-  fl_tensor *i = zero_based(L, 3);
-  fl_status st = fl_gather(x, dim, i, &r);
-  fl_release(i);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_gather_ex(x, dim, lua_index(L, 3), 1, &r));
   lfl_push(L, r);
   return 1;
 }
@@ -353,10 +327,7 @@ static int m_gather(lua_State *L) {
 static int m_scatter_add(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *src = lfl_check(L, 4), *r;
   int dim = lfl_dim(L, 2, x, 0);
-  fl_tensor *i = zero_based(L, 3);
-  fl_status st = fl_scatter_add(x, dim, i, src, &r);
-  fl_release(i);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_scatter_add_ex(x, dim, lua_index(L, 3), 1, src, &r));
   lfl_push(L, r);
   return 1;
 }

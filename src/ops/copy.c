@@ -20,29 +20,31 @@ static fl_tensor host_header(void *data, const fl_tensor *like, fl_dtype dt, fl_
   return h;
 }
 
+fl_status fl_copy_kernel(const char *op, fl_tensor *dst, const fl_tensor *src) {
+  const fl_backend *be;
+  FL_TRY(fl_dispatch(op, FL_OP_COPY, 0, 2, (const fl_tensor *const[]){dst, src}, &be));
+  return fl_error_context(be->copy(dst, src), op);
+}
+
 /* src (any layout, same device) into a new contiguous tensor of dtype dt. */
 static fl_status contiguous_as(const fl_tensor *src, fl_dtype dt, fl_tensor **out) {
-  fl_tensor *t;
-  FL_TRY(fl_tensor_new(dt, src->storage->device, src->ndim, src->shape, &t));
-  const fl_backend *be;
-  fl_status st = fl_backend_of("copy", src, &be);
-  if (st == FL_OK && fl_numel(t)) st = be->copy ? be->copy(t, src) : fl_unsupported("copy", src);
-  if (st != FL_OK) {
-    fl_release(t);
-    return st;
-  }
+  fl_tensor *t = NULL;
+  fl_status st = FL_OK;
+  *out = NULL;
+  FL_CHECK(fl_tensor_new(dt, src->storage->device, src->ndim, src->shape, &t));
+  if (fl_numel(t)) FL_CHECK(fl_copy_kernel("copy", t, src));
   *out = t;
-  return FL_OK;
+  t = NULL;
+done:
+  fl_release(t);
+  return st;
 }
 
 /* dst <- src where src already has dst's shape. */
 static fl_status copy_same_shape(fl_tensor *dst, const fl_tensor *src) {
   if (fl_numel(dst) == 0) return FL_OK;
   fl_device sd = src->storage->device, dd = dst->storage->device;
-  if (fl_device_eq(sd, dd)) {
-    FL_BACKEND_CALL("copy_", dst, copy, dst, src);
-    return FL_OK;
-  }
+  if (fl_device_eq(sd, dd)) return fl_copy_kernel("copy_", dst, src);
   /* across devices: stage contiguously in dst's dtype on the source side */
   fl_tensor *staged = NULL, *landing = NULL;
   fl_status st = FL_OK;
@@ -66,7 +68,7 @@ static fl_status copy_same_shape(fl_tensor *dst, const fl_tensor *src) {
     free(bounce);
     if (st != FL_OK) goto done;
   }
-  if (landing != dst) FL_CHECK(db->copy(dst, landing));
+  if (landing != dst) FL_CHECK(fl_copy_kernel("copy_", dst, landing));
 done:
   fl_release(staged);
   fl_release(landing);

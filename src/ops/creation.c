@@ -38,12 +38,22 @@ fl_status fl_scalar(double value, fl_opts o, fl_tensor **out) { return fl_full(0
 fl_status fl_fill_(fl_tensor *t, double value) {
   FL_TRY(fl_check_inplace("fill_", t, NULL));
   if (fl_numel(t) == 0) return FL_OK;
-  FL_BACKEND_CALL("fill_", t, fill, t, value);
+  const fl_backend *be;
+  FL_TRY(fl_dispatch("fill_", FL_OP_FILL, 0, 1, (const fl_tensor *const[]){t}, &be));
+  FL_TRY(fl_error_context(be->fill(t, value), "fill_"));
   fl_bump_version(t);
   return FL_OK;
 }
 
 fl_status fl_zero_(fl_tensor *t) { return fl_fill_(t, 0); }
+
+/* t[i] = start + i * step, through the backend's arange entry. */
+static fl_status ramp(const char *op, fl_tensor *t, double start, double step) {
+  if (fl_numel(t) == 0) return FL_OK;
+  const fl_backend *be;
+  FL_TRY(fl_dispatch(op, FL_OP_ARANGE, 0, 1, (const fl_tensor *const[]){t}, &be));
+  return fl_error_context(be->arange(t, start, step), op);
+}
 
 fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor **out) {
   if (step == 0 || isnan(step) || isnan(start) || isnan(stop))
@@ -51,42 +61,35 @@ fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor
                     stop, step);
   double len = ceil((stop - start) / step);
   int64_t n = len > 0 ? (int64_t)len : 0;
-  fl_tensor *t;
-  FL_TRY(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  fl_tensor *t = NULL;
   fl_status st = FL_OK;
-  if (n) {
-    const fl_backend *be;
-    st = fl_backend_of("arange", t, &be);
-    if (st == FL_OK) st = be->arange ? be->arange(t, start, step) : fl_unsupported("arange", t);
-  }
-  if (st != FL_OK) {
-    fl_release(t);
-    return st;
-  }
-  return finish(t, o, out);
+  FL_CHECK(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  FL_CHECK(ramp("arange", t, start, step));
+  st = finish(t, o, out);
+  t = NULL; /* finish took it */
+done:
+  fl_release(t);
+  return st;
 }
 
 fl_status fl_linspace(double a, double b, int64_t n, fl_opts o, fl_tensor **out) {
   if (n < 0) return fl_error(FL_EINVAL, "linspace: number of points must be >= 0, got %lld", (long long)n);
-  fl_tensor *t;
-  FL_TRY(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  fl_tensor *t = NULL, *last = NULL;
   fl_status st = FL_OK;
-  if (n) {
-    const fl_backend *be;
-    st = fl_backend_of("linspace", t, &be);
-    if (st == FL_OK) st = be->arange ? be->arange(t, a, n > 1 ? (b - a) / (double)(n - 1) : 0) : fl_unsupported("linspace", t);
-  }
-  if (st == FL_OK && n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
+  FL_CHECK(fl_tensor_new(o.dtype, o.device, 1, &n, &t));
+  FL_CHECK(ramp("linspace", t, a, n > 1 ? (b - a) / (double)(n - 1) : 0));
+  if (n > 1) { /* the last point is b exactly, not a + (n - 1) * step rounded */
     int64_t one = 1;
-    fl_tensor *last = fl_alias(t, 1, &one, NULL, n - 1);
-    st = last ? fl_fill_(last, b) : fl_error(FL_ENOMEM, "linspace: out of host memory");
-    fl_release(last);
+    last = fl_alias(t, 1, &one, NULL, n - 1);
+    if (!last) FL_CHECK(fl_error(FL_ENOMEM, "linspace: out of host memory"));
+    FL_CHECK(fl_fill_(last, b));
   }
-  if (st != FL_OK) {
-    fl_release(t);
-    return st;
-  }
-  return finish(t, o, out);
+  st = finish(t, o, out);
+  t = NULL; /* finish took it */
+done:
+  fl_release(last);
+  fl_release(t);
+  return st;
 }
 
 fl_status fl_eye(int64_t n, int64_t m, fl_opts o, fl_tensor **out) {
@@ -113,17 +116,15 @@ static fl_status random_fill(const char *op, fl_tensor *t, fl_rand_kind kind, do
   if (n == 0) return FL_OK;
   uint64_t seed, offset;
   fl_rng_next((uint64_t)(n + 3) / 4, &seed, &offset);
-  if (fl_is_contiguous(t)) {
-    FL_BACKEND_CALL(op, t, random, t, kind, seed, offset, a, b);
-    return FL_OK;
-  }
-  fl_tensor *tmp; /* a strided target gets the same numbers as a contiguous one */
-  FL_TRY(fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &tmp));
-  fl_status st;
   const fl_backend *be;
-  st = fl_backend_of(op, t, &be);
-  if (st == FL_OK) st = be->random ? be->random(tmp, kind, seed, offset, a, b) : fl_unsupported(op, t);
-  if (st == FL_OK) st = be->copy(t, tmp);
+  FL_TRY(fl_dispatch(op, FL_OP_RANDOM, 0, 1, (const fl_tensor *const[]){t}, &be));
+  if (fl_is_contiguous(t)) return fl_error_context(be->random(t, kind, seed, offset, a, b), op);
+  fl_tensor *tmp = NULL; /* a strided target gets the same numbers as a contiguous one */
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &tmp));
+  FL_CHECK(fl_error_context(be->random(tmp, kind, seed, offset, a, b), op));
+  FL_CHECK(fl_copy_kernel(op, t, tmp));
+done:
   fl_release(tmp);
   return st;
 }

@@ -1,5 +1,6 @@
 /* Elementwise ops: type promotion and broadcasting happen here, once; the
- * backends see same-shape operands of one dtype. */
+ * backends see same-shape operands, converting operands of another dtype on
+ * load, and scalars by value. */
 #include "internal.h"
 #include <math.h>
 #include <stdio.h>
@@ -114,39 +115,34 @@ static bool saves_output(fl_unary_op op) {
 static fl_status unary_impl(fl_unary_op op, const fl_tensor *x, double p0, double p1, fl_tensor **out) {
   const char *name = fl_unary_name(op);
   if ((unsigned)op >= FL_NUNARY) return fl_error(FL_EINVAL, "unary: bad op %d", (int)op);
-  fl_tensor *xin = NULL;
-  fl_status st = FL_OK;
-  if (float_only_unary(op) && !fl_dtype_is_float(x->dtype)) FL_TRY(fl_cast(x, FL_F32, &xin)); /* like torch: ints go to f32 */
-  else xin = fl_retain((fl_tensor *)x);
-  if (op == FL_LOGICAL_NOT && xin->dtype != FL_BOOL) {
+  if (op == FL_LOGICAL_NOT && x->dtype != FL_BOOL) {
     fl_desc d = fl_describe(x);
-    fl_release(xin);
     return fl_error(FL_EDTYPE, "logical_not: expected a bool tensor, got %s", d.s);
   }
+  /* like torch: ints compute in f32, converted on load by the kernel (no cast copy) */
+  fl_dtype odt = op == FL_LOGICAL_NOT ? FL_BOOL : float_only_unary(op) && !fl_dtype_is_float(x->dtype) ? FL_F32 : x->dtype;
   fl_tensor *r = NULL;
-  FL_CHECK(fl_tensor_new(xin->dtype, xin->storage->device, xin->ndim, xin->shape, &r));
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(odt, x->storage->device, x->ndim, x->shape, &r));
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of(name, xin, &be));
-    if (!be->unary) FL_CHECK(fl_unsupported(name, xin));
-    FL_CHECK(fl_error_context(be->unary(op, r, xin, p0, p1), name));
+    FL_CHECK(fl_dispatch(name, FL_OP_UNARY, op, 2, (const fl_tensor *const[]){r, x}, &be));
+    FL_CHECK(fl_error_context(be->unary(op, r, x, p0, p1), name));
   }
   if (fl_dtype_is_float(r->dtype) && op != FL_LOGICAL_NOT) {
     fl_node *n;
-    const fl_tensor *in = xin;
-    FL_CHECK(fl_record(unary_grad_names[op], unary_backward, 1, &in, r, &n));
+    FL_CHECK(fl_record(unary_grad_names[op], unary_backward, 1, &x, r, &n));
     if (n) {
       unary_ctx *c;
       FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
       c->op = op, c->lo = p0, c->hi = p1;
-      FL_CHECK(fl_node_save(n, saves_output(op) ? r : xin));
+      FL_CHECK(fl_node_save(n, saves_output(op) ? r : x));
     }
   }
   *out = r;
   r = NULL;
 done:
   fl_release(r);
-  fl_release(xin);
   return st;
 }
 
@@ -282,6 +278,7 @@ static fl_dtype compute_dtype(fl_binary_op op, fl_dtype a, fl_dtype b) {
 
 static bool differentiable(fl_binary_op op) { return op <= FL_MINIMUM; }
 
+/* Operands of different dtypes are converted on load by the kernel: no cast copy. */
 fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
   if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
   const char *name = fl_binary_name(op);
@@ -290,53 +287,144 @@ fl_status fl_binary(fl_binary_op op, const fl_tensor *a, const fl_tensor *b, fl_
   int64_t shape[FL_MAX_DIMS];
   FL_TRY(fl_broadcast_shapes(name, a->ndim, a->shape, b->ndim, b->shape, &nd, shape));
   fl_dtype ct = compute_dtype(op, a->dtype, b->dtype);
-  fl_tensor *ca = NULL, *cb = NULL, *r = NULL, ea, eb;
+  fl_tensor *r = NULL, ea, eb;
   fl_status st = FL_OK;
-  FL_CHECK(fl_cast(a, ct, &ca));
-  FL_CHECK(fl_cast(b, ct, &cb));
   FL_CHECK(fl_tensor_new(is_predicate(op) ? FL_BOOL : ct, a->storage->device, nd, shape, &r));
-  fl_expand_header(ca, nd, shape, &ea);
-  fl_expand_header(cb, nd, shape, &eb);
+  fl_expand_header(a, nd, shape, &ea);
+  fl_expand_header(b, nd, shape, &eb);
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of(name, r, &be));
-    if (!be->binary) FL_CHECK(fl_unsupported(name, r));
+    FL_CHECK(fl_dispatch(name, FL_OP_BINARY, op, 3, (const fl_tensor *const[]){r, &ea, &eb}, &be));
     FL_CHECK(fl_error_context(be->binary(op, r, &ea, &eb), name));
   }
   if (differentiable(op) && fl_dtype_is_float(ct)) {
     fl_node *n;
-    const fl_tensor *ins[2] = {ca, cb};
+    const fl_tensor *ins[2] = {a, b};
     FL_CHECK(fl_record(binary_grad_name(op), binary_backward, 2, ins, r, &n));
     if (n) {
       binary_ctx *c;
       FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
       c->op = op;
-      FL_CHECK(fl_node_save(n, ca));
-      FL_CHECK(fl_node_save(n, cb));
+      FL_CHECK(fl_node_save(n, a));
+      FL_CHECK(fl_node_save(n, b));
     }
   }
   *out = r;
   r = NULL;
 done:
-  fl_release(ca), fl_release(cb), fl_release(r);
+  fl_release(r);
+  return st;
+}
+
+typedef struct {
+  fl_binary_op op;
+  bool reversed; /* s op a */
+  double s;
+} scalar_ctx;
+
+/* d(a op s)/da, or d(s op a)/da when reversed; a is saved only where needed. */
+static fl_status scalar_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const scalar_ctx *c = n->ctx;
+  fl_binary_op op = c->op;
+  bool rev = c->reversed;
+  double s = c->s;
+  fl_tensor *g = gout[0], *a = NULL, *t = NULL, *u = NULL, *w = NULL;
+  fl_status st = FL_OK;
+  if (n->n_saved) FL_CHECK(fl_node_saved(n, 0, &a));
+  fl_opts zo = {g->dtype, g->storage->device, false};
+  switch (op) {
+    case FL_ADD: gin[0] = fl_retain(g); break;
+    case FL_SUB:
+      if (rev) FL_CHECK(muls(g, -1, &gin[0]));
+      else gin[0] = fl_retain(g);
+      break;
+    case FL_MUL: FL_CHECK(muls(g, s, &gin[0])); break;
+    case FL_DIV:
+      if (!rev) {
+        FL_CHECK(fl_binary_scalar(FL_DIV, g, s, false, &gin[0]));
+        break;
+      }
+      FL_CHECK(mul(a, a, &t)); /* s / a: -s g / a^2 */
+      FL_CHECK(fl_binary(FL_DIV, g, t, &u));
+      FL_CHECK(muls(u, -s, &gin[0]));
+      break;
+    case FL_POW: /* a^s: s a^(s-1) g; s^a: s^a log(s) g; 0 where s == 0 */
+      if (s == 0) {
+        FL_CHECK(fl_zeros(g->ndim, g->shape, zo, &gin[0]));
+        break;
+      }
+      FL_CHECK(rev ? fl_binary_scalar(FL_POW, a, s, true, &t) : fl_binary_scalar(FL_POW, a, s - 1, false, &t));
+      FL_CHECK(muls(t, rev ? log(s) : s, &u));
+      FL_CHECK(mul(u, g, &gin[0]));
+      break;
+    case FL_MAXIMUM:
+    case FL_MINIMUM: /* the winner takes the gradient; a tie splits it: g (a wins) + 0.5 g (tie) */
+      FL_CHECK(fl_binary_scalar(op == FL_MAXIMUM ? FL_GT : FL_LT, a, s, false, &t));
+      FL_CHECK(fl_binary_scalar(FL_EQ, a, s, false, &u));
+      FL_CHECK(fl_binary(FL_MUL, g, u, &w));
+      fl_release(u);
+      u = NULL;
+      FL_CHECK(muls(w, 0.5, &u));
+      fl_release(w);
+      w = NULL;
+      FL_CHECK(mul(g, t, &w));
+      FL_CHECK(fl_binary(FL_ADD, w, u, &gin[0]));
+      break;
+    default: FL_CHECK(fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_binary_name(op)));
+  }
+done:
+  fl_release(t), fl_release(u), fl_release(w);
   return st;
 }
 
 /* The dtype a Lua/C number takes next to tensor t (numbers do not widen tensors). */
-static fl_dtype scalar_dtype(const fl_tensor *t, double s) {
+static fl_dtype scalar_dtype(fl_binary_op op, const fl_tensor *t, double s, bool is_float) {
+  if (op == FL_AND || op == FL_OR) return FL_BOOL;
   if (fl_dtype_is_float(t->dtype)) return t->dtype;
-  if (s != floor(s) || isinf(s) || isnan(s)) return FL_F32;
+  if (is_float || s != floor(s) || isinf(s) || isnan(s)) return FL_F32;
   return t->dtype == FL_BOOL ? FL_I64 : t->dtype;
 }
 
-fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
-  fl_opts o = {scalar_dtype(a, s), a->storage->device, false};
-  if (op == FL_AND || op == FL_OR) o.dtype = FL_BOOL;
-  fl_tensor *b;
-  FL_TRY(fl_scalar(s, o, &b));
-  fl_status st = reversed ? fl_binary(op, b, a, out) : fl_binary(op, a, b, out);
-  fl_release(b);
+static bool saves_input(fl_binary_op op, bool reversed) {
+  return op == FL_POW || op == FL_MAXIMUM || op == FL_MINIMUM || (op == FL_DIV && reversed);
+}
+
+/* The scalar goes to the kernel by value: no 0-dim tensor, one launch. */
+static fl_status binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool is_float, bool reversed,
+                               fl_tensor **out) {
+  if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
+  const char *name = fl_binary_name(op);
+  fl_dtype ct = compute_dtype(op, a->dtype, scalar_dtype(op, a, s, is_float));
+  fl_tensor *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(is_predicate(op) ? FL_BOOL : ct, a->storage->device, a->ndim, a->shape, &r));
+  if (fl_numel(r)) {
+    const fl_backend *be;
+    FL_CHECK(fl_dispatch(name, FL_OP_BINARY_SCALAR, op, 2, (const fl_tensor *const[]){r, a}, &be));
+    FL_CHECK(fl_error_context(be->binary_scalar(op, r, a, s, reversed, ct), name));
+  }
+  if (differentiable(op) && fl_dtype_is_float(ct)) {
+    fl_node *n;
+    FL_CHECK(fl_record(binary_grad_name(op), scalar_backward, 1, &a, r, &n));
+    if (n) {
+      scalar_ctx *c;
+      FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+      c->op = op, c->reversed = reversed, c->s = s;
+      if (saves_input(op, reversed)) FL_CHECK(fl_node_save(n, a));
+    }
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(r);
   return st;
+}
+
+fl_status fl_binary_scalar(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+  return binary_scalar(op, a, s, false, reversed, out);
+}
+fl_status fl_binary_scalar_float(fl_binary_op op, const fl_tensor *a, double s, bool reversed, fl_tensor **out) {
+  return binary_scalar(op, a, s, true, reversed, out);
 }
 
 fl_status fl_add(const fl_tensor *a, const fl_tensor *b, double alpha, fl_tensor **out) {
@@ -382,8 +470,7 @@ fl_status fl_where(const fl_tensor *cond, const fl_tensor *a, const fl_tensor *b
   if (!e[0] || !e[1] || !e[2]) FL_CHECK(fl_error(FL_ENOMEM, "where: out of host memory"));
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("where", r, &be));
-    if (!be->where) FL_CHECK(fl_unsupported("where", r));
+    FL_CHECK(fl_dispatch("where", FL_OP_WHERE, 0, 4, (const fl_tensor *const[]){r, e[0], e[1], e[2]}, &be));
     FL_CHECK(fl_error_context(be->where(r, e[0], e[1], e[2]), "where"));
   }
   if (fl_dtype_is_float(ct)) {
@@ -423,7 +510,36 @@ fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value
 }
 
 /* ---- in place ---- */
+/* A float result cannot land in an integer destination. */
+static fl_status check_storable(const char *name, const fl_tensor *dst, fl_binary_op op, fl_dtype ct) {
+  if (!fl_dtype_is_float(ct) || fl_dtype_is_float(dst->dtype) || is_predicate(op)) return FL_OK;
+  fl_desc a = fl_describe(dst);
+  return fl_error(FL_EDTYPE, "%s: result type %s cannot be stored in %s", name, fl_dtype_name(ct), a.s);
+}
+
+/* The out-of-place op, then a copy into dst (predicates, other result dtypes, overlaps). */
+static fl_status through_copy(fl_tensor *dst, fl_status (*op_fn)(const void *, fl_tensor **), const void *ud) {
+  bool prev = fl_set_grad_enabled(false);
+  fl_tensor *r = NULL;
+  fl_status st = op_fn(ud, &r);
+  fl_set_grad_enabled(prev);
+  if (st == FL_OK) st = fl_copy_(dst, r);
+  fl_release(r);
+  return st;
+}
+
+typedef struct { fl_binary_op op; const fl_tensor *a, *b; double s; } inplace_args;
+static fl_status binary_of(const void *ud, fl_tensor **r) {
+  const inplace_args *p = ud;
+  return fl_binary(p->op, p->a, p->b, r);
+}
+static fl_status binary_scalar_of(const void *ud, fl_tensor **r) {
+  const inplace_args *p = ud;
+  return fl_binary_scalar(p->op, p->a, p->s, false, r);
+}
+
 fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
+  if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", fl_binary_name(op));
   FL_TRY(fl_check_inplace(name, dst, src));
@@ -436,42 +552,46 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src) {
     return fl_error(FL_ESHAPE, "%s: %s does not broadcast to the destination %s", name, a.s, b.s);
   }
   fl_dtype ct = compute_dtype(op, dst->dtype, src->dtype);
-  /* Straight into dst when each element reads only itself: a source that shares
-   * dst's memory under another layout (x:add_(x:t())) takes the copying path. */
+  /* Straight into dst when each element reads only itself (the source, of any
+   * dtype, is converted on load): a source that shares dst's memory under
+   * another layout (x:add_(x:t())) takes the copying path. */
   fl_tensor e;
   fl_expand_header(src, nd, shape, &e);
   bool overlaps = fl_same_storage(dst, src) && !fl_same_layout(dst, &e);
-  if (!is_predicate(op) && ct == dst->dtype && src->dtype == ct && !overlaps) {
+  if (!is_predicate(op) && ct == dst->dtype && !overlaps) {
     const fl_backend *be;
-    fl_status st = fl_backend_of(name, dst, &be);
-    if (st == FL_OK) st = be->binary ? fl_error_context(be->binary(op, dst, dst, &e), name) : fl_unsupported(name, dst);
-    if (st == FL_OK) fl_bump_version(dst);
-    return st;
+    FL_TRY(fl_dispatch(name, FL_OP_BINARY, op, 3, (const fl_tensor *const[]){dst, dst, &e}, &be));
+    FL_TRY(fl_error_context(be->binary(op, dst, dst, &e), name));
+    fl_bump_version(dst);
+    return FL_OK;
   }
-  if (fl_dtype_is_float(ct) && !fl_dtype_is_float(dst->dtype) && !is_predicate(op)) {
-    fl_desc a = fl_describe(dst);
-    return fl_error(FL_EDTYPE, "%s: result type %s cannot be stored in %s", name, fl_dtype_name(ct), a.s);
-  }
-  bool prev = fl_set_grad_enabled(false);
-  fl_tensor *r;
-  fl_status st = fl_binary(op, dst, src, &r);
-  fl_set_grad_enabled(prev);
-  FL_TRY(st);
-  st = fl_copy_(dst, r);
-  fl_release(r);
-  return st;
+  FL_TRY(check_storable(name, dst, op, ct));
+  inplace_args p = {op, dst, src, 0};
+  return through_copy(dst, binary_of, &p);
 }
 
 fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s) {
-  fl_opts o = {scalar_dtype(dst, s), dst->storage->device, false};
-  fl_tensor *b;
-  FL_TRY(fl_scalar(s, o, &b));
-  fl_status st = fl_binary_(op, dst, b);
-  fl_release(b);
-  return st;
+  if ((unsigned)op >= FL_NBINARY) return fl_error(FL_EINVAL, "binary: bad op %d", (int)op);
+  char name[32];
+  snprintf(name, sizeof name, "%s_", fl_binary_name(op));
+  FL_TRY(fl_check_inplace(name, dst, NULL));
+  fl_dtype ct = compute_dtype(op, dst->dtype, scalar_dtype(op, dst, s, false));
+  if (!is_predicate(op) && ct == dst->dtype) {
+    if (fl_numel(dst)) {
+      const fl_backend *be;
+      FL_TRY(fl_dispatch(name, FL_OP_BINARY_SCALAR, op, 2, (const fl_tensor *const[]){dst, dst}, &be));
+      FL_TRY(fl_error_context(be->binary_scalar(op, dst, dst, s, false, ct), name));
+    }
+    fl_bump_version(dst);
+    return FL_OK;
+  }
+  FL_TRY(check_storable(name, dst, op, ct));
+  inplace_args p = {op, dst, NULL, s};
+  return through_copy(dst, binary_scalar_of, &p);
 }
 
 static fl_status unary_inplace(fl_unary_op op, fl_tensor *x, double p0, double p1) {
+  if ((unsigned)op >= FL_NUNARY) return fl_error(FL_EINVAL, "unary: bad op %d", (int)op);
   char name[32];
   snprintf(name, sizeof name, "%s_", fl_unary_name(op));
   FL_TRY(fl_check_inplace(name, x, NULL));
@@ -479,7 +599,11 @@ static fl_status unary_inplace(fl_unary_op op, fl_tensor *x, double p0, double p
     fl_desc d = fl_describe(x);
     return fl_error(FL_EDTYPE, "%s: expected a floating-point tensor, got %s", name, d.s);
   }
-  if (fl_numel(x)) FL_BACKEND_CALL(name, x, unary, op, x, x, p0, p1);
+  if (fl_numel(x)) {
+    const fl_backend *be;
+    FL_TRY(fl_dispatch(name, FL_OP_UNARY, op, 2, (const fl_tensor *const[]){x, x}, &be));
+    FL_TRY(fl_error_context(be->unary(op, x, x, p0, p1), name));
+  }
   fl_bump_version(x);
   return FL_OK;
 }

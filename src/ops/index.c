@@ -1,30 +1,27 @@
-/* Indexing: index_select, index_add_, gather, scatter_add (0-based i64 indices). */
+/* Indexing: index_select, index_add_, gather, scatter_add. Index tensors are
+ * i64 or i32 holding indices in [base, base + size): the kernels subtract the
+ * base (1 from Lua), so no pass over the index is made here. */
 #include "internal.h"
 #include <string.h>
 
-/* idx as a contiguous i64 tensor on x's device. */
+/* idx (i64 or i32) as a contiguous tensor on x's device: itself when it already is. */
 static fl_status as_index(const char *op, const fl_tensor *x, const fl_tensor *idx, fl_tensor **out) {
   FL_TRY(fl_check_same_device(op, x, idx));
   if (idx->dtype != FL_I64 && idx->dtype != FL_I32) {
     fl_desc d = fl_describe(idx);
     return fl_error(FL_EDTYPE, "%s: index must be an i64 or i32 tensor, got %s", op, d.s);
   }
-  fl_tensor *c;
-  FL_TRY(fl_cast(idx, FL_I64, &c));
-  fl_status st = fl_contiguous(c, out);
-  fl_release(c);
-  return st;
+  return fl_contiguous(idx, out);
 }
 
-static fl_status call_status(const char *op, fl_status st) { return fl_error_context(st, op); }
-
-/* index_select, gather and scatter_add remember their dim. */
+/* index_select, gather and scatter_add remember their dim and the index's base. */
 typedef struct {
   int dim;
+  int64_t base;
 } index_dim_ctx;
 
 static fl_status record_index(const char *name, fl_backward_fn bw, int n_in, const fl_tensor *const *ins, fl_tensor *r,
-                              int dim, const fl_tensor *ix) {
+                              int dim, const fl_tensor *ix, int64_t base) {
   fl_status st = FL_OK;
   fl_node *n;
   index_dim_ctx *c;
@@ -32,6 +29,7 @@ static fl_status record_index(const char *name, fl_backward_fn bw, int n_in, con
   if (!n) goto done;
   FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
   c->dim = dim;
+  c->base = base;
   FL_CHECK(fl_node_save(n, ix));
 done:
   return st;
@@ -45,7 +43,7 @@ static fl_status index_select_backward(fl_node *n, fl_tensor *const *gout, fl_te
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_CHECK(fl_node_saved(n, 0, &idx));
   FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_index_add_(z, c->dim, idx, g, 1.0));
+  FL_CHECK(fl_index_add_ex_(z, c->dim, idx, c->base, g, 1.0));
   gin[0] = z;
   z = NULL;
 done:
@@ -53,7 +51,7 @@ done:
   return st;
 }
 
-fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+fl_status fl_index_select_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_select: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("index_select", x, dim, 0, &d));
@@ -70,11 +68,10 @@ fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_
   FL_CHECK(fl_tensor_new(x->dtype, x->storage->device, x->ndim, shape, &r));
   if (fl_numel(r) || fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("index_select", x, &be));
-    if (!be->index_select) FL_CHECK(fl_unsupported("index_select", x));
-    FL_CHECK(call_status("index_select", be->index_select(r, x, d, ix)));
+    FL_CHECK(fl_dispatch("index_select", FL_OP_INDEX_SELECT, 0, 3, (const fl_tensor *const[]){r, x, ix}, &be));
+    FL_CHECK(fl_error_context(be->index_select(r, x, d, ix, base), "index_select"));
   }
-  FL_CHECK(record_index("IndexSelectBackward", index_select_backward, 1, &x, r, d, ix));
+  FL_CHECK(record_index("IndexSelectBackward", index_select_backward, 1, &x, r, d, ix, base));
   *out = r;
   r = NULL;
 done:
@@ -82,7 +79,8 @@ done:
   return st;
 }
 
-fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
+fl_status fl_index_add_ex_(fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                           double alpha) {
   int d;
   FL_TRY(fl_check_inplace("index_add_", x, src));
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add_: cannot index a 0-dim tensor");
@@ -100,9 +98,8 @@ fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_te
   FL_CHECK(fl_cast(src, x->dtype, &cs));
   if (fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("index_add_", x, &be));
-    if (!be->index_add) FL_CHECK(fl_unsupported("index_add_", x));
-    FL_CHECK(call_status("index_add_", be->index_add(x, d, ix, cs, alpha)));
+    FL_CHECK(fl_dispatch("index_add_", FL_OP_INDEX_ADD, 0, 3, (const fl_tensor *const[]){x, cs, ix}, &be));
+    FL_CHECK(fl_error_context(be->index_add(x, d, ix, cs, alpha, base), "index_add_"));
   }
   fl_bump_version(x);
 done:
@@ -112,6 +109,7 @@ done:
 
 typedef struct {
   int dim;
+  int64_t base;
   double alpha;
 } index_add_ctx;
 
@@ -123,7 +121,7 @@ static fl_status index_add_backward(fl_node *n, fl_tensor *const *gout, fl_tenso
   FL_CHECK(fl_node_saved(n, 0, &idx));
   if (n->in[0].node) gin[0] = fl_retain(g);
   if (!n->in[1].node) goto done;
-  FL_CHECK(fl_index_select(g, c->dim, idx, &rows));
+  FL_CHECK(fl_index_select_ex(g, c->dim, idx, c->base, &rows));
   if (c->alpha == 1) {
     gin[1] = rows;
     rows = NULL;
@@ -135,8 +133,8 @@ done:
   return st;
 }
 
-fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
-                       fl_tensor **out) {
+fl_status fl_index_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                          double alpha, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "index_add: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("index_add", x, dim, 0, &d));
@@ -145,7 +143,7 @@ fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const 
   FL_CHECK(as_index("index_add", x, idx, &ix));
   bool prev = fl_set_grad_enabled(false); /* the clone and the in-place add are recorded as one node below */
   st = fl_clone(x, &r);
-  if (st == FL_OK) st = fl_index_add_(r, d, ix, src, alpha);
+  if (st == FL_OK) st = fl_index_add_ex_(r, d, ix, base, src, alpha);
   fl_set_grad_enabled(prev);
   if (st != FL_OK) goto done;
   fl_node *n;
@@ -155,7 +153,7 @@ fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const 
   if (n) {
     index_add_ctx *c;
     FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-    c->dim = d, c->alpha = alpha;
+    c->dim = d, c->base = base, c->alpha = alpha;
     FL_CHECK(fl_node_save(n, ix));
   }
   *out = r;
@@ -185,13 +183,13 @@ static fl_status gather_backward(fl_node *n, fl_tensor *const *gout, fl_tensor *
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_CHECK(fl_node_saved(n, 0, &idx));
   FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_scatter_add(z, c->dim, idx, g, &gin[0]));
+  FL_CHECK(fl_scatter_add_ex(z, c->dim, idx, c->base, g, &gin[0]));
 done:
   fl_release(z);
   return st;
 }
 
-fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+fl_status fl_gather_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "gather: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("gather", x, dim, 0, &d));
@@ -202,11 +200,10 @@ fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor
   FL_CHECK(fl_tensor_new(x->dtype, x->storage->device, ix->ndim, ix->shape, &r));
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("gather", x, &be));
-    if (!be->gather) FL_CHECK(fl_unsupported("gather", x));
-    FL_CHECK(call_status("gather", be->gather(r, x, d, ix)));
+    FL_CHECK(fl_dispatch("gather", FL_OP_GATHER, 0, 3, (const fl_tensor *const[]){r, x, ix}, &be));
+    FL_CHECK(fl_error_context(be->gather(r, x, d, ix, base), "gather"));
   }
-  FL_CHECK(record_index("GatherBackward", gather_backward, 1, &x, r, d, ix));
+  FL_CHECK(record_index("GatherBackward", gather_backward, 1, &x, r, d, ix, base));
   *out = r;
   r = NULL;
 done:
@@ -243,7 +240,7 @@ static fl_status scatter_add_backward(fl_node *n, fl_tensor *const *gout, fl_ten
   FL_CHECK(fl_node_saved(n, 0, &idx));
   if (n->in[0].node) gin[0] = fl_retain(g);
   if (!e->node) goto done;
-  FL_CHECK(fl_gather(g, c->dim, idx, &gs));
+  FL_CHECK(fl_gather_ex(g, c->dim, idx, c->base, &gs));
   if (e->ndim == gs->ndim && !memcmp(e->shape, gs->shape, sizeof(int64_t) * e->ndim)) gin[1] = fl_retain(gs);
   else FL_CHECK(pad_to_edge(e, gs, &gin[1]));
 done:
@@ -251,7 +248,8 @@ done:
   return st;
 }
 
-fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out) {
+fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
+                            fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_error(FL_EINVAL, "scatter_add: cannot index a 0-dim tensor");
   FL_TRY(fl_norm_dim("scatter_add", x, dim, 0, &d));
@@ -267,15 +265,32 @@ fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, cons
   if (st != FL_OK) goto done;
   if (fl_numel(ix)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of("scatter_add", x, &be));
-    if (!be->scatter_add) FL_CHECK(fl_unsupported("scatter_add", x));
-    FL_CHECK(call_status("scatter_add", be->scatter_add(r, d, ix, cs)));
+    FL_CHECK(fl_dispatch("scatter_add", FL_OP_SCATTER_ADD, 0, 3, (const fl_tensor *const[]){r, cs, ix}, &be));
+    FL_CHECK(fl_error_context(be->scatter_add(r, d, ix, cs, base), "scatter_add"));
   }
   const fl_tensor *ins[2] = {x, cs};
-  FL_CHECK(record_index("ScatterAddBackward", scatter_add_backward, 2, ins, r, d, ix));
+  FL_CHECK(record_index("ScatterAddBackward", scatter_add_backward, 2, ins, r, d, ix, base));
   *out = r;
   r = NULL;
 done:
   fl_release(ix), fl_release(r), fl_release(cs);
   return st;
+}
+
+/* The 0-based public forms. */
+fl_status fl_index_select(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+  return fl_index_select_ex(x, dim, idx, 0, out);
+}
+fl_status fl_index_add_(fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha) {
+  return fl_index_add_ex_(x, dim, idx, 0, src, alpha);
+}
+fl_status fl_index_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, double alpha,
+                       fl_tensor **out) {
+  return fl_index_add_ex(x, dim, idx, 0, src, alpha, out);
+}
+fl_status fl_gather(const fl_tensor *x, int dim, const fl_tensor *idx, fl_tensor **out) {
+  return fl_gather_ex(x, dim, idx, 0, out);
+}
+fl_status fl_scatter_add(const fl_tensor *x, int dim, const fl_tensor *idx, const fl_tensor *src, fl_tensor **out) {
+  return fl_scatter_add_ex(x, dim, idx, 0, src, out);
 }

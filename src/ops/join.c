@@ -44,28 +44,31 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
     shape[d] += t->shape[d];
     dt = fl_promote(dt, t->dtype);
   }
-  fl_tensor *r;
-  FL_TRY(fl_tensor_new(dt, ref->storage->device, ref->ndim, shape, &r));
-  const fl_backend *be;
-  fl_status st = fl_backend_of("cat", r, &be);
+  fl_tensor *r = NULL, *part = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(dt, ref->storage->device, ref->ndim, shape, &r));
   int64_t off = 0;
-  for (int i = 0; st == FL_OK && i < n; i++) {
-    fl_tensor *part = fl_alias(r, r->ndim, ts[i]->shape, r->stride, off * r->stride[d]);
-    if (!part) st = fl_error(FL_ENOMEM, "cat: out of host memory");
-    else if (fl_numel(part)) st = fl_error_context(be->copy(part, ts[i]), "cat");
+  for (int i = 0; i < n; i++) {
+    part = fl_alias(r, r->ndim, ts[i]->shape, r->stride, off * r->stride[d]);
+    if (!part) FL_CHECK(fl_error(FL_ENOMEM, "cat: out of host memory"));
+    if (fl_numel(part)) FL_CHECK(fl_copy_kernel("cat", part, ts[i]));
     fl_release(part);
+    part = NULL;
     off += ts[i]->shape[d];
   }
   fl_node *node = NULL;
-  if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("CatBackward", cat_backward, n, (const fl_tensor *const *)ts, r, &node);
+  if (fl_dtype_is_float(dt)) FL_CHECK(fl_record("CatBackward", cat_backward, n, (const fl_tensor *const *)ts, r, &node));
   cat_ctx *c;
-  if (node && (st = fl_node_ctx(node, sizeof *c, NULL, (void **)&c)) == FL_OK) c->dim = d;
-  if (st != FL_OK) {
-    fl_release(r);
-    return st;
+  if (node) {
+    FL_CHECK(fl_node_ctx(node, sizeof *c, NULL, (void **)&c));
+    c->dim = d;
   }
   *out = r;
-  return FL_OK;
+  r = NULL;
+done:
+  fl_release(part);
+  fl_release(r);
+  return st;
 }
 
 fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
@@ -114,28 +117,23 @@ fl_status fl_flip(const fl_tensor *t, int nd, const int *dims, fl_tensor **out) 
     stride[d] = -t->stride[d];
   }
   /* a negative-stride view, then a contiguous copy (flip returns a new tensor) */
-  fl_tensor *v = fl_alias(t, t->ndim, t->shape, stride, offset), *r;
-  if (!v) return fl_error(FL_ENOMEM, "flip: out of host memory");
-  fl_status st = fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &r);
-  if (st == FL_OK && fl_numel(r)) {
-    const fl_backend *be;
-    st = fl_backend_of("flip", t, &be);
-    if (st == FL_OK) st = fl_error_context(be->copy(r, v), "flip");
-    if (st != FL_OK) fl_release(r);
-  }
-  fl_release(v);
-  FL_TRY(st);
+  fl_tensor *v = fl_alias(t, t->ndim, t->shape, stride, offset), *r = NULL;
+  fl_status st = FL_OK;
+  if (!v) FL_CHECK(fl_error(FL_ENOMEM, "flip: out of host memory"));
+  FL_CHECK(fl_tensor_new(t->dtype, t->storage->device, t->ndim, t->shape, &r));
+  if (fl_numel(r)) FL_CHECK(fl_copy_kernel("flip", r, v));
   fl_node *n = NULL;
-  if (fl_dtype_is_float(t->dtype)) st = fl_record("FlipBackward", flip_backward, 1, &t, r, &n);
+  if (fl_dtype_is_float(t->dtype)) FL_CHECK(fl_record("FlipBackward", flip_backward, 1, &t, r, &n));
   flip_ctx *c;
-  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) {
+  if (n) {
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
     c->ndims = nd;
     memcpy(c->dims, norm, sizeof(int) * (size_t)nd);
   }
-  if (st != FL_OK) {
-    fl_release(r);
-    return st;
-  }
   *out = r;
-  return FL_OK;
+  r = NULL;
+done:
+  fl_release(v);
+  fl_release(r);
+  return st;
 }

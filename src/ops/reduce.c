@@ -131,8 +131,8 @@ static fl_dtype out_dtype(fl_reduce_op op, fl_dtype in) {
 
 /* The one reduction front-end: validates, allocates (keepdim shape), calls the
  * backend, records autograd, then drops the reduced dims if asked. */
-static fl_status reduce(fl_reduce_op op, const fl_tensor *x, uint32_t mask, bool keep, double param, fl_tensor **out,
-                        fl_tensor **idx) {
+static fl_status reduce(fl_reduce_op op, const fl_tensor *x, uint32_t mask, bool keep, double param, int64_t base,
+                        fl_tensor **out, fl_tensor **idx) {
   const char *name = red_names[op];
   FL_TRY(check_mask(name, x, &mask));
   if ((op == FL_RMEAN || op == FL_RVAR) && !fl_dtype_is_float(x->dtype)) {
@@ -156,9 +156,8 @@ static fl_status reduce(fl_reduce_op op, const fl_tensor *x, uint32_t mask, bool
     if (fl_numel(x) == 0) FL_CHECK(fl_fill_(r, op == FL_RPROD ? 1 : op == FL_RSUM ? 0 : NAN));
     else {
       const fl_backend *be;
-      FL_CHECK(fl_backend_of(name, x, &be));
-      if (!be->reduce) FL_CHECK(fl_unsupported(name, x));
-      FL_CHECK(fl_error_context(be->reduce(op, r, ri, x, mask, param), name));
+      FL_CHECK(fl_dispatch(name, FL_OP_REDUCE, op, 2, (const fl_tensor *const[]){r, x}, &be));
+      FL_CHECK(fl_error_context(be->reduce(op, r, ri, x, mask, param, base), name));
     }
   }
   v = fl_alias(r, nd, shape, NULL, 0);
@@ -188,16 +187,16 @@ done:
 }
 
 fl_status fl_sum(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RSUM, x, dims, keepdim, 0, out, NULL);
+  return reduce(FL_RSUM, x, dims, keepdim, 0, 0, out, NULL);
 }
 fl_status fl_mean(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RMEAN, x, dims, keepdim, 0, out, NULL);
+  return reduce(FL_RMEAN, x, dims, keepdim, 0, 0, out, NULL);
 }
 fl_status fl_prod(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RPROD, x, dims, keepdim, 0, out, NULL);
+  return reduce(FL_RPROD, x, dims, keepdim, 0, 0, out, NULL);
 }
 fl_status fl_var(const fl_tensor *x, uint32_t dims, double correction, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RVAR, x, dims, keepdim, correction, out, NULL);
+  return reduce(FL_RVAR, x, dims, keepdim, correction, 0, out, NULL);
 }
 fl_status fl_std(const fl_tensor *x, uint32_t dims, double correction, bool keepdim, fl_tensor **out) {
   fl_tensor *v;
@@ -207,16 +206,17 @@ fl_status fl_std(const fl_tensor *x, uint32_t dims, double correction, bool keep
   return st;
 }
 fl_status fl_amax(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RMAX, x, dims, keepdim, 0, out, NULL);
+  return reduce(FL_RMAX, x, dims, keepdim, 0, 0, out, NULL);
 }
 fl_status fl_amin(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
-  return reduce(FL_RMIN, x, dims, keepdim, 0, out, NULL);
+  return reduce(FL_RMIN, x, dims, keepdim, 0, 0, out, NULL);
 }
 
 /* max/min along one dim: one node with two outputs, (values, indices). */
 typedef struct {
   int dim;
   bool keep;
+  int64_t base; /* of the saved indices */
 } dim_extreme_ctx;
 
 /* The values' gradient goes to the chosen index; the indices are not
@@ -236,20 +236,20 @@ static fl_status dim_extreme_backward(fl_node *n, fl_tensor *const *gout, fl_ten
     FL_CHECK(fl_unsqueeze(idx, c->dim, &ik));
   }
   FL_CHECK(fl_zeros(e->ndim, e->shape, o, &z));
-  FL_CHECK(fl_scatter_add(z, c->dim, ik, gk, &gin[0]));
+  FL_CHECK(fl_scatter_add_ex(z, c->dim, ik, c->base, gk, &gin[0])); /* the indices hold the caller's base */
 done:
   fl_release(gk), fl_release(ik), fl_release(z);
   return st;
 }
 
-static fl_status dim_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool keep, fl_tensor **values,
-                             fl_tensor **indices) {
+static fl_status dim_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool keep, int64_t base,
+                             fl_tensor **values, fl_tensor **indices) {
   int d;
   FL_TRY(fl_norm_dim(red_names[op], x, dim, 0, &d));
   uint32_t mask = x->ndim ? 1u << d : 0;
   fl_tensor *v = NULL, *i = NULL;
   fl_status st = FL_OK;
-  FL_CHECK(reduce(op, x, mask, keep, 0, &v, &i));
+  FL_CHECK(reduce(op, x, mask, keep, 0, base, &v, &i));
   if (fl_dtype_is_float(x->dtype)) {
     fl_node *n;
     fl_tensor *outs[2] = {v, NULL}; /* the indices are not differentiable */
@@ -257,7 +257,7 @@ static fl_status dim_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool 
     if (n) {
       dim_extreme_ctx *c;
       FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-      c->dim = d, c->keep = keep;
+      c->dim = d, c->keep = keep, c->base = base;
       FL_CHECK(fl_node_save(n, i));
     }
   }
@@ -272,26 +272,40 @@ done:
   return st;
 }
 
+fl_status fl_max_dim_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **values,
+                        fl_tensor **indices) {
+  return dim_extreme(FL_RMAX, x, dim, keepdim, base, values, indices);
+}
+fl_status fl_min_dim_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **values,
+                        fl_tensor **indices) {
+  return dim_extreme(FL_RMIN, x, dim, keepdim, base, values, indices);
+}
 fl_status fl_max_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices) {
-  return dim_extreme(FL_RMAX, x, dim, keepdim, values, indices);
+  return dim_extreme(FL_RMAX, x, dim, keepdim, 0, values, indices);
 }
 fl_status fl_min_dim(const fl_tensor *x, int dim, bool keepdim, fl_tensor **values, fl_tensor **indices) {
-  return dim_extreme(FL_RMIN, x, dim, keepdim, values, indices);
+  return dim_extreme(FL_RMIN, x, dim, keepdim, 0, values, indices);
 }
 
 /* dim FL_ALL_DIMS: the flat index over the whole tensor. */
-static fl_status arg_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool keep, fl_tensor **out) {
-  if (dim == FL_ALL_DIMS) return reduce(op, x, 0, keep, 0, out, NULL);
+static fl_status arg_extreme(fl_reduce_op op, const fl_tensor *x, int dim, bool keep, int64_t base, fl_tensor **out) {
+  if (dim == FL_ALL_DIMS) return reduce(op, x, 0, keep, 0, base, out, NULL);
   int d;
   FL_TRY(fl_norm_dim(red_names[op], x, dim, 0, &d));
-  return reduce(op, x, x->ndim ? 1u << d : 0, keep, 0, out, NULL);
+  return reduce(op, x, x->ndim ? 1u << d : 0, keep, 0, base, out, NULL);
 }
 
+fl_status fl_argmax_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **out) {
+  return arg_extreme(FL_RARGMAX, x, dim, keepdim, base, out);
+}
+fl_status fl_argmin_ex(const fl_tensor *x, int dim, bool keepdim, int64_t base, fl_tensor **out) {
+  return arg_extreme(FL_RARGMIN, x, dim, keepdim, base, out);
+}
 fl_status fl_argmax(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out) {
-  return arg_extreme(FL_RARGMAX, x, dim, keepdim, out);
+  return arg_extreme(FL_RARGMAX, x, dim, keepdim, 0, out);
 }
 fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out) {
-  return arg_extreme(FL_RARGMIN, x, dim, keepdim, out);
+  return arg_extreme(FL_RARGMIN, x, dim, keepdim, 0, out);
 }
 
 fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_tensor **out) {
@@ -332,22 +346,24 @@ fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out) {
   int d;
   if (x->ndim == 0) return fl_clone(x, out);
   FL_TRY(fl_norm_dim("cumsum", x, dim, 0, &d));
-  fl_tensor *r;
-  FL_TRY(fl_tensor_new(out_dtype(FL_RSUM, x->dtype), x->storage->device, x->ndim, x->shape, &r));
+  fl_tensor *r = NULL;
   fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(out_dtype(FL_RSUM, x->dtype), x->storage->device, x->ndim, x->shape, &r));
   if (fl_numel(r)) {
     const fl_backend *be;
-    st = fl_backend_of("cumsum", x, &be);
-    if (st == FL_OK) st = be->cumsum ? fl_error_context(be->cumsum(r, x, d), "cumsum") : fl_unsupported("cumsum", x);
+    FL_CHECK(fl_dispatch("cumsum", FL_OP_CUMSUM, 0, 2, (const fl_tensor *const[]){r, x}, &be));
+    FL_CHECK(fl_error_context(be->cumsum(r, x, d), "cumsum"));
   }
   fl_node *n = NULL;
-  if (st == FL_OK && fl_dtype_is_float(r->dtype)) st = fl_record("CumsumBackward", cumsum_backward, 1, &x, r, &n);
+  if (fl_dtype_is_float(r->dtype)) FL_CHECK(fl_record("CumsumBackward", cumsum_backward, 1, &x, r, &n));
   cumsum_ctx *c;
-  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) c->dim = d;
-  if (st != FL_OK) {
-    fl_release(r);
-    return st;
+  if (n) {
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+    c->dim = d;
   }
   *out = r;
-  return FL_OK;
+  r = NULL;
+done:
+  fl_release(r);
+  return st;
 }

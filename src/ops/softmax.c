@@ -55,8 +55,7 @@ static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, boo
   FL_CHECK(fl_tensor_new(xc->dtype, xc->storage->device, xc->ndim, xc->shape, &r));
   if (fl_numel(r)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of(name, xc, &be));
-    if (!be->softmax) FL_CHECK(fl_unsupported(name, xc));
+    FL_CHECK(fl_dispatch(name, FL_OP_SOFTMAX, 0, 2, (const fl_tensor *const[]){r, xc}, &be));
     FL_CHECK(fl_error_context(be->softmax(r, xc, d, log), name));
   }
   fl_node *n;

@@ -17,8 +17,8 @@ static fl_status sort_rows(const char *op, const fl_tensor *x, int d, bool desc,
   FL_CHECK(fl_tensor_new(FL_I64, x->storage->device, xc->ndim, xc->shape, &i));
   if (fl_numel(xc)) {
     const fl_backend *be;
-    FL_CHECK(fl_backend_of(op, xc, &be));
-    if (!be->sort) FL_CHECK(fl_unsupported(op, xc));
+    const fl_tensor *ts[2] = {i, xc}; /* values, when wanted, are the input's dtype and shape */
+    FL_CHECK(fl_dispatch(op, FL_OP_SORT, 0, 2, ts, &be));
     FL_CHECK(fl_error_context(be->sort(v, i, xc, desc, base), op));
   }
   if (d != last) { /* back to x's dim order, contiguous as callers expect */
@@ -50,17 +50,15 @@ typedef struct {
  * indices are not differentiable, so gout[1] is always NULL. */
 static fl_status sort_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const sort_ctx *c = n->ctx;
-  fl_tensor *g = gout[0], *idx, *i0 = NULL, *z = NULL;
+  fl_tensor *g = gout[0], *idx, *z = NULL;
   fl_status st = FL_OK;
   if (!g) return FL_OK;
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_CHECK(fl_node_saved(n, 0, &idx));
-  if (c->base) FL_CHECK(fl_binary_scalar(FL_SUB, idx, (double)c->base, false, &i0));
-  else i0 = fl_retain(idx);
   FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_scatter_add(z, c->dim, i0, g, &gin[0]));
+  FL_CHECK(fl_scatter_add_ex(z, c->dim, idx, c->base, g, &gin[0]));
 done:
-  fl_release(i0), fl_release(z);
+  fl_release(z);
   return st;
 }
 

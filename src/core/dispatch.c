@@ -1,0 +1,65 @@
+/* The one dispatch step every op front-end takes: find the backend of the
+ * output's device, check that it has the entry and that it accepts these
+ * tensors, and otherwise fail before any work with a message naming the op,
+ * the device and the dtype. */
+#include "internal.h"
+#include <stdio.h>
+
+static bool has_entry(const fl_backend *b, fl_op_kind k) {
+  switch (k) {
+    case FL_OP_COPY: return b->copy != NULL;
+    case FL_OP_FILL: return b->fill != NULL;
+    case FL_OP_ARANGE: return b->arange != NULL;
+    case FL_OP_RANDOM: return b->random != NULL;
+    case FL_OP_UNARY: return b->unary != NULL;
+    case FL_OP_BINARY: return b->binary != NULL;
+    case FL_OP_BINARY_SCALAR: return b->binary_scalar != NULL;
+    case FL_OP_WHERE: return b->where != NULL;
+    case FL_OP_REDUCE: return b->reduce != NULL;
+    case FL_OP_CUMSUM: return b->cumsum != NULL;
+    case FL_OP_SOFTMAX: return b->softmax != NULL;
+    case FL_OP_GEMM: return b->gemm != NULL;
+    case FL_OP_INDEX_SELECT: return b->index_select != NULL;
+    case FL_OP_INDEX_ADD: return b->index_add != NULL;
+    case FL_OP_GATHER: return b->gather != NULL;
+    case FL_OP_SCATTER_ADD: return b->scatter_add != NULL;
+    case FL_OP_SORT: return b->sort != NULL;
+    default: return false;
+  }
+}
+
+/* The tensor the message describes: the first input (its dtype is what the
+ * backend lacks a kernel for), else the output. */
+static fl_status not_implemented(const char *op, int n, const fl_tensor *const *ts) {
+  const fl_tensor *t = n > 1 && ts[1] ? ts[1] : ts[0];
+  fl_desc d = fl_describe(t);
+  char dn[32];
+  fl_device_name(ts[0]->storage->device, dn, sizeof dn);
+  return fl_error(FL_EUNSUPPORTED, "%s: not implemented on %s for %s (input %s)", op, dn, fl_dtype_name(t->dtype), d.s);
+}
+
+fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_tensor *const *ts,
+                      const fl_backend **out) {
+  const fl_backend *b;
+  FL_TRY(fl_backend_of(op, ts[0], &b));
+  if (!has_entry(b, kind)) return not_implemented(op, n, ts);
+  if (b->supports) {
+    fl_op_query q = {kind, sub, n, ts};
+    if (!b->supports(&q)) return not_implemented(op, n, ts);
+  }
+  *out = b;
+  return FL_OK;
+}
+
+/* Folds the transposes into stack headers: op(a) as [B,M,K], op(b) as [B,K,N]. */
+static void transposed_view(const fl_tensor *t, bool trans, fl_tensor *v) {
+  *v = *t;
+  if (!trans) return;
+  v->shape[1] = t->shape[2], v->shape[2] = t->shape[1];
+  v->stride[1] = t->stride[2], v->stride[2] = t->stride[1];
+}
+
+void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b) {
+  transposed_view(g->a, g->trans_a, a);
+  transposed_view(g->b, g->trans_b, b);
+}
