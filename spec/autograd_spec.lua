@@ -470,6 +470,34 @@ describe("autograd", function()
       end
     end)
 
+    it("names an op built from other ops after itself, not after its last step", function()
+      local x = leaf({{1.0, -2, 3}, {4, 5, -6}})
+      local v = leaf({1.0, 2, 3})
+      local m = leaf({{1.0, 2}, {3, 4}, {5, 6}})
+      local s = x:sum()
+      local names = {
+        {"StdBackward", x:std()}, {"StdBackward", x:std(2)}, -- not SqrtBackward
+        {"NormBackward", x:norm()}, {"NormBackward", x:norm(1)}, {"NormBackward", x:norm("inf")},
+        {"NormBackward", x:norm(3)},
+        {"LerpBackward", x:lerp(x * 2, 0.5)}, {"LerpBackward", flame.lerp(v, v * 2, v)}, -- not AddBackward
+        {"MaskedFillBackward", x:masked_fill(x:gt(0), 0)}, -- not WhereBackward
+        {"StackBackward", flame.stack({v, v})}, {"StackBackward", flame.stack({v, v}, -1)}, -- not CatBackward
+        {"MmBackward", x:mm(m)}, {"BmmBackward", x:unsqueeze(1):bmm(m:unsqueeze(1))}, -- not MatmulBackward
+        -- a vector operand's result is a reshape of a GEMM's; it is still matmul's
+        {"MatmulBackward", x:matmul(v)}, {"MatmulBackward", v:matmul(m)}, {"MatmulBackward", v:matmul(v)},
+        -- a reshape that has to copy is a clone and a view; flatten is a reshape, as in PyTorch
+        {"ReshapeBackward", x:t():reshape(6)}, {"ReshapeBackward", x:reshape(3, 2)},
+        {"ReshapeBackward", x:flatten()}, {"ReshapeBackward", x:t():flatten()},
+        -- on 0-dim tensors, which go through a reshape or a clone
+        {"SoftmaxBackward", s:softmax(1)}, {"LogSoftmaxBackward", s:log_softmax(1)},
+        {"CumsumBackward", s:cumsum(1)},
+        {"AddBackward", x:add(x, 2)},
+      }
+      for i, case in ipairs(names) do
+        assert.are.equal(case[1], case[2].grad_fn, "case " .. i)
+      end
+    end)
+
     it("gives max over a dim one node whose indices are not differentiable", function()
       local x = leaf({{1.0, 5, 2}, {7, 3, 4}})
       local values, indices = x:max(2)

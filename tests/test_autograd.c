@@ -3,8 +3,9 @@
  * saved tensor past the inline slots, typed contexts (inline, on the heap, and
  * holding a reference), a node with two differentiable outputs checked against
  * hand-computed gradients with retain_grad, hooks and autograd.grad on each
- * output, max over a dim as a two-output node, releasing a long graph, and a
- * hook that releases the graph during the backward pass. */
+ * output, max over a dim as a two-output node, releasing a long graph, a
+ * hook that releases the graph during the backward pass, and composite ops
+ * naming their result's node. */
 #include "internal.h"
 #include "check.h"
 
@@ -361,6 +362,34 @@ static void test_hook_drops_graph(void) {
   CHECK(live_bytes() == base, "and are freed when it does");
 }
 
+/* ---- a composite op renames its result's node only when it made that node ---- */
+static void test_name_composite(void) {
+  int64_t base = live_bytes();
+  fl_tensor *x = vec3(1, 2, 3, true), *y = NULL, *z = NULL, *none = NULL;
+  OK(fl_unary(FL_EXP, x, &y));
+  uint64_t mark = fl_node_mark();
+  z = fl_retain(y); /* a composite that returns an input as it is (as contiguous does) */
+  CHECK(fl_name_composite(FL_OK, mark, "PassBackward", &z) == FL_OK && !strcmp(fl_grad_fn_name(y), "ExpBackward"),
+        "an input's node, made before the mark, keeps its name");
+  fl_release(z);
+  OK(fl_binary_scalar(FL_MUL, y, 2, false, &z));
+  OK(fl_name_composite(FL_OK, mark, "TwiceExpBackward", &z));
+  CHECK(!strcmp(fl_grad_fn_name(z), "TwiceExpBackward") && !strcmp(fl_grad_fn_name(y), "ExpBackward"),
+        "the result's node, made after it, is renamed, and only that node");
+  CHECK(fl_name_composite(FL_EINVAL, mark, "FailedBackward", &none) == FL_EINVAL && none == NULL,
+        "a failed composite's status passes through and its unset result is not read");
+  fl_release(z), fl_release(y);
+  /* linear's result is a reshape of its GEMM's */
+  double xv[6] = {1, 2, 3, 4, 5, 6}, wv[6] = {1, 0, -1, 2, 1, 0}, bv[2] = {0.5, -0.5};
+  int64_t s123[3] = {1, 2, 3}, s23[2] = {2, 3}, s2[1] = {2};
+  fl_tensor *x3 = from(xv, 3, s123, FL_F32, true), *w = from(wv, 2, s23, FL_F32, true), *b = from(bv, 1, s2, FL_F32, true);
+  OK(fl_linear(x3, w, b, &y));
+  double want[4] = {1 - 3 + 0.5, 2 + 2 - 0.5, 4 - 6 + 0.5, 8 + 5 - 0.5};
+  CHECK(!strcmp(fl_grad_fn_name(y), "LinearBackward") && values_are(y, want, 4, 0), "linear is LinearBackward");
+  fl_release(y), fl_release(x3), fl_release(w), fl_release(b), fl_release(x);
+  CHECK(live_bytes() == base, "nothing leaks");
+}
+
 int main(void) {
   test_save_many();
   test_contexts();
@@ -368,6 +397,7 @@ int main(void) {
   test_max_dim();
   test_large_graph();
   test_hook_drops_graph();
+  test_name_composite();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
 }

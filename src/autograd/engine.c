@@ -241,6 +241,10 @@ static fl_status engine(int n_roots, fl_node *const *roots, const int *root_outs
                         bool retain, bool to_leaves, const capture *cap) {
   fl_status st = FL_OK;
   nodevec all = {0}, ready = {0};
+  static _Thread_local bool running;
+  if (running) /* the marks, counts and partial sums of the outer pass would be overwritten */
+    return fl_error(FL_EAUTOGRAD, "backward: cannot start a backward pass from a hook of another one");
+  running = true;
   bool prev = fl_set_grad_enabled(false);
   FL_CHECK(collect(n_roots, roots, &all));
   for (int r = 0; r < n_roots; r++) FL_CHECK(accumulate(&roots[r]->out[root_outs[r]].gbuf, root_grads[r]));
@@ -256,6 +260,7 @@ done:
     fl_node_release(all.v[i]);
   }
   fl_set_grad_enabled(prev);
+  running = false;
   free(all.v);
   free(ready.v);
   return st;

@@ -8,6 +8,7 @@
  * weakly. Nothing here calls an op: the backward pass, which does, is
  * src/autograd/engine.c. */
 #include "internal.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,17 @@ bool fl_needs_grad(int n, const fl_tensor *const *ts) {
 }
 
 /* ---- nodes ---- */
+/* Nodes made so far, process-wide: every node that exists before a mark has seq <= mark. */
+static _Atomic uint64_t node_count;
+
+uint64_t fl_node_mark(void) { return atomic_load(&node_count); }
+
+fl_status fl_name_composite(fl_status st, uint64_t mark, const char *name, fl_tensor *const *out) {
+  fl_node *n = st == FL_OK ? (*out)->grad_fn : NULL;
+  if (n && n->seq > mark) n->name = name;
+  return st;
+}
+
 static fl_node *node_alloc(const char *name, int n_in, int n_out) {
   fl_node *n = calloc(1, sizeof *n);
   if (!n) return NULL;
@@ -40,6 +52,7 @@ static fl_node *node_alloc(const char *name, int n_in, int n_out) {
   }
   n->refcount = 1;
   n->name = name;
+  n->seq = atomic_fetch_add(&node_count, 1) + 1;
   n->n_in = n_in;
   n->n_out = n_out;
   n->saved = n->saved_small;
@@ -222,6 +235,15 @@ fl_status fl_node_ctx(fl_node *n, size_t size, fl_ctx_release_fn release, void *
 }
 
 fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *src) {
+  bool overlaps = false; /* a 0 stride over several elements: one write per element would race (as in PyTorch) */
+  for (int i = 0; i < t->ndim; i++) overlaps |= t->stride[i] == 0 && t->shape[i] > 1;
+  if (overlaps && fl_numel(t) > 0) {
+    fl_desc d = fl_describe(t);
+    return fl_error(FL_EINVAL,
+                    "%s: cannot write in place to %s: it is an expanded view, so several of its elements share one "
+                    "memory location (clone it first)",
+                    op, d.s);
+  }
   if (grad_disabled) return FL_OK;
   if (t->requires_grad) {
     fl_desc d = fl_describe(t);
@@ -276,6 +298,12 @@ fl_status fl_set_grad(fl_tensor *t, fl_tensor *g) {
       fl_desc a = fl_describe(g), b = fl_describe(t);
       return fl_error(FL_EINVAL, "grad: assigned gradient %s does not match the tensor %s", a.s, b.s);
     }
+    /* .grad links are the only tensor-to-tensor references: refuse one that closes a cycle, which would leak */
+    for (const fl_tensor *c = g; c; c = c->grad)
+      if (c == t) {
+        fl_desc b = fl_describe(t);
+        return fl_error(FL_EINVAL, "grad: assigning %s as its own gradient (directly or through .grad links) would make a reference cycle", b.s);
+      }
     fl_retain(g);
   }
   fl_release(t->grad);

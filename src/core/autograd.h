@@ -60,6 +60,7 @@ typedef void (*fl_ctx_release_fn)(void *ctx);
 struct fl_node {
   int refcount;
   const char *name;
+  uint64_t seq;            /* creation order (fl_node_mark) */
   fl_backward_fn backward; /* NULL for a leaf's accumulator */
   int n_in;
   fl_edge *in;
@@ -102,6 +103,13 @@ fl_status fl_node_saved(fl_node *n, int i, fl_tensor **out);
  * be NULL) is called on it when the node frees its saved state. One per node. */
 fl_status fl_node_ctx(fl_node *n, size_t size, fl_ctx_release_fn release, void **ctx);
 void fl_node_release(fl_node *n);
+/* Composite ops (std, lerp, stack...: built from other ops) show their own name
+ * as grad_fn, not their last step's: take a mark before the first step, and at
+ * the end fl_name_composite renames the result's node when this call made it
+ * (made after the mark), never an input's node that the composite returns. */
+uint64_t fl_node_mark(void);
+/* Returns st; when it is FL_OK, renames (*out)->grad_fn as above. */
+fl_status fl_name_composite(fl_status st, uint64_t mark, const char *name, fl_tensor *const *out);
 /* The node a gradient for t flows into and t's output number there (a leaf's
  * accumulator is made on first use; NULL when out of memory). */
 fl_node *fl_grad_target(const fl_tensor *t, int *output_nr);

@@ -1,6 +1,7 @@
 /* Devices: names, parsing, availability, and the backend lookup that names the
  * device when it does not exist. The table itself is core/backend_registry.c. */
 #include "internal.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ fl_status fl_device_parse(const char *name, fl_device *out) {
       char *end;
       idx = strtol(p + 1, &end, 10);
       if (end == p + 1 || *end || idx < 0) return fl_error(FL_EDEVICE, "bad device '%s' (expected cpu, cuda or cuda:N)", name);
+      if (idx > INT_MAX) return fl_error(FL_EDEVICE, "bad device '%s' (device ordinal out of range)", name);
     } else if (*p) {
       return fl_error(FL_EDEVICE, "bad device '%s' (expected cpu, cuda or cuda:N)", name);
     }
@@ -105,7 +107,11 @@ void fl_set_alloc_observer(fl_alloc_observer fn, void *ud) {
 
 fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr) {
   const fl_backend *b = NULL;
-  FL_TRY(backend_for_device("alloc", dev, &b));
+  FL_TRY(backend_for_device("alloc", dev, &b)); /* even for 0 bytes: no tensor on a device that does not exist */
+  if (nbytes == 0) {
+    *ptr = NULL;
+    return FL_OK;
+  }
   fl_status s = b->alloc(dev, nbytes, ptr);
   if (s == FL_ENOMEM && oom_fn) { /* let the host free unreachable tensors, then retry once */
     oom_fn(oom_ud, nbytes);

@@ -72,6 +72,13 @@ fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *sha
 fl_tensor *fl_alias(const fl_tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset);
 void fl_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 int64_t fl_shape_numel(int ndim, const int64_t *shape);
+/* The one checked multiply for sizes, offsets and byte counts that come from
+ * user numbers: true (and *out unspecified) when a * b overflows int64. */
+static inline bool fl_mul_overflows(int64_t a, int64_t b, int64_t *out) { return __builtin_mul_overflow(a, b, out); }
+static inline bool fl_add_overflows(int64_t a, int64_t b, int64_t *out) { return __builtin_add_overflow(a, b, out); }
+/* ndim in range, no negative size, and the byte count (over the non-zero
+ * sizes) fits int64: every tensor header, new or a view, passes here. op may be NULL. */
+fl_status fl_check_shape(const char *op, int ndim, const int64_t *shape, fl_dtype dt);
 static inline char *fl_data_ptr(const fl_tensor *t) {
   return (char *)t->storage->data + t->offset * (int64_t)fl_dtype_size(t->dtype);
 }

@@ -9,12 +9,10 @@ fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
   s->refcount = 1;
   s->device = dev;
   s->nbytes = nbytes;
-  if (nbytes) {
-    fl_status st = fl_device_alloc(dev, nbytes, &s->data);
-    if (st != FL_OK) {
-      free(s);
-      return st;
-    }
+  fl_status st = fl_device_alloc(dev, nbytes, &s->data);
+  if (st != FL_OK) {
+    free(s);
+    return st;
   }
   *out = s;
   return FL_OK;
@@ -40,22 +38,26 @@ int64_t fl_shape_numel(int ndim, const int64_t *shape) {
   return n;
 }
 
-static fl_status check_shape(int ndim, const int64_t *shape, size_t elsize) {
-  if (ndim < 0 || ndim > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "a tensor has at most %d dims, got %d", FL_MAX_DIMS, ndim);
-  int64_t bytes = (int64_t)elsize; /* over the non-zero sizes: strides use them even when numel is 0 */
+fl_status fl_check_shape(const char *op, int ndim, const int64_t *shape, fl_dtype dt) {
+  const char *sep = op ? ": " : "";
+  op = op ? op : "";
+  if (ndim < 0 || ndim > FL_MAX_DIMS)
+    return fl_error(FL_ESHAPE, "%s%sa tensor has at most %d dims, got %d", op, sep, FL_MAX_DIMS, ndim);
+  int64_t bytes = (int64_t)fl_dtype_size(dt); /* over the non-zero sizes: strides use them even when numel is 0 */
   for (int i = 0; i < ndim; i++) {
-    char b[128];
-    if (shape[i] < 0) return fl_error(FL_ESHAPE, "negative size in shape %s", fl_dims_str(ndim, shape, b, sizeof b));
-    if (shape[i] > 0 && bytes > INT64_MAX / shape[i])
-      return fl_error(FL_ESHAPE, "shape %s is too large (its size in bytes overflows)", fl_dims_str(ndim, shape, b, sizeof b));
-    if (shape[i] > 0) bytes *= shape[i];
+    char b[160];
+    if (shape[i] < 0)
+      return fl_error(FL_ESHAPE, "%s%snegative size in shape %s", op, sep, fl_dims_str(ndim, shape, b, sizeof b));
+    if (shape[i] > 0 && fl_mul_overflows(bytes, shape[i], &bytes))
+      return fl_error(FL_ESHAPE, "%s%sshape %s is too large (its size in bytes overflows)", op, sep,
+                      fl_dims_str(ndim, shape, b, sizeof b));
   }
   return FL_OK;
 }
 
 fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *shape, fl_tensor **out) {
   if ((unsigned)dt >= FL_NDTYPES) return fl_error(FL_EDTYPE, "bad dtype %d", (int)dt);
-  FL_TRY(check_shape(ndim, shape, fl_dtype_size(dt)));
+  FL_TRY(fl_check_shape(NULL, ndim, shape, dt));
   fl_tensor *t = calloc(1, sizeof *t);
   if (!t) return fl_error(FL_ENOMEM, "out of host memory for a tensor header");
   int64_t n = fl_shape_numel(ndim, shape);

@@ -1,13 +1,17 @@
 /* Binding helpers shared by every Lua-facing function. */
 #include "lflame.h"
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 int lfl_error(lua_State *L) { return luaL_error(L, "%s", fl_last_error()); }
 
 void lfl_push(lua_State *L, fl_tensor *t) {
-  fl_tensor **box = lua_newuserdatauv(L, sizeof *box, 1);
-  *box = t;
+  /* box[0]: the tensor (NULL once released); box[1]: one whose release was
+   * deferred to the collector (see t_gc in ltensor.c) */
+  fl_tensor **box = lua_newuserdatauv(L, 2 * sizeof *box, 1);
+  box[0] = t;
+  box[1] = NULL;
   luaL_setmetatable(L, LFL_TENSOR);
 }
 
@@ -27,9 +31,16 @@ void lfl_check_operand(lua_State *L, int idx) {
   if (!lfl_test(L, idx) && !lua_isnumber(L, idx) && !lua_isboolean(L, idx)) luaL_typeerror(L, idx, "flame tensor or number");
 }
 
+int lfl_device_ordinal(lua_State *L, int idx) {
+  lua_Integer i = luaL_checkinteger(L, idx);
+  if (i < 0 || i > INT_MAX) luaL_argerror(L, idx, lua_pushfstring(L, "device ordinal %I out of range", (lua_Integer)i));
+  return (int)i;
+}
+
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
   fl_tensor *t = lfl_test(L, idx);
-  if (t) return fl_retain(t);
+  if (t) return t;
+  idx = lua_absindex(L, idx);
   lfl_check_operand(L, idx);
   double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx) : lua_tonumber(L, idx);
   fl_opts o = fl_default_opts();
@@ -40,6 +51,8 @@ fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like) {
   }
   fl_tensor *r;
   LFL_CHECK(L, fl_scalar(v, o, &r));
+  lfl_push(L, r);
+  lua_replace(L, idx);
   return r;
 }
 

@@ -167,18 +167,15 @@ static int f_where(lua_State *L) {
   const fl_tensor *like_t = a ? a : b;
   lfl_check_operand(L, 2);
   lfl_check_operand(L, 3);
-  fl_tensor *proto = NULL;
   if (!like_t) { /* two numbers: scalars on the condition's device, i64 when both are integers */
     fl_opts o = {lua_isinteger(L, 2) && lua_isinteger(L, 3) ? FL_I64 : FL_F32, fl_device_of(c), false};
+    fl_tensor *proto;
     LFL_CHECK(L, fl_scalar(0, o, &proto));
+    lfl_push(L, proto); /* owned by Lua: a raise below leaks nothing */
     like_t = proto;
   }
   fl_tensor *ta = lfl_operand(L, 2, like_t), *tb = lfl_operand(L, 3, like_t), *r;
-  fl_release(proto);
-  fl_status st = fl_where(c, ta, tb, &r);
-  fl_release(ta);
-  fl_release(tb);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_where(c, ta, tb, &r));
   lfl_push(L, r);
   return 1;
 }
@@ -248,7 +245,7 @@ static int f_cuda_device_count(lua_State *L) { return lua_pushinteger(L, fl_devi
 static fl_device cuda_arg(lua_State *L, int idx) {
   fl_device d = {FL_CUDA, 0};
   if (lua_type(L, idx) == LUA_TSTRING) LFL_CHECK(L, fl_device_parse(lua_tostring(L, idx), &d));
-  else if (lua_isinteger(L, idx)) d.index = (int)lua_tointeger(L, idx);
+  else if (lua_isinteger(L, idx)) d.index = lfl_device_ordinal(L, idx);
   return d;
 }
 static int f_cuda_synchronize(lua_State *L) {
@@ -383,6 +380,15 @@ int luaopen_flame(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "flame");
+  lua_pop(L, 1);
+  lfl_mark_cfunctions(L, -1);
+  lua_getfield(L, -1, "autograd");
+  lfl_mark_cfunctions(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions"); /* no_grad holds no tensor while it runs Lua */
+  lua_getfield(L, -2, "no_grad");
+  lua_pushnil(L);
+  lua_rawset(L, -3);
   lua_pop(L, 1);
   open_embedded(L);
   return 1;

@@ -20,11 +20,11 @@ int lfl_error(lua_State *L);
 void lfl_push(lua_State *L, fl_tensor *t);
 fl_tensor *lfl_check(lua_State *L, int idx);
 fl_tensor *lfl_test(lua_State *L, int idx);
-/* A tensor argument, or a number turned into a 0-dim tensor like `like`
- * (a new reference either way: release it). */
+/* A tensor argument, or a number turned into a 0-dim tensor like `like`, which
+ * replaces the number at idx (borrowed either way: Lua owns it, so a later
+ * raise leaks nothing). */
 fl_tensor *lfl_operand(lua_State *L, int idx, const fl_tensor *like);
-/* Raises lfl_operand's type error without creating anything: check every
- * later argument before the first lfl_operand, which would leak on a raise. */
+/* Raises lfl_operand's type error without creating anything. */
 void lfl_check_operand(lua_State *L, int idx);
 
 /* ---- arguments and options (largs.c): one way for every function ---- */
@@ -76,6 +76,9 @@ int lfl_dim(lua_State *L, int idx, const fl_tensor *t, int extra);
 /* dims as a number, a table, or nil (all) -> bitmask over t's dims. */
 uint32_t lfl_dims_mask(lua_State *L, int idx, const fl_tensor *t);
 
+/* A device ordinal argument: an integer in 0..INT_MAX (not wrapped into an int). */
+int lfl_device_ordinal(lua_State *L, int idx);
+
 /* Registration of the pieces. */
 void lfl_open_tensor(lua_State *L);   /* metatable + methods; leaves nothing */
 void lfl_push_methods(lua_State *L);  /* the methods table */
@@ -83,4 +86,6 @@ int lfl_tostring(lua_State *L);
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
 void lfl_open_shape(lua_State *L);     /* the shape metatable */
+/* Records the C functions of the table at idx as ones that may hold tensors while Lua code runs. */
+void lfl_mark_cfunctions(lua_State *L, int idx);
 #endif

@@ -39,7 +39,30 @@ static void on_oom(void *ud, size_t nbytes) {
   fl_empty_cache((fl_device){FL_CUDA, 0});
 }
 
+/* When the state closes (after every tensor: the sentinel is made first, and
+ * Lua finalizes in reverse order): cached blocks go back to the system, so a
+ * leak checker sees a clean heap, and the callbacks stop using the state. */
+static int on_close(lua_State *L) {
+  if (main_L == L) {
+    main_L = NULL;
+    fl_set_alloc_observer(NULL, NULL);
+    fl_set_oom_handler(NULL, NULL);
+  }
+  fl_empty_cache(FL_CPU_DEVICE);
+  for (int i = 0; i < fl_device_count(FL_CUDA); i++) fl_empty_cache((fl_device){FL_CUDA, i});
+  return 0;
+}
+
 void lfl_open_memory(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "flame.sentinel") == LUA_TNIL) { /* once per state: the module may be reloaded */
+    lua_newuserdatauv(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, on_close);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "flame.sentinel");
+  }
+  lua_pop(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main_L = lua_tothread(L, -1);
   lua_pop(L, 1);

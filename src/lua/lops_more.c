@@ -107,10 +107,8 @@ static fl_status closeness(lua_State *L, bool all, fl_tensor **r, bool *b) {
   int oi = lfl_options(L, 3, close_keys);
   double rtol = opt_number(L, oi, "rtol", 1e-5), atol = opt_number(L, oi, "atol", 1e-8);
   bool equal_nan = opt_bool(L, oi, "equal_nan", false);
-  fl_tensor *x = lfl_check(L, 1), *y = lfl_operand(L, 2, x);
-  fl_status st = all ? fl_allclose(x, y, rtol, atol, equal_nan, b) : fl_isclose(x, y, rtol, atol, equal_nan, r);
-  fl_release(y);
-  return st;
+  fl_tensor *x = lfl_check(L, 1), *y = lfl_operand(L, 2, x); /* borrowed */
+  return all ? fl_allclose(x, y, rtol, atol, equal_nan, b) : fl_isclose(x, y, rtol, atol, equal_nan, r);
 }
 static int m_isclose(lua_State *L) {
   fl_tensor *r;

@@ -1,15 +1,72 @@
 /* The tensor userdata: lifetime, properties, views, conversions, autograd. */
 #include "lflame.h"
+#include "internal.h" /* refcounts: whether a hook outlives its userdata */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 void lfl_register_ops(lua_State *L);
+static void keep_hooks(lua_State *L, const fl_tensor *t);
 
+/* True when this call is the collector finalizing the userdata. */
+static bool finalizing(lua_State *L) {
+  lua_Debug ar;
+  return lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.namewhat && !strcmp(ar.namewhat, "metamethod") &&
+         ar.name && !strcmp(ar.name, "__gc");
+}
+
+/* True when Lua code runs inside a flame C function (a hook inside backward,
+ * an options table's __index, a finalizer stepped by an allocation), which may
+ * hold the tensor's pointer until it returns. */
+static bool inside_an_op(lua_State *L) {
+  lua_Debug ar;
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  bool inside = false;
+  for (int level = 1; !inside && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "nf", &ar);
+    inside = lua_rawget(L, -2) != LUA_TNIL || (ar.namewhat && !strcmp(ar.namewhat, "metamethod") && ar.name &&
+                                               !strcmp(ar.name, "__gc"));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return inside;
+}
+
+/* __gc and __close. An explicit release (a <close> variable, a direct call)
+ * from Lua code running inside an op is deferred to the collector, which
+ * finalizes the userdata only once no C function holds it on its stack. */
 static int t_gc(lua_State *L) {
   fl_tensor **box = luaL_checkudata(L, 1, LFL_TENSOR);
-  fl_release(*box);
-  *box = NULL;
+  if (!finalizing(L)) {
+    if (!box[0]) return 0; /* released already (or deferred: the collector's to do) */
+    if (inside_an_op(L)) {
+      box[1] = box[0];
+      box[0] = NULL;
+      return 0;
+    }
+  }
+  keep_hooks(L, box[0] ? box[0] : box[1]);
+  fl_release(box[0]);
+  fl_release(box[1]);
+  box[0] = box[1] = NULL;
   return 0;
+}
+
+/* Every flame C function that may run Lua code while holding a tensor
+ * (everything but no_grad, which holds none), for inside_an_op. */
+void lfl_mark_cfunctions(lua_State *L, int tbl) {
+  tbl = lua_absindex(L, tbl);
+  lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  lua_pushnil(L);
+  while (lua_next(L, tbl)) {
+    if (lua_iscfunction(L, -1) && lua_tocfunction(L, -1) != t_gc) {
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 static fl_tensor *self(lua_State *L) { return lfl_check(L, 1); }
@@ -96,6 +153,10 @@ static void build_table(lua_State *L, const fl_tensor *t, const host_value *v, i
 static int m_totable(lua_State *L) {
   fl_tensor *t = self(L);
   int64_t n = fl_numel(t), pos = 0;
+  if (n > INT32_MAX) { /* a Lua table holds at most 2^31 entries; the buffer size would overflow first */
+    char sh[128];
+    return luaL_error(L, "totable: a tensor of shape %s has too many elements (%I) for a Lua table", fl_shape_str(t, sh, sizeof sh), (lua_Integer)n);
+  }
   host_value *v = lua_newuserdatauv(L, sizeof *v * (size_t)(n ? n : 1), 0); /* freed by the GC, even on error */
   LFL_CHECK(L, host_values(t, v));
   if (fl_ndim(t) == 0) push_value(L, fl_dtype_of(t), v[0]);
@@ -147,7 +208,7 @@ static int m_cpu(lua_State *L) {
 }
 static int m_cuda(lua_State *L) {
   fl_tensor *t = self(L);
-  fl_device d = {FL_CUDA, (int)luaL_optinteger(L, 2, 0)};
+  fl_device d = {FL_CUDA, lua_isnoneornil(L, 2) ? 0 : lfl_device_ordinal(L, 2)};
   return convert(L, t, fl_dtype_of(t), d);
 }
 
@@ -289,7 +350,7 @@ static int pieces(lua_State *L, bool by_count) {
   if (fl_ndim(t) == 0) return luaL_error(L, "%s: cannot split a 0-dim tensor", by_count ? "chunk" : "split");
   if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
-  int64_t size = by_count ? (len + k - 1) / k : k;
+  int64_t size = by_count ? len / k + (len % k != 0) : k; /* len + k - 1 may overflow */
   lua_newtable(L);
   int i = 1;
   for (int64_t s = 0; s < len || (len == 0 && i == 1); s += size) {
@@ -318,9 +379,7 @@ static int m_zero_(lua_State *L) {
 }
 static int m_copy_(lua_State *L) {
   fl_tensor *t = self(L), *src = lfl_operand(L, 2, t);
-  fl_status st = fl_copy_(t, src);
-  fl_release(src);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_copy_(t, src));
   lua_settop(L, 1);
   return 1;
 }
@@ -365,10 +424,21 @@ static int m_requires_grad_(lua_State *L) {
 }
 
 /* Hooks call back into Lua from inside backward: the thread that called
- * backward is the one to run them on. */
+ * backward is the one to run them on.
+ *
+ * A hook closure that captures its own tensor makes a cycle through C (tensor
+ * -> node -> hook -> closure -> tensor userdata) that Lua's collector cannot
+ * see. So the closure is held strongly only by the user value of the userdata
+ * it was registered on, and the hook finds it through a weak-valued registry
+ * table: when that userdata becomes garbage, so does the closure. When the
+ * userdata lets go of a tensor whose node lives on (other references, a graph
+ * that still needs it), keep_hooks moves its closures to a strong table: they
+ * must keep running, and no cycle is left once the userdata is gone. */
+#define HOOKS_WEAK "flame.hooks"      /* light userdata hook -> closure, weak values */
+#define HOOKS_KEPT "flame.hooks.kept" /* the same, strong: hooks that outlive their userdata */
 typedef struct {
   lua_State *L;
-  int ref;
+  bool gone; /* its closure was collected: the hook does nothing */
 } lua_hook;
 static _Thread_local lua_State *running_L;
 lua_State *lfl_hook_state(lua_State *L) {
@@ -377,13 +447,37 @@ lua_State *lfl_hook_state(lua_State *L) {
   return prev;
 }
 
+static bool push_hook_fn(lua_State *L, lua_hook *h) {
+  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
+  for (int i = 0; i < 2; i++) {
+    lua_getfield(L, LUA_REGISTRYINDEX, tables[i]);
+    if (lua_rawgetp(L, -1, h) != LUA_TNIL) {
+      lua_remove(L, -2);
+      return true;
+    }
+    lua_pop(L, 2);
+  }
+  return false;
+}
+
 static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
   lua_hook *h = ud;
   lua_State *L = running_L ? running_L : h->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+  if (h->gone) return FL_OK;
+  if (!push_hook_fn(L, h)) {
+    /* Its userdata is garbage, but its finalizer (which may keep the hook)
+     * has not run yet: run pending finalizers, then look again. */
+    lua_gc(L, LUA_GCCOLLECT);
+    if (!push_hook_fn(L, h)) {
+      h->gone = true;
+      return FL_OK;
+    }
+  }
   lfl_push(L, fl_retain(grad));
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    fl_status st = fl_error(FL_EINVAL, "hook failed: %s", lua_tostring(L, -1));
+    const char *msg = lua_tostring(L, -1);
+    fl_status st = msg ? fl_error(FL_EINVAL, "hook failed: %s", msg)
+                       : fl_error(FL_EINVAL, "hook failed: error object is a %s value", luaL_typename(L, -1));
     lua_pop(L, 1);
     return st;
   }
@@ -399,20 +493,60 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
 
 static void free_lua_hook(void *ud) {
   lua_hook *h = ud;
-  luaL_unref(h->L, LUA_REGISTRYINDEX, h->ref);
+  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
+  for (int i = 0; i < 2; i++) {
+    lua_getfield(h->L, LUA_REGISTRYINDEX, tables[i]);
+    lua_pushnil(h->L);
+    lua_rawsetp(h->L, -2, h);
+    lua_pop(h->L, 1);
+  }
   free(h);
+}
+
+/* The userdata at 1 lets go of t: hooks registered through it move to the
+ * strong table when t or its node outlives it. */
+static void keep_hooks(lua_State *L, const fl_tensor *t) {
+  if (!t || lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  const fl_node *n = t->grad_fn ? t->grad_fn : t->acc;
+  if (t->refcount > 1 || (n && n->refcount > 1)) {
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, 1);
 }
 
 static int m_register_hook(lua_State *L) {
   fl_tensor *t = self(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) { /* 3: the closures this userdata keeps */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_WEAK); /* 4 */
   lua_hook *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "register_hook: out of memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->L = lua_tothread(L, -1);
+  h->gone = false;
   lua_pop(L, 1);
   lua_pushvalue(L, 2);
-  h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawsetp(L, 4, h); /* a memory error in these two leaks h, never frees it twice */
+  lua_pushvalue(L, 2);
+  lua_rawsetp(L, 3, h);
   if (fl_register_hook(t, run_lua_hook, h, free_lua_hook) != FL_OK) {
     free_lua_hook(h);
     return lfl_error(L);
@@ -553,6 +687,16 @@ static const lfl_reg methods[] = {
 void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
 
 void lfl_open_tensor(lua_State *L) {
+  /* once per state (the module may be reloaded while tensors and hooks of the first load live on) */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "flame.cfunctions");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
+  if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_WEAK)) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pop(L, 3);
   lua_newtable(L); /* methods */
   lfl_setfuncs(L, methods);
   lfl_register_ops(L);
@@ -577,5 +721,7 @@ void lfl_open_tensor(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, "flame.Tensor");
   lua_setfield(L, -2, "__name");
+  lfl_mark_cfunctions(L, -1);
+  lfl_mark_cfunctions(L, -2);
   lua_pop(L, 2);
 }

@@ -119,9 +119,7 @@ static int m_add(lua_State *L) {
   if (lua_isnoneornil(L, 3)) return binary(L, FL_ADD);
   double alpha = luaL_checknumber(L, 3); /* before the operand, which would leak on a raise */
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *r;
-  fl_status st = fl_add(a, b, alpha, &r);
-  fl_release(b);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_add(a, b, alpha, &r));
   lfl_push(L, r);
   return 1;
 }
@@ -129,10 +127,8 @@ static int m_add_(lua_State *L) {
   if (lua_isnoneornil(L, 3)) return binary_inplace(L, FL_ADD);
   double alpha = luaL_checknumber(L, 3);
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *s;
-  fl_status st = fl_binary_scalar(FL_MUL, b, alpha, false, &s);
-  fl_release(b);
-  LFL_CHECK(L, st);
-  st = fl_binary_(FL_ADD, a, s);
+  LFL_CHECK(L, fl_binary_scalar(FL_MUL, b, alpha, false, &s));
+  fl_status st = fl_binary_(FL_ADD, a, s);
   fl_release(s);
   LFL_CHECK(L, st);
   lua_settop(L, 1);
@@ -140,12 +136,8 @@ static int m_add_(lua_State *L) {
 }
 
 static int m_lerp(lua_State *L) {
-  lfl_check_operand(L, 3);
   fl_tensor *a = lfl_check(L, 1), *b = lfl_operand(L, 2, a), *w = lfl_operand(L, 3, a), *r;
-  fl_status st = fl_lerp(a, b, w, &r);
-  fl_release(b);
-  fl_release(w);
-  LFL_CHECK(L, st);
+  LFL_CHECK(L, fl_lerp(a, b, w, &r));
   lfl_push(L, r);
   return 1;
 }

@@ -167,19 +167,22 @@ fl_status fl_to(const fl_tensor *t, fl_dtype dt, fl_device dev, fl_tensor **out)
     *out = fl_retain((fl_tensor *)t);
     return FL_OK;
   }
-  fl_tensor *r;
-  FL_TRY(fl_error_context(fl_tensor_new(dt, dev, t->ndim, t->shape, &r), "to"));
-  fl_status st = copy_same_shape(r, t);
+  fl_tensor *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_error_context(fl_tensor_new(dt, dev, t->ndim, t->shape, &r), "to"));
+  FL_CHECK(copy_same_shape(r, t));
   fl_node *n = NULL;
-  if (st == FL_OK && fl_dtype_is_float(dt)) st = fl_record("ToBackward", to_backward, 1, &t, r, &n);
-  to_ctx *c;
-  if (n && (st = fl_node_ctx(n, sizeof *c, NULL, (void **)&c)) == FL_OK) c->device = t->storage->device, c->dtype = t->dtype;
-  if (st != FL_OK) {
-    fl_release(r);
-    return st;
+  if (fl_dtype_is_float(dt)) FL_CHECK(fl_record("ToBackward", to_backward, 1, &t, r, &n));
+  if (n) {
+    to_ctx *c;
+    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
+    c->device = t->storage->device, c->dtype = t->dtype;
   }
   *out = r;
-  return FL_OK;
+  r = NULL;
+done:
+  fl_release(r);
+  return st;
 }
 
 fl_status fl_cast(const fl_tensor *t, fl_dtype dt, fl_tensor **out) { return fl_to(t, dt, t->storage->device, out); }
@@ -191,15 +194,15 @@ static fl_status identity_backward(fl_node *n, fl_tensor *const *gout, fl_tensor
 }
 
 fl_status fl_clone(const fl_tensor *t, fl_tensor **out) {
-  fl_tensor *r;
-  FL_TRY(contiguous_as(t, t->dtype, &r));
-  fl_status st = fl_record("CloneBackward", identity_backward, 1, &t, r, NULL);
-  if (st != FL_OK) {
-    fl_release(r);
-    return st;
-  }
+  fl_tensor *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(contiguous_as(t, t->dtype, &r));
+  FL_CHECK(fl_record("CloneBackward", identity_backward, 1, &t, r, NULL));
   *out = r;
-  return FL_OK;
+  r = NULL;
+done:
+  fl_release(r);
+  return st;
 }
 
 fl_status fl_contiguous(const fl_tensor *t, fl_tensor **out) {

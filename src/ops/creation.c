@@ -60,6 +60,8 @@ fl_status fl_arange(double start, double stop, double step, fl_opts o, fl_tensor
     return fl_error(FL_EINVAL, "arange: step must be non-zero and bounds finite (start %g, stop %g, step %g)", start,
                     stop, step);
   double len = ceil((stop - start) / step);
+  if (!(len < 0x1p63)) /* also NaN: inf - inf; the cast below would be undefined */
+    return fl_error(FL_ESHAPE, "arange: [%g, %g) in steps of %g has too many elements", start, stop, step);
   int64_t n = len > 0 ? (int64_t)len : 0;
   fl_tensor *t = NULL;
   fl_status st = FL_OK;
@@ -153,6 +155,13 @@ fl_status fl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, 
   if (high <= low) return fl_error(FL_EINVAL, "randint: expected low < high, got [%lld, %lld)", (long long)low, (long long)high);
   if (o.dtype == FL_BOOL || (fl_dtype_is_float(o.dtype) && o.requires_grad))
     return fl_error(FL_EDTYPE, "randint: bad dtype %s", fl_dtype_name(o.dtype));
+  /* Samples are drawn in double: every value must fit the dtype and be exact in a double. */
+  int64_t lim_lo = -((int64_t)1 << 53), lim_hi = (int64_t)1 << 53;
+  if (o.dtype == FL_I32) lim_lo = INT32_MIN, lim_hi = INT32_MAX;
+  else if (o.dtype == FL_F16) lim_lo = -65504, lim_hi = 65504;
+  if (low < lim_lo || high - 1 > lim_hi) /* high > low, so high - 1 does not overflow */
+    return fl_error(FL_EINVAL, "randint: range [%lld, %lld) is beyond what %s holds exactly ([%lld, %lld])",
+                    (long long)low, (long long)high, fl_dtype_name(o.dtype), (long long)lim_lo, (long long)lim_hi);
   return random_new("randint", ndim, shape, o, FL_RAND_INT, (double)low, (double)high, out);
 }
 

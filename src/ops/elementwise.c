@@ -488,13 +488,14 @@ done:
 }
 
 fl_status fl_lerp(const fl_tensor *a, const fl_tensor *b, const fl_tensor *w, fl_tensor **out) {
+  uint64_t mark = fl_node_mark();
   fl_tensor *d = NULL, *m = NULL;
   fl_status st = fl_binary(FL_SUB, b, a, &d);
   if (st == FL_OK) st = fl_binary(FL_MUL, w, d, &m);
   if (st == FL_OK) st = fl_binary(FL_ADD, a, m, out);
   fl_release(d);
   fl_release(m);
-  return fl_error_context(st, "lerp");
+  return fl_name_composite(fl_error_context(st, "lerp"), mark, "LerpBackward", out);
 }
 
 fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value, fl_tensor **out) {
@@ -502,11 +503,12 @@ fl_status fl_masked_fill(const fl_tensor *x, const fl_tensor *mask, double value
     fl_desc d = fl_describe(mask);
     return fl_error(FL_EDTYPE, "masked_fill: mask must be a bool tensor, got %s", d.s);
   }
+  uint64_t mark = fl_node_mark();
   fl_tensor *v;
   FL_TRY(scalar_like(x, value, &v));
   fl_status st = fl_where(mask, v, x, out);
   fl_release(v);
-  return fl_error_context(st, "masked_fill");
+  return fl_name_composite(fl_error_context(st, "masked_fill"), mark, "MaskedFillBackward", out);
 }
 
 /* ---- in place ---- */

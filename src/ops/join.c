@@ -41,7 +41,8 @@ fl_status fl_cat(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
       return fl_error(FL_ESHAPE, "cat: element %lld %s does not match element %lld %s outside dim %lld", (long long)fl_mdim(i), b.s,
                       (long long)fl_mdim(0), a.s, (long long)fl_mdim(d));
     }
-    shape[d] += t->shape[d];
+    if (fl_add_overflows(shape[d], t->shape[d], &shape[d]))
+      return fl_error(FL_ESHAPE, "cat: the sizes along dim %lld add up to more than int64 holds", (long long)fl_mdim(d));
     dt = fl_promote(dt, t->dtype);
   }
   fl_tensor *r = NULL, *part = NULL;
@@ -73,6 +74,7 @@ done:
 
 fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
   if (n < 1) return fl_error(FL_EINVAL, "stack: expected a non-empty list of tensors");
+  uint64_t mark = fl_node_mark();
   fl_tensor **us = calloc((size_t)n, sizeof *us);
   if (!us) return fl_error(FL_ENOMEM, "stack: out of host memory");
   fl_status st = FL_OK;
@@ -85,10 +87,10 @@ fl_status fl_stack(int n, fl_tensor *const *ts, int dim, fl_tensor **out) {
       st = fl_unsqueeze(ts[i], dim, &us[i]);
     }
   }
-  if (st == FL_OK) st = fl_cat(n, us, dim < 0 ? dim : dim, out);
+  if (st == FL_OK) st = fl_cat(n, us, dim, out);
   for (int i = 0; i < n; i++) fl_release(us[i]);
   free(us);
-  return fl_error_context(st, "stack");
+  return fl_name_composite(fl_error_context(st, "stack"), mark, "StackBackward", out);
 }
 
 typedef struct {

@@ -150,6 +150,7 @@ fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
     return fl_error(FL_ESHAPE, "matmul: both arguments need at least 1 dim, got %s and %s", da.s, db.s);
   }
   FL_TRY(reject_bool("matmul", a, b));
+  uint64_t mark = fl_node_mark(); /* a vector operand's result is a reshape of the GEMM's */
   fl_dtype dt = fl_promote(a->dtype, b->dtype);
   fl_tensor *ca = NULL, *cb = NULL, *ua = NULL, *ub = NULL, *r = NULL;
   fl_status st = FL_OK;
@@ -175,7 +176,7 @@ fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
   }
 done:
   fl_release(ca), fl_release(cb), fl_release(ua), fl_release(ub), fl_release(r);
-  return st;
+  return fl_name_composite(st, mark, "MatmulBackward", out);
 }
 
 fl_status fl_mm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
@@ -183,7 +184,8 @@ fl_status fl_mm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
     fl_desc da = fl_describe(a), db = fl_describe(b);
     return fl_error(FL_ESHAPE, "mm: expected 2-D tensors, got %s and %s", da.s, db.s);
   }
-  return fl_matmul(a, b, out);
+  uint64_t mark = fl_node_mark();
+  return fl_name_composite(fl_matmul(a, b, out), mark, "MmBackward", out);
 }
 
 fl_status fl_bmm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
@@ -191,7 +193,8 @@ fl_status fl_bmm(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
     fl_desc da = fl_describe(a), db = fl_describe(b);
     return fl_error(FL_ESHAPE, "bmm: expected 3-D tensors with equal batch sizes, got %s and %s", da.s, db.s);
   }
-  return fl_matmul(a, b, out);
+  uint64_t mark = fl_node_mark();
+  return fl_name_composite(fl_matmul(a, b, out), mark, "BmmBackward", out);
 }
 
 static fl_status check_linear(const fl_tensor *x, const fl_tensor *w, const fl_tensor *b) {
@@ -210,6 +213,7 @@ static fl_status check_linear(const fl_tensor *x, const fl_tensor *w, const fl_t
  * are flattened into the GEMM's rows (a view when x's layout allows). */
 fl_status fl_linear(const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, fl_tensor **out) {
   FL_TRY(check_linear(x, w, b));
+  uint64_t mark = fl_node_mark(); /* the result is a reshape of the GEMM's */
   fl_dtype dt = fl_promote(x->dtype, w->dtype);
   if (b) dt = fl_promote(dt, b->dtype);
   fl_tensor *cx = NULL, *cw = NULL, *cb = NULL, *x2 = NULL, *y = NULL;
@@ -226,5 +230,5 @@ fl_status fl_linear(const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, 
   FL_CHECK(fl_reshape(y, x->ndim, shape, out));
 done:
   fl_release(cx), fl_release(cw), fl_release(cb), fl_release(x2), fl_release(y);
-  return st;
+  return fl_name_composite(st, mark, "LinearBackward", out);
 }

@@ -199,11 +199,12 @@ fl_status fl_var(const fl_tensor *x, uint32_t dims, double correction, bool keep
   return reduce(FL_RVAR, x, dims, keepdim, correction, 0, out, NULL);
 }
 fl_status fl_std(const fl_tensor *x, uint32_t dims, double correction, bool keepdim, fl_tensor **out) {
+  uint64_t mark = fl_node_mark();
   fl_tensor *v;
   FL_TRY(fl_var(x, dims, correction, keepdim, &v));
   fl_status st = fl_unary(FL_SQRT, v, out);
   fl_release(v);
-  return st;
+  return fl_name_composite(st, mark, "StdBackward", out);
 }
 fl_status fl_amax(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
   return reduce(FL_RMAX, x, dims, keepdim, 0, 0, out, NULL);
@@ -309,6 +310,7 @@ fl_status fl_argmin(const fl_tensor *x, int dim, bool keepdim, fl_tensor **out) 
 }
 
 fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_tensor **out) {
+  uint64_t mark = fl_node_mark();
   fl_tensor *a = NULL, *b = NULL, *s = NULL;
   fl_status st = fl_unary(FL_ABS, x, &a);
   if (st == FL_OK && isinf(p) && p > 0) st = fl_amax(a, dims, keepdim, out);
@@ -323,7 +325,7 @@ fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_
       st = fl_binary_scalar(FL_POW, s, 1.0 / p, false, out);
   }
   fl_release(a), fl_release(b), fl_release(s);
-  return fl_error_context(st, "norm");
+  return fl_name_composite(fl_error_context(st, "norm"), mark, "NormBackward", out);
 }
 
 typedef struct {
@@ -344,7 +346,10 @@ done:
 
 fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out) {
   int d;
-  if (x->ndim == 0) return fl_clone(x, out);
+  if (x->ndim == 0) {
+    uint64_t mark = fl_node_mark();
+    return fl_name_composite(fl_clone(x, out), mark, "CumsumBackward", out);
+  }
   FL_TRY(fl_norm_dim("cumsum", x, dim, 0, &d));
   fl_tensor *r = NULL;
   fl_status st = FL_OK;

@@ -28,9 +28,12 @@ done:
   return st;
 }
 
+static const char *grad_name(bool log) { return log ? "LogSoftmaxBackward" : "SoftmaxBackward"; }
+
 static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, bool log, fl_tensor **out) {
   int d;
-  if (x->ndim == 0) {
+  if (x->ndim == 0) { /* a reshape to [1] and back, named as the op below */
+    uint64_t mark = fl_node_mark();
     int64_t one = 1;
     fl_tensor *v, *r;
     FL_TRY(fl_reshape(x, 1, &one, &v));
@@ -39,7 +42,7 @@ static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, boo
     FL_TRY(st);
     st = fl_reshape(r, 0, NULL, out);
     fl_release(r);
-    return st;
+    return fl_name_composite(st, mark, grad_name(log), out);
   }
   FL_TRY(fl_norm_dim(name, x, dim, 0, &d));
   fl_tensor *xc = NULL, *r = NULL;
@@ -60,7 +63,7 @@ static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, boo
   }
   fl_node *n;
   const fl_tensor *in = xc;
-  FL_CHECK(fl_record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", softmax_backward, 1, &in, r, &n));
+  FL_CHECK(fl_record(grad_name(log), softmax_backward, 1, &in, r, &n));
   if (n) {
     softmax_ctx *c;
     FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));

@@ -1,5 +1,7 @@
 /* Views: new headers over the same storage, each with its backward. */
 #include "internal.h"
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- backward rules ---- */
@@ -52,8 +54,13 @@ static fl_status make_view(const char *name, fl_backward_fn bw, const fl_tensor 
                            const int64_t *stride, int64_t offset, size_t ctx_size, void **ctx, fl_tensor **out) {
   fl_status st = FL_OK;
   fl_node *n;
-  fl_tensor *v = fl_alias(t, ndim, shape, stride, offset);
+  char op[32]; /* the op a message names: "ExpandBackward" is expand */
+  snprintf(op, sizeof op, "%s", name);
+  op[0] = (char)tolower((unsigned char)op[0]);
+  if (strstr(op, "Backward")) *strstr(op, "Backward") = 0;
   if (ctx) *ctx = NULL;
+  FL_TRY(fl_check_shape(op, ndim, shape, t->dtype));
+  fl_tensor *v = fl_alias(t, ndim, shape, stride, offset);
   if (!v) FL_CHECK(fl_error(FL_ENOMEM, "%s: out of host memory", name));
   FL_CHECK(fl_record(name, bw, 1, &t, v, &n));
   if (n && ctx_size) FL_CHECK(fl_node_ctx(n, ctx_size, NULL, ctx));
@@ -103,8 +110,9 @@ static fl_status infer_shape(const char *op, const fl_tensor *t, int nd, const i
       infer = i;
     } else if (in[i] < 0) {
       return fl_error(FL_ESHAPE, "%s: invalid size in shape %s", op, fl_dims_str(nd, in, a, sizeof a));
-    } else {
-      known *= in[i];
+    } else if (fl_mul_overflows(known, in[i], &known)) {
+      return fl_error(FL_ESHAPE, "%s: shape %s is too large (its element count overflows)", op,
+                      fl_dims_str(nd, in, a, sizeof a));
     }
   }
   int64_t n = fl_numel(t);
@@ -132,11 +140,12 @@ fl_status fl_reshape(const fl_tensor *t, int nd, const int64_t *in, fl_tensor **
   FL_TRY(infer_shape("reshape", t, nd, in, shape));
   if (view_strides(t, nd, shape, stride))
     return make_view("ReshapeBackward", reshape_back, t, nd, shape, stride, t->offset, 0, NULL, out);
+  uint64_t mark = fl_node_mark(); /* a clone, then a view of it */
   fl_tensor *c;
   FL_TRY(fl_clone(t, &c));
   fl_status st = fl_view(c, nd, shape, out);
   fl_release(c);
-  return st;
+  return fl_name_composite(st, mark, "ReshapeBackward", out);
 }
 
 static fl_status permute_view(const char *name, const fl_tensor *t, const int *dims, fl_tensor **out) {
@@ -191,7 +200,7 @@ fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, 
   int d;
   FL_TRY(fl_norm_dim("narrow", t, dim, 0, &d));
   if (t->ndim == 0) return fl_error(FL_EINVAL, "narrow: cannot narrow a 0-dim tensor");
-  if (start < 0 || length < 0 || start + length > t->shape[d]) {
+  if (start < 0 || length < 0 || start > t->shape[d] || length > t->shape[d] - start) { /* no start + length: it may overflow */
     fl_desc ds = fl_describe(t);
     return fl_error(FL_EINDEX, "narrow: start %lld with length %lld is out of bounds for dim %lld of size %lld (%s)",
                     (long long)fl_mdim(start), (long long)length, (long long)fl_mdim(d), (long long)t->shape[d], ds.s);
