@@ -79,39 +79,30 @@ struct fc_iter {
 };
 
 /* Builds the metadata for a shape and N stride vectors (outermost first, as in
- * fl_tensor). With merge: drops size-1 dims and merges dims that are
- * contiguous with each other in every operand, so contiguous tensors become
- * 1-D. Without: keeps every dim (callers that index one dim specially). */
+ * fl_tensor) from the core's iteration plan (fl_plan_dims, src/core/plan.c),
+ * the one place dims are dropped and merged for every backend. With merge:
+ * size-1 dims dropped and dims contiguous with each other in every operand
+ * merged, so contiguous tensors become 1-D. Without: every dim kept (callers
+ * that index one dim specially). */
 template <int N>
 static inline void fc_iter_init(fc_iter<N> *it, int ndim, const int64_t *shape, const int64_t *const *strides,
                                 bool merge) {
-  int64_t sz[FL_MAX_DIMS], st[N][FL_MAX_DIMS];
-  int n = 0;
-  int64_t numel = 1;
-  for (int d = 0; d < ndim; d++) {
-    numel *= shape[d];
-    if (merge && shape[d] == 1) continue;
-    bool can = merge && n > 0;
-    for (int k = 0; can && k < N; k++) can = st[k][n - 1] == strides[k][d] * shape[d];
-    if (can) {
-      sz[n - 1] *= shape[d];
-      for (int k = 0; k < N; k++) st[k][n - 1] = strides[k][d];
-      continue;
-    }
-    sz[n] = shape[d];
-    for (int k = 0; k < N; k++) st[k][n] = strides[k][d];
-    n++;
-  }
+  static_assert(N <= FL_PLAN_MAX, "fc_iter: more operands than an fl_plan holds");
+  fl_plan p;
+  fl_plan_dims(&p, N, ndim, shape, strides, merge);
+  int n = p.ndim;
+  it->small = p.numel <= (int64_t)UINT32_MAX;
   if (n == 0) { /* 0-dim or all ones: one element */
-    sz[0] = 1;
-    for (int k = 0; k < N; k++) st[k][0] = 0;
+    it->nd = 1;
+    it->size[0] = 1;
+    for (int k = 0; k < N; k++) it->stride[k][0] = 0;
     n = 1;
-  }
-  it->nd = n;
-  it->small = numel <= (int64_t)UINT32_MAX;
-  for (int d = 0; d < n; d++) {
-    it->size[d] = sz[n - 1 - d];
-    for (int k = 0; k < N; k++) it->stride[k][d] = st[k][n - 1 - d];
+  } else {
+    it->nd = n;
+    for (int d = 0; d < n; d++) { /* innermost first */
+      it->size[d] = p.shape[n - 1 - d];
+      for (int k = 0; k < N; k++) it->stride[k][d] = p.stride[k][n - 1 - d];
+    }
   }
   for (int d = n; d < FL_MAX_DIMS; d++) {
     it->size[d] = 1;

@@ -76,6 +76,11 @@ typedef struct {
 } fl_memory_stats;
 fl_status fl_memory_stats_get(fl_device d, fl_memory_stats *out);
 fl_status fl_empty_cache(fl_device d);
+/* CPU threads for large ops (default: FLAME_NUM_THREADS, else OpenMP's default).
+ * Results do not depend on it, except that a float sum/mean/var over fewer
+ * outputs than threads adds its per-thread partial sums in another order. */
+fl_status fl_set_num_threads(int n);
+int fl_get_num_threads(void);
 /* Called when an allocation fails, before one retry: a host frees what it can
  * (the Lua binding runs a full garbage collection). */
 typedef void (*fl_oom_handler)(void *ud, size_t nbytes);

@@ -124,6 +124,18 @@ describe("sort and argsort", function()
     end
   end)
 
+  it("sorts many rows (threaded on the CPU) as it sorts each row alone", function()
+    flame.manual_seed(3)
+    local x = flame.randint(-50, 50, {64, 512}, H.opts())
+    local v, i = x:sort(2, {descending = true})
+    for _, r in ipairs({1, 17, 33, 64}) do
+      local rv, ri = x[r]:sort(1, {descending = true})
+      assert.are.same(rv:cpu():totable(), v[r]:cpu():totable())
+      assert.are.same(ri:cpu():totable(), i[r]:cpu():totable())
+    end
+    assert.is_true(v:narrow(2, 1, 511):ge(v:narrow(2, 2, 511)):all():item())
+  end)
+
   it("sorts a transposed input in its logical order", function()
     local x = H.t({{4, 1}, {2, 3}, {0, 5}}, F64):t() -- {{4, 2, 0}, {1, 3, 5}}
     local v, i = x:sort(2)

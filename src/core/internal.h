@@ -97,6 +97,32 @@ fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tens
 fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape);
 void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor *hdr);
 
+/* ---- iteration plan (core/plan.c) ---- */
+/* How to walk nops operands of one shape (outputs first, then inputs), computed
+ * once for every backend: size-1 dims dropped, broadcast inputs with stride 0,
+ * dims contiguous in every operand merged. Dims are outermost first; ndim may
+ * be 0 (one element). For reductions (fl_plan_reduce) the kept dims come first
+ * and the innermost nred dims are the reduced ones, each group merged on its
+ * own; numel then counts the kept positions only. */
+#define FL_PLAN_MAX 8
+typedef struct fl_plan {
+  int nops, ndim, nred;
+  int64_t numel;
+  int64_t shape[FL_MAX_DIMS];
+  int64_t stride[FL_PLAN_MAX][FL_MAX_DIMS]; /* in elements */
+  fl_dtype dtype[FL_PLAN_MAX];
+  char *data[FL_PLAN_MAX]; /* each operand's first element */
+} fl_plan;
+/* Every operand takes ts[0]'s shape; the others broadcast to it. */
+void fl_plan_init(fl_plan *p, int nops, const fl_tensor *const *ts);
+/* Over x = ts[nops - 1]'s shape with the dims in mask reduced; the other
+ * operands (outputs, size 1 in the reduced dims) broadcast to it. */
+void fl_plan_reduce(fl_plan *p, int nops, const fl_tensor *const *ts, uint32_t mask);
+int64_t fl_plan_reduced_numel(const fl_plan *p);
+/* Shape and per-operand strides only (no tensors, no data): the CUDA launch
+ * metadata. Without merge every dim is kept as given. */
+void fl_plan_dims(fl_plan *p, int nops, int ndim, const int64_t *shape, const int64_t *const *strides, bool merge);
+
 /* ---- backends ---- */
 typedef enum { FL_RAND_UNIFORM, FL_RAND_NORMAL, FL_RAND_INT } fl_rand_kind;
 

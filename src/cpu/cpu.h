@@ -3,6 +3,9 @@
 #define FL_CPU_H
 #include "internal.h"
 #include "half.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Load any dtype as double (floats) ... */
 static inline double fl_ld(const char *p, fl_dtype dt) {
@@ -47,12 +50,95 @@ static inline void fl_sti(char *p, fl_dtype dt, int64_t v) {
   }
 }
 
-/* Calls fn over the elements of n same-shape tensors in row-major order, in
- * runs of `len` elements; strides are in bytes per operand. Dims that are
- * contiguous across all operands are merged first, so the inner run is long. */
+/* ---- the strided loop over an iteration plan (cpu_iter.c) ---- */
+/* fn processes a run of len elements along the plan's innermost dim; ptr[k]
+ * is operand k's first element and stride[k] its step in bytes. fn must not
+ * write to ctx: runs may execute on several threads at once. */
 typedef void (*fl_cpu_loop)(void *ctx, int64_t len, char **ptr, const int64_t *stride);
-void fl_cpu_iterate(int n, fl_tensor *const *ts, fl_cpu_loop fn, void *ctx);
+/* Runs fn over all of p's elements. cost is the work of one element in units
+ * of an add (exp ~ 8); above a grain of work the range is split over threads. */
+void fl_cpu_run(const fl_plan *p, fl_cpu_loop fn, void *ctx, int cost);
+/* fl_plan_init + fl_cpu_run. */
+void fl_cpu_iterate(int n, fl_tensor *const *ts, fl_cpu_loop fn, void *ctx, int cost);
+
+/* ---- threads (cpu_threads.c) ---- */
+/* Threads to use for `work` add-equivalents: 1 below the grain, so small
+ * tensors never pay for a parallel region. */
+int fl_cpu_threads_for(int64_t work);
+#define FL_CPU_GRAIN ((int64_t)1 << 16)
+
+/* for (int64_t i = 0; i < n; i++) BODY, split over nt threads (a variable
+ * named nt) when nt > 1; with one thread no parallel region is entered. */
+#define FL_CPU_FOR(i, n, ...)                                                  \
+  do {                                                                         \
+    if (nt > 1) {                                                              \
+      _Pragma("omp parallel for schedule(static) num_threads(nt)")             \
+      for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                       \
+    } else {                                                                   \
+      for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                       \
+    }                                                                          \
+  } while (0)
+
+/* Inside a parallel region: the chunks 0 .. nchunks-1 this thread runs. The team
+ * may be smaller than asked (OpenMP's dynamic adjustment gives fewer threads on a
+ * loaded machine), so chunks are dealt round-robin over the team that exists;
+ * chunk boundaries depend only on nchunks, so results do not depend on the team. */
+#define FL_CPU_CHUNKS(t, nchunks) \
+  for (int t = omp_get_thread_num(); t < (nchunks); t += omp_get_num_threads())
 
 /* Row-major offset (in elements) of the flat index i within t. */
 int64_t fl_cpu_offset_of(const fl_tensor *t, int64_t i);
+
+/* ---- compute buffers (cpu_convert.c) ---- */
+/* Ops run in one of three compute types: f32 (f16, bf16, f32), f64, or i64
+ * (integers and bool). Operands of any dtype are converted on load into a
+ * buffer of the compute type and on store back out. */
+typedef enum { FL_CK_F32, FL_CK_F64, FL_CK_I64 } fl_ckind;
+fl_ckind fl_ckind_of(fl_dtype dt);
+/* The compute type of two together: f64 if either is f64, else f32 if either
+ * is f32, else i64. */
+fl_ckind fl_ckind_join(fl_ckind a, fl_ckind b);
+#define FL_CPU_BLOCK 256
+void fl_load_f32(float *dst, const char *p, int64_t s, int64_t n, fl_dtype dt);
+void fl_load_f64(double *dst, const char *p, int64_t s, int64_t n, fl_dtype dt);
+void fl_load_i64(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt);
+void fl_store_f32(char *p, int64_t s, const float *src, int64_t n, fl_dtype dt);
+void fl_store_f64(char *p, int64_t s, const double *src, int64_t n, fl_dtype dt);
+void fl_store_i64(char *p, int64_t s, const int64_t *src, int64_t n, fl_dtype dt);
+/* The same, rounding each value as a cast to the compute dtype ct would
+ * (f16/bf16 for the f32 type; i32 or bool for the i64 type) first. */
+void fl_load_f32_as(float *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
+void fl_load_i64_as(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
+#define fl_load_f64_as(dst, p, s, n, dt, ct) fl_load_f64(dst, p, s, n, dt) /* f64 holds every dtype's values */
+/* A float to int64 with a defined result: truncation in range, INT64_MIN
+ * outside it and for NaN (what x86's conversion gives, as PyTorch does). */
+static inline int64_t fl_f2i(double v) {
+  return (v >= -9223372036854775808.0 && v < 9223372036854775808.0) ? (int64_t)v : INT64_MIN;
+}
+/* Wrapping integer arithmetic (two's complement, as PyTorch): no signed overflow. */
+static inline int64_t fl_wadd(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static inline int64_t fl_wsub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+static inline int64_t fl_wmul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+
+/* Scalar references of the elementwise ops (cpu_scalar_ops.c): the f64 and
+ * integer paths, and the per-element fallback of the f32 path for ops without
+ * a vector loop. A new op needs a case here first; a vector loop is optional. */
+double fl_unary_f(fl_unary_op op, double x, double p0, double p1);
+int64_t fl_unary_i(fl_unary_op op, int64_t x, double p0, double p1);
+double fl_binary_f(fl_binary_op op, double a, double b);
+int64_t fl_binary_i(fl_binary_op op, int64_t a, int64_t b);
+
+/* Sum of n unit-stride f32 values in f64 (32 independent lanes: vectorised,
+ * and exact up to f64 rounding). cpu_reduce.c. */
+double fl_cpu_sum_f32(const float *x, int64_t n);
+/* Max (or min) of n >= 1 unit-stride f32 values in 16 lanes; NaN propagates. */
+float fl_cpu_extreme_f32(const float *x, int64_t n, bool max);
+
+/* Function multi-versioning for the hot loops: one clone per x86-64 level,
+ * picked at load time (ifunc), so a portable build still runs AVX-512 code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define FL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FL_CLONES
+#endif
 #endif

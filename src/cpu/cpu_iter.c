@@ -1,47 +1,75 @@
-/* The CPU strided iterator (a small TensorIterator). */
+/* The CPU strided loop over an iteration plan (src/core/plan.c), split over
+ * threads for large work. Every thread takes one contiguous range of the
+ * row-major element order, so which thread computes an element never changes
+ * its value. */
 #include "cpu.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-void fl_cpu_iterate(int n, fl_tensor *const *ts, fl_cpu_loop fn, void *ctx) {
-  int nd = ts[0]->ndim;
-  int64_t shape[FL_MAX_DIMS], st[4][FL_MAX_DIMS];
-  int d = 0;
-  for (int i = 0; i < nd; i++) { /* drop size-1 dims, merge runs that are contiguous for everyone */
-    if (ts[0]->shape[i] == 1) continue;
-    bool merge = d > 0;
-    for (int k = 0; k < n && merge; k++)
-      merge = st[k][d - 1] == ts[k]->stride[i] * ts[0]->shape[i];
-    if (merge) {
-      shape[d - 1] *= ts[0]->shape[i];
-      for (int k = 0; k < n; k++) st[k][d - 1] = ts[k]->stride[i];
-    } else {
-      shape[d] = ts[0]->shape[i];
-      for (int k = 0; k < n; k++) st[k][d] = ts[k]->stride[i];
-      d++;
-    }
-  }
-  int64_t numel = fl_numel(ts[0]);
-  if (numel == 0) return;
-  char *base[4], *ptr[4];
-  int64_t inner[4];
+/* Runs fn over elements [begin, end) of the plan in runs along the innermost dim. */
+static void run_range(const fl_plan *p, fl_cpu_loop fn, void *ctx, int64_t begin, int64_t end) {
+  int n = p->nops, nd = p->ndim;
+  int64_t bst[FL_PLAN_MAX][FL_MAX_DIMS], inner[FL_PLAN_MAX], idx[FL_MAX_DIMS];
+  char *ptr[FL_PLAN_MAX];
   for (int k = 0; k < n; k++) {
-    base[k] = fl_data_ptr(ts[k]);
-    size_t es = fl_dtype_size(ts[k]->dtype);
-    for (int i = 0; i < d; i++) st[k][i] *= (int64_t)es;
-    inner[k] = d ? st[k][d - 1] : 0;
+    int64_t es = (int64_t)fl_dtype_size(p->dtype[k]);
+    for (int d = 0; d < nd; d++) bst[k][d] = p->stride[k][d] * es;
+    inner[k] = nd ? bst[k][nd - 1] : 0;
   }
-  int64_t len = d ? shape[d - 1] : 1;
-  int64_t idx[FL_MAX_DIMS] = {0};
-  for (int64_t done = 0; done < numel; done += len) {
+  if (nd == 0) { /* one element */
+    for (int k = 0; k < n; k++) ptr[k] = p->data[k];
+    fn(ctx, 1, ptr, inner);
+    return;
+  }
+  int64_t rem = begin; /* coordinates of begin */
+  for (int d = nd - 1; d >= 0; d--) {
+    idx[d] = rem % p->shape[d];
+    rem /= p->shape[d];
+  }
+  int64_t len = p->shape[nd - 1];
+  for (int64_t at = begin; at < end;) {
     for (int k = 0; k < n; k++) {
-      ptr[k] = base[k];
-      for (int i = 0; i < d - 1; i++) ptr[k] += idx[i] * st[k][i];
+      ptr[k] = p->data[k];
+      for (int d = 0; d < nd; d++) ptr[k] += idx[d] * bst[k][d];
     }
-    fn(ctx, len, ptr, inner);
-    for (int i = d - 2; i >= 0; i--) { /* odometer over the outer dims */
-      if (++idx[i] < shape[i]) break;
-      idx[i] = 0;
+    int64_t run = len - idx[nd - 1];
+    if (run > end - at) run = end - at;
+    fn(ctx, run, ptr, inner);
+    at += run;
+    idx[nd - 1] = 0;
+    for (int d = nd - 2; d >= 0; d--) { /* odometer over the outer dims */
+      if (++idx[d] < p->shape[d]) break;
+      idx[d] = 0;
     }
   }
+}
+
+void fl_cpu_run(const fl_plan *p, fl_cpu_loop fn, void *ctx, int cost) {
+  int64_t numel = p->numel;
+  if (numel <= 0) return;
+  int nt = cost > 0 ? fl_cpu_threads_for(numel * cost) : 1; /* cost 0: must stay in order */
+  if (nt <= 1) {
+    run_range(p, fn, ctx, 0, numel);
+    return;
+  }
+#ifdef _OPENMP
+  /* chunks of whole cache lines of the widest operand, so threads never share a line they write */
+  int64_t chunk = (numel + nt - 1) / nt;
+  chunk = (chunk + 63) & ~(int64_t)63;
+#pragma omp parallel num_threads(nt)
+  FL_CPU_CHUNKS(t, nt) {
+    int64_t b = (int64_t)t * chunk, e = b + chunk;
+    if (e > numel) e = numel;
+    if (b < e) run_range(p, fn, ctx, b, e);
+  }
+#endif
+}
+
+void fl_cpu_iterate(int n, fl_tensor *const *ts, fl_cpu_loop fn, void *ctx, int cost) {
+  fl_plan p;
+  fl_plan_init(&p, n, (const fl_tensor *const *)ts);
+  fl_cpu_run(&p, fn, ctx, cost);
 }
 
 int64_t fl_cpu_offset_of(const fl_tensor *t, int64_t i) {

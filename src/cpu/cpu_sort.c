@@ -54,17 +54,14 @@ static void radix_sort(sort_item *a, sort_item *tmp, int64_t n, int width) {
   if (src != a) memcpy(a, src, sizeof *a * (size_t)n);
 }
 
-fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base) {
-  int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, total = fl_numel(x);
-  if (n == 0 || total == 0) return FL_OK;
-  int64_t rows = total / n;
+/* Sorts rows [r0, r1) of the contiguous [rows, n] x, with items (2 n) as scratch. */
+static void sort_rows(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base,
+                      int64_t n, int64_t r0, int64_t r1, sort_item *items) {
   size_t es = fl_dtype_size(x->dtype);
-  sort_item *items = malloc(sizeof *items * (size_t)n * 2);
-  if (!items) return fl_error(FL_ENOMEM, "sort: out of host memory for a row of %lld", (long long)n);
   const char *xd = fl_data_ptr(x);
   char *vd = values ? fl_data_ptr(values) : NULL;
   int64_t *id = (int64_t *)fl_data_ptr(indices);
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t r = r0; r < r1; r++) {
     const char *row = xd + (size_t)(r * n) * es;
     for (int64_t i = 0; i < n; i++) items[i] = (sort_item){fl_sortkey(x->dtype, raw_bits(row, i, es), descending), i};
     if (n <= 32) insertion_sort(items, n);
@@ -73,6 +70,32 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
       id[r * n + i] = items[i].pos + base;
       if (vd) memcpy(vd + (size_t)(r * n + i) * es, row + (size_t)items[i].pos * es, es);
     }
+  }
+}
+
+/* Rows are dealt to threads in contiguous blocks, each with its own scratch. */
+fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base) {
+  int64_t n = x->ndim ? x->shape[x->ndim - 1] : 1, total = fl_numel(x);
+  if (n == 0 || total == 0) return FL_OK;
+  int64_t rows = total / n;
+  int nt = fl_cpu_threads_for(total * 8); /* a few passes over each element */
+  if (nt > rows) nt = (int)rows;
+  if (nt < 1) nt = 1;
+  sort_item *items = malloc(sizeof *items * (size_t)n * 2 * (size_t)nt);
+  if (!items) return fl_error(FL_ENOMEM, "sort: out of host memory for a row of %lld", (long long)n);
+  if (nt == 1) {
+    sort_rows(values, indices, x, descending, base, n, 0, rows, items);
+  } else {
+#ifdef _OPENMP
+    int64_t chunk = (rows + nt - 1) / nt;
+#pragma omp parallel num_threads(nt)
+    FL_CPU_CHUNKS(t, nt) {
+      int64_t r0 = (int64_t)t * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+      if (r0 < r1) sort_rows(values, indices, x, descending, base, n, r0, r1, items + (size_t)t * 2 * (size_t)n);
+    }
+#else
+    sort_rows(values, indices, x, descending, base, n, 0, rows, items);
+#endif
   }
   free(items);
   return FL_OK;

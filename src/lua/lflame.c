@@ -306,6 +306,14 @@ static int f_now(lua_State *L) {
   return 1;
 }
 
+/* flame.set_num_threads(n) / flame.get_num_threads(): CPU threads for large ops */
+static int f_set_num_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  LFL_CHECK(L, fl_set_num_threads(n < 0 ? 0 : n > INT32_MAX ? INT32_MAX : (int)n));
+  return 0;
+}
+static int f_get_num_threads(lua_State *L) { return lua_pushinteger(L, fl_get_num_threads()), 1; }
+
 int lfl_randperm(lua_State *L); /* lops_more.c */
 
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
@@ -319,7 +327,8 @@ static const lfl_reg functions[] = {
     {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
     {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
-    {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2}, {NULL, NULL, 0}};
+    {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
+    {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
 
 static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},
                                          {"device_count", f_cuda_device_count, LFL_NOARGS},
