@@ -119,6 +119,7 @@ fl_backend make_table() {
   b.index_add = fc::index_add_forward;
   b.gather = fc::gather_forward;
   b.scatter_add = fc::scatter_add_forward;
+  b.sort = fc::sort_forward;
   return b;
 }
 

@@ -87,6 +87,10 @@ __device__ __forceinline__ void apply_unary(const unary_params<C> &p, C (&v)[V])
     FC_MAP(FL_SILU, x * sigmoid(x))
     FC_MAP(FL_SIGN, sign(x))
     FC_MAP(FL_CLAMP, (has_hi && x > hi) ? hi : (has_lo && x < lo) ? (has_hi && lo > hi ? hi : lo) : x)
+    FC_MAP(FL_FLOOR, fc_floor(x))
+    FC_MAP(FL_CEIL, fc_ceil(x))
+    FC_MAP(FL_ROUND, fc_round(x))
+    FC_MAP(FL_TRUNC, fc_trunc(x))
     default: break;
   }
 }

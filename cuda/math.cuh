@@ -43,6 +43,21 @@ FC_INT_VIA_DOUBLE(fc_tanh)
 FC_INT_VIA_DOUBLE(fc_erf)
 #undef FC_INT_VIA_DOUBLE
 
+/* Rounding to an integral value; integers are integral already. rint rounds
+ * half to even (the default rounding mode), as torch.round. */
+FC_DEV float fc_floor(float x) { return floorf(x); }
+FC_DEV double fc_floor(double x) { return floor(x); }
+FC_DEV int64_t fc_floor(int64_t x) { return x; }
+FC_DEV float fc_ceil(float x) { return ceilf(x); }
+FC_DEV double fc_ceil(double x) { return ceil(x); }
+FC_DEV int64_t fc_ceil(int64_t x) { return x; }
+FC_DEV float fc_round(float x) { return rintf(x); }
+FC_DEV double fc_round(double x) { return rint(x); }
+FC_DEV int64_t fc_round(int64_t x) { return x; }
+FC_DEV float fc_trunc(float x) { return truncf(x); }
+FC_DEV double fc_trunc(double x) { return trunc(x); }
+FC_DEV int64_t fc_trunc(int64_t x) { return x; }
+
 /* Integer power by squaring; negative exponents follow truncating division. */
 FC_DEV int64_t fc_pow(int64_t a, int64_t b) {
   if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;

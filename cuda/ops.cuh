@@ -33,6 +33,8 @@ fl_status index_add_forward(fl_tensor *x, int dim, const fl_tensor *idx, const f
                             int64_t base);
 fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
 fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+/* sort.cu */
+fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 } // namespace fc
 
 #endif

@@ -165,6 +165,9 @@ typedef enum {
   FL_NEG, FL_EXP, FL_LOG, FL_SQRT, FL_RSQRT, FL_ABS, FL_SIN, FL_COS, FL_TANH,
   FL_SIGMOID, FL_RELU, FL_GELU, FL_GELU_TANH, FL_SILU, FL_SIGN, FL_LOGICAL_NOT,
   FL_CLAMP, /* params[0], params[1]: min, max; NaN means none */
+  /* rounding to an integral value in the input's dtype (integers pass through unchanged);
+   * ROUND is half to even, as torch.round */
+  FL_FLOOR, FL_CEIL, FL_ROUND, FL_TRUNC,
   FL_NUNARY
 } fl_unary_op;
 typedef enum {
@@ -196,6 +199,19 @@ fl_status fl_binary_(fl_binary_op op, fl_tensor *dst, const fl_tensor *src);
 fl_status fl_binary_scalar_(fl_binary_op op, fl_tensor *dst, double s);
 fl_status fl_unary_(fl_unary_op op, fl_tensor *x);
 fl_status fl_clamp_(fl_tensor *x, double lo, double hi);
+/* NaN and infinity tests (bool; false for integers), and their replacement. */
+fl_status fl_isnan(const fl_tensor *x, fl_tensor **out);
+fl_status fl_isinf(const fl_tensor *x, fl_tensor **out);
+/* NaN -> nan, +inf -> posinf, -inf -> neginf (NaN arguments: 0, and the dtype's largest / lowest finite value). */
+fl_status fl_nan_to_num(const fl_tensor *x, double nan, double posinf, double neginf, fl_tensor **out);
+/* |a - b| <= atol + rtol |b| elementwise (bool, broadcast), with NaN equal to NaN when equal_nan;
+ * infinities are close to themselves. allclose: whether every element is. */
+fl_status fl_isclose(const fl_tensor *a, const fl_tensor *b, double rtol, double atol, bool equal_nan, fl_tensor **out);
+fl_status fl_allclose(const fl_tensor *a, const fl_tensor *b, double rtol, double atol, bool equal_nan, bool *out);
+/* The lower (tril) or upper (triu) triangle of the last two dims, from diagonal k on
+ * (k > 0 above the main diagonal); the rest is zero. */
+fl_status fl_tril(const fl_tensor *x, int64_t k, fl_tensor **out);
+fl_status fl_triu(const fl_tensor *x, int64_t k, fl_tensor **out);
 
 /* ---- reductions ---- */
 typedef enum { FL_RSUM, FL_RMEAN, FL_RPROD, FL_RMAX, FL_RMIN, FL_RARGMAX, FL_RARGMIN, FL_RVAR, FL_NREDUCE } fl_reduce_op;
@@ -225,6 +241,29 @@ fl_status fl_norm(const fl_tensor *x, double p, uint32_t dims, bool keepdim, fl_
 fl_status fl_cumsum(const fl_tensor *x, int dim, fl_tensor **out);
 fl_status fl_softmax(const fl_tensor *x, int dim, fl_tensor **out);
 fl_status fl_log_softmax(const fl_tensor *x, int dim, fl_tensor **out);
+/* log(sum(exp(x))) over dims, computed as max + log(sum(exp(x - max))): no overflow. */
+fl_status fl_logsumexp(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+/* all/any over dims (0: all dims): bool, true where every / some element is non-zero. */
+fl_status fl_all(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+fl_status fl_any(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out);
+
+/* ---- sorting (ops/sort.c) ----
+ * Stable: equal elements keep their order, in both directions. NaN sorts as the
+ * largest value (last ascending, first descending) and -0 equals +0, as torch.
+ * indices are i64 positions along dim plus base (0 for the C API, 1 from Lua);
+ * values or indices may be NULL when not wanted. */
+fl_status fl_sort_ex(const fl_tensor *x, int dim, bool descending, int64_t base, fl_tensor **values,
+                     fl_tensor **indices);
+fl_status fl_sort(const fl_tensor *x, int dim, bool descending, fl_tensor **values, fl_tensor **indices);
+fl_status fl_argsort(const fl_tensor *x, int dim, bool descending, fl_tensor **out);
+/* The k largest (or smallest) along dim, in sorted order; 0 <= k <= size of dim. */
+fl_status fl_topk_ex(const fl_tensor *x, int64_t k, int dim, bool largest, int64_t base, fl_tensor **values,
+                     fl_tensor **indices);
+fl_status fl_topk(const fl_tensor *x, int64_t k, int dim, bool largest, fl_tensor **values, fl_tensor **indices);
+/* A random permutation of base .. base + n - 1 from the seeded Philox stream (an argsort of
+ * random keys): the same seed gives the same permutation on every device. o.dtype: i64 or i32. */
+fl_status fl_randperm_ex(int64_t n, int64_t base, fl_opts o, fl_tensor **out);
+fl_status fl_randperm(int64_t n, fl_opts o, fl_tensor **out);
 
 /* ---- linear algebra ---- */
 fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out);

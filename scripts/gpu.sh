@@ -41,9 +41,9 @@ fi
 if has sanitize; then
   step "compute-sanitizer memcheck"
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  { "$cs" --tool memcheck --error-exitcode=1 "$build/test_cuda_backend" &&
+  { "$cs" --tool memcheck --error-exitcode=1 "$build/test_cuda_backend" && "$cs" --tool memcheck --error-exitcode=1 "$build/test_gemm" &&
     FLAME_DEVICE=cuda "$cs" --tool memcheck --error-exitcode=1 --target-processes all \
-      scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua; } \
+      scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua spec/backend_spec.lua spec/ops_extra_spec.lua; } \
     >"$OUT/sanitizer.txt" 2>&1 || status=1
   grep -E "ERROR SUMMARY|successes" "$OUT/sanitizer.txt" | tail -5
 fi

@@ -710,6 +710,65 @@ done:
   fl_release(xc), fl_release(x), fl_release(idx), fl_release(out);
 }
 
+/* ---- sort: the same stable permutation on both devices ---- */
+
+typedef struct { int dim; bool desc, indices; } sort_case;
+
+static fl_status op_sort(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)dev;
+  const sort_case *c = ud;
+  fl_tensor *v = NULL, *i = NULL;
+  fl_status s = fl_sort(in[0], c->dim, c->desc, &v, &i);
+  if (s != FL_OK) return s;
+  *out = c->indices ? i : v;
+  fl_release(c->indices ? v : i);
+  return FL_OK;
+}
+
+static fl_status op_randperm(fl_tensor *const *in, const void *ud, fl_device dev, fl_tensor **out) {
+  (void)in, (void)ud;
+  fl_opts o = cpu_opts(FL_I64);
+  o.device = dev;
+  fl_manual_seed(99);
+  return fl_randperm(5000, o, out);
+}
+
+/* Values on a coarse grid (many ties), with NaN in the float dtypes. */
+static fl_tensor *tied_input(fl_dtype dt, int nd, const int64_t *shape) {
+  fl_tensor *x = make_input(FL_F64, nd, shape, -4, 4), *r = NULL, *m = NULL, *h = NULL, *c = NULL;
+  if (!x) return NULL;
+  bool ok = fl_binary_scalar(FL_MUL, x, 2, false, &h) == FL_OK && fl_unary(FL_ROUND, h, &r) == FL_OK &&
+            fl_binary_scalar(FL_GT, r, 6.5, false, &m) == FL_OK;
+  fl_release(h), h = NULL;
+  if (ok && fl_dtype_is_float(dt)) ok = fl_masked_fill(r, m, NAN, &h) == FL_OK;
+  else if (ok) h = fl_retain(r);
+  if (ok) ok = fl_cast(h, dt, &c) == FL_OK;
+  if (!ok) printf("FAIL making a sort input: %s\n", fl_last_error()), n_fail++;
+  fl_release(x), fl_release(r), fl_release(m), fl_release(h);
+  return c;
+}
+
+static void test_sort(void) {
+  static const int64_t shapes[][2] = {{7, 300}, {1, 5000}, {300, 3}}; /* segmented, one row (radix), short rows */
+  char name[96];
+  for (size_t k = 0; k < sizeof ALL / sizeof *ALL; k++) {
+    for (int sh = 0; sh < 3; sh++) {
+      fl_tensor *x = tied_input(ALL[k], 2, shapes[sh]);
+      for (int dim = 0; dim < 2; dim++)
+        for (int desc = 0; desc < 2; desc++)
+          for (int ind = 0; ind < 2; ind++) {
+            sort_case c = {dim, desc, ind};
+            snprintf(name, sizeof name, "sort %s [%lld, %lld] dim %d%s %s", fl_dtype_name(ALL[k]),
+                     (long long)shapes[sh][0], (long long)shapes[sh][1], dim, desc ? " desc" : "",
+                     ind ? "indices" : "values");
+            check(name, op_sort, &c, 1, &x, 0, 0);
+          }
+      fl_release(x);
+    }
+  }
+  check("randperm(5000) for one seed", op_randperm, NULL, 0, NULL, 0, 0);
+}
+
 static void test_memory(void) {
   fl_memory_stats m;
   fl_status s = fl_memory_stats_get(CUDA, &m);
@@ -952,6 +1011,7 @@ int main(void) {
   test_index_base();
   test_gemm_flags();
   test_index_errors();
+  test_sort();
   test_memory();
   printf("%d checks passed, %d failed\n", n_ok, n_fail);
   return n_fail ? 1 : 0;

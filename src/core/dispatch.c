@@ -23,6 +23,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_INDEX_ADD: return b->index_add != NULL;
     case FL_OP_GATHER: return b->gather != NULL;
     case FL_OP_SCATTER_ADD: return b->scatter_add != NULL;
+    case FL_OP_SORT: return b->sort != NULL;
     default: return false;
   }
 }

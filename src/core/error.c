@@ -11,8 +11,9 @@ const char *fl_last_error(void) { return fl_msg; }
  * and messages are formatted on whichever thread runs the op. */
 static int msg_base;
 void fl_set_message_base(int base) { msg_base = base ? 1 : 0; }
-int64_t fl_mdim(int64_t d) { return d + msg_base; }
-int64_t fl_mwrap(int64_t d) { return d < 0 ? d : d + msg_base; }
+/* Wrapping add: a message about an absurd index (math.maxinteger) must not be undefined behaviour. */
+int64_t fl_mdim(int64_t d) { return (int64_t)((uint64_t)d + (uint64_t)msg_base); }
+int64_t fl_mwrap(int64_t d) { return d < 0 ? d : fl_mdim(d); }
 
 const char *fl_status_name(fl_status s) {
   static const char *names[] = {"ok", "invalid argument", "shape mismatch", "bad dtype", "bad device",

@@ -130,7 +130,7 @@ typedef enum { FL_RAND_UNIFORM, FL_RAND_NORMAL, FL_RAND_INT } fl_rand_kind;
 typedef enum {
   FL_OP_COPY, FL_OP_FILL, FL_OP_ARANGE, FL_OP_RANDOM, FL_OP_UNARY, FL_OP_BINARY, FL_OP_BINARY_SCALAR, FL_OP_WHERE,
   FL_OP_REDUCE, FL_OP_CUMSUM, FL_OP_SOFTMAX, FL_OP_GEMM, FL_OP_INDEX_SELECT, FL_OP_INDEX_ADD, FL_OP_GATHER,
-  FL_OP_SCATTER_ADD,
+  FL_OP_SCATTER_ADD, FL_OP_SORT,
   /* new kinds are appended here */
   FL_NOPKINDS
 } fl_op_kind;
@@ -215,6 +215,10 @@ typedef struct fl_backend {
   fl_status (*gather)(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
   /* out[.., idx[p], ..] += src[p] along dim, for p over idx's shape */
   fl_status (*scatter_add)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+  /* x, values (x's dtype; may be NULL) and indices (i64) contiguous, same shape, sorted along the
+   * last dim: each row is sorted stably by its fl_sortkey (core/sortkey.h: NaN largest, -0 == +0),
+   * ascending or descending; indices get each element's position in its row plus base. */
+  fl_status (*sort)(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 } fl_backend;
 
 const fl_backend *fl_backend_for(fl_devtype t);

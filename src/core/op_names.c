@@ -4,7 +4,7 @@
 
 static const char *unary_names[FL_NUNARY] = {"neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh",
                                              "sigmoid", "relu", "gelu", "gelu_tanh", "silu", "sign", "logical_not",
-                                             "clamp"};
+                                             "clamp", "floor", "ceil", "round", "trunc"};
 static const char *binary_names[FL_NBINARY] = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and",
     "logical_or", "relu_backward", "gelu_backward", "gelu_tanh_backward", "silu_backward", "sigmoid_backward",

@@ -3,6 +3,9 @@
 #define FL_CPU_H
 #include "internal.h"
 #include "half.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Load any dtype as double (floats) ... */
 static inline double fl_ld(const char *p, fl_dtype dt) {
@@ -75,6 +78,13 @@ int fl_cpu_threads_for(int64_t work);
       for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; }                       \
     }                                                                          \
   } while (0)
+
+/* Inside a parallel region: the chunks 0 .. nchunks-1 this thread runs. The team
+ * may be smaller than asked (OpenMP's dynamic adjustment gives fewer threads on a
+ * loaded machine), so chunks are dealt round-robin over the team that exists;
+ * chunk boundaries depend only on nchunks, so results do not depend on the team. */
+#define FL_CPU_CHUNKS(t, nchunks) \
+  for (int t = omp_get_thread_num(); t < (nchunks); t += omp_get_num_threads())
 
 /* Row-major offset (in elements) of the flat index i within t. */
 int64_t fl_cpu_offset_of(const fl_tensor *t, int64_t i);

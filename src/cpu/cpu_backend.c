@@ -22,6 +22,7 @@ fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl
                            int64_t base);
 fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 
 static fl_memory_stats stats;
 
@@ -130,6 +131,7 @@ static const fl_backend cpu_backend = {
     .index_add = fl_cpu_index_add,
     .gather = fl_cpu_gather,
     .scatter_add = fl_cpu_scatter_add,
+    .sort = fl_cpu_sort,
 };
 
 const fl_backend *fl_cpu_backend(void) { return &cpu_backend; }

@@ -58,8 +58,8 @@ void fl_cpu_run(const fl_plan *p, fl_cpu_loop fn, void *ctx, int cost) {
   int64_t chunk = (numel + nt - 1) / nt;
   chunk = (chunk + 63) & ~(int64_t)63;
 #pragma omp parallel num_threads(nt)
-  {
-    int64_t b = (int64_t)omp_get_thread_num() * chunk, e = b + chunk;
+  FL_CPU_CHUNKS(t, nt) {
+    int64_t b = (int64_t)t * chunk, e = b + chunk;
     if (e > numel) e = numel;
     if (b < e) run_range(p, fn, ctx, b, e);
   }

@@ -188,8 +188,7 @@ static void fold_slice(const red_ctx *c, acc_t *a, const char *x, int64_t nred, 
   if (nt > 64) nt = 64;
   int64_t chunk = (nred + nt - 1) / nt;
 #pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num();
+  FL_CPU_CHUNKS(t, nt) {
     int64_t b = t * chunk, e = b + chunk < nred ? b + chunk : nred;
     acc_init(&part[t], c->mode);
     if (b < e) fold_range(c, &part[t], x, b, e);
@@ -300,8 +299,8 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
 #ifdef _OPENMP
   int64_t chunk = (nkept + nt - 1) / nt; /* threads over the outputs */
 #pragma omp parallel num_threads(nt)
-  {
-    int64_t b = omp_get_thread_num() * chunk, e = b + chunk < nkept ? b + chunk : nkept;
+  FL_CPU_CHUNKS(t, nt) {
+    int64_t b = t * chunk, e = b + chunk < nkept ? b + chunk : nkept;
     if (b < e) reduce_chunk(&j, &p, b, e, 1);
   }
 #endif

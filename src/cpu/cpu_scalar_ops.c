@@ -34,6 +34,10 @@ double fl_unary_f(fl_unary_op op, double x, double p0, double p1) {
       if (!isnan(p0) && x < p0) x = p0;
       if (!isnan(p1) && x > p1) x = p1;
       return x;
+    case FL_FLOOR: return floor(x);
+    case FL_CEIL: return ceil(x);
+    case FL_ROUND: return nearbyint(x); /* the default rounding mode: half to even, as torch.round */
+    case FL_TRUNC: return trunc(x);
     default: return NAN;
   }
 }
@@ -49,6 +53,7 @@ int64_t fl_unary_i(fl_unary_op op, int64_t x, double p0, double p1) {
       if (!isnan(p0) && (double)x < p0) x = p0 >= 9.2233720368547758e18 ? INT64_MAX : (int64_t)ceil(p0);
       if (!isnan(p1) && (double)x > p1) x = p1 < -9.2233720368547758e18 ? INT64_MIN : (int64_t)floor(p1);
       return x;
+    case FL_FLOOR: case FL_CEIL: case FL_ROUND: case FL_TRUNC: return x; /* already integral */
     default: return fl_f2i(fl_unary_f(op, (double)x, p0, p1));
   }
 }

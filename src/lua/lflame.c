@@ -298,7 +298,7 @@ static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on t
   return 0;
 }
 
-/* Monotonic wall-clock seconds, for bench/ scripts. */
+/* Monotonic wall-clock seconds (flame.timer(), and _now for bench/ scripts). */
 static int f_now(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -314,6 +314,8 @@ static int f_set_num_threads(lua_State *L) {
 }
 static int f_get_num_threads(lua_State *L) { return lua_pushinteger(L, fl_get_num_threads()), 1; }
 
+int lfl_randperm(lua_State *L); /* lops_more.c */
+
 static int f_is_tensor(lua_State *L) { return lua_pushboolean(L, lfl_test(L, 1) != NULL), 1; }
 
 static const lfl_reg functions[] = {
@@ -325,6 +327,7 @@ static const lfl_reg functions[] = {
     {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
     {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
+    {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
     {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
 
 static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},

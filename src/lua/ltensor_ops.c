@@ -30,6 +30,10 @@ UNARY(relu, FL_RELU)
 UNARY(silu, FL_SILU)
 UNARY(sign, FL_SIGN)
 UNARY(logical_not, FL_LOGICAL_NOT)
+UNARY(floor, FL_FLOOR)
+UNARY(ceil, FL_CEIL)
+UNARY(round, FL_ROUND)
+UNARY(trunc, FL_TRUNC)
 
 static int m_gelu(lua_State *L) {
   const char *approx = luaL_optstring(L, 2, "none");
@@ -324,7 +328,7 @@ static int m_scatter_add(lua_State *L) {
 static const lfl_reg ops[] = {
 #define U(n) {#n, m_##n, 1}, {#n "_", m_##n##_, 1}
     U(neg), U(exp), U(log), U(sqrt), U(rsqrt), U(abs), U(sin), U(cos), U(tanh), U(sigmoid), U(relu), U(silu),
-    U(sign), U(logical_not),
+    U(sign), U(logical_not), U(floor), U(ceil), U(round), U(trunc),
 #undef U
 #define B(n, k) {#n, m_##n, k}, {#n "_", m_##n##_, k}
     B(sub, 2), B(mul, 2), B(div, 2), B(pow, 2), B(maximum, 2), B(minimum, 2), B(eq, 2), B(ne, 2), B(lt, 2),
@@ -338,4 +342,8 @@ static const lfl_reg ops[] = {
     {"index_add_", m_index_add_, 5}, {"index_add", m_index_add, 5}, {"gather", m_gather, 3},
     {"scatter_add", m_scatter_add, 4}, {NULL, NULL, 0}};
 
-void lfl_register_ops(lua_State *L) { lfl_setfuncs(L, ops); }
+void lfl_register_more(lua_State *L);
+void lfl_register_ops(lua_State *L) {
+  lfl_setfuncs(L, ops);
+  lfl_register_more(L); /* lops_more.c */
+}

@@ -7,8 +7,10 @@
 #include <string.h>
 
 static bool is_predicate(fl_binary_op op) { return op >= FL_EQ && op <= FL_OR; }
+static bool is_rounding(fl_unary_op op) { return op >= FL_FLOOR && op <= FL_TRUNC; }
 static bool float_only_unary(fl_unary_op op) {
-  return op != FL_NEG && op != FL_ABS && op != FL_RELU && op != FL_SIGN && op != FL_LOGICAL_NOT && op != FL_CLAMP;
+  return op != FL_NEG && op != FL_ABS && op != FL_RELU && op != FL_SIGN && op != FL_LOGICAL_NOT && op != FL_CLAMP &&
+         !is_rounding(op);
 }
 
 /* ---- small helpers built on the ops themselves ---- */
@@ -33,7 +35,8 @@ typedef struct {
 static const char *unary_grad_names[FL_NUNARY] = {
     "NegBackward", "ExpBackward", "LogBackward", "SqrtBackward", "RsqrtBackward", "AbsBackward",
     "SinBackward", "CosBackward", "TanhBackward", "SigmoidBackward", "ReluBackward", "GeluBackward",
-    "GeluBackward", "SiluBackward", "SignBackward", NULL, "ClampBackward"};
+    "GeluBackward", "SiluBackward", "SignBackward", NULL, "ClampBackward", "FloorBackward", "CeilBackward",
+    "RoundBackward", "TruncBackward"};
 
 /* clamp: the gradient passes where x was inside [lo, hi] */
 static fl_status clamp_backward(const unary_ctx *c, fl_tensor *g, const fl_tensor *x, fl_tensor **gx) {
@@ -91,7 +94,11 @@ static fl_status unary_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **
     case FL_GELU: FL_CHECK(fused(FL_GELU_BACKWARD, g, x, &gin[0])); break;
     case FL_GELU_TANH: FL_CHECK(fused(FL_GELU_TANH_BACKWARD, g, x, &gin[0])); break;
     case FL_SILU: FL_CHECK(fused(FL_SILU_BACKWARD, g, x, &gin[0])); break;
-    case FL_SIGN: FL_CHECK(muls(g, 0, &gin[0])); break;
+    case FL_SIGN: /* piecewise constant: zero gradient, as torch */
+    case FL_FLOOR:
+    case FL_CEIL:
+    case FL_ROUND:
+    case FL_TRUNC: FL_CHECK(muls(g, 0, &gin[0])); break;
     case FL_CLAMP: FL_CHECK(clamp_backward(c, g, x, &gin[0])); break;
     default: FL_CHECK(fl_error(FL_EUNSUPPORTED, "%s is not differentiable", fl_unary_name(c->op)));
   }
