@@ -75,6 +75,33 @@ static void sweep(fl_unary_op op, const char *name, double bound) {
   fl_release(y);
 }
 
+/* gelu's backward helper, g * gelu'(x) with g = 1, over the same bit patterns:
+ * within 6 ulp of the f64 reference, or, where Phi(x) and x phi(x) cancel (near
+ * x = -0.75), within 6 ulp of the larger term. */
+static void sweep_gelu_grad(void) {
+  const int64_t n = (int64_t)1 << 20;
+  fl_tensor *x = new1(FL_F32, n), *y = new1(FL_F32, n);
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)i << 12 | 0x5a5;
+    memcpy(&F32(x)[i], &u, 4);
+  }
+  fl_cpu_binary_scalar(FL_GELU_BACKWARD, y, x, 1.0, true, FL_F32);
+  double worst = 0, at = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double v = F32(x)[i], phi = 0.5 * erfc(-v * 0.70710678118654752440), xd = v * exp(-0.5 * v * v) * 0.3989422804014327;
+    double e = ulps(F32(y)[i], phi + xd), scale = fmax(phi, fabs(xd));
+    if (scale >= 0x1p-126) /* or in ulps of the larger term */
+      e = fmin(e, fabs(F32(y)[i] - (phi + xd)) / ((double)nextafterf((float)scale, INFINITY) - (float)scale));
+    if (e > worst) worst = e, at = v;
+  }
+  char msg[160];
+  snprintf(msg, sizeof msg, "gelu backward: f32 within 6 ulp of the f64 reference (or of its larger term) (worst %.2f at %g)",
+           worst, at);
+  check(worst <= 6, msg);
+  fl_release(x);
+  fl_release(y);
+}
+
 int main(void) {
   sweep(FL_EXP, "exp", 2);
   sweep(FL_TANH, "tanh", 6);
@@ -82,6 +109,7 @@ int main(void) {
   sweep(FL_SILU, "silu", 4);
   sweep(FL_GELU, "gelu", 6);
   sweep(FL_GELU_TANH, "gelu_tanh", 4);
+  sweep_gelu_grad();
 
   /* scalars by value, rounded once to the compute type */
   fl_tensor *a = new1(FL_F32, 5), *o = new1(FL_F32, 5);

@@ -5,6 +5,7 @@
  * rounded once to the compute dtype and read with stride 0. f32 runs typed loops (unit stride or broadcast operands);
  * ops without one fall back per element to the f64 reference (fl_binary_f). */
 #include "cpu.h"
+#include "cpu_vmath.h"
 #include <string.h>
 
 typedef union { float f; double d; int64_t i; } scalar_val;
@@ -47,6 +48,7 @@ FL_CLONES static void binary_f32(fl_binary_op op, float *o, const float *a, int 
     case FL_RELU_BACKWARD: BIN_LOOP(float, y > 0 ? x : 0.0f);
     case FL_SIGMOID_BACKWARD: BIN_LOOP(float, x * y * (1.0f - y));
     case FL_TANH_BACKWARD: BIN_LOOP(float, x * (1.0f - y * y));
+    case FL_GELU_BACKWARD: BIN_LOOP(float, x * fv_gelu_grad(y));
     default: BIN_LOOP(float, (float)fl_binary_f(op, x, y));
   }
 }
