@@ -9,10 +9,11 @@
  * anything else is first copied to contiguous, as is a c without a unit
  * column stride (computed in scratch, then copied back).
  *
- * Float dtypes go through cuBLASLt, whose bias epilogue adds the bias in the
- * same kernel. Where Lt declines (no algorithm for the case) or a batch is
- * broadcast (stride 0, which Lt's strided batches do not promise), the GEMM
- * runs through cublasGemmStridedBatchedEx, and the bias is added by one more
+ * Float GEMMs with a bias go through cuBLASLt, whose bias epilogue adds the
+ * bias in the same kernel. Without a bias (Lt's per-call setup would cost more
+ * than it gives), where Lt declines (no algorithm for the case) or where a
+ * batch is broadcast (stride 0, which Lt's strided batches do not promise), the
+ * GEMM runs through cublasGemmStridedBatchedEx, and a bias is added by one more
  * elementwise launch. f16/bf16 multiply on tensor cores with f32
  * accumulation; f32 is full precision unless fl_get_allow_tf32(); f64 is f64.
  * Integer dtypes use a plain tiled kernel (cuBLAS has no int32/int64 GEMM). */
@@ -253,7 +254,10 @@ fl_status float_gemm(fc_context *ctx, fl_tensor *c, const fl_tensor *a, const fl
   bool ran = false;
   const void *bias = g->bias ? fc_base(g->bias) : nullptr;
   bool bias_ok = !g->bias || (g->bias->stride[0] == 1 && alignment_of(bias) >= 16); /* the epilogue reads it vectorised */
-  if (!broadcast && bias_ok) FL_TRY(lt_gemm(ctx, p, t, s, bias, &ran));
+  /* Lt only where its epilogue pays (a bias): without one, its per-call descriptors and
+   * heuristic query made small batched products 15% slower than the strided-batched call
+   * (bmm bf16 4096x64^3: 53 us against PyTorch's 45 us on the H200). */
+  if (g->bias && !broadcast && bias_ok) FL_TRY(lt_gemm(ctx, p, t, s, bias, &ran));
   if (ran) return FL_OK;
   FL_TRY(strided_gemm(ctx, p, t, s));
   return g->bias ? add_bias(c, g->bias) : FL_OK;
