@@ -21,6 +21,12 @@ describe("safety: shape arithmetic", function()
     H.errors(function() return flame.zeros(1, 1, H.opts()):expand(1 << 32, 1 << 32) end, "expand:", "too large")
   end)
 
+  it("a view or reshape of zero elements to a shape whose other sizes overflow is an error", function()
+    local x = flame.zeros(0, H.opts())
+    H.errors(function() return x:view(0, (1 << 62) - 1, 4) end, "view:", "too large", "4611686018427387903")
+    H.errors(function() return x:reshape(2, 0, (1 << 62) - 1, 4) end, "reshape:", "too large")
+  end)
+
   it("an expanded view too large for a table prints summarised and refuses totable", function()
     local x = flame.zeros(1, H.opts({dtype = "bool"})):expand(1 << 62) -- 2^62 one-byte elements fit int64
     local s = tostring(x)

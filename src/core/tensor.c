@@ -24,11 +24,13 @@ void fl_storage_release(fl_storage *s) {
   free(s);
 }
 
+/* The product saturates: only a zero-element shape can overflow it (a view of
+ * [0] as [0, 2^62, 4]), and its strides never address memory. */
 void fl_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
   int64_t acc = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     stride[i] = acc;
-    acc *= shape[i] > 0 ? shape[i] : 1;
+    if (__builtin_mul_overflow(acc, shape[i] > 0 ? shape[i] : 1, &acc)) acc = INT64_MAX;
   }
 }
 
