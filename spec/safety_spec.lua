@@ -27,6 +27,14 @@ describe("safety: shape arithmetic", function()
     H.errors(function() return x:reshape(2, 0, (1 << 62) - 1, 4) end, "reshape:", "too large")
   end)
 
+  it("CPU arange in an integer dtype past its range stores what a cast of the f64 value stores", function()
+    local a = flame.arange(2.0 ^ 63 - 2048, 2.0 ^ 63 + 2048, 1024, {dtype = "i64"}):totable()
+    local cast = flame.tensor({2.0 ^ 63}, {dtype = "f64"}):to("i64"):totable()[1]
+    assert.are.same({maxint - 2047, maxint - 1023, cast, cast}, a)
+    local b = flame.arange(3e9, 3e9 + 2, 1, {dtype = "i32"})
+    assert.are.equal(flame.tensor({3e9}, {dtype = "f64"}):to("i32"):totable()[1], b:totable()[1])
+  end)
+
   it("an expanded view too large for a table prints summarised and refuses totable", function()
     local x = flame.zeros(1, H.opts({dtype = "bool"})):expand(1 << 62) -- 2^62 one-byte elements fit int64
     local s = tostring(x)

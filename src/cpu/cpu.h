@@ -29,14 +29,19 @@ static inline int64_t fl_ldi(const char *p, fl_dtype dt) {
     default: return (int64_t)fl_ld(p, dt);
   }
 }
+/* A float to int64 with a defined result: truncation in range, INT64_MIN
+ * outside it and for NaN (what x86's conversion gives, as PyTorch does). */
+static inline int64_t fl_f2i(double v) {
+  return (v >= -9223372036854775808.0 && v < 9223372036854775808.0) ? (int64_t)v : INT64_MIN;
+}
 static inline void fl_st(char *p, fl_dtype dt, double v) {
   switch (dt) {
     case FL_F32: *(float *)p = (float)v; break;
     case FL_F64: *(double *)p = v; break;
     case FL_F16: *(uint16_t *)p = fl_half_from_f64(v); break; /* one rounding, not two */
     case FL_BF16: *(uint16_t *)p = fl_bfloat_from_f64(v); break;
-    case FL_I32: *(int32_t *)p = (int32_t)v; break;
-    case FL_I64: *(int64_t *)p = (int64_t)v; break;
+    case FL_I32: *(int32_t *)p = (int32_t)(uint32_t)fl_f2i(v); break; /* wraps as the cast does: no UB */
+    case FL_I64: *(int64_t *)p = fl_f2i(v); break;
     case FL_BOOL: *(uint8_t *)p = v != 0; break;
     default: break;
   }
@@ -110,11 +115,6 @@ void fl_store_i64(char *p, int64_t s, const int64_t *src, int64_t n, fl_dtype dt
 void fl_load_f32_as(float *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
 void fl_load_i64_as(int64_t *dst, const char *p, int64_t s, int64_t n, fl_dtype dt, fl_dtype ct);
 #define fl_load_f64_as(dst, p, s, n, dt, ct) fl_load_f64(dst, p, s, n, dt) /* f64 holds every dtype's values */
-/* A float to int64 with a defined result: truncation in range, INT64_MIN
- * outside it and for NaN (what x86's conversion gives, as PyTorch does). */
-static inline int64_t fl_f2i(double v) {
-  return (v >= -9223372036854775808.0 && v < 9223372036854775808.0) ? (int64_t)v : INT64_MIN;
-}
 /* Wrapping integer arithmetic (two's complement, as PyTorch): no signed overflow. */
 static inline int64_t fl_wadd(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
 static inline int64_t fl_wsub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
