@@ -123,6 +123,10 @@ void fl_autograd_tensor_freed(fl_tensor *t);
 /* ---- for backward functions (ops layer: src/ops/grad_util.c) ---- */
 /* Zeros shaped like output k of n, for a backward that needs a tensor where gout[k] is NULL. */
 fl_status fl_output_zeros(const fl_node *n, int k, fl_tensor **out);
+/* The input gradient of an op that picked elements through indices (gather,
+ * sort, topk): g scattered back along dim to the positions named by the node's
+ * saved tensor 0 (indices stored with base), into zeros of input 0's shape. */
+fl_status fl_scatter_grad(fl_node *n, const fl_tensor *g, int dim, int64_t base, fl_tensor **out);
 
 #ifdef __cplusplus
 }

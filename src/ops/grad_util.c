@@ -8,3 +8,15 @@ fl_status fl_output_zeros(const fl_node *n, int k, fl_tensor **out) {
   fl_opts opts = {o->dtype, o->device, false};
   return fl_zeros(o->ndim, o->shape, opts, out);
 }
+
+fl_status fl_scatter_grad(fl_node *n, const fl_tensor *g, int dim, int64_t base, fl_tensor **out) {
+  fl_tensor *idx, *z = NULL;
+  fl_status st = FL_OK;
+  fl_opts o = {g->dtype, g->storage->device, false};
+  FL_CHECK(fl_node_saved(n, 0, &idx));
+  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
+  FL_CHECK(fl_scatter_add_ex(z, dim, idx, base, g, out));
+done:
+  fl_release(z);
+  return st;
+}

@@ -178,15 +178,7 @@ static fl_status check_index_shape(const char *op, const fl_tensor *x, int dim, 
 
 static fl_status gather_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const index_dim_ctx *c = n->ctx;
-  fl_tensor *g = gout[0], *idx, *z = NULL;
-  fl_status st = FL_OK;
-  fl_opts o = {g->dtype, g->storage->device, false};
-  FL_CHECK(fl_node_saved(n, 0, &idx));
-  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_scatter_add_ex(z, c->dim, idx, c->base, g, &gin[0]));
-done:
-  fl_release(z);
-  return st;
+  return fl_scatter_grad(n, gout[0], c->dim, c->base, &gin[0]);
 }
 
 fl_status fl_gather_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, fl_tensor **out) {

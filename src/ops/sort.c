@@ -50,16 +50,7 @@ typedef struct {
  * indices are not differentiable, so gout[1] is always NULL. */
 static fl_status sort_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const sort_ctx *c = n->ctx;
-  fl_tensor *g = gout[0], *idx, *z = NULL;
-  fl_status st = FL_OK;
-  if (!g) return FL_OK;
-  fl_opts o = {g->dtype, g->storage->device, false};
-  FL_CHECK(fl_node_saved(n, 0, &idx));
-  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_scatter_add_ex(z, c->dim, idx, c->base, g, &gin[0]));
-done:
-  fl_release(z);
-  return st;
+  return gout[0] ? fl_scatter_grad(n, gout[0], c->dim, c->base, &gin[0]) : FL_OK;
 }
 
 /* A 0-dim tensor sorts as one element: through a 1-element view. */
