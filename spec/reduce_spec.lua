@@ -127,7 +127,9 @@ describe("column sums and means of f32", function()
   it("sum over dim 1 of [5000, 9]: many 16-row groups, f32 rounding confined to each", function()
     flame.manual_seed(14)
     local x = flame.randn(5000, 9, H.opts()) + 100 -- a large common part: f32 over all rows would lose it
-    check(x, 1, "sum", false, 2e-2, 0)
+    -- The sums are ~5e5, where one f32 ulp is 0.031: allow 1.5 ulp of the result (a plain f32
+    -- running sum is off by units); CUDA's f32 tree reduction lands within one ulp.
+    check(x, 1, "sum", false, 0.05, 0)
   end)
 end)
 
