@@ -127,9 +127,10 @@ describe("column sums and means of f32", function()
   it("sum over dim 1 of [5000, 9]: many 16-row groups, f32 rounding confined to each", function()
     flame.manual_seed(14)
     local x = flame.randn(5000, 9, H.opts()) + 100 -- a large common part: f32 over all rows would lose it
-    -- The sums are ~5e5, where one f32 ulp is 0.031: allow 1.5 ulp of the result (a plain f32
-    -- running sum is off by units); CUDA's f32 tree reduction lands within one ulp.
-    check(x, 1, "sum", false, 0.05, 0)
+    -- The sums are ~5e5, where one f32 ulp is 0.031. The CPU's blocked sum rounds once more than
+    -- the f64 sum: 1.5 ulp. CUDA reduces in f32 along a tree (as PyTorch does): 4 ulp. A plain
+    -- f32 running sum is off by units.
+    check(x, 1, "sum", false, H.device == "cpu" and 0.05 or 0.125, 0)
   end)
 end)
 
