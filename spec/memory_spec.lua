@@ -111,6 +111,21 @@ describe("memory", function()
     assert.are.equal(base, settle())
   end)
 
+  it("frees a tensor that was its own gradient (backward(y) with retain_grad, a hook returning its tensor)", function()
+    local base = settle()
+    do
+      local x = flame.randn(256, 1024, {requires_grad = true})
+      local y = x:sin()
+      y:retain_grad()
+      y:backward(y) -- y.grad holds y's values, not y itself: no cycle y -> grad -> y
+      assert.are.equal(y[1][1]:item(), y.grad[1][1]:item())
+      local z = x:cos()
+      z:register_hook(function() return z end)
+      z:sum():backward()
+    end
+    assert.are.equal(base, settle())
+  end)
+
   it("keeps a non-leaf's hook running after its variable is collected, while the graph needs it", function()
     local x = flame.ones(3, {requires_grad = true})
     local seen = 0

@@ -127,6 +127,16 @@ done:
   return st;
 }
 
+/* A gradient the caller handed in (backward's grad, a hook's replacement) enters
+ * the pass as a fresh header over the same memory, with no autograd state: the
+ * engine may store it as .grad (retain_grad, leaves), and the caller's tensor
+ * itself stored there could close a cycle of references (y:retain_grad();
+ * y:backward(y) made y.grad = y, which no collector frees). */
+static fl_status own_header(const char *op, fl_tensor *t, fl_tensor **out) {
+  *out = fl_alias(t, t->ndim, t->shape, t->stride, t->offset);
+  return *out ? FL_OK : fl_error(FL_ENOMEM, "%s: out of host memory", op);
+}
+
 static fl_status run_hooks(fl_hook *hooks, fl_tensor **g) {
   for (fl_hook *h = hooks; h; h = h->next) {
     fl_tensor *rep = NULL;
@@ -141,7 +151,9 @@ static fl_status run_hooks(fl_hook *hooks, fl_tensor **g) {
                         b.s);
       }
       fl_release(*g);
-      *g = rep;
+      fl_status st = own_header("hook", rep, g);
+      fl_release(rep);
+      FL_TRY(st);
     }
   }
   return FL_OK;
@@ -277,8 +289,7 @@ static fl_status root_grad(const char *op, fl_tensor *out, fl_tensor *grad, fl_t
     }
     FL_TRY(fl_check_same_device(op, out, grad));
     if (grad->dtype != out->dtype) return fl_cast(grad, out->dtype, g); /* as every gradient is fit to its input */
-    *g = fl_retain(grad);
-    return FL_OK;
+    return own_header(op, grad, g);
   }
   if (fl_numel(out) != 1)
     return fl_error(FL_EINVAL, "%s: grad can be implicit only for a single-element output, got %s", op, d.s);
