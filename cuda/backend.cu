@@ -85,6 +85,17 @@ bool supports_query(const fl_op_query *q) {
     case FL_OP_GEMM: return in->dtype != FL_BOOL;                         /* gemm.cu: floats and i32/i64 */
     case FL_OP_UNARY: /* a converted input is only computed in a float dtype */
       return q->sub == FL_LOGICAL_NOT || q->ts[0]->dtype == in->dtype || fl_dtype_is_float(q->ts[0]->dtype);
+    /* issue 7's families */
+    /* -- norms -- */
+
+    /* -- convolution -- */
+
+    /* -- index and losses -- */
+
+    /* -- pooling, resizing, padding -- */
+
+    /* -- dropout and attention -- */
+
     default: return true;
   }
 }
@@ -120,6 +131,16 @@ fl_backend make_table() {
   b.gather = fc::gather_forward;
   b.scatter_add = fc::scatter_add_forward;
   b.sort = fc::sort_forward;
+  /* -- norms -- */
+
+  /* -- convolution -- */
+
+  /* -- index and losses -- */
+
+  /* -- pooling, resizing, padding -- */
+
+  /* -- dropout and attention -- */
+
   return b;
 }
 

@@ -35,6 +35,16 @@ fl_status gather_forward(fl_tensor *out, const fl_tensor *x, int dim, const fl_t
 fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 /* sort.cu */
 fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
+/* -- norms -- */
+
+/* -- convolution -- */
+
+/* -- index and losses -- */
+
+/* -- pooling, resizing, padding -- */
+
+/* -- dropout and attention -- */
+
 } // namespace fc
 
 #endif

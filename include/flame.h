@@ -295,6 +295,17 @@ fl_status fl_gather_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_
 fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base, const fl_tensor *src,
                             fl_tensor **out);
 
+/* ---- neural-network ops (flame.nn.functional; issue 7's families) ---- */
+/* -- norms -- */
+
+/* -- convolution -- */
+
+/* -- index and losses -- */
+
+/* -- pooling, resizing, padding -- */
+
+/* -- dropout and attention -- */
+
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);
 fl_status fl_set_requires_grad(fl_tensor *t, bool on);

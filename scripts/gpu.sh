@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run, in one call on the lent machine (see docs/performance.md):
-#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [train]
-# (no step named: all of them). Builds for sm_90, runs the whole spec suite with
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train]
+# (no step named: all of them). nnbench: the NN-op ratio table (bench/nn/). Builds for sm_90, runs the whole spec suite with
 # FLAME_DEVICE=cuda (every op checked against the CPU), compute-sanitizer
 # memcheck on the C backend test and a spec subset, and the benchmarks beside
 # PyTorch on the same GPU. Logs and tables go under $OUT.
@@ -11,7 +11,7 @@ cd "$here"
 OUT=${OUT:-/tmp/flame-gpu-out}
 mkdir -p "$OUT"
 build=${FLAME_BUILD:-$here/build-gpu}
-steps=${*:-build specs ctest sanitize bench train}
+steps=${*:-build specs ctest sanitize bench nnbench train}
 status=0
 has() { [[ " $steps " == *" $1 "* ]]; }
 step() { echo "=== $1 ($(date +%T))"; }
@@ -43,7 +43,7 @@ if has sanitize; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   { "$cs" --tool memcheck --error-exitcode=1 "$build/test_cuda_backend" && "$cs" --tool memcheck --error-exitcode=1 "$build/test_gemm" &&
     FLAME_DEVICE=cuda "$cs" --tool memcheck --error-exitcode=1 --target-processes all \
-      scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua spec/backend_spec.lua spec/ops_extra_spec.lua; } \
+      scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua spec/backend_spec.lua spec/ops_extra_spec.lua spec/nn_*_spec.lua; } \
     >"$OUT/sanitizer.txt" 2>&1 || status=1
   grep -E "ERROR SUMMARY|successes" "$OUT/sanitizer.txt" | tail -5
 fi
@@ -62,6 +62,13 @@ if has bench; then
   python3 bench/ratio.py /tmp/flame_cases.json "$OUT/flame.jsonl" "$OUT/torch.jsonl" | tee "$OUT/bench.md"
   "$build/flame-lua" bench/gpu_overhead.lua | tee -a "$OUT/bench.md"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >>"$OUT/bench.md" 2>/dev/null
+fi
+
+if has nnbench; then
+  step "NN-op benchmarks beside PyTorch (bench/nn/)"
+  "$build/flame-lua" bench/nn.lua >"$OUT/nn_flame.jsonl" 2>"$OUT/nn_bench.err" || status=1
+  python3 bench/nn_torch.py >"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
+  python3 bench/nn_ratio.py "$OUT/nn_flame.jsonl" "$OUT/nn_torch.jsonl" | tee "$OUT/bench_nn.md"
 fi
 
 if has train; then

@@ -24,6 +24,16 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_GATHER: return b->gather != NULL;
     case FL_OP_SCATTER_ADD: return b->scatter_add != NULL;
     case FL_OP_SORT: return b->sort != NULL;
+    /* -- norms -- */
+
+    /* -- convolution -- */
+
+    /* -- index and losses -- */
+
+    /* -- pooling, resizing, padding -- */
+
+    /* -- dropout and attention -- */
+
     default: return false;
   }
 }

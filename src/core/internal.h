@@ -131,6 +131,17 @@ typedef enum {
   FL_OP_COPY, FL_OP_FILL, FL_OP_ARANGE, FL_OP_RANDOM, FL_OP_UNARY, FL_OP_BINARY, FL_OP_BINARY_SCALAR, FL_OP_WHERE,
   FL_OP_REDUCE, FL_OP_CUMSUM, FL_OP_SOFTMAX, FL_OP_GEMM, FL_OP_INDEX_SELECT, FL_OP_INDEX_ADD, FL_OP_GATHER,
   FL_OP_SCATTER_ADD, FL_OP_SORT,
+  /* issue 7's families: each adds its kinds below its own marker */
+  /* -- norms -- */
+
+  /* -- convolution -- */
+
+  /* -- index and losses -- */
+
+  /* -- pooling, resizing, padding -- */
+
+  /* -- dropout and attention -- */
+
   /* new kinds are appended here */
   FL_NOPKINDS
 } fl_op_kind;
@@ -219,6 +230,17 @@ typedef struct fl_backend {
    * last dim: each row is sorted stably by its fl_sortkey (core/sortkey.h: NaN largest, -0 == +0),
    * ascending or descending; indices get each element's position in its row plus base. */
   fl_status (*sort)(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
+
+  /* ---- norms (ops/norm.c) ---- */
+
+  /* ---- convolution (ops/conv.c) ---- */
+
+  /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
+
+  /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
+
+  /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
+
 } fl_backend;
 
 const fl_backend *fl_backend_for(fl_devtype t);

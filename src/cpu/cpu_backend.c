@@ -23,6 +23,16 @@ fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl
 fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base);
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
+/* -- norms -- */
+
+/* -- convolution -- */
+
+/* -- index and losses -- */
+
+/* -- pooling, resizing, padding -- */
+
+/* -- dropout and attention -- */
+
 
 static fl_memory_stats stats;
 
@@ -132,6 +142,16 @@ static const fl_backend cpu_backend = {
     .gather = fl_cpu_gather,
     .scatter_add = fl_cpu_scatter_add,
     .sort = fl_cpu_sort,
+    /* -- norms -- */
+
+    /* -- convolution -- */
+
+    /* -- index and losses -- */
+
+    /* -- pooling, resizing, padding -- */
+
+    /* -- dropout and attention -- */
+
 };
 
 const fl_backend *fl_cpu_backend(void) { return &cpu_backend; }

@@ -376,6 +376,7 @@ int luaopen_flame(lua_State *L) {
   lua_newtable(L);
   lfl_setfuncs(L, autograd_functions);
   lua_setfield(L, -2, "autograd");
+  lfl_open_nn(L);
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);
   lua_getfield(L, -1, "backward");
@@ -392,6 +393,9 @@ int luaopen_flame(lua_State *L) {
   lua_pop(L, 1);
   lfl_mark_cfunctions(L, -1);
   lua_getfield(L, -1, "autograd");
+  lfl_mark_cfunctions(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "F");
   lfl_mark_cfunctions(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "flame.cfunctions"); /* no_grad holds no tensor while it runs Lua */

@@ -86,6 +86,12 @@ int lfl_tostring(lua_State *L);
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
 void lfl_open_shape(lua_State *L);     /* the shape metatable */
+void lfl_open_nn(lua_State *L);        /* flame.nn.functional (= flame.F) into the module table at -1 */
+void lfl_open_nn_norm(lua_State *L); /* lnn_norm.c: norms: layer_norm, group_norm, rms_norm */
+void lfl_open_nn_conv(lua_State *L); /* lnn_conv.c: convolution: conv1d/2d/3d, conv_transpose2d */
+void lfl_open_nn_index(lua_State *L); /* lnn_index.c: index and losses: embedding, the losses, cross_entropy */
+void lfl_open_nn_pool(lua_State *L); /* lnn_pool.c: pooling, resizing, padding: avg/max/adaptive pools, interpolate, pad */
+void lfl_open_nn_attention(lua_State *L); /* lnn_attention.c: dropout and attention: dropout, linear, scaled_dot_product_attention, flash_attention_varlen */
 /* Records the C functions of the table at idx as ones that may hold tensors while Lua code runs. */
 void lfl_mark_cfunctions(lua_State *L, int idx);
 #endif

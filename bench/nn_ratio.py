@@ -1,0 +1,21 @@
+"""Joins bench/nn.lua and bench/nn_torch.py output into the NN ratio table
+(PyTorch's time / flame's: above 1 means flame is faster).
+Usage: python3 bench/nn_ratio.py flame.jsonl torch.jsonl"""
+import json, sys
+
+fl = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+th = {d["name"]: d for d in (json.loads(l) for l in open(sys.argv[2]) if l.startswith("{"))}
+unit = lambda s: "%.2f us" % (s * 1e6) if s < 1e-3 else "%.3f ms" % (s * 1e3)
+print("| case | flame | PyTorch | ratio (PyTorch / flame) | target | met |")
+print("|---|---|---|---|---|---|")
+for d in fl:
+    n, t = d["name"], th.get(d["name"], {})
+    if "flame_s" not in d or "torch_s" not in t:
+        why = d.get("error") or t.get("error") or "not run"
+        print(f"| {n} | {unit(d['flame_s']) if 'flame_s' in d else 'error'} | "
+              f"{unit(t['torch_s']) if 'torch_s' in t else 'error'} | - | {d.get('target') or '-'} | {why[:80]} |")
+        continue
+    r = t["torch_s"] / d["flame_s"]
+    tgt = d.get("target")
+    met = "-" if tgt is None else ("yes" if r >= tgt else "**no**")
+    print(f"| {n} | {unit(d['flame_s'])} | {unit(t['torch_s'])} | {r:.2f}x | {tgt if tgt else '-'} | {met} |")
