@@ -27,6 +27,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- norms -- */
 
     /* -- convolution -- */
+    case FL_OP_CONV_DIRECT: return b->conv_direct != NULL;
 
     /* -- index and losses -- */
 
@@ -46,6 +47,19 @@ static fl_status not_implemented(const char *op, int n, const fl_tensor *const *
   char dn[32];
   fl_device_name(ts[0]->storage->device, dn, sizeof dn);
   return fl_error(FL_EUNSUPPORTED, "%s: not implemented on %s for %s (input %s)", op, dn, fl_dtype_name(t->dtype), d.s);
+}
+
+/* For optional fast paths (conv_direct): true when the device's backend has
+ * the entry and accepts these tensors; no error is set either way. */
+bool fl_op_supported(fl_op_kind kind, int sub, int n, const fl_tensor *const *ts, const fl_backend **out) {
+  const fl_backend *b = fl_backend_for(ts[0]->storage->device.type);
+  if (!b || !has_entry(b, kind)) return false;
+  if (b->supports) {
+    fl_op_query q = {kind, sub, n, ts};
+    if (!b->supports(&q)) return false;
+  }
+  *out = b;
+  return true;
 }
 
 fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_tensor *const *ts,

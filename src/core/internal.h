@@ -4,6 +4,7 @@
 #define FL_INTERNAL_H
 
 #include "flame.h"
+#include "conv_geom.h"
 #include <stdarg.h>
 
 #ifdef __cplusplus
@@ -135,6 +136,7 @@ typedef enum {
   /* -- norms -- */
 
   /* -- convolution -- */
+  FL_OP_CONV_DIRECT,
 
   /* -- index and losses -- */
 
@@ -234,6 +236,11 @@ typedef struct fl_backend {
   /* ---- norms (ops/norm.c) ---- */
 
   /* ---- convolution (ops/conv.c) ---- */
+  /* Optional: a whole convolution problem at once (CUDA: cuDNN), out contiguous, a and b contiguous, all one
+   * float dtype. Its supports() may decline any case; the front-end then takes the im2col + gemm path, which
+   * always exists. */
+  fl_status (*conv_direct)(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
+                           const fl_conv_geom *g);
 
   /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
 
@@ -253,6 +260,8 @@ fl_status fl_backend_of(const char *op, const fl_tensor *t, const fl_backend **o
  * "<op>: not implemented on cuda:0 for bf16 (input bf16[2, 3] on cuda:0)". */
 fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_tensor *const *ts,
                       const fl_backend **out);
+/* The same check without an error, for an optional fast path the caller can do without. */
+bool fl_op_supported(fl_op_kind kind, int sub, int n, const fl_tensor *const *ts, const fl_backend **out);
 /* The dtype a binary op computes in, from its output and operands (the rule
  * both backends apply): comparisons in the operands' promoted dtype, logic in
  * bool, everything else in out's dtype. */
