@@ -53,7 +53,9 @@ static fl_status norm_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **g
   } else if (g[0] || g[1] || g[2]) {
     const fl_backend *be;
     const char *name = n->name;
-    FL_CHECK(fl_dispatch(name, FL_OP_NORM_BACKWARD, 0, 8, (const fl_tensor *const[]){g[0], g[1], g[2], dy, x, w, mean, rstd}, &be));
+    /* x and dy first: the outputs are each optional, and the dispatch finds the device from ts[0] */
+    FL_CHECK(fl_dispatch(name, FL_OP_NORM_BACKWARD, 0, 8, (const fl_tensor *const[]){x, dy, g[0], g[1], g[2], w, mean, rstd},
+                         &be));
     FL_CHECK(fl_error_context(be->norm_backward(g[0], g[1], g[2], dy, x, w, mean, rstd, c->groups, c->inner), name));
   }
   gin[e] = g[0], g[0] = NULL;
