@@ -53,6 +53,27 @@ FC_DEV C ldp(const void *p, bool f32, int64_t i, C dflt) {
   return f32 ? (C)((const float *)p)[i] : fc_num<T>::load(((const T *)p)[i]);
 }
 
+/* N parameters from channel c on (16-byte loads when N > 1: c is a multiple of N and the base aligned). */
+template <class T, int N, class C>
+FC_DEV void ldpv(const void *p, bool f32, int64_t c, C dflt, C *out) {
+  if (!p) {
+#pragma unroll
+    for (int k = 0; k < N; k++) out[k] = dflt;
+  } else if constexpr (N == 1) {
+    out[0] = ldp<T>(p, f32, c, dflt);
+  } else if (f32) {
+    if constexpr (N % 4 == 0) {
+#pragma unroll
+      for (int k = 0; k < N; k += 4) {
+        float4 v = *reinterpret_cast<const float4 *>((const float *)p + c + k);
+        out[k] = v.x, out[k + 1] = v.y, out[k + 2] = v.z, out[k + 3] = v.w;
+      }
+    }
+  } else {
+    ldv<T, N>((const T *)p + c, out);
+  }
+}
+
 /* Calls f(i, n) for this thread's elements of a segment of len: n = V-element vectors (len a multiple of V,
  * aligned) or single elements. */
 template <int V, class F>
@@ -178,12 +199,18 @@ __global__ void __launch_bounds__(FC_THREADS * 2)
       constexpr int N = decltype(n)::value;
       C v[N];
       ldv<T, N>(xr + i, v);
-      const int64_t cb = chan_of(g, ch0, i);
+      C wv[N], bv[N];
+      if (g.inner == 1) {
+        ldpv<T, N>(w, g.w32, ch0 + i, (C)1, wv);
+        ldpv<T, N>(b, g.b32, ch0 + i, (C)0, bv);
+      } else { /* one channel for the whole vector */
+        const int64_t c = chan_of(g, ch0, i);
+        const C ws = ldp<T>(w, g.w32, c, (C)1), bs = ldp<T>(b, g.b32, c, (C)0);
 #pragma unroll
-      for (int k = 0; k < N; k++) {
-        const int64_t c = g.inner == 1 ? cb + k : cb;
-        v[k] = (v[k] - mu) * rs * ldp<T>(w, g.w32, c, (C)1) + ldp<T>(b, g.b32, c, (C)0);
+        for (int k = 0; k < N; k++) wv[k] = ws, bv[k] = bs;
       }
+#pragma unroll
+      for (int k = 0; k < N; k++) v[k] = (v[k] - mu) * rs * wv[k] + bv[k];
       stv<T, N>(yr + i, v);
     });
   }
@@ -209,9 +236,11 @@ __global__ void __launch_bounds__(FC_THREADS * 2)
         C xv[N], gv[N];
         ldv<T, N>(x + off + i, xv);
         ldv<T, N>(dy + off + i, gv);
+        C wv[N];
+        ldpv<T, N>(w, g.w32, ch0 + i, (C)1, wv);
 #pragma unroll
         for (int k = 0; k < N; k++) {
-          C gk = gv[k] * ldp<T>(w, g.w32, ch0 + i + k, (C)1);
+          C gk = gv[k] * wv[k];
           sg += gk;
           sgx += gk * (xv[k] - mu) * rs;
         }
@@ -225,9 +254,11 @@ __global__ void __launch_bounds__(FC_THREADS * 2)
       C xv[N], gv[N];
       ldv<T, N>(x + off + i, xv);
       ldv<T, N>(dy + off + i, gv);
+      C wv[N];
+      ldpv<T, N>(w, g.w32, ch0 + i, (C)1, wv);
 #pragma unroll
       for (int k = 0; k < N; k++) {
-        C gk = gv[k] * ldp<T>(w, g.w32, ch0 + i + k, (C)1);
+        C gk = gv[k] * wv[k];
         xv[k] = rs * (gk - sg - (xv[k] - mu) * rs * sgx);
       }
       stv<T, N>(dx + off + i, xv);
@@ -439,7 +470,7 @@ fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_
     using C = typename fc_num<T>::acc;
     constexpr int V = 16 / sizeof(T);
     int block = pick_group(g, g.cols, V);
-    g.vec = can_vec(V, g.cols, g.inner, {fc_base(x), fc_base(y)});
+    g.vec = can_vec(V, g.cols, g.inner, {fc_base(x), fc_base(y), w ? fc_base(w) : nullptr, b ? fc_base(b) : nullptr});
     unsigned nb = blocks_for(ctx, g.rows, block, g.G);
     fwd_kernel<T, V><<<nb, block, 0, ctx->stream>>>((const T *)fc_base(x), (T *)fc_base(y),
                                                     mean ? (C *)fc_base(mean) : nullptr, (C *)fc_base(rstd),
@@ -469,7 +500,7 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
     if (inner == 1) {
       if (dx) {
         int block = pick_group(g, g.cols, V);
-        g.vec = can_vec(V, g.cols, 1, {xp, gp, dxp});
+        g.vec = can_vec(V, g.cols, 1, {xp, gp, dxp, wp});
         dx_rows_kernel<T, V><<<blocks_for(ctx, g.rows, block, g.G), block, 0, ctx->stream>>>(dxp, gp, xp, wp, mp, rp, g);
         FL_TRY(fc_launched("norm dx_rows_kernel"));
       }
