@@ -6,7 +6,7 @@
  * formula, then across the group) gives mean and rstd, a second pass writes y. rms: the sum of squares.
  * Backward, inner == 1 (layer/rms norm, group_norm of [N, C]): dx in one kernel, G threads per row (the sums
  * of g = dy * w and g * xhat, then dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); the row's second read is
- * a cache hit); dw/db in two stages: per-block partial column sums over a chunk of rows into an f32 workspace
+ * a cache hit); dw/db in two stages: per-block partial column sums over a chunk of rows into an f32 (f64) workspace
  * [chunks, C], then one thread per column adds its chunks in order.
  * Backward, inner > 1 (group_norm): per (n, c) plane sums of dy * xhat and dy (G threads per plane), then per row
  * the coefficients of dx = rstd * w * dy + p * x + q, then dx elementwise per plane; dw/db add the plane sums
