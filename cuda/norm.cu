@@ -287,13 +287,16 @@ __global__ void __launch_bounds__(32 * COL_ROWS)
     col[k] = (int64_t)blockIdx.x * COL_TILE + k * 32 + tx;
     sg[k] = col[k] < K ? col[k] / cpg : 0;
   }
+  const bool one = groups == 1; /* layer/rms norm: the statistics of row m serve all 4 columns */
   for (int64_t m = m0 + ty; m < m1; m += COL_ROWS) {
+    const C mu1 = one && mean ? mean[m] : (C)0, rs1 = one ? rstd[m] : (C)0;
 #pragma unroll
     for (int k = 0; k < 4; k++) {
       if (col[k] >= K) continue;
       const int64_t r = m * groups + sg[k];
+      const C mu = one ? mu1 : mean ? mean[r] : (C)0, rs = one ? rs1 : rstd[r];
       const C gv = fc_num<T>::load(dy[m * K + col[k]]), xv = fc_num<T>::load(x[m * K + col[k]]);
-      sw[k] += gv * (xv - (mean ? mean[r] : (C)0)) * rstd[r];
+      sw[k] += gv * (xv - mu) * rs;
       sb[k] += gv;
     }
   }
