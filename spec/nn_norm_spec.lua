@@ -202,6 +202,8 @@ describe("norms", function()
         "layer_norm: normalized_shape [3] does not match the trailing dims of input f64[2, 3, 4]")
       H.errors(function() return F.rms_norm(x, {2, 3, 4, 1}) end, "rms_norm: normalized_shape [2, 3, 4, 1]")
       H.errors(function() return F.layer_norm(x, {}) end, "layer_norm: normalized_shape must have at least one dim")
+      H.errors(function() return F.layer_norm(x, 4.5) end, "normalized_shape must be an integer or a table of them")
+      H.errors(function() return F.layer_norm(x, "4") end, "table expected")
     end)
     it("names groups that do not divide the channels", function()
       H.errors(function() return F.group_norm(x, 2) end,

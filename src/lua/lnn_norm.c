@@ -6,11 +6,12 @@
 
 /* normalized_shape at idx: a number or a table (or shape) of sizes. */
 static int normalized_shape(lua_State *L, int idx, int64_t *shape) {
-  if (lua_isinteger(L, idx)) {
-    shape[0] = lua_tointeger(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    int ok;
+    shape[0] = (int64_t)lua_tointegerx(L, idx, &ok);
+    if (!ok) return luaL_argerror(L, idx, "normalized_shape must be an integer or a table of them");
     return 1;
   }
-  if (lua_type(L, idx) == LUA_TNUMBER) return luaL_argerror(L, idx, "normalized_shape must be an integer");
   return lfl_sizes_at(L, idx, shape, lfl_fname(L, NULL));
 }
 
