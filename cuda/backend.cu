@@ -87,6 +87,8 @@ bool supports_query(const fl_op_query *q) {
       return q->sub == FL_LOGICAL_NOT || q->ts[0]->dtype == in->dtype || fl_dtype_is_float(q->ts[0]->dtype);
     /* issue 7's families */
     /* -- norms -- */
+    case FL_OP_NORM_FORWARD: /* norm.cu: f32, bf16, f16 (f64 too) */
+    case FL_OP_NORM_BACKWARD: return is_float;
 
     /* -- convolution -- */
 
@@ -132,6 +134,8 @@ fl_backend make_table() {
   b.scatter_add = fc::scatter_add_forward;
   b.sort = fc::sort_forward;
   /* -- norms -- */
+  b.norm_forward = fc::norm_forward;
+  b.norm_backward = fc::norm_backward;
 
   /* -- convolution -- */
 

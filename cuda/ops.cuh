@@ -36,6 +36,11 @@ fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, con
 /* sort.cu */
 fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 /* -- norms -- */
+/* norm.cu */
+fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                       const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                        const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups, int64_t inner);
 
 /* -- convolution -- */
 

@@ -297,6 +297,15 @@ fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, i
 
 /* ---- neural-network ops (flame.nn.functional; issue 7's families) ---- */
 /* -- norms -- */
+/* PyTorch's layer_norm, rms_norm and group_norm (biased variance). normalized_shape: the trailing nshape dims of
+ * x; w and b (each may be NULL) have that shape (group_norm: [C], x [N, C, *]); x float, w/b x's dtype or f32
+ * (with an f16/bf16 x). eps >= 0 (1e-5 is PyTorch's default; rms_norm's too here). Differentiable in x, w, b. */
+fl_status fl_layer_norm(const fl_tensor *x, int nshape, const int64_t *normalized_shape, const fl_tensor *w,
+                        const fl_tensor *b, double eps, fl_tensor **out);
+fl_status fl_rms_norm(const fl_tensor *x, int nshape, const int64_t *normalized_shape, const fl_tensor *w, double eps,
+                      fl_tensor **out);
+fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
+                        fl_tensor **out);
 
 /* -- convolution -- */
 

@@ -25,6 +25,8 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_SCATTER_ADD: return b->scatter_add != NULL;
     case FL_OP_SORT: return b->sort != NULL;
     /* -- norms -- */
+    case FL_OP_NORM_FORWARD: return b->norm_forward != NULL;
+    case FL_OP_NORM_BACKWARD: return b->norm_backward != NULL;
 
     /* -- convolution -- */
     case FL_OP_CONV_DIRECT: return b->conv_direct != NULL;

@@ -134,6 +134,7 @@ typedef enum {
   FL_OP_SCATTER_ADD, FL_OP_SORT,
   /* issue 7's families: each adds its kinds below its own marker */
   /* -- norms -- */
+  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD,
 
   /* -- convolution -- */
   FL_OP_CONV_DIRECT,
@@ -234,6 +235,18 @@ typedef struct fl_backend {
   fl_status (*sort)(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 
   /* ---- norms (ops/norm.c) ---- */
+  /* layer_norm, rms_norm and group_norm as one problem: x (contiguous, float) viewed as
+   * [n, groups, cpg, inner], statistics per row (n, group) of cols = cpg * inner elements, the affine
+   * weight/bias (NULL: none; contiguous; x's dtype or f32) indexed by channel = group * cpg + c, which for
+   * layer/rms norm (groups = inner = 1) is the column. rows = numel(rstd); mean NULL means rms (no centring).
+   * mean, rstd: contiguous [rows] of the statistics dtype (f64 for f64 x, else f32). y: x's shape and dtype. */
+  fl_status (*norm_forward)(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                            const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+  /* dx (x's dtype), dw (w's), db (the bias's dtype, w's shape): each may be NULL (not wanted); dy contiguous
+   * of x's shape and dtype; mean/rstd as the forward wrote them. dw/db are written, not accumulated. */
+  fl_status (*norm_backward)(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                             const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
+                             int64_t inner);
 
   /* ---- convolution (ops/conv.c) ---- */
   /* Optional: a whole convolution problem at once (CUDA: cuDNN), out contiguous, a and b contiguous, all one

@@ -24,6 +24,11 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 /* -- norms -- */
+fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                               const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
+                               int64_t inner);
 
 /* -- convolution -- */
 
@@ -143,6 +148,8 @@ static const fl_backend cpu_backend = {
     .scatter_add = fl_cpu_scatter_add,
     .sort = fl_cpu_sort,
     /* -- norms -- */
+    .norm_forward = fl_cpu_norm_forward,
+    .norm_backward = fl_cpu_norm_backward,
 
     /* -- convolution -- */
 
