@@ -38,6 +38,9 @@ fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x
 /* -- norms -- */
 
 /* -- convolution -- */
+/* conv.cu: the im2col path's gather and its adjoint (see fl_backend) */
+fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 
