@@ -89,8 +89,6 @@ bool supports_query(const fl_op_query *q) {
     /* -- norms -- */
 
     /* -- convolution -- */
-  b.im2col = fc::im2col_forward;
-  b.col2im = fc::col2im_forward;
     case FL_OP_IM2COL: case FL_OP_COL2IM: return is_float; /* conv.cu: FC_M_FLOAT */
 
     /* -- index and losses -- */
@@ -137,6 +135,8 @@ fl_backend make_table() {
   /* -- norms -- */
 
   /* -- convolution -- */
+  b.im2col = fc::im2col_forward;
+  b.col2im = fc::col2im_forward;
 
   /* -- index and losses -- */
 
