@@ -34,23 +34,25 @@ geom3 geom3_of(const fl_conv_geom *g) {
   return r;
 }
 
-/* cols[r, col] = x[image, c, o * s - p + k * d] or 0, r = c * kvol + (k0, k1, k2), col = image * L + o. */
+/* cols[r, col] = x[image, c, o * s - p + k * d] or 0, r = c * kvol + (k0, k1, k2), col = image * L + o.
+ * Rows over blockIdx.x (decoded once per block), columns over blockIdx.y and the threads. */
 template <class T, class I>
-__global__ void __launch_bounds__(FC_THREADS) im2col_kernel(T *cols, const T *x, geom3 g, I total) {
-  const I width = (I)(g.n * g.L), L = (I)g.L;
-  for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)gridDim.x * blockDim.x) {
-    I r = e / width, col = e - r * width;
+__global__ void __launch_bounds__(FC_THREADS) im2col_kernel(T *cols, const T *x, geom3 g) {
+  const I width = (I)(g.n * g.L), L = (I)g.L, rows = (I)(g.cin * g.kvol);
+  for (I r = blockIdx.x; r < rows; r += gridDim.x) {
     I c = r / (I)g.kvol, kk = r - c * (I)g.kvol;
-    I img = col / L, o = col - img * L;
-    I o2 = o % (I)g.out[2], o01 = o / (I)g.out[2], o1 = o01 % (I)g.out[1], o0 = o01 / (I)g.out[1];
     I k2 = kk % (I)g.k[2], k01 = kk / (I)g.k[2], k1 = k01 % (I)g.k[1], k0 = k01 / (I)g.k[1];
-    int64_t i0 = (int64_t)o0 * g.s[0] - g.p[0] + (int64_t)k0 * g.d[0];
-    int64_t i1 = (int64_t)o1 * g.s[1] - g.p[1] + (int64_t)k1 * g.d[1];
-    int64_t i2 = (int64_t)o2 * g.s[2] - g.p[2] + (int64_t)k2 * g.d[2];
-    T v = T();
-    if (i0 >= 0 && i0 < g.in[0] && i1 >= 0 && i1 < g.in[1] && i2 >= 0 && i2 < g.in[2])
-      v = x[(((I)img * (I)g.cin + c) * (I)g.in[0] + (I)i0) * (I)(g.in[1] * g.in[2]) + (I)i1 * (I)g.in[2] + (I)i2];
-    cols[e] = v;
+    int64_t b0 = (int64_t)k0 * g.d[0] - g.p[0], b1 = (int64_t)k1 * g.d[1] - g.p[1], b2 = (int64_t)k2 * g.d[2] - g.p[2];
+    T *dst = cols + r * width;
+    for (I col = (I)blockIdx.y * blockDim.x + threadIdx.x; col < width; col += (I)gridDim.y * blockDim.x) {
+      I img = col / L, o = col - img * L;
+      I o2 = o % (I)g.out[2], o01 = o / (I)g.out[2], o1 = o01 % (I)g.out[1], o0 = o01 / (I)g.out[1];
+      int64_t i0 = (int64_t)o0 * g.s[0] + b0, i1 = (int64_t)o1 * g.s[1] + b1, i2 = (int64_t)o2 * g.s[2] + b2;
+      T v = T();
+      if (i0 >= 0 && i0 < g.in[0] && i1 >= 0 && i1 < g.in[1] && i2 >= 0 && i2 < g.in[2])
+        v = x[(((I)img * (I)g.cin + c) * (I)g.in[0] + (I)i0) * (I)(g.in[1] * g.in[2]) + (I)i1 * (I)g.in[2] + (I)i2];
+      dst[col] = v;
+    }
   }
 }
 
@@ -91,10 +93,8 @@ __global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols,
   }
 }
 
-/* 32-bit index math when every index (and the grid-stride overshoot) fits. */
-bool small_index(const fc_context *ctx, int64_t largest) {
-  return largest <= (int64_t)UINT32_MAX - (int64_t)fc_grid(ctx, largest, FC_THREADS) * FC_THREADS;
-}
+/* 32-bit index math when every index fits in 31 bits: a grid-stride step (below 2^31) then cannot wrap. */
+bool small_index(int64_t largest) { return largest < ((int64_t)1 << 31); }
 
 } // namespace
 
@@ -110,11 +110,13 @@ fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom
     using T = typename decltype(tag)::type;
     T *c = (T *)fc_base(cols);
     const T *src = (const T *)fc_base(x);
-    unsigned grid = fc_grid(ctx, total, FC_THREADS);
-    if (small_index(ctx, fc_max64(total, g.n * g.cin * g.inv)))
-      im2col_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g, (uint32_t)total);
+    int64_t rows = g.cin * g.kvol, width = g.n * g.L;
+    /* enough blocks to fill the device: all rows, and column tiles up to the y limit */
+    dim3 grid((unsigned)fc_min64(rows, INT32_MAX), (unsigned)fc_min64(fc_ceil_div(width, FC_THREADS), 65535));
+    if (small_index(fc_max64(total, g.n * g.cin * g.inv)))
+      im2col_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
     else
-      im2col_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g, (uint64_t)total);
+      im2col_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
     return fc_launched("im2col_kernel");
   });
 }
@@ -130,7 +132,7 @@ fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom
     T *dst = (T *)fc_base(x);
     const T *c = (const T *)fc_base(cols);
     unsigned grid = fc_grid(ctx, total, FC_THREADS);
-    if (small_index(ctx, fc_max64(total, g.cin * g.kvol * g.n * g.L)))
+    if (small_index(fc_max64(total, g.cin * g.kvol * g.n * g.L)))
       col2im_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint32_t)total);
     else
       col2im_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint64_t)total);
