@@ -83,6 +83,37 @@ describe("F.conv values against the direct-loop reference", function()
     end)
   end
 
+  it("non-contiguous inputs and an expanded upstream gradient give what contiguous ones give", function()
+    local xc, wc = rn({2, 5, 6, 3}, {dtype = "f64"}), rn({3, 4, 2, 5}, {dtype = "f64"})
+    local function grads(x, w)
+      x, w = H.t(x:clone()), H.t(w:clone())
+      x.requires_grad, w.requires_grad = true, true
+      local y = F.conv2d(x:permute(1, 4, 2, 3), w:permute(2, 1, 3, 4), nil, {padding = {1, 2}, stride = {2, 1}})
+      y:sum():backward() -- sum's gradient arrives expanded (stride 0)
+      return y:detach(), x.grad, w.grad
+    end
+    local y1, gx1, gw1 = grads(xc, wc)
+    local xp = xc:detach():permute(1, 4, 2, 3):contiguous()
+    local wp = wc:detach():permute(2, 1, 3, 4):contiguous()
+    H.close(y1, ref_conv(xp, wp, nil, {padding = {1, 2}, stride = {2, 1}}), {atol = 1e-12})
+    local x, w = H.t(xp), H.t(wp)
+    x.requires_grad, w.requires_grad = true, true
+    F.conv2d(x, w, nil, {padding = {1, 2}, stride = {2, 1}}):sum():backward()
+    H.close(gx1, x.grad:permute(1, 3, 4, 2), {atol = 1e-12})
+    H.close(gw1, w.grad:permute(2, 1, 3, 4), {atol = 1e-12})
+  end)
+
+  it("an empty batch gives an empty result and zero weight and bias gradients", function()
+    local x = flame.zeros(0, 3, 5, 5, H.opts({requires_grad = true}))
+    local w, b = flame.ones(4, 3, 3, 3, H.opts({requires_grad = true})), flame.ones(4, H.opts({requires_grad = true}))
+    local y = F.conv2d(x, w, b, {padding = 1})
+    assert.are.same({0, 4, 5, 5}, y.shape)
+    y:sum():backward()
+    assert.are.same({0, 3, 5, 5}, x.grad.shape)
+    assert.are.equal(0, w.grad:abs():sum():item())
+    assert.are.equal(0, b.grad:abs():sum():item())
+  end)
+
   it("takes the options table in the bias's place, and an unbatched input", function()
     local x, w = rn({3, 5, 5}, {dtype = "f64"}), rn({2, 3, 3, 3}, {dtype = "f64"})
     local want = ref_conv(x:unsqueeze(1), w, nil, {padding = 1}):squeeze(1)
