@@ -364,6 +364,11 @@ describe("F.conv errors", function()
     H.errors(function() F.conv2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {stride = {1, 2, 3}}) end,
       "conv2d: stride must be a number or a table of 2 numbers, got a table of 3")
     H.errors(function() F.conv2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {strides = 1}) end, "strides")
+    H.errors(function() F.conv2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {stride = 1.5}) end,
+      "conv2d: stride must be an integer or a table of 2 integers, got number")
+    H.errors(function() F.conv2d(t(1, 2, 5, 5), t(2, 1, 3, 3), nil, {groups = "2"}) end,
+      "conv2d: groups must be an integer, got string")
+    assert.are.same({1, 1, 2, 2}, F.conv2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {stride = 2.0}).shape)
     H.errors(function() F.conv_transpose2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {stride = 2, output_padding = 2}) end,
       "conv_transpose2d: output_padding 2 must be smaller than the stride 2 or the dilation 1 at spatial dim 1")
     H.errors(function() F.conv_transpose2d(t(1, 1, 5, 5), t(1, 1, 3, 3), nil, {padding = "same"}) end,
