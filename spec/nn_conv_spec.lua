@@ -289,7 +289,7 @@ describe("F.conv gemm path against the direct path", function()
   local test = direct_available() and it or pending
   for _, c in ipairs(parity_cases) do
     local name, fn, xs, ws, o = table.unpack(c)
-    for _, dt in ipairs({{"f32", 1e-5}, {"bf16", 3e-2}}) do
+    for _, dt in ipairs({{"f32", 1e-4}, {"bf16", 3e-2}}) do -- the direct path may pick Winograd or FFT algorithms
       test(name .. " " .. dt[1], function()
         local prev = F.conv_algo("gemm")
         local ok, err = pcall(function()
