@@ -68,6 +68,8 @@ describe("F.conv values against the direct-loop reference", function()
     {"conv2d", {2, 3, 9, 8}, {4, 3, 2, 3}, false, {stride = {3, 2}, dilation = {2, 1}, padding = {2, 1}}},
     {"conv2d", {1, 6, 5, 5}, {6, 1, 3, 3}, true, {groups = 6, padding = 1}},           -- depthwise
     {"conv2d", {2, 4, 4, 4}, {6, 2, 1, 1}, true, {groups = 2}},                        -- pointwise, grouped
+    {"conv2d", {3, 4, 3, 5}, {6, 4, 1, 1}, true, {}},                                  -- pointwise: no im2col
+    {"conv2d", {3, 4, 3, 5}, {6, 4, 1, 1}, true, {stride = 2, padding = 1}},           -- 1x1 with im2col
     {"conv3d", {2, 2, 3, 4, 5}, {3, 2, 2, 3, 2}, true, {stride = {1, 2, 2}, padding = {1, 1, 0}, dilation = {1, 1, 2}}},
   }
   for _, c in ipairs(cases) do
@@ -155,6 +157,8 @@ describe("F.conv gradcheck (f64 finite differences of x, w and b)", function()
     {"conv2d non-square, stride, padding, dilation, groups", "conv2d", {2, 4, 5, 4}, {4, 2, 3, 2},
       {stride = {2, 1}, padding = 1, dilation = {1, 2}, groups = 2}},
     {"conv2d depthwise", "conv2d", {1, 3, 5, 4}, {3, 1, 3, 3}, {groups = 3, padding = 1}},
+    {"conv2d pointwise (no im2col)", "conv2d", {3, 3, 2, 4}, {2, 3, 1, 1}, {}},
+    {"conv_transpose1d pointwise (no col2im)", "conv_transpose1d", {2, 3, 5}, {3, 2, 1}, {}},
     {"conv2d padding same, even kernel", "conv2d", {1, 2, 4, 5}, {2, 2, 2, 2}, {padding = "same"}},
     {"conv3d stride, padding", "conv3d", {1, 2, 3, 4, 3}, {2, 1, 2, 2, 2}, {stride = {1, 2, 1}, padding = {1, 0, 1}, groups = 2}},
     {"conv_transpose1d", "conv_transpose1d", {2, 2, 4}, {2, 3, 3}, {stride = 2, padding = 1, output_padding = 1}},
