@@ -424,11 +424,12 @@ static fl_status conv_geometry(const char *op, int nsp, const fl_tensor *x, cons
   if (g->cout % g->groups)
     return fl_error(FL_ESHAPE, "%s: output channels %lld (dim %lld of weight %s) are not divisible by groups %lld", op,
                     (long long)g->cout, (long long)fl_mdim(0), dw.s, (long long)g->groups);
-  if (w->shape[1] * g->groups != g->cin)
+  int64_t wcin;
+  if (fl_mul_overflows(w->shape[1], g->groups, &wcin)) return too_large(op);
+  if (wcin != g->cin)
     return fl_error(FL_ESHAPE,
                     "%s: weight %s expects %lld input channels (%lld per group x %lld groups), input %s has %lld", op,
-                    dw.s, (long long)(w->shape[1] * g->groups), (long long)w->shape[1], (long long)g->groups, dx.s,
-                    (long long)g->cin);
+                    dw.s, (long long)wcin, (long long)w->shape[1], (long long)g->groups, dx.s, (long long)g->cin);
   FL_TRY(check_param(op, "stride", nsp, p->stride, 1));
   FL_TRY(check_param(op, "dilation", nsp, p->dilation, 1));
   FL_TRY(check_param(op, "padding", nsp, p->padding, 0));
