@@ -91,6 +91,7 @@ bool supports_query(const fl_op_query *q) {
     case FL_OP_NORM_BACKWARD: return is_float;
 
     /* -- convolution -- */
+    case FL_OP_IM2COL: case FL_OP_COL2IM: return is_float; /* conv.cu: FC_M_FLOAT */
 
     /* -- index and losses -- */
 
@@ -138,6 +139,8 @@ fl_backend make_table() {
   b.norm_backward = fc::norm_backward;
 
   /* -- convolution -- */
+  b.im2col = fc::im2col_forward;
+  b.col2im = fc::col2im_forward;
 
   /* -- index and losses -- */
 

@@ -43,6 +43,9 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
                         const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups, int64_t inner);
 
 /* -- convolution -- */
+/* conv.cu: the im2col path's gather and its adjoint (see fl_backend) */
+fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 

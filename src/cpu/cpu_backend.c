@@ -31,6 +31,8 @@ fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, cons
                                int64_t inner);
 
 /* -- convolution -- */
+fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 
@@ -152,6 +154,8 @@ static const fl_backend cpu_backend = {
     .norm_backward = fl_cpu_norm_backward,
 
     /* -- convolution -- */
+    .im2col = fl_cpu_im2col,
+    .col2im = fl_cpu_col2im,
 
     /* -- index and losses -- */
 
