@@ -95,6 +95,7 @@ bool supports_query(const fl_op_query *q) {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return fl_dtype_is_float(in->dtype); /* dropout.cu: f32, f64, bf16, f16 */
 
     default: return true;
   }
@@ -140,6 +141,7 @@ fl_backend make_table() {
   /* -- pooling, resizing, padding -- */
 
   /* -- dropout and attention -- */
+  b.dropout = fc::dropout_forward;
 
   return b;
 }

@@ -44,6 +44,8 @@ fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+/* dropout.cu */
+fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
 
 } // namespace fc
 

@@ -305,6 +305,13 @@ fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, i
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+/* Dropout with the global generator: x * keep / (1 - p), keep a pure function of (seed, offset, element
+ * index in row-major order) drawn from Philox (src/core/dropout_keep.h), the same on every device. p in
+ * [0, 1]; training false or p == 0 returns x itself (a new reference); p == 1 gives zeros. The backward
+ * regenerates the mask from (seed, offset, p). */
+fl_status fl_dropout(const fl_tensor *x, double p, bool training, fl_tensor **out);
+/* The same with the counters given: the mask of (seed, offset). */
+fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_t offset, fl_tensor **out);
 
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);

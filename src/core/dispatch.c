@@ -34,6 +34,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return b->dropout != NULL;
 
     default: return false;
   }

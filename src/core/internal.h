@@ -143,6 +143,7 @@ typedef enum {
   /* -- pooling, resizing, padding -- */
 
   /* -- dropout and attention -- */
+  FL_OP_DROPOUT,
 
   /* new kinds are appended here */
   FL_NOPKINDS
@@ -247,6 +248,9 @@ typedef struct fl_backend {
   /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
+  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
+   * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
+  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
 
 } fl_backend;
 

@@ -32,6 +32,7 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
 
 
 static fl_memory_stats stats;
@@ -151,6 +152,7 @@ static const fl_backend cpu_backend = {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    .dropout = fl_cpu_dropout,
 
 };
 
