@@ -46,6 +46,8 @@ fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x
 /* -- dropout and attention -- */
 /* dropout.cu */
 fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+/* attention.cu */
+fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 
 } // namespace fc
 

@@ -211,6 +211,21 @@ describe("F softmax and activations", function()
     H.close(F.gelu(x, {approximate = "tanh"}), x:gelu("tanh"), {atol = 0, rtol = 0})
   end)
 
+  it("softmax and log_softmax backward (the fused last-dim kernel and the composed one): gradchecks", function()
+    local x = flame.randn(3, 4, 5)
+    for _, d in ipairs({3, -1, 2}) do
+      H.gradcheck(function(t) return F.softmax(t, d) end, {x})
+      H.gradcheck(function(t) return F.log_softmax(t, d) end, {x})
+    end
+    -- a non-contiguous upstream gradient
+    local t = rn64(4, 6)
+    t.requires_grad = true
+    local y = F.softmax(t, 2)
+    local g = rn64(6, 4):t()
+    local gx = flame.autograd.grad(y, {t}, {g})[1]
+    H.close(gx, y:detach() * (g - (g * y:detach()):sum(2, true)), {atol = 1e-14})
+  end)
+
   it("leaky_relu, elu, softplus, mish against their formulas", function()
     local xs = {-30, -2.5, -0.5, 0.25, 1, 3, 25}
     local x = H.t(xs, {dtype = "f64"})

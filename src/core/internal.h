@@ -144,6 +144,7 @@ typedef enum {
 
   /* -- dropout and attention -- */
   FL_OP_DROPOUT,
+  FL_OP_SOFTMAX_BACKWARD,
 
   /* new kinds are appended here */
   FL_NOPKINDS
@@ -251,6 +252,9 @@ typedef struct fl_backend {
   /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
    * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
   fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+  /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
+   * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
+  fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 
 } fl_backend;
 
