@@ -336,6 +336,20 @@ describe("F.scaled_dot_product_attention", function()
     end
   end)
 
+  it("GQA repeats no k/v: the forward allocates only q * scale, the scores, the probabilities and the output", function()
+    local function allocs() return flame.memory_stats("cpu").num_allocs end
+    local q, k, v = flame.randn(2, 8, 16, 4), flame.randn(2, 2, 16, 4), flame.randn(2, 2, 16, 4)
+    local rep = function(t) return t:unsqueeze(3):expand(2, 2, 4, 16, 4):reshape(2, 8, 16, 4) end
+    local kr, vr = rep(k), rep(v)
+    local n0 = allocs()
+    SDPA(q, k, v)
+    local n1 = allocs()
+    SDPA(q, kr, vr)
+    local n2 = allocs()
+    assert.are.equal(4, n1 - n0)
+    assert.are.equal(4, n2 - n1)
+  end)
+
   it("a fully masked row gives output 0 and zero gradients, never NaN", function()
     local q, k, v = rn64(1, 2, 3, 4), rn64(1, 2, 4, 4), rn64(1, 2, 4, 4)
     for _, t in ipairs({q, k, v}) do t.requires_grad = true end
