@@ -48,6 +48,7 @@ fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x
 fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
 /* attention.cu */
 fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } // namespace fc
 

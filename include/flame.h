@@ -312,6 +312,14 @@ fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, i
 fl_status fl_dropout(const fl_tensor *x, double p, bool training, fl_tensor **out);
 /* The same with the counters given: the mask of (seed, offset). */
 fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_t offset, fl_tensor **out);
+/* Softmax over the last dim of scores s [..., Sq, Sk] restricted to the allowed keys: mask (NULL, or bool
+ * broadcastable to s, true = attend) and, with causal, key j of query i (0-based, the last two dims) only where
+ * j <= i + shift (0: top-left, Sk - Sq: bottom-right). Masked keys get 0; a row with no allowed finite score is
+ * all 0, with zero gradient. One kernel; the backward is softmax's. */
+fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out);
+/* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
+ * the last dim where the backend has one (and grad mode is off), else composed from ops. */
+fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);
 
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);

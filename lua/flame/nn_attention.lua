@@ -6,8 +6,6 @@
 local flame = ...
 local F = flame.F
 
-local NEG_INF = -math.huge
-
 local function desc(t)
   if not flame.is_tensor(t) then return type(t) end
   local dims = {}
@@ -107,14 +105,6 @@ local function causal_mode(name, c, default)
     type(c) == "string" and ('"' .. c .. '"') or tostring(c)), 3)
 end
 
--- The bool [Sq, Sk] matrix of allowed (query, key) pairs: key j <= query i (+ Sk - Sq bottom-right).
-local function causal_allowed(mode, sq, sk, device)
-  local shift = mode == "bottom_right" and (sk - sq) or 0
-  local rows = flame.arange(0, sq, {dtype = "i64", device = device}):reshape(sq, 1)
-  local cols = flame.arange(0, sk, {dtype = "i64", device = device}):reshape(1, sk)
-  return cols:le(rows + shift)
-end
-
 -- The attention of q [B, Hq, Sq, D], k [B, Hk, Sk, D], v [B, Hk, Sk, Dv] (Hk divides Hq, validated):
 --   scores = (q * scale) @ k^T, masked, softmax over keys, dropped out (drop(p) or nil), @ v.
 -- GQA without repeating k/v: q is viewed as [B, Hk, G Sq, D] (query head h = hk G + g uses key
@@ -136,28 +126,18 @@ local function attention(q, k, v, scale, causal, mask, drop)
   else
     s = qs:reshape(B, Hk, G * Sq, D):matmul(k:transpose(3, 4)):reshape(B, Hq, Sq, Sk)
   end
-  local allowed, dead -- bool masks: allowed pairs; rows with none allowed
-  if causal then allowed = causal_allowed(causal, Sq, Sk, q.device) end
-  if mask ~= nil then
-    if mask.dtype == "bool" then
-      allowed = allowed and allowed:logical_and(mask) or mask
-    else
-      s = s + (mask.dtype == s.dtype and mask or mask:to({dtype = s.dtype}))
-    end
+  local p
+  if causal or mask ~= nil then
+    -- one masked-softmax kernel: the bool mask (broadcast, not copied) and the causal limit; masked keys and rows
+    -- with no allowed finite score (a float mask's -inf rows too) get 0, and so do their gradients
+    local bool_mask
+    if mask ~= nil and mask.dtype == "bool" then bool_mask = mask
+    elseif mask ~= nil then s = s + (mask.dtype == s.dtype and mask or mask:to({dtype = s.dtype})) end
+    local shift = causal and (causal == "bottom_right" and Sk - Sq or 0) or nil
+    p = F._masked_softmax(s, bool_mask, shift)
+  else
+    p = s:softmax(-1)
   end
-  if allowed then
-    local blocked = allowed:logical_not()
-    s = s:masked_fill(blocked, NEG_INF)
-    -- fully masked rows exist only where the mask can produce them (computed on the small mask)
-    if mask ~= nil or (causal == "bottom_right" and Sq > Sk) then dead = blocked:all(-1, true) end
-  end
-  if mask ~= nil and mask.dtype ~= "bool" then -- a float mask may hold -inf: find dead rows in the data
-    local fl = flame.no_grad(function() return s:amax(-1, true):eq(NEG_INF) end)
-    dead = dead and dead:logical_or(fl) or fl
-  end
-  if dead then s = s:masked_fill(dead, 0) end -- finite rows for the softmax; zeroed again below
-  local p = s:softmax(-1)
-  if dead then p = p:masked_fill(dead, 0) end
   if drop then p = drop(p) end
   local o
   if G == 1 then

@@ -36,6 +36,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- dropout and attention -- */
     case FL_OP_DROPOUT: return b->dropout != NULL;
     case FL_OP_SOFTMAX_BACKWARD: return b->softmax_backward != NULL;
+    case FL_OP_MASKED_SOFTMAX: return b->masked_softmax != NULL;
 
     default: return false;
   }

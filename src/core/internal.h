@@ -145,6 +145,7 @@ typedef enum {
   /* -- dropout and attention -- */
   FL_OP_DROPOUT,
   FL_OP_SOFTMAX_BACKWARD,
+  FL_OP_MASKED_SOFTMAX,
 
   /* new kinds are appended here */
   FL_NOPKINDS
@@ -255,6 +256,11 @@ typedef struct fl_backend {
   /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
    * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
   fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+  /* Softmax over the last dim of s [..., Sq, Sk] (out, s contiguous, one float dtype) restricted to the allowed
+   * keys: mask NULL or bool of s's shape (any non-negative strides, 0 where broadcast), and with causal, key j
+   * of query i (the last two dims, 0-based) only where j <= i + shift. Disallowed keys get 0; a row with no
+   * allowed score above -inf gets 0 everywhere. NaN scores propagate to their row. */
+  fl_status (*masked_softmax)(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } fl_backend;
 

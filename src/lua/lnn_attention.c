@@ -30,7 +30,18 @@ static int f_linear(lua_State *L) {
   return 1;
 }
 
+/* _masked_softmax(s, mask?, shift?): fl_masked_softmax, for the Lua attention; shift nil: no causal limit. */
+static int f_masked_softmax(lua_State *L) {
+  fl_tensor *s = lfl_check(L, 1), *m = lua_isnoneornil(L, 2) ? NULL : lfl_check(L, 2), *r;
+  bool causal = !lua_isnoneornil(L, 3);
+  int64_t shift = causal ? (int64_t)luaL_checkinteger(L, 3) : 0;
+  LFL_CHECK(L, fl_masked_softmax(s, m, causal, shift, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
 static const lfl_reg functions[] = {
+    {"_masked_softmax", f_masked_softmax, 3},
     {"dropout", f_dropout, 3},
     {"linear", f_linear, 3},
     {NULL, NULL, 0},
