@@ -1,16 +1,13 @@
 /* The attention family's row kernels over the last dim of contiguous [rows, n]
- * tensors, one warp per row in a grid-stride loop, computed in float (double
- * for f64).
- * masked_softmax: softmax restricted to the allowed keys (a bool mask of any
- * strides, 0 where broadcast, and/or the causal limit j <= i + shift); masked
- * keys and rows without an allowed finite score give 0. Three reads of the row
- * (max, sum, write), the second and third from cache.
- * softmax backward
- * (attention's probabilities): softmax: gin = y (g - sum(g y));
- * log_softmax: gin = g - exp(y) sum(g). One warp per row in a grid-stride loop:
- * the row's dot product by shuffles, then one write pass, computed in float
- * (double for f64). One pass instead of the four elementwise/reduce passes of
- * the composed backward. */
+ * tensors: one warp per row in a grid-stride loop (64-bit rows), computed in
+ * float (double for f64).
+ * - masked_softmax: softmax restricted to the allowed keys (a bool mask of any
+ *   strides, 0 where broadcast, and/or the causal limit j <= i + shift); masked
+ *   keys and rows without an allowed score above -inf give 0. Three reads of the
+ *   row (max, sum, write), the second and third from cache.
+ * - softmax backward: softmax: gin = y (g - sum(g y)); log_softmax:
+ *   gin = g - exp(y) sum(g). The row's dot product by shuffles, then one write
+ *   pass: one pass instead of the four of the composed backward. */
 #include "context.cuh"
 #include "dispatch.cuh"
 #include "math.cuh"
