@@ -137,6 +137,19 @@ describe("F.dropout", function()
     end
   end)
 
+  it("does not depend on the CPU thread count", function()
+    local x = flame.randn(300, 1000)
+    local n0 = flame.get_num_threads()
+    flame.set_num_threads(1)
+    flame.manual_seed(2)
+    local a = F.dropout(x, 0.5)
+    flame.set_num_threads(4)
+    flame.manual_seed(2)
+    local b = F.dropout(x, 0.5)
+    flame.set_num_threads(n0)
+    assert.is_true(a:eq(b):all():item())
+  end)
+
   it("indexes elements in row-major order whatever the strides", function()
     local x = rn(6, 5):t()
     flame.manual_seed(9)
@@ -304,6 +317,22 @@ describe("F.scaled_dot_product_attention", function()
     local bt = bm4:cpu():totable()
     check({2, 2, 3, 3}, {2, 2, 4, 3}, {2, 2, 4, 3}, {attn_mask = bm4, causal = true},
       {causal = "top_left", mask = function(b, h, i, j) return bt[b][h][i][j] end})
+  end)
+
+  it("masks of any strides; a NaN score propagates to its row only where it is allowed", function()
+    local q, k, v = rn64(1, 2, 4, 3), rn64(1, 2, 4, 3), rn64(1, 2, 4, 3)
+    local m = flame.rand(4, 4):gt(0.4):to({device = H.device})
+    H.close(SDPA(q, k, v, {attn_mask = m:t()}), SDPA(q, k, v, {attn_mask = m:t():contiguous()}), {atol = 0, rtol = 0})
+    local kn = k:clone()
+    kn[1][1][2][1] = 0 / 0 -- key 2 of head 1 is NaN: every score of that key is NaN
+    local allow = H.t({{true, false, true, true}, {true, true, true, true}, {true, false, false, false},
+      {false, true, false, false}})
+    local out = tab(SDPA(q, kn, v, {attn_mask = allow}))
+    for i = 1, 4 do
+      local nan = out[1][1][i][1] ~= out[1][1][i][1]
+      assert.are.equal(allow[i][2]:item(), nan) -- NaN exactly in the rows that attend to key 2
+      assert.is_true(out[1][2][i][1] == out[1][2][i][1]) -- head 2 is untouched
+    end
   end)
 
   it("matches PyTorch 1.13 fixtures (values and gradients of q, k, v)", function()
