@@ -401,14 +401,16 @@ describe("F.scaled_dot_product_attention", function()
     assert.is_false(g:isnan():any():item())
   end)
 
-  it("gradcheck of q, k and v (plain, GQA causal bottom-right, float mask)", function()
+  it("gradcheck of q, k and v (plain, GQA causal bottom-right, bool mask with a dead row) and of a float mask", function()
     H.gradcheck(function(q, k, v) return SDPA(q, k, v) end,
       {flame.randn(1, 2, 3, 2), flame.randn(1, 2, 4, 2), flame.randn(1, 2, 4, 2)})
     H.gradcheck(function(q, k, v) return SDPA(q, k, v, {causal = "bottom_right", scale = 0.8}) end,
       {flame.randn(1, 4, 3, 2), flame.randn(1, 2, 4, 2), flame.randn(1, 2, 4, 3)})
-    local fm = flame.randn(3, 4)
-    H.gradcheck(function(q, k, v) return SDPA(q, k, v, {attn_mask = fm:to({dtype = "f64", device = H.device})}) end,
-      {flame.randn(1, 1, 3, 2), flame.randn(1, 1, 4, 2), flame.randn(1, 1, 4, 2)})
+    H.gradcheck(function(q, k, v, m) return SDPA(q, k, v, {attn_mask = m}) end,
+      {flame.randn(1, 1, 3, 2), flame.randn(1, 1, 4, 2), flame.randn(1, 1, 4, 2), flame.randn(3, 4)})
+    local bm = flame.tensor({{true, false, true, true}, {false, false, false, false}, {true, true, false, true}})
+    H.gradcheck(function(q, k, v) return SDPA(q, k, v, {attn_mask = bm:to({device = H.device}), causal = "bottom_right"}) end,
+      {flame.randn(1, 2, 3, 2), flame.randn(1, 2, 4, 2), flame.randn(1, 2, 4, 2)})
   end)
 
   it("dropout: the mask is F.dropout's over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + q) Sk + k", function()
