@@ -98,6 +98,9 @@ bool supports_query(const fl_op_query *q) {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return fl_dtype_is_float(in->dtype); /* dropout.cu: f32, f64, bf16, f16 */
+    case FL_OP_SOFTMAX_BACKWARD: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
+    case FL_OP_MASKED_SOFTMAX: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
 
     default: return true;
   }
@@ -147,6 +150,9 @@ fl_backend make_table() {
   /* -- pooling, resizing, padding -- */
 
   /* -- dropout and attention -- */
+  b.dropout = fc::dropout_forward;
+  b.softmax_backward = fc::softmax_backward_forward;
+  b.masked_softmax = fc::masked_softmax_forward;
 
   return b;
 }

@@ -52,6 +52,11 @@ fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+/* dropout.cu */
+fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+/* attention.cu */
+fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } // namespace fc
 

@@ -339,6 +339,21 @@ int64_t fl_set_conv_workspace(int64_t bytes);
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+/* Dropout with the global generator: x * keep / (1 - p), keep a pure function of (seed, offset, element
+ * index in row-major order) drawn from Philox (src/core/dropout_keep.h), the same on every device. p in
+ * [0, 1]; training false or p == 0 returns x itself (a new reference); p == 1 gives zeros. The backward
+ * regenerates the mask from (seed, offset, p). */
+fl_status fl_dropout(const fl_tensor *x, double p, bool training, fl_tensor **out);
+/* The same with the counters given: the mask of (seed, offset). */
+fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_t offset, fl_tensor **out);
+/* Softmax over the last dim of scores s [..., Sq, Sk] restricted to the allowed keys: mask (NULL, or bool
+ * broadcastable to s, true = attend) and, with causal, key j of query i (0-based, the last two dims) only where
+ * j <= i + shift (0: top-left, Sk - Sq: bottom-right). Masked keys get 0; a row with no allowed finite score is
+ * all 0, with zero gradient. One kernel; the backward is softmax's. */
+fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out);
+/* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
+ * the last dim where the backend has one (and grad mode is off), else composed from ops. */
+fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);
 
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);

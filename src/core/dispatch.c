@@ -38,6 +38,9 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return b->dropout != NULL;
+    case FL_OP_SOFTMAX_BACKWARD: return b->softmax_backward != NULL;
+    case FL_OP_MASKED_SOFTMAX: return b->masked_softmax != NULL;
 
     default: return false;
   }

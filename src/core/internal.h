@@ -145,6 +145,9 @@ typedef enum {
   /* -- pooling, resizing, padding -- */
 
   /* -- dropout and attention -- */
+  FL_OP_DROPOUT,
+  FL_OP_SOFTMAX_BACKWARD,
+  FL_OP_MASKED_SOFTMAX,
 
   /* new kinds are appended here */
   FL_NOPKINDS
@@ -268,6 +271,17 @@ typedef struct fl_backend {
   /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
+  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
+   * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
+  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+  /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
+   * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
+  fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+  /* Softmax over the last dim of s [..., Sq, Sk] (out, s contiguous, one float dtype) restricted to the allowed
+   * keys: mask NULL or bool of s's shape (any non-negative strides, 0 where broadcast), and with causal, key j
+   * of query i (the last two dims, 0-based) only where j <= i + shift. Disallowed keys get 0; a row with no
+   * allowed score above -inf gets 0 everywhere. NaN scores propagate to their row. */
+  fl_status (*masked_softmax)(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } fl_backend;
 

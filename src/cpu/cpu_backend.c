@@ -39,6 +39,9 @@ fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom 
 /* -- pooling, resizing, padding -- */
 
 /* -- dropout and attention -- */
+fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+fl_status fl_cpu_softmax_backward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+fl_status fl_cpu_masked_softmax(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 
 static fl_memory_stats stats;
@@ -162,6 +165,9 @@ static const fl_backend cpu_backend = {
     /* -- pooling, resizing, padding -- */
 
     /* -- dropout and attention -- */
+    .dropout = fl_cpu_dropout,
+    .softmax_backward = fl_cpu_softmax_backward,
+    .masked_softmax = fl_cpu_masked_softmax,
 
 };
 
