@@ -249,8 +249,10 @@ describe("norms, CPU vs CUDA", function()
       local g = flame.randn(shape)
       local res = {}
       for _, dev in ipairs({"cpu", "cuda"}) do
-        local xd = x:to({dtype = dt, device = dev})
-        local wd, bd = w:to({dtype = pdt, device = dev}), b:to({dtype = pdt, device = dev})
+        -- detached: :to() returns the tensor itself when nothing changes, so without it the CPU pass
+        -- would make x, w, b require grad and the CUDA copies would be graph members without .grad
+        local xd = x:to({dtype = dt, device = dev}):detach()
+        local wd, bd = w:to({dtype = pdt, device = dev}):detach(), b:to({dtype = pdt, device = dev}):detach()
         xd.requires_grad, wd.requires_grad, bd.requires_grad = true, true, true
         local y = op(xd, wd, bd)
         y:backward(g:to({dtype = dt, device = dev}))
