@@ -93,6 +93,9 @@ bool supports_query(const fl_op_query *q) {
     /* -- index and losses -- */
 
     /* -- pooling, resizing, padding -- */
+    case FL_OP_POOL: case FL_OP_POOL_BACKWARD: case FL_OP_INTERP: case FL_OP_INTERP_BACKWARD:
+    case FL_OP_PAD_BACKWARD: /* pool.cu, resize.cu, pad.cu: FC_M_FLOAT */
+      return is_float;
 
     /* -- dropout and attention -- */
 
@@ -138,6 +141,12 @@ fl_backend make_table() {
   /* -- index and losses -- */
 
   /* -- pooling, resizing, padding -- */
+  b.pool = fc::pool_forward;
+  b.pool_backward = fc::pool_backward;
+  b.interp = fc::interp_forward;
+  b.interp_backward = fc::interp_backward;
+  b.pad = fc::pad_forward;
+  b.pad_backward = fc::pad_backward;
 
   /* -- dropout and attention -- */
 
