@@ -126,42 +126,43 @@ FL_PG_LINEAR(float, f, scale_f)
 FL_PG_LINEAR(double, d, scale)
 #undef FL_PG_LINEAR
 
-/* The lowest source pixel output o reads along dim d (monotonic in o). */
-FL_PG_FN int64_t fl_interp_first_src(const fl_interp_geom *g, int d, int64_t o) {
-  if (d < FL_PG_DIMS - g->nsp) return o;
+/* The lowest source pixel output o reads along dim d (monotonic in o), with
+ * the linear source computed in f64 or f32 as the weights are. */
+FL_PG_FN int64_t fl_interp_first_src(const fl_interp_geom *g, int d, int64_t o, bool f64) {
   if (!g->linear) return fl_nearest_src(g, d, o);
   int64_t i0, i1;
-  double l1;
-  fl_linear_src_d(g, d, o, &i0, &i1, &l1); /* the float form's floor can differ only at an exact integer */
-  float lf;
-  int64_t j0, j1;
-  fl_linear_src_f(g, d, o, &j0, &j1, &lf);
-  return i0 < j0 ? i0 : j0;
+  if (f64) {
+    double l;
+    fl_linear_src_d(g, d, o, &i0, &i1, &l);
+  } else {
+    float l;
+    fl_linear_src_f(g, d, o, &i0, &i1, &l);
+  }
+  return i0;
 }
 
-/* The outputs [*lo, *hi) along dim d that may read input i: a binary search
- * over the monotonic source index (a superset; the weight decides). */
-FL_PG_FN void fl_interp_range(const fl_interp_geom *g, int d, int64_t i, int64_t *lo, int64_t *hi) {
+/* The first output o along dim d whose first source pixel is >= want: a walk
+ * from an estimate over the monotonic source index (exact from any start). */
+FL_PG_FN int64_t fl_interp_lower(const fl_interp_geom *g, int d, int64_t want, bool f64) {
   const int64_t out = g->out[d];
+  const double s = g->scale[d];
+  double est = s > 0 ? (g->linear && !g->align_corners ? ((double)want + 0.5) / s - 0.5 : (double)want / s) : 0;
+  int64_t o = est <= 0 ? 0 : est >= (double)out ? out : (int64_t)est;
+  while (o > 0 && fl_interp_first_src(g, d, o - 1, f64) >= want) o--;
+  while (o < out && fl_interp_first_src(g, d, o, f64) < want) o++;
+  return o;
+}
+
+/* The outputs [*lo, *hi) along dim d that read input i (a superset by at most
+ * the outputs of weight 0). f64: the compute type of the weights. */
+FL_PG_FN void fl_interp_range(const fl_interp_geom *g, int d, int64_t i, int64_t *lo, int64_t *hi, bool f64) {
   if (d < FL_PG_DIMS - g->nsp) {
     *lo = i, *hi = i + 1;
     return;
   }
-  /* a linear output reads its first pixel and the next; one more for the f32/f64 floors that differ */
-  const int64_t want = g->linear ? i - 2 : i;
-  int64_t a = 0, b = out; /* first o with first_src(o) >= want */
-  while (a < b) {
-    int64_t m = a + (b - a) / 2;
-    if (fl_interp_first_src(g, d, m) < want) a = m + 1;
-    else b = m;
-  }
-  int64_t c = a, e = out; /* first o with first_src(o) > i */
-  while (c < e) {
-    int64_t m = c + (e - c) / 2;
-    if (fl_interp_first_src(g, d, m) <= i) c = m + 1;
-    else e = m;
-  }
-  *lo = a, *hi = c;
+  /* a linear output reads its first pixel and the next */
+  *lo = fl_interp_lower(g, d, g->linear ? i - 1 : i, f64);
+  *hi = fl_interp_lower(g, d, i + 1, f64);
 }
 
 /* ---- reflect and replicate padding ---- */

@@ -108,7 +108,7 @@ static fl_status tables(interp_ctx *c, bool backward) {
     } else {
       c->range[d] = malloc((size_t)g->in[d] * 2 * sizeof(int64_t));
       if (!c->range[d]) goto nomem;
-      for (int64_t i = 0; i < g->in[d]; i++) fl_interp_range(g, d, i, &c->range[d][2 * i], &c->range[d][2 * i + 1]);
+      for (int64_t i = 0; i < g->in[d]; i++) fl_interp_range(g, d, i, &c->range[d][2 * i], &c->range[d][2 * i + 1], c->dt == FL_F64);
     }
   }
   return FL_OK;
