@@ -81,14 +81,9 @@ __global__ void __launch_bounds__(FC_THREADS)
 namespace fc {
 
 fl_status pool_forward(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x) {
-  const fl_tensor *ts[] = {out, x, idx};
-  FL_TRY(fc_resample_check("pool", 3, ts));
   if (g->kind == FL_POOL_MAX && !idx) return fl_error(FL_EINVAL, "max pool: the cuda kernel needs the index tensor");
-  fc_context *ctx;
-  FL_TRY(fc_context_of(out, &ctx));
-  const int64_t n = fl_numel(out);
-  if (n == 0) return FL_OK;
-  return fc_dispatch<FC_M_FLOAT>(x->dtype, "pool", [&](auto tag) {
+  const fl_tensor *ts[] = {out, x, idx};
+  return fc_resample_launch<FC_M_FLOAT>("pool", 3, ts, x->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
     pool_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
         *g, (const T *)fc_base(x), (T *)fc_base(out), idx ? (int64_t *)fc_base(idx) : nullptr, n);
@@ -97,14 +92,9 @@ fl_status pool_forward(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, co
 }
 
 fl_status pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx) {
-  const fl_tensor *ts[] = {dx, dy, idx};
-  FL_TRY(fc_resample_check("pool backward", 3, ts));
   if (g->kind == FL_POOL_MAX && !idx) return fl_error(FL_EINVAL, "max pool backward: the index tensor is missing");
-  fc_context *ctx;
-  FL_TRY(fc_context_of(dx, &ctx));
-  const int64_t n = fl_numel(dx);
-  if (n == 0) return FL_OK;
-  return fc_dispatch<FC_M_FLOAT>(dy->dtype, "pool backward", [&](auto tag) {
+  const fl_tensor *ts[] = {dx, dy, idx};
+  return fc_resample_launch<FC_M_FLOAT>("pool backward", 3, ts, dy->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
     pool_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
         *g, (const T *)fc_base(dy), idx ? (const int64_t *)fc_base(idx) : nullptr, (T *)fc_base(dx), n);

@@ -47,4 +47,19 @@ static inline fl_status fc_resample_check(const char *op, int n, const fl_tensor
   return FL_OK;
 }
 
+/* The launch step of every entry: check the tensors (ts[0] the one written), find the context, and for a
+ * non-empty ts[0] call launch(tag, ctx, n) with the storage type of dt (among MASK's dtypes). */
+template <unsigned MASK, bool BITS = false, class Launch>
+static inline fl_status fc_resample_launch(const char *op, int nts, const fl_tensor *const *ts, fl_dtype dt,
+                                           Launch &&launch) {
+  FL_TRY(fc_resample_check(op, nts, ts));
+  fc_context *ctx;
+  FL_TRY(fc_context_of(ts[0], &ctx));
+  const int64_t n = fl_numel(ts[0]);
+  if (n == 0) return FL_OK;
+  auto call = [&](auto tag) { return launch(tag, ctx, n); };
+  if constexpr (BITS) return fc_dispatch_bits(dt, op, call);
+  else return fc_dispatch<MASK>(dt, op, call);
+}
+
 #endif

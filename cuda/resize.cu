@@ -66,12 +66,7 @@ namespace fc {
 
 fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x) {
   const fl_tensor *ts[] = {out, x};
-  FL_TRY(fc_resample_check("interpolate", 2, ts));
-  fc_context *ctx;
-  FL_TRY(fc_context_of(out, &ctx));
-  const int64_t n = fl_numel(out);
-  if (n == 0) return FL_OK;
-  return fc_dispatch<FC_M_FLOAT>(x->dtype, "interpolate", [&](auto tag) {
+  return fc_resample_launch<FC_M_FLOAT>("interpolate", 2, ts, x->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
     interp_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(x),
                                                                                    (T *)fc_base(out), n);
@@ -81,12 +76,8 @@ fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tenso
 
 fl_status interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy) {
   const fl_tensor *ts[] = {dx, dy};
-  FL_TRY(fc_resample_check("interpolate backward", 2, ts));
-  fc_context *ctx;
-  FL_TRY(fc_context_of(dx, &ctx));
-  const int64_t n = fl_numel(dx);
-  if (n == 0) return FL_OK;
-  return fc_dispatch<FC_M_FLOAT>(dy->dtype, "interpolate backward", [&](auto tag) {
+  return fc_resample_launch<FC_M_FLOAT>("interpolate backward", 2, ts, dy->dtype,
+                                        [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
     interp_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(dy),
                                                                                         (T *)fc_base(dx), n);

@@ -67,13 +67,9 @@ static fl_status pad_constant(const fl_tensor *x, int npads, const int64_t *pads
     FL_CHECK(fl_copy_kernel("pad", dst, src));
   }
   fl_node *n;
-  FL_CHECK(fl_record("ConstantPadNdBackward", constant_grad, 1, &x, r, &n));
-  if (n) {
-    constant_ctx *c;
-    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-    c->npads = npads;
-    for (int i = 0; i < npads; i++) c->pads[i] = pads[i];
-  }
+  constant_ctx c = {npads, {0}};
+  for (int i = 0; i < npads; i++) c.pads[i] = pads[i];
+  FL_CHECK(fl_resample_record("ConstantPadNdBackward", constant_grad, x, r, &c, sizeof c, &n));
   *out = r;
   r = NULL;
 done:
@@ -114,13 +110,7 @@ static fl_status pad_mapped(const fl_tensor *x, int npads, const int64_t *pads, 
   static const char *const names[2][3] = {{"ReflectionPad1DBackward", "ReflectionPad2DBackward", "ReflectionPad3DBackward"},
                                           {"ReplicationPad1DBackward", "ReplicationPad2DBackward",
                                            "ReplicationPad3DBackward"}};
-  if (nsp > 0) FL_CHECK(fl_record(names[mode == FL_PAD_REPLICATE][nsp - 1], pad_grad, 1, &x, r, &n));
-  else n = NULL;
-  if (n) {
-    fl_pad_geom *c;
-    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-    *c = g;
-  }
+  FL_CHECK(fl_resample_record(names[mode == FL_PAD_REPLICATE][nsp - 1], pad_grad, x, r, &g, sizeof g, &n));
   *out = r;
   r = NULL;
 done:

@@ -2,7 +2,7 @@
  * output sizes and checks; and the steps all resampling front-ends share
  * (ops/resample.h). Kernels: the backends' pool / pool_backward entries. */
 #include "resample.h"
-#include <stdio.h>
+#include <string.h>
 
 void fl_resample_view(const fl_tensor *x, int nsp, int64_t *planes, int64_t *in) {
   *planes = 1;
@@ -52,6 +52,16 @@ fl_status fl_resample_run(const char *op, fl_op_kind kind, const void *geom, con
 done:
   fl_release(r);
   return st;
+}
+
+fl_status fl_resample_record(const char *name, fl_backward_fn bw, const fl_tensor *x, fl_tensor *r,
+                             const void *geom, size_t size, fl_node **node) {
+  FL_TRY(fl_record(name, bw, 1, &x, r, node));
+  if (!*node) return FL_OK;
+  void *c;
+  FL_TRY(fl_node_ctx(*node, size, NULL, &c));
+  memcpy(c, geom, size);
+  return FL_OK;
 }
 
 fl_status fl_resample_grad(const char *op, fl_op_kind kind, fl_node *n, const fl_tensor *gout, const void *geom,
@@ -155,13 +165,8 @@ static fl_status pool_run(const fl_pool_geom *geom, int nsp, const fl_tensor *x,
   FL_CHECK(fl_resample_run(op, FL_OP_POOL, geom, xc, nd, shape, &r, idx));
   fl_node *n;
   static const char *const grad_names[] = {"MaxPoolBackward", "AvgPoolBackward", "AdaptiveAvgPoolBackward"};
-  FL_CHECK(fl_record(grad_names[geom->kind], pool_grad, 1, &x, r, &n));
-  if (n) {
-    fl_pool_geom *c;
-    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-    *c = *geom;
-    if (is_max) FL_CHECK(fl_node_save(n, idx));
-  }
+  FL_CHECK(fl_resample_record(grad_names[geom->kind], pool_grad, x, r, geom, sizeof *geom, &n));
+  if (n && is_max) FL_CHECK(fl_node_save(n, idx));
   *out = r;
   r = NULL;
   if (indices) *indices = idx, idx = NULL;

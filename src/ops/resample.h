@@ -14,6 +14,10 @@ int fl_resample_shape(const fl_tensor *x, int nsp, const int64_t *sp, int64_t *s
  * of shape (and idx, for max pooling) from x contiguous. */
 fl_status fl_resample_run(const char *op, fl_op_kind kind, const void *geom, const fl_tensor *x, int ndim,
                           const int64_t *shape, fl_tensor **out, fl_tensor *idx);
+/* Records the node of r = op(x) with a copy of the geometry (size bytes) as its context; *node NULL when
+ * nothing needs a gradient. */
+fl_status fl_resample_record(const char *name, fl_backward_fn bw, const fl_tensor *x, fl_tensor *r,
+                             const void *geom, size_t size, fl_node **node);
 /* The backward step of all three: dx of input 0's shape, each element
  * gathered from gout by kind's backward entry (idx: max pooling's argmax). */
 fl_status fl_resample_grad(const char *op, fl_op_kind kind, fl_node *n, const fl_tensor *gout, const void *geom,

@@ -70,12 +70,7 @@ fl_status fl_interpolate(const fl_tensor *x, const int64_t *size, const double *
                                            "UpsampleNearest3DBackward"},
                                           {"UpsampleLinear1DBackward", "UpsampleBilinear2DBackward",
                                            "UpsampleTrilinear3DBackward"}};
-  FL_CHECK(fl_record(names[geom.linear][geom.nsp - 1], interp_grad, 1, &x, r, &n));
-  if (n) {
-    fl_interp_geom *c;
-    FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
-    *c = geom;
-  }
+  FL_CHECK(fl_resample_record(names[geom.linear][geom.nsp - 1], interp_grad, x, r, &geom, sizeof geom, &n));
   *out = r;
   r = NULL;
 done:
