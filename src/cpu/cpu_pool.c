@@ -26,6 +26,13 @@ fl_status fl_cpu_each_plane(const char *op, int64_t planes, int64_t na, int64_t 
   return FL_OK;
 }
 
+/* Per dim, tabulated once from core/pool_geom.h: each output's window [lo, hi) and divisor, and each
+ * input's range of outputs [lo, hi). */
+typedef struct {
+  int64_t *win[3];   /* 3 per output position: lo, hi, div */
+  int64_t *range[3]; /* 2 per input position: lo, hi */
+} pool_tables;
+
 typedef struct {
   const fl_pool_geom *g;
   const char *x;
@@ -34,14 +41,34 @@ typedef struct {
   const int64_t *cidx;
   fl_dtype dt;
   int64_t nin, nout;
+  pool_tables t;
 } pool_ctx;
 
+static void free_tables(pool_tables *t) {
+  for (int d = 0; d < 3; d++) free(t->win[d]), free(t->range[d]);
+}
+
+static fl_status make_tables(const fl_pool_geom *g, pool_tables *t) {
+  for (int d = 0; d < 3; d++) {
+    t->win[d] = malloc(sizeof(int64_t) * 3 * (size_t)g->out[d]);
+    t->range[d] = malloc(sizeof(int64_t) * 2 * (size_t)g->in[d]);
+    if (!t->win[d] || !t->range[d]) {
+      free_tables(t);
+      return fl_error(FL_ENOMEM, "pool: out of host memory for the window tables");
+    }
+    for (int64_t o = 0; o < g->out[d]; o++) fl_pool_window(g, d, o, &t->win[d][3 * o], &t->win[d][3 * o + 1], &t->win[d][3 * o + 2]);
+    for (int64_t i = 0; i < g->in[d]; i++) fl_pool_range(g, d, i, &t->range[d][2 * i], &t->range[d][2 * i + 1]);
+  }
+  return FL_OK;
+}
+
 /* One output element from its window in the f64 plane x. */
-static double pool_one(const fl_pool_geom *g, const double *x, const int64_t *o, int64_t *arg) {
+static double pool_one(const fl_pool_geom *g, const pool_tables *t, const double *x, const int64_t *o, int64_t *arg) {
   int64_t lo[3], hi[3], div[3], step[3];
   bool empty = false;
   for (int d = 0; d < 3; d++) {
-    fl_pool_window(g, d, o[d], &lo[d], &hi[d], &div[d]);
+    const int64_t *w = &t->win[d][3 * o[d]];
+    lo[d] = w[0], hi[d] = w[1], div[d] = w[2];
     step[d] = g->kind == FL_POOL_MAX ? g->dil[d] : 1;
     empty = empty || lo[d] >= hi[d];
   }
@@ -77,7 +104,7 @@ static void pool_plane(const void *vc, int64_t p, double *a, double *b) {
     for (o[1] = 0; o[1] < g->out[1]; o[1]++)
       for (o[2] = 0; o[2] < g->out[2]; o[2]++, k++) {
         int64_t arg = -1;
-        b[k] = pool_one(g, a, o, &arg);
+        b[k] = pool_one(g, &c->t, a, o, &arg);
         if (ix) ix[k] = arg + g->base;
       }
   fl_store_f64(c->out + p * c->nout * es, es, b, c->nout, c->dt);
@@ -94,14 +121,18 @@ static int64_t window_size(const fl_pool_geom *g) {
 
 fl_status fl_cpu_pool(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x) {
   pool_ctx c = {g, fl_data_ptr(x), fl_data_ptr(out), idx ? (int64_t *)fl_data_ptr(idx) : NULL, NULL, x->dtype,
-                fl_plane3(g->in), fl_plane3(g->out)};
-  return fl_cpu_each_plane("pool", g->planes, c.nin, c.nout, g->planes * c.nout * window_size(g), pool_plane, &c);
+                fl_plane3(g->in), fl_plane3(g->out), {{0}, {0}}};
+  FL_TRY(make_tables(g, &c.t));
+  fl_status st = fl_cpu_each_plane("pool", g->planes, c.nin, c.nout, g->planes * c.nout * window_size(g), pool_plane, &c);
+  free_tables(&c.t);
+  return st;
 }
 
 /* dx at input position i (flat in its plane) from the f64 plane dy. */
-static double pool_grad_one(const fl_pool_geom *g, const double *dy, const int64_t *ix, const int64_t *i) {
+static double pool_grad_one(const fl_pool_geom *g, const pool_tables *t, const double *dy, const int64_t *ix,
+                            const int64_t *i) {
   int64_t lo[3], hi[3], o[3];
-  for (int d = 0; d < 3; d++) fl_pool_range(g, d, i[d], &lo[d], &hi[d]);
+  for (int d = 0; d < 3; d++) lo[d] = t->range[d][2 * i[d]], hi[d] = t->range[d][2 * i[d] + 1];
   const int64_t flat = (i[0] * g->in[1] + i[1]) * g->in[2] + i[2], OH = g->out[1], OW = g->out[2];
   double s = 0;
   for (o[0] = lo[0]; o[0] < hi[0]; o[0]++)
@@ -112,13 +143,7 @@ static double pool_grad_one(const fl_pool_geom *g, const double *dy, const int64
           if (ix[k] - g->base == flat) s += dy[k];
           continue;
         }
-        int64_t div = 1;
-        for (int d = 0; d < 3; d++) {
-          int64_t a, b, n;
-          fl_pool_window(g, d, o[d], &a, &b, &n);
-          div *= n;
-        }
-        s += dy[k] / (double)div;
+        s += dy[k] / (double)(t->win[0][3 * o[0] + 2] * t->win[1][3 * o[1] + 2] * t->win[2][3 * o[2] + 2]);
       }
   return s;
 }
@@ -132,13 +157,16 @@ static void pool_grad_plane(const void *vc, int64_t p, double *a, double *b) {
   int64_t k = 0, i[3];
   for (i[0] = 0; i[0] < g->in[0]; i[0]++)
     for (i[1] = 0; i[1] < g->in[1]; i[1]++)
-      for (i[2] = 0; i[2] < g->in[2]; i[2]++) b[k++] = pool_grad_one(g, a, ix, i);
+      for (i[2] = 0; i[2] < g->in[2]; i[2]++) b[k++] = pool_grad_one(g, &c->t, a, ix, i);
   fl_store_f64(c->out + p * c->nin * es, es, b, c->nin, c->dt);
 }
 
 fl_status fl_cpu_pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx) {
   pool_ctx c = {g, fl_data_ptr(dy), fl_data_ptr(dx), NULL, idx ? (const int64_t *)fl_data_ptr(idx) : NULL,
-                dy->dtype, fl_plane3(g->in), fl_plane3(g->out)};
-  return fl_cpu_each_plane("pool backward", g->planes, c.nout, c.nin, g->planes * c.nout * window_size(g) * 2,
-                           pool_grad_plane, &c);
+                dy->dtype, fl_plane3(g->in), fl_plane3(g->out), {{0}, {0}}};
+  FL_TRY(make_tables(g, &c.t));
+  fl_status st = fl_cpu_each_plane("pool backward", g->planes, c.nout, c.nin, g->planes * c.nout * window_size(g) * 2,
+                                   pool_grad_plane, &c);
+  free_tables(&c.t);
+  return st;
 }

@@ -20,7 +20,9 @@ typedef struct {
   int64_t nin, nout;
   tap *taps[3];        /* per dim, per output position */
   int ntaps[3];        /* 2 for an interpolated linear dim, else 1 */
-  int64_t *range[3];   /* backward: per dim, per input position, [lo, hi) of the outputs reading it */
+  int64_t *range[3];   /* backward: per dim, per input position, [lo, hi) of the outputs reading it, */
+  int64_t *woff[3];    /* where its weights start in */
+  double *wts[3];      /* the weights of those outputs, one run per input position */
 } interp_ctx;
 
 static tap make_tap(const fl_interp_geom *g, int d, int64_t o, bool f64) {
@@ -68,11 +70,13 @@ static double weight(const fl_interp_geom *g, int d, int64_t o, int64_t i, bool 
   return f64 ? fl_interp_weight_d(g, d, o, i) : (double)fl_interp_weight_f(g, d, o, i);
 }
 
+/* The weight output o gives input i along dim d, from the tables. */
+#define W(d, i, o) c->wts[d][c->woff[d][i] + (o) - c->range[d][2 * (i)]]
+
 static void interp_grad_plane(const void *vc, int64_t p, double *a, double *b) {
   const interp_ctx *c = vc;
   const fl_interp_geom *g = c->g;
   const int64_t es = (int64_t)fl_dtype_size(c->dt), OH = g->out[1], OW = g->out[2];
-  const bool f64 = c->dt == FL_F64;
   fl_load_f64(a, c->x + p * c->nout * es, es, c->nout, c->dt);
   int64_t k = 0;
   for (int64_t id = 0; id < g->in[0]; id++)
@@ -80,11 +84,11 @@ static void interp_grad_plane(const void *vc, int64_t p, double *a, double *b) {
       for (int64_t iw = 0; iw < g->in[2]; iw++) {
         double s = 0;
         for (int64_t od = c->range[0][2 * id]; od < c->range[0][2 * id + 1]; od++) {
-          double wd = weight(g, 0, od, id, f64);
+          double wd = W(0, id, od);
           for (int64_t oh = c->range[1][2 * ih]; oh < c->range[1][2 * ih + 1]; oh++) {
-            double wh = wd * weight(g, 1, oh, ih, f64);
+            double wh = wd * W(1, ih, oh);
             for (int64_t ow = c->range[2][2 * iw]; ow < c->range[2][2 * iw + 1]; ow++)
-              s += wh * weight(g, 2, ow, iw, f64) * a[(od * OH + oh) * OW + ow];
+              s += wh * W(2, iw, ow) * a[(od * OH + oh) * OW + ow];
           }
         }
         b[k++] = s;
@@ -93,7 +97,7 @@ static void interp_grad_plane(const void *vc, int64_t p, double *a, double *b) {
 }
 
 static void free_tables(interp_ctx *c) {
-  for (int d = 0; d < 3; d++) free(c->taps[d]), free(c->range[d]);
+  for (int d = 0; d < 3; d++) free(c->taps[d]), free(c->range[d]), free(c->woff[d]), free(c->wts[d]);
 }
 
 /* The per-dim tables: taps for the forward, gather ranges for the backward. */
@@ -107,8 +111,20 @@ static fl_status tables(interp_ctx *c, bool backward) {
       for (int64_t o = 0; o < g->out[d]; o++) c->taps[d][o] = make_tap(g, d, o, c->dt == FL_F64);
     } else {
       c->range[d] = malloc((size_t)g->in[d] * 2 * sizeof(int64_t));
-      if (!c->range[d]) goto nomem;
-      for (int64_t i = 0; i < g->in[d]; i++) fl_interp_range(g, d, i, &c->range[d][2 * i], &c->range[d][2 * i + 1], c->dt == FL_F64);
+      c->woff[d] = malloc((size_t)g->in[d] * sizeof(int64_t));
+      if (!c->range[d] || !c->woff[d]) goto nomem;
+      int64_t total = 0;
+      for (int64_t i = 0; i < g->in[d]; i++) {
+        int64_t *r = &c->range[d][2 * i];
+        fl_interp_range(g, d, i, &r[0], &r[1], c->dt == FL_F64);
+        c->woff[d][i] = total;
+        total += r[1] - r[0];
+      }
+      c->wts[d] = malloc((size_t)(total + 1) * sizeof(double));
+      if (!c->wts[d]) goto nomem;
+      for (int64_t i = 0; i < g->in[d]; i++)
+        for (int64_t o = c->range[d][2 * i]; o < c->range[d][2 * i + 1]; o++)
+          c->wts[d][c->woff[d][i] + o - c->range[d][2 * i]] = weight(g, d, o, i, c->dt == FL_F64);
     }
   }
   return FL_OK;
@@ -118,7 +134,7 @@ nomem:
 }
 
 fl_status fl_cpu_interp(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x) {
-  interp_ctx c = {g, fl_data_ptr(x), fl_data_ptr(out), x->dtype, fl_plane3(g->in), fl_plane3(g->out), {0}, {0}, {0}};
+  interp_ctx c = {g, fl_data_ptr(x), fl_data_ptr(out), x->dtype, fl_plane3(g->in), fl_plane3(g->out), {0}, {0}, {0}, {0}, {0}};
   FL_TRY(tables(&c, false));
   int64_t taps = c.ntaps[0] * c.ntaps[1] * c.ntaps[2];
   fl_status st = fl_cpu_each_plane("interpolate", g->planes, c.nin, c.nout, g->planes * c.nout * taps * 2,
@@ -128,7 +144,7 @@ fl_status fl_cpu_interp(const fl_interp_geom *g, fl_tensor *out, const fl_tensor
 }
 
 fl_status fl_cpu_interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy) {
-  interp_ctx c = {g, fl_data_ptr(dy), fl_data_ptr(dx), dy->dtype, fl_plane3(g->in), fl_plane3(g->out), {0}, {0}, {0}};
+  interp_ctx c = {g, fl_data_ptr(dy), fl_data_ptr(dx), dy->dtype, fl_plane3(g->in), fl_plane3(g->out), {0}, {0}, {0}, {0}, {0}};
   FL_TRY(tables(&c, true));
   int64_t taps = c.ntaps[0] * c.ntaps[1] * c.ntaps[2];
   fl_status st = fl_cpu_each_plane("interpolate backward", g->planes, c.nout, c.nin,
