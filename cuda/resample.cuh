@@ -8,14 +8,15 @@
 #include "context.cuh"
 #include "math.cuh"
 
-/* e -> (plane, c[0..2]) for a [planes, s0, s1, s2] contiguous layout. */
+/* e -> (plane, c[0..2]) for a [planes, s0, s1, s2] contiguous layout (32-bit divisions where they fit). */
 FC_DEV int64_t fc_split3(int64_t e, const int64_t *s, int64_t *c) {
-  c[2] = e % s[2];
-  e /= s[2];
-  c[1] = e % s[1];
-  e /= s[1];
-  c[0] = e % s[0];
-  return e / s[0];
+  int64_t q = fl_pg_div(e, s[2]);
+  c[2] = e - q * s[2];
+  e = q, q = fl_pg_div(e, s[1]);
+  c[1] = e - q * s[1];
+  e = q, q = fl_pg_div(e, s[0]);
+  c[0] = e - q * s[0];
+  return q;
 }
 
 template <class C> FC_DEV C fc_interp_weight(const fl_interp_geom *g, int d, int64_t o, int64_t i);

@@ -25,6 +25,13 @@
 
 #define FL_PG_DIMS 3
 
+/* a / b for a >= 0, b > 0: a 32-bit division when both fit (GPUs have no 64-bit divide; it is a long
+ * subroutine there), and none for b == 1. */
+FL_PG_FN int64_t fl_pg_div(int64_t a, int64_t b) {
+  if (b == 1) return a;
+  return ((a | b) >> 31) == 0 ? (int64_t)((uint32_t)a / (uint32_t)b) : a / b;
+}
+
 typedef enum { FL_POOL_MAX, FL_POOL_AVG, FL_POOL_ADAPTIVE_AVG } fl_pool_kind;
 
 typedef struct fl_pool_geom {
@@ -40,8 +47,8 @@ typedef struct fl_pool_geom {
 FL_PG_FN void fl_pool_window(const fl_pool_geom *g, int d, int64_t o, int64_t *lo, int64_t *hi, int64_t *div) {
   const int64_t in = g->in[d];
   if (g->kind == FL_POOL_ADAPTIVE_AVG) { /* [floor(o in / out), ceil((o + 1) in / out)) */
-    *lo = o * in / g->out[d];
-    *hi = ((o + 1) * in + g->out[d] - 1) / g->out[d];
+    *lo = fl_pg_div(o * in, g->out[d]);
+    *hi = fl_pg_div((o + 1) * in + g->out[d] - 1, g->out[d]);
     *div = *hi - *lo;
     return;
   }
@@ -66,13 +73,13 @@ FL_PG_FN void fl_pool_range(const fl_pool_geom *g, int d, int64_t i, int64_t *lo
   const int64_t out = g->out[d];
   int64_t a, b;
   if (g->kind == FL_POOL_ADAPTIVE_AVG) {
-    a = i * out / g->in[d];
-    b = ((i + 1) * out + g->in[d] - 1) / g->in[d];
+    a = fl_pg_div(i * out, g->in[d]);
+    b = fl_pg_div((i + 1) * out + g->in[d] - 1, g->in[d]);
   } else {
     const int64_t s = g->stride[d], dil = g->kind == FL_POOL_MAX ? g->dil[d] : 1;
     int64_t first = i + g->pad[d] - (g->k[d] - 1) * dil; /* o s >= first and o s <= i + pad */
-    a = first <= 0 ? 0 : (first + s - 1) / s;
-    b = (i + g->pad[d]) / s + 1;
+    a = first <= 0 ? 0 : fl_pg_div(first + s - 1, s);
+    b = fl_pg_div(i + g->pad[d], s) + 1;
   }
   *lo = a;
   *hi = b < out ? b : out;
@@ -145,9 +152,9 @@ FL_PG_FN int64_t fl_interp_first_src(const fl_interp_geom *g, int d, int64_t o, 
  * from an estimate over the monotonic source index (exact from any start). */
 FL_PG_FN int64_t fl_interp_lower(const fl_interp_geom *g, int d, int64_t want, bool f64) {
   const int64_t out = g->out[d];
-  const double s = g->scale[d];
-  double est = s > 0 ? (g->linear && !g->align_corners ? ((double)want + 0.5) / s - 0.5 : (double)want / s) : 0;
-  int64_t o = est <= 0 ? 0 : est >= (double)out ? out : (int64_t)est;
+  const float s = g->scale_f[d]; /* only an estimate: f32 is enough (and fast on GPUs) */
+  float est = s > 0 ? (g->linear && !g->align_corners ? ((float)want + 0.5f) / s - 0.5f : (float)want / s) : 0;
+  int64_t o = !(est > 0) ? 0 : est >= (float)out ? out : (int64_t)est;
   while (o > 0 && fl_interp_first_src(g, d, o - 1, f64) >= want) o--;
   while (o < out && fl_interp_first_src(g, d, o, f64) < want) o++;
   return o;
