@@ -47,13 +47,26 @@ __global__ void __launch_bounds__(FC_THREADS) interp_grad_kernel(fl_interp_geom 
     int64_t i[3], lo[3], hi[3];
     const T *gp = dy + fc_split3(e, g.in, i) * nout;
     for (int d = 0; d < 3; d++) fl_interp_range(&g, d, i[d], &lo[d], &hi[d], f64);
+    /* the innermost dim's weights once, in registers, when few outputs read this input (the usual case) */
+    constexpr int K = 8;
+    const int64_t nw = hi[2] - lo[2];
+    C ww[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) ww[k] = k < nw ? fc_interp_weight<C>(&g, 2, lo[2] + k, i[2]) : (C)0;
     C s = 0;
     for (int64_t od = lo[0]; od < hi[0]; od++) {
       const C wd = fc_interp_weight<C>(&g, 0, od, i[0]);
       for (int64_t oh = lo[1]; oh < hi[1]; oh++) {
         const C wh = wd * fc_interp_weight<C>(&g, 1, oh, i[1]);
-        for (int64_t ow = lo[2]; ow < hi[2]; ow++)
-          s += wh * fc_interp_weight<C>(&g, 2, ow, i[2]) * fc_num<T>::load(gp[(od * OH + oh) * OW + ow]);
+        const T *row = gp + (od * OH + oh) * OW + lo[2];
+        if (nw <= K) {
+#pragma unroll
+          for (int k = 0; k < K; k++)
+            if (k < nw) s += wh * ww[k] * fc_num<T>::load(row[k]);
+        } else {
+          for (int64_t k = 0; k < nw; k++)
+            s += wh * fc_interp_weight<C>(&g, 2, lo[2] + k, i[2]) * fc_num<T>::load(row[k]);
+        }
       }
     }
     dx[e] = fc_num<T>::make(s);
