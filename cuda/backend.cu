@@ -96,6 +96,9 @@ bool supports_query(const fl_op_query *q) {
     /* -- index and losses -- */
 
     /* -- pooling, resizing, padding -- */
+    case FL_OP_POOL: case FL_OP_POOL_BACKWARD: case FL_OP_INTERP: case FL_OP_INTERP_BACKWARD:
+    case FL_OP_PAD_BACKWARD: /* pool.cu, resize.cu, pad.cu: FC_M_FLOAT */
+      return is_float;
 
     /* -- dropout and attention -- */
     case FL_OP_DROPOUT: return fl_dtype_is_float(in->dtype); /* dropout.cu: f32, f64, bf16, f16 */
@@ -148,6 +151,12 @@ fl_backend make_table() {
   /* -- index and losses -- */
 
   /* -- pooling, resizing, padding -- */
+  b.pool = fc::pool_forward;
+  b.pool_backward = fc::pool_backward;
+  b.interp = fc::interp_forward;
+  b.interp_backward = fc::interp_backward;
+  b.pad = fc::pad_forward;
+  b.pad_backward = fc::pad_backward;
 
   /* -- dropout and attention -- */
   b.dropout = fc::dropout_forward;

@@ -50,6 +50,15 @@ fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom
 /* -- index and losses -- */
 
 /* -- pooling, resizing, padding -- */
+/* pool.cu */
+fl_status pool_forward(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+fl_status pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+/* resize.cu */
+fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+/* pad.cu */
+fl_status pad_forward(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
 /* -- dropout and attention -- */
 /* dropout.cu */

@@ -337,6 +337,30 @@ int64_t fl_set_conv_workspace(int64_t bytes);
 /* -- index and losses -- */
 
 /* -- pooling, resizing, padding -- */
+/* Pools over the last nsp (1 to 3) dims of x [N, C, *spatial] or unbatched [C, *spatial] (float dtypes), with
+ * PyTorch's output sizes and windows. kernel, stride (NULL: the kernel), padding (NULL: 0) and dilation (NULL:
+ * 1) hold nsp sizes; padding is at most half the kernel. avg divides by the window including the padding when
+ * count_include_pad (PyTorch's default). max's indices (NULL: not wanted) are i64, base + the flat position of
+ * each output's argmax within its input plane (PyTorch's, with base 0). Differentiable in x; the backward of
+ * max goes through the saved argmax. */
+fl_status fl_avg_pool(const fl_tensor *x, int nsp, const int64_t *kernel, const int64_t *stride,
+                      const int64_t *padding, bool ceil_mode, bool count_include_pad, fl_tensor **out);
+fl_status fl_max_pool(const fl_tensor *x, int nsp, const int64_t *kernel, const int64_t *stride,
+                      const int64_t *padding, const int64_t *dilation, bool ceil_mode, int64_t base,
+                      fl_tensor **out, fl_tensor **indices);
+/* The mean over PyTorch's adaptive windows to an output of size (nsp sizes; a negative one keeps the input's). */
+fl_status fl_adaptive_avg_pool(const fl_tensor *x, int nsp, const int64_t *size, fl_tensor **out);
+typedef enum { FL_INTERP_NEAREST, FL_INTERP_LINEAR } fl_interp_mode;
+/* Resizes the spatial dims of x [N, C, *spatial] (1 to 3 of them): to size, or by scale (exactly one of the
+ * two non-NULL, ndim - 2 entries), with PyTorch's coordinate rules (scale factors used as given, as its
+ * recompute_scale_factor default); LINEAR is linear, bilinear or trilinear by the rank, align_corners for it. */
+fl_status fl_interpolate(const fl_tensor *x, const int64_t *size, const double *scale, fl_interp_mode mode,
+                         bool align_corners, fl_tensor **out);
+typedef enum { FL_PAD_CONSTANT, FL_PAD_REFLECT, FL_PAD_REPLICATE } fl_pad_mode;
+/* Pads (negative: crops) x by npads values, (before, after) pairs from the last dim backwards: constant for
+ * any dims (with value), reflect and replicate for the last 1 to 3 dims of a tensor with 1 or 2 more. */
+fl_status fl_pad(const fl_tensor *x, int npads, const int64_t *pads, fl_pad_mode mode, double value,
+                 fl_tensor **out);
 
 /* -- dropout and attention -- */
 /* Dropout with the global generator: x * keep / (1 - p), keep a pure function of (seed, offset, element

@@ -36,6 +36,12 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- index and losses -- */
 
     /* -- pooling, resizing, padding -- */
+    case FL_OP_POOL: return b->pool != NULL;
+    case FL_OP_POOL_BACKWARD: return b->pool_backward != NULL;
+    case FL_OP_INTERP: return b->interp != NULL;
+    case FL_OP_INTERP_BACKWARD: return b->interp_backward != NULL;
+    case FL_OP_PAD: return b->pad != NULL;
+    case FL_OP_PAD_BACKWARD: return b->pad_backward != NULL;
 
     /* -- dropout and attention -- */
     case FL_OP_DROPOUT: return b->dropout != NULL;

@@ -5,6 +5,7 @@
 
 #include "flame.h"
 #include "conv_geom.h"
+#include "pool_geom.h"
 #include <stdarg.h>
 
 #ifdef __cplusplus
@@ -143,6 +144,7 @@ typedef enum {
   /* -- index and losses -- */
 
   /* -- pooling, resizing, padding -- */
+  FL_OP_POOL, FL_OP_POOL_BACKWARD, FL_OP_INTERP, FL_OP_INTERP_BACKWARD, FL_OP_PAD, FL_OP_PAD_BACKWARD,
 
   /* -- dropout and attention -- */
   FL_OP_DROPOUT,
@@ -269,6 +271,17 @@ typedef struct fl_backend {
   /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
 
   /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
+  /* Geometry and index mapping in core/pool_geom.h. Every tensor contiguous, viewed as [planes, D, H, W];
+   * x, out, dx, dy one float dtype. pool: out [planes, g->out], idx (max only; i64, may be NULL for the
+   * others) gets base + the argmax's flat position in its input plane. The backward entries write every
+   * element of dx, each one gathered over the outputs that read it (no atomics). */
+  fl_status (*pool)(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+  fl_status (*pool_backward)(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+  fl_status (*interp)(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+  fl_status (*interp_backward)(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+  /* reflect / replicate: out[o] = x[src(o)] (any dtype: a copy of bits); the backward sums (float dtypes) */
+  fl_status (*pad)(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+  fl_status (*pad_backward)(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
   /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from

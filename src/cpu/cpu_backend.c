@@ -37,6 +37,12 @@ fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom 
 /* -- index and losses -- */
 
 /* -- pooling, resizing, padding -- */
+fl_status fl_cpu_pool(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+fl_status fl_cpu_pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+fl_status fl_cpu_interp(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status fl_cpu_interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+fl_status fl_cpu_pad(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status fl_cpu_pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
 /* -- dropout and attention -- */
 fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
@@ -163,6 +169,12 @@ static const fl_backend cpu_backend = {
     /* -- index and losses -- */
 
     /* -- pooling, resizing, padding -- */
+    .pool = fl_cpu_pool,
+    .pool_backward = fl_cpu_pool_backward,
+    .interp = fl_cpu_interp,
+    .interp_backward = fl_cpu_interp_backward,
+    .pad = fl_cpu_pad,
+    .pad_backward = fl_cpu_pad_backward,
 
     /* -- dropout and attention -- */
     .dropout = fl_cpu_dropout,
