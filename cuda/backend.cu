@@ -89,6 +89,7 @@ bool supports_query(const fl_op_query *q) {
     /* -- norms -- */
 
     /* -- convolution -- */
+    case FL_OP_CONV_DIRECT: return fc::conv_direct_supported(q); /* conv_cudnn.cu */
 
     /* -- index and losses -- */
 
@@ -134,6 +135,7 @@ fl_backend make_table() {
   /* -- norms -- */
 
   /* -- convolution -- */
+  b.conv_direct = fc::conv_direct; /* conv_cudnn.cu */
 
   /* -- index and losses -- */
 
