@@ -111,13 +111,16 @@ const char *dir_name(fl_conv_dir d) {
   return d == FL_CONV_FORWARD ? "forward" : d == FL_CONV_DATA ? "input gradient" : "weight gradient";
 }
 
-/* A failed cuDNN call: the op, cuDNN's words and the problem. */
+/* A failed cuDNN call: the op, cuDNN's words and the problem. A bad-parameter
+ * or not-supported status means cuDNN cannot take this case: FL_EUNSUPPORTED,
+ * on which the front-end takes the im2col path (unless conv_algo is "direct"). */
 fl_status dnn_error(cudnnStatus_t s, const char *call, fl_conv_dir dir, const fl_tensor *out, const fl_tensor *a,
                     const fl_tensor *b, const fl_conv_geom *g) {
   (void)cudaGetLastError();
   fl_desc dout = fl_describe(out), da = fl_describe(a), db = fl_describe(b);
-  int d = g->nsp;
-  return fl_error(FL_EBACKEND,
+  int d = g->nsp, code = (int)s;
+  bool cannot = (code >= 2000 && code < 4000); /* the CUDNN_STATUS_BAD_PARAM* and CUDNN_STATUS_NOT_SUPPORTED* families */
+  return fl_error(cannot ? FL_EUNSUPPORTED : FL_EBACKEND,
                   "conv%dd %s (cuDNN): %s failed: %s (%d); out %s, a %s, b %s, groups %lld, stride %lld,%lld,%lld, "
                   "padding %lld,%lld,%lld, dilation %lld,%lld,%lld (first %d used)",
                   d, dir_name(dir), call, lib.cudnnGetErrorString(s), (int)s, dout.s, da.s, db.s,
