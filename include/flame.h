@@ -299,6 +299,31 @@ fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, i
 /* -- norms -- */
 
 /* -- convolution -- */
+/* N-d convolution (nsp = 1, 2 or 3 spatial dims) as PyTorch's conv{1,2,3}d and
+ * conv_transpose{1,2,3}d: x [n, cin, in...] (or unbatched [cin, in...]),
+ * w [cout, cin/groups, k...] (transposed: [cin, cout/groups, k...]), b [cout] or NULL;
+ * differentiable in x, w and b. Per-dim sizes in fl_conv_params (entries past nsp unused). */
+typedef enum { FL_CONV_PAD_EXPLICIT, FL_CONV_PAD_SAME, FL_CONV_PAD_VALID } fl_conv_padding;
+typedef struct {
+  int64_t stride[3], padding[3], dilation[3], output_padding[3]; /* output_padding: transposed only */
+  int64_t groups;
+  fl_conv_padding pad_mode; /* SAME (stride 1 only) / VALID override padding, as PyTorch's strings */
+} fl_conv_params;
+fl_conv_params fl_conv_default_params(void); /* stride 1, padding 0, dilation 1, groups 1 */
+fl_status fl_conv(int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, const fl_conv_params *p,
+                  fl_tensor **out);
+fl_status fl_conv_transpose(int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b,
+                            const fl_conv_params *p, fl_tensor **out);
+/* Which path computes a convolution (process-wide; returns the previous setting): AUTO takes the
+ * backend's direct path (CUDA: cuDNN) where it accepts the case, else im2col + GEMM; GEMM always
+ * im2col + GEMM; DIRECT only the direct path (an error where there is none). */
+typedef enum { FL_CONV_AUTO, FL_CONV_GEMM, FL_CONV_DIRECT } fl_conv_algo;
+fl_conv_algo fl_set_conv_algo(fl_conv_algo a);
+fl_conv_algo fl_get_conv_algo(void);
+/* The im2col path's workspace cap in bytes (default 256 MiB): the images of a batch are
+ * processed in chunks whose column buffers fit it (at least one image per chunk).
+ * Returns the previous cap; 0 restores the default. */
+int64_t fl_set_conv_workspace(int64_t bytes);
 
 /* -- index and losses -- */
 

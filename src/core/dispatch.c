@@ -28,6 +28,8 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
 
     /* -- convolution -- */
     case FL_OP_CONV_DIRECT: return b->conv_direct != NULL;
+    case FL_OP_IM2COL: return b->im2col != NULL;
+    case FL_OP_COL2IM: return b->col2im != NULL;
 
     /* -- index and losses -- */
 

@@ -137,6 +137,7 @@ typedef enum {
 
   /* -- convolution -- */
   FL_OP_CONV_DIRECT,
+  FL_OP_IM2COL, FL_OP_COL2IM,
 
   /* -- index and losses -- */
 
@@ -241,6 +242,13 @@ typedef struct fl_backend {
    * always exists. */
   fl_status (*conv_direct)(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                            const fl_conv_geom *g);
+  /* The im2col path. x is a chunk of g->n images [n, cin, in...], contiguous; cols is contiguous
+   * [cin * kvol, n * L] (kvol = prod k, L = prod out): row c * kvol + kernel offset, column
+   * image * L + output position; zero where the window reads padding. Same dtype, any float. */
+  fl_status (*im2col)(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+  /* The adjoint: x = the sum over every cols entry that reads each input element (x is
+   * overwritten, padding entries dropped); gathered per element, so deterministic. */
+  fl_status (*col2im)(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
   /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
 

@@ -26,6 +26,8 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
 /* -- norms -- */
 
 /* -- convolution -- */
+fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 
@@ -145,6 +147,8 @@ static const fl_backend cpu_backend = {
     /* -- norms -- */
 
     /* -- convolution -- */
+    .im2col = fl_cpu_im2col,
+    .col2im = fl_cpu_col2im,
 
     /* -- index and losses -- */
 
