@@ -56,11 +56,16 @@ __global__ void __launch_bounds__(FC_THREADS) im2col_kernel(T *cols, const T *x,
   }
 }
 
-/* The output position that kernel offset k maps onto input position p along a dim, or -1. */
-__device__ __forceinline__ int64_t out_pos(int64_t p, int64_t k, int64_t pad, int64_t s, int64_t d, int64_t out) {
-  int64_t t = p + pad - k * d;
-  if (t < 0 || t % s) return -1;
-  t /= s;
+/* The output position that kernel offset k maps onto input position p along a dim, or -1
+ * (S: int where every size fits, so the division is 32-bit; none at all at stride 1). */
+template <class S>
+__device__ __forceinline__ S out_pos(S p, S k, S pad, S s, S d, S out) {
+  S t = p + pad - k * d;
+  if (t < 0) return -1;
+  if (s != 1) {
+    if (t % s) return -1;
+    t /= s;
+  }
   return t < out ? t : -1;
 }
 
@@ -68,24 +73,26 @@ __device__ __forceinline__ int64_t out_pos(int64_t p, int64_t k, int64_t pad, in
 template <class T, class I>
 __global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols, geom3 g, I total) {
   using C = typename fc_num<T>::acc;
+  using S = typename std::conditional<sizeof(I) == 4, int, int64_t>::type;
   const I width = (I)(g.n * g.L);
   for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (I)gridDim.x * blockDim.x) {
     I plane = e / (I)g.inv, pos = e - plane * (I)g.inv;
     I img = plane / (I)g.cin, c = plane - img * (I)g.cin;
     I p2 = pos % (I)g.in[2], p01 = pos / (I)g.in[2], p1 = p01 % (I)g.in[1], p0 = p01 / (I)g.in[1];
+    const T *src = cols + (I)c * (I)g.kvol * width + img * (I)g.L;
     C acc = 0;
-    for (int64_t k0 = 0; k0 < g.k[0]; k0++) {
-      int64_t o0 = out_pos(p0, k0, g.p[0], g.s[0], g.d[0], g.out[0]);
+    for (S k0 = 0; k0 < (S)g.k[0]; k0++) {
+      S o0 = out_pos<S>((S)p0, k0, (S)g.p[0], (S)g.s[0], (S)g.d[0], (S)g.out[0]);
       if (o0 < 0) continue;
-      for (int64_t k1 = 0; k1 < g.k[1]; k1++) {
-        int64_t o1 = out_pos(p1, k1, g.p[1], g.s[1], g.d[1], g.out[1]);
+      for (S k1 = 0; k1 < (S)g.k[1]; k1++) {
+        S o1 = out_pos<S>((S)p1, k1, (S)g.p[1], (S)g.s[1], (S)g.d[1], (S)g.out[1]);
         if (o1 < 0) continue;
-        for (int64_t k2 = 0; k2 < g.k[2]; k2++) {
-          int64_t o2 = out_pos(p2, k2, g.p[2], g.s[2], g.d[2], g.out[2]);
+        for (S k2 = 0; k2 < (S)g.k[2]; k2++) {
+          S o2 = out_pos<S>((S)p2, k2, (S)g.p[2], (S)g.s[2], (S)g.d[2], (S)g.out[2]);
           if (o2 < 0) continue;
-          I row = ((I)c * (I)g.k[0] + (I)k0) * (I)(g.k[1] * g.k[2]) + (I)k1 * (I)g.k[2] + (I)k2;
-          I col = img * (I)g.L + ((I)o0 * (I)g.out[1] + (I)o1) * (I)g.out[2] + (I)o2;
-          acc += fc_num<T>::load(cols[row * width + col]);
+          I row = ((I)k0 * (I)g.k[1] + (I)k1) * (I)g.k[2] + (I)k2;
+          I col = ((I)o0 * (I)g.out[1] + (I)o1) * (I)g.out[2] + (I)o2;
+          acc += fc_num<T>::load(src[row * width + col]);
         }
       }
     }
@@ -93,8 +100,14 @@ __global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols,
   }
 }
 
-/* 32-bit index math when every index fits in 31 bits: a grid-stride step (below 2^31) then cannot wrap. */
-bool small_index(int64_t largest) { return largest < ((int64_t)1 << 31); }
+/* 32-bit index math when every index fits in 31 bits (a grid-stride step, below 2^31, then cannot
+ * wrap) and every padding, stride and dilated kernel span in 30 (col2im's position arithmetic). */
+bool small_index(const geom3 &g, int64_t largest) {
+  const int64_t lim = (int64_t)1 << 30;
+  for (int i = 0; i < 3; i++)
+    if (g.p[i] >= lim || g.s[i] >= lim || g.d[i] >= lim / g.k[i] || g.in[i] >= lim) return false;
+  return largest < ((int64_t)1 << 31);
+}
 
 } // namespace
 
@@ -113,7 +126,7 @@ fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom
     int64_t rows = g.cin * g.kvol, width = g.n * g.L;
     /* enough blocks to fill the device: all rows, and column tiles up to the y limit */
     dim3 grid((unsigned)fc_min64(rows, INT32_MAX), (unsigned)fc_min64(fc_ceil_div(width, FC_THREADS), 65535));
-    if (small_index(fc_max64(total, g.n * g.cin * g.inv)))
+    if (small_index(g, fc_max64(total, g.n * g.cin * g.inv)))
       im2col_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
     else
       im2col_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
@@ -132,7 +145,7 @@ fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom
     T *dst = (T *)fc_base(x);
     const T *c = (const T *)fc_base(cols);
     unsigned grid = fc_grid(ctx, total, FC_THREADS);
-    if (small_index(fc_max64(total, g.cin * g.kvol * g.n * g.L)))
+    if (small_index(g, fc_max64(total, g.cin * g.kvol * g.n * g.L)))
       col2im_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint32_t)total);
     else
       col2im_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint64_t)total);

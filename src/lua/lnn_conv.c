@@ -10,14 +10,16 @@ static void read_sizes(lua_State *L, int oi, const char *key, const char *op, in
     lua_pop(L, 1);
     return;
   }
-  if (lua_isinteger(L, -1)) {
-    for (int i = 0; i < nsp; i++) v[i] = lua_tointeger(L, -1);
+  int isint;
+  lua_Integer n = lua_tointegerx(L, -1, &isint);
+  if (t == LUA_TNUMBER && isint) {
+    for (int i = 0; i < nsp; i++) v[i] = n;
   } else if (t == LUA_TTABLE) {
     int64_t s[FL_MAX_DIMS];
     char what[64];
     snprintf(what, sizeof what, "%s: %s", op, key);
-    int n = lfl_sizes_at(L, -1, s, what);
-    if (n != nsp) luaL_error(L, "%s: %s must be a number or a table of %d numbers, got a table of %d", op, key, nsp, n);
+    int cnt = lfl_sizes_at(L, -1, s, what);
+    if (cnt != nsp) luaL_error(L, "%s: %s must be a number or a table of %d numbers, got a table of %d", op, key, nsp, cnt);
     memcpy(v, s, sizeof(int64_t) * nsp);
   } else {
     luaL_error(L, "%s: %s must be an integer or a table of %d integers, got %s", op, key, nsp, luaL_typename(L, -1));
@@ -51,8 +53,10 @@ static int conv_generic(lua_State *L, int nsp, bool transposed) {
       read_sizes(L, oi, "padding", op, nsp, p.padding);
     }
     if (lfl_rawfield(L, oi, "groups") != LUA_TNIL) {
-      if (!lua_isinteger(L, -1)) luaL_error(L, "%s: groups must be an integer, got %s", op, luaL_typename(L, -1));
-      p.groups = lua_tointeger(L, -1);
+      int isint;
+      p.groups = lua_tointegerx(L, -1, &isint);
+      if (!isint || lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "%s: groups must be an integer, got %s", op, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
   }

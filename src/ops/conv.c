@@ -103,6 +103,14 @@ static dims dims_of(const fl_conv_geom *g) {
   return d;
 }
 
+/* A 1x1 kernel at stride 1 without padding: cols would be x itself (as [cin, L] per image), so
+ * with one group the forward and data GEMMs read and write x in place and skip im2col/col2im. */
+static bool pointwise(const fl_conv_geom *g) {
+  for (int i = 0; i < g->nsp; i++)
+    if (g->k[i] != 1 || g->stride[i] != 1 || g->pad[i] != 0) return false;
+  return g->groups == 1;
+}
+
 /* Images per chunk: as many as keep per_image elements each under the
  * workspace cap (at least one), spread evenly over the chunks. */
 static int64_t chunk_images(const fl_conv_geom *g, int64_t per_image, fl_dtype dt) {
@@ -133,19 +141,22 @@ static fl_status gemm_forward(const char *op, fl_tensor *y, const fl_tensor *x, 
                               const fl_conv_geom *g) {
   dims d = dims_of(g);
   int64_t G = d.G, L = d.L, Kg = d.Kg, cout = g->cout, cg = d.cout_g;
-  int64_t nc = chunk_images(g, g->cin * d.kvol * L + (G > 1 ? cout * L : 0), x->dtype);
+  bool pw = pointwise(g);
+  int64_t ncol = pw ? 0 : g->cin * d.kvol * L;
+  int64_t nc = chunk_images(g, ncol + (G > 1 ? cout * L : 0), x->dtype);
   fl_tensor *cols = NULL, *tmp = NULL;
   fl_status st = FL_OK;
-  FL_CHECK(scratch(x, g->cin * d.kvol * nc * L, G > 1 && nc > 1 ? cout * nc * L : 0, &cols, &tmp));
+  FL_CHECK(scratch(x, ncol * nc, G > 1 && nc > 1 ? cout * nc * L : 0, &cols, &tmp));
   for (int64_t n0 = 0; n0 < g->n; n0 += nc) {
     int64_t m = g->n - n0 < nc ? g->n - n0 : nc, yoff = n0 * cout * L;
     fl_conv_geom gc = *g;
     gc.n = m;
     fl_tensor xs = header(x, n0 * g->cin * d.inv, 2, (int64_t[]){m, g->cin * d.inv}, NULL);
     fl_tensor cv = header(cols, 0, 2, (int64_t[]){g->cin * d.kvol, m * L}, NULL);
-    FL_CHECK(im2col(op, &cv, &xs, &gc));
+    if (!pw) FL_CHECK(im2col(op, &cv, &xs, &gc));
     if (G == 1) { /* y[i] = W @ cols[:, image i]: batched over the images, written in place */
       fl_tensor A = mat3(w, 0, m, 0, cout, Kg, Kg, 1), B = mat3(cols, 0, m, L, Kg, m * L, L, 1);
+      if (pw) B = mat3(x, n0 * g->cin * L, m, g->cin * L, Kg, L, L, 1);
       fl_tensor C = mat3(y, yoff, m, cout * L, cout, L, L, 1);
       FL_CHECK(gemm(op, &C, &A, false, &B, false, 0));
       continue;
@@ -171,10 +182,12 @@ static fl_status gemm_data(const char *op, fl_tensor *dx, const fl_tensor *dy, c
                            const fl_conv_geom *g) {
   dims d = dims_of(g);
   int64_t G = d.G, L = d.L, Kg = d.Kg, cout = g->cout, cg = d.cout_g;
-  int64_t nc = chunk_images(g, g->cin * d.kvol * L + (G > 1 ? cout * L : 0), dy->dtype);
+  bool pw = pointwise(g);
+  int64_t ncol = pw ? 0 : g->cin * d.kvol * L;
+  int64_t nc = chunk_images(g, ncol + (G > 1 ? cout * L : 0), dy->dtype);
   fl_tensor *cols = NULL, *tmp = NULL;
   fl_status st = FL_OK;
-  FL_CHECK(scratch(dy, g->cin * d.kvol * nc * L, G > 1 && nc > 1 ? cout * nc * L : 0, &cols, &tmp));
+  FL_CHECK(scratch(dy, ncol * nc, G > 1 && nc > 1 ? cout * nc * L : 0, &cols, &tmp));
   for (int64_t n0 = 0; n0 < g->n; n0 += nc) {
     int64_t m = g->n - n0 < nc ? g->n - n0 : nc, yoff = n0 * cout * L;
     fl_conv_geom gc = *g;
@@ -182,6 +195,11 @@ static fl_status gemm_data(const char *op, fl_tensor *dx, const fl_tensor *dy, c
     if (G == 1) { /* cols[:, image i] = W^T @ dy[i], batched over the images */
       fl_tensor A = mat3(w, 0, m, 0, cout, Kg, Kg, 1), B = mat3(dy, yoff, m, cout * L, cout, L, L, 1);
       fl_tensor C = mat3(cols, 0, m, L, Kg, m * L, L, 1);
+      if (pw) { /* written straight into dx: no col2im */
+        C = mat3(dx, n0 * g->cin * L, m, g->cin * L, Kg, L, L, 1);
+        FL_CHECK(gemm(op, &C, &A, true, &B, false, 0));
+        continue;
+      }
       FL_CHECK(gemm(op, &C, &A, true, &B, false, 0));
     } else {
       fl_tensor A = mat3(w, 0, G, cg * Kg, cg, Kg, Kg, 1), C = mat3(cols, 0, G, Kg * m * L, Kg, m * L, m * L, 1);
@@ -406,11 +424,12 @@ static fl_status conv_geometry(const char *op, int nsp, const fl_tensor *x, cons
   if (g->cout % g->groups)
     return fl_error(FL_ESHAPE, "%s: output channels %lld (dim %lld of weight %s) are not divisible by groups %lld", op,
                     (long long)g->cout, (long long)fl_mdim(0), dw.s, (long long)g->groups);
-  if (w->shape[1] * g->groups != g->cin)
+  int64_t wcin;
+  if (fl_mul_overflows(w->shape[1], g->groups, &wcin)) return too_large(op);
+  if (wcin != g->cin)
     return fl_error(FL_ESHAPE,
                     "%s: weight %s expects %lld input channels (%lld per group x %lld groups), input %s has %lld", op,
-                    dw.s, (long long)(w->shape[1] * g->groups), (long long)w->shape[1], (long long)g->groups, dx.s,
-                    (long long)g->cin);
+                    dw.s, (long long)wcin, (long long)w->shape[1], (long long)g->groups, dx.s, (long long)g->cin);
   FL_TRY(check_param(op, "stride", nsp, p->stride, 1));
   FL_TRY(check_param(op, "dilation", nsp, p->dilation, 1));
   FL_TRY(check_param(op, "padding", nsp, p->padding, 0));
