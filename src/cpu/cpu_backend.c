@@ -28,6 +28,9 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
 /* -- convolution -- */
 
 /* -- index and losses -- */
+fl_status fl_cpu_index_add_fresh(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+fl_status fl_cpu_cross_entropy(const fl_ce_args *a);
+fl_status fl_cpu_cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
 /* -- pooling, resizing, padding -- */
 
@@ -147,6 +150,9 @@ static const fl_backend cpu_backend = {
     /* -- convolution -- */
 
     /* -- index and losses -- */
+    .index_add_fresh = fl_cpu_index_add_fresh,
+    .cross_entropy = fl_cpu_cross_entropy,
+    .cross_entropy_backward = fl_cpu_cross_entropy_backward,
 
     /* -- pooling, resizing, padding -- */
 
