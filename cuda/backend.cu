@@ -91,9 +91,6 @@ bool supports_query(const fl_op_query *q) {
     /* -- convolution -- */
 
     /* -- index and losses -- */
-  b.index_add_fresh = fc::index_add_fresh_forward;
-  b.cross_entropy = fc::cross_entropy_forward;
-  b.cross_entropy_backward = fc::cross_entropy_backward;
     case FL_OP_CROSS_ENTROPY: /* loss.cu: float logits */
     case FL_OP_CROSS_ENTROPY_BACKWARD: return fl_dtype_is_float(in->dtype);
 
