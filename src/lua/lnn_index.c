@@ -11,8 +11,8 @@ static int f_embedding(lua_State *L) {
   if (lfl_options(L, 3, keys) && lfl_rawfield(L, 3, "padding_idx") != LUA_TNIL) {
     lua_Integer p = luaL_checkinteger(L, -1), rows = fl_ndim(w) == 2 ? fl_shape(w)[0] : 0;
     if (p == 0 || p > rows || p < -rows)
-      return luaL_error(L, "embedding: padding_idx %lld out of range for a weight of %lld rows (1-based; negative counts "
-                           "from the end)", (long long)p, (long long)rows);
+      return luaL_error(L, "embedding: padding_idx %I out of range for a weight of %I rows (1-based; negative counts "
+                           "from the end)", (lua_Integer)p, (lua_Integer)rows);
     pad = p > 0 ? p - 1 : rows + p;
     lua_pop(L, 1);
   }
