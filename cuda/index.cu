@@ -54,6 +54,25 @@ __global__ void __launch_bounds__(FC_THREADS) gather_kernel(idx_args p) {
   }
 }
 
+/* index_select of contiguous x and out, as [outer, size, inner] -> [outer, n, inner]: a block per output row
+ * copies the picked row in W-sized pieces (16 bytes where the rows allow). A bad index writes zeros. */
+template <class W>
+__global__ void __launch_bounds__(FC_THREADS) select_rows_kernel(const W *x, W *out, idx_args p, int64_t outer,
+                                                                 int64_t n, int64_t inner_w) {
+  for (int64_t r = blockIdx.x; r < outer * n; r += gridDim.x) {
+    const int64_t o = r / n, j = r - o * n;
+    const int64_t v = load_index(p, j * p.dim_stride);
+    W *dst = out + r * inner_w;
+    if (v < 0 || v >= p.dim_size) {
+      if (threadIdx.x == 0) fc_kerr_report(p.err, p.errbit, v, p.dim_size);
+      for (int64_t c = threadIdx.x; c < inner_w; c += blockDim.x) dst[c] = W{};
+      continue;
+    }
+    const W *src = x + (o * p.dim_size + v) * inner_w;
+    for (int64_t c = threadIdx.x; c < inner_w; c += blockDim.x) dst[c] = src[c];
+  }
+}
+
 fl_status index_dtype(const char *op, const fl_tensor *idx, bool *idx32) {
   if (idx->dtype != FL_I64 && idx->dtype != FL_I32) {
     fl_desc d = fl_describe(idx);
@@ -99,6 +118,37 @@ fl_status run(const char *op, int errbit, const fl_tensor *loop, const fl_tensor
   });
 }
 
+/* The contiguous case of index_select (the forward of embedding too): select_rows_kernel. */
+fl_status select_rows(const char *op, fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
+  fc_context *ctx;
+  FL_TRY(fc_context_of(out, &ctx));
+  idx_args p;
+  memset(&p, 0, sizeof p);
+  FL_TRY(index_dtype(op, idx, &p.idx32));
+  int64_t outer = 1, inner = 1, n = out->shape[dim];
+  for (int d = 0; d < dim; d++) outer *= x->shape[d];
+  for (int d = dim + 1; d < x->ndim; d++) inner *= x->shape[d];
+  p.idx = fc_base(idx);
+  p.base = base;
+  p.dim_size = x->shape[dim];
+  p.dim_stride = idx->ndim ? idx->stride[0] : 0; /* here: the index's stride */
+  p.err = fc_kerr_arm(ctx);
+  p.errbit = FC_KERR_INDEX_SELECT;
+  const int64_t bytes = inner * (int64_t)fl_dtype_size(x->dtype);
+  const unsigned grid = (unsigned)fc_min64(outer * n, (int64_t)ctx->sm_count * 32);
+  if (bytes % 16 == 0 && fc_aligned(fc_base(x), 16) && fc_aligned(fc_base(out), 16)) {
+    select_rows_kernel<uint4><<<grid, FC_THREADS, 0, ctx->stream>>>((const uint4 *)fc_base(x), (uint4 *)fc_base(out), p,
+                                                                    outer, n, bytes / 16);
+    return fc_launched("select_rows_kernel");
+  }
+  return fc_dispatch_bits(x->dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    select_rows_kernel<T><<<grid, FC_THREADS, 0, ctx->stream>>>((const T *)fc_base(x), (T *)fc_base(out), p, outer, n,
+                                                                inner);
+    return fc_launched("select_rows_kernel");
+  });
+}
+
 /* Strides that read a 1-D index by the coordinate along dim. */
 void index_along(const fl_tensor *idx, int dim, int64_t *st) {
   for (int d = 0; d < FL_MAX_DIMS; d++) st[d] = 0;
@@ -123,6 +173,7 @@ fl_status index_select_forward(fl_tensor *out, const fl_tensor *x, int dim, cons
   const char *op = "index_select";
   if (!check_dim(dim, x) || idx->ndim > 1 || !same_but_dim(out, x, dim, fl_numel(idx)) || out->dtype != x->dtype)
     return bad_shapes(op, out, x, idx);
+  if (fl_is_contiguous(x) && fl_is_contiguous(out) && fl_numel(out) > 0) return select_rows(op, out, x, dim, idx, base);
   int64_t ist[FL_MAX_DIMS];
   index_along(idx, dim, ist);
   return run(op, FC_KERR_INDEX_SELECT, out, out, x, ist, idx, base, dim, x->dtype);

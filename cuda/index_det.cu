@@ -37,6 +37,7 @@ struct det_args {
   int64_t size;     /* the indexed dim's size */
   int64_t sentinel; /* key of a bad index: one past every valid key */
   int64_t n;        /* index entries */
+  bool rows;        /* ROWS with dim 0 of contiguous out and src: out[u * ncols + c], src[p * ncols + c] */
   char *out;
   const char *src;
   const char *idx;
@@ -156,6 +157,72 @@ __global__ void __launch_bounds__(FC_THREADS) segsum_kernel(det_args p, const K 
   }
 }
 
+/* The common layout (index_add along dim 0 of contiguous out and src, e.g. the backward of index_select and
+ * embedding): one block per destination row, threads over its columns, VEC elements per 16-byte access. Same sums
+ * in the same order as segsum_kernel. */
+template <class T, class K, bool FRESH, int VEC>
+__global__ void __launch_bounds__(FC_THREADS) segsum_rows_kernel(det_args p, const K *keys, const int64_t *pos,
+                                                                 const int64_t *seg, const int64_t *nseg_dev,
+                                                                 const typename fc_num<T>::acc *partials) {
+  using C = typename fc_num<T>::acc;
+  const int64_t nseg = FRESH ? p.size : *nseg_dev, D = p.ncols;
+  const C alpha = (C)p.alpha;
+  const T *src = (const T *)p.src;
+  for (int64_t j = blockIdx.x; j < nseg; j += gridDim.x) {
+    int64_t s = seg[j], e, u;
+    if (FRESH) {
+      e = seg[j + 1], u = j;
+    } else {
+      e = j + 1 < nseg ? seg[j + 1] : p.n;
+      u = (int64_t)keys[s];
+      if (u == p.sentinel) continue;
+    }
+    const int64_t a = (s + TILE - 1) / TILE * TILE, b = e / TILE * TILE;
+    const bool tiles = a < b;
+    for (int64_t c0 = (int64_t)threadIdx.x * VEC; c0 < D; c0 += (int64_t)blockDim.x * VEC) {
+      C acc[VEC];
+#pragma unroll
+      for (int k = 0; k < VEC; k++) acc[k] = 0;
+      auto add_row = [&](int64_t q) {
+        union {
+          uint4 u4;
+          T v[VEC];
+        } r;
+        const T *row = src + pos[q] * D + c0;
+        if (VEC > 1) r.u4 = *(const uint4 *)row;
+        else r.v[0] = row[0];
+#pragma unroll
+        for (int k = 0; k < VEC; k++) acc[k] += fc_num<T>::load(r.v[k]);
+      };
+      int64_t q = s;
+      if (tiles) {
+        for (; q < a; q++) add_row(q);
+        for (int64_t k = a / TILE; k < b / TILE; k++)
+#pragma unroll
+          for (int v = 0; v < VEC; v++) acc[v] += partials[k * D + c0 + v];
+        q = b;
+      }
+      for (; q < e; q++) add_row(q);
+      T *o = (T *)p.out + u * D + c0;
+      union {
+        uint4 u4;
+        T v[VEC];
+      } w;
+      if (!FRESH) {
+        if (VEC > 1) w.u4 = *(const uint4 *)o;
+        else w.v[0] = o[0];
+      }
+#pragma unroll
+      for (int k = 0; k < VEC; k++) {
+        C prev = FRESH ? (C)0 : fc_num<T>::load(w.v[k]);
+        w.v[k] = fc_num<T>::make(prev + (alpha == (C)1 ? acc[k] : alpha * acc[k]));
+      }
+      if (VEC > 1) *(uint4 *)o = w.u4;
+      else o[0] = w.v[0];
+    }
+  }
+}
+
 size_t aligned(size_t b) { return (b + 255) & ~(size_t)255; }
 
 int bits_for(int64_t v) {
@@ -204,8 +271,18 @@ fl_status run_det(fc_context *ctx, det_args &p) {
         p, kout, vout, partials, ntiles);
     FL_TRY(fc_launched("index tile_kernel"));
   }
-  int64_t bound = (FRESH ? p.size : n) * p.ncols;
-  segsum_kernel<T, K, ELEMS, FRESH><<<fc_grid(ctx, bound, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+  const int64_t nrows = FRESH ? p.size : n;
+  if constexpr (!ELEMS && sizeof(T) <= 16) {
+    if (p.rows) { /* contiguous rows along dim 0: a block per destination row */
+      constexpr int V = (int)(16 / sizeof(T));
+      const bool vec = p.ncols % V == 0 && fc_aligned(p.out, 16) && fc_aligned(p.src, 16);
+      const unsigned grid = (unsigned)fc_min64(fc_max64(nrows, 1), (int64_t)ctx->sm_count * 32);
+      if (vec) segsum_rows_kernel<T, K, FRESH, V><<<grid, FC_THREADS, 0, ctx->stream>>>(p, kout, vout, seg, nseg, partials);
+      else segsum_rows_kernel<T, K, FRESH, 1><<<grid, FC_THREADS, 0, ctx->stream>>>(p, kout, vout, seg, nseg, partials);
+      return fc_launched("index segsum_rows_kernel");
+    }
+  }
+  segsum_kernel<T, K, ELEMS, FRESH><<<fc_grid(ctx, nrows * p.ncols, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
       p, kout, vout, seg, nseg, partials);
   return fc_launched("index segsum_kernel");
 }
@@ -256,6 +333,9 @@ fl_status index_add_det(const char *op, int errbit, fl_tensor *out, int dim, con
   for (int d = 0; d < out->ndim; d++) p.ncols *= shape[d];
   if (p.ncols == 0 && !fresh) return FL_OK;
   p.ostride = out->stride[dim], p.sstride = src->stride[dim];
+  bool lead = true; /* every dim before dim has size 1 */
+  for (int d = 0; d < dim; d++) lead = lead && out->shape[d] == 1;
+  p.rows = lead && fl_is_contiguous(out) && fl_is_contiguous(src);
   p.istride = idx->ndim ? idx->stride[0] : 0;
   p.size = p.sentinel = out->shape[dim];
   p.out = fc_base(out), p.src = fc_base(src);
