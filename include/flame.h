@@ -315,7 +315,7 @@ typedef struct {
   const fl_tensor *weight; /* NULL or [C] class weights (no gradient, as in PyTorch) */
   int64_t base;           /* class-index targets are stored as base + class */
 } fl_ce_opts;
-/* cross_entropy: logits [N, C] or [N, C, d1, ...] (C alone for one sample), target [N, d1, ...] class indices
+/* cross_entropy: logits [N, C] or [N, C, d1, ...] ([C] for one sample), target [N, d1, ...] class indices
  * (i64/i32) or probabilities of logits' shape and dtype. A fused log-softmax + NLL with label smoothing;
  * "mean" is PyTorch's weighted mean over the non-ignored targets (over N * d1 * ... for probabilities). */
 fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out);

@@ -52,6 +52,22 @@ describe("cross_entropy", function()
     H.close(F.cross_entropy(x, tg:int()), ref:mean(), {atol = 1e-5})
   end)
 
+  it("takes one sample: logits [C] with a 0-dim class or [C] probabilities", function()
+    local x = H.t(flame.randn(6))
+    local l = F.cross_entropy(x, ids(4), "none")
+    assert.are.equal(0, l:dim())
+    H.close(l, -x:log_softmax(1)[4], {atol = 1e-5})
+    local p = x:softmax(1)
+    H.close(F.cross_entropy(x, p), F.cross_entropy(x:view(1, 6), p:view(1, 6)), {atol = 1e-6})
+  end)
+
+  it("gives probability targets a gradient (as PyTorch)", function()
+    H.gradcheck(function(x, p) return F.cross_entropy(x, p, {weight = t64({1, 2, 0.5}), label_smoothing = 0.2}) end,
+      {flame.randn(4, 3), flame.rand(4, 3)})
+    local x = t64(flame.randn(2, 3, 2))
+    H.gradcheck(function(p) return F.cross_entropy(x, p, "none") end, {flame.rand(2, 3, 2)})
+  end)
+
   it("is stable for large logits", function()
     local x = t64({{1000, 0, -1000}, {-1e4, 1e4, 0}})
     H.close(F.cross_entropy(x, ids({1, 2}), "none"), t64({0, 0}), {atol = 1e-12})
@@ -92,7 +108,7 @@ describe("cross_entropy", function()
 
   it("rejects bad arguments", function()
     local x = H.t(flame.randn(3, 4))
-    H.errors(function() return F.cross_entropy(H.t(flame.randn(4)), ids({1})) end, "cross_entropy", "[N, C]")
+    H.errors(function() return F.cross_entropy(H.t(3.0), ids(1)) end, "cross_entropy", "[N, C]")
     H.errors(function() return F.cross_entropy(x, ids({{1, 2, 3}})) end, "cross_entropy", "class-index targets")
     H.errors(function() return F.cross_entropy(x, H.t({true, false, true}, {dtype = "bool"})) end, "cross_entropy",
       "class indices (i64 or i32)")

@@ -2,13 +2,34 @@
  * entries (one kernel per row each way; formulas in core/nn_index.h). Logits [N, C, d1, ...] are brought to rows
  * [N * d1 * ..., C] (a permuted copy, recorded by autograd, when there are spatial dims); the node's output is the
  * per-row loss in f32 (f64 for f64 logits), and the reduction is ordinary ops on it, cast back to logits' dtype.
- * The class weights get no gradient (as in PyTorch). */
+ * The class weights get no gradient (as in PyTorch); probability targets do. */
 #include "internal.h"
 #include <string.h>
 
 typedef struct {
   fl_ce_args a; /* tensors refer to the node's saved ones at backward time */
 } ce_ctx;
+
+/* d loss_r / d p_c = -(1 - smoothing) w_c log_softmax(x_r)_c, times g_r: the probability target's gradient
+ * (ops, not a kernel: a rare path). */
+static fl_status target_grad(const fl_ce_args *a, const fl_tensor *g, fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_tensor *lp = NULL, *g2 = NULL, *t1 = NULL, *t2 = NULL;
+  int64_t shape[2] = {g->shape[0], 1};
+  FL_CHECK(fl_log_softmax(a->logits, 1, &lp));
+  FL_CHECK(fl_reshape(g, 2, shape, &g2));
+  FL_CHECK(fl_binary(FL_MUL, lp, g2, &t1));
+  if (a->weight) {
+    FL_CHECK(fl_binary(FL_MUL, t1, a->weight, &t2));
+    fl_release(t1);
+    t1 = t2;
+    t2 = NULL;
+  }
+  FL_CHECK(fl_binary_scalar(FL_MUL, t1, -(1 - a->smoothing), false, out));
+done:
+  fl_release(lp), fl_release(g2), fl_release(t1), fl_release(t2);
+  return st;
+}
 
 static fl_status ce_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const ce_ctx *c = n->ctx;
@@ -21,6 +42,8 @@ static fl_status ce_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin
   if (a.weight) FL_CHECK(fl_node_saved(n, 3, &w));
   a.logits = x, a.target = t, a.lse = lse, a.weight = w, a.loss = a.rw = NULL;
   FL_CHECK(fl_contiguous(gout[0], &g));
+  if (n->n_in > 1 && n->in[1].node) FL_CHECK(target_grad(&a, g, &gin[1]));
+  if (!n->in[0].node) goto done;
   FL_CHECK(fl_tensor_new(x->dtype, x->storage->device, 2, x->shape, &dx));
   const fl_backend *be;
   FL_CHECK(fl_dispatch("cross_entropy", FL_OP_CROSS_ENTROPY_BACKWARD, 0, 3, (const fl_tensor *const[]){dx, x, g}, &be));
@@ -57,7 +80,7 @@ done:
 static fl_status check_args(const fl_tensor *x, const fl_tensor *t, const fl_ce_opts *o, bool *probs) {
   if (!fl_dtype_is_float(x->dtype)) return bad(FL_EDTYPE, "logits must be a float tensor", x, t);
   FL_TRY(fl_check_same_device("cross_entropy", x, t));
-  if (x->ndim < 2) return bad(FL_ESHAPE, "logits must be [N, C] or [N, C, d1, ...]", x, t);
+  if (x->ndim < 2) return bad(FL_ESHAPE, "logits must be [C], [N, C] or [N, C, d1, ...]", x, t);
   if (x->shape[1] == 0) return bad(FL_ESHAPE, "logits have no classes", x, t);
   *probs = fl_dtype_is_float(t->dtype);
   if (*probs) {
@@ -87,7 +110,7 @@ static fl_status rows_loss(fl_tensor *x2, const fl_tensor *t, const fl_tensor *w
   fl_tensor *t2 = NULL, *lse = NULL, *l = NULL, *r = NULL;
   fl_dtype acc = x2->dtype == FL_F64 ? FL_F64 : FL_F32;
   int64_t rows = x2->shape[0];
-  if (fl_dtype_is_float(t->dtype)) FL_CHECK(as_rows(t, &t2)); /* no gradient for the target */
+  if (fl_dtype_is_float(t->dtype)) FL_CHECK(as_rows(t, &t2));
   else FL_CHECK(fl_reshape(t, 1, &rows, &t2));
   fl_device dev = x2->storage->device;
   FL_CHECK(fl_tensor_new(acc, dev, 1, &rows, &l));
@@ -98,7 +121,9 @@ static fl_status rows_loss(fl_tensor *x2, const fl_tensor *t, const fl_tensor *w
   FL_CHECK(fl_dispatch("cross_entropy", FL_OP_CROSS_ENTROPY, 0, 3, (const fl_tensor *const[]){l, x2, t2}, &be));
   FL_CHECK(be->cross_entropy(&a));
   fl_node *n;
-  FL_CHECK(fl_record("CrossEntropyBackward", ce_backward, 1, (const fl_tensor *const[]){x2}, l, &n));
+  /* probability targets are differentiable (as in PyTorch); class indices are not */
+  int nin = fl_dtype_is_float(t2->dtype) ? 2 : 1;
+  FL_CHECK(fl_record("CrossEntropyBackward", ce_backward, nin, (const fl_tensor *const[]){x2, t2}, l, &n));
   if (n) {
     ce_ctx *c;
     FL_CHECK(fl_node_ctx(n, sizeof *c, NULL, (void **)&c));
@@ -144,7 +169,23 @@ done:
   return st;
 }
 
+/* One sample: logits [C] with a 0-dim class or [C] probabilities, as a batch of one. */
+static fl_status unbatched(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out) {
+  fl_status st = FL_OK;
+  fl_tensor *x1 = NULL, *t1 = NULL, *r1 = NULL;
+  FL_CHECK(fl_unsqueeze(logits, 0, &x1));
+  FL_CHECK(fl_unsqueeze(target, 0, &t1));
+  FL_CHECK(fl_cross_entropy(x1, t1, o, &r1));
+  if (o->reduction == FL_LOSS_NONE) FL_CHECK(fl_reshape(r1, 0, NULL, out));
+  else *out = fl_retain(r1);
+done:
+  fl_release(x1), fl_release(t1), fl_release(r1);
+  return st;
+}
+
 fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out) {
+  if (logits->ndim == 1 && target->ndim == (fl_dtype_is_float(target->dtype) ? 1 : 0))
+    return unbatched(logits, target, o, out);
   bool probs = false;
   FL_TRY(check_args(logits, target, o, &probs));
   uint64_t mark = fl_node_mark();
@@ -159,10 +200,7 @@ fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, con
     if (st != FL_OK) goto done;
   }
   if (probs) {
-    bool prev = fl_set_grad_enabled(false);
-    st = fl_cast(target, logits->dtype, &tc);
-    fl_set_grad_enabled(prev);
-    if (st != FL_OK) goto done;
+    FL_CHECK(fl_cast(target, logits->dtype, &tc));
   } else {
     tc = fl_retain((fl_tensor *)target);
   }
