@@ -87,16 +87,25 @@ bool supports_query(const fl_op_query *q) {
       return q->sub == FL_LOGICAL_NOT || q->ts[0]->dtype == in->dtype || fl_dtype_is_float(q->ts[0]->dtype);
     /* issue 7's families */
     /* -- norms -- */
+    case FL_OP_NORM_FORWARD: /* norm.cu: f32, bf16, f16 (f64 too) */
+    case FL_OP_NORM_BACKWARD: return is_float;
 
     /* -- convolution -- */
+    case FL_OP_IM2COL: case FL_OP_COL2IM: return is_float; /* conv.cu: FC_M_FLOAT */
 
     /* -- index and losses -- */
     case FL_OP_CROSS_ENTROPY: /* loss.cu: float logits */
     case FL_OP_CROSS_ENTROPY_BACKWARD: return fl_dtype_is_float(in->dtype);
 
     /* -- pooling, resizing, padding -- */
+    case FL_OP_POOL: case FL_OP_POOL_BACKWARD: case FL_OP_INTERP: case FL_OP_INTERP_BACKWARD:
+    case FL_OP_PAD_BACKWARD: /* pool.cu, resize.cu, pad.cu: FC_M_FLOAT */
+      return is_float;
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return fl_dtype_is_float(in->dtype); /* dropout.cu: f32, f64, bf16, f16 */
+    case FL_OP_SOFTMAX_BACKWARD: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
+    case FL_OP_MASKED_SOFTMAX: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
 
     default: return true;
   }
@@ -134,8 +143,12 @@ fl_backend make_table() {
   b.scatter_add = fc::scatter_add_forward;
   b.sort = fc::sort_forward;
   /* -- norms -- */
+  b.norm_forward = fc::norm_forward;
+  b.norm_backward = fc::norm_backward;
 
   /* -- convolution -- */
+  b.im2col = fc::im2col_forward;
+  b.col2im = fc::col2im_forward;
 
   /* -- index and losses -- */
   b.index_add_fresh = fc::index_add_fresh_forward;
@@ -143,8 +156,17 @@ fl_backend make_table() {
   b.cross_entropy_backward = fc::cross_entropy_backward;
 
   /* -- pooling, resizing, padding -- */
+  b.pool = fc::pool_forward;
+  b.pool_backward = fc::pool_backward;
+  b.interp = fc::interp_forward;
+  b.interp_backward = fc::interp_backward;
+  b.pad = fc::pad_forward;
+  b.pad_backward = fc::pad_backward;
 
   /* -- dropout and attention -- */
+  b.dropout = fc::dropout_forward;
+  b.softmax_backward = fc::softmax_backward_forward;
+  b.masked_softmax = fc::masked_softmax_forward;
 
   return b;
 }

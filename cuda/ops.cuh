@@ -36,8 +36,16 @@ fl_status scatter_add_forward(fl_tensor *out, int dim, const fl_tensor *idx, con
 /* sort.cu */
 fl_status sort_forward(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 /* -- norms -- */
+/* norm.cu */
+fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                       const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                        const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups, int64_t inner);
 
 /* -- convolution -- */
+/* conv.cu: the im2col path's gather and its adjoint (see fl_backend) */
+fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 /* index_det.cu: deterministic scatter-adds (sort by destination, sum each segment in order, write once).
@@ -53,8 +61,22 @@ fl_status cross_entropy_forward(const fl_ce_args *a);
 fl_status cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
 /* -- pooling, resizing, padding -- */
+/* pool.cu */
+fl_status pool_forward(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+fl_status pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+/* resize.cu */
+fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+/* pad.cu */
+fl_status pad_forward(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
 /* -- dropout and attention -- */
+/* dropout.cu */
+fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+/* attention.cu */
+fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } // namespace fc
 

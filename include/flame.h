@@ -297,8 +297,42 @@ fl_status fl_scatter_add_ex(const fl_tensor *x, int dim, const fl_tensor *idx, i
 
 /* ---- neural-network ops (flame.nn.functional; issue 7's families) ---- */
 /* -- norms -- */
+/* PyTorch's layer_norm, rms_norm and group_norm (biased variance). normalized_shape: the trailing nshape dims of
+ * x; w and b (each may be NULL) have that shape (group_norm: [C], x [N, C, *]); x float, w/b x's dtype or f32
+ * (with an f16/bf16 x). eps >= 0 (1e-5 is PyTorch's default; rms_norm's too here). Differentiable in x, w, b. */
+fl_status fl_layer_norm(const fl_tensor *x, int nshape, const int64_t *normalized_shape, const fl_tensor *w,
+                        const fl_tensor *b, double eps, fl_tensor **out);
+fl_status fl_rms_norm(const fl_tensor *x, int nshape, const int64_t *normalized_shape, const fl_tensor *w, double eps,
+                      fl_tensor **out);
+fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
+                        fl_tensor **out);
 
 /* -- convolution -- */
+/* N-d convolution (nsp = 1, 2 or 3 spatial dims) as PyTorch's conv{1,2,3}d and
+ * conv_transpose{1,2,3}d: x [n, cin, in...] (or unbatched [cin, in...]),
+ * w [cout, cin/groups, k...] (transposed: [cin, cout/groups, k...]), b [cout] or NULL;
+ * differentiable in x, w and b. Per-dim sizes in fl_conv_params (entries past nsp unused). */
+typedef enum { FL_CONV_PAD_EXPLICIT, FL_CONV_PAD_SAME, FL_CONV_PAD_VALID } fl_conv_padding;
+typedef struct {
+  int64_t stride[3], padding[3], dilation[3], output_padding[3]; /* output_padding: transposed only */
+  int64_t groups;
+  fl_conv_padding pad_mode; /* SAME (stride 1 only) / VALID override padding, as PyTorch's strings */
+} fl_conv_params;
+fl_conv_params fl_conv_default_params(void); /* stride 1, padding 0, dilation 1, groups 1 */
+fl_status fl_conv(int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, const fl_conv_params *p,
+                  fl_tensor **out);
+fl_status fl_conv_transpose(int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b,
+                            const fl_conv_params *p, fl_tensor **out);
+/* Which path computes a convolution (process-wide; returns the previous setting): AUTO takes the
+ * backend's direct path (CUDA: cuDNN) where it accepts the case, else im2col + GEMM; GEMM always
+ * im2col + GEMM; DIRECT only the direct path (an error where there is none). */
+typedef enum { FL_CONV_AUTO, FL_CONV_GEMM, FL_CONV_DIRECT } fl_conv_algo;
+fl_conv_algo fl_set_conv_algo(fl_conv_algo a);
+fl_conv_algo fl_get_conv_algo(void);
+/* The im2col path's workspace cap in bytes (default 256 MiB): the images of a batch are
+ * processed in chunks whose column buffers fit it (at least one image per chunk).
+ * Returns the previous cap; 0 restores the default. */
+int64_t fl_set_conv_workspace(int64_t bytes);
 
 /* -- index and losses -- */
 /* embedding: weight [V, D] rows picked by ids (i64 or i32, any shape, stored as base + row): ids.shape + [D].
@@ -321,8 +355,47 @@ typedef struct {
 fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out);
 
 /* -- pooling, resizing, padding -- */
+/* Pools over the last nsp (1 to 3) dims of x [N, C, *spatial] or unbatched [C, *spatial] (float dtypes), with
+ * PyTorch's output sizes and windows. kernel, stride (NULL: the kernel), padding (NULL: 0) and dilation (NULL:
+ * 1) hold nsp sizes; padding is at most half the kernel. avg divides by the window including the padding when
+ * count_include_pad (PyTorch's default). max's indices (NULL: not wanted) are i64, base + the flat position of
+ * each output's argmax within its input plane (PyTorch's, with base 0). Differentiable in x; the backward of
+ * max goes through the saved argmax. */
+fl_status fl_avg_pool(const fl_tensor *x, int nsp, const int64_t *kernel, const int64_t *stride,
+                      const int64_t *padding, bool ceil_mode, bool count_include_pad, fl_tensor **out);
+fl_status fl_max_pool(const fl_tensor *x, int nsp, const int64_t *kernel, const int64_t *stride,
+                      const int64_t *padding, const int64_t *dilation, bool ceil_mode, int64_t base,
+                      fl_tensor **out, fl_tensor **indices);
+/* The mean over PyTorch's adaptive windows to an output of size (nsp sizes; a negative one keeps the input's). */
+fl_status fl_adaptive_avg_pool(const fl_tensor *x, int nsp, const int64_t *size, fl_tensor **out);
+typedef enum { FL_INTERP_NEAREST, FL_INTERP_LINEAR } fl_interp_mode;
+/* Resizes the spatial dims of x [N, C, *spatial] (1 to 3 of them): to size, or by scale (exactly one of the
+ * two non-NULL, ndim - 2 entries), with PyTorch's coordinate rules (scale factors used as given, as its
+ * recompute_scale_factor default); LINEAR is linear, bilinear or trilinear by the rank, align_corners for it. */
+fl_status fl_interpolate(const fl_tensor *x, const int64_t *size, const double *scale, fl_interp_mode mode,
+                         bool align_corners, fl_tensor **out);
+typedef enum { FL_PAD_CONSTANT, FL_PAD_REFLECT, FL_PAD_REPLICATE } fl_pad_mode;
+/* Pads (negative: crops) x by npads values, (before, after) pairs from the last dim backwards: constant for
+ * any dims (with value), reflect and replicate for the last 1 to 3 dims of a tensor with 1 or 2 more. */
+fl_status fl_pad(const fl_tensor *x, int npads, const int64_t *pads, fl_pad_mode mode, double value,
+                 fl_tensor **out);
 
 /* -- dropout and attention -- */
+/* Dropout with the global generator: x * keep / (1 - p), keep a pure function of (seed, offset, element
+ * index in row-major order) drawn from Philox (src/core/dropout_keep.h), the same on every device. p in
+ * [0, 1]; training false or p == 0 returns x itself (a new reference); p == 1 gives zeros. The backward
+ * regenerates the mask from (seed, offset, p). */
+fl_status fl_dropout(const fl_tensor *x, double p, bool training, fl_tensor **out);
+/* The same with the counters given: the mask of (seed, offset). */
+fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_t offset, fl_tensor **out);
+/* Softmax over the last dim of scores s [..., Sq, Sk] restricted to the allowed keys: mask (NULL, or bool
+ * broadcastable to s, true = attend) and, with causal, key j of query i (0-based, the last two dims) only where
+ * j <= i + shift (0: top-left, Sk - Sq: bottom-right). Masked keys get 0; a row with no allowed finite score is
+ * all 0, with zero gradient. One kernel; the backward is softmax's. */
+fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out);
+/* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
+ * the last dim where the backend has one (and grad mode is off), else composed from ops. */
+fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);
 
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);

@@ -25,9 +25,13 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_SCATTER_ADD: return b->scatter_add != NULL;
     case FL_OP_SORT: return b->sort != NULL;
     /* -- norms -- */
+    case FL_OP_NORM_FORWARD: return b->norm_forward != NULL;
+    case FL_OP_NORM_BACKWARD: return b->norm_backward != NULL;
 
     /* -- convolution -- */
     case FL_OP_CONV_DIRECT: return b->conv_direct != NULL;
+    case FL_OP_IM2COL: return b->im2col != NULL;
+    case FL_OP_COL2IM: return b->col2im != NULL;
 
     /* -- index and losses -- */
     case FL_OP_INDEX_ADD_FRESH: return b->index_add_fresh != NULL;
@@ -35,8 +39,17 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_CROSS_ENTROPY_BACKWARD: return b->cross_entropy_backward != NULL;
 
     /* -- pooling, resizing, padding -- */
+    case FL_OP_POOL: return b->pool != NULL;
+    case FL_OP_POOL_BACKWARD: return b->pool_backward != NULL;
+    case FL_OP_INTERP: return b->interp != NULL;
+    case FL_OP_INTERP_BACKWARD: return b->interp_backward != NULL;
+    case FL_OP_PAD: return b->pad != NULL;
+    case FL_OP_PAD_BACKWARD: return b->pad_backward != NULL;
 
     /* -- dropout and attention -- */
+    case FL_OP_DROPOUT: return b->dropout != NULL;
+    case FL_OP_SOFTMAX_BACKWARD: return b->softmax_backward != NULL;
+    case FL_OP_MASKED_SOFTMAX: return b->masked_softmax != NULL;
 
     default: return false;
   }

@@ -5,6 +5,7 @@
 
 #include "flame.h"
 #include "conv_geom.h"
+#include "pool_geom.h"
 #include "nn_index.h" /* index and losses: fl_ce_args */
 #include <stdarg.h>
 
@@ -135,16 +136,22 @@ typedef enum {
   FL_OP_SCATTER_ADD, FL_OP_SORT,
   /* issue 7's families: each adds its kinds below its own marker */
   /* -- norms -- */
+  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD,
 
   /* -- convolution -- */
   FL_OP_CONV_DIRECT,
+  FL_OP_IM2COL, FL_OP_COL2IM,
 
   /* -- index and losses -- */
   FL_OP_INDEX_ADD_FRESH, FL_OP_CROSS_ENTROPY, FL_OP_CROSS_ENTROPY_BACKWARD,
 
   /* -- pooling, resizing, padding -- */
+  FL_OP_POOL, FL_OP_POOL_BACKWARD, FL_OP_INTERP, FL_OP_INTERP_BACKWARD, FL_OP_PAD, FL_OP_PAD_BACKWARD,
 
   /* -- dropout and attention -- */
+  FL_OP_DROPOUT,
+  FL_OP_SOFTMAX_BACKWARD,
+  FL_OP_MASKED_SOFTMAX,
 
   /* new kinds are appended here */
   FL_NOPKINDS
@@ -236,6 +243,18 @@ typedef struct fl_backend {
   fl_status (*sort)(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 
   /* ---- norms (ops/norm.c) ---- */
+  /* layer_norm, rms_norm and group_norm as one problem: x (contiguous, float) viewed as
+   * [n, groups, cpg, inner], statistics per row (n, group) of cols = cpg * inner elements, the affine
+   * weight/bias (NULL: none; contiguous; x's dtype or f32) indexed by channel = group * cpg + c, which for
+   * layer/rms norm (groups = inner = 1) is the column. rows = numel(rstd); mean NULL means rms (no centring).
+   * mean, rstd: contiguous [rows] of the statistics dtype (f64 for f64 x, else f32). y: x's shape and dtype. */
+  fl_status (*norm_forward)(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                            const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+  /* dx (x's dtype), dw (w's), db (the bias's dtype, w's shape): each may be NULL (not wanted); dy contiguous
+   * of x's shape and dtype; mean/rstd as the forward wrote them. dw/db are written, not accumulated. */
+  fl_status (*norm_backward)(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                             const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
+                             int64_t inner);
 
   /* ---- convolution (ops/conv.c) ---- */
   /* Optional: a whole convolution problem at once (CUDA: cuDNN), out contiguous, a and b contiguous, all one
@@ -243,6 +262,13 @@ typedef struct fl_backend {
    * always exists. */
   fl_status (*conv_direct)(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                            const fl_conv_geom *g);
+  /* The im2col path. x is a chunk of g->n images [n, cin, in...], contiguous; cols is contiguous
+   * [cin * kvol, n * L] (kvol = prod k, L = prod out): row c * kvol + kernel offset, column
+   * image * L + output position; zero where the window reads padding. Same dtype, any float. */
+  fl_status (*im2col)(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+  /* The adjoint: x = the sum over every cols entry that reads each input element (x is
+   * overwritten, padding entries dropped); gathered per element, so deterministic. */
+  fl_status (*col2im)(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
   /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
   /* out (as if zeros: never read, every element written) gets out[.., idx[i], ..] += src[.., i, ..] along dim:
@@ -254,8 +280,30 @@ typedef struct fl_backend {
   fl_status (*cross_entropy_backward)(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
   /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
+  /* Geometry and index mapping in core/pool_geom.h. Every tensor contiguous, viewed as [planes, D, H, W];
+   * x, out, dx, dy one float dtype. pool: out [planes, g->out], idx (max only; i64, may be NULL for the
+   * others) gets base + the argmax's flat position in its input plane. The backward entries write every
+   * element of dx, each one gathered over the outputs that read it (no atomics). */
+  fl_status (*pool)(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+  fl_status (*pool_backward)(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+  fl_status (*interp)(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+  fl_status (*interp_backward)(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+  /* reflect / replicate: out[o] = x[src(o)] (any dtype: a copy of bits); the backward sums (float dtypes) */
+  fl_status (*pad)(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+  fl_status (*pad_backward)(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
+  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
+   * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
+  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+  /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
+   * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
+  fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+  /* Softmax over the last dim of s [..., Sq, Sk] (out, s contiguous, one float dtype) restricted to the allowed
+   * keys: mask NULL or bool of s's shape (any non-negative strides, 0 where broadcast), and with causal, key j
+   * of query i (the last two dims, 0-based) only where j <= i + shift. Disallowed keys get 0; a row with no
+   * allowed score above -inf gets 0 everywhere. NaN scores propagate to their row. */
+  fl_status (*masked_softmax)(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 } fl_backend;
 

@@ -24,8 +24,15 @@ fl_status fl_cpu_gather(fl_tensor *out, const fl_tensor *x, int dim, const fl_te
 fl_status fl_cpu_scatter_add(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
 fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x, bool descending, int64_t base);
 /* -- norms -- */
+fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
+                               const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
+                               int64_t inner);
 
 /* -- convolution -- */
+fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
+fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 fl_status fl_cpu_index_add_fresh(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
@@ -33,8 +40,17 @@ fl_status fl_cpu_cross_entropy(const fl_ce_args *a);
 fl_status fl_cpu_cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
 /* -- pooling, resizing, padding -- */
+fl_status fl_cpu_pool(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
+fl_status fl_cpu_pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *dy, const fl_tensor *idx);
+fl_status fl_cpu_interp(const fl_interp_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status fl_cpu_interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tensor *dy);
+fl_status fl_cpu_pad(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
+fl_status fl_cpu_pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
 /* -- dropout and attention -- */
+fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+fl_status fl_cpu_softmax_backward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
+fl_status fl_cpu_masked_softmax(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 
 static fl_memory_stats stats;
@@ -146,8 +162,12 @@ static const fl_backend cpu_backend = {
     .scatter_add = fl_cpu_scatter_add,
     .sort = fl_cpu_sort,
     /* -- norms -- */
+    .norm_forward = fl_cpu_norm_forward,
+    .norm_backward = fl_cpu_norm_backward,
 
     /* -- convolution -- */
+    .im2col = fl_cpu_im2col,
+    .col2im = fl_cpu_col2im,
 
     /* -- index and losses -- */
     .index_add_fresh = fl_cpu_index_add_fresh,
@@ -155,8 +175,17 @@ static const fl_backend cpu_backend = {
     .cross_entropy_backward = fl_cpu_cross_entropy_backward,
 
     /* -- pooling, resizing, padding -- */
+    .pool = fl_cpu_pool,
+    .pool_backward = fl_cpu_pool_backward,
+    .interp = fl_cpu_interp,
+    .interp_backward = fl_cpu_interp_backward,
+    .pad = fl_cpu_pad,
+    .pad_backward = fl_cpu_pad_backward,
 
     /* -- dropout and attention -- */
+    .dropout = fl_cpu_dropout,
+    .softmax_backward = fl_cpu_softmax_backward,
+    .masked_softmax = fl_cpu_masked_softmax,
 
 };
 

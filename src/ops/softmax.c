@@ -6,26 +6,56 @@ typedef struct {
   bool log;
 } softmax_ctx;
 
-static fl_status softmax_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
-  const softmax_ctx *c = n->ctx;
-  uint32_t mask = 1u << c->dim;
-  fl_tensor *g = gout[0], *y, *t = NULL, *s = NULL, *u = NULL;
+/* The backend's optional fused backward over the last dim (dropout and attention
+ * family: one pass instead of four); *out stays NULL where it has none. */
+static fl_status fused_backward(const fl_tensor *g, const fl_tensor *y, bool log, fl_tensor **out) {
+  *out = NULL;
+  if (g->dtype != y->dtype) return FL_OK;
+  fl_tensor *gc = NULL, *r = NULL;
+  const fl_backend *be;
   fl_status st = FL_OK;
-  FL_CHECK(fl_node_saved(n, 0, &y));
-  if (c->log) { /* log_softmax: g - exp(y) * sum(g) */
+  FL_CHECK(fl_contiguous(g, &gc));
+  const fl_tensor *ts[3] = {gc, gc, y};
+  if (!fl_is_contiguous(gc) || !fl_op_supported(FL_OP_SOFTMAX_BACKWARD, 0, 3, ts, &be)) goto done;
+  FL_CHECK(fl_tensor_new(y->dtype, y->storage->device, y->ndim, y->shape, &r));
+  FL_CHECK(fl_error_context(be->softmax_backward(r, gc, y, log), log ? "log_softmax" : "softmax"));
+  *out = r;
+  r = NULL;
+done:
+  fl_release(gc), fl_release(r);
+  return st;
+}
+
+fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out) {
+  uint32_t mask = 1u << dim;
+  fl_tensor *t = NULL, *s = NULL, *u = NULL;
+  fl_status st = FL_OK;
+  *out = NULL;
+  if (dim == y->ndim - 1 && !fl_grad_enabled()) { /* the fused kernel where a backend has one */
+    FL_CHECK(fused_backward(g, y, log, out));
+    if (*out) goto done;
+  }
+  if (log) { /* log_softmax: g - exp(y) * sum(g) */
     FL_CHECK(fl_sum(g, mask, true, &s));
     FL_CHECK(fl_unary(FL_EXP, y, &t));
     FL_CHECK(fl_binary(FL_MUL, t, s, &u));
-    FL_CHECK(fl_binary(FL_SUB, g, u, &gin[0]));
+    FL_CHECK(fl_binary(FL_SUB, g, u, out));
   } else { /* softmax: y * (g - sum(g * y)) */
     FL_CHECK(fl_binary(FL_MUL, g, y, &t));
     FL_CHECK(fl_sum(t, mask, true, &s));
     FL_CHECK(fl_binary(FL_SUB, g, s, &u));
-    FL_CHECK(fl_binary(FL_MUL, y, u, &gin[0]));
+    FL_CHECK(fl_binary(FL_MUL, y, u, out));
   }
 done:
   fl_release(t), fl_release(s), fl_release(u);
   return st;
+}
+
+static fl_status softmax_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
+  const softmax_ctx *c = n->ctx;
+  fl_tensor *y;
+  FL_TRY(fl_node_saved(n, 0, &y));
+  return fl_softmax_backward(gout[0], y, c->dim, c->log, &gin[0]);
 }
 
 static const char *grad_name(bool log) { return log ? "LogSoftmaxBackward" : "SoftmaxBackward"; }
