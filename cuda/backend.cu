@@ -92,6 +92,7 @@ bool supports_query(const fl_op_query *q) {
 
     /* -- convolution -- */
     case FL_OP_IM2COL: case FL_OP_COL2IM: return is_float; /* conv.cu: FC_M_FLOAT */
+    case FL_OP_CONV_DIRECT: return fc::conv_direct_supported(q); /* conv_cudnn.cu */
 
     /* -- index and losses -- */
     case FL_OP_CROSS_ENTROPY: /* loss.cu: float logits */
@@ -149,6 +150,7 @@ fl_backend make_table() {
   /* -- convolution -- */
   b.im2col = fc::im2col_forward;
   b.col2im = fc::col2im_forward;
+  b.conv_direct = fc::conv_direct; /* conv_cudnn.cu */
 
   /* -- index and losses -- */
   b.index_add_fresh = fc::index_add_fresh_forward;

@@ -46,6 +46,9 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
 /* conv.cu: the im2col path's gather and its adjoint (see fl_backend) */
 fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
 fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
+/* conv_cudnn.cu: the optional direct path (cuDNN, loaded at run time; declines all when absent) */
+bool conv_direct_supported(const fl_op_query *q);
+fl_status conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b, const fl_conv_geom *g);
 
 /* -- index and losses -- */
 /* index_det.cu: deterministic scatter-adds (sort by destination, sum each segment in order, write once).
