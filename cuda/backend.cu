@@ -95,6 +95,8 @@ bool supports_query(const fl_op_query *q) {
     case FL_OP_CONV_DIRECT: return fc::conv_direct_supported(q); /* conv_cudnn.cu */
 
     /* -- index and losses -- */
+    case FL_OP_CROSS_ENTROPY: /* loss.cu: float logits */
+    case FL_OP_CROSS_ENTROPY_BACKWARD: return fl_dtype_is_float(in->dtype);
 
     /* -- pooling, resizing, padding -- */
     case FL_OP_POOL: case FL_OP_POOL_BACKWARD: case FL_OP_INTERP: case FL_OP_INTERP_BACKWARD:
@@ -151,6 +153,9 @@ fl_backend make_table() {
   b.conv_direct = fc::conv_direct; /* conv_cudnn.cu */
 
   /* -- index and losses -- */
+  b.index_add_fresh = fc::index_add_fresh_forward;
+  b.cross_entropy = fc::cross_entropy_forward;
+  b.cross_entropy_backward = fc::cross_entropy_backward;
 
   /* -- pooling, resizing, padding -- */
   b.pool = fc::pool_forward;

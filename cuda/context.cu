@@ -174,7 +174,8 @@ fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
   return FL_OK;
 }
 
-static const char *kerr_names[FC_KERR_KINDS] = {"index_select", "index_add_", "gather", "scatter_add"};
+static const char *kerr_names[FC_KERR_KINDS] = {"index_select", "index_add_", "gather", "scatter_add",
+                                                         "cross_entropy"};
 
 fl_status fc_sync_and_check(fc_context *ctx) {
   bool armed = ctx->kerr_armed;

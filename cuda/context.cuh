@@ -15,7 +15,8 @@ enum {
   FC_KERR_INDEX_ADD = 2,
   FC_KERR_GATHER = 4,
   FC_KERR_SCATTER_ADD = 8,
-  FC_KERR_KINDS = 4
+  FC_KERR_CROSS_ENTROPY = 16, /* a class target outside [1, C] (loss.cu) */
+  FC_KERR_KINDS = 5
 };
 
 /* The sticky error record: [0] the FC_KERR_* bits of every kernel that saw a

@@ -51,6 +51,17 @@ bool conv_direct_supported(const fl_op_query *q);
 fl_status conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b, const fl_conv_geom *g);
 
 /* -- index and losses -- */
+/* index_det.cu: deterministic scatter-adds (sort by destination, sum each segment in order, write once).
+ * index_add_det: out[.., idx[i], ..] (+)= alpha * src[.., i, ..] along dim; fresh: out is written whole, as if
+ * it held zeros (not read). scatter_add_det: out[.. idx[p] ..] += src[p]. errbit: the FC_KERR_* of the op. */
+fl_status index_add_det(const char *op, int errbit, fl_tensor *out, int dim, const fl_tensor *idx,
+                        const fl_tensor *src, double alpha, int64_t base, bool fresh);
+fl_status scatter_add_det(const char *op, int errbit, fl_tensor *out, int dim, const fl_tensor *idx,
+                          const fl_tensor *src, int64_t base);
+fl_status index_add_fresh_forward(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+/* loss.cu */
+fl_status cross_entropy_forward(const fl_ce_args *a);
+fl_status cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
 /* -- pooling, resizing, padding -- */
 /* pool.cu */

@@ -335,6 +335,24 @@ fl_conv_algo fl_get_conv_algo(void);
 int64_t fl_set_conv_workspace(int64_t bytes);
 
 /* -- index and losses -- */
+/* embedding: weight [V, D] rows picked by ids (i64 or i32, any shape, stored as base + row): ids.shape + [D].
+ * padding_row (0-based, or -1 for none) gets no gradient. The backward adds each id's gradient row into a fresh
+ * [V, D] (deterministic on CUDA). An id outside [base, base + V) is FL_EINDEX (on CUDA at the next sync). */
+fl_status fl_embedding_ex(const fl_tensor *ids, const fl_tensor *weight, int64_t padding_row, int64_t base,
+                          fl_tensor **out);
+typedef enum { FL_LOSS_NONE, FL_LOSS_MEAN, FL_LOSS_SUM } fl_loss_reduction;
+typedef struct {
+  fl_loss_reduction reduction;
+  bool has_ignore;        /* class-index targets equal to ignore_index (as stored) are skipped */
+  int64_t ignore_index;
+  double label_smoothing; /* in [0, 1] */
+  const fl_tensor *weight; /* NULL or [C] class weights (no gradient, as in PyTorch) */
+  int64_t base;           /* class-index targets are stored as base + class */
+} fl_ce_opts;
+/* cross_entropy: logits [N, C] or [N, C, d1, ...] ([C] for one sample), target [N, d1, ...] class indices
+ * (i64/i32) or probabilities of logits' shape and dtype. A fused log-softmax + NLL with label smoothing;
+ * "mean" is PyTorch's weighted mean over the non-ignored targets (over N * d1 * ... for probabilities). */
+fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out);
 
 /* -- pooling, resizing, padding -- */
 /* Pools over the last nsp (1 to 3) dims of x [N, C, *spatial] or unbatched [C, *spatial] (float dtypes), with

@@ -34,6 +34,9 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_COL2IM: return b->col2im != NULL;
 
     /* -- index and losses -- */
+    case FL_OP_INDEX_ADD_FRESH: return b->index_add_fresh != NULL;
+    case FL_OP_CROSS_ENTROPY: return b->cross_entropy != NULL;
+    case FL_OP_CROSS_ENTROPY_BACKWARD: return b->cross_entropy_backward != NULL;
 
     /* -- pooling, resizing, padding -- */
     case FL_OP_POOL: return b->pool != NULL;

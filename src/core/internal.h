@@ -6,6 +6,7 @@
 #include "flame.h"
 #include "conv_geom.h"
 #include "pool_geom.h"
+#include "nn_index.h" /* index and losses: fl_ce_args */
 #include <stdarg.h>
 
 #ifdef __cplusplus
@@ -142,6 +143,7 @@ typedef enum {
   FL_OP_IM2COL, FL_OP_COL2IM,
 
   /* -- index and losses -- */
+  FL_OP_INDEX_ADD_FRESH, FL_OP_CROSS_ENTROPY, FL_OP_CROSS_ENTROPY_BACKWARD,
 
   /* -- pooling, resizing, padding -- */
   FL_OP_POOL, FL_OP_POOL_BACKWARD, FL_OP_INTERP, FL_OP_INTERP_BACKWARD, FL_OP_PAD, FL_OP_PAD_BACKWARD,
@@ -269,6 +271,13 @@ typedef struct fl_backend {
   fl_status (*col2im)(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
   /* ---- index and losses (ops/embedding.c, ops/loss.c) ---- */
+  /* out (as if zeros: never read, every element written) gets out[.., idx[i], ..] += src[.., i, ..] along dim:
+   * the backward of index_select and embedding. idx 1-D as for index_add. CUDA (like its index_add and
+   * scatter_add) sums each destination's rows in index order: the same bits on every run. */
+  fl_status (*index_add_fresh)(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+  /* fused log-softmax + NLL (+ label smoothing) over rows; struct fl_ce_args is in core/nn_index.h */
+  fl_status (*cross_entropy)(const fl_ce_args *a);
+  fl_status (*cross_entropy_backward)(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
   /* ---- pooling, resizing, padding (ops/pool.c, ops/resize.c, ops/pad.c) ---- */
   /* Geometry and index mapping in core/pool_geom.h. Every tensor contiguous, viewed as [planes, D, H, W];

@@ -35,6 +35,9 @@ fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom 
 fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
 /* -- index and losses -- */
+fl_status fl_cpu_index_add_fresh(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base);
+fl_status fl_cpu_cross_entropy(const fl_ce_args *a);
+fl_status fl_cpu_cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_tensor *g);
 
 /* -- pooling, resizing, padding -- */
 fl_status fl_cpu_pool(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, const fl_tensor *x);
@@ -167,6 +170,9 @@ static const fl_backend cpu_backend = {
     .col2im = fl_cpu_col2im,
 
     /* -- index and losses -- */
+    .index_add_fresh = fl_cpu_index_add_fresh,
+    .cross_entropy = fl_cpu_cross_entropy,
+    .cross_entropy_backward = fl_cpu_cross_entropy_backward,
 
     /* -- pooling, resizing, padding -- */
     .pool = fl_cpu_pool,

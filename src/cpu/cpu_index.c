@@ -134,3 +134,12 @@ fl_status fl_cpu_random(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint64
   });
   return FL_OK;
 }
+
+fl_status fl_cpu_fill(fl_tensor *out, double value);
+
+/* index_add into zeros: the backward of index_select and embedding (rows added in index order). */
+fl_status fl_cpu_index_add_fresh(fl_tensor *out, int dim, const fl_tensor *idx, const fl_tensor *src, int64_t base) {
+  FL_TRY(check_indices("index_add_", idx, dim, out->shape[dim], base));
+  FL_TRY(fl_cpu_fill(out, 0));
+  return fl_cpu_index_add(out, dim, idx, src, 1.0, base);
+}

@@ -15,7 +15,12 @@ fl_status fl_scatter_grad(fl_node *n, const fl_tensor *g, int dim, int64_t base,
   fl_opts o = {g->dtype, g->storage->device, false};
   FL_CHECK(fl_node_saved(n, 0, &idx));
   FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_scatter_add_ex(z, dim, idx, base, g, out));
+  /* straight into the zeros (scatter_add_ex would clone them first); deterministic on CUDA */
+  const fl_backend *be;
+  FL_CHECK(fl_dispatch("scatter_add", FL_OP_SCATTER_ADD, 0, 3, (const fl_tensor *const[]){z, g, idx}, &be));
+  FL_CHECK(fl_error_context(be->scatter_add(z, dim, idx, g, base), "scatter_add"));
+  *out = z;
+  z = NULL;
 done:
   fl_release(z);
   return st;

@@ -35,19 +35,33 @@ done:
   return st;
 }
 
-/* the gradient rows are added back where the index picked them */
+fl_status fl_index_add_new(int ndim, const int64_t *shape, int dim, const fl_tensor *idx, int64_t base,
+                           const fl_tensor *src, fl_tensor **out) {
+  fl_tensor *r = NULL;
+  fl_status st = FL_OK;
+  FL_CHECK(fl_tensor_new(src->dtype, src->storage->device, ndim, shape, &r));
+  if (fl_numel(idx) == 0) {
+    FL_CHECK(fl_zero_(r));
+  } else {
+    const fl_backend *be;
+    FL_CHECK(fl_dispatch("index_add", FL_OP_INDEX_ADD_FRESH, 0, 3, (const fl_tensor *const[]){r, src, idx}, &be));
+    FL_CHECK(fl_error_context(be->index_add_fresh(r, dim, idx, src, base), "index_add"));
+  }
+  *out = r;
+  r = NULL;
+done:
+  fl_release(r);
+  return st;
+}
+
+/* the gradient rows are added back where the index picked them, into a fresh tensor (never a zero-fill first) */
 static fl_status index_select_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const index_dim_ctx *c = n->ctx;
-  fl_tensor *g = gout[0], *idx, *z = NULL;
+  fl_tensor *idx;
   fl_status st = FL_OK;
-  fl_opts o = {g->dtype, g->storage->device, false};
   FL_CHECK(fl_node_saved(n, 0, &idx));
-  FL_CHECK(fl_zeros(n->in[0].ndim, n->in[0].shape, o, &z));
-  FL_CHECK(fl_index_add_ex_(z, c->dim, idx, c->base, g, 1.0));
-  gin[0] = z;
-  z = NULL;
+  FL_CHECK(fl_index_add_new(n->in[0].ndim, n->in[0].shape, c->dim, idx, c->base, gout[0], &gin[0]));
 done:
-  fl_release(z);
   return st;
 }
 
