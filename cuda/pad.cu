@@ -5,8 +5,40 @@
  * deterministic; f32 accumulation for f16/bf16. */
 #include "ops.cuh"
 #include "resample.cuh"
+#include "resample_fast.cuh"
 
 namespace {
+
+/* ---- 2-D fast paths (resample_fast.cuh): 32-bit index math, the generic kernels' sources and order ---- */
+template <class T>
+__global__ void __launch_bounds__(FC_THREADS) pad2d_kernel(fc_pad2d g, const T *x, T *y, int64_t n) {
+  const uint32_t nin = (uint32_t)(g.in[0] * g.in[1]);
+  for (int64_t e64 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e64 < n; e64 += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t e = (uint32_t)e64;
+    int oh, ow;
+    const uint32_t p = (uint32_t)fc_split2(e, g.out_div[1], g.out_div[0], &oh, &ow);
+    y[e] = x[p * nin + (uint32_t)(fc_pad2d_src(&g, 0, oh) * g.in[1] + fc_pad2d_src(&g, 1, ow))];
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(FC_THREADS) pad2d_grad_kernel(fc_pad2d g, const T *dy, T *dx, int64_t n) {
+  using C = typename fc_num<T>::acc;
+  const uint32_t nout = (uint32_t)(g.out[0] * g.out[1]);
+  const int OW = g.out[1];
+  for (int64_t e64 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e64 < n; e64 += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t e = (uint32_t)e64;
+    int ih, iw, lo0[3], hi0[3], lo1[3], hi1[3];
+    const T *gp = dy + (uint32_t)fc_split2(e, g.in_div[1], g.in_div[0], &ih, &iw) * nout;
+    const int m0 = fc_pad2d_sources(&g, 0, ih, lo0, hi0), m1 = fc_pad2d_sources(&g, 1, iw, lo1, hi1);
+    C s = 0;
+    for (int v = 0; v < m0; v++)
+      for (int oh = lo0[v]; oh < hi0[v]; oh++)
+        for (int w = 0; w < m1; w++)
+          for (int ow = lo1[w]; ow < hi1[w]; ow++) s += fc_num<T>::load(gp[oh * OW + ow]);
+    dx[e] = fc_num<T>::make(s);
+  }
+}
 
 template <class T>
 __global__ void __launch_bounds__(FC_THREADS) pad_kernel(fl_pad_geom g, const T *x, T *y, int64_t n) {
@@ -46,6 +78,12 @@ fl_status pad_forward(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x) 
   const fl_tensor *ts[] = {out, x};
   return fc_resample_launch<FC_M_ALL, true>("pad", 2, ts, x->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
+    fc_pad2d f;
+    if (fc_pad2d_make(g, &f)) {
+      pad2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(x),
+                                                                                  (T *)fc_base(out), n);
+      return fc_launched("pad2d_kernel");
+    }
     pad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(x),
                                                                                 (T *)fc_base(out), n);
     return fc_launched("pad_kernel");
@@ -56,6 +94,12 @@ fl_status pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy)
   const fl_tensor *ts[] = {dx, dy};
   return fc_resample_launch<FC_M_FLOAT>("pad backward", 2, ts, dy->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
+    fc_pad2d f;
+    if (fc_pad2d_make(g, &f)) {
+      pad2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(dy),
+                                                                                       (T *)fc_base(dx), n);
+      return fc_launched("pad2d_grad_kernel");
+    }
     pad_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(dy),
                                                                                      (T *)fc_base(dx), n);
     return fc_launched("pad_grad_kernel");

@@ -7,9 +7,42 @@
  * deterministic. */
 #include "ops.cuh"
 #include "resample.cuh"
+#include "resample_fast.cuh"
 #include <type_traits>
 
 namespace {
+
+/* ---- nearest upsampling by integer factors (resample_fast.cuh): a direct gather forward, and backward the sum
+ * of each input's f_h x f_w block of dy, row by row, as the generic kernels add them (with weights of exactly 1,
+ * and 0 + x forward, which the generic kernel computes too: -0 becomes +0) ---- */
+template <class T>
+__global__ void __launch_bounds__(FC_THREADS) nearest2d_kernel(fc_near2d g, const T *x, T *y, int64_t n) {
+  using C = typename fc_num<T>::acc;
+  const uint32_t nin = (uint32_t)(g.in[0] * g.in[1]);
+  for (int64_t e64 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e64 < n; e64 += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t e = (uint32_t)e64;
+    int oh, ow;
+    const uint32_t p = (uint32_t)fc_split2(e, g.out_div[1], g.out_div[0], &oh, &ow);
+    const uint32_t src = p * nin + fc_udiv_q(g.f_div[0], (uint32_t)oh) * (uint32_t)g.in[1] + fc_udiv_q(g.f_div[1], (uint32_t)ow);
+    y[e] = fc_num<T>::make((C)0 + fc_num<T>::load(x[src]));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(FC_THREADS) nearest2d_grad_kernel(fc_near2d g, const T *dy, T *dx, int64_t n) {
+  using C = typename fc_num<T>::acc;
+  const uint32_t nout = (uint32_t)(g.out[0] * g.out[1]), OW = (uint32_t)g.out[1];
+  for (int64_t e64 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e64 < n; e64 += (int64_t)gridDim.x * blockDim.x) {
+    const uint32_t e = (uint32_t)e64;
+    int ih, iw;
+    const uint32_t p = (uint32_t)fc_split2(e, g.in_div[1], g.in_div[0], &ih, &iw);
+    const T *row = dy + p * nout + (uint32_t)(ih * g.f[0]) * OW + (uint32_t)(iw * g.f[1]);
+    C s = 0;
+    for (int a = 0; a < g.f[0]; a++, row += OW)
+      for (int b = 0; b < g.f[1]; b++) s += fc_num<T>::load(row[b]);
+    dx[e] = fc_num<T>::make(s);
+  }
+}
 
 template <class T>
 __global__ void __launch_bounds__(FC_THREADS) interp_kernel(fl_interp_geom g, const T *x, T *y, int64_t n) {
@@ -81,6 +114,12 @@ fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tenso
   const fl_tensor *ts[] = {out, x};
   return fc_resample_launch<FC_M_FLOAT>("interpolate", 2, ts, x->dtype, [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
+    fc_near2d f;
+    if (fc_near2d_make(g, &f)) {
+      nearest2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(x),
+                                                                                       (T *)fc_base(out), n);
+      return fc_launched("nearest2d_kernel");
+    }
     interp_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(x),
                                                                                    (T *)fc_base(out), n);
     return fc_launched("interp_kernel");
@@ -92,6 +131,12 @@ fl_status interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tenso
   return fc_resample_launch<FC_M_FLOAT>("interpolate backward", 2, ts, dy->dtype,
                                         [&](auto tag, fc_context *ctx, int64_t n) {
     using T = typename decltype(tag)::type;
+    fc_near2d f;
+    if (fc_near2d_make(g, &f)) {
+      nearest2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+          f, (const T *)fc_base(dy), (T *)fc_base(dx), n);
+      return fc_launched("nearest2d_grad_kernel");
+    }
     interp_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(dy),
                                                                                         (T *)fc_base(dx), n);
     return fc_launched("interp_grad_kernel");

@@ -242,6 +242,21 @@ describe("F pooling on CUDA against the CPU", function()
     {"pad reflect", rn(2, 3, 9, 11), function(t) return F.pad(t, {3, 2, 4, 1}, {mode = "reflect"}) end},
     {"pad replicate 3-d", rn(1, 2, 4, 5, 6), function(t) return F.pad(t, {3, 2, 4, 1, 2, 2}, {mode = "replicate"}) end},
     {"pad constant", rn(2, 3, 9, 11), function(t) return F.pad(t, {3, -2, 4, 1}, {value = 0.5}) end},
+    -- the bench shapes scaled down: each takes a 2-d fast path of the CUDA kernels (cuda/resample_fast.cuh)
+    {"max_pool2d k2", rn(2, 3, 16, 16), function(t) return F.max_pool2d(t, 2) end},
+    {"max_pool2d k3s2p1", rn(2, 3, 16, 16), function(t) return F.max_pool2d(t, 3, {stride = 2, padding = 1}) end},
+    {"max_pool1d k3s2p1", rn(2, 3, 33), function(t) return F.max_pool1d(t, 3, {stride = 2, padding = 1}) end},
+    {"avg_pool2d k2", rn(2, 3, 16, 16), function(t) return F.avg_pool2d(t, 2) end},
+    {"avg_pool2d k3s2p1", rn(2, 3, 16, 16), function(t) return F.avg_pool2d(t, 3, {stride = 2, padding = 1}) end},
+    {"adaptive_avg_pool2d to 7", rn(2, 3, 16, 16), function(t) return F.adaptive_avg_pool2d(t, 7) end},
+    {"adaptive_avg_pool1d", rn(2, 3, 16), function(t) return F.adaptive_avg_pool1d(t, 5) end},
+    {"nearest 2x", rn(2, 3, 16, 16), function(t) return F.interpolate(t, {scale_factor = 2}) end},
+    {"nearest 3x", rn(2, 3, 16, 16), function(t) return F.interpolate(t, {scale_factor = 3}) end},
+    {"nearest size 2x by 3x", rn(2, 3, 16, 16), function(t) return F.interpolate(t, {size = {32, 48}}) end},
+    {"nearest 1-d 3x", rn(2, 3, 13), function(t) return F.interpolate(t, {scale_factor = 3}) end},
+    {"pad reflect 1", rn(2, 3, 16, 16), function(t) return F.pad(t, {1, 1, 1, 1}, {mode = "reflect"}) end},
+    {"pad replicate 2-d", rn(2, 3, 16, 16), function(t) return F.pad(t, {2, -1, 3, 1}, {mode = "replicate"}) end},
+    {"pad reflect 1-d", rn(2, 3, 13), function(t) return F.pad(t, {4, 2}, {mode = "reflect"}) end},
   }
   for _, c in ipairs(ops) do
     for _, dt in ipairs({"f32", "bf16", "f16"}) do
