@@ -2,25 +2,8 @@
 -- Usage: flame-lua bench/gpu.lua [bench/gpu_cases.lua]
 local flame = require "flame"
 local cases = dofile(arg[1] or "bench/gpu_cases.lua")
-local now, sync = flame._now, flame.cuda.synchronize
 
--- Device time per call: synchronise around a loop. For host cases (the cost
--- of a call from Lua to its return), the loop is short enough never to fill
--- the launch queue and the clock stops before synchronising.
-local function median_time(fn, iters, reps, host)
-  fn(); sync()
-  local ts = {}
-  for _ = 1, reps do
-    sync()
-    local t0 = now()
-    for _ = 1, iters do fn() end
-    if not host then sync() end
-    ts[#ts + 1] = (now() - t0) / iters
-    if host then sync() end
-  end
-  table.sort(ts)
-  return ts[(#ts + 1) // 2]
-end
+local median_time = dofile("bench/timing.lua")
 
 for _, c in ipairs(cases) do
   flame.manual_seed(0)

@@ -1,28 +1,11 @@
 """Times the same cases as bench/gpu.lua with PyTorch on the same GPU, with the
 same method (synchronise, loop, median). Prints one JSON line per case.
 Usage: python3 bench/gpu_torch.py cases.json"""
-import json, sys, time
+import json, sys
 import torch
+from torch_timing import median_time
 
 DT = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
-
-
-def median_time(fn, iters, reps, host=False):
-    """As bench/gpu.lua: host cases stop the clock before synchronising."""
-    fn(); torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        if not host:
-            torch.cuda.synchronize()
-        ts.append((time.perf_counter() - t0) / iters)
-        if host:
-            torch.cuda.synchronize()
-    ts.sort()
-    return ts[(len(ts) - 1) // 2]
 
 
 def main():

@@ -7,21 +7,8 @@
 -- setup builds the inputs on "cuda" (seeded) and returns the function to time;
 -- a fwd+bwd case runs the forward and backward inside fn.
 local flame = require "flame"
-local now, sync = flame._now, flame.cuda.synchronize
 
-local function median_time(fn, iters, reps)
-  fn(); sync()
-  local ts = {}
-  for _ = 1, reps do
-    sync()
-    local t0 = now()
-    for _ = 1, iters do fn() end
-    sync()
-    ts[#ts + 1] = (now() - t0) / iters
-  end
-  table.sort(ts)
-  return ts[(#ts + 1) // 2]
-end
+local median_time = dofile("bench/timing.lua")
 
 local families = {...}
 if #families == 0 then

@@ -3,22 +3,9 @@ method of bench/nn.lua (synchronise, loop, median). One JSON line per case.
 A family file defines CASES = {name: setup}, where setup(torch) builds the
 inputs on "cuda" and returns the function to time; names match bench/nn/*.lua.
 Usage: python3 bench/nn_torch.py [family ...]"""
-import glob, json, os, sys, time
+import glob, json, os, sys
 import torch
-
-
-def median_time(fn, iters, reps):
-    fn(); torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-        ts.append((time.perf_counter() - t0) / iters)
-    ts.sort()
-    return ts[(len(ts) - 1) // 2]
+from torch_timing import median_time
 
 
 def main():

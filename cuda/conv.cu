@@ -13,31 +13,10 @@
 
 namespace {
 
-struct geom3 {
-  int64_t n, cin, kvol, L, inv;
-  int64_t in[3], k[3], out[3], s[3], p[3], d[3];
-};
-
-geom3 geom3_of(const fl_conv_geom *g) {
-  geom3 r;
-  r.n = g->n, r.cin = g->cin;
-  int lead = 3 - g->nsp;
-  for (int i = 0; i < 3; i++) {
-    bool real = i >= lead;
-    int j = i - lead;
-    r.in[i] = real ? g->in[j] : 1, r.k[i] = real ? g->k[j] : 1, r.out[i] = real ? g->out[j] : 1;
-    r.s[i] = real ? g->stride[j] : 1, r.p[i] = real ? g->pad[j] : 0, r.d[i] = real ? g->dil[j] : 1;
-  }
-  r.kvol = r.k[0] * r.k[1] * r.k[2];
-  r.L = r.out[0] * r.out[1] * r.out[2];
-  r.inv = r.in[0] * r.in[1] * r.in[2];
-  return r;
-}
-
 /* cols[r, col] = x[image, c, o * s - p + k * d] or 0, r = c * kvol + (k0, k1, k2), col = image * L + o.
  * Rows over blockIdx.x (decoded once per block), columns over blockIdx.y and the threads. */
 template <class T, class I>
-__global__ void __launch_bounds__(FC_THREADS) im2col_kernel(T *cols, const T *x, geom3 g) {
+__global__ void __launch_bounds__(FC_THREADS) im2col_kernel(T *cols, const T *x, fl_conv_geom3 g) {
   const I width = (I)(g.n * g.L), L = (I)g.L, rows = (I)(g.cin * g.kvol);
   for (I r = blockIdx.x; r < rows; r += gridDim.x) {
     I c = r / (I)g.kvol, kk = r - c * (I)g.kvol;
@@ -71,7 +50,7 @@ __device__ __forceinline__ S out_pos(S p, S k, S pad, S s, S d, S out) {
 
 /* x[img, c, p] = sum of the cols entries that read it, in kernel order. */
 template <class T, class I>
-__global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols, geom3 g, I total) {
+__global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols, fl_conv_geom3 g, I total) {
   using C = typename fc_num<T>::acc;
   using S = typename std::conditional<sizeof(I) == 4, int, int64_t>::type;
   const I width = (I)(g.n * g.L);
@@ -102,7 +81,7 @@ __global__ void __launch_bounds__(FC_THREADS) col2im_kernel(T *x, const T *cols,
 
 /* 32-bit index math when every index fits in 31 bits (a grid-stride step, below 2^31, then cannot
  * wrap) and every padding, stride and dilated kernel span in 30 (col2im's position arithmetic). */
-bool small_index(const geom3 &g, int64_t largest) {
+bool small_index(const fl_conv_geom3 &g, int64_t largest) {
   const int64_t lim = (int64_t)1 << 30;
   for (int i = 0; i < 3; i++)
     if (g.p[i] >= lim || g.s[i] >= lim || g.d[i] >= lim / g.k[i] || g.in[i] >= lim) return false;
@@ -114,7 +93,7 @@ bool small_index(const geom3 &g, int64_t largest) {
 namespace fc {
 
 fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *gg) {
-  geom3 g = geom3_of(gg);
+  fl_conv_geom3 g = fl_conv_geom3_of(gg);
   int64_t total = g.cin * g.kvol * g.n * g.L;
   if (total == 0) return FL_OK;
   fc_context *ctx;
@@ -135,7 +114,7 @@ fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom
 }
 
 fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *gg) {
-  geom3 g = geom3_of(gg);
+  fl_conv_geom3 g = fl_conv_geom3_of(gg);
   int64_t total = g.n * g.cin * g.inv;
   if (total == 0) return FL_OK;
   fc_context *ctx;

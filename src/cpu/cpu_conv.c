@@ -2,35 +2,15 @@
  * chunk of images into the [cin * kvol, n * L] column matrix the GEMMs take,
  * col2im is its adjoint (the data gradient's scatter, done as a gather per
  * input element, so each element is summed in one fixed order by one thread).
- * Both work on 3 spatial dims; 1-D and 2-D geometries get leading size-1 dims. */
+ * Both work on 3 spatial dims; 1-D and 2-D geometries get leading size-1 dims
+ * (fl_conv_geom3, core/conv_geom.h, shared with cuda/conv.cu). */
 #include "cpu.h"
-
-/* The geometry with nsp dims padded to 3 at the front. */
-typedef struct {
-  int64_t n, cin, kvol, L, inv;
-  int64_t in[3], k[3], out[3], s[3], p[3], d[3];
-} geom3;
-
-static geom3 geom3_of(const fl_conv_geom *g) {
-  geom3 r = {.n = g->n, .cin = g->cin};
-  int lead = 3 - g->nsp;
-  for (int i = 0; i < 3; i++) {
-    bool real = i >= lead;
-    int j = i - lead;
-    r.in[i] = real ? g->in[j] : 1, r.k[i] = real ? g->k[j] : 1, r.out[i] = real ? g->out[j] : 1;
-    r.s[i] = real ? g->stride[j] : 1, r.p[i] = real ? g->pad[j] : 0, r.d[i] = real ? g->dil[j] : 1;
-  }
-  r.kvol = r.k[0] * r.k[1] * r.k[2];
-  r.L = r.out[0] * r.out[1] * r.out[2];
-  r.inv = r.in[0] * r.in[1] * r.in[2];
-  return r;
-}
 
 /* One row of cols (channel c, kernel offset k0 k1 k2) for every image: the
  * innermost output dim is walked over its valid range only (zeros outside), a
  * plain copy when the stride is 1. T is the element's bits: im2col only moves them. */
 #define IM2COL_ROW(T)                                                                                          \
-  static void im2col_row_##T(const geom3 *g, T *dst, const T *x, int64_t c, int64_t k0, int64_t k1, int64_t k2) { \
+  static void im2col_row_##T(const fl_conv_geom3 *g, T *dst, const T *x, int64_t c, int64_t k0, int64_t k1, int64_t k2) { \
     int64_t w_off = k2 * g->d[2] - g->p[2];                                                                    \
     /* output positions o with 0 <= o * s + w_off < in */                                                      \
     int64_t lo = w_off >= 0 ? 0 : (-w_off + g->s[2] - 1) / g->s[2];                                            \
@@ -64,7 +44,7 @@ IM2COL_ROW(uint32_t)
 IM2COL_ROW(uint64_t)
 
 fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *gg) {
-  geom3 g = geom3_of(gg);
+  fl_conv_geom3 g = fl_conv_geom3_of(gg);
   int64_t rows = g.cin * g.kvol, width = g.n * g.L;
   size_t es = fl_dtype_size(x->dtype);
   char *dst = fl_data_ptr(cols);
@@ -83,7 +63,7 @@ fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom 
 
 /* The output position o along one dim that kernel offset k maps onto input
  * position p, or -1 when none does (between strides, or outside the output). */
-static inline int64_t out_pos(const geom3 *g, int dim, int64_t p, int64_t k) {
+static inline int64_t out_pos(const fl_conv_geom3 *g, int dim, int64_t p, int64_t k) {
   int64_t t = p + g->p[dim] - k * g->d[dim];
   if (t < 0 || t % g->s[dim]) return -1;
   t /= g->s[dim];
@@ -113,7 +93,7 @@ static inline int64_t out_pos(const geom3 *g, int dim, int64_t p, int64_t k) {
 #define LD_F64(j) ((const double *)cols)[j]
 #define LD_ANY(j) (float)fl_ld(cols + (j) * 2, dt)
 /* One (image, channel) plane of x. */
-static void col2im_plane(const geom3 *g, char *x, const char *cols, fl_dtype dt, int64_t plane) {
+static void col2im_plane(const fl_conv_geom3 *g, char *x, const char *cols, fl_dtype dt, int64_t plane) {
   int64_t i = plane / g->cin, c = plane % g->cin, width = g->n * g->L;
   int64_t e = plane * g->inv;
   for (int64_t p0 = 0; p0 < g->in[0]; p0++)
@@ -133,7 +113,7 @@ static void col2im_plane(const geom3 *g, char *x, const char *cols, fl_dtype dt,
 }
 
 fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *gg) {
-  geom3 g = geom3_of(gg);
+  fl_conv_geom3 g = fl_conv_geom3_of(gg);
   if (!fl_dtype_is_float(x->dtype)) {
     fl_desc d = fl_describe(x);
     return fl_error(FL_EDTYPE, "col2im: expected a float dtype, got %s", d.s);
