@@ -150,7 +150,7 @@ static inline bool fc_near2d_make(const fl_interp_geom *g, fc_near2d *f) {
     return false;
   for (int d = 0; d < 2; d++) {
     const int64_t in = g->in[d + 1], out = g->out[d + 1];
-    if (out >= FC_RF_SMALL || out % in != 0) return false;
+    if (out >= ((int64_t)1 << 24) || out % in != 0) return false; /* also bounds the check's loop */
     const int64_t fac = out / in;
     for (int64_t o = 0; o < out; o++) {
       const int64_t src = d + 1 < FL_PG_DIMS - g->nsp ? o : fl_nearest_src(g, d + 1, o);

@@ -209,9 +209,9 @@ static void check_nearest(void) {
   g.planes = 32 * 128;
   CK(fc_near2d_make(&g, &f), "bench 3x not taken");
   check_near_geom(&g);
-  /* large factor-3 sizes: f32's 1/3 rounds up, and floor(o / 3 in f32) leaves o / 3 somewhere in [0, 3e7): the
-   * maker must see it and refuse */
-  int64_t big[2] = {1, 10000000};
+  /* large factor-3 sizes: f32's 1/3 rounds up, and floor(o (1/3 in f32)) leaves o / 3 from o = 12582914 on:
+   * the maker must see it and refuse (out = 1.5e7, below its size bound) */
+  int64_t big[2] = {1, 5000000};
   g = near_geom(2, big, NULL, three);
   g.planes = 1;
   CK(!fc_near2d_make(&g, &f), "inexact factor-3 nearest taken");
