@@ -28,14 +28,26 @@ __global__ void __launch_bounds__(FC_THREADS) pad2d_grad_kernel(fc_pad2d g, cons
   const int OW = g.out[1];
   for (int64_t e64 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e64 < n; e64 += (int64_t)gridDim.x * blockDim.x) {
     const uint32_t e = (uint32_t)e64;
-    int ih, iw, lo0[3], hi0[3], lo1[3], hi1[3];
+    int ih, iw;
     const T *gp = dy + (uint32_t)fc_split2(e, g.in_div[1], g.in_div[0], &ih, &iw) * nout;
-    const int m0 = fc_pad2d_sources(&g, 0, ih, lo0, hi0), m1 = fc_pad2d_sources(&g, 1, iw, lo1, hi1);
     C s = 0;
-    for (int v = 0; v < m0; v++)
-      for (int oh = lo0[v]; oh < hi0[v]; oh++)
-        for (int w = 0; w < m1; w++)
-          for (int ow = lo1[w]; ow < hi1[w]; ow++) s += fc_num<T>::load(gp[oh * OW + ow]);
+    if (g.mode == FL_PAD_REPLICATE) {
+      int lo0, hi0, lo1, hi1;
+      fc_pad2d_replicate_range(&g, 0, ih, &lo0, &hi0);
+      fc_pad2d_replicate_range(&g, 1, iw, &lo1, &hi1);
+      for (int oh = lo0; oh < hi0; oh++)
+        for (int ow = lo1; ow < hi1; ow++) s += fc_num<T>::load(gp[oh * OW + ow]);
+    } else {
+      const unsigned m0 = fc_pad2d_reflect_mask(&g, 0, ih), m1 = fc_pad2d_reflect_mask(&g, 1, iw);
+#pragma unroll
+      for (int v = 0; v < 3; v++) {
+        if (!((m0 >> v) & 1u)) continue;
+        const T *row = gp + fc_pad2d_cand(&g, 0, ih, v) * OW;
+#pragma unroll
+        for (int w = 0; w < 3; w++)
+          if ((m1 >> w) & 1u) s += fc_num<T>::load(row[fc_pad2d_cand(&g, 1, iw, w)]);
+      }
+    }
     dx[e] = fc_num<T>::make(s);
   }
 }

@@ -27,6 +27,7 @@ __global__ void __launch_bounds__(FC_THREADS) pool2d_kernel(fc_pool2d g, const T
       C best = -(C)INFINITY;
       int bi = -1;
       for (int b = lo0; b < hi0; b += g.dil[0])
+#pragma unroll 4 /* loads issued ahead; the comparisons stay in order */
         for (int c = lo1; c < hi1; c += g.dil[1]) {
           const int i = b * W + c;
           C v = fc_num<T>::load(xp[i]);
@@ -37,6 +38,7 @@ __global__ void __launch_bounds__(FC_THREADS) pool2d_kernel(fc_pool2d g, const T
     } else {
       C s = 0;
       for (int b = lo0; b < hi0; b++)
+#pragma unroll 4 /* loads issued ahead (adaptive windows are long); the sum stays in order */
         for (int c = lo1; c < hi1; c++) s += fc_num<T>::load(xp[b * W + c]);
       const bool empty = lo0 >= hi0 || lo1 >= hi1;
       y[e] = fc_num<T>::make(empty ? (C)0 : s / (C)(div0 * div1));

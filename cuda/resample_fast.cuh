@@ -195,23 +195,45 @@ FC_RF_FN int fc_pad2d_src(const fc_pad2d *g, int d, int o) {
   return j;
 }
 
-/* fl_pad_sources in 32 bits: the same intervals in the same order */
-FC_RF_FN int fc_pad2d_sources(const fc_pad2d *g, int d, int i, int *lo, int *hi) {
+/* The outputs along dim d that read input i, as fl_pad_sources finds them, in forms the kernels keep in registers
+ * (no indexed arrays, which would go to local memory). Replicate: one interval [*lo, *hi), empty when lo >= hi. */
+FC_RF_FN void fc_pad2d_replicate_range(const fc_pad2d *g, int d, int i, int *lo, int *hi) {
   const int in = g->in[d], out = g->out[d], b = g->before[d];
+  const int a = i == 0 ? 0 : i + b, e = i == in - 1 ? out : i + b + 1;
+  *lo = a < 0 ? 0 : a;
+  *hi = e > out ? out : e;
+}
+
+/* Reflect: candidate k of 0..2 (the direct position and its two mirrors) ... */
+FC_RF_FN int fc_pad2d_cand(const fc_pad2d *g, int d, int i, int k) {
+  const int b = g->before[d];
+  return k == 0 ? b - i : k == 1 ? b + i : b + 2 * (g->in[d] - 1) - i;
+}
+
+/* ... and bit k set when candidate k reads i and is not an earlier one again (fl_pad_sources' order) */
+FC_RF_FN unsigned fc_pad2d_reflect_mask(const fc_pad2d *g, int d, int i) {
+  unsigned mask = 0;
+  for (int k = 0; k < 3; k++) {
+    const int c = fc_pad2d_cand(g, d, i, k);
+    bool dup = false;
+    for (int m = 0; m < k; m++) dup = dup || (((mask >> m) & 1u) && fc_pad2d_cand(g, d, i, m) == c);
+    if (!dup && c >= 0 && c < g->out[d] && fc_pad2d_src(g, d, c) == i) mask |= 1u << k;
+  }
+  return mask;
+}
+
+/* fl_pad_sources in 32 bits from the three above: the same intervals in the same order (the host test checks it) */
+FC_RF_FN int fc_pad2d_sources(const fc_pad2d *g, int d, int i, int *lo, int *hi) {
   int n = 0;
   if (g->mode == FL_PAD_REPLICATE) {
-    int a = i == 0 ? 0 : i + b, e = i == in - 1 ? out : i + b + 1;
-    if (a < 0) a = 0;
-    if (e > out) e = out;
+    int a, e;
+    fc_pad2d_replicate_range(g, d, i, &a, &e);
     if (a < e) lo[n] = a, hi[n] = e, n++;
     return n;
   }
-  const int c[3] = {b - i, b + i, b + 2 * (in - 1) - i};
-  for (int k = 0; k < 3; k++) {
-    bool dup = false;
-    for (int m = 0; m < n; m++) dup = dup || lo[m] == c[k];
-    if (!dup && c[k] >= 0 && c[k] < out && fc_pad2d_src(g, d, c[k]) == i) lo[n] = c[k], hi[n] = c[k] + 1, n++;
-  }
+  const unsigned mask = fc_pad2d_reflect_mask(g, d, i);
+  for (int k = 0; k < 3; k++)
+    if ((mask >> k) & 1u) lo[n] = fc_pad2d_cand(g, d, i, k), hi[n] = lo[n] + 1, n++;
   return n;
 }
 
