@@ -1,5 +1,5 @@
 /* flame.nn.functional (also flame.F): the C functions of each op family,
- * registered into one table before lua/flame/*.lua extends it. */
+ * registered into one table before the Lua pieces (lua/flame/) extends it. */
 #include "lflame.h"
 
 void lfl_open_nn(lua_State *L) {

@@ -176,7 +176,10 @@ fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, 
   if (groups < 1 || c % groups != 0)
     return fl_error(FL_ESHAPE, "group_norm: groups %lld does not divide the %lld channels (dim %lld) of input %s",
                     (long long)groups, (long long)c, (long long)fl_mdim(1), dx.s);
-  int64_t inner = 1;
-  for (int d = 2; d < x->ndim; d++) inner *= x->shape[d];
-  return norm_impl("group_norm", x, groups, inner, x->shape[0] * groups, 1, &c, w, b, eps, false, out);
+  int64_t inner = 1, rows;
+  for (int d = 2; d < x->ndim; d++) inner *= x->shape[d]; /* no overflow: x's sizes passed fl_check_shape */
+  /* groups divides c, so it is bounded by c -- except for c == 0, where any count divides */
+  if (fl_mul_overflows(x->shape[0], groups, &rows))
+    return fl_error(FL_ESHAPE, "group_norm: %lld groups of input %s overflow the row count", (long long)groups, dx.s);
+  return norm_impl("group_norm", x, groups, inner, rows, 1, &c, w, b, eps, false, out);
 }

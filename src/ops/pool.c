@@ -132,6 +132,10 @@ static fl_status pool_geometry(const char *op, const fl_tensor *x, int nsp, cons
     int d = FL_PG_DIMS - nsp + j;
     int64_t k = kernel[j], s = stride ? stride[j] : k, p = padding ? padding[j] : 0, dil = dilation ? dilation[j] : 1;
     if (k <= 0) return fl_error(FL_EINVAL, "%s: kernel size must be positive, got %lld", op, (long long)k);
+    /* bounded so that the output-size arithmetic below cannot overflow (found by the fuzzer) */
+    if (k > INT32_MAX || s > INT32_MAX || p > INT32_MAX || dil > INT32_MAX)
+      return fl_error(FL_EINVAL, "%s: kernel size, stride, padding and dilation must be below 2^31, got %lld, %lld, %lld, %lld",
+                      op, (long long)k, (long long)s, (long long)p, (long long)dil);
     if (s <= 0) return fl_error(FL_EINVAL, "%s: stride must be positive, got %lld", op, (long long)s);
     if (dil <= 0) return fl_error(FL_EINVAL, "%s: dilation must be positive, got %lld", op, (long long)dil);
     if (p < 0 || p > k / 2)
