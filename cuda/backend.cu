@@ -170,6 +170,8 @@ fl_backend make_table() {
   b.softmax_backward = fc::softmax_backward_forward;
   b.masked_softmax = fc::masked_softmax_forward;
 
+  /* -- issue 8: optimizers -- */
+
   return b;
 }
 

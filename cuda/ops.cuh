@@ -81,6 +81,8 @@ fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t
 fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
+/* -- issue 8: optimizers -- */
+
 } // namespace fc
 
 #endif

@@ -397,6 +397,13 @@ fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool caus
  * the last dim where the backend has one (and grad mode is off), else composed from ops. */
 fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);
 
+/* ---- issue 8: optimizers, checkpoints, data and images ---- */
+/* -- optimizers -- */
+
+/* -- checkpoints (safetensors) -- */
+
+/* -- data and images -- */
+
 /* ---- autograd ---- */
 bool fl_requires_grad(const fl_tensor *t);
 fl_status fl_set_requires_grad(fl_tensor *t, bool on);

@@ -51,6 +51,8 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_SOFTMAX_BACKWARD: return b->softmax_backward != NULL;
     case FL_OP_MASKED_SOFTMAX: return b->masked_softmax != NULL;
 
+    /* -- issue 8: optimizers -- */
+
     default: return false;
   }
 }

@@ -153,6 +153,8 @@ typedef enum {
   FL_OP_SOFTMAX_BACKWARD,
   FL_OP_MASKED_SOFTMAX,
 
+  /* -- issue 8: optimizers -- */
+
   /* new kinds are appended here */
   FL_NOPKINDS
 } fl_op_kind;
@@ -304,6 +306,8 @@ typedef struct fl_backend {
    * of query i (the last two dims, 0-based) only where j <= i + shift. Disallowed keys get 0; a row with no
    * allowed score above -inf gets 0 everywhere. NaN scores propagate to their row. */
   fl_status (*masked_softmax)(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
+
+  /* ---- issue 8: optimizers (ops/optim.c) ---- */
 
 } fl_backend;
 

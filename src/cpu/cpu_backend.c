@@ -187,6 +187,8 @@ static const fl_backend cpu_backend = {
     .softmax_backward = fl_cpu_softmax_backward,
     .masked_softmax = fl_cpu_masked_softmax,
 
+    /* -- issue 8: optimizers -- */
+
 };
 
 const fl_backend *fl_cpu_backend(void) { return &cpu_backend; }

@@ -377,6 +377,9 @@ int luaopen_flame(lua_State *L) {
   lfl_setfuncs(L, autograd_functions);
   lua_setfield(L, -2, "autograd");
   lfl_open_nn(L);
+  lfl_open_io(L);
+  lfl_open_data(L);
+  lfl_open_optim(L);
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);
   lua_getfield(L, -1, "backward");

