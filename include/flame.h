@@ -401,6 +401,38 @@ fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, b
 /* -- optimizers -- */
 
 /* -- checkpoints (safetensors) -- */
+/* safetensors files (src/io/safetensors*.c): an 8-byte little-endian header length N, N bytes of UTF-8 JSON
+ * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {string: string}}, then the data
+ * (offsets relative to its start). Opening checks the whole file as the reference (Rust) reader does, a little
+ * more strictly (docs/architecture.md, Checkpoints); the data stays in the file (mapped) until a tensor is
+ * loaded, and each tensor is then copied once, from the mapped pages into its storage. */
+typedef struct { const char *s; size_t len; } fl_st_str; /* bytes with a length: names may hold NUL bytes */
+typedef struct fl_safetensors fl_safetensors;
+typedef struct {
+  fl_st_str name;
+  fl_dtype dtype;
+  int ndim;
+  int64_t shape[FL_MAX_DIMS];
+  int64_t offset, nbytes; /* within the data */
+} fl_st_info;
+fl_status fl_safetensors_open(const char *path, fl_safetensors **out);
+/* The same over size bytes in memory, which the caller keeps until close; label names them in messages. */
+fl_status fl_safetensors_parse(const void *data, size_t size, const char *label, fl_safetensors **out);
+void fl_safetensors_close(fl_safetensors *f); /* NULL is fine */
+size_t fl_safetensors_count(const fl_safetensors *f);
+void fl_safetensors_info(const fl_safetensors *f, size_t i, fl_st_info *out); /* i < count, in data order */
+/* Tensor i as a new tensor on dev (not requiring grad). */
+fl_status fl_safetensors_load(const fl_safetensors *f, size_t i, fl_device dev, fl_tensor **out);
+size_t fl_safetensors_metadata_count(const fl_safetensors *f);
+void fl_safetensors_metadata(const fl_safetensors *f, size_t i, fl_st_str *key, fl_st_str *value);
+/* Writes the tensors (any layout and device; names UTF-8, unique, not "__metadata__") and the metadata
+ * (UTF-8 strings; nmeta 0 writes none) as the reference writer does: tensors sorted by dtype (widest first,
+ * its enum order) then name, metadata keys sorted, header padded with spaces to 8 bytes. Atomic: a temporary
+ * file in path's directory, fsync, rename over path; on any error path is left as it was. */
+typedef struct { fl_st_str name; const fl_tensor *tensor; } fl_st_entry;
+typedef struct { fl_st_str key, value; } fl_st_meta;
+fl_status fl_save_safetensors(const char *path, size_t n, const fl_st_entry *tensors, size_t nmeta,
+                              const fl_st_meta *meta);
 
 /* -- data and images -- */
 
