@@ -433,6 +433,12 @@ typedef struct { fl_st_str name; const fl_tensor *tensor; } fl_st_entry;
 typedef struct { fl_st_str key, value; } fl_st_meta;
 fl_status fl_save_safetensors(const char *path, size_t n, const fl_st_entry *tensors, size_t nmeta,
                               const fl_st_meta *meta);
+/* NumPy .npy (src/io/npy.c): versions 1.0-3.0, dtypes <f2 <f4 <f8 <i4 <i8 |b1 as they are, i1 i2 u1 u2 widened
+ * to i32 and u4 to i64 (exactly), big-endian ones swapped. A fortran_order file gives the transposed view
+ * of its C-order reading (non-contiguous, same values). save writes version 1.0 as np.save does (bf16:
+ * an error, NumPy has none), atomically like fl_save_safetensors. */
+fl_status fl_load_npy(const char *path, fl_device dev, fl_tensor **out);
+fl_status fl_save_npy(const char *path, const fl_tensor *t);
 
 /* -- data and images -- */
 

@@ -22,9 +22,10 @@ bool fl_utf8_valid(const char *s, size_t n);
  * nothing is allocated, so a caller just stops at the first false. */
 typedef struct {
   const char *start, *p, *end;
+  const char *what; /* "JSON header": messages read "invalid <what> at byte <i>: ..." */
   char err[200];
 } fl_json;
-void fl_json_init(fl_json *j, const char *s, size_t n);
+void fl_json_init(fl_json *j, const char *s, size_t n, const char *what);
 bool fl_json_fail(fl_json *j, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -88,6 +89,15 @@ fl_status fl_atomic_write_tensor(fl_atomic_file *f, const fl_tensor *t);
 /* n bytes of host memory (the elements, row-major) into the new contiguous tensor t on any device: a memcpy
  * on the CPU, the backend's host-to-device copy elsewhere. Bool bytes other than 0 and 1 become 1. */
 fl_status fl_io_copy_in(fl_tensor *t, const void *src, size_t n, const char *op);
+
+/* ---- reading whole files (map_file.c) ---- */
+/* A regular file mapped read-only (size 0: data NULL); messages "<op>: <path>: ...". */
+typedef struct {
+  void *data;
+  size_t size;
+} fl_mapped;
+fl_status fl_map_file(const char *path, const char *op, fl_mapped *m);
+void fl_unmap_file(fl_mapped *m); /* after a failed map too */
 
 /* ---- safetensors (safetensors.c) ---- */
 const char *fl_st_dtype_name(fl_dtype dt); /* "F32", ... */

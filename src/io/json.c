@@ -1,5 +1,5 @@
-/* The restricted JSON of file headers (safetensors, and the npy header's sibling checks): a strict reader
- * for objects, arrays, strings and non-negative integers, and the string writer. Strict means RFC 8259
+/* The restricted JSON of file headers (safetensors; the npy header's Python literals share the cursor): a
+ * strict reader for objects, arrays, strings and non-negative integers, and the string writer. Strict means RFC 8259
  * with nothing tolerated: a malformed header is an error, never a guess. */
 #include "io.h"
 #include <stdarg.h>
@@ -38,7 +38,8 @@ bool fl_utf8_valid(const char *str, size_t n) {
 }
 
 /* ---- reading ---- */
-void fl_json_init(fl_json *j, const char *s, size_t n) {
+void fl_json_init(fl_json *j, const char *s, size_t n, const char *what) {
+  j->what = what;
   j->start = j->p = s;
   j->end = s + n;
   j->err[0] = 0;
@@ -46,7 +47,7 @@ void fl_json_init(fl_json *j, const char *s, size_t n) {
 
 bool fl_json_fail(fl_json *j, const char *fmt, ...) {
   if (j->err[0]) return false; /* keep the first (innermost) message */
-  int k = snprintf(j->err, sizeof j->err, "invalid JSON header at byte %zu: ", (size_t)(j->p - j->start));
+  int k = snprintf(j->err, sizeof j->err, "invalid %s at byte %zu: ", j->what, (size_t)(j->p - j->start));
   if (k < 0 || (size_t)k >= sizeof j->err) return false;
   va_list ap;
   va_start(ap, fmt);

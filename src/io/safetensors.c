@@ -3,15 +3,10 @@
  * a mapped file and the fuzzer's buffers; a tensor is then copied once from the mapped bytes into its
  * storage (memcpy on the CPU, the backend's host-to-device copy elsewhere). */
 #include "io.h"
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define MAX_HEADER 100000000 /* bytes, as the reference reader */
 
@@ -145,7 +140,8 @@ static bool tensor_info(parser *p, fl_st_str name) {
   if (!fl_json_expect(&p->j, '{', "'{' (a tensor's entry is an object)")) return false;
   static const char *const fields[] = {"dtype", "shape", "data_offsets"};
   unsigned seen = 0;
-  if (!fl_json_accept(&p->j, '}')) do {
+  if (!fl_json_accept(&p->j, '}')) {
+    do {
       fl_st_str key;
       if (!string(p, &key) || !fl_json_expect(&p->j, ':', "':'")) return false;
       int k = 0;
@@ -156,7 +152,8 @@ static bool tensor_info(parser *p, fl_st_str name) {
       seen |= 1u << k;
       if (!(k == 0 ? dtype_field(p, t) : k == 1 ? shape_field(p, t) : offsets_field(p, t))) return false;
     } while (fl_json_accept(&p->j, ','));
-  if (!fl_json_expect(&p->j, '}', "',' or '}' in a tensor's entry")) return false;
+    if (!fl_json_expect(&p->j, '}', "',' or '}' in a tensor's entry")) return false;
+  }
   for (int k = 0; k < 3; k++)
     if (!(seen & 1u << k)) return bad(p, "tensor %s: missing field \"%s\"", nm.s, fields[k]);
   f->n++;
@@ -188,12 +185,14 @@ static bool metadata(parser *p) {
 
 static bool header(parser *p) {
   if (!fl_json_expect(&p->j, '{', "'{' (the header is a JSON object)")) return false;
-  if (!fl_json_accept(&p->j, '}')) do {
+  if (!fl_json_accept(&p->j, '}')) {
+    do {
       fl_st_str key;
       if (!string(p, &key) || !fl_json_expect(&p->j, ':', "':'")) return false;
       if (!(is(key, "__metadata__") ? metadata(p) : tensor_info(p, key))) return false;
     } while (fl_json_accept(&p->j, ','));
-  if (!fl_json_expect(&p->j, '}', "',' or '}' after an entry")) return false;
+    if (!fl_json_expect(&p->j, '}', "',' or '}' after an entry")) return false;
+  }
   if (!fl_json_at_end(&p->j)) return fl_json_fail(&p->j, "trailing characters after the header object");
   return true;
 }
@@ -215,19 +214,19 @@ static int by_offsets(const void *a, const void *b) {
 
 static bool check(parser *p) {
   fl_safetensors *f = p->f;
-  qsort(f->t, f->n, sizeof *f->t, by_name);
+  if (f->n > 1) qsort(f->t, f->n, sizeof *f->t, by_name); /* (qsort's base must not be NULL, even for 0) */
   for (size_t i = 1; i < f->n; i++)
     if (cmp_str(f->t[i - 1].name, f->t[i].name) == 0) {
       fl_name_str nm = fl_show_name(f->t[i].name.s, f->t[i].name.len);
       return bad(p, "duplicate tensor name %s", nm.s);
     }
-  if (f->nm) qsort(f->m, f->nm, sizeof *f->m, by_key);
+  if (f->nm > 1) qsort(f->m, f->nm, sizeof *f->m, by_key);
   for (size_t i = 1; i < f->nm; i++)
     if (cmp_str(f->m[i - 1].key, f->m[i].key) == 0) {
       fl_name_str nm = fl_show_name(f->m[i].key.s, f->m[i].key.len);
       return bad(p, "duplicate metadata key %s", nm.s);
     }
-  qsort(f->t, f->n, sizeof *f->t, by_offsets);
+  if (f->n > 1) qsort(f->t, f->n, sizeof *f->t, by_offsets);
   int64_t at = 0; /* where the next tensor must begin */
   for (size_t i = 0; i < f->n; i++) {
     st_tensor *t = &f->t[i];
@@ -264,7 +263,8 @@ static bool check(parser *p) {
 }
 
 /* ---- opening ---- */
-static fl_status parse(fl_safetensors *f, const unsigned char *bytes, size_t size, const char *op) {
+static fl_status parse(fl_safetensors *f, const void *file, size_t size, const char *op) {
+  const unsigned char *bytes = file;
   const char *L = f->label;
   if (size < 8)
     return fl_error(FL_EINVAL, "%s: %s: %zu bytes, too short for the 8-byte header length (truncated file)", op, L, size);
@@ -283,7 +283,7 @@ static fl_status parse(fl_safetensors *f, const unsigned char *bytes, size_t siz
   f->arena = malloc((size_t)n + 1);
   if (!f->arena) return fl_error(FL_ENOMEM, "%s: %s: out of host memory for a %llu-byte header", op, L, (unsigned long long)n);
   parser p;
-  fl_json_init(&p.j, h, (size_t)n);
+  fl_json_init(&p.j, h, (size_t)n, "JSON header");
   p.f = f;
   p.arena = f->arena;
   p.msg[0] = 0;
@@ -313,41 +313,16 @@ fl_status fl_safetensors_parse(const void *data, size_t size, const char *label,
 }
 
 fl_status fl_safetensors_open(const char *path, fl_safetensors **out) {
-  *out = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fl_error(FL_EINVAL, "load: %s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return fl_error(FL_EINVAL, "load: %s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return fl_error(FL_EINVAL, "load: %s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-  }
   fl_safetensors *f = NULL;
-  fl_status st = new_handle(path, &f);
-  if (st != FL_OK) {
-    close(fd);
-    return st;
+  *out = NULL;
+  FL_TRY(new_handle(path, &f));
+  fl_mapped m;
+  fl_status st = fl_map_file(path, "load", &m);
+  if (st == FL_OK) {
+    f->map = m.data;
+    f->map_len = m.size;
+    st = parse(f, m.data ? m.data : (const void *)"", m.size, "load");
   }
-  size_t size = (size_t)sb.st_size;
-  const unsigned char *bytes = (const unsigned char *)"";
-  if (size > 0) { /* an empty file fails the length check below, and cannot be mapped */
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      close(fd);
-      fl_safetensors_close(f);
-      return fl_error(FL_EINVAL, "load: %s: mmap of %zu bytes failed: %s", path, size, strerror(e));
-    }
-    f->map = m;
-    f->map_len = size;
-    bytes = m;
-  }
-  close(fd);
-  st = parse(f, bytes, size, "load");
   if (st != FL_OK) fl_safetensors_close(f);
   else *out = f;
   return st;
@@ -355,7 +330,7 @@ fl_status fl_safetensors_open(const char *path, fl_safetensors **out) {
 
 void fl_safetensors_close(fl_safetensors *f) {
   if (!f) return;
-  if (f->map) munmap(f->map, f->map_len);
+  fl_unmap_file(&(fl_mapped){f->map, f->map_len});
   free(f->label);
   free(f->arena);
   free(f->t);

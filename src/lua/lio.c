@@ -142,9 +142,29 @@ static int l_load(lua_State *L) {
   return 2;
 }
 
+/* flame.load_npy(path, {device}) -> tensor */
+static int l_load_npy(lua_State *L) {
+  static const char *const keys[] = {"device", NULL};
+  const char *path = luaL_checkstring(L, 1);
+  fl_opts o = lfl_opts_keys(L, 2, fl_default_opts(), keys);
+  fl_tensor *t;
+  LFL_CHECK(L, fl_load_npy(path, o.device, &t));
+  lfl_push(L, t);
+  return 1;
+}
+
+/* flame.save_npy(path, tensor) */
+static int l_save_npy(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  LFL_CHECK(L, fl_save_npy(path, lfl_check(L, 2)));
+  return 0;
+}
+
 static const lfl_reg functions[] = {
     {"save", l_save, 3},
     {"load", l_load, 2},
+    {"load_npy", l_load_npy, 2},
+    {"save_npy", l_save_npy, 2},
     {NULL, NULL, 0},
 };
 
