@@ -12,6 +12,10 @@
 #error "src/io reads and writes little-endian files by copying bytes: a big-endian host needs byte swaps here"
 #endif
 
+/* Bytewise order of names (memcmp, then the shorter first): Rust's order of Strings, the reference's. */
+int fl_st_cmp(fl_st_str a, fl_st_str b);
+int fl_st_meta_cmp(const void *a, const void *b); /* fl_st_meta by key, for qsort */
+
 /* ---- UTF-8 ---- */
 /* Whether s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF). */
 bool fl_utf8_valid(const char *s, size_t n);

@@ -37,6 +37,14 @@ bool fl_utf8_valid(const char *str, size_t n) {
   return true;
 }
 
+int fl_st_cmp(fl_st_str a, fl_st_str b) {
+  size_t n = a.len < b.len ? a.len : b.len;
+  int c = n ? memcmp(a.s, b.s, n) : 0;
+  return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+int fl_st_meta_cmp(const void *a, const void *b) { return fl_st_cmp(((const fl_st_meta *)a)->key, ((const fl_st_meta *)b)->key); }
+
 /* ---- reading ---- */
 void fl_json_init(fl_json *j, const char *s, size_t n, const char *what) {
   j->what = what;
@@ -294,7 +302,9 @@ fl_name_str fl_show_name(const char *s, size_t n) {
   size_t k = 0, cap = 60;
   r.s[k++] = '\'';
   for (size_t i = 0; i < n; i++) {
-    if (k >= cap) {
+    if (k >= cap) { /* cut before the last character, which may be a partial UTF-8 sequence */
+      while (k > 1 && ((unsigned char)r.s[k - 1] & 0xC0) == 0x80) k--;
+      if (k > 1 && (unsigned char)r.s[k - 1] >= 0xC0) k--;
       memcpy(r.s + k, "...", 3);
       k += 3;
       break;

@@ -198,13 +198,7 @@ static bool header(parser *p) {
 }
 
 /* ---- the checks on the parsed header ---- */
-static int cmp_str(fl_st_str a, fl_st_str b) {
-  size_t n = a.len < b.len ? a.len : b.len;
-  int c = memcmp(a.s, b.s, n);
-  return c ? c : (a.len > b.len) - (a.len < b.len);
-}
-static int by_name(const void *a, const void *b) { return cmp_str(((const st_tensor *)a)->name, ((const st_tensor *)b)->name); }
-static int by_key(const void *a, const void *b) { return cmp_str(((const fl_st_meta *)a)->key, ((const fl_st_meta *)b)->key); }
+static int by_name(const void *a, const void *b) { return fl_st_cmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name); }
 static int by_offsets(const void *a, const void *b) {
   const st_tensor *x = a, *y = b;
   if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -216,13 +210,13 @@ static bool check(parser *p) {
   fl_safetensors *f = p->f;
   if (f->n > 1) qsort(f->t, f->n, sizeof *f->t, by_name); /* (qsort's base must not be NULL, even for 0) */
   for (size_t i = 1; i < f->n; i++)
-    if (cmp_str(f->t[i - 1].name, f->t[i].name) == 0) {
+    if (fl_st_cmp(f->t[i - 1].name, f->t[i].name) == 0) {
       fl_name_str nm = fl_show_name(f->t[i].name.s, f->t[i].name.len);
       return bad(p, "duplicate tensor name %s", nm.s);
     }
-  if (f->nm > 1) qsort(f->m, f->nm, sizeof *f->m, by_key);
+  if (f->nm > 1) qsort(f->m, f->nm, sizeof *f->m, fl_st_meta_cmp);
   for (size_t i = 1; i < f->nm; i++)
-    if (cmp_str(f->m[i - 1].key, f->m[i].key) == 0) {
+    if (fl_st_cmp(f->m[i - 1].key, f->m[i].key) == 0) {
       fl_name_str nm = fl_show_name(f->m[i].key.s, f->m[i].key.len);
       return bad(p, "duplicate metadata key %s", nm.s);
     }

@@ -21,21 +21,15 @@ static int rank(fl_dtype dt) {
   }
 }
 
-static int cmp_str(fl_st_str a, fl_st_str b) {
-  size_t n = a.len < b.len ? a.len : b.len;
-  int c = n ? memcmp(a.s, b.s, n) : 0;
-  return c ? c : (a.len > b.len) - (a.len < b.len);
-}
 
 static int by_file_order(const void *x, const void *y) {
   const fl_st_entry *a = x, *b = y;
   int ra = rank(a->tensor->dtype), rb = rank(b->tensor->dtype);
   if (ra != rb) return rb - ra;
-  return cmp_str(a->name, b->name);
+  return fl_st_cmp(a->name, b->name);
 }
 
-static int by_name(const void *x, const void *y) { return cmp_str(((const fl_st_entry *)x)->name, ((const fl_st_entry *)y)->name); }
-static int by_key(const void *x, const void *y) { return cmp_str(((const fl_st_meta *)x)->key, ((const fl_st_meta *)y)->key); }
+static int by_name(const void *x, const void *y) { return fl_st_cmp(((const fl_st_entry *)x)->name, ((const fl_st_entry *)y)->name); }
 
 /* Names (e sorted by name) and metadata (sorted by key): UTF-8 (the header is), and no duplicates (the sorted neighbours). */
 static fl_status check_inputs(const char *path, size_t n, const fl_st_entry *e, size_t nmeta, const fl_st_meta *m) {
@@ -45,7 +39,7 @@ static fl_status check_inputs(const char *path, size_t n, const fl_st_entry *e, 
       return fl_error(FL_EINVAL, "save: %s: tensor name %s is not valid UTF-8", path, nm.s);
     if (e[i].name.len == 12 && memcmp(e[i].name.s, "__metadata__", 12) == 0)
       return fl_error(FL_EINVAL, "save: %s: \"__metadata__\" is reserved and cannot name a tensor", path);
-    if (i && cmp_str(e[i - 1].name, e[i].name) == 0)
+    if (i && fl_st_cmp(e[i - 1].name, e[i].name) == 0)
       return fl_error(FL_EINVAL, "save: %s: duplicate tensor name %s", path, nm.s);
   }
   for (size_t i = 0; i < nmeta; i++) {
@@ -54,7 +48,7 @@ static fl_status check_inputs(const char *path, size_t n, const fl_st_entry *e, 
       return fl_error(FL_EINVAL, "save: %s: metadata key %s is not valid UTF-8", path, nm.s);
     if (!fl_utf8_valid(m[i].value.s, m[i].value.len))
       return fl_error(FL_EINVAL, "save: %s: metadata value of %s is not valid UTF-8", path, nm.s);
-    if (i && cmp_str(m[i - 1].key, m[i].key) == 0)
+    if (i && fl_st_cmp(m[i - 1].key, m[i].key) == 0)
       return fl_error(FL_EINVAL, "save: %s: duplicate metadata key %s", path, nm.s);
   }
   return FL_OK;
@@ -105,7 +99,7 @@ fl_status fl_save_safetensors(const char *path, size_t n, const fl_st_entry *ten
       FL_CHECK(fl_error(FL_EINVAL, "save: %s: tensor %s is NULL", path, nm.s));
     }
   qsort(e, n, sizeof *e, by_file_order);
-  qsort(m, nmeta, sizeof *m, by_key);
+  qsort(m, nmeta, sizeof *m, fl_st_meta_cmp);
   /* names sort by dtype first: a duplicate name with another dtype is not a neighbour, so check by name */
   fl_st_entry *byname = malloc((n ? n : 1) * sizeof *byname);
   if (!byname) FL_CHECK(fl_error(FL_ENOMEM, "save: %s: out of host memory", path));
