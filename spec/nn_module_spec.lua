@@ -232,6 +232,44 @@ describe("nn layers against flame.F", function()
     for n, p in mha:named_parameters() do assert.is_not_nil(p.grad, n) end
   end)
 
+  it("gradcheck through modules: input and parameters (Linear, Conv2d, LayerNorm, MultiheadAttention)", function()
+    local lin = nn.Linear(3, 2, o)
+    H.gradcheck(function(x, w, b) return F.linear(x, w, b) end, {rn(4, 3), lin.weight, lin.bias})
+    H.gradcheck(function(x) return lin(x) end, {rn(4, 3)})
+    local c = nn.Conv2d(2, 2, 2, {padding = 1, dtype = "f64", device = H.device})
+    H.gradcheck(function(x) return c(x) end, {rn(1, 2, 3, 3)})
+    local ln = nn.LayerNorm(4, o)
+    H.gradcheck(function(x) return ln(x) end, {rn(2, 4)})
+    local mha = nn.MultiheadAttention(4, 2, o)
+    H.gradcheck(function(q, kv) return mha(q, kv, kv, {is_causal = true}) end, {rn(1, 3, 4), rn(1, 3, 4)})
+    -- the parameters' gradients equal those of the attention composed by hand from the same tensors
+    local x = rn(2, 3, 4)
+    local W, b = mha.in_proj_weight, mha.in_proj_bias
+    local function proj(i) return F.linear(x, W:narrow(1, i * 4 + 1, 4), b:narrow(1, i * 4 + 1, 4))
+      :reshape(2, 3, 2, 2):transpose(2, 3) end
+    local ref = F.linear(F.scaled_dot_product_attention(proj(0), proj(1), proj(2)):transpose(2, 3):reshape(2, 3, 4),
+      mha.out_proj.weight, mha.out_proj.bias)
+    local params = {W, b, mha.out_proj.weight, mha.out_proj.bias}
+    local gref = flame.autograd.grad((ref * ref):sum(), params)
+    local y = mha(x, x, x)
+    local gm = flame.autograd.grad((y * y):sum(), params)
+    for i = 1, 4 do H.close(gm[i], gref[i], {atol = 1e-12}) end
+  end)
+
+  it("half dtypes: construction and forward keep the dtype", function()
+    for _, dt in ipairs({"bf16", "f16"}) do
+      local m = nn.Sequential(nn.Linear(4, 8, {dtype = dt, device = H.device}), nn.LayerNorm(8, {dtype = dt,
+        device = H.device}), nn.GELU())
+      local mha = nn.MultiheadAttention(8, 2, {dtype = dt, device = H.device})
+      local x = flame.randn(2, 3, 4, {dtype = dt, device = H.device})
+      local y = mha(m(x))
+      assert.are.equal(dt, y.dtype)
+      local ref = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.GELU()):to({device = H.device})
+      ref:load_state_dict(m:state_dict())
+      H.close(m(x), ref(x:float()), {atol = 0.05, rtol = 0.05})
+    end
+  end)
+
   it("MultiheadAttention: is_causal equals a causal mask, unbatched input, sdpa equals the composed path", function()
     local m = nn.MultiheadAttention(8, 4, o)
     local x = rn(2, 5, 8)
@@ -376,6 +414,7 @@ describe("nn.Module base", function()
     assert.are.equal("f64", m[2].weight.dtype)
     H.errors(function() m:to("i32") end, "to: a module's dtype must be a float dtype, got i32")
     H.errors(function() m:to({dtyp = "f32"}) end, "to: unknown option 'dtyp'")
+    H.errors(function() m:to("f8") end, "to: 'f8' is neither a dtype (f32, f64, f16, bf16, ...) nor a device")
   end)
 
   it("apply visits children first, then the module; modules() and children() list them", function()

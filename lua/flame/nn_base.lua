@@ -370,7 +370,8 @@ local DTYPE_NAMES = {float32 = "f32", float = "f32", float64 = "f64", double = "
 local function to_opts(arg)
   if type(arg) == "string" then
     if DTYPE_NAMES[arg] then return {dtype = DTYPE_NAMES[arg]} end
-    return {device = arg}
+    if arg:match("^cpu$") or arg:match("^cuda$") or arg:match("^cuda:%d+$") then return {device = arg} end
+    error("to: '" .. arg .. "' is neither a dtype (f32, f64, f16, bf16, ...) nor a device (cpu, cuda, cuda:N)", 3)
   elseif type(arg) == "table" then
     local o = {}
     for k, v in pairs(arg) do
