@@ -327,6 +327,18 @@ describe("nn.Module base", function()
     m.n = nn.Parameter(flame.zeros(3))
     assert.are.equal(1, #m:children())
     assert.are.same({"w", "n", "sub.weight", "sub.bias"}, names(m:named_parameters()))
+    -- a parameter assigned to a buffer's name becomes a parameter, as in PyTorch
+    m.running = nn.Parameter(flame.ones(2))
+    assert.are.same({"tmp"}, names(m:named_buffers()))
+    -- subclasses of layers
+    local Scaled = nn.Linear:extend("Scaled")
+    function Scaled:__init(i, o, s) nn.Linear.__init(self, i, o); self.s = s end
+    function Scaled:forward(x) return nn.Linear.forward(self, x) * self.s end
+    local sc = Scaled(2, 3, 2)
+    local x = flame.randn(4, 2)
+    H.close(sc(x), F.linear(x, sc.weight, sc.bias) * 2)
+    assert.are.equal("Scaled(in_features=2, out_features=3, bias=True)", tostring(sc))
+    assert.are.same({"weight", "bias"}, names(sc:named_parameters()))
     -- a shared parameter or module appears once
     local s = nn.Sequential(m.sub, m.sub)
     assert.are.equal(2, #s:parameters())

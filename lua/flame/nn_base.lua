@@ -6,7 +6,8 @@
 --   * a tensor that is a leaf with requires_grad = true becomes a parameter
 --     (flame.nn.Parameter(t) makes one: a detached leaf of t's values with requires_grad);
 --     a name that already holds a parameter only accepts such a tensor, or nil;
---   * a tensor assigned to a name registered with m:register_buffer(name, t) replaces the buffer;
+--   * a tensor that is not a parameter, assigned to a name registered with m:register_buffer(name, t),
+--     replaces the buffer;
 --   * anything else (numbers, strings, tensors that are not parameters) is a plain attribute.
 -- Every field goes through __newindex (the instance table itself holds only its four stores),
 -- so a later assignment is registered whatever the name held before.
@@ -91,15 +92,15 @@ function Module.__newindex(self, k, v)
         flame.is_tensor(v) and "a tensor that is not a parameter" or ("a " .. type(v)), k), 2)
     end
     P.map[k] = v
+  elseif is_param(v) then
+    store_del(M, k); store_del(B, k); A[k] = nil
+    store_set(P, k, v)
   elseif B.has[k] then
     if v ~= nil and not flame.is_tensor(v) then
       error(string.format("%s: cannot assign a %s as buffer '%s' (a tensor or nil expected)", class_name(self),
         type(v), k), 2)
     end
     B.map[k] = v
-  elseif is_param(v) then
-    store_del(M, k); A[k] = nil
-    store_set(P, k, v)
   elseif M.has[k] and v == nil then
     M.map[k] = nil
   else
