@@ -124,6 +124,8 @@ fl_status fl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, 
 void fl_manual_seed(uint64_t seed);
 /* Reserve n random counters from the global Philox stream (for dropout masks). */
 void fl_philox_reserve(uint64_t n, uint64_t *seed, uint64_t *offset);
+/* Sets the generator's state (seed, counter offset); read it with fl_philox_reserve(0, ...). */
+void fl_rng_set_state(uint64_t seed, uint64_t offset);
 
 /* ---- host access (synchronises) ---- */
 fl_status fl_to_host(const fl_tensor *t, void *dst); /* contiguous copy, t's dtype */

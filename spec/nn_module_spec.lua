@@ -573,3 +573,93 @@ describe("nn.init", function()
     assert.is_true(d.weight.is_leaf and d.weight.requires_grad)
   end)
 end)
+
+describe("flame.utils.checkpoint", function()
+  local checkpoint = flame.utils.checkpoint
+  local o = H.opts({dtype = "f64"})
+
+  -- Gradients of sum(sin(f(x))) for x and every parameter of m, and the output.
+  local function grads(m, f, x)
+    m:zero_grad()
+    x = x:detach()
+    x.requires_grad = true
+    local y = f(x)
+    y:sin():sum():backward()
+    local g = {x = x.grad}
+    for n, p in m:named_parameters() do g[n] = p.grad end
+    return y, g
+  end
+
+  it("gives the same outputs and gradients as the plain forward, dropout included", function()
+    local m = nn.Sequential(nn.Linear(4, 8, o), nn.GELU(), nn.Dropout(0.3), nn.LayerNorm(8, o), nn.Linear(8, 4, o))
+    local x = rn(3, 4)
+    flame.manual_seed(11)
+    local y1, g1 = grads(m, function(t) return m(t * 2) end, x)
+    flame.manual_seed(11)
+    local y2, g2 = grads(m, function(t) return checkpoint(m, t * 2) end, x)
+    assert.are.equal("CheckpointBackward", y2.grad_fn)
+    H.close(y2, y1, {atol = 0})
+    for k, g in pairs(g1) do H.close(g2[k], g, {atol = 1e-14}, k) end
+    -- the generator continues as after the plain forward: the next draw is the same
+    flame.manual_seed(11)
+    grads(m, function(t) return m(t * 2) end, x)
+    local r1 = flame.rand(3):totable()
+    flame.manual_seed(11)
+    grads(m, function(t) return checkpoint(m, t * 2) end, x)
+    assert.are.same(r1, flame.rand(3):totable())
+  end)
+
+  it("reaches the parameters when no argument needs a gradient; several outputs and non-tensor arguments", function()
+    local l = nn.Linear(3, 2, o)
+    local x = rn(4, 3)
+    local a, b, s = checkpoint(function(t, k) return l(t) * k, l(t):sum(), "tag" end, x, 3)
+    assert.are.equal("tag", s)
+    ;(a:sum() + b):backward()
+    local gw, gb = l.weight.grad:clone(), l.bias.grad:clone()
+    l:zero_grad()
+    ;(l(x) * 3):sum():add(l(x):sum()):backward()
+    H.close(gw, l.weight.grad, {atol = 1e-12})
+    H.close(gb, l.bias.grad, {atol = 1e-12})
+  end)
+
+  it("nests, and passes through under no_grad", function()
+    local l1, l2 = nn.Linear(3, 3, o), nn.Linear(3, 3, o)
+    local x = rn(2, 3)
+    local function inner(t) return l2(t):tanh() end
+    local function outer(t) return checkpoint(inner, l1(t):relu()) end
+    local _, g1 = grads(l1, function(t) return inner(l1(t):relu()) end, x)
+    local gl2 = l2.weight.grad:clone()
+    l2:zero_grad()
+    local _, g2 = grads(l1, function(t) return checkpoint(outer, t) end, x)
+    for k, g in pairs(g1) do H.close(g2[k], g, {atol = 1e-12}, k) end
+    H.close(l2.weight.grad, gl2, {atol = 1e-12})
+    local y = flame.no_grad(function() return checkpoint(inner, x) end)
+    assert.is_nil(y.grad_fn)
+  end)
+
+  it("errors: a parameter also used outside, a failing recomputation, a bad function", function()
+    local l = nn.Linear(2, 2, o)
+    local x = rn(1, 2)
+    H.errors(function() (checkpoint(l, x):sum() + l.weight:sum()):backward() end,
+      "CheckpointBackward: backward function failed", "a nested backward pass (flame.utils.checkpoint's " ..
+      "recomputation) reaches AccumulateGrad, which the outer pass also uses")
+    local calls = 0
+    local y = checkpoint(function(t)
+      calls = calls + 1
+      if calls > 1 then error("boom") end
+      return l(t)
+    end, x)
+    H.errors(function() y:sum():backward() end, "checkpoint: recomputing the forward failed", "boom")
+    H.errors(function() checkpoint(3, x) end, "checkpoint: expected a function or a callable (a module), got number")
+    -- a backward from a hook is still refused
+    local t = flame.randn(2, {requires_grad = true})
+    local u = t * 2
+    u:register_hook(function()
+      flame.set_grad_enabled(true)
+      local z = (t * 3):sum()
+      flame.set_grad_enabled(false)
+      z:backward()
+    end)
+    H.errors(function() u:sum():backward() end, "cannot start a backward pass from a hook of another one")
+  end)
+end)
