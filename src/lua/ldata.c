@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -149,7 +152,53 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* _listdir(path): the entries of a directory (without . and ..) as {name = ..., dir = bool}, sorted by name
+ * (byte order), for ImageFolder. */
+static int entry_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) return luaL_error(L, "cannot list %s: %s", path, strerror(errno));
+  lua_newtable(L);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    lua_pushstring(L, e->d_name); /* a memory error here would leak d: a directory handle, not worth a box */
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  /* sort in C: Lua's table.sort is not stable nor byte-ordered under every locale */
+  const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, -2, i + 1);
+    names[i] = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by the table */
+  }
+  qsort(names, (size_t)n, sizeof *names, entry_cmp);
+  lua_createtable(L, n, 0);
+  size_t plen = strlen(path);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, names[i]);
+    lua_setfield(L, -2, "name");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, path, plen);
+    luaL_addchar(&b, '/');
+    luaL_addstring(&b, names[i]);
+    luaL_pushresult(&b);
+    struct stat st;
+    lua_pushboolean(L, stat(lua_tostring(L, -1), &st) == 0 && S_ISDIR(st.st_mode));
+    lua_setfield(L, -3, "dir");
+    lua_pop(L, 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static const lfl_reg data_functions[] = {
+    {"_listdir", l_listdir, 1},
     {"read_idx", l_read_idx, 2},
     {"_isatty", l_isatty, 1},
     {NULL, NULL, 0},
