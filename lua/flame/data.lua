@@ -30,6 +30,14 @@ local function check_opts(fname, opts, allowed)
 end
 data._check_opts = check_opts
 
+-- "[2, 3]", as the engine's messages write shapes
+local function shape_str(t)
+  local d = {}
+  for k = 1, t:dim() do d[k] = tostring(t.shape[k]) end
+  return "[" .. table.concat(d, ", ") .. "]"
+end
+data._shape_str = shape_str
+
 -- ---- TensorDataset(t1, t2, ...): sample i is {t1[i], t2[i], ...} ----
 local TensorDataset = class("TensorDataset")
 function TensorDataset:__len() return self.n end
@@ -83,7 +91,7 @@ local function collate(samples, path)
       for d = 1, #a do same = same and a[d] == b[d] end
       if not same then
         error(string.format("DataLoader: collate: sample %d%s has shape %s, sample 1 has %s (stack needs equal shapes)",
-                            k, path, tostring(b), tostring(a)), 0)
+                            k, path, shape_str(samples[k]), shape_str(first)), 0)
       end
     end
     return flame.stack(samples, 1)
@@ -242,7 +250,7 @@ function data.FashionMNIST(root, opts)
   local labels = data.read_idx(find(prefix .. "-labels-idx1-ubyte"), {dtype = "i64"})
   if images:dim() ~= 3 or labels:dim() ~= 1 or images.shape[1] ~= labels.shape[1] then
     error(string.format("FashionMNIST: images %s and labels %s do not match ([N, 28, 28] and [N])",
-                        tostring(images.shape), tostring(labels.shape)), 2)
+                        shape_str(images), shape_str(labels)), 2)
   end
   local n = labels.shape[1]
   return setmetatable({images = images:div(255):unsqueeze(2), labels = labels + 1, n = n, train = train}, FashionMNIST)

@@ -2,7 +2,7 @@
 -- libjpeg-turbo, called from src/lua/limage.c; this file holds the options, resizing and the grid layout.
 local flame = ...
 local image = flame.image
-local check_opts = flame.data._check_opts
+local check_opts, shape_str = flame.data._check_opts, flame.data._shape_str
 
 -- load(path, {size, channels}) -> [C, H, W] f32 in [0, 1] on the CPU. channels (1 gray, 2 gray+alpha, 3 RGB,
 -- 4 RGBA) converts through the decoder; by default the file's own count. size (n or {h, w}) resizes: when neither
@@ -75,9 +75,9 @@ function image.grid(x, opts)
     if #x == 0 then error("image.grid: needs at least one image", 2) end
     for k, v in ipairs(x) do
       if not flame.is_tensor(v) then error(string.format("image.grid: item %d is a %s, not a tensor", k, type(v)), 2) end
-      if tostring(v.shape) ~= tostring(x[1].shape) then
-        error(string.format("image.grid: image %d has shape %s, image 1 has %s", k, tostring(v.shape),
-                            tostring(x[1].shape)), 2)
+      if shape_str(v) ~= shape_str(x[1]) then
+        error(string.format("image.grid: image %d has shape %s, image 1 has %s", k, shape_str(v),
+                            shape_str(x[1])), 2)
       end
     end
     t = flame.stack(x, 1)
@@ -92,7 +92,7 @@ function image.grid(x, opts)
   elseif nd == 4 then
     if t.shape[2] == 1 then t = flame.cat({t, t, t}, 2) end
   else
-    error("image.grid: needs [B, C, H, W], [C, H, W] or [H, W] images, got shape " .. tostring(t.shape), 2)
+    error("image.grid: needs [B, C, H, W], [C, H, W] or [H, W] images, got shape " .. shape_str(t), 2)
   end
   local B = t.shape[1]
   if B == 1 then return t:squeeze(1) end
