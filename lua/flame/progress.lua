@@ -16,7 +16,7 @@ Progress.__name = "Progress"
 
 local function clock_str(s)
   if s ~= s or s == math.huge then return "?" end
-  s = math.floor(s + 0.5)
+  s = math.floor(s) -- whole seconds, truncated as tqdm does
   local h, m = s // 3600, s // 60 % 60
   if h > 0 then return string.format("%d:%02d:%02d", h, m, s % 60) end
   return string.format("%02d:%02d", m, s % 60)
