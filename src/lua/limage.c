@@ -49,9 +49,11 @@ static void load_png(lua_State *L, const char *path, int channels) {
   /* 8-bit sRGB samples always (16-bit files are reduced); palette files are expanded */
   int c = channels ? channels : (int)PNG_IMAGE_SAMPLE_CHANNELS(img.format & ~PNG_FORMAT_FLAG_COLORMAP);
   img.format = png_format(c);
-  size_t n = PNG_IMAGE_SIZE(img);
+  /* sized here in size_t: PNG_IMAGE_SIZE multiplies in 32 bits and wraps for huge images (libpng's default
+   * limits keep width and height <= 1000000, so the row stride fits in png_int_32) */
+  size_t n = (size_t)img.width * (size_t)c * (size_t)img.height;
   unsigned char *buf = scratch(L, n);
-  if (!png_image_finish_read(&img, NULL, buf, 0, NULL)) {
+  if (!png_image_finish_read(&img, NULL, buf, (png_int_32)(img.width * (png_uint_32)c), NULL)) {
     char msg[sizeof img.message + 1];
     memcpy(msg, img.message, sizeof img.message);
     msg[sizeof img.message] = 0;
