@@ -90,6 +90,10 @@ describe("image.save and image.load (PNG)", function()
     assert.are.same({3, 5, 7}, rgb.shape)
     H.close(rgb[1], rgb[3], {atol = 0, rtol = 0})
     assert.are.same(fixtures["gray.png"].px, bytes(rgb[2]:unsqueeze(1)))
+    -- dropping alpha drops it (as PIL's convert("RGB")), without compositing onto a background
+    local f = fixtures["rgba.png"]
+    local rgb3 = flame.image.load(dir .. "rgba.png", {channels = 3})
+    assert.are.same({table.unpack(f.px, 1, 3 * f.h * f.w)}, bytes(rgb3))
     local rgba = flame.image.load(dir .. "rgb.png", {channels = 4})
     assert.are.same({4, 4, 6}, rgba.shape)
     assert.are.equal(1, rgba[4]:min():item())

@@ -20,11 +20,12 @@ static unsigned char *scratch(lua_State *L, size_t n) {
   return p;
 }
 
-/* [C, H, W] f32 in [0, 1] from an interleaved 8-bit buffer of h x w x c; pushes the tensor. */
-static void push_chw(lua_State *L, const unsigned char *buf, int64_t h, int64_t w, int c) {
+/* [C, H, W] f32 in [0, 1] from the first c of the `stride` interleaved 8-bit samples per pixel of an h x w
+ * buffer; pushes the tensor. */
+static void push_chw(lua_State *L, const unsigned char *buf, int64_t h, int64_t w, int stride, int c) {
   float *f = (float *)scratch(L, (size_t)(h * w * c) * sizeof(float));
   for (int k = 0; k < c; k++)
-    for (int64_t i = 0; i < h * w; i++) f[k * h * w + i] = (float)buf[i * c + k] / 255.0f;
+    for (int64_t i = 0; i < h * w; i++) f[k * h * w + i] = (float)buf[i * stride + k] / 255.0f;
   int64_t shape[3] = {c, h, w};
   fl_tensor *t = NULL;
   fl_opts o = fl_default_opts();
@@ -48,19 +49,22 @@ static void load_png(lua_State *L, const char *path, int channels) {
     luaL_error(L, "image.load: %s: not a readable PNG (%s)", path, img.message);
   /* 8-bit sRGB samples always (16-bit files are reduced); palette files are expanded */
   int c = channels ? channels : (int)PNG_IMAGE_SAMPLE_CHANNELS(img.format & ~PNG_FORMAT_FLAG_COLORMAP);
-  img.format = png_format(c);
+  /* Dropping alpha: libpng would composite onto a background; PIL's convert drops the alpha instead, so decode
+   * with it (gray+alpha, RGBA) and leave it out below. */
+  int dc = (img.format & PNG_FORMAT_FLAG_ALPHA) && (c == 1 || c == 3) ? c + 1 : c;
+  img.format = png_format(dc);
   /* sized here in size_t: PNG_IMAGE_SIZE multiplies in 32 bits and wraps for huge images (libpng's default
    * limits keep width and height <= 1000000, so the row stride fits in png_int_32) */
-  size_t n = (size_t)img.width * (size_t)c * (size_t)img.height;
+  size_t n = (size_t)img.width * (size_t)dc * (size_t)img.height;
   unsigned char *buf = scratch(L, n);
-  if (!png_image_finish_read(&img, NULL, buf, (png_int_32)(img.width * (png_uint_32)c), NULL)) {
+  if (!png_image_finish_read(&img, NULL, buf, (png_int_32)(img.width * (png_uint_32)dc), NULL)) {
     char msg[sizeof img.message + 1];
     memcpy(msg, img.message, sizeof img.message);
     msg[sizeof img.message] = 0;
     png_image_free(&img);
     luaL_error(L, "image.load: %s: bad PNG data (%s)", path, msg);
   }
-  push_chw(L, buf, img.height, img.width, c);
+  push_chw(L, buf, img.height, img.width, dc, c);
   lua_remove(L, -2);
 }
 
@@ -143,7 +147,7 @@ static int l_load(lua_State *L) {
       for (int64_t i = 0; i < h * w; i++) ga[2 * i] = buf[i], ga[2 * i + 1] = 255;
       buf = ga, c = 2;
     }
-    push_chw(L, buf, h, w, c);
+    push_chw(L, buf, h, w, c, c);
     return 1;
 #else
     fclose(f);
