@@ -13,6 +13,7 @@
 #include "context.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
+#include "mt_pack.h"
 #include <math.h>
 #include <vector>
 
@@ -23,6 +24,7 @@ constexpr int MT_BLOCKS = 320;
 constexpr int64_t MT_CHUNK = 65536;
 constexpr int MT_DEPTH = 5;
 constexpr int MT_THREADS = 512;
+constexpr int MT_ILP = 4;
 
 /* One launch's table, passed by value as the kernel argument (< 4 KiB with the op). */
 struct mt_meta {
@@ -48,47 +50,49 @@ __global__ void __launch_bounds__(MT_THREADS) mt_kernel(mt_meta m, Op op, int64_
   op(m, t, start, end, block_base + blockIdx.x);
 }
 
-/* The packing loop: launches mt_kernel<Op> over every chunk of every non-empty tensor. block_base counts blocks
- * over all launches (the norm's partials are indexed by it). */
+/* Launches mt_kernel<Op> over every chunk of every non-empty tensor, the tables packed by fl_mt_pack
+ * (core/mt_pack.h, tested on the host). block_base counts blocks over all launches (the norm's partials). */
+template <class Op>
+struct mt_launcher {
+  fc_context *ctx;
+  const std::vector<mt_tensor> *ts;
+  const Op *op;
+  const char *name;
+  mt_meta m;
+  int64_t base;
+  fl_status st;
+  static void put(void *c, int slot, int tensor) {
+    mt_launcher *l = (mt_launcher *)c;
+    const mt_tensor &t = (*l->ts)[(size_t)tensor];
+    for (int d = 0; d < MT_DEPTH; d++) l->m.ptr[d][slot] = t.ptr[d];
+    l->m.numel[slot] = t.numel;
+    l->m.s[0][slot] = t.s[0], l->m.s[1][slot] = t.s[1];
+  }
+  static void block(void *c, int b, int slot, int64_t chunk) {
+    mt_launcher *l = (mt_launcher *)c;
+    l->m.tensor[b] = (unsigned char)slot;
+    l->m.chunk[b] = (int)chunk;
+  }
+  static int launch(void *c, int nblocks) {
+    mt_launcher *l = (mt_launcher *)c;
+    mt_kernel<Op><<<nblocks, MT_THREADS, 0, l->ctx->stream>>>(l->m, *l->op, l->base);
+    l->base += nblocks;
+    l->st = fc_launched(l->name);
+    return l->st != FL_OK;
+  }
+};
+
 template <class Op>
 fl_status mt_apply(fc_context *ctx, const std::vector<mt_tensor> &ts, const Op &op, const char *name) {
   static_assert(sizeof(mt_meta) + sizeof(Op) + sizeof(int64_t) <= 4000, "kernel argument over 4 KiB");
-  mt_meta m;
-  memset(&m, 0, sizeof m);
-  int nt = 0, nb = 0;
-  int64_t base = 0;
-  auto put = [&](int slot, const mt_tensor &t) {
-    for (int d = 0; d < MT_DEPTH; d++) m.ptr[d][slot] = t.ptr[d];
-    m.numel[slot] = t.numel;
-    m.s[0][slot] = t.s[0], m.s[1][slot] = t.s[1];
-  };
-  auto launch = [&]() -> fl_status {
-    mt_kernel<Op><<<nb, MT_THREADS, 0, ctx->stream>>>(m, op, base);
-    base += nb;
-    nb = 0;
-    return fc_launched(name);
-  };
-  for (const mt_tensor &t : ts) {
-    if (t.numel == 0) continue;
-    put(nt++, t);
-    int64_t chunks = (t.numel + MT_CHUNK - 1) / MT_CHUNK;
-    for (int64_t c = 0; c < chunks; c++) {
-      m.tensor[nb] = (unsigned char)(nt - 1);
-      m.chunk[nb] = (int)c;
-      nb++;
-      bool last = c == chunks - 1;
-      if (nb == MT_BLOCKS || (nt == MT_TENSORS && last)) {
-        FL_TRY(launch());
-        if (last) nt = 0;
-        else { /* the tensor goes on in the next table, from slot 0 */
-          put(0, t);
-          nt = 1;
-        }
-      }
-    }
-  }
-  if (nb > 0) FL_TRY(launch());
-  return FL_OK;
+  mt_launcher<Op> l;
+  memset(&l.m, 0, sizeof l.m);
+  l.ctx = ctx, l.ts = &ts, l.op = &op, l.name = name, l.base = 0, l.st = FL_OK;
+  std::vector<int64_t> numel(ts.size());
+  for (size_t i = 0; i < ts.size(); i++) numel[i] = ts[i].numel;
+  fl_mt_sink sink = {&l, mt_launcher<Op>::put, mt_launcher<Op>::block, mt_launcher<Op>::launch};
+  fl_mt_pack((int)ts.size(), numel.data(), MT_TENSORS, MT_BLOCKS, MT_CHUNK, &sink);
+  return l.st;
 }
 
 /* Blocks mt_apply would launch over these tensors (the norm's partials). */
@@ -110,24 +114,37 @@ struct adam_op {
     const T *g = (const T *)m.ptr[1][t];
     S *mm = (S *)m.ptr[2][t], *vv = (S *)m.ptr[3][t], *vx = (S *)m.ptr[4][t];
     A step_size = (A)m.s[0][t], bc2 = (A)m.s[1][t];
-    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
-      A x = fc_num<T>::load(p[i]), gr = fc_num<T>::load(g[i]);
-      if (maximize) gr = -gr;
-      if (wd != (A)0) {
-        if (decoupled) x = x * decay;
-        else gr = gr + wd * x;
+    /* MT_ILP elements per thread per round, loaded before any is computed (memory-level parallelism); each
+     * load is coalesced across the block. */
+    for (int64_t r = start + threadIdx.x; r < end; r += MT_ILP * (int64_t)blockDim.x) {
+      A x[MT_ILP], gr[MT_ILP], a1[MT_ILP], a2[MT_ILP], mx[MT_ILP];
+#pragma unroll
+      for (int k = 0; k < MT_ILP; k++) {
+        int64_t i = r + k * (int64_t)blockDim.x;
+        if (i < end) {
+          x[k] = fc_num<T>::load(p[i]), gr[k] = fc_num<T>::load(g[i]), a1[k] = (A)mm[i], a2[k] = (A)vv[i];
+          mx[k] = amsgrad ? (A)vx[i] : (A)0;
+        }
       }
-      A a1 = (A)mm[i], a2 = (A)vv[i];
-      a1 = a1 + ((A)1 - b1) * (gr - a1);
-      a2 = a2 * b2 + ((A)1 - b2) * gr * gr;
-      mm[i] = (S)a1, vv[i] = (S)a2;
-      if (amsgrad) {
-        A mx = (A)vx[i];
-        if (mx > a2) a2 = mx;
-        vx[i] = (S)a2;
+#pragma unroll
+      for (int k = 0; k < MT_ILP; k++) {
+        int64_t i = r + k * (int64_t)blockDim.x;
+        if (i >= end) break;
+        A xi = x[k], gi = maximize ? -gr[k] : gr[k];
+        if (wd != (A)0) {
+          if (decoupled) xi = xi * decay;
+          else gi = gi + wd * xi;
+        }
+        A m1 = a1[k] + ((A)1 - b1) * (gi - a1[k]);
+        A v2 = a2[k] * b2 + ((A)1 - b2) * gi * gi;
+        mm[i] = (S)m1, vv[i] = (S)v2;
+        if (amsgrad) {
+          if (mx[k] > v2) v2 = mx[k];
+          vx[i] = (S)v2;
+        }
+        A denom = sqrt(v2) / bc2 + eps;
+        p[i] = fc_num<T>::make(xi - step_size * (m1 / denom));
       }
-      A denom = sqrt(a2) / bc2 + eps;
-      p[i] = fc_num<T>::make(x - step_size * (a1 / denom));
     }
   }
 };
