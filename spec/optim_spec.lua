@@ -207,6 +207,15 @@ describe("clip_grad_norm", function()
     end
   end)
 
+  it("makes a strided gradient contiguous and scales it", function()
+    local p = H.t({{1.0, 2.0}, {3.0, 4.0}}, {dtype = "f64", requires_grad = true})
+    p.grad = H.t({{3.0, 0.0}, {4.0, 0.0}}, {dtype = "f64"}):t()
+    assert.is_false(p.grad:is_contiguous())
+    local total = optim.clip_grad_norm({p}, 1.0)
+    H.close(total, {5.0}, {atol = 1e-12})
+    H.close(p.grad, {{3 / (5 + 1e-6), 4 / (5 + 1e-6)}, {0, 0}}, {atol = 1e-12})
+  end)
+
   it("returns 0 without any gradient; rejects bad arguments", function()
     local p = H.t({1, 2}, {dtype = "f32", requires_grad = true})
     assert.are.equal(0, optim.clip_grad_norm({p}, 1.0):item())
@@ -337,6 +346,7 @@ describe("optimizer errors", function()
     H.errors(function() optim.Adam({p}, {eps = -1}) end, "invalid epsilon value")
     H.errors(function() optim.Adam({p}, {weight_decay = -1}) end, "invalid weight_decay value")
     H.errors(function() optim.Adam({p}, {lr = 0.1, bogus = 1}) end, "unknown option 'bogus'")
+    assert.is_not_nil(optim.AdamW({p}, {fused = true, foreach = false})) -- PyTorch's switches: accepted, ignored
   end)
   it("checks the params", function()
     H.errors(function() optim.Adam({}) end, "empty parameter list")

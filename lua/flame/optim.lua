@@ -30,6 +30,10 @@ end
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
+-- PyTorch's implementation switches, accepted for portability and ignored: the step is always one multi-tensor
+-- call (fused on CUDA).
+local accepted = {fused = true, foreach = true, capturable = true, differentiable = true}
+
 -- params: a list of tensors, a module, or a list of param groups {params = {...}, lr = ..., ...} (PyTorch's forms).
 local function make_groups(self, name, params, defaults, validate)
   if is_tensor(params) or type(params) ~= "table" then
@@ -218,7 +222,9 @@ function optim.SGD(params, opts)
   opts = opts or {}
   local d = {lr = opts.lr, momentum = opts.momentum or 0, dampening = opts.dampening or 0,
              weight_decay = opts.weight_decay or 0, nesterov = opts.nesterov or false, maximize = opts.maximize or false}
-  for k in pairs(opts) do if d[k] == nil and k ~= "lr" then fail("SGD: unknown option '%s'", tostring(k)) end end
+  for k in pairs(opts) do
+    if d[k] == nil and k ~= "lr" and not accepted[k] then fail("SGD: unknown option '%s'", tostring(k)) end
+  end
   return new_optimizer(SGD, "SGD", params, d, check_sgd)
 end
 
@@ -272,7 +278,9 @@ local function new_adam(name, params, opts, decoupled)
   local d = {lr = opts.lr or 1e-3, betas = opts.betas or {0.9, 0.999}, eps = opts.eps or 1e-8,
              weight_decay = opts.weight_decay or (decoupled and 1e-2 or 0), amsgrad = opts.amsgrad or false,
              maximize = opts.maximize or false}
-  for k in pairs(opts) do if d[k] == nil then fail("%s: unknown option '%s'", name, tostring(k)) end end
+  for k in pairs(opts) do
+    if d[k] == nil and not accepted[k] then fail("%s: unknown option '%s'", name, tostring(k)) end
+  end
   local self = new_optimizer(Adam, name, params, d, check_adam)
   self.decoupled = decoupled
   return self
@@ -321,6 +329,10 @@ function optim.clip_grad_norm(params, max_norm, opts)
   local groups, order = {}, {}
   for _, t in ipairs(list) do
     local gr = t.grad
+    if gr and not gr:is_contiguous() then -- the scaling writes in place: a strided grad becomes a contiguous one
+      gr = gr:contiguous()
+      t.grad = gr
+    end
     if gr then
       local key = gr.device .. "/" .. gr.dtype
       if not groups[key] then groups[key] = {}; order[#order + 1] = key end
