@@ -107,7 +107,7 @@ int64_t mt_blocks(const std::vector<mt_tensor> &ts) {
 template <class T, class S>
 struct adam_op {
   using A = typename fc_num<T>::acc;
-  A lr, b1, b2, eps, wd, decay;
+  A b1, b2, omb1, omb2, eps, wd, decay; /* omb = 1 - beta, rounded once from the double as PyTorch does */
   bool maximize, decoupled, amsgrad;
   __device__ void operator()(const mt_meta &m, int t, int64_t start, int64_t end, int64_t) const {
     T *p = (T *)m.ptr[0][t];
@@ -135,8 +135,8 @@ struct adam_op {
           if (decoupled) xi = xi * decay;
           else gi = gi + wd * xi;
         }
-        A m1 = a1[k] + ((A)1 - b1) * (gi - a1[k]);
-        A v2 = a2[k] * b2 + ((A)1 - b2) * gi * gi;
+        A m1 = a1[k] * b1 + omb1 * gi; /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
+        A v2 = a2[k] * b2 + omb2 * gi * gi;
         mm[i] = (S)m1, vv[i] = (S)v2;
         if (amsgrad) {
           if (mx[k] > v2) v2 = mx[k];
@@ -193,7 +193,7 @@ fl_status step_typed(fc_context *ctx, const fl_optim_args *a) {
     }
   }
   if (a->kind == FL_OPTIM_ADAM) {
-    adam_op<T, S> op{(A)a->lr, (A)a->beta1, (A)a->beta2, (A)a->eps, (A)a->weight_decay,
+    adam_op<T, S> op{(A)a->beta1, (A)a->beta2, (A)(1 - a->beta1), (A)(1 - a->beta2), (A)a->eps, (A)a->weight_decay,
                      (A)(1 - a->lr * a->weight_decay), a->maximize, a->decoupled, a->amsgrad};
     return mt_apply(ctx, ts, op, "adam_kernel");
   }

@@ -28,7 +28,7 @@ typedef struct {
       if (k->decoupled) *p = *p * (A)k->decay;                                              \
       else g = g + (A)k->wd * *p;                                                           \
     }                                                                                       \
-    *m = *m + (A)(1 - k->b1) * (g - *m);                                                    \
+    *m = *m * (A)k->b1 + (A)(1 - k->b1) * g;                                                \
     *v = *v * (A)k->b2 + (A)(1 - k->b2) * g * g;                                            \
     A vv = *v;                                                                              \
     if (k->amsgrad) {                                                                       \
