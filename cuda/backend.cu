@@ -171,6 +171,10 @@ fl_backend make_table() {
   b.masked_softmax = fc::masked_softmax_forward;
 
   /* -- issue 8: optimizers -- */
+  b.optim_step = fc::optim_step;
+  b.multi_norm = fc::multi_norm;
+  b.multi_clip = fc::multi_clip;
+  b.multi_lerp = fc::multi_lerp;
 
   return b;
 }

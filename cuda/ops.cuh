@@ -82,6 +82,11 @@ fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_
 fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
 /* -- issue 8: optimizers -- */
+/* optim.cu: the multi-tensor entries (fused launches over every tensor) */
+fl_status optim_step(const fl_optim_args *a);
+fl_status multi_norm(fl_tensor *out, int n, const fl_tensor *const *xs, double p);
+fl_status multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
+fl_status multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
 
 } // namespace fc
 

@@ -1,5 +1,6 @@
 -- Two interleaved spirals, a Lua-defined MLP and a hand-written SGD loop.
 --   flame-lua examples/train_mlp.lua [--device cuda] [--steps N]
+-- A progress bar (flame.progress) goes to stderr: redrawn in place on a terminal, a line per tenth otherwise.
 local flame = require "flame"
 
 local device, steps = "cpu", 600
@@ -56,6 +57,7 @@ local lr, momentum, velocity = 0.1, 0.9, {}
 for k, p in ipairs(params) do velocity[k] = flame.zeros_like(p) end
 
 local first_loss
+local bar = flame.progress(steps, {desc = "train"})
 for step = 1, steps do
   local loss = cross_entropy(forward(x), y)
   for _, p in ipairs(params) do p.grad = nil end
@@ -67,10 +69,12 @@ for step = 1, steps do
     end
   end)
   first_loss = first_loss or loss:item()
+  bar:update(1, {loss = loss}) -- the loss is read (a sync) only when the bar is drawn
   if step == 1 or step % 100 == 0 then
     local acc = flame.no_grad(function() return forward(x):argmax(2):eq(y):float():mean():item() end)
-    print(string.format("step %4d  loss %.4f  accuracy %.1f%%", step, loss:item(), acc * 100))
+    bar:print(string.format("step %4d  loss %.4f  accuracy %.1f%%", step, loss:item(), acc * 100))
   end
 end
+bar:close()
 local acc = flame.no_grad(function() return forward(x):argmax(2):eq(y):float():mean():item() end)
 print(string.format("final accuracy %.1f%% on %s (loss fell from %.3f)", acc * 100, device, first_loss))

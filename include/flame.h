@@ -124,6 +124,8 @@ fl_status fl_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, 
 void fl_manual_seed(uint64_t seed);
 /* Reserve n random counters from the global Philox stream (for dropout masks). */
 void fl_philox_reserve(uint64_t n, uint64_t *seed, uint64_t *offset);
+/* Sets the generator's state (seed, counter offset); read it with fl_philox_reserve(0, ...). */
+void fl_rng_set_state(uint64_t seed, uint64_t offset);
 
 /* ---- host access (synchronises) ---- */
 fl_status fl_to_host(const fl_tensor *t, void *dst); /* contiguous copy, t's dtype */
@@ -399,6 +401,38 @@ fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, b
 
 /* ---- issue 8: optimizers, checkpoints, data and images ---- */
 /* -- optimizers -- */
+/* One optimizer step over n parameters at once (flame.optim): the update math of PyTorch's SGD, Adam and AdamW
+ * (torch/optim/sgd.py, adam.py, adamw.py) in one backend call, a fused multi-tensor kernel on CUDA. Every
+ * params[i] is a contiguous float tensor, all on one device; grads[i] has its shape and dtype (any layout: a
+ * strided one is copied); the state tensors (buf1/buf2/buf3[i]) are contiguous, of the param's shape, in the
+ * param's dtype for f32/f64 and f32 for f16/bf16 params. params and the state are updated in place.
+ * SGD: buf1 the momentum buffers (unused when momentum == 0); first: they are fresh and get d_p itself.
+ * Adam/AdamW: buf1 exp_avg, buf2 exp_avg_sq, buf3 max_exp_avg_sq (amsgrad only, else NULL); steps[i] is
+ * param i's step count including this step (>= 1); decoupled: AdamW's decay p *= 1 - lr * weight_decay. */
+typedef enum { FL_OPTIM_SGD, FL_OPTIM_ADAM } fl_optim_kind;
+typedef struct fl_optim_args {
+  fl_optim_kind kind;
+  int n;
+  fl_tensor *const *params;
+  const fl_tensor *const *grads;
+  fl_tensor *const *buf1, *const *buf2, *const *buf3;
+  const int64_t *steps;
+  double lr, weight_decay;
+  double momentum, dampening;  /* SGD */
+  double beta1, beta2, eps;    /* Adam */
+  bool maximize, nesterov, first, decoupled, amsgrad;
+} fl_optim_args;
+fl_status fl_optim_step(const fl_optim_args *a);
+/* The total p-norm of n tensors (one float dtype, one device, any shapes) as if they were concatenated: one fused
+ * reduction, the result a new 0-dim tensor (f64 for f64 inputs, else f32) that stays on the device. p may be
+ * INFINITY (the largest |x|); p > 0. n == 0 gives 0. */
+fl_status fl_multi_norm(int n, const fl_tensor *const *xs, double p, fl_tensor **out);
+/* xs[i] *= min(1, max_norm / (norm + 1e-6)) with norm a 0-dim float tensor on the same device, read there
+ * (no host sync): clip_grad_norm_'s scaling. xs contiguous, float, on norm's device. */
+fl_status fl_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
+/* dst[i] -= w * (dst[i] - src[i]) for each i (an EMA update with w = 1 - decay): dst contiguous float, src
+ * of dst[i]'s shape and dtype (any layout; a strided one is copied), one device. */
+fl_status fl_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
 
 /* -- checkpoints (safetensors) -- */
 /* safetensors files (src/io/safetensors*.c): an 8-byte little-endian header length N, N bytes of UTF-8 JSON

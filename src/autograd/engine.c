@@ -37,12 +37,22 @@ static void drop_gbufs(fl_node *x) {
 }
 
 static int epoch;
+/* The epochs of the passes running on this thread (outer first): a nested pass must not reach their nodes. */
+#define MAX_NESTED_PASSES 32
+static _Thread_local int active_epochs[MAX_NESTED_PASSES], n_active;
+
+static bool in_outer_pass(const fl_node *x) {
+  for (int i = 0; i < n_active - 1; i++)
+    if (x->mark == active_epochs[i]) return true;
+  return false;
+}
 
 /* Visits x once per pass: resets its scratch and queues it for the walk. The
  * pass holds a reference to every node it visits, so that a hook releasing the
  * graph's tensors cannot free a node the pass will still run. */
 static bool visit(fl_node *x, nodevec *stack, nodevec *all) {
   if (x->mark == epoch) return true;
+  if (in_outer_pass(x)) return false;
   if (!vec_push(all, x)) return false;
   x->refcount++;
   x->mark = epoch;
@@ -51,19 +61,30 @@ static bool visit(fl_node *x, nodevec *stack, nodevec *all) {
   return vec_push(stack, x);
 }
 
+static fl_status visit_error(const fl_node *x) {
+  if (in_outer_pass(x))
+    return fl_error(FL_EAUTOGRAD,
+                    "backward: a nested backward pass (flame.utils.checkpoint's recomputation) reaches %s, which "
+                    "the outer pass also uses: pass the tensor to the checkpointed function as an argument, and "
+                    "do not use its parameters outside it",
+                    x->name ? x->name : "a leaf's gradient accumulator");
+  return fl_error(FL_ENOMEM, "backward: out of host memory while sorting the graph");
+}
+
 /* Finds every node reachable from the roots and counts its consumers. */
 static fl_status collect(int n_roots, fl_node *const *roots, nodevec *all) {
   fl_status st = FL_OK;
   nodevec stack = {0};
   epoch++;
+  active_epochs[n_active - 1] = epoch;
   for (int r = 0; r < n_roots; r++)
-    if (!visit(roots[r], &stack, all)) FL_CHECK(fl_error(FL_ENOMEM, "backward: out of host memory while sorting the graph"));
+    if (!visit(roots[r], &stack, all)) FL_CHECK(visit_error(roots[r]));
   while (stack.n > 0) {
     fl_node *x = stack.v[--stack.n];
     for (int i = 0; i < x->n_in; i++) {
       fl_node *c = x->in[i].node;
       if (!c) continue;
-      if (!visit(c, &stack, all)) FL_CHECK(fl_error(FL_ENOMEM, "backward: out of host memory while sorting the graph"));
+      if (!visit(c, &stack, all)) FL_CHECK(visit_error(c));
       c->deps++;
     }
   }
@@ -253,10 +274,12 @@ static fl_status engine(int n_roots, fl_node *const *roots, const int *root_outs
                         bool retain, bool to_leaves, const capture *cap) {
   fl_status st = FL_OK;
   nodevec all = {0}, ready = {0};
-  static _Thread_local bool running;
-  if (running) /* the marks, counts and partial sums of the outer pass would be overwritten */
+  /* A nested pass would overwrite the marks, counts and partial sums of the outer pass's nodes: only a
+   * backward function that asks for it may start one, and its graph must not reach the outer pass's. */
+  if (n_active > 0 && !fl_nested_backward_allowed())
     return fl_error(FL_EAUTOGRAD, "backward: cannot start a backward pass from a hook of another one");
-  running = true;
+  if (n_active == MAX_NESTED_PASSES) return fl_error(FL_EAUTOGRAD, "backward: too many nested backward passes");
+  n_active++;
   bool prev = fl_set_grad_enabled(false);
   FL_CHECK(collect(n_roots, roots, &all));
   for (int r = 0; r < n_roots; r++) FL_CHECK(accumulate(&roots[r]->out[root_outs[r]].gbuf, root_grads[r]));
@@ -272,7 +295,7 @@ done:
     fl_node_release(all.v[i]);
   }
   fl_set_grad_enabled(prev);
-  running = false;
+  n_active--;
   free(all.v);
   free(ready.v);
   return st;

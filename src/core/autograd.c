@@ -21,6 +21,16 @@ bool fl_set_grad_enabled(bool on) {
   return prev;
 }
 
+/* A backward function that runs a backward pass of its own (flame.utils.checkpoint's recomputation)
+ * says so around it; the engine then accepts the nested pass on a graph disjoint from the outer one. */
+static _Thread_local bool nested_backward;
+bool fl_nested_backward_allowed(void) { return nested_backward; }
+bool fl_allow_nested_backward(bool on) {
+  bool prev = nested_backward;
+  nested_backward = on;
+  return prev;
+}
+
 bool fl_needs_grad(int n, const fl_tensor *const *ts) {
   if (grad_disabled) return false;
   for (int i = 0; i < n; i++)

@@ -83,6 +83,10 @@ struct fl_node {
   int mark;
 };
 
+/* Nested backward passes: allowed (on a graph disjoint from the running pass's) while a backward
+ * function that recomputes and differentiates its forward sets the flag; returns the previous value. */
+bool fl_allow_nested_backward(bool on);
+bool fl_nested_backward_allowed(void);
 /* True if grad mode is on and any of the n tensors requires grad. */
 bool fl_needs_grad(int n, const fl_tensor *const *ts);
 /* Records a node over inputs ins (NULL entries allowed) producing n_out

@@ -52,6 +52,10 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_MASKED_SOFTMAX: return b->masked_softmax != NULL;
 
     /* -- issue 8: optimizers -- */
+    case FL_OP_OPTIM_STEP: return b->optim_step != NULL;
+    case FL_OP_MULTI_NORM: return b->multi_norm != NULL;
+    case FL_OP_MULTI_CLIP: return b->multi_clip != NULL;
+    case FL_OP_MULTI_LERP: return b->multi_lerp != NULL;
 
     default: return false;
   }

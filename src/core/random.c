@@ -11,6 +11,13 @@ void fl_manual_seed(uint64_t seed) {
   rng_offset = 0;
 }
 
+/* The generator's whole state: what a recomputation (flame.utils.checkpoint) sets to draw the same
+ * numbers again, and restores after. */
+void fl_rng_set_state(uint64_t seed, uint64_t offset) {
+  rng_seed = seed;
+  rng_offset = offset;
+}
+
 void fl_philox_reserve(uint64_t n, uint64_t *seed, uint64_t *offset) {
   *seed = rng_seed;
   *offset = rng_offset;

@@ -52,6 +52,12 @@ fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t 
 fl_status fl_cpu_softmax_backward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 fl_status fl_cpu_masked_softmax(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
+/* -- issue 8: optimizers -- */
+fl_status fl_cpu_optim_step(const fl_optim_args *a);
+fl_status fl_cpu_multi_norm(fl_tensor *out, int n, const fl_tensor *const *xs, double p);
+fl_status fl_cpu_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
+fl_status fl_cpu_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
+
 
 static fl_memory_stats stats;
 
@@ -188,6 +194,10 @@ static const fl_backend cpu_backend = {
     .masked_softmax = fl_cpu_masked_softmax,
 
     /* -- issue 8: optimizers -- */
+    .optim_step = fl_cpu_optim_step,
+    .multi_norm = fl_cpu_multi_norm,
+    .multi_clip = fl_cpu_multi_clip,
+    .multi_lerp = fl_cpu_multi_lerp,
 
 };
 

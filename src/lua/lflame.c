@@ -375,6 +375,7 @@ int luaopen_flame(lua_State *L) {
   static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {NULL, NULL, 0}};
   lua_newtable(L);
   lfl_setfuncs(L, autograd_functions);
+  lfl_open_autograd_fn(L);
   lua_setfield(L, -2, "autograd");
   lfl_open_nn(L);
   lfl_open_io(L);
