@@ -27,10 +27,11 @@ local R = math.random
 local functions, methods = {}, {}
 local function collect(tbl, prefix, seen)
   for k, v in pairs(tbl) do
-    -- clocks: not seeded; writers (flame.save, save_npy): they would create files named by random strings
+    -- clocks: not seeded; writers (flame.save, save_npy, image.save): they would create files named by random strings
     -- (the file formats have their own fuzzer, tests/fuzz/safetensors_fuzz.c)
     if type(v) == "function" and k ~= "manual_seed" and k ~= "_now" and k ~= "timer"
-       and not (prefix == "flame." and (k == "save" or k == "save_npy")) then
+       and not (prefix == "flame." and (k == "save" or k == "save_npy"))
+       and not (prefix == "flame.image." and k == "save") then
       functions[#functions + 1] = {prefix .. k, v}
     elseif type(v) == "table" and not seen[v] then
       seen[v] = true
