@@ -183,17 +183,7 @@ static inline bool fc_pad2d_make(const fl_pad_geom *g, fc_pad2d *f) {
 }
 
 /* fl_pad_src in 32 bits */
-FC_RF_FN int fc_pad2d_src(const fc_pad2d *g, int d, int o) {
-  const int in = g->in[d];
-  int j = o - g->before[d];
-  if (g->mode == FL_PAD_REFLECT) {
-    if (j < 0) j = -j;
-    else if (j >= in) j = 2 * (in - 1) - j;
-  } else {
-    j = j < 0 ? 0 : j >= in ? in - 1 : j;
-  }
-  return j;
-}
+FC_RF_FN int fc_pad2d_src(const fc_pad2d *g, int d, int o) { return fl_pad_map_i(o - g->before[d], g->in[d], g->mode); }
 
 /* The outputs along dim d that read input i, as fl_pad_sources finds them, in forms the kernels keep in registers
  * (no indexed arrays, which would go to local memory). Replicate: one interval [*lo, *hi), empty when lo >= hi. */

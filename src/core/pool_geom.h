@@ -178,17 +178,21 @@ typedef struct fl_pad_geom {
   int64_t planes, in[3], out[3], before[3]; /* before: the padding before each dim (negative: cropped) */
 } fl_pad_geom;
 
+/* The reflect/replicate rule on j = o - before (the unpadded position), in
+ * either index width: the CUDA 2-d fast path (cuda/resample_fast.cuh) keeps
+ * 32 bits, so both widths come from this one definition. */
+#define FL_PAD_MAP(T, SUF)                                                     \
+  FL_PG_FN T fl_pad_map_##SUF(T j, T in, int mode) {                           \
+    if (mode == FL_PAD_REFLECT) return j < 0 ? -j : j >= in ? 2 * (in - 1) - j : j; \
+    return j < 0 ? 0 : j >= in ? in - 1 : j;                                   \
+  }
+FL_PAD_MAP(int64_t, l)
+FL_PAD_MAP(int, i)
+#undef FL_PAD_MAP
+
 /* The input position output o reads along dim d (reflect needs before, after < in). */
 FL_PG_FN int64_t fl_pad_src(const fl_pad_geom *g, int d, int64_t o) {
-  const int64_t in = g->in[d];
-  int64_t j = o - g->before[d];
-  if (g->mode == FL_PAD_REFLECT) {
-    if (j < 0) j = -j;
-    else if (j >= in) j = 2 * (in - 1) - j;
-  } else {
-    j = j < 0 ? 0 : j >= in ? in - 1 : j;
-  }
-  return j;
+  return fl_pad_map_l(o - g->before[d], g->in[d], g->mode);
 }
 
 /* The outputs along dim d that read input i, as up to three intervals
