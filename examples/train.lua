@@ -56,6 +56,11 @@ local function usage_error(msg)
   io.stderr:write("train.lua: ", msg, "\n(flame-lua examples/train.lua --help lists the options)\n")
   os.exit(2)
 end
+-- A failure that is not about the options (no data set, unreadable images): the message, exit status 1.
+local function fail(msg)
+  io.stderr:write("train.lua: ", (tostring(msg):gsub("^[^:]*:%d+: ", "")), "\n")
+  os.exit(1)
+end
 
 local function posint(name, v)
   local n = math.tointeger(tonumber(v))
@@ -179,7 +184,8 @@ local function load_data()
   return x:mul(2):sub(1):to(device), ds.labels:to(device), ds.classes
 end
 
-local images, labels, classes = load_data()
+local ok, images, labels, classes = pcall(load_data)
+if not ok then fail(images) end
 local num_classes, N = #classes, images:size(1)
 
 -- The data order: one permutation per epoch from the global generator, consumed batch by batch. Its state (the
