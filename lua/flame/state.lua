@@ -3,9 +3,10 @@
 -- scheduler's and an EMA's state_dict, a step count, the generator state ...), as torch.save of a dict.
 -- The tensors go to the file under their paths ("optim/state/3/exp_avg"); everything else goes to the metadata
 -- under its path, tagged with its type so that it reads back as it was: "i:42" (a Lua integer), "f:0x1.8p-3"
--- (a float as a hex literal: exact), "s:text", "b:true", and "t:" for an empty table. Path segments are joined
--- with "/" (so a model's dotted parameter names stay one segment); a segment that is a decimal integer reads back
--- as an integer key. Keys must be strings without "/" or positive integers.
+-- (a float as a hex literal: exact; also "f:inf", "f:-inf", "f:nan"), "s:text", "b:true", and "t:" for an empty
+-- table. Path segments are joined with "/" (so a model's dotted parameter names stay one segment); a segment that
+-- is a decimal integer reads back as an integer key. Keys must be strings without "/" (and not all digits) or
+-- positive integers.
 local flame = ...
 
 local function segment(k, path)
@@ -20,7 +21,11 @@ end
 local function encode(v, path)
   local t = type(v)
   if math.type(v) == "integer" then return "i:" .. tostring(v) end
-  if t == "number" then return "f:" .. string.format("%a", v) end
+  if t == "number" then
+    if v ~= v then return "f:nan" end
+    if v == math.huge or v == -math.huge then return v > 0 and "f:inf" or "f:-inf" end
+    return "f:" .. string.format("%a", v)
+  end
   if t == "string" then return "s:" .. v end
   if t == "boolean" then return "b:" .. tostring(v) end
   error(string.format("save_state: '%s' is a %s (tensors, numbers, strings, booleans and tables are saved)",
@@ -56,7 +61,12 @@ end
 local function decode(s, path)
   local tag, body = s:match("^(%a):(.*)$")
   if tag == "i" and math.tointeger(tonumber(body)) then return math.tointeger(tonumber(body)) end
-  if tag == "f" and tonumber(body) then return tonumber(body) + 0.0 end
+  if tag == "f" then
+    if body == "nan" then return 0.0 / 0.0 end
+    if body == "inf" or body == "-inf" then return body == "inf" and math.huge or -math.huge end
+    local x = tonumber(body)
+    if math.type(x) == "float" then return x end -- (x + 0.0 would turn -0.0 into 0.0)
+  end
   if tag == "s" then return body end
   if tag == "b" and (body == "true" or body == "false") then return body == "true" end
   if tag == "t" and body == "" then return {} end
@@ -74,6 +84,7 @@ local function insert(root, path, v)
       error("load_state: '" .. path .. "' lies under a value, not a table", 3)
     end
   end
+  if node[segs[#segs]] ~= nil then error("load_state: '" .. path .. "' is both a value and a table", 3) end
   node[segs[#segs]] = v
 end
 
