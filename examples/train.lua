@@ -330,9 +330,9 @@ mkdir(out_dir)
 
 if resume_state then load_tree(resume_state); resume_state = nil end
 local macs = model:macs()
-print(string.format("train.lua: %s preset on %s: %.2fM parameters, %.2f GMACs per image forward " ..
-  "(~%.2f TFLOP per step of %d), %d images of %dx%d, %s, %s, amp %s%s", preset_name, device,
-  model:num_parameters() / 1e6, macs / 1e9, 6 * macs * run.batch / 1e12, run.batch, N, P.image_size, P.image_size,
+print(string.format("train.lua: %s preset on %s: %.2fM parameters, %.3f GMACs per image forward " ..
+  "(~%.1f GFLOP per step of %d), %d images of %dx%d, %s, %s, amp %s%s", preset_name, device,
+  model:num_parameters() / 1e6, macs / 1e9, 6 * macs * run.batch / 1e9, run.batch, N, P.image_size, P.image_size,
   num_classes > 0 and (num_classes .. " classes") or "unconditional", run.data or "Fashion-MNIST", cfg.amp,
   step > 0 and (", resumed at step " .. step) or ""))
 
