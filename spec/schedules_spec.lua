@@ -185,7 +185,7 @@ local function run_step(c)
   end
   local o = {variance_noise = I.vnoise}
   if c.cls == "DDIMScheduler" then o.eta, o.use_clipped_model_output = c.eta, c.clipped end
-  local prev, x0 = s:step(I.model, c.t, I.sample, o)
+  local prev, x0 = s:step(I.model * (c.model_scale or 1), c.t, I.sample, o)
   H.close(prev, c.prev, tl, "prev_sample")
   H.close(x0, c.x0, tl, "pred_original_sample")
   assert.are.equal(c.dtype, prev.dtype)
@@ -193,8 +193,8 @@ end
 
 describe("flame.schedules step", function()
   for i, c in ipairs(fx.steps) do
-    local name = string.format("%s %s %s %s #%d", c.cls, c.dtype, c.opts.prediction_type or "",
-      c.opts.variance_type or c.opts.timestep_spacing or "", i)
+    local name = string.format("%s %s %s %s%s #%d", c.cls, c.dtype, c.opts.prediction_type or "",
+      c.opts.variance_type or c.opts.timestep_spacing or "", c.opts.thresholding and " thresholding" or "", i)
     it(name, function() run_step(c) end)
   end
 
@@ -259,7 +259,6 @@ describe("flame.schedules step", function()
     H.errors(function() return e:step(I.model, e.timesteps[2], I.sample) end, "EulerDiscreteScheduler:step: the schedule is finished")
     H.errors(function() return S.DDPMScheduler({prediction_type = "flow"}) end, "DDPMScheduler: unknown prediction_type 'flow' (known: epsilon, v_prediction, sample)")
     H.errors(function() return S.DDPMScheduler({variance_type = "learned"}) end, "DDPMScheduler: unknown variance_type 'learned'")
-    H.errors(function() return S.DDIMScheduler({thresholding = true}) end, "DDIMScheduler: thresholding (dynamic thresholding) is not implemented")
     H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true}) end, "EulerDiscreteScheduler: use_karras_sigmas is not implemented")
     H.errors(function() return S.FlowMatchEulerDiscreteScheduler({prediction_type = "epsilon"}) end, "FlowMatchEulerDiscreteScheduler: unknown option 'prediction_type'")
   end)

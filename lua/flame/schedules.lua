@@ -198,9 +198,6 @@ end
 
 -- The train-time tables: betas, alphas, alphas_cumprod as f32-valued Lua arrays (index t + 1) and f64 CPU tensors.
 local function init_tables(s, cfg)
-  if cfg.thresholding then
-    error(s.name .. ": thresholding (dynamic thresholding) is not implemented; use clip_sample", 3)
-  end
   check_choice(s.name, "prediction_type", cfg.prediction_type, {"epsilon", "v_prediction", "sample"}, 4)
   check_choice(s.name, "timestep_spacing", cfg.timestep_spacing, {"linspace", "leading", "trailing"}, 4)
   local betas = beta_list(s.name, cfg.beta_schedule, cfg, 4)
@@ -367,7 +364,27 @@ local function step_noise(o, like)
   return o.variance_noise or flame.randn(like.shape, {dtype = like.dtype, device = like.device})
 end
 
+-- diffusers' _threshold_sample (Imagen's dynamic thresholding): per sample, s = the dynamic_thresholding_ratio
+-- quantile of |x0| (torch.quantile's linear interpolation, in x0's dtype; f32 for the half types) clamped to
+-- [1, sample_max_value]; x0 is clamped to [-s, s] and divided by s. One sort per step, no host read.
+local function threshold(self, x0)
+  local c, dtype = self.config, x0.dtype
+  local x = (dtype == "f32" or dtype == "f64") and x0 or x0:float()
+  local b = x.shape[1]
+  local flat = x:reshape(b, -1)
+  local n = flat.shape[2]
+  local sorted = flat:abs():sort(2)
+  local rank = x.dtype == "f64" and c.dynamic_thresholding_ratio * (n - 1) or f32(f32(c.dynamic_thresholding_ratio) * (n - 1))
+  local lo, hi = math.floor(rank), math.ceil(rank)
+  local w = rank - lo
+  local vlo, vhi = sorted:narrow(2, lo + 1, 1), sorted:narrow(2, hi + 1, 1)
+  local s = w < 0.5 and vlo + (vhi - vlo) * w or vhi - (vhi - vlo) * (1 - w) -- torch.lerp's two branches
+  s = s:clamp(1, c.sample_max_value)
+  return (flat:maximum(-s):minimum(s) / s):reshape(x0.shape):to(dtype)
+end
+
 local function clip(self, x0)
+  if self.config.thresholding then return threshold(self, x0) end
   if not self.config.clip_sample then return x0 end
   local r = self.config.clip_sample_range
   return x0:clamp(-r, r)

@@ -80,7 +80,8 @@ end
 -- The sigma for x at t: a number for a number t, else a tensor shaped to broadcast over x.
 function Sigma:_sigma_at(method, x, t, level)
   if is_tensor(t) and t:dim() >= 1 then
-    return self:_sigma_tensor(method, x, t, level + 1)
+    local sigma = self:_sigma_tensor(method, x, t, level + 1) -- not a tail call: the error level counts this frame
+    return sigma
   end
   return self._sigmas[self:_index(method, t, level + 1)]
 end
@@ -100,7 +101,7 @@ local euler_defaults = {num_train_timesteps = 1000, beta_start = 0.0001, beta_en
   timestep_spacing = "linspace", timestep_type = "discrete", steps_offset = 0, rescale_betas_zero_snr = false,
   final_sigmas_type = "zero"}
 
-local function not_implemented(name, what) error(string.format("%s: %s is not implemented", name, what), 4) end
+local function not_implemented(name, what) error(string.format("%s: %s is not implemented", name, what), 3) end
 
 -- ((1 - acp) / acp) ** 0.5 for every train timestep, in f32 (ascending in t).
 local function train_sigmas(acp)
