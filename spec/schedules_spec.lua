@@ -264,6 +264,59 @@ describe("flame.schedules step", function()
   end)
 end)
 
+-- A model that knows x0 answers each step exactly: every sampling loop must then end at x0 (up to rounding). This
+-- ties add_noise, get_velocity, scale_model_input and step together for every scheduler and prediction type.
+describe("flame.schedules sampling loops with an oracle model", function()
+  local function oracle_eps(s, xt, t, x0)
+    local a = list(s.alphas_cumprod)[t + 1]
+    return (xt - x0 * math.sqrt(a)) / math.sqrt(1 - a)
+  end
+  for _, cls in ipairs({"DDPMScheduler", "DDIMScheduler"}) do
+    for _, pred in ipairs({"epsilon", "v_prediction", "sample"}) do
+      it(cls .. " " .. pred .. " ends at x0", function()
+        local I = inputs("f64")
+        local s = S[cls]({prediction_type = pred, clip_sample = false, timestep_spacing = "trailing"})
+        s:set_timesteps(12)
+        flame.manual_seed(3)
+        local x = flame.randn(I.x0.shape, {dtype = "f64", device = H.device}) * s.init_noise_sigma
+        for _, t in ipairs(s.timesteps) do
+          local eps = oracle_eps(s, s:scale_model_input(x, t), t, I.x0)
+          local out = pred == "epsilon" and eps or pred == "sample" and I.x0 or s:get_velocity(I.x0, eps, t)
+          x = s:step(out, t, x)
+        end
+        H.close(x, I.x0, {rtol = 1e-4, atol = 1e-4})
+      end)
+    end
+  end
+  for _, pred in ipairs({"epsilon", "v_prediction", "sample"}) do
+    it("EulerDiscreteScheduler " .. pred .. " ends at x0", function()
+      local I = inputs("f64")
+      local s = S.EulerDiscreteScheduler({prediction_type = pred, timestep_spacing = "trailing"})
+      s:set_timesteps(12)
+      local x = I.noise * s.init_noise_sigma + I.x0
+      for i, t in ipairs(s.timesteps) do
+        local sigma = s.sigmas[i]
+        local eps = (x - I.x0) / sigma -- x = x0 + sigma eps in Euler's scaling
+        s:scale_model_input(x, t)
+        local out = pred == "epsilon" and eps or pred == "sample" and I.x0
+          or (eps - I.x0 * sigma) / math.sqrt(sigma * sigma + 1)
+        x = s:step(out, t, x)
+      end
+      H.close(x, I.x0, {rtol = 1e-5, atol = 1e-5})
+    end)
+  end
+  it("FlowMatchEulerDiscreteScheduler ends at x0", function()
+    local I = inputs("f64")
+    local s = S.FlowMatchEulerDiscreteScheduler({shift = 3.0})
+    s:set_timesteps(10)
+    local x = I.noise
+    for i, t in ipairs(s.timesteps) do
+      x = s:step((x - I.x0) / s.sigmas[i], t, x) -- v = noise - x0 = (x_t - x0) / sigma
+    end
+    H.close(x, I.x0, {rtol = 1e-5, atol = 1e-5})
+  end)
+end)
+
 describe("flame.schedules add_noise and get_velocity", function()
   for i, c in ipairs(fx.noising) do
     it(string.format("%s %s t={%s} #%d", c.cls, c.dtype, table.concat(c.t, ", "), i), function()

@@ -10,6 +10,14 @@
 -- sample's device and dtype once (cached per device and dtype).
 --
 -- Timesteps are diffusers' values (0 .. num_train_timesteps - 1), never Lua indices; `s.timesteps` is a Lua array.
+--   local s = flame.schedules.DDIMScheduler({prediction_type = "v_prediction", timestep_spacing = "trailing"})
+--   local t = flame.randint(0, s.num_train_timesteps, {B}, {device = dev})      -- training
+--   local loss = F.mse_loss(model(s:add_noise(x0, noise, t), t), s:get_velocity(x0, noise, t))
+--   s:set_timesteps(50)                                                         -- sampling
+--   local x = flame.randn(shape, {device = dev}) * s.init_noise_sigma
+--   for _, t in ipairs(s.timesteps) do
+--     x = s:step(model(s:scale_model_input(x, t), flame.full({B}, t, {device = dev})), t, x)
+--   end
 local flame = ...
 local S = {}
 flame.schedules = S
