@@ -259,7 +259,11 @@ describe("flame.schedules step", function()
     H.errors(function() return e:step(I.model, e.timesteps[2], I.sample) end, "EulerDiscreteScheduler:step: the schedule is finished")
     H.errors(function() return S.DDPMScheduler({prediction_type = "flow"}) end, "DDPMScheduler: unknown prediction_type 'flow' (known: epsilon, v_prediction, sample)")
     H.errors(function() return S.DDPMScheduler({variance_type = "learned"}) end, "DDPMScheduler: unknown variance_type 'learned'")
-    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true}) end, "EulerDiscreteScheduler: use_karras_sigmas is not implemented")
+    H.errors(function() return S.EulerDiscreteScheduler({use_beta_sigmas = true}) end, "EulerDiscreteScheduler: use_beta_sigmas is not implemented")
+    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true, use_exponential_sigmas = true}) end,
+      "EulerDiscreteScheduler: only one of use_karras_sigmas and use_exponential_sigmas can be set")
+    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true}):set_timesteps(nil, {timesteps = {900, 100}}) end,
+      "EulerDiscreteScheduler:set_timesteps: custom timesteps cannot be combined with karras or exponential sigmas")
     H.errors(function() return S.FlowMatchEulerDiscreteScheduler({prediction_type = "epsilon"}) end, "FlowMatchEulerDiscreteScheduler: unknown option 'prediction_type'")
   end)
 end)

@@ -568,4 +568,4 @@ end
 -- Shared with schedules_sigma.lua.
 S._base = {Base = Base, new_class = new_class, configure = configure, check_choice = check_choice,
   init_tables = init_tables, fail = fail, f32 = f32, sqrt32 = sqrt32, round_half_even = round_half_even,
-  np_linspace = np_linspace, need_tensor = need_tensor, step_noise = step_noise, f64_tensor = f64_tensor}
+  np_linspace = np_linspace, torch_linspace32 = torch_linspace32, need_tensor = need_tensor, step_noise = step_noise, f64_tensor = f64_tensor}

@@ -126,9 +126,12 @@ function S.EulerDiscreteScheduler(opts)
   local name = "EulerDiscreteScheduler"
   local cfg = B.configure(name, opts, euler_defaults)
   if cfg.trained_betas == false then cfg.trained_betas = nil end
-  for _, k in ipairs({"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}) do
-    if cfg[k] then not_implemented(name, k) end
+  if cfg.use_beta_sigmas then not_implemented(name, "use_beta_sigmas") end
+  if cfg.use_karras_sigmas and cfg.use_exponential_sigmas then
+    error(name .. ": only one of use_karras_sigmas and use_exponential_sigmas can be set", 2)
   end
+  if cfg.sigma_min == false then cfg.sigma_min = nil end
+  if cfg.sigma_max == false then cfg.sigma_max = nil end
   if cfg.interpolation_type ~= "linear" then not_implemented(name, "interpolation_type '" .. tostring(cfg.interpolation_type) .. "'") end
   if cfg.timestep_type ~= "discrete" then not_implemented(name, "timestep_type '" .. tostring(cfg.timestep_type) .. "'") end
   B.check_choice(name, "final_sigmas_type", cfg.final_sigmas_type, {"zero", "sigma_min"})
@@ -166,6 +169,21 @@ local function sigma_to_t(sigma, log_sigmas)
   return (1 - w) * (low - 1) + w * low
 end
 
+-- Karras et al.'s sigmas (rho = 7) between sigma_min and sigma_max, in f64 as diffusers' _convert_to_karras.
+local function karras(lo, hi, n)
+  local rho, out = 7.0, {}
+  local a, b = hi ^ (1 / rho), lo ^ (1 / rho)
+  for i, r in ipairs(B.np_linspace(0, 1, n)) do out[i] = (a + r * (b - a)) ^ rho end
+  return out
+end
+
+-- diffusers' _convert_to_exponential: exp of torch's f32 linspace between the log sigmas.
+local function exponential(lo, hi, n)
+  local out = {}
+  for i, v in ipairs(B.torch_linspace32(math.log(hi), math.log(lo), n)) do out[i] = f32(math.exp(v)) end
+  return out
+end
+
 -- set_timesteps(n), or set_timesteps(nil, {timesteps = {...}}) or set_timesteps(nil, {sigmas = {...}}) (custom,
 -- the sigmas with their final value).
 function Euler:set_timesteps(n, opts)
@@ -197,7 +215,17 @@ function Euler:set_timesteps(n, opts)
     end
   end
   self.num_inference_steps = n
-  for i, t in ipairs(ts) do sig[i] = f32(interp(t, self._train_sigmas)) end
+  for i, t in ipairs(ts) do sig[i] = interp(t, self._train_sigmas) end
+  local c = self.config
+  if c.use_karras_sigmas or c.use_exponential_sigmas then
+    if o.timesteps then fail(self, "set_timesteps", 2, "custom timesteps cannot be combined with karras or exponential sigmas") end
+    local lo, hi = c.sigma_min or sig[#sig], c.sigma_max or sig[1]
+    sig = c.use_karras_sigmas and karras(lo, hi, n) or exponential(lo, hi, n)
+    local log_sigmas = {}
+    for i, v in ipairs(self._train_sigmas) do log_sigmas[i] = f32(math.log(v)) end
+    for i, v in ipairs(sig) do ts[i] = f32(sigma_to_t(v, log_sigmas)) end
+  end
+  for i = 1, #sig do sig[i] = f32(sig[i]) end
   local a0 = self._acp[1]
   sig[#ts + 1] = self.config.final_sigmas_type == "sigma_min" and sqrt32(f32(f32(1 - a0) / a0)) or 0.0
   self:_set_sigmas(ts, sig)
