@@ -243,31 +243,35 @@ function Base:_int_t(method, t, level)
   return i
 end
 
--- Per-sample coefficients for x: a number for a number t, else the entries of `tbl` gathered at the tensor t
--- (shape [B], 0-dim or [1]) and shaped [B, 1, ...] to broadcast over x's other dims.
-function Base:_gather(method, x, t, tbl, level)
-  if not is_tensor(t) then return nil end
-  if t.dtype ~= "i64" and t.dtype ~= "i32" then
-    fail(self, method, level + 1, "per-sample timesteps must be an i64 or i32 tensor, got %s", t.dtype)
-  end
+-- The number B of per-sample timesteps t (a tensor of shape [B], [1] or []) and the shape [B, 1, ...] that
+-- broadcasts their coefficients over the sample batch x.
+function Base:_batch_shape(method, x, t, level)
   local b = t:numel()
   if t:dim() > 1 or (b ~= 1 and (x:dim() == 0 or b ~= x.shape[1])) then
     fail(self, method, level + 1, "timesteps of shape %s do not match a sample batch of shape %s", tostring(t.shape), tostring(x.shape))
   end
+  local shape = {b}
+  for d = 2, x:dim() do shape[d] = 1 end
+  return b, shape
+end
+
+-- The gather index (t + 1, i64 on x's device) and the broadcast shape of integer per-sample timesteps t.
+function Base:_sample_index(method, x, t, level)
+  if t.dtype ~= "i64" and t.dtype ~= "i32" then
+    fail(self, method, level + 1, "per-sample timesteps must be an i64 or i32 tensor, got %s", t.dtype)
+  end
+  local b, shape = self:_batch_shape(method, x, t, level + 1)
   if t.device == "cpu" and b > 0 then -- free to check here; on a GPU index_select reports it at the next sync
     local lo, hi = t:min():item(), t:max():item()
     if lo < 0 or hi >= self.num_train_timesteps then
       fail(self, method, level + 1, "timestep %d out of range [0, %d]", lo < 0 and lo or hi, self.num_train_timesteps - 1)
     end
   end
-  local idx = t:to({device = x.device, dtype = "i64"}):reshape(b) + 1
-  local shape = {b}
-  for d = 2, x:dim() do shape[d] = 1 end
-  return tbl:index_select(1, idx):reshape(shape)
+  return t:to({device = x.device, dtype = "i64"}):reshape(b) + 1, shape
 end
 
--- sqrt(alphas_cumprod[t]) and sqrt(1 - alphas_cumprod[t]) for x: numbers or gathered tensors. In x's precision:
--- f64 for f64 samples, else diffusers' f32 arithmetic.
+-- sqrt(alphas_cumprod[t]) and sqrt(1 - alphas_cumprod[t]) for x: numbers for a number t, else gathered per
+-- sample and shaped to broadcast. In x's precision: f64 for f64 samples, else diffusers' f32 arithmetic.
 function Base:_noise_coefs(method, x, t, level)
   local acp = self._acp
   local function a_coef(f64) local o = {} for i, a in ipairs(acp) do o[i] = f64 and math.sqrt(a) or sqrt32(a) end return o end
@@ -277,8 +281,9 @@ function Base:_noise_coefs(method, x, t, level)
     return o
   end
   if is_tensor(t) then
-    local ca = self:_gather(method, x, t, self:_table("sqrt_acp", x, a_coef), level + 1)
-    return ca, self:_gather(method, x, t, self:_table("sqrt_1m_acp", x, b_coef), level + 1)
+    local idx, shape = self:_sample_index(method, x, t, level + 1)
+    return self:_table("sqrt_acp", x, a_coef):index_select(1, idx):reshape(shape),
+      self:_table("sqrt_1m_acp", x, b_coef):index_select(1, idx):reshape(shape)
   end
   local a = acp[self:_int_t(method, t, level + 1) + 1]
   if x.dtype == "f64" then return math.sqrt(a), math.sqrt(1 - a) end

@@ -58,10 +58,7 @@ end
 -- The sigma of each per-sample timestep (a tensor [B]), found on the device: [B, 1, ...] for x. A timestep that
 -- is not in the schedule is an error on the CPU and gives NaN elsewhere (no sync to check it there).
 function Sigma:_sigma_tensor(method, x, t, level)
-  local b = t:numel()
-  if t:dim() > 1 or (b ~= 1 and (x:dim() == 0 or b ~= x.shape[1])) then
-    fail(self, method, level + 1, "timesteps of shape %s do not match a sample batch of shape %s", tostring(t.shape), tostring(x.shape))
-  end
+  local b, shape = self:_batch_shape(method, x, t, level + 1)
   local row, sigmas = self:_schedule_tensors(x)
   local hit = t:to({device = x.device, dtype = "f32"}):reshape(b, 1):eq(row):float() -- [B, n]
   local count = hit:sum(2, true)
@@ -71,10 +68,7 @@ function Sigma:_sigma_tensor(method, x, t, level)
   local want = count:gt(1):float() + 1 -- the second match when there are several, as index_for_timestep
   local idx = (hit * hit:cumsum(2):eq(want):float()):argmax(2)
   local sig = sigmas:index_select(1, idx)
-  sig = flame.where(count:reshape(b):gt(0), sig, 0 / 0)
-  local shape = {b}
-  for d = 2, x:dim() do shape[d] = 1 end
-  return sig:reshape(shape)
+  return flame.where(count:reshape(b):gt(0), sig, 0 / 0):reshape(shape)
 end
 
 -- The sigma for x at t: a number for a number t, else a tensor shaped to broadcast over x.
@@ -90,7 +84,6 @@ function Sigma:_init_step_index(method, t, level)
   if not self._step_index then self._step_index = self:_index(method, t, level + 1) end
   return self._step_index
 end
-
 
 ------------------------------------------------------------------------------------------ Euler
 
