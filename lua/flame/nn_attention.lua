@@ -27,6 +27,7 @@ local function options(name, opts, keys, level)
   end
   return opts
 end
+flame._options = options -- shared with the other Lua-side modules (schedules)
 
 local function no_extra(name, pos, ...)
   if select("#", ...) > 0 and (...) ~= nil then
