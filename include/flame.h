@@ -486,6 +486,17 @@ fl_status fl_retain_grad(fl_tensor *t);
 const char *fl_grad_fn_name(const fl_tensor *t);
 bool fl_grad_enabled(void);
 bool fl_set_grad_enabled(bool on); /* returns the previous mode */
+/* Autocast (mixed precision, src/core/autocast.c): per thread, like grad mode. With dt FL_BF16 or FL_F16,
+ * matmul, linear, the convolutions and attention run in dt and softmax, the norms and the losses in f32;
+ * FL_NDTYPES turns it off. *prev (may be NULL) gets the previous dtype (FL_NDTYPES: it was off). */
+fl_status fl_autocast_set(fl_dtype dt, fl_dtype *prev);
+fl_dtype fl_autocast_get(void);
+/* The two op lists: LOWER runs in the autocast dtype, WIDEN in f32 (f64 and integers are never cast). */
+typedef enum { FL_AC_LOWER, FL_AC_WIDEN } fl_autocast_list;
+/* True when autocast would cast any of the n arguments (NULLs allowed) for an op of the list. */
+bool fl_autocast_wants(fl_autocast_list list, int n, const fl_tensor *const *xs);
+/* out[i]: xs[i] cast (differentiably) as an op of the list casts it, or a new reference to it (NULL for NULL). */
+fl_status fl_autocast_cast(fl_autocast_list list, int n, const fl_tensor *const *xs, fl_tensor **out);
 /* grad may be NULL for a single-element output. */
 fl_status fl_backward(fl_tensor *out, fl_tensor *grad, bool retain_graph);
 /* Gradients of outputs w.r.t. inputs, without touching .grad. grads[i] is NULL

@@ -200,6 +200,7 @@ function F.scaled_dot_product_attention(q, k, v, opts, ...)
   check_float(SDPA, "q", q, 2)
   check_float(SDPA, "k", k, 2)
   check_float(SDPA, "v", v, 2)
+  q, k, v = flame._autocast_cast("lower", q, k, v) -- attention is on autocast's lower list
   for _, pair in ipairs({{"q", q}, {"k", k}, {"v", v}}) do
     if pair[2]:dim() ~= 4 then
       error(string.format("%s: %s must be 4-D [batch, heads, seq, head_dim], got %s", SDPA, pair[1], desc(pair[2])), 2)
@@ -294,6 +295,7 @@ function F.flash_attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, opts, ...)
   check_float(VARLEN, "q", q, 2)
   check_float(VARLEN, "k", k, 2)
   check_float(VARLEN, "v", v, 2)
+  q, k, v = flame._autocast_cast("lower", q, k, v) -- attention is on autocast's lower list
   for _, pair in ipairs({{"q", q}, {"k", k}, {"v", v}}) do
     if pair[2]:dim() ~= 3 then
       error(string.format("%s: %s must be 3-D [total_tokens, heads, head_dim], got %s", VARLEN, pair[1], desc(pair[2])), 2)

@@ -43,6 +43,7 @@ end
 -- mse_loss(input, target, reduction?) = reduce((input - target)^2)
 function F.mse_loss(a, b, reduction)
   check_pair("mse_loss", a, b)
+  a, b = flame._autocast_cast("widen", a, b) -- losses run in f32 under autocast
   local r = options("mse_loss", reduction)
   local d = a - b
   return reduce(d * d, r)
@@ -51,6 +52,7 @@ end
 -- l1_loss(input, target, reduction?) = reduce(|input - target|)
 function F.l1_loss(a, b, reduction)
   check_pair("l1_loss", a, b)
+  a, b = flame._autocast_cast("widen", a, b) -- losses run in f32 under autocast
   local r = options("l1_loss", reduction)
   return reduce((a - b):abs(), r)
 end
@@ -59,6 +61,7 @@ end
 -- else |d| - 0.5 beta (beta = 0: l1_loss).
 function F.smooth_l1_loss(a, b, opts)
   check_pair("smooth_l1_loss", a, b)
+  a, b = flame._autocast_cast("widen", a, b) -- losses run in f32 under autocast
   local r, o = options("smooth_l1_loss", opts, {beta = true})
   local beta = o.beta or 1
   if type(beta) ~= "number" or beta < 0 then
@@ -74,6 +77,7 @@ end
 -- with softplus(z) = logsumexp(0, z): stable for any x, and its gradient (a softmax) is exact at x = 0.
 function F.binary_cross_entropy_with_logits(x, y, opts)
   check_pair("binary_cross_entropy_with_logits", x, y)
+  x, y = flame._autocast_cast("widen", x, y) -- losses run in f32 under autocast
   local r, o = options("binary_cross_entropy_with_logits", opts, {weight = true, pos_weight = true})
   for _, k in ipairs({"weight", "pos_weight"}) do
     if o[k] ~= nil and not flame.is_tensor(o[k]) then

@@ -19,6 +19,7 @@ function flame.utils.checkpoint(fn, ...)
   end
   local n, args = select("#", ...), table.pack(...)
   local seed, offset = autograd._rng_state()
+  local autocast = flame.get_autocast_dtype() -- the recomputation runs under the forward's autocast
   local outs = table.pack(flame.no_grad(fn, ...))
   local prev = flame.set_grad_enabled(true)
   flame.set_grad_enabled(prev)
@@ -56,7 +57,12 @@ function flame.utils.checkpoint(fn, ...)
     autograd._set_rng_state(seed, offset)
     local was = flame.set_grad_enabled(true)
     local ok, loss = pcall(function()
-      local res = table.pack(fn(table.unpack(dargs, 1, n)))
+      local ac = flame._set_autocast(autocast)
+      local res = table.pack(pcall(fn, table.unpack(dargs, 1, n)))
+      flame._set_autocast(ac)
+      if not res[1] then error(res[2], 0) end
+      table.remove(res, 1)
+      res.n = res.n - 1
       local sum
       for j, i in ipairs(out_pos) do
         local y, g = res[i], gouts[j]

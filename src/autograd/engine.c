@@ -281,6 +281,8 @@ static fl_status engine(int n_roots, fl_node *const *roots, const int *root_outs
   if (n_active == MAX_NESTED_PASSES) return fl_error(FL_EAUTOGRAD, "backward: too many nested backward passes");
   n_active++;
   bool prev = fl_set_grad_enabled(false);
+  fl_dtype prev_ac = fl_autocast_get(); /* gradients run in the dtypes the forward chose */
+  (void)fl_autocast_set(FL_NDTYPES, NULL);
   FL_CHECK(collect(n_roots, roots, &all));
   for (int r = 0; r < n_roots; r++) FL_CHECK(accumulate(&roots[r]->out[root_outs[r]].gbuf, root_grads[r]));
   for (int r = 0; r < n_roots; r++)
@@ -295,6 +297,7 @@ done:
     fl_node_release(all.v[i]);
   }
   fl_set_grad_enabled(prev);
+  (void)fl_autocast_set(prev_ac, NULL);
   n_active--;
   free(all.v);
   free(ready.v);

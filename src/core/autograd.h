@@ -87,6 +87,22 @@ struct fl_node {
  * function that recomputes and differentiates its forward sets the flag; returns the previous value. */
 bool fl_allow_nested_backward(bool on);
 bool fl_nested_backward_allowed(void);
+/* The dtype an argument of dtype dt takes in an op of the list (dt itself when autocast is off). */
+fl_dtype fl_autocast_dtype(fl_autocast_list list, fl_dtype dt);
+/* An op's entry under autocast: when any of the n arguments args (a compound literal) would be cast, calls
+ * `call` once with the cast arguments in ac[0..n-1] and returns its status; the call re-enters the op,
+ * whose arguments then no longer qualify. */
+#define FL_AUTOCAST(list, n, args, call)                                  \
+  do {                                                                    \
+    const fl_tensor *const *ac_in_ = (args);                              \
+    if (fl_autocast_wants(list, n, ac_in_)) {                             \
+      fl_tensor *ac[n];                                                   \
+      fl_status ac_st_ = fl_autocast_cast(list, n, ac_in_, ac);           \
+      if (ac_st_ == FL_OK) ac_st_ = (call);                               \
+      for (int ac_i_ = 0; ac_i_ < n; ac_i_++) fl_release(ac[ac_i_]);      \
+      return ac_st_;                                                      \
+    }                                                                     \
+  } while (0)
 /* True if grad mode is on and any of the n tensors requires grad. */
 bool fl_needs_grad(int n, const fl_tensor *const *ts);
 /* Records a node over inputs ins (NULL entries allowed) producing n_out

@@ -343,6 +343,9 @@ static inline fl_dtype fl_binary_compute(fl_binary_op op, const fl_tensor *out, 
 /* dst <- src on one device through the backend's copy (a cast where dtypes
  * differ; src may have 0 strides): the kernel step of every copying op. */
 fl_status fl_copy_kernel(const char *op, fl_tensor *dst, const fl_tensor *src);
+/* memcpy of non-overlapping host buffers, split over the CPU threads when n is large (cpu_copy.c): the CUDA
+ * backend's pinned staging copies pageable bytes with it, since one core cannot keep up with the DMA engine. */
+void fl_host_memcpy(void *dst, const void *src, size_t n);
 /* A GEMM in the canonical form both backends compute: a [B,M,K], b [B,K,N]
  * (transposes folded into the strides), c [B,M,N]; stack headers, no copies. */
 void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);

@@ -99,3 +99,16 @@ fl_status fl_cpu_arange(fl_tensor *out, double start, double step) {
   for (int64_t i = 0; i < n; i++) fl_st(p + i * es, out->dtype, start + (double)i * step);
   return FL_OK;
 }
+
+/* 1 MiB pieces: big enough that a thread's share streams, small enough to spread a staging slot. */
+#define HOST_COPY_PIECE ((size_t)1 << 20)
+
+void fl_host_memcpy(void *dst, const void *src, size_t n) {
+  int64_t pieces = (int64_t)((n + HOST_COPY_PIECE - 1) / HOST_COPY_PIECE);
+  int nt = pieces < 4 ? 1 : fl_cpu_threads_for((int64_t)n / 4); /* a byte copy is ~1/4 of an add */
+  if (nt > pieces) nt = (int)pieces;
+  FL_CPU_FOR(i, pieces, {
+    size_t at = (size_t)i * HOST_COPY_PIECE, k = n - at < HOST_COPY_PIECE ? n - at : HOST_COPY_PIECE;
+    memcpy((char *)dst + at, (const char *)src + at, k);
+  });
+}

@@ -202,6 +202,38 @@ static int f_set_grad_enabled(lua_State *L) {
 }
 static int f_is_grad_enabled(lua_State *L) { return lua_pushboolean(L, fl_grad_enabled()), 1; }
 
+/* ---- autocast (the Lua forms are in lua/flame/autocast.lua) ---- */
+static void push_autocast(lua_State *L, fl_dtype dt) {
+  if (dt == FL_NDTYPES) lua_pushnil(L);
+  else lua_pushstring(L, fl_dtype_name(dt));
+}
+/* _set_autocast(dtype name or nil) -> the previous one (nil: off) */
+static int f_set_autocast(lua_State *L) {
+  fl_dtype dt = FL_NDTYPES, prev;
+  if (!lua_isnoneornil(L, 1)) {
+    const char *s = luaL_checkstring(L, 1);
+    if (fl_dtype_parse(s, &dt) != FL_OK || (dt != FL_BF16 && dt != FL_F16))
+      return lua_pushfstring(L, "autocast: dtype must be \"bf16\" or \"f16\" (or false to turn it off), got \"%s\"", s),
+             lua_error(L);
+  }
+  LFL_CHECK(L, fl_autocast_set(dt, &prev));
+  return push_autocast(L, prev), 1;
+}
+static int f_get_autocast(lua_State *L) { return push_autocast(L, fl_autocast_get()), 1; }
+/* _autocast_cast("lower" or "widen", ...) -> the arguments, tensors cast as the list's ops cast them */
+static int f_autocast_cast(lua_State *L) {
+  int list = luaL_checkoption(L, 1, NULL, (const char *const[]){"lower", "widen", NULL});
+  int n = lua_gettop(L);
+  for (int i = 2; i <= n; i++) {
+    fl_tensor *t = lfl_test(L, i), *c;
+    if (!t || !fl_autocast_wants(list, 1, (const fl_tensor *const[]){t})) continue;
+    LFL_CHECK(L, fl_autocast_cast(list, 1, (const fl_tensor *const[]){t}, &c));
+    lfl_push(L, c);
+    lua_replace(L, i);
+  }
+  return n - 1;
+}
+
 /* Runs backward-like calls with the hook thread set, so Lua hooks run on L. */
 static int f_grad(lua_State *L) {
   fl_tensor **outs, **ins, **gos = NULL;
@@ -325,7 +357,9 @@ static const lfl_reg functions[] = {
     {"randn", f_randn, LFL_VARARGS},             {"randint", f_randint, 4},    {"cat", f_cat, 2},
     {"stack", f_stack, 2},          {"where", f_where, 3},        {"manual_seed", f_manual_seed, 1},
     {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
-    {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},           {"memory_stats", f_memory_stats, 1},
+    {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},
+    {"_set_autocast", f_set_autocast, 1}, {"get_autocast_dtype", f_get_autocast, LFL_NOARGS},
+    {"_autocast_cast", f_autocast_cast, LFL_VARARGS},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
     {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
     {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};

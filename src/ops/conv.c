@@ -549,6 +549,7 @@ done:
 static fl_status conv_any(int nsp, bool transposed, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b,
                           const fl_conv_params *params, fl_tensor **out) {
   if (nsp < 1 || nsp > 3) return fl_error(FL_EINVAL, "conv: expected 1, 2 or 3 spatial dims, got %d", nsp);
+  FL_AUTOCAST(FL_AC_LOWER, 3, ((const fl_tensor *const[]){x, w, b}), conv_any(nsp, transposed, ac[0], ac[1], ac[2], params, out));
   const char *op = conv_name(nsp, transposed);
   fl_conv_params p = params ? *params : fl_conv_default_params();
   FL_TRY(check_tensors(op, nsp, x, w, b));

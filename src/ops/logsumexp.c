@@ -28,6 +28,7 @@ done:
 }
 
 fl_status fl_logsumexp(const fl_tensor *x, uint32_t dims, bool keepdim, fl_tensor **out) {
+  FL_AUTOCAST(FL_AC_WIDEN, 1, ((const fl_tensor *const[]){x}), fl_logsumexp(ac[0], dims, keepdim, out));
   uint32_t all = x->ndim ? (uint32_t)((1u << x->ndim) - 1) : 0;
   if (dims == 0) dims = all;
   if (dims & ~all) {

@@ -184,6 +184,7 @@ done:
 }
 
 fl_status fl_cross_entropy(const fl_tensor *logits, const fl_tensor *target, const fl_ce_opts *o, fl_tensor **out) {
+  FL_AUTOCAST(FL_AC_WIDEN, 2, ((const fl_tensor *const[]){logits, target}), fl_cross_entropy(ac[0], ac[1], o, out));
   if (logits->ndim == 1 && target->ndim == (fl_dtype_is_float(target->dtype) ? 1 : 0))
     return unbatched(logits, target, o, out);
   bool probs = false;

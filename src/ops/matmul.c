@@ -151,7 +151,7 @@ fl_status fl_matmul(const fl_tensor *a, const fl_tensor *b, fl_tensor **out) {
   }
   FL_TRY(reject_bool("matmul", a, b));
   uint64_t mark = fl_node_mark(); /* a vector operand's result is a reshape of the GEMM's */
-  fl_dtype dt = fl_promote(a->dtype, b->dtype);
+  fl_dtype dt = fl_autocast_dtype(FL_AC_LOWER, fl_promote(a->dtype, b->dtype));
   fl_tensor *ca = NULL, *cb = NULL, *ua = NULL, *ub = NULL, *r = NULL;
   fl_status st = FL_OK;
   FL_CHECK(as_dtype(a, dt, &ca));
@@ -216,6 +216,7 @@ fl_status fl_linear(const fl_tensor *x, const fl_tensor *w, const fl_tensor *b, 
   uint64_t mark = fl_node_mark(); /* the result is a reshape of the GEMM's */
   fl_dtype dt = fl_promote(x->dtype, w->dtype);
   if (b) dt = fl_promote(dt, b->dtype);
+  dt = fl_autocast_dtype(FL_AC_LOWER, dt);
   fl_tensor *cx = NULL, *cw = NULL, *cb = NULL, *x2 = NULL, *y = NULL;
   fl_status st = FL_OK;
   FL_CHECK(as_dtype(x, dt, &cx));

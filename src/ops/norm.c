@@ -94,6 +94,8 @@ static const char *grad_name(const char *op) {
 static fl_status norm_impl(const char *op, const fl_tensor *x, int64_t groups, int64_t inner, int64_t rows,
                            int pnd, const int64_t *pshape, const fl_tensor *w, const fl_tensor *b, double eps, bool rms,
                            fl_tensor **out) {
+  FL_AUTOCAST(FL_AC_WIDEN, 3, ((const fl_tensor *const[]){x, w, b}),
+              norm_impl(op, ac[0], groups, inner, rows, pnd, pshape, ac[1], ac[2], eps, rms, out));
   fl_desc dx = fl_describe(x);
   if (!fl_dtype_is_float(x->dtype))
     return fl_error(FL_EDTYPE, "%s: input %s must have a float dtype", op, dx.s);

@@ -61,6 +61,7 @@ static fl_status softmax_backward(fl_node *n, fl_tensor *const *gout, fl_tensor 
 static const char *grad_name(bool log) { return log ? "LogSoftmaxBackward" : "SoftmaxBackward"; }
 
 static fl_status softmax_impl(const char *name, const fl_tensor *x, int dim, bool log, fl_tensor **out) {
+  FL_AUTOCAST(FL_AC_WIDEN, 1, ((const fl_tensor *const[]){x}), softmax_impl(name, ac[0], dim, log, out));
   int d;
   if (x->ndim == 0) { /* a reshape to [1] and back, named as the op below */
     uint64_t mark = fl_node_mark();
