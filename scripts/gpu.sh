@@ -96,6 +96,7 @@ if has train; then
 fi
 if has interop; then
   step "safetensors interop with Python (spec/interop/)"
+  rm -rf /tmp/flame-interop
   if INTEROP_DIR=/tmp/flame-interop FLAME_LUA="$build/flame-lua" PYTHON=python3 scripts/interop.sh cuda \
     >"$OUT/interop.txt" 2>&1; then :; else status=1; cp -r /tmp/flame-interop "$OUT/interop"; fi # files kept on failure
   grep -E "^(FAIL|interop)" "$OUT/interop.txt" || tail -20 "$OUT/interop.txt"
