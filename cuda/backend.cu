@@ -3,6 +3,7 @@
  * or device_count() asks the driver, and a device is initialised by its first
  * op (fc_context_get). */
 #include "allocator.cuh"
+#include "staging.cuh"
 #include "cuda_backend.h"
 #include "ops.cuh"
 
@@ -25,20 +26,21 @@ void cuda_free(fl_device dev, void *ptr, size_t nbytes) {
   if (ctx) fc_free(ctx, ptr, nbytes);
 }
 
-/* Pageable sources are staged by the driver before cudaMemcpyAsync returns,
- * so the caller may reuse them at once; a pinned source is read later by the
- * DMA engine, so for those we wait. */
+/* Large pageable sources go through the context's pinned staging ring (staging.cu), small ones through the
+ * driver, which stages them before cudaMemcpyAsync returns: either way the caller may reuse the source at
+ * once and the host does not wait for queued work. A pinned source is read later by the DMA engine, so for
+ * those we wait. */
 fl_status cuda_memcpy_h2d(fl_device dev, void *dst, const void *src, size_t n) {
   if (n == 0) return FL_OK;
   fc_context *ctx;
   FL_TRY(fc_context_get(dev.index, &ctx));
-  FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx->stream));
   cudaPointerAttributes attr;
-  if (cudaPointerGetAttributes(&attr, src) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return FL_OK;
-  }
-  if (attr.type == cudaMemoryTypeHost) FC_CUDA(cudaStreamSynchronize(ctx->stream));
+  bool pinned = false;
+  if (cudaPointerGetAttributes(&attr, src) == cudaSuccess) pinned = attr.type == cudaMemoryTypeHost;
+  else (void)cudaGetLastError();
+  if (!pinned && fc_staging_wanted(n)) return fc_h2d_staged(ctx, dst, src, n);
+  FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx->stream));
+  if (pinned) FC_CUDA(cudaStreamSynchronize(ctx->stream));
   return FL_OK;
 }
 

@@ -1,6 +1,7 @@
 /* Device contexts: lazy creation, the sticky kernel error word, the cuBLAS
  * handle, and release at exit. */
 #include "allocator.cuh"
+#include "staging.cuh"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ static void release_context(fc_context *c) {
   if (c->blas_lt) cublasLtDestroy((cublasLtHandle_t)c->blas_lt);
   if (c->blas_ws) fc_free(c, c->blas_ws, FC_BLAS_WORKSPACE);
   fc_allocator_release(c);
+  fc_staging_release(c->staging);
   cudaFree(c->kerr);
   cudaFreeHost(c->kerr_host);
   cudaStreamDestroy(c->stream);

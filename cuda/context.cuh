@@ -8,6 +8,7 @@
 #include <cublas_v2.h>
 
 struct fc_allocator;
+struct fc_staging;
 
 /* Bits of the sticky kernel error word: which kind of kernel saw a bad index. */
 enum {
@@ -36,6 +37,7 @@ struct fc_context {
   void *blas_lt;       /* cublasLtHandle_t, created on the first GEMM */
   void *blas_ws;
   fc_allocator *alloc;
+  fc_staging *staging; /* pinned ring for pageable host-to-device copies (staging.cu), made on first use */
 };
 
 /* Number of CUDA devices, 0 without a driver or GPU (asked once, never prints). */

@@ -151,8 +151,9 @@ data.default_collate = function(samples) return collate(samples, "") end
 
 -- ---- DataLoader(ds, {batch_size = 1, shuffle = false, drop_last = false, collate, device}) ----
 -- shuffle draws one flame.randperm per pass from flame's seeded generator: under flame.manual_seed the order of
--- every epoch is reproducible. device moves each batch (every tensor in it) with :to(device); the loader does
--- not stage batches through pinned memory (the engine has no pinned-memory API yet).
+-- every epoch is reproducible. device moves each batch (every tensor in it) with :to(device); on CUDA that copy
+-- goes through the device's pinned staging ring (cuda/staging.cu) and is queued without waiting for the GPU, so
+-- building the next batch on the host overlaps the compute already queued.
 local DataLoader = class("DataLoader")
 local loader_keys = {batch_size = true, shuffle = true, drop_last = true, collate = true, device = true}
 
