@@ -104,47 +104,67 @@ int64_t mt_blocks(const std::vector<mt_tensor> &ts) {
 
 /* ---- the step ---- */
 
+/* MT_ILP consecutive elements as one aligned vector: 16-byte loads for f32, 8-byte for the half types. */
+template <class T>
+struct alignas(sizeof(T) * MT_ILP) mt_vec {
+  T v[MT_ILP];
+};
+template <class T>
+__device__ __forceinline__ bool mt_aligned(const void *ptr) {
+  return ((uintptr_t)ptr % (sizeof(T) * MT_ILP)) == 0;
+}
+
 template <class T, class S>
 struct adam_op {
   using A = typename fc_num<T>::acc;
   A b1, b2, omb1, omb2, eps, wd, decay; /* omb = 1 - beta, rounded once from the double as PyTorch does */
   bool maximize, decoupled, amsgrad;
-  __device__ void operator()(const mt_meta &m, int t, int64_t start, int64_t end, int64_t) const {
-    T *p = (T *)m.ptr[0][t];
-    const T *g = (const T *)m.ptr[1][t];
-    S *mm = (S *)m.ptr[2][t], *vv = (S *)m.ptr[3][t], *vx = (S *)m.ptr[4][t];
-    A step_size = (A)m.s[0][t], bc2 = (A)m.s[1][t];
-    /* MT_ILP elements per thread per round, loaded before any is computed (memory-level parallelism); each
-     * load is coalesced across the block. */
-    for (int64_t r = start + threadIdx.x; r < end; r += MT_ILP * (int64_t)blockDim.x) {
-      A x[MT_ILP], gr[MT_ILP], a1[MT_ILP], a2[MT_ILP], mx[MT_ILP];
+  /* One element: x the param, m/v (and mx, amsgrad) the state, updated in place. */
+  __device__ __forceinline__ void update(A &x, A g, A &m, A &v, A &mx, A step_size, A bc2) const {
+    if (maximize) g = -g;
+    if (wd != (A)0) {
+      if (decoupled) x = x * decay;
+      else g = g + wd * x;
+    }
+    m = m * b1 + omb1 * g; /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
+    v = v * b2 + omb2 * g * g;
+    A vm = v;
+    if (amsgrad) {
+      if (mx > vm) vm = mx;
+      mx = vm;
+    }
+    A denom = sqrt(vm) / bc2 + eps;
+    x = x - step_size * (m / denom);
+  }
+  __device__ void operator()(const mt_meta &mt, int t, int64_t start, int64_t end, int64_t) const {
+    T *p = (T *)mt.ptr[0][t];
+    const T *g = (const T *)mt.ptr[1][t];
+    S *mm = (S *)mt.ptr[2][t], *vv = (S *)mt.ptr[3][t], *vx = (S *)mt.ptr[4][t];
+    A step_size = (A)mt.s[0][t], bc2 = (A)mt.s[1][t];
+    bool vec = (end - start) % MT_ILP == 0 && mt_aligned<T>(p) && mt_aligned<T>(g) && mt_aligned<S>(mm) &&
+               mt_aligned<S>(vv) && (!amsgrad || mt_aligned<S>(vx));
+    if (vec) { /* each thread MT_ILP consecutive elements, loaded as vectors (the chunk starts are aligned too) */
+      for (int64_t i = start + MT_ILP * (int64_t)threadIdx.x; i < end; i += MT_ILP * (int64_t)blockDim.x) {
+        mt_vec<T> pv = *(const mt_vec<T> *)(p + i), gv = *(const mt_vec<T> *)(g + i);
+        mt_vec<S> mv = *(const mt_vec<S> *)(mm + i), vvv = *(const mt_vec<S> *)(vv + i), xv;
+        if (amsgrad) xv = *(const mt_vec<S> *)(vx + i);
 #pragma unroll
-      for (int k = 0; k < MT_ILP; k++) {
-        int64_t i = r + k * (int64_t)blockDim.x;
-        if (i < end) {
-          x[k] = fc_num<T>::load(p[i]), gr[k] = fc_num<T>::load(g[i]), a1[k] = (A)mm[i], a2[k] = (A)vv[i];
-          mx[k] = amsgrad ? (A)vx[i] : (A)0;
+        for (int k = 0; k < MT_ILP; k++) {
+          A x = fc_num<T>::load(pv.v[k]), m = (A)mv.v[k], v = (A)vvv.v[k], mx = amsgrad ? (A)xv.v[k] : (A)0;
+          update(x, fc_num<T>::load(gv.v[k]), m, v, mx, step_size, bc2);
+          pv.v[k] = fc_num<T>::make(x), mv.v[k] = (S)m, vvv.v[k] = (S)v;
+          if (amsgrad) xv.v[k] = (S)mx;
         }
+        *(mt_vec<T> *)(p + i) = pv, *(mt_vec<S> *)(mm + i) = mv, *(mt_vec<S> *)(vv + i) = vvv;
+        if (amsgrad) *(mt_vec<S> *)(vx + i) = xv;
       }
-#pragma unroll
-      for (int k = 0; k < MT_ILP; k++) {
-        int64_t i = r + k * (int64_t)blockDim.x;
-        if (i >= end) break;
-        A xi = x[k], gi = maximize ? -gr[k] : gr[k];
-        if (wd != (A)0) {
-          if (decoupled) xi = xi * decay;
-          else gi = gi + wd * xi;
-        }
-        A m1 = a1[k] * b1 + omb1 * gi; /* exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1) */
-        A v2 = a2[k] * b2 + omb2 * gi * gi;
-        mm[i] = (S)m1, vv[i] = (S)v2;
-        if (amsgrad) {
-          if (mx[k] > v2) v2 = mx[k];
-          vx[i] = (S)v2;
-        }
-        A denom = sqrt(v2) / bc2 + eps;
-        p[i] = fc_num<T>::make(xi - step_size * (m1 / denom));
-      }
+      return;
+    }
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) { /* unaligned or ragged: one at a time */
+      A x = fc_num<T>::load(p[i]), m = (A)mm[i], v = (A)vv[i], mx = amsgrad ? (A)vx[i] : (A)0;
+      update(x, fc_num<T>::load(g[i]), m, v, mx, step_size, bc2);
+      p[i] = fc_num<T>::make(x), mm[i] = (S)m, vv[i] = (S)v;
+      if (amsgrad) vx[i] = (S)mx;
     }
   }
 };

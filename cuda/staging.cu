@@ -51,8 +51,9 @@ static fl_status staging_create(fc_staging **out) {
   pthread_mutex_init(&s->mu, NULL);
   fl_status st = FL_OK;
   for (int i = 0; i < SLOTS && st == FL_OK; i++) {
-    st = fc_cuda_error(cudaMallocHost((void **)&s->buf[i], SLOT_BYTES), "cudaMallocHost (staging ring)");
-    if (st == FL_OK) st = fc_cuda_error(cudaEventCreateWithFlags(&s->done[i], cudaEventDisableTiming), "cudaEventCreate");
+    cudaError_t e = cudaMallocHost((void **)&s->buf[i], SLOT_BYTES);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&s->done[i], cudaEventDisableTiming);
+    if (e != cudaSuccess) st = fc_cuda_error(e, "copy to cuda: creating the pinned staging ring");
   }
   if (st != FL_OK) {
     fc_staging_release(s);

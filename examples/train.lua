@@ -126,10 +126,10 @@ local out_dir = opt.out or "out/train"
 local ckpt_path = out_dir .. "/checkpoint.safetensors"
 
 -- A resumed run reads its run-defining options from the checkpoint; giving a different value is an error.
-local resume_state
+local resume_path
 if opt.resume then
   local path = opt.resume == true and ckpt_path or opt.resume
-  local ok, st = pcall(flame.load_state, path, {device = device})
+  local ok, st = pcall(flame.utils.load_training_state, path, nil, {device = device})
   if not ok then usage_error("--resume: cannot read " .. path .. ": " .. tostring(st)) end
   if type(st.run) ~= "table" or st.format ~= "flame-train-1" then
     usage_error("--resume: " .. path .. " is not a checkpoint of examples/train.lua")
@@ -141,7 +141,7 @@ if opt.resume then
     end
     opt[k] = st.run[k]
   end
-  resume_state = st
+  resume_path = path
 end
 
 local preset_name = opt.preset or (device == "cpu" and "tiny" or "default")
@@ -216,29 +216,22 @@ local noise_sched = flame.schedules.DDPMScheduler({num_train_timesteps = NUM_TRA
   beta_schedule = "squaredcos_cap_v2", prediction_type = "v_prediction"})
 
 local step = 0
-local names = {}
-for name in model:named_parameters() do names[#names + 1] = name end
 
-local function state_tree()
-  local rng_seed, rng_offset = flame.autograd._rng_state()
-  return {format = "flame-train-1", run = run, step = step, model = model:state_dict(), optimizer = opt_:state_dict(),
-          lr_scheduler = sched:state_dict(), ema = ema:state_dict(),
-          rng = {seed = rng_seed, offset = rng_offset},
-          data = {perm = order.perm, pos = order.pos, epoch = order.epoch}}
-end
-
-local function load_tree(st)
-  model:load_state_dict(st.model)
-  opt_:load_state_dict(st.optimizer)
-  sched:load_state_dict(st.lr_scheduler)
-  ema:load_state_dict(st.ema)
-  step = st.step
-  order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch
-  flame.autograd._set_rng_state(st.rng.seed, st.rng.offset)
-end
+-- The checkpoint: flame.utils.save_training_state saves the objects' state dicts, the plain values and the
+-- generator's state; loading gives each object its entry back and restores the generator.
+local function objects() return {model = model, optimizer = opt_, lr_scheduler = sched, ema = ema} end
 
 local function save_checkpoint()
-  flame.save_state(ckpt_path, state_tree())
+  local st = objects()
+  st.format, st.run, st.step = "flame-train-1", run, step
+  st.data = {perm = order.perm, pos = order.pos, epoch = order.epoch}
+  flame.utils.save_training_state(ckpt_path, st)
+end
+
+local function resume(path)
+  local st = flame.utils.load_training_state(path, objects(), {device = device})
+  step = st.step
+  order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch
 end
 
 ---------------------------------------------------------------------------------------------------- sampling
@@ -328,7 +321,7 @@ end
 local function mkdir(path) os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'") end
 mkdir(out_dir)
 
-if resume_state then load_tree(resume_state); resume_state = nil end
+if resume_path then resume(resume_path) end
 local macs = model:macs()
 print(string.format("train.lua: %s preset on %s: %.2fM parameters, %.3f GMACs per image forward " ..
   "(~%.1f GFLOP per step of %d), %d images of %dx%d, %s, %s, amp %s%s", preset_name, device,

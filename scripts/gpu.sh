@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU run, in one call on the lent machine (see docs/performance.md):
-#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [diffusion]
-# (no step named: all of them but diffusion). nnbench: the NN-op ratio table (bench/nn/). Builds for sm_90, runs the whole spec suite with
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop] [diffusion]
+# (no step named: all of them but diffusion). nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
+# bench/nn/train.*) with the 2 GiB safetensors load of bench/io.* in the same table. interop: the safetensors
+# round trips with Python (scripts/interop.sh on cuda; needs python3 with torch and safetensors). diffusion:
+# examples/train.lua's default preset (about 5 minutes). Builds for sm_90, runs the whole spec suite with
 # FLAME_DEVICE=cuda (every op checked against the CPU), compute-sanitizer
 # memcheck on the C backend test and a spec subset, and the benchmarks beside
 # PyTorch on the same GPU. Logs and tables go under $OUT.
@@ -11,7 +14,7 @@ cd "$here"
 OUT=${OUT:-/tmp/flame-gpu-out}
 mkdir -p "$OUT"
 build=${FLAME_BUILD:-$here/build-gpu}
-steps=${*:-build specs ctest sanitize bench nnbench train}
+steps=${*:-build specs ctest sanitize bench nnbench train interop}
 status=0
 has() { [[ " $steps " == *" $1 "* ]]; }
 step() { echo "=== $1 ($(date +%T))"; }
@@ -45,19 +48,22 @@ if has sanitize; then
   step "compute-sanitizer memcheck"
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   : >"$OUT/sanitizer.txt"
-  for f in spec/nn_*_spec.lua; do
+  # FLAME_SANITIZE_SPECS / FLAME_SANITIZE_TESTS narrow a run to some files (the full list takes a while).
+  for f in ${FLAME_SANITIZE_SPECS:-spec/nn_*_spec.lua spec/optim_spec.lua spec/grad_scaler_spec.lua spec/autocast_spec.lua spec/io_spec.lua spec/data_spec.lua}; do
     echo "--- $f" >>"$OUT/sanitizer.txt"
     FLAME_CUDNN_FIND=0 FLAME_DEVICE=cuda "$cs" --tool memcheck --error-exitcode=1 --target-processes all \
       scripts/busted-flame "$f" >>"$OUT/sanitizer.txt" 2>&1 || status=1
   done
-  for t in test_cuda_backend test_gemm test_conv_cudnn; do
+  for t in ${FLAME_SANITIZE_TESTS:-test_cuda_backend test_gemm test_conv_cudnn test_optim}; do
     echo "--- $t" >>"$OUT/sanitizer.txt"
     FLAME_CUDNN_FIND=0 "$cs" --tool memcheck --error-exitcode=1 "$build/$t" >>"$OUT/sanitizer.txt" 2>&1 || status=1
   done
+  [ -n "${FLAME_SANITIZE_SPECS:-}" ] || {
   echo "--- older op specs" >>"$OUT/sanitizer.txt"
   FLAME_DEVICE=cuda "$cs" --tool memcheck --error-exitcode=1 --target-processes all \
     scripts/busted-flame spec/elementwise_spec.lua spec/reduce_spec.lua spec/index_spec.lua spec/linalg_spec.lua \
     spec/backend_spec.lua spec/ops_extra_spec.lua >>"$OUT/sanitizer.txt" 2>&1 || status=1
+  }
   grep -E "^---|ERROR SUMMARY|successes" "$OUT/sanitizer.txt"
 fi
 
@@ -81,6 +87,9 @@ if has nnbench; then
   step "NN-op benchmarks beside PyTorch (bench/nn/)"
   "$build/flame-lua" bench/nn.lua >"$OUT/nn_flame.jsonl" 2>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_torch.py >"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
+  # The checkpoint load (flame first: it writes the 2 GiB file both sides read), rows appended to the same table.
+  "$build/flame-lua" bench/io.lua >>"$OUT/nn_flame.jsonl" 2>>"$OUT/nn_bench.err" || status=1
+  python3 bench/io_torch.py >>"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_ratio.py "$OUT/nn_flame.jsonl" "$OUT/nn_torch.jsonl" | tee "$OUT/bench_nn.md"
 fi
 
@@ -98,5 +107,12 @@ if has train; then
   step "examples/train_mlp.lua on cuda"
   "$build/flame-lua" examples/train_mlp.lua --device cuda 2>&1 | tail -4
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if has interop; then
+  step "safetensors interop with Python (spec/interop/)"
+  rm -rf /tmp/flame-interop
+  if INTEROP_DIR=/tmp/flame-interop FLAME_LUA="$build/flame-lua" PYTHON=python3 scripts/interop.sh cuda \
+    >"$OUT/interop.txt" 2>&1; then :; else status=1; cp -r /tmp/flame-interop "$OUT/interop"; fi # files kept on failure
+  grep -E "^(FAIL|interop)" "$OUT/interop.txt" || tail -20 "$OUT/interop.txt"
 fi
 exit $status

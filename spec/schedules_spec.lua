@@ -185,7 +185,7 @@ local function run_step(c)
   end
   local o = {variance_noise = I.vnoise}
   if c.cls == "DDIMScheduler" then o.eta, o.use_clipped_model_output = c.eta, c.clipped end
-  local prev, x0 = s:step(I.model, c.t, I.sample, o)
+  local prev, x0 = s:step(I.model * (c.model_scale or 1), c.t, I.sample, o)
   H.close(prev, c.prev, tl, "prev_sample")
   H.close(x0, c.x0, tl, "pred_original_sample")
   assert.are.equal(c.dtype, prev.dtype)
@@ -193,8 +193,8 @@ end
 
 describe("flame.schedules step", function()
   for i, c in ipairs(fx.steps) do
-    local name = string.format("%s %s %s %s #%d", c.cls, c.dtype, c.opts.prediction_type or "",
-      c.opts.variance_type or c.opts.timestep_spacing or "", i)
+    local name = string.format("%s %s %s %s%s #%d", c.cls, c.dtype, c.opts.prediction_type or "",
+      c.opts.variance_type or c.opts.timestep_spacing or "", c.opts.thresholding and " thresholding" or "", i)
     it(name, function() run_step(c) end)
   end
 
@@ -259,9 +259,65 @@ describe("flame.schedules step", function()
     H.errors(function() return e:step(I.model, e.timesteps[2], I.sample) end, "EulerDiscreteScheduler:step: the schedule is finished")
     H.errors(function() return S.DDPMScheduler({prediction_type = "flow"}) end, "DDPMScheduler: unknown prediction_type 'flow' (known: epsilon, v_prediction, sample)")
     H.errors(function() return S.DDPMScheduler({variance_type = "learned"}) end, "DDPMScheduler: unknown variance_type 'learned'")
-    H.errors(function() return S.DDIMScheduler({thresholding = true}) end, "DDIMScheduler: thresholding (dynamic thresholding) is not implemented")
-    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true}) end, "EulerDiscreteScheduler: use_karras_sigmas is not implemented")
+    H.errors(function() return S.EulerDiscreteScheduler({use_beta_sigmas = true}) end, "EulerDiscreteScheduler: use_beta_sigmas is not implemented")
+    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true, use_exponential_sigmas = true}) end,
+      "EulerDiscreteScheduler: only one of use_karras_sigmas and use_exponential_sigmas can be set")
+    H.errors(function() return S.EulerDiscreteScheduler({use_karras_sigmas = true}):set_timesteps(nil, {timesteps = {900, 100}}) end,
+      "EulerDiscreteScheduler:set_timesteps: custom timesteps cannot be combined with karras or exponential sigmas")
     H.errors(function() return S.FlowMatchEulerDiscreteScheduler({prediction_type = "epsilon"}) end, "FlowMatchEulerDiscreteScheduler: unknown option 'prediction_type'")
+  end)
+end)
+
+-- A model that knows x0 answers each step exactly: every sampling loop must then end at x0 (up to rounding). This
+-- ties add_noise, get_velocity, scale_model_input and step together for every scheduler and prediction type.
+describe("flame.schedules sampling loops with an oracle model", function()
+  local function oracle_eps(s, xt, t, x0)
+    local a = list(s.alphas_cumprod)[t + 1]
+    return (xt - x0 * math.sqrt(a)) / math.sqrt(1 - a)
+  end
+  for _, cls in ipairs({"DDPMScheduler", "DDIMScheduler"}) do
+    for _, pred in ipairs({"epsilon", "v_prediction", "sample"}) do
+      it(cls .. " " .. pred .. " ends at x0", function()
+        local I = inputs("f64")
+        local s = S[cls]({prediction_type = pred, clip_sample = false, timestep_spacing = "trailing"})
+        s:set_timesteps(12)
+        flame.manual_seed(3)
+        local x = flame.randn(I.x0.shape, {dtype = "f64", device = H.device}) * s.init_noise_sigma
+        for _, t in ipairs(s.timesteps) do
+          local eps = oracle_eps(s, s:scale_model_input(x, t), t, I.x0)
+          local out = pred == "epsilon" and eps or pred == "sample" and I.x0 or s:get_velocity(I.x0, eps, t)
+          x = s:step(out, t, x)
+        end
+        H.close(x, I.x0, {rtol = 1e-4, atol = 1e-4})
+      end)
+    end
+  end
+  for _, pred in ipairs({"epsilon", "v_prediction", "sample"}) do
+    it("EulerDiscreteScheduler " .. pred .. " ends at x0", function()
+      local I = inputs("f64")
+      local s = S.EulerDiscreteScheduler({prediction_type = pred, timestep_spacing = "trailing"})
+      s:set_timesteps(12)
+      local x = I.noise * s.init_noise_sigma + I.x0
+      for i, t in ipairs(s.timesteps) do
+        local sigma = s.sigmas[i]
+        local eps = (x - I.x0) / sigma -- x = x0 + sigma eps in Euler's scaling
+        s:scale_model_input(x, t)
+        local out = pred == "epsilon" and eps or pred == "sample" and I.x0
+          or (eps - I.x0 * sigma) / math.sqrt(sigma * sigma + 1)
+        x = s:step(out, t, x)
+      end
+      H.close(x, I.x0, {rtol = 1e-5, atol = 1e-5})
+    end)
+  end
+  it("FlowMatchEulerDiscreteScheduler ends at x0", function()
+    local I = inputs("f64")
+    local s = S.FlowMatchEulerDiscreteScheduler({shift = 3.0})
+    s:set_timesteps(10)
+    local x = I.noise
+    for i, t in ipairs(s.timesteps) do
+      x = s:step((x - I.x0) / s.sigmas[i], t, x) -- v = noise - x0 = (x_t - x0) / sigma
+    end
+    H.close(x, I.x0, {rtol = 1e-5, atol = 1e-5})
   end)
 end)
 

@@ -10,6 +10,14 @@
 -- sample's device and dtype once (cached per device and dtype).
 --
 -- Timesteps are diffusers' values (0 .. num_train_timesteps - 1), never Lua indices; `s.timesteps` is a Lua array.
+--   local s = flame.schedules.DDIMScheduler({prediction_type = "v_prediction", timestep_spacing = "trailing"})
+--   local t = flame.randint(0, s.num_train_timesteps, {B}, {device = dev})      -- training
+--   local loss = F.mse_loss(model(s:add_noise(x0, noise, t), t), s:get_velocity(x0, noise, t))
+--   s:set_timesteps(50)                                                         -- sampling
+--   local x = flame.randn(shape, {device = dev}) * s.init_noise_sigma
+--   for _, t in ipairs(s.timesteps) do
+--     x = s:step(model(s:scale_model_input(x, t), flame.full({B}, t, {device = dev})), t, x)
+--   end
 local flame = ...
 local S = {}
 flame.schedules = S
@@ -198,9 +206,6 @@ end
 
 -- The train-time tables: betas, alphas, alphas_cumprod as f32-valued Lua arrays (index t + 1) and f64 CPU tensors.
 local function init_tables(s, cfg)
-  if cfg.thresholding then
-    error(s.name .. ": thresholding (dynamic thresholding) is not implemented; use clip_sample", 3)
-  end
   check_choice(s.name, "prediction_type", cfg.prediction_type, {"epsilon", "v_prediction", "sample"}, 4)
   check_choice(s.name, "timestep_spacing", cfg.timestep_spacing, {"linspace", "leading", "trailing"}, 4)
   local betas = beta_list(s.name, cfg.beta_schedule, cfg, 4)
@@ -238,31 +243,35 @@ function Base:_int_t(method, t, level)
   return i
 end
 
--- Per-sample coefficients for x: a number for a number t, else the entries of `tbl` gathered at the tensor t
--- (shape [B], 0-dim or [1]) and shaped [B, 1, ...] to broadcast over x's other dims.
-function Base:_gather(method, x, t, tbl, level)
-  if not is_tensor(t) then return nil end
-  if t.dtype ~= "i64" and t.dtype ~= "i32" then
-    fail(self, method, level + 1, "per-sample timesteps must be an i64 or i32 tensor, got %s", t.dtype)
-  end
+-- The number B of per-sample timesteps t (a tensor of shape [B], [1] or []) and the shape [B, 1, ...] that
+-- broadcasts their coefficients over the sample batch x.
+function Base:_batch_shape(method, x, t, level)
   local b = t:numel()
   if t:dim() > 1 or (b ~= 1 and (x:dim() == 0 or b ~= x.shape[1])) then
     fail(self, method, level + 1, "timesteps of shape %s do not match a sample batch of shape %s", tostring(t.shape), tostring(x.shape))
   end
+  local shape = {b}
+  for d = 2, x:dim() do shape[d] = 1 end
+  return b, shape
+end
+
+-- The gather index (t + 1, i64 on x's device) and the broadcast shape of integer per-sample timesteps t.
+function Base:_sample_index(method, x, t, level)
+  if t.dtype ~= "i64" and t.dtype ~= "i32" then
+    fail(self, method, level + 1, "per-sample timesteps must be an i64 or i32 tensor, got %s", t.dtype)
+  end
+  local b, shape = self:_batch_shape(method, x, t, level + 1)
   if t.device == "cpu" and b > 0 then -- free to check here; on a GPU index_select reports it at the next sync
     local lo, hi = t:min():item(), t:max():item()
     if lo < 0 or hi >= self.num_train_timesteps then
       fail(self, method, level + 1, "timestep %d out of range [0, %d]", lo < 0 and lo or hi, self.num_train_timesteps - 1)
     end
   end
-  local idx = t:to({device = x.device, dtype = "i64"}):reshape(b) + 1
-  local shape = {b}
-  for d = 2, x:dim() do shape[d] = 1 end
-  return tbl:index_select(1, idx):reshape(shape)
+  return t:to({device = x.device, dtype = "i64"}):reshape(b) + 1, shape
 end
 
--- sqrt(alphas_cumprod[t]) and sqrt(1 - alphas_cumprod[t]) for x: numbers or gathered tensors. In x's precision:
--- f64 for f64 samples, else diffusers' f32 arithmetic.
+-- sqrt(alphas_cumprod[t]) and sqrt(1 - alphas_cumprod[t]) for x: numbers for a number t, else gathered per
+-- sample and shaped to broadcast. In x's precision: f64 for f64 samples, else diffusers' f32 arithmetic.
 function Base:_noise_coefs(method, x, t, level)
   local acp = self._acp
   local function a_coef(f64) local o = {} for i, a in ipairs(acp) do o[i] = f64 and math.sqrt(a) or sqrt32(a) end return o end
@@ -272,8 +281,9 @@ function Base:_noise_coefs(method, x, t, level)
     return o
   end
   if is_tensor(t) then
-    local ca = self:_gather(method, x, t, self:_table("sqrt_acp", x, a_coef), level + 1)
-    return ca, self:_gather(method, x, t, self:_table("sqrt_1m_acp", x, b_coef), level + 1)
+    local idx, shape = self:_sample_index(method, x, t, level + 1)
+    return self:_table("sqrt_acp", x, a_coef):index_select(1, idx):reshape(shape),
+      self:_table("sqrt_1m_acp", x, b_coef):index_select(1, idx):reshape(shape)
   end
   local a = acp[self:_int_t(method, t, level + 1) + 1]
   if x.dtype == "f64" then return math.sqrt(a), math.sqrt(1 - a) end
@@ -367,7 +377,27 @@ local function step_noise(o, like)
   return o.variance_noise or flame.randn(like.shape, {dtype = like.dtype, device = like.device})
 end
 
+-- diffusers' _threshold_sample (Imagen's dynamic thresholding): per sample, s = the dynamic_thresholding_ratio
+-- quantile of |x0| (torch.quantile's linear interpolation, in x0's dtype; f32 for the half types) clamped to
+-- [1, sample_max_value]; x0 is clamped to [-s, s] and divided by s. One sort per step, no host read.
+local function threshold(self, x0)
+  local c, dtype = self.config, x0.dtype
+  local x = (dtype == "f32" or dtype == "f64") and x0 or x0:float()
+  local b = x.shape[1]
+  local flat = x:reshape(b, -1)
+  local n = flat.shape[2]
+  local sorted = flat:abs():sort(2)
+  local rank = x.dtype == "f64" and c.dynamic_thresholding_ratio * (n - 1) or f32(f32(c.dynamic_thresholding_ratio) * (n - 1))
+  local lo, hi = math.floor(rank), math.ceil(rank)
+  local w = rank - lo
+  local vlo, vhi = sorted:narrow(2, lo + 1, 1), sorted:narrow(2, hi + 1, 1)
+  local s = w < 0.5 and vlo + (vhi - vlo) * w or vhi - (vhi - vlo) * (1 - w) -- torch.lerp's two branches
+  s = s:clamp(1, c.sample_max_value)
+  return (flat:maximum(-s):minimum(s) / s):reshape(x0.shape):to(dtype)
+end
+
 local function clip(self, x0)
+  if self.config.thresholding then return threshold(self, x0) end
   if not self.config.clip_sample then return x0 end
   local r = self.config.clip_sample_range
   return x0:clamp(-r, r)
@@ -543,4 +573,4 @@ end
 -- Shared with schedules_sigma.lua.
 S._base = {Base = Base, new_class = new_class, configure = configure, check_choice = check_choice,
   init_tables = init_tables, fail = fail, f32 = f32, sqrt32 = sqrt32, round_half_even = round_half_even,
-  np_linspace = np_linspace, need_tensor = need_tensor, step_noise = step_noise, f64_tensor = f64_tensor}
+  np_linspace = np_linspace, torch_linspace32 = torch_linspace32, need_tensor = need_tensor, step_noise = step_noise, f64_tensor = f64_tensor}

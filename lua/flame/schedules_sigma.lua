@@ -58,10 +58,7 @@ end
 -- The sigma of each per-sample timestep (a tensor [B]), found on the device: [B, 1, ...] for x. A timestep that
 -- is not in the schedule is an error on the CPU and gives NaN elsewhere (no sync to check it there).
 function Sigma:_sigma_tensor(method, x, t, level)
-  local b = t:numel()
-  if t:dim() > 1 or (b ~= 1 and (x:dim() == 0 or b ~= x.shape[1])) then
-    fail(self, method, level + 1, "timesteps of shape %s do not match a sample batch of shape %s", tostring(t.shape), tostring(x.shape))
-  end
+  local b, shape = self:_batch_shape(method, x, t, level + 1)
   local row, sigmas = self:_schedule_tensors(x)
   local hit = t:to({device = x.device, dtype = "f32"}):reshape(b, 1):eq(row):float() -- [B, n]
   local count = hit:sum(2, true)
@@ -71,16 +68,14 @@ function Sigma:_sigma_tensor(method, x, t, level)
   local want = count:gt(1):float() + 1 -- the second match when there are several, as index_for_timestep
   local idx = (hit * hit:cumsum(2):eq(want):float()):argmax(2)
   local sig = sigmas:index_select(1, idx)
-  sig = flame.where(count:reshape(b):gt(0), sig, 0 / 0)
-  local shape = {b}
-  for d = 2, x:dim() do shape[d] = 1 end
-  return sig:reshape(shape)
+  return flame.where(count:reshape(b):gt(0), sig, 0 / 0):reshape(shape)
 end
 
 -- The sigma for x at t: a number for a number t, else a tensor shaped to broadcast over x.
 function Sigma:_sigma_at(method, x, t, level)
   if is_tensor(t) and t:dim() >= 1 then
-    return self:_sigma_tensor(method, x, t, level + 1)
+    local sigma = self:_sigma_tensor(method, x, t, level + 1) -- not a tail call: the error level counts this frame
+    return sigma
   end
   return self._sigmas[self:_index(method, t, level + 1)]
 end
@@ -89,7 +84,6 @@ function Sigma:_init_step_index(method, t, level)
   if not self._step_index then self._step_index = self:_index(method, t, level + 1) end
   return self._step_index
 end
-
 
 ------------------------------------------------------------------------------------------ Euler
 
@@ -100,7 +94,7 @@ local euler_defaults = {num_train_timesteps = 1000, beta_start = 0.0001, beta_en
   timestep_spacing = "linspace", timestep_type = "discrete", steps_offset = 0, rescale_betas_zero_snr = false,
   final_sigmas_type = "zero"}
 
-local function not_implemented(name, what) error(string.format("%s: %s is not implemented", name, what), 4) end
+local function not_implemented(name, what) error(string.format("%s: %s is not implemented", name, what), 3) end
 
 -- ((1 - acp) / acp) ** 0.5 for every train timestep, in f32 (ascending in t).
 local function train_sigmas(acp)
@@ -125,9 +119,12 @@ function S.EulerDiscreteScheduler(opts)
   local name = "EulerDiscreteScheduler"
   local cfg = B.configure(name, opts, euler_defaults)
   if cfg.trained_betas == false then cfg.trained_betas = nil end
-  for _, k in ipairs({"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}) do
-    if cfg[k] then not_implemented(name, k) end
+  if cfg.use_beta_sigmas then not_implemented(name, "use_beta_sigmas") end
+  if cfg.use_karras_sigmas and cfg.use_exponential_sigmas then
+    error(name .. ": only one of use_karras_sigmas and use_exponential_sigmas can be set", 2)
   end
+  if cfg.sigma_min == false then cfg.sigma_min = nil end
+  if cfg.sigma_max == false then cfg.sigma_max = nil end
   if cfg.interpolation_type ~= "linear" then not_implemented(name, "interpolation_type '" .. tostring(cfg.interpolation_type) .. "'") end
   if cfg.timestep_type ~= "discrete" then not_implemented(name, "timestep_type '" .. tostring(cfg.timestep_type) .. "'") end
   B.check_choice(name, "final_sigmas_type", cfg.final_sigmas_type, {"zero", "sigma_min"})
@@ -165,6 +162,21 @@ local function sigma_to_t(sigma, log_sigmas)
   return (1 - w) * (low - 1) + w * low
 end
 
+-- Karras et al.'s sigmas (rho = 7) between sigma_min and sigma_max, in f64 as diffusers' _convert_to_karras.
+local function karras(lo, hi, n)
+  local rho, out = 7.0, {}
+  local a, b = hi ^ (1 / rho), lo ^ (1 / rho)
+  for i, r in ipairs(B.np_linspace(0, 1, n)) do out[i] = (a + r * (b - a)) ^ rho end
+  return out
+end
+
+-- diffusers' _convert_to_exponential: exp of torch's f32 linspace between the log sigmas.
+local function exponential(lo, hi, n)
+  local out = {}
+  for i, v in ipairs(B.torch_linspace32(math.log(hi), math.log(lo), n)) do out[i] = f32(math.exp(v)) end
+  return out
+end
+
 -- set_timesteps(n), or set_timesteps(nil, {timesteps = {...}}) or set_timesteps(nil, {sigmas = {...}}) (custom,
 -- the sigmas with their final value).
 function Euler:set_timesteps(n, opts)
@@ -196,7 +208,17 @@ function Euler:set_timesteps(n, opts)
     end
   end
   self.num_inference_steps = n
-  for i, t in ipairs(ts) do sig[i] = f32(interp(t, self._train_sigmas)) end
+  for i, t in ipairs(ts) do sig[i] = interp(t, self._train_sigmas) end
+  local c = self.config
+  if c.use_karras_sigmas or c.use_exponential_sigmas then
+    if o.timesteps then fail(self, "set_timesteps", 2, "custom timesteps cannot be combined with karras or exponential sigmas") end
+    local lo, hi = c.sigma_min or sig[#sig], c.sigma_max or sig[1]
+    sig = c.use_karras_sigmas and karras(lo, hi, n) or exponential(lo, hi, n)
+    local log_sigmas = {}
+    for i, v in ipairs(self._train_sigmas) do log_sigmas[i] = f32(math.log(v)) end
+    for i, v in ipairs(sig) do ts[i] = f32(sigma_to_t(v, log_sigmas)) end
+  end
+  for i = 1, #sig do sig[i] = f32(sig[i]) end
   local a0 = self._acp[1]
   sig[#ts + 1] = self.config.final_sigmas_type == "sigma_min" and sqrt32(f32(f32(1 - a0) / a0)) or 0.0
   self:_set_sigmas(ts, sig)
