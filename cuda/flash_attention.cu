@@ -152,6 +152,17 @@ __device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h,
   return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
 }
 
+/* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
+ * straddles two. */
+__device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool &k0, bool &k1) {
+  fl_philox_out o = fl_philox(p.seed, p.offset + idx / 4);
+  const uint32_t w = (uint32_t)(idx % 4);
+  uint32_t a = w == 0 ? o.w[0] : w == 1 ? o.w[1] : w == 2 ? o.w[2] : o.w[3];
+  uint32_t c = w == 0 ? o.w[1] : w == 1 ? o.w[2] : w == 2 ? o.w[3] : fl_philox(p.seed, p.offset + idx / 4 + 1).w[0];
+  k0 = fl_dropout_keep_word(a, p.thr);
+  k1 = fl_dropout_keep_word(c, p.thr);
+}
+
 /* One (query tile, b, h) of the forward. */
 template <bool BF, int D>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
@@ -229,14 +240,19 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         float pe = exp2f(s[nt][e] - muse[e >> 1]);
-        lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end */
-        if (p.dropout) {
-          int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-          bool keep = i < lq && j < lk && fl_dropout_keep(p.seed, p.offset, drop_index(p, b, h, i, j), p.thr);
-          pe = keep ? pe * p.drop_scale : 0.f;
-        }
+        lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
         s[nt][e] = pe;
       }
+    if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+#pragma unroll
+      for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          bool k0, k1;
+          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), k0, k1);
+          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop_scale : 0.f;
+          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+        }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[4];
