@@ -57,7 +57,7 @@ static fl_status flash_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **
   }
   if (gout[0]->dtype != o->dtype) FL_CHECK(fl_cast(gout[0], o->dtype, &dout)); /* a hook's gradient of another dtype */
   else FL_CHECK(fl_contiguous(gout[0], &dout));
-  if (!fl_is_contiguous(dout)) { /* fl_cast keeps strides */
+  if (!fl_is_contiguous(dout) || !kernel_layout(dout)) { /* fl_cast may keep strides; the kernel reads 16 bytes */
     fl_tensor *t;
     FL_CHECK(fl_clone(dout, &t));
     fl_release(dout);
