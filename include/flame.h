@@ -501,6 +501,17 @@ fl_status fl_retain_grad(fl_tensor *t);
 const char *fl_grad_fn_name(const fl_tensor *t);
 bool fl_grad_enabled(void);
 bool fl_set_grad_enabled(bool on); /* returns the previous mode */
+/* The op profiler (src/core/profile.c): between start and stop, every kernel dispatch syncs the device and
+ * charges the elapsed time to the previous op ("op" in the forward, "Node/op" inside a backward node). stop syncs
+ * dev, ends it and returns the entries (valid until the next start on this thread). */
+typedef struct {
+  char name[96];
+  double seconds;
+  int64_t calls;
+} fl_profile_entry;
+void fl_profile_start(void);
+int fl_profile_stop(fl_device dev, const fl_profile_entry **out);
+
 /* Autocast (mixed precision, src/core/autocast.c): per thread, like grad mode. With dt FL_BF16 or FL_F16,
  * matmul, linear, the convolutions and attention run in dt and softmax, the norms and the losses in f32;
  * FL_NDTYPES turns it off. *prev (may be NULL) gets the previous dtype (FL_NDTYPES: it was off). */

@@ -377,6 +377,10 @@ static inline fl_dtype fl_binary_compute(fl_binary_op op, const fl_tensor *out, 
 /* dst <- src on one device through the backend's copy (a cast where dtypes
  * differ; src may have 0 strides): the kernel step of every copying op. */
 fl_status fl_copy_kernel(const char *op, fl_tensor *dst, const fl_tensor *src);
+/* The profiler's hooks (profile.c): a kernel of op is about to be queued on dev; the backward node now running
+ * (returns the previous one). Both cost a thread-local test when profiling is off. */
+void fl_profile_tick(const char *op, fl_device dev);
+const char *fl_profile_node(const char *name);
 /* memcpy of non-overlapping host buffers, split over the CPU threads when n is large (cpu_copy.c): the CUDA
  * backend's pinned staging copies pageable bytes with it, since one core cannot keep up with the DMA engine. */
 void fl_host_memcpy(void *dst, const void *src, size_t n);
