@@ -179,7 +179,7 @@ local function members(name)
     local rest = n:sub(#name + 2)
     if n:sub(1, #name) == name and (n:sub(#name + 1, #name + 1) == "." or n:sub(#name + 1, #name + 1) == ":")
       and not rest:find("[.:]") then
-      out[#out + 1] = n:sub(#name + 1)
+      out[#out + 1] = n:sub(#name + 1, #name + 1) == ":" and rest .. "()" or rest
     end
   end
   return out
@@ -204,7 +204,7 @@ function H.text(name)
   if not e then return nil end
   local text = e.sig .. "\n  " .. e.desc
   local m = members(ename)
-  if #m > 0 then text = text .. "\n" .. wrap_words(m, 78, "  ") end
+  if #m > 0 then text = text .. "\n  members:\n" .. wrap_words(m, 78, "    ") end
   return text
 end
 
@@ -212,7 +212,16 @@ end
 local function resolve(x)
   if type(x) ~= "string" then return name_of_value(x) end
   if entry(x) then return x end
-  local obj, field = x:match("^(.-)[.:]([%w_]+)$")
+  local obj, sep, field = x:match("^(.-)([.:])([%w_]+)$")
+  if obj then  -- a tensor's property or method: t.shape, t:add
+    local chunk = load("return " .. obj, "=help", "t")
+    local ok, v = pcall(chunk or error)
+    if ok and flame.is_tensor(v) then
+      for _, name in ipairs({"Tensor" .. sep .. field, "Tensor." .. field, "Tensor:" .. field}) do
+        if entry(name) then return name end
+      end
+    end
+  end
   local chunk = load("return " .. (obj and (obj .. "[" .. string.format("%q", field) .. "]") or x), "=help", "t")
   if chunk then
     local ok, v = pcall(chunk)
@@ -240,7 +249,8 @@ REPL: a trailing ';' prints nothing, %time toggles timing (%time expr times one)
 function H.describe(x, ...)
   if select("#", ...) == 0 and x == nil then return INTRO end
   local name = resolve(x)
-  if name then return H.text(name) end
+  local text = name and H.text(name)
+  if text then return text end
   if type(x) == "string" then
     local m = suffix_matches(x)
     if #m > 0 then

@@ -352,10 +352,12 @@ flame.optim.clip_grad_norm(params, max_norm, {norm_type}) -- scale gradients to 
 flame.optim.clip_grad_norm_(params, max_norm, {norm_type}) -- the same as clip_grad_norm
 flame.optim.EMA(model_or_params, decay?, {warmup}) -- exponential moving average of parameters
 flame.optim.GradScaler({init_scale, growth_factor, backoff_factor, growth_interval, enabled}) -- loss scaling for f16
+Optimizer -- what flame.optim.SGD, Adam and AdamW return: opt:step(), opt:zero_grad(), opt.param_groups
 Optimizer:step(closure?) -- update the parameters from their gradients
 Optimizer:zero_grad(set_to_none?) -- clear the gradients
 Optimizer:state_dict() -- the state and param groups (PyTorch's layout)
 Optimizer:load_state_dict(sd) -- restore the state
+EMA -- what flame.optim.EMA returns
 EMA:update() -- move the averages toward the parameters
 EMA:copy_to(model?) -- copy the averages into the parameters
 EMA:store() -- keep the parameters aside
@@ -363,6 +365,7 @@ EMA:restore() -- put the kept parameters back
 EMA:get_decay() -- the decay of the next update
 EMA:state_dict() -- the averages and step count
 EMA:load_state_dict(sd) -- restore them
+GradScaler -- what flame.optim.GradScaler returns
 GradScaler:scale(loss_or_table) -- multiply by the current scale
 GradScaler:unscale_(opt) -- divide the gradients by the scale, once per step
 GradScaler:step(opt, ...) -- opt:step() unless gradients have inf/NaN
@@ -383,6 +386,7 @@ flame.optim.lr_scheduler.constant(opt) -- diffusers' constant schedule
 flame.optim.lr_scheduler.constant_with_warmup(opt, {warmup_steps}) -- linear warmup, then constant
 flame.optim.lr_scheduler.linear_with_warmup(opt, {warmup_steps, total_steps}) -- warmup, then linear decay to 0
 flame.optim.lr_scheduler.cosine_with_warmup(opt, {warmup_steps, total_steps, num_cycles, min_lr}) -- warmup, then cosine
+LRScheduler -- what the flame.optim.lr_scheduler constructors return
 LRScheduler:step() -- advance one step and set the learning rates
 LRScheduler:get_last_lr() -- the learning rates last set
 LRScheduler:lr_at(step) -- the learning rate factor at a step
@@ -394,6 +398,7 @@ flame.schedules.DDPMScheduler(opts) -- DDPM sampler (diffusers' options)
 flame.schedules.DDIMScheduler(opts) -- DDIM sampler
 flame.schedules.EulerDiscreteScheduler(opts) -- Euler sampler on sigmas
 flame.schedules.FlowMatchEulerDiscreteScheduler(opts) -- flow-matching Euler sampler
+Scheduler -- what the flame.schedules samplers return: fields timesteps, sigmas, alphas_cumprod, init_noise_sigma
 Scheduler:set_timesteps(n, {sigmas, mu}) -- choose n inference timesteps
 Scheduler:step(model_output, t, sample, opts?) -- prev_sample, pred_original_sample
 Scheduler:add_noise(x0, noise, t) -- the noisy sample at timestep t
@@ -407,9 +412,11 @@ flame.data.Dataset:extend(name) -- a subclass named name
 flame.data.Dataset:new(...) -- an instance (Cls(...) calls this), runs __init
 flame.data.Dataset:get(i) -- sample i (1-based); subclasses define it
 flame.data.TensorDataset(t1, t2, ...) -- sample i is {t1[i], t2[i], ...}
+TensorDataset -- what flame.data.TensorDataset returns (#ds samples)
 TensorDataset:get(i) -- sample i
 TensorDataset:get_batch(indices) -- a batch by index_select
 flame.data.DataLoader(ds, {batch_size, shuffle, drop_last, collate, device}) -- batches over a dataset
+DataLoader -- what flame.data.DataLoader returns (#loader batches)
 DataLoader:iter() -- iterator over one epoch's batches
 DataLoader:enumerate() -- iterator over (i, batch)
 flame.data.default_collate(samples) -- stack samples into a batch (PyTorch's rules)
@@ -421,6 +428,7 @@ flame.image.load(path, {size, channels}) -- an image as [C, H, W] f32 in [0, 1]
 flame.image.save(path, t, {range}) -- write [C, H, W] or [H, W] as PNG
 flame.image.grid(list_or_batch, {nrow, padding, pad_value}) -- images tiled into one (make_grid)
 flame.image.formats() -- which formats this build reads ({png = true, jpeg = ...})
+Progress -- what flame.progress returns
 Progress:update(n?, fields?) -- advance by n and show fields
 Progress:print(...) -- a line above the bar
 Progress:line() -- the bar's text
