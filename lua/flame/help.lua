@@ -19,7 +19,7 @@ H.INSTANCES = {
   Scheduler = function() return flame.schedules.DDPMScheduler({}) end,
   TensorDataset = function() return flame.data.TensorDataset(flame.zeros(2)) end,
   DataLoader = function() return flame.data.DataLoader(flame.data.TensorDataset(flame.zeros(2))) end,
-  Progress = function() return flame.progress(1, {file = {write = function() end, flush = function() end}}) end,
+  Progress = function() return flame.progress(1, {file = io.tmpfile()}) end,
 }
 -- Instances of other constructors that share a prefix (their methods are checked as well).
 H.MORE_INSTANCES = {
@@ -127,9 +127,32 @@ local function entry(name)
 end
 H.entry = entry
 
--- The documented name of a value: a flame function, table or class, a tensor, a module instance, or an
--- instance of one of the INSTANCES classes.
-local instance_classes
+-- The class tables of the INSTANCES objects, each with its prefix: the instance's metatable and the tables its
+-- __index chain goes through, up to one reachable from flame (a user's subclass of flame.data.Dataset is no
+-- TensorDataset).
+local class_prefix
+local function class_chain(obj, fn)
+  local c, depth = getmetatable(obj), 0
+  while type(c) == "table" and depth < 16 and not index()[c] do
+    if fn(c) then return end
+    local mt = getmetatable(c)
+    c, depth = type(mt) == "table" and rawget(mt, "__index") or nil, depth + 1
+  end
+end
+local function classes()
+  if class_prefix then return class_prefix end
+  class_prefix = {}
+  for _, makers in ipairs({H.INSTANCES, H.MORE_INSTANCES}) do
+    for prefix, make in pairs(makers) do
+      local ok, obj = pcall(make)
+      if ok then class_chain(obj, function(c) class_prefix[c] = class_prefix[c] or prefix end) end
+    end
+  end
+  return class_prefix
+end
+
+-- The documented name of a value: a flame function, table or class, a tensor, a module instance, an instance of
+-- one of the INSTANCES classes, or one of their methods.
 local function name_of_value(v)
   if flame.is_tensor(v) then return "Tensor" end
   for _, name in ipairs(index()[v] or {}) do
@@ -143,27 +166,17 @@ local function name_of_value(v)
         cls = rawget(cls, "__super")
       end
     end
-    if not instance_classes then
-      instance_classes = {}
-      for prefix, make in pairs(H.INSTANCES) do
-        local ok, obj = pcall(make)
-        if ok then instance_classes[getmetatable(obj)] = prefix end
-      end
-    end
-    local prefix = instance_classes[getmetatable(v)]
-    if prefix then return prefix end
+    local found
+    class_chain(v, function(c)
+      found = classes()[c]
+      return found
+    end)
+    return found
   end
-  if type(v) == "function" then  -- a method of an instance class
-    if not instance_classes then name_of_value({}) end
-    for mt, prefix in pairs(instance_classes) do
-      local c, depth = mt, 0
-      while type(c) == "table" and depth < 8 do
-        local idx = rawget(c, "__index")
-        if type(idx) ~= "table" then break end
-        for k, f in pairs(idx) do
-          if f == v and entry(prefix .. ":" .. k) then return prefix .. ":" .. k end
-        end
-        c, depth = getmetatable(idx), depth + 1
+  if type(v) == "function" then
+    for c, prefix in pairs(classes()) do
+      for k, f in pairs(c) do
+        if f == v and entry(prefix .. ":" .. k) then return prefix .. ":" .. k end
       end
     end
   end
