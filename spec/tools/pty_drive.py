@@ -8,7 +8,7 @@ Actions, in order:
     send:TEXT     write TEXT to the terminal (Python escapes: \\n, \\t, \\x03 for Ctrl-C)
     expect:REGEX  wait until the output read since the last expect matches REGEX (Python re, DOTALL)
     sleep:S       wait S seconds
-At the end the terminal is closed (the program sees EOF/SIGHUP) and the whole output is written to stdout with
+The terminal has 200 rows, so that completion lists need no paging. At the end the terminal is closed (the program sees EOF/SIGHUP) and the whole output is written to stdout with
 carriage returns and terminal escape sequences removed. Exit status 0, or 1 when an expect timed out (the output
 so far, then a line "pty_drive: timeout waiting for REGEX")."""
 import codecs
@@ -55,7 +55,7 @@ def main(argv):
         os.environ.pop("COLUMNS", None)
         os.environ["HOME"] = home  # a fresh history file
         os.execvp(program[0], program)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 200, cols, 0, 0))
 
     out = b""
     mark = 0  # expect looks at the output after the previous match
