@@ -69,6 +69,9 @@ static void laction(int sig)
     /* a second Ctrl-C before the hook runs (e.g. stuck in C code) kills us */
     set_sigint(SIG_DFL, NULL);
     (void)sig;
+    /* lua_sethook is safe here (lua.c does the same). An engine-level
+     * interrupt for long C ops, if the binding grows one, belongs here too,
+     * and must be as safe: a store to an atomic flag. */
     lua_sethook(interrupt_L, lstop, flag, 1);
 }
 
