@@ -54,6 +54,11 @@ def main(argv):
         os.environ["INPUTRC"] = os.environ.get("PTY_INPUTRC", "/dev/null")
         os.environ.pop("COLUMNS", None)
         os.environ["HOME"] = home  # a fresh history file
+        # NOFLSH: without it the kernel flushes the terminal's queues when Ctrl-C makes its SIGINT, and that flush
+        # can come after the program already wrote its "^C" and new prompt, which then never reach the transcript
+        attrs = termios.tcgetattr(0)
+        attrs[3] |= termios.NOFLSH
+        termios.tcsetattr(0, termios.TCSANOW, attrs)
         os.execvp(program[0], program)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 200, cols, 0, 0))
 

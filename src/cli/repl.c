@@ -8,6 +8,7 @@
  * nothing, "?x" is help(x), "%time" toggles timing of each command and
  * "%time <line>" times one, and tensors print wrapped at the terminal width. */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,14 +308,27 @@ static void install_help(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Between reading a line and running it (compiling, printing the results)
+ * a Ctrl-C is dropped rather than killing the session: line_read and
+ * cli_docall install their own handlers and put this one back. */
+static void ignore_sigint(int sig)
+{
+    (void)sig;
+}
+
 void cli_repl(lua_State *L)
 {
     int status;
+    struct sigaction sa, oldint;
     int tty = isatty(STDIN_FILENO);
     const char *oldprogname = cli_progname;
     cli_progname = NULL;  /* errors in the REPL are not prefixed */
     line_init(L, tty);
     install_help(L);
+    sa.sa_handler = ignore_sigint;
+    sa.sa_flags = SA_RESTART;  /* a write of the results goes on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &oldint);
     while ((status = loadline(L)) != LOAD_EOF) {
         double start = 0;
         int timed;
@@ -331,6 +345,7 @@ void cli_repl(lua_State *L)
         if (timed) print_time(now() - start);
         fflush(stdout);  /* keep results and errors in order when piped */
     }
+    sigaction(SIGINT, &oldint, NULL);
     lua_settop(L, 0);
     if (tty) fputs("\n", stdout);  /* leave the shell prompt on its own line */
     fflush(stdout);
