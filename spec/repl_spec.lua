@@ -147,6 +147,8 @@ describe("REPL", function()
         "send:m = flame.nn.Linear(2, 3)\n", "expect:" .. PROMPT,
         "send:m.wei\t.shape\n", "expect:\n{3, 2}\nflame> $",
         "send:#m:paramet\t", "expect:#m:parameters$", "send:()\n", "expect:\n2\nflame> $",
+        "send:opt = flame.optim.SGD(m:parameters(), {lr = 0.1})\n", "expect:" .. PROMPT,
+        "send:opt:zero\t()\n", "expect:" .. PROMPT,  -- a method found through SGD's __index chain
         "send:flame.nn.Lin\t == nil\n", "expect:\nfalse\nflame> $",
         "send:flame.optim.lr_scheduler.cos\t == nil\n", "expect:\nfalse\nflame> $",
         "send:flame.F.conv_transpose\t", "sleep:0.2", "send:\t",
@@ -158,6 +160,7 @@ describe("REPL", function()
       assert.truthy(out:find("flame> x.shape\n", 1, true), out)
       assert.truthy(out:find("flame> m.weight.shape\n", 1, true), out)
       assert.truthy(out:find("flame> #m:parameters()\n2\n", 1, true), out)
+      assert.truthy(out:find("flame> opt:zero_grad()\nflame> ", 1, true), out)
       assert.truthy(out:find("flame> flame.nn.Linear == nil\n", 1, true), out)
       assert.truthy(out:find("flame> flame.optim.lr_scheduler.cosine_with_warmup == nil\n", 1, true), out)
       -- the listing of a tensor's fields has properties and methods
