@@ -256,6 +256,7 @@ flame.F.interpolate(x, {size, scale_factor, mode, align_corners}) -- resize (nea
 flame.F.pad(x, pads, {mode, value}) -- pad from the last dim backwards (constant, reflect, replicate, circular)
 flame.F.scaled_dot_product_attention(q, k, v, {causal, dropout_p, scale, training, attn_mask}) -- attention on [B, H, S, D]
 flame.F.flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q, max_k, opts?) -- attention on packed sequences
+flame.F.sdpa_backend(q, k, v, opts?) -- which path scaled_dot_product_attention takes for these arguments: "flash" or "reference"
 flame.nn -- neural-network modules (classes written in Lua), flame.nn.functional and flame.nn.init
 flame.nn.Parameter(t, requires_grad?) -- a leaf copy of t that requires grad (registers as a parameter)
 flame.nn.is_module(v) -- whether v is a module instance
