@@ -386,7 +386,7 @@ static const lfl_reg functions[] = {
     {"_profile_start", f_profile_start, LFL_NOARGS}, {"_profile_stop", f_profile_stop, 1},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
     {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
-    {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
+    {"set_num_threads", f_set_num_threads, 1}, {"set_printoptions", lfl_set_printoptions, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
 
 static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},
                                          {"device_count", f_cuda_device_count, LFL_NOARGS},

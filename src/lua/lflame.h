@@ -83,6 +83,7 @@ int lfl_device_ordinal(lua_State *L, int idx);
 void lfl_open_tensor(lua_State *L);   /* metatable + methods; leaves nothing */
 void lfl_push_methods(lua_State *L);  /* the methods table */
 int lfl_tostring(lua_State *L);
+int lfl_set_printoptions(lua_State *L); /* lprint.c: flame.set_printoptions */
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
 void lfl_open_shape(lua_State *L);     /* the shape metatable */
