@@ -86,8 +86,6 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
   return BF ? fl_bfloat_from_f32(x) : fl_half_from_f32(x);
 }
 
-__device__ __forceinline__ uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
-__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
 
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -104,27 +102,79 @@ template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint
   }
 }
 
-/* A fragment (16 x 16 at row r0, col c0) of a row-major smem matrix with leading dim ld: the pairs are contiguous. */
+/* Fragment loads from shared memory. By default through ldmatrix (one instruction loads four 8 x 8 matrices, lane
+ * l giving the address of one 16-byte row of matrix l / 8; .trans hands each thread the transposed pairs); built
+ * with -DFA_PLAIN_LOADS, the same fragments come from 32-bit and 16-bit loads (the per-thread layout of PTX's
+ * m16n8k16 fragments written out), a fallback that is easier to check. Rows are 16-byte aligned (ld is a multiple of
+ * 8 halves, columns multiples of 8). */
+#ifdef FA_PLAIN_LOADS
+__device__ __forceinline__ uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+#else
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const uint16_t *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const uint16_t *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+#endif
+
+/* A fragment (16 x 16 at row r0, col c0) of a row-major smem matrix with leading dim ld: a0 (row g, cols 2t, 2t+1),
+ * a1 (row g + 8), a2 (row g, cols + 8), a3 (row g + 8, cols + 8). */
 __device__ __forceinline__ void frag_a(uint32_t a[4], const uint16_t *s, int ld, int r0, int c0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
   a[0] = ld32(s + (r0 + g) * ld + c0 + 2 * t);
   a[1] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t);
   a[2] = ld32(s + (r0 + g) * ld + c0 + 2 * t + 8);
   a[3] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t + 8);
+#else
+  const int lane = threadIdx.x & 31; /* matrices: rows r0 / r0 + 8 (lane bit 3), cols c0 / c0 + 8 (lane bit 4) */
+  ldsm_x4(a, s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
+#endif
 }
 
-/* B fragment (k16 x n8) with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem matrix used transposed
- * (K in Q K^T), pairs along k contiguous. */
-__device__ __forceinline__ void frag_bt(uint32_t b[2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
-  b[0] = ld32(s + (n0 + g) * ld + k0 + 2 * t);
-  b[1] = ld32(s + (n0 + g) * ld + k0 + 2 * t + 8);
+/* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
+ * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
+__device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    b[i][0] = ld32(s + (n0 + 8 * i + g) * ld + k0 + 2 * t);
+    b[i][1] = ld32(s + (n0 + 8 * i + g) * ld + k0 + 2 * t + 8);
+  }
+#else
+  /* matrices (rows n0, col k0), (n0, k0 + 8), (n0 + 8, k0), (n0 + 8, k0 + 8) */
+  const int lane = threadIdx.x & 31, j = lane >> 3;
+  uint32_t r[4];
+  ldsm_x4(r, s + (n0 + (lane & 7) + (j >> 1) * 8) * ld + k0 + (j & 1) * 8);
+  b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+#endif
 }
 
-/* B fragment (k16 x n8) with B[k][n] = s[(k0 + k) ld + n0 + n]: a row-major smem matrix used as is (V in P V),
- * pairs along k strided: two 16-bit loads each. */
-__device__ __forceinline__ void frag_b(uint32_t b[2], const uint16_t *s, int ld, int k0, int n0, int g, int t) {
-  const uint16_t *p = s + (k0 + 2 * t) * ld + n0 + g;
-  b[0] = pack16(p[0], p[ld]);
-  b[1] = pack16(p[8 * ld], p[9 * ld]);
+/* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(k0 + k) ld + n0 + n]: a row-major smem
+ * matrix used as is (V in P V), pairs along k strided. */
+__device__ __forceinline__ void frag_b2(uint32_t b[2][2], const uint16_t *s, int ld, int k0, int n0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const uint16_t *p = s + (k0 + 2 * t) * ld + n0 + 8 * i + g;
+    b[i][0] = pack16(p[0], p[ld]);
+    b[i][1] = pack16(p[8 * ld], p[9 * ld]);
+  }
+#else
+  /* transposed matrices (rows k0, col n0), (k0 + 8, n0), (k0, n0 + 8), (k0 + 8, n0 + 8) */
+  const int lane = threadIdx.x & 31;
+  uint32_t r[4];
+  ldsm_x4_trans(r, s + (k0 + (lane & 15)) * ld + n0 + (lane >> 4) * 8);
+  b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+#endif
 }
 
 /* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
@@ -201,10 +251,11 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       uint32_t a[4];
       frag_a(a, sQ, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-      for (int nt = 0; nt < NTS; nt++) {
-        uint32_t bf[2];
-        frag_bt(bf, sK, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(s[nt], a, bf);
+      for (int nt = 0; nt < NTS; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sK, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(s[nt], a, bf[0]);
+        fa_mma<BF>(s[nt + 1], a, bf[1]);
       }
     }
     /* mask and prescale; the tile's row max */
@@ -258,10 +309,11 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       uint32_t a[4];
       c_to_a<BF>(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt++) {
-        uint32_t bf[2];
-        frag_b(bf, sV, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(acc[dt], a, bf);
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sV, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(acc[dt], a, bf[0]);
+        fa_mma<BF>(acc[dt + 1], a, bf[1]);
       }
     }
   }
@@ -353,10 +405,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt++) {
-          uint32_t bf[2];
-          frag_bt(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf[0]);
+          fa_mma<BF>(st[nt + 1], a, bf[1]);
         }
       }
       /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
@@ -384,10 +437,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt++) {
-          uint32_t bf[2];
-          frag_b(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf);
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf[0]);
+          fa_mma<BF>(dv[dt + 1], a, bf[1]);
         }
       }
       /* dZ^T = V dO^T (reusing z) */
@@ -398,10 +452,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt++) {
-          uint32_t bf[2];
-          frag_bt(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf[0]);
+          fa_mma<BF>(z[nt + 1], a, bf[1]);
         }
       }
       /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
@@ -423,33 +478,38 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt++) {
-          uint32_t bf[2];
-          frag_b(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf);
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf[0]);
+          fa_mma<BF>(dk[dt + 1], a, bf[1]);
         }
       }
       __syncthreads(); /* sS complete */
       /* dQ[16w.., :] += scale dS K, one n8 column block at a time (few registers), atomically into f32 */
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
       const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-#pragma unroll 2
-      for (int dt = 0; dt < NTD; dt++) {
-        float c[4] = {0.f, 0.f, 0.f, 0.f};
+      uint32_t as[BN / 16][4]; /* this warp's 16 rows of dS, all 64 keys */
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, w * 16, kk * 16, g, t);
+      for (int dt = 0; dt < NTD; dt += 2) {
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t a[4], bf[2];
-          frag_a(a, sS, LDS, w * 16, kk * 16, g, t);
-          frag_b(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c, a, bf);
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c[0], as[kk], bf[0]);
+          fa_mma<BF>(c[1], as[kk], bf[1]);
         }
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-          if (qi[r] >= lq) continue;
-          float *d = dqb + qi[r] * p.o_sr + dt * 8 + 2 * t;
-          atomicAdd(d, c[2 * r] * p.scale);
-          atomicAdd(d + 1, c[2 * r + 1] * p.scale);
-        }
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int r = 0; r < 2; r++) {
+            if (qi[r] >= lq) continue;
+            float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
+            atomicAdd(d, c[i][2 * r] * p.scale);
+            atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
+          }
       }
     }
   }
