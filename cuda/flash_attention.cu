@@ -299,10 +299,10 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-          bool k0, k1;
-          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), k0, k1);
-          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop_scale : 0.f;
-          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+          bool keep0, keep1;
+          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), keep0, keep1);
+          s[nt][2 * r] = keep0 ? s[nt][2 * r] * p.drop_scale : 0.f;
+          s[nt][2 * r + 1] = keep1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
         }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
@@ -486,7 +486,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         }
       }
       __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, one n8 column block at a time (few registers), atomically into f32 */
+      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
       const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
       uint32_t as[BN / 16][4]; /* this warp's 16 rows of dS, all 64 keys */
