@@ -198,6 +198,37 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
   }
 }
 
+/* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
+ * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
+template <int D>
+__device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
+                                                int64_t len, int n) {
+#ifdef FA_PLAIN_LOADS
+  load_tile<D>(s, ld, base, rs, r0, len, n);
+#else
+  constexpr int CH = D / 8;
+  for (int c = threadIdx.x; c < n * CH; c += NT) {
+    int r = c / CH, k = (c % CH) * 8;
+    bool in = r0 + r < len;
+    const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
+                 "r"(in ? 16 : 0)
+                 : "memory");
+  }
+#endif
+}
+__device__ __forceinline__ void cp_commit() {
+#ifndef FA_PLAIN_LOADS
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/* Waits until at most N committed groups are pending. */
+template <int N> __device__ __forceinline__ void cp_wait() {
+#ifndef FA_PLAIN_LOADS
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
 __device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h, int64_t i, int64_t j) {
   return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
 }
@@ -217,7 +248,7 @@ __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool
 template <bool BF, int D>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8;
-  uint16_t *sQ = smem, *sK = sQ + BM * LD, *sV = sK + BN * LD;
+  uint16_t *sQ = smem, *sKV = sQ + BM * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -232,17 +263,31 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   const uint16_t *kb = p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr;
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
-  load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  const int ntiles = (int)((n_end + BN - 1) / BN);
+  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  if (ntiles > 0) {
+    load_tile_async<D>(sKV, LD, kb, p.k_sr, 0, lk, BN);
+    load_tile_async<D>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk, BN);
+  }
+  cp_commit();
   float acc[NTD][4];
 #pragma unroll
   for (int i = 0; i < NTD; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
   const int64_t row[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-  for (int64_t n0 = 0; n0 < n_end; n0 += BN) {
-    __syncthreads(); /* the previous K/V tile is read */
-    load_tile<D>(sK, LD, kb, p.k_sr, n0, lk, BN);
-    load_tile<D>(sV, LD, vb, p.v_sr, n0, lk, BN);
-    __syncthreads();
+  for (int it = 0; it < ntiles; it++) {
+    const int64_t n0 = (int64_t)it * BN;
+    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
+      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
+      load_tile_async<D>(nk, LD, kb, p.k_sr, n0 + BN, lk, BN);
+      load_tile_async<D>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk, BN);
+      cp_commit();
+      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+    } else {
+      cp_wait<0>();
+    }
+    __syncthreads(); /* every thread's copies of tile it are visible */
+    const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[NTS][4];
 #pragma unroll
     for (int i = 0; i < NTS; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
@@ -316,7 +361,9 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         fa_mma<BF>(acc[dt + 1], a, bf[1]);
       }
     }
+    __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
   }
+  cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
   uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -533,7 +580,7 @@ __global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
 }
 
-constexpr size_t fwd_smem(int D) { return (size_t)(BM + 2 * BN) * (D + PAD) * 2; }
+constexpr size_t fwd_smem(int D) { return (size_t)(BM + 4 * BN) * (D + PAD) * 2; }
 constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
