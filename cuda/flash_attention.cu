@@ -1,9 +1,10 @@
 /* Fused attention (FlashAttention-2's algorithm) for bf16/f16, head dims 32, 64, 96, 128.
  *
  * Forward: one CTA of 4 warps per (query tile of 64 rows, batch x query head); warp w owns rows 16w..16w+15.
- * Q stays in shared memory, K and V tiles of 64 keys stream through it. S = Q K^T and O += P V run on the tensor
- * cores (mma.sync m16n8k16, f32 accumulation); the fragments are read from shared memory with 32-bit loads (pairs
- * along the reduction dim) or two 16-bit loads where the pair is strided (V, dO, Q, K as B operands). The online
+ * Q stays in shared memory, K and V tiles of 64 keys stream through it (two stages, cp.async: the next tile loads
+ * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
+ * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
+ * -DFA_PLAIN_LOADS builds the same kernels with synchronous tile loads and per-thread fragment loads instead. The online
  * softmax works in the log2 domain (scores prescaled by scale * log2 e, exp2), its running max and sum in f32 per
  * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
  * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
