@@ -43,6 +43,7 @@ flame.set_grad_enabled(flag) -- turn autograd recording on or off
 flame.is_grad_enabled() -- whether autograd records
 flame.autocast(dtype, fn?, ...) -- run fn with matmul/linear/conv/attention in "bf16" or "f16"; without fn a <close> scope
 flame.get_autocast_dtype() -- the autocast dtype in force, or nil
+flame.profile(fn, {device}?, ...) -- run fn with the op profiler on; a report of ops and backward node/ops by time (:print(n))
 flame.memory_stats(device?) -- tensor memory counters (allocated, reserved, peak, ...) of a device
 flame.is_tensor(v) -- whether v is a tensor
 flame.is_floating_point(t) -- whether t has a floating dtype
