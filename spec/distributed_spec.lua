@@ -234,4 +234,33 @@ describe("collectives and DDP with one rank", function()
     local sd = ddp:state_dict()
     assert.truthy(sd["module.0.weight"], "PyTorch's names: module.<index from 0>")
   end)
+
+  it("ZeRO-1 AdamW gives plain AdamW's parameters and a state that reloads", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function model()
+      flame.manual_seed(12)
+      return flame.nn.Sequential(flame.nn.Linear(5, 7), flame.nn.GELU(), flame.nn.Linear(7, 2)):to(dev)
+    end
+    local a, b = model(), model()
+    local oa = flame.optim.AdamW(a:parameters(), {lr = 1e-2, weight_decay = 0.1})
+    local ob = flame.optim.AdamW(b, {lr = 1e-2, weight_decay = 0.1, zero = true})
+    local function step(m, o, i)
+      flame.manual_seed(200 + i)
+      local x, y = flame.randn(6, 5):to(dev), flame.randn(6, 2):to(dev)
+      o:zero_grad()
+      F.mse_loss(m(x), y):backward()
+      o:step()
+    end
+    for i = 1, 3 do step(a, oa, i); step(b, ob, i) end
+    local pa, pb = a:parameters(), b:parameters()
+    for i = 1, #pa do H.close(pb[i], pa[i], {atol = 0, rtol = 0}, "param " .. i) end
+    local sd = ob:state_dict()
+    assert.equal(3, sd.step)
+    assert.equal(5 * 7 + 7 + 7 * 2 + 2, sd.exp_avg:numel())
+    local oc = flame.optim.AdamW(b, {lr = 1e-2, weight_decay = 0.1, zero = true}):load_state_dict(sd)
+    for i = 4, 5 do step(a, oa, i); step(b, oc, i) end
+    for i = 1, #pa do H.close(pb[i], pa[i], {atol = 0, rtol = 0}, "resumed param " .. i) end
+    H.errors(function() oc:load_state_dict(oa:state_dict()) end, "expected a ZeRO state dict")
+    assert.truthy(flame.optim.AdamW(a:parameters(), {zero = false}))
+  end)
 end)
