@@ -439,6 +439,7 @@ int luaopen_flame(lua_State *L) {
   lfl_open_io(L);
   lfl_open_data(L);
   lfl_open_optim(L);
+  lfl_open_dist(L);
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);
   lua_getfield(L, -1, "backward");
