@@ -6,7 +6,8 @@
 #   lib/pkgconfig/flame.pc, flame-lua.pc; lib/cmake/flame/ (find_package(flame) with a version file)
 # FLAME_INSTALL_MODULE_ONLY (luarocks) installs flame.so alone.
 install(TARGETS flame_lua_module LIBRARY DESTINATION ${FLAME_INSTALL_LUA_CMOD})
-if(FLAME_INSTALL_MODULE_ONLY)
+if(FLAME_INSTALL_MODULE_ONLY) # the rest is not built either (tests may still ask for libflame)
+  set_target_properties(flame flame_lua flame-lua PROPERTIES EXCLUDE_FROM_ALL ON)
   return()
 endif()
 
@@ -35,6 +36,7 @@ install(FILES ${CMAKE_BINARY_DIR}/flameConfig.cmake ${CMAKE_BINARY_DIR}/flameCon
 # pkg-config: prefix is found from the file's own place (pcfiledir), so `cmake --install --prefix` anywhere, or a
 # moved prefix, still gives the right paths.
 file(RELATIVE_PATH FLAME_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+string(REGEX REPLACE "/$" "" FLAME_PC_TO_PREFIX "${FLAME_PC_TO_PREFIX}")
 set(FLAME_PC_DLPACK_CFLAGS "")
 if(DLPACK_INCLUDE_DIR AND NOT DLPACK_INCLUDE_DIR STREQUAL "/usr/include")
   set(FLAME_PC_DLPACK_CFLAGS "-I${DLPACK_INCLUDE_DIR}")
