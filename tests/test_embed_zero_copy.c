@@ -125,6 +125,32 @@ static void data_of_flame_tensor(void) {
   fl_release(n);
 }
 
+/* A hook that hands back a tensor over host memory as the gradient: .grad must be a copy, or in-place work on
+ * .grad (zero_ between steps) would write the host's buffer. */
+static float hook_buf[3] = {10, 20, 30};
+static fl_status blob_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
+  int64_t shape[1] = {3};
+  return fl_tensor_from_blob(hook_buf, 1, shape, NULL, FL_F32, FL_CPU_DEVICE, NULL, NULL, replace);
+}
+
+static void blob_as_gradient(void) {
+  int64_t shape[1] = {3};
+  fl_tensor *x = NULL, *y = NULL, *s = NULL;
+  OK(fl_zeros(1, shape, opts(FL_F32, true), &x));
+  OK(fl_register_hook(x, blob_hook, NULL, NULL));
+  OK(fl_binary_scalar(FL_MUL, x, 2, false, &y));
+  OK(fl_sum(y, 0, false, &s));
+  OK(fl_backward(s, NULL, false));
+  fl_tensor *g = fl_grad(x);
+  CHECK(g && fl_tensor_data(g) != (void *)hook_buf, "a host-memory gradient is copied into .grad");
+  CHECK(values_are(g, (double[]){10, 20, 30}, 3, 0), ".grad holds the hook's values");
+  if (g) OK(fl_zero_(g));
+  CHECK(hook_buf[0] == 10 && hook_buf[2] == 30, "zeroing .grad leaves the host's buffer alone");
+  fl_release(y);
+  fl_release(s);
+  fl_release(x);
+}
+
 #ifdef FLAME_HAVE_DLPACK
 static int producer_deleted;
 static void producer_deleter(DLManagedTensor *m) {
@@ -194,6 +220,7 @@ int main(void) {
   blob_strided();
   blob_errors();
   data_of_flame_tensor();
+  blob_as_gradient();
 #ifdef FLAME_HAVE_DLPACK
   dlpack_round_trip();
 #else
