@@ -182,7 +182,7 @@ static void dlpack_round_trip(void) {
   CHECK(cpu_frees() - frees == 1, "the last release frees the exported storage once");
 
   /* A producer's tensor: flame calls its deleter once, when flame is done with it. */
-  float *buf = calloc(4, sizeof *buf);
+  float *buf = calloc(5, sizeof *buf); /* 4 elements after a 4-byte offset */
   DLManagedTensor *p = calloc(1, sizeof *p);
   int64_t pshape[1] = {4};
   p->dl_tensor = (DLTensor){.data = buf, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLFloat, 32, 1},
