@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU run, in one call on the lent machine (see docs/performance.md):
-#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train]
-# (no step named: all of them). nnbench: the NN-op ratio table (bench/nn/). Builds for sm_90, runs the whole spec suite with
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop] [diffusion]
+# (no step named: all of them but diffusion). nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
+# bench/nn/train.*) with the 2 GiB safetensors load of bench/io.* in the same table. interop: the safetensors
+# round trips with Python (scripts/interop.sh on cuda; needs python3 with torch and safetensors). diffusion:
+# examples/train.lua's default preset (about 5 minutes). Builds for sm_90, runs the whole spec suite with
 # FLAME_DEVICE=cuda (every op checked against the CPU), compute-sanitizer
 # memcheck on the C backend test and a spec subset, and the benchmarks beside
 # PyTorch on the same GPU. Logs and tables go under $OUT.
@@ -11,7 +14,7 @@ cd "$here"
 OUT=${OUT:-/tmp/flame-gpu-out}
 mkdir -p "$OUT"
 build=${FLAME_BUILD:-$here/build-gpu}
-steps=${*:-build specs ctest sanitize bench nnbench train}
+steps=${*:-build specs ctest sanitize bench nnbench train interop}
 status=0
 has() { [[ " $steps " == *" $1 "* ]]; }
 step() { echo "=== $1 ($(date +%T))"; }
@@ -84,12 +87,32 @@ if has nnbench; then
   step "NN-op benchmarks beside PyTorch (bench/nn/)"
   "$build/flame-lua" bench/nn.lua >"$OUT/nn_flame.jsonl" 2>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_torch.py >"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
+  # The checkpoint load (flame first: it writes the 2 GiB file both sides read), rows appended to the same table.
+  "$build/flame-lua" bench/io.lua >>"$OUT/nn_flame.jsonl" 2>>"$OUT/nn_bench.err" || status=1
+  python3 bench/io_torch.py >>"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_ratio.py "$OUT/nn_flame.jsonl" "$OUT/nn_torch.jsonl" | tee "$OUT/bench_nn.md"
+fi
+
+# Not in the default list (about 5 minutes): the diffusion example's default preset; its log, checkpoint and sample
+# grids under $OUT/train.
+if has diffusion; then
+  step "examples/train.lua --device cuda (the default preset)"
+  mkdir -p "$OUT/train"
+  "$build/flame-lua" examples/train.lua --device cuda --out "$OUT/train" 2>"$OUT/train/progress.log" |
+    tee "$OUT/train.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
 if has train; then
   step "examples/train_mlp.lua on cuda"
   "$build/flame-lua" examples/train_mlp.lua --device cuda 2>&1 | tail -4
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if has interop; then
+  step "safetensors interop with Python (spec/interop/)"
+  rm -rf /tmp/flame-interop
+  if INTEROP_DIR=/tmp/flame-interop FLAME_LUA="$build/flame-lua" PYTHON=python3 scripts/interop.sh cuda \
+    >"$OUT/interop.txt" 2>&1; then :; else status=1; cp -r /tmp/flame-interop "$OUT/interop"; fi # files kept on failure
+  grep -E "^(FAIL|interop)" "$OUT/interop.txt" || tail -20 "$OUT/interop.txt"
 fi
 exit $status

@@ -134,6 +134,31 @@ describe("data.FashionMNIST", function()
   end)
 end)
 
+describe("data.Dataset", function()
+  local Squares = flame.data.Dataset:extend("Squares")
+  function Squares:__init(n) self.n = n end
+  function Squares:__len() return self.n end
+  function Squares:get(i) return {x = flame.tensor({i, i * i}, {device = H.device}), y = i} end
+
+  it("a subclass is a dataset for the DataLoader", function()
+    local ds = Squares(5)
+    assert.are.equal(5, #ds)
+    assert.are.equal("Squares(5 samples)", tostring(ds))
+    local batches = {}
+    for b in flame.data.DataLoader(ds, {batch_size = 2}):iter() do batches[#batches + 1] = b end
+    assert.are.equal(3, #batches)
+    H.close(batches[2].x, {{3, 9}, {4, 16}})
+    H.close(batches[3].y, {5})
+  end)
+
+  it("names what a subclass did not define", function()
+    local Empty = flame.data.Dataset:extend("Empty")
+    H.errors(function() return #Empty() end, "Empty: __len is not implemented (define Empty:__len)")
+    H.errors(function() return Empty():get(1) end, "Empty: get(i) is not implemented (define Empty:get)")
+    H.errors(function() return flame.data.Dataset:extend(3) end, "Dataset:extend: expected a class name")
+  end)
+end)
+
 describe("data.TensorDataset and DataLoader", function()
   local x = flame.arange(1, 21, {device = H.device}):float():view(10, 2)
   local y = flame.arange(1, 11, {device = H.device})

@@ -343,7 +343,7 @@ describe("F pooling errors", function()
   it("unknown modes and options, size and scale_factor both or neither", function()
     H.errors(function() return F.interpolate(x, {size = 3, mode = "bicubic"}) end,
       "interpolate: unknown mode 'bicubic' (modes: nearest, linear, bilinear, trilinear)")
-    H.errors(function() return F.pad(x, {1, 1}, {mode = "circular"}) end, "pad: unknown mode 'circular' (modes: constant, reflect, replicate)")
+    H.errors(function() return F.pad(x, {1, 1}, {mode = "wrap"}) end, "pad: unknown mode 'wrap' (modes: constant, reflect, replicate, circular)")
     H.errors(function() return F.interpolate(x, {size = 3, scale_factor = 2}) end, "interpolate: only one of size and scale_factor may be given")
     H.errors(function() return F.interpolate(x, {mode = "bilinear"}) end, "interpolate: either size or scale_factor must be given")
     H.errors(function() return F.interpolate(x, {size = 3, align_corners = true}) end, "align_corners can only be set with the interpolating modes")

@@ -22,7 +22,10 @@ function flame.autocast(dtype, fn, ...)
     local prev = set(dtype)
     return setmetatable({}, {__name = "flame.autocast", __close = function() raw_set(prev) end})
   end
-  if type(fn) ~= "function" then error("autocast: argument 2 must be a function, got " .. type(fn), 2) end
+  local mt = type(fn) == "table" and getmetatable(fn)
+  if type(fn) ~= "function" and not (mt and mt.__call) then
+    error("autocast: argument 2 must be a function or a callable (a module), got " .. type(fn), 2)
+  end
   local prev = set(dtype)
   local res = table.pack(pcall(fn, ...))
   raw_set(prev)

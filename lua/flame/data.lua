@@ -38,6 +38,34 @@ local function shape_str(t)
 end
 data._shape_str = shape_str
 
+-- ---- Dataset: an optional base class for the protocol (as torch.utils.data.Dataset) ----
+-- local MyData = flame.data.Dataset:extend("MyData"); function MyData:__init(...) end; function MyData:__len() end;
+-- function MyData:get(i) end. Cls(...) makes an instance and calls __init. Metamethods are read raw from the
+-- metatable, so extend copies the base's __len and __tostring into each class (a class's own definitions win).
+local Dataset = class("Dataset")
+data.Dataset = Dataset
+local function class_of(self) return getmetatable(self).__name end
+function Dataset:extend(name)
+  if type(name) ~= "string" then error("Dataset:extend: expected a class name (a string), got " .. type(name), 2) end
+  local cls = class(name)
+  cls.__len, cls.__tostring = rawget(self, "__len"), rawget(self, "__tostring")
+  return setmetatable(cls, {__index = self, __call = function(c, ...) return c:new(...) end,
+    __tostring = function() return "class " .. name end})
+end
+function Dataset:new(...)
+  local o = setmetatable({}, self)
+  o:__init(...)
+  return o
+end
+function Dataset:__init() end
+function Dataset.__len(self)
+  error(string.format("%s: __len is not implemented (define %s:__len)", class_of(self), class_of(self)), 2)
+end
+function Dataset:get()
+  error(string.format("%s: get(i) is not implemented (define %s:get)", class_of(self), class_of(self)), 2)
+end
+function Dataset.__tostring(self) return string.format("%s(%d samples)", class_of(self), #self) end
+
 -- ---- TensorDataset(t1, t2, ...): sample i is {t1[i], t2[i], ...} ----
 local TensorDataset = class("TensorDataset")
 function TensorDataset:__len() return self.n end

@@ -1,6 +1,7 @@
 -- flame.F losses written as compositions of flame ops (each op has its own kernel and autograd, so these are
 -- differentiable in every tensor argument): mse_loss, l1_loss, smooth_l1_loss, binary_cross_entropy_with_logits.
--- embedding and cross_entropy are C functions (src/lua/lnn_index.c): a deterministic backward and a fused kernel.
+-- embedding and cross_entropy are C functions (src/lua/lnn_index.c): a deterministic backward and a fused kernel;
+-- embedding's max_norm (an in-place renorm of the weight before the lookup) is added here.
 local flame = ...
 local F = flame.F
 
@@ -92,6 +93,45 @@ function F.binary_cross_entropy_with_logits(x, y, opts)
   end
   if o.weight then l = l * o.weight end
   return reduce(l, r)
+end
+
+-- PyTorch's embedding_renorm_: every row that ids reference and whose norm_type norm exceeds max_norm is scaled
+-- by max_norm / (norm + 1e-7), in place and without recording. The referenced rows are marked by an index_add_ of
+-- ones (repeated ids mark a row once, as PyTorch's unique does), so unreferenced rows are multiplied by exactly 1.
+local function embedding_renorm_(ids, weight, max_norm, norm_type)
+  flame.no_grad(function()
+    local flat = ids:reshape(-1)
+    local hit = flame.zeros(weight:size(1), {device = weight.device})
+    local ok, err = pcall(hit.index_add_, hit, 1, flat, flame.ones(flat:numel(), {device = weight.device}))
+    if not ok then error("embedding (max_norm): " .. tostring(err), 0) end
+    local norms = weight:norm(norm_type, 2, true)
+    local over = flame.where(hit:gt(0):unsqueeze(2), norms:gt(max_norm), false)
+    weight:mul_(flame.where(over, max_norm / (norms + 1e-7), 1))
+  end)
+end
+
+-- embedding(ids, weight, {padding_idx, max_norm, norm_type = 2})
+local embedding_c = F.embedding
+function F.embedding(ids, weight, opts, ...)
+  if type(opts) ~= "table" or (opts.max_norm == nil and opts.norm_type == nil) then
+    return embedding_c(ids, weight, opts, ...)
+  end
+  local rest = {}
+  for k, v in pairs(opts) do if k ~= "max_norm" and k ~= "norm_type" then rest[k] = v end end
+  local max_norm, norm_type = opts.max_norm, opts.norm_type or 2
+  if max_norm ~= nil then
+    if type(max_norm) ~= "number" or max_norm ~= max_norm or max_norm < 0 then
+      error("embedding: max_norm must be a non-negative number, got " .. tostring(max_norm), 2)
+    end
+    if type(norm_type) ~= "number" or not (norm_type > 0) then
+      error("embedding: norm_type must be a positive number, got " .. tostring(norm_type), 2)
+    end
+    if not flame.is_tensor(ids) or not flame.is_tensor(weight) or weight:dim() ~= 2 then
+      return embedding_c(ids, weight, rest, ...) -- its messages name the bad argument
+    end
+    embedding_renorm_(ids, weight, max_norm, norm_type)
+  end
+  return embedding_c(ids, weight, rest, ...)
 end
 
 return flame

@@ -95,13 +95,35 @@ function Linear:extra_repr()
 end
 
 ---------------------------------------------------------------------------------------------------
--- Conv1d/2d/3d(in, out, kernel_size, {stride, padding, dilation, groups, bias, device, dtype}) and
--- ConvTranspose1d/2d/3d(..., {stride, padding, output_padding, groups, bias, dilation, device, dtype}).
--- weight [out, in / groups, *k] (transposed: [in, out / groups, *k]).
-local conv_keys = {stride = true, padding = true, dilation = true, groups = true, bias = true, device = true,
-  dtype = true}
+-- Conv1d/2d/3d(in, out, kernel_size, {stride, padding, dilation, groups, bias, padding_mode, device, dtype})
+-- and ConvTranspose1d/2d/3d(..., {stride, padding, output_padding, groups, bias, dilation, device, dtype}).
+-- weight [out, in / groups, *k] (transposed: [in, out / groups, *k]). padding: sizes, "same" (stride 1) or
+-- "valid"; padding_mode "zeros" (the convolution pads), or "reflect", "replicate", "circular": F.pad first
+-- with the same amounts (PyTorch's _reversed_padding_repeated_twice), then an unpadded convolution.
+local conv_keys = {stride = true, padding = true, dilation = true, groups = true, bias = true, padding_mode = true,
+  device = true, dtype = true}
 local tconv_keys = {stride = true, padding = true, output_padding = true, dilation = true, groups = true,
-  bias = true, device = true, dtype = true}
+  bias = true, padding_mode = true, device = true, dtype = true}
+local padding_modes = {zeros = true, reflect = true, replicate = true, circular = true}
+
+-- The F.pad amounts (last dim first, before and after) for a padding mode other than zeros.
+local function reversed_padding(self, nd)
+  local pads = {}
+  for i = 1, nd do
+    local before, after
+    if self.padding == "same" then
+      local total = self.dilation[i] * (self.kernel_size[i] - 1)
+      before = total // 2
+      after = total - before
+    elseif self.padding == "valid" then
+      before, after = 0, 0
+    else
+      before, after = self.padding[i], self.padding[i]
+    end
+    pads[2 * (nd - i) + 1], pads[2 * (nd - i) + 2] = before, after
+  end
+  return pads
+end
 
 local function make_conv(name, nd, transposed)
   local C = Module:extend(name)
@@ -112,8 +134,28 @@ local function make_conv(name, nd, transposed)
     self.out_channels = posint(name, "out_channels", cout)
     self.kernel_size = ntuple(name, "kernel_size", k, nd)
     self.stride = ntuple(name, "stride", opts.stride or 1, nd)
-    self.padding = ntuple(name, "padding", opts.padding or 0, nd)
+    if not transposed and (opts.padding == "same" or opts.padding == "valid") then
+      self.padding = opts.padding
+      if opts.padding == "same" then
+        for i = 1, nd do
+          if self.stride[i] ~= 1 then error(name .. ": padding='same' is not supported for strided convolutions", 2) end
+        end
+      end
+    elseif type(opts.padding) == "string" then
+      error(string.format("%s: padding must be sizes%s, got '%s'", name, transposed and "" or ", 'same' or 'valid'",
+        opts.padding), 2)
+    else
+      self.padding = ntuple(name, "padding", opts.padding or 0, nd)
+    end
     self.dilation = ntuple(name, "dilation", opts.dilation or 1, nd)
+    self.padding_mode = opts.padding_mode or "zeros"
+    if not padding_modes[self.padding_mode] then
+      error(string.format("%s: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', got %s", name,
+        tostring(self.padding_mode)), 2)
+    end
+    if transposed and self.padding_mode ~= "zeros" then
+      error(string.format("%s: only 'zeros' padding_mode is supported, got '%s'", name, self.padding_mode), 2)
+    end
     if transposed then self.output_padding = ntuple(name, "output_padding", opts.output_padding or 0, nd) end
     local g = posint(name, "groups", opts.groups or 1)
     self.groups = g
@@ -123,12 +165,17 @@ local function make_conv(name, nd, transposed)
     for i = 1, nd do shape[#shape + 1] = posint(name, "kernel_size", self.kernel_size[i]) end
     self.weight = param(shape, opts)
     self:register_parameter("bias", opts.bias ~= false and param({cout}, opts) or nil)
+    if self.padding_mode ~= "zeros" then self._reversed_padding_repeated_twice = reversed_padding(self, nd) end
     self:reset_parameters()
   end
   function C:reset_parameters() reset_weight_bias(self.weight, self.bias) end
   function C:forward(x)
     local o = {stride = self.stride, padding = self.padding, dilation = self.dilation, groups = self.groups}
     if transposed then o.output_padding = self.output_padding end
+    if self.padding_mode ~= "zeros" then
+      x = F.pad(x, self._reversed_padding_repeated_twice, {mode = self.padding_mode})
+      o.padding = 0
+    end
     return F[fname](x, self.weight, self.bias, o)
   end
   local function all(t, v)
@@ -138,11 +185,13 @@ local function make_conv(name, nd, transposed)
   function C:extra_repr()
     local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
       tuple(self.kernel_size), tuple(self.stride))
-    if not all(self.padding, 0) then s = s .. ", padding=" .. tuple(self.padding) end
+    if type(self.padding) == "string" then s = s .. ", padding=" .. self.padding
+    elseif not all(self.padding, 0) then s = s .. ", padding=" .. tuple(self.padding) end
     if not all(self.dilation, 1) then s = s .. ", dilation=" .. tuple(self.dilation) end
     if transposed and not all(self.output_padding, 0) then s = s .. ", output_padding=" .. tuple(self.output_padding) end
     if self.groups ~= 1 then s = s .. ", groups=" .. self.groups end
     if self.bias == nil then s = s .. ", bias=False" end
+    if self.padding_mode ~= "zeros" then s = s .. ", padding_mode=" .. self.padding_mode end
     return s
   end
   nn[name] = C
@@ -238,18 +287,53 @@ function RMSNorm:extra_repr()
 end
 
 ---------------------------------------------------------------------------------------------------
--- Embedding(num_embeddings, embedding_dim, {device, dtype}): weight [n, d] ~ normal(0, 1); ids are
--- 1-based.
+-- Embedding(num_embeddings, embedding_dim, {padding_idx, max_norm, norm_type = 2, device, dtype}):
+-- weight [n, d] ~ normal(0, 1); ids are 1-based. padding_idx (1-based, negative from the end, kept
+-- positive as PyTorch does) is a zero row that gets no gradient; max_norm renormalises, in place and
+-- without recording, every looked-up row whose norm_type norm exceeds it (F.embedding's max_norm).
 local Embedding = Module:extend("Embedding")
 nn.Embedding = Embedding
 function Embedding:__init(n, d, opts)
-  opts = options("Embedding", opts, {device = true, dtype = true})
+  opts = options("Embedding", opts, {padding_idx = true, max_norm = true, norm_type = true, device = true,
+    dtype = true})
   self.num_embeddings = posint("Embedding", "num_embeddings", n)
   self.embedding_dim = posint("Embedding", "embedding_dim", d)
-  self.weight = init.normal_(param({n, d}, opts))
+  local p = opts.padding_idx
+  if p ~= nil then
+    if math.type(p) ~= "integer" or p == 0 or p > n or p < -n then
+      error(string.format("Embedding: padding_idx must be in 1..%d or -%d..-1 (1-based), got %s", n, n,
+        tostring(p)), 2)
+    end
+    self.padding_idx = p < 0 and n + 1 + p or p
+  end
+  if opts.max_norm ~= nil and type(opts.max_norm) ~= "number" then
+    error("Embedding: max_norm must be a number, got " .. type(opts.max_norm), 2)
+  end
+  if opts.norm_type ~= nil and type(opts.norm_type) ~= "number" then
+    error("Embedding: norm_type must be a number, got " .. type(opts.norm_type), 2)
+  end
+  self.max_norm, self.norm_type = opts.max_norm, opts.norm_type or 2
+  self.weight = param({n, d}, opts)
+  self:reset_parameters()
 end
-function Embedding:forward(ids) return F.embedding(ids, self.weight) end
-function Embedding:extra_repr() return string.format("%d, %d", self.num_embeddings, self.embedding_dim) end
+-- PyTorch's reset_parameters: normal(0, 1), then the padding row zeroed.
+function Embedding:reset_parameters()
+  init.normal_(self.weight)
+  if self.padding_idx then
+    flame.no_grad(function() self.weight:narrow(1, self.padding_idx, 1):zero_() end)
+  end
+end
+function Embedding:forward(ids)
+  return F.embedding(ids, self.weight, {padding_idx = self.padding_idx, max_norm = self.max_norm,
+    norm_type = self.max_norm and self.norm_type or nil})
+end
+function Embedding:extra_repr()
+  local s = string.format("%d, %d", self.num_embeddings, self.embedding_dim)
+  if self.padding_idx then s = s .. ", padding_idx=" .. self.padding_idx end -- 1-based, as it was given
+  if self.max_norm then s = s .. ", max_norm=" .. pyfloat(self.max_norm) end
+  if self.norm_type ~= 2 then s = s .. ", norm_type=" .. pyfloat(self.norm_type) end
+  return s
+end
 
 -- Dropout(p = 0.5): active in training mode only.
 local Dropout = Module:extend("Dropout")
