@@ -5,39 +5,14 @@
 local H = require "helper"
 local flame = H.flame
 
-local exe = os.getenv("FLAME_LUA") or "build/flame-lua"
+local E = require "example_run"
+local shquote = E.shquote
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function shquote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function have_data()
-  local env = os.getenv("FLAME_DATASETS")
-  return (env and exists(env .. "/fashion-mnist/train-images-idx3-ubyte.gz"))
-    or exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-end
-
--- Runs examples/<script> on the CPU with the arguments; returns stdout, stderr, exit status.
+-- examples/<script> on the CPU.
 local function run(script, args)
-  local out, err = os.tmpname(), os.tmpname()
-  local words = {shquote(exe), "examples/" .. script, "--device", "cpu"}
-  for _, a in ipairs(args) do words[#words + 1] = shquote(a) end
-  local p = assert(io.popen("FLAME_NUM_THREADS=2 " .. table.concat(words, " ") .. " >" .. shquote(out) .. " 2>" ..
-    shquote(err) .. "; echo $?"))
-  local status = tonumber(p:read("a"):match("%d+"))
-  p:close()
-  local o, e = slurp(out), slurp(err)
-  os.remove(out); os.remove(err)
-  return o, e, status
+  local a = {"--device", "cpu"}
+  for _, x in ipairs(args) do a[#a + 1] = x end
+  return E.run(script, a)
 end
 
 describe("examples/classify.lua and examples/score.lua", function()
@@ -48,13 +23,7 @@ describe("examples/classify.lua and examples/score.lua", function()
   end)
   after_each(function() os.execute("rm -rf " .. shquote(dir)) end)
 
-  local function spec(name, fn, needs_data)
-    it(name, function()
-      if not exists(exe) then return pending(exe .. " not built (set FLAME_LUA)") end
-      if needs_data ~= false and not have_data() then return pending("no Fashion-MNIST (dataset-fashion-mnist)") end
-      fn()
-    end)
-  end
+  local spec = E.specs(it, pending)
 
   spec("trains a classifier, saves it, and scores a tiny checkpoint with it", function()
     local cls = dir .. "/c/classifier.safetensors"
