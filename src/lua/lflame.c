@@ -202,6 +202,29 @@ static int f_set_grad_enabled(lua_State *L) {
 }
 static int f_is_grad_enabled(lua_State *L) { return lua_pushboolean(L, fl_grad_enabled()), 1; }
 
+/* ---- the op profiler (the Lua form, flame.profile, is in lua/flame/profile.lua) ---- */
+static int f_profile_start(lua_State *L) {
+  (void)L;
+  fl_profile_start();
+  return 0;
+}
+/* _profile_stop(device) -> {{name, seconds, calls}, ...} */
+static int f_profile_stop(lua_State *L) {
+  fl_device d = {FL_CPU, 0};
+  if (!lua_isnoneornil(L, 1)) LFL_CHECK(L, fl_device_parse(luaL_checkstring(L, 1), &d));
+  const fl_profile_entry *e;
+  int n = fl_profile_stop(d, &e);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, e[i].name), lua_setfield(L, -2, "name");
+    lua_pushnumber(L, e[i].seconds), lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, e[i].calls), lua_setfield(L, -2, "calls");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* ---- autocast (the Lua forms are in lua/flame/autocast.lua) ---- */
 static void push_autocast(lua_State *L, fl_dtype dt) {
   if (dt == FL_NDTYPES) lua_pushnil(L);
@@ -359,10 +382,11 @@ static const lfl_reg functions[] = {
     {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
     {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},
     {"_set_autocast", f_set_autocast, 1}, {"get_autocast_dtype", f_get_autocast, LFL_NOARGS},
-    {"_autocast_cast", f_autocast_cast, LFL_VARARGS},           {"memory_stats", f_memory_stats, 1},
+    {"_autocast_cast", f_autocast_cast, LFL_VARARGS},
+    {"_profile_start", f_profile_start, LFL_NOARGS}, {"_profile_stop", f_profile_stop, 1},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
     {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
-    {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
+    {"set_num_threads", f_set_num_threads, 1}, {"set_printoptions", lfl_set_printoptions, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
 
 static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},
                                          {"device_count", f_cuda_device_count, LFL_NOARGS},
@@ -415,6 +439,7 @@ int luaopen_flame(lua_State *L) {
   lfl_open_io(L);
   lfl_open_data(L);
   lfl_open_optim(L);
+  lfl_open_dist(L);
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);
   lua_getfield(L, -1, "backward");
