@@ -171,6 +171,23 @@ describe("DistributedSampler", function()
   end)
 end)
 
+describe("flame.autograd.queue_callback", function()
+  it("runs queued functions once, in order, after the outermost backward returns", function()
+    local w = flame.ones(3, {requires_grad = true})
+    local seen = {}
+    w:register_hook(function(g)
+      flame.autograd.queue_callback(function() seen[#seen + 1] = "a:" .. tostring(w.grad ~= nil) end)
+      flame.autograd.queue_callback(function() seen[#seen + 1] = "b" end)
+    end)
+    assert.same({}, seen)
+    ;(w * 2):sum():backward()
+    assert.same({"a:true", "b"}, seen) -- after .grad was stored
+    ;(w * 2):sum():backward()
+    assert.same({"a:true", "b", "a:true", "b"}, seen)
+    H.errors(function() flame.autograd.queue_callback(3) end, "function expected")
+  end)
+end)
+
 describe("collectives and DDP with one rank", function()
   before_each(function() D.destroy() end)
   after_each(function() D.destroy() end)

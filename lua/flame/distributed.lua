@@ -96,24 +96,6 @@ function D.barrier(timeout)
   g.comm:wait(timeout)
 end
 
------------------------------------------------------------------------------- end-of-backward callbacks
--- flame.autograd.queue_callback(fn): fn runs once, after the outermost backward() now running returns (DDP copies
--- the reduced buckets into .grad there).
-local methods = flame._tensor_methods
-local raw_backward = methods.backward
-local queued = {}
-function flame.autograd.queue_callback(fn)
-  if type(fn) ~= "function" then error("queue_callback: expected a function, got " .. type(fn), 2) end
-  queued[#queued + 1] = fn
-end
-methods.backward = function(...)
-  local ok, err = pcall(raw_backward, ...)
-  local q = queued
-  queued = {}
-  if not ok then error(err, 0) end
-  for _, fn in ipairs(q) do fn() end
-end
-
 ------------------------------------------------------------------------------ bucketing
 -- The bucket plan: params (in the order given) cut into buckets of at most cap bytes, a new bucket at every change
 -- of device or dtype; a param larger than cap gets a bucket of its own. sizes[i] = {numel, bytes per element,

@@ -44,6 +44,20 @@ flame.is_grad_enabled() -- whether autograd records
 flame.autocast(dtype, fn?, ...) -- run fn with matmul/linear/conv/attention in "bf16" or "f16"; without fn a <close> scope
 flame.get_autocast_dtype() -- the autocast dtype in force, or nil
 flame.profile(fn, {device}?, ...) -- run fn with the op profiler on; a report of ops and backward node/ops by time (:print(n))
+flame.distributed -- multi-GPU data parallelism over NCCL (docs/distributed.md); ranks are 0-based
+flame.distributed.init({device, timeout, rank, world_size, master_addr, master_port}) -- join the job (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from flame-lua --nproc)
+flame.distributed.is_initialized() -- whether init ran
+flame.distributed.get_rank() -- this process's rank (0-based)
+flame.distributed.get_world_size() -- the number of ranks
+flame.distributed.get_local_rank() -- the rank on this machine (its GPU)
+flame.distributed.device() -- the device of this rank ("cuda:LOCAL_RANK")
+flame.distributed.destroy() -- leave the job
+flame.distributed.all_reduce(t, op = "sum") -- reduce t over the ranks in place ("sum", "avg", "max", "min")
+flame.distributed.broadcast(t, src) -- rank src's t to every rank, in place
+flame.distributed.all_gather(t) -- every rank's t stacked: [world, ...]
+flame.distributed.reduce_scatter(t, op = "sum") -- t's dim 1 cut in world blocks, reduced; this rank's block
+flame.distributed.barrier(timeout?) -- wait for every rank and every queued collective
+flame.autograd.queue_callback(fn) -- run fn once after the outermost backward() returns
 flame.memory_stats(device?) -- tensor memory counters (allocated, reserved, peak, ...) of a device
 flame.is_tensor(v) -- whether v is a tensor
 flame.is_floating_point(t) -- whether t has a floating dtype
@@ -332,6 +346,9 @@ flame.nn.Identity() -- returns its input
 flame.nn.Flatten(start_dim?, end_dim?) -- flatten dims 2..-1 (1-based)
 flame.nn.Upsample({size, scale_factor, mode, align_corners}) -- F.interpolate as a module
 flame.nn.MultiheadAttention(E, heads, {bias, batch_first, dropout, kdim, vdim}) -- multi-head attention (PyTorch's parameters)
+flame.nn.DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true}) -- data-parallel training: gradients all-reduced in buckets during the backward
+flame.nn.DistributedDataParallel:no_sync(fn, ...) -- run fn (forward and backward) without gradient communication; gradients accumulate locally
+flame.nn.DistributedDataParallel:bucket_info() -- the bucket layout: {numel, dtype, device, params} per bucket
 flame.nn.functional -- the same table as flame.F
 flame.nn.init -- parameter initialisers, in place, from the seeded generator
 flame.nn.init.uniform_(t, a?, b?) -- uniform in [a, b)
@@ -417,7 +434,8 @@ flame.data.TensorDataset(t1, t2, ...) -- sample i is {t1[i], t2[i], ...}
 TensorDataset -- what flame.data.TensorDataset returns (#ds samples)
 TensorDataset:get(i) -- sample i
 TensorDataset:get_batch(indices) -- a batch by index_select
-flame.data.DataLoader(ds, {batch_size, shuffle, drop_last, collate, device}) -- batches over a dataset
+flame.data.DataLoader(ds, {batch_size, shuffle, drop_last, collate, device, sampler}) -- batches over a dataset
+flame.data.DistributedSampler(ds, {num_replicas, rank, shuffle = true, seed = 0, drop_last = false}) -- each rank's share of every epoch (DataLoader's sampler); :set_epoch(e)
 DataLoader -- what flame.data.DataLoader returns (#loader batches)
 DataLoader:iter() -- iterator over one epoch's batches
 DataLoader:enumerate() -- iterator over (i, batch)

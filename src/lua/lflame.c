@@ -343,13 +343,56 @@ static int f_memory_stats(lua_State *L) {
   return 1;
 }
 
+#define LFL_BACKWARD_QUEUE "flame.backward_callbacks"
+
+/* The callbacks queued during the running backward (flame.autograd.queue_callback): taken off the queue and
+ * run, in order, when the outermost backward returns. */
+static void run_queued(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_call(L, 0, 0);
+  }
+  lua_pop(L, 1);
+}
+
+static int f_queue_callback(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+  }
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+static _Thread_local int backward_depth; /* nested backward calls (a hook's own backward): callbacks wait for the outermost */
+
 static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on this thread */
   lua_State *prev = lfl_hook_state(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
+  backward_depth++;
   int st = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  backward_depth--;
   lfl_hook_state(prev);
-  if (st != LUA_OK) return lua_error(L);
+  if (st != LUA_OK) {
+    if (backward_depth == 0) { /* a failed pass leaves no callbacks for the next one */
+      lua_newtable(L);
+      lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+    }
+    return lua_error(L);
+  }
+  if (backward_depth == 0) run_queued(L);
   return 0;
 }
 
@@ -430,7 +473,7 @@ int luaopen_flame(lua_State *L) {
   lua_newtable(L);
   lfl_setfuncs(L, cuda_functions);
   lua_setfield(L, -2, "cuda");
-  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {NULL, NULL, 0}};
+  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {"queue_callback", f_queue_callback, 1}, {NULL, NULL, 0}};
   lua_newtable(L);
   lfl_setfuncs(L, autograd_functions);
   lfl_open_autograd_fn(L);
