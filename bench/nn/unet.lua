@@ -47,9 +47,13 @@ local function sample(flame)
   return function() lib.sample(net, ids, 1000, o) end
 end
 
+-- flops from the model's count of multiply-adds per image forward (convs, linears, attention matmuls): a training
+-- step ~3x the forward, sampling 50 forwards of 2000 images.
+local macs = lib.model(lib.PRESETS.default, 1, 10):macs()
+
 return {
   {name = "unet train step bf16 autocast b128 32x32 (default preset)", target = 1.0, iters = 10, reps = 5,
-   setup = train_step},
+   flops = 6 * macs * 128, setup = train_step},
   {name = "unet sample 1000 images 50 ddim steps cfg bf16 (default preset)", target = 1.0, iters = 1, reps = 3,
-   setup = sample},
+   flops = 2 * macs * 2000 * 50, setup = sample},
 }
