@@ -8,7 +8,8 @@
 -- gradient clipping, bf16 autocast on CUDA. Written under --out: checkpoint.safetensors every --ckpt-every steps
 -- and at the end (model, EMA, optimizer, LR schedule, step, generator and data order: --resume continues
 -- bit-exactly), samples-<step>.png every --sample-every steps and samples.png at the end, from the EMA weights:
--- one row per class.
+-- one row per class. examples/score.lua scores a checkpoint (conditional accuracy, Fréchet distance) with the
+-- classifier of examples/classify.lua.
 local flame = require "flame"
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
