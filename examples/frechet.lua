@@ -69,15 +69,22 @@ local function flat(t) -- an [n, n] f64 tensor -> a flat Lua array
   return t:reshape(t:numel()):totable()
 end
 
--- Tr((S1 S2)^{1/2}) of two symmetric positive semi-definite [n, n] tensors (any float dtype; computed in f64).
-function M.trace_sqrt_product(s1, s2)
-  s1, s2 = s1:cpu():double(), s2:cpu():double()
-  local n = s1:size(1)
-  local w, v = M.jacobi_eigh(flat(s1), n, true)
+-- The symmetric square root of a symmetric positive semi-definite [n, n] tensor (f64, CPU): V diag(sqrt w) V^T.
+function M.sqrt_psd(s)
+  s = s:cpu():double()
+  local n = s:size(1)
+  local w, v = M.jacobi_eigh(flat(s), n, true)
   for i = 1, n do w[i] = math.sqrt(math.max(w[i], 0)) end
   local V = flame.tensor(v, {dtype = "f64"}):reshape(n, n)
-  local root = (V * flame.tensor(w, {dtype = "f64"}):unsqueeze(1)):matmul(V:t()) -- V diag(sqrt w) V^T
-  local m = root:matmul(s2):matmul(root)
+  return (V * flame.tensor(w, {dtype = "f64"}):unsqueeze(1)):matmul(V:t())
+end
+
+-- Tr((S1 S2)^{1/2}) of two symmetric positive semi-definite [n, n] tensors (any float dtype; computed in f64).
+-- root1: S1^{1/2} when known (distance() keeps it on the stats table, so one reference serves several sets).
+function M.trace_sqrt_product(s1, s2, root1)
+  local root = root1 or M.sqrt_psd(s1)
+  local n = root:size(1)
+  local m = root:matmul(s2:cpu():double()):matmul(root)
   m = (m + m:t()) * 0.5 -- symmetric up to rounding; make it exact for Jacobi
   local ev = M.jacobi_eigh(flat(m), n, false)
   local tr = 0.0
@@ -95,12 +102,14 @@ function M.stats(features)
   return {mu = mu, sigma = c:t():matmul(c) / (n - 1)}
 end
 
--- The squared Fréchet distance between two stats tables (as FID reports it).
+-- The squared Fréchet distance between two stats tables (as FID reports it). a's square root of the covariance is
+-- kept in a.root: pass the shared reference first.
 function M.distance(a, b)
+  a.root = a.root or M.sqrt_psd(a.sigma)
   local d = a.mu - b.mu
   local eye = flame.eye(a.sigma:size(1), {dtype = "f64"})
   local tr = (a.sigma * eye):sum():item() + (b.sigma * eye):sum():item()
-  return (d * d):sum():item() + tr - 2 * M.trace_sqrt_product(a.sigma, b.sigma)
+  return (d * d):sum():item() + tr - 2 * M.trace_sqrt_product(a.sigma, b.sigma, a.root)
 end
 
 return M

@@ -133,8 +133,8 @@ local _, f_feat = classify(floor_x)
 local acc = s_logits:argmax(2):eq(labels):float():mean():item()
 local real_acc = r_logits:argmax(2):eq(ref_y):float():mean():item()
 local ref_stats = frechet.stats(r_feat)
-local fd = frechet.distance(frechet.stats(s_feat), ref_stats)
-local fd_floor = frechet.distance(frechet.stats(f_feat), ref_stats)
+local fd = frechet.distance(ref_stats, frechet.stats(s_feat))
+local fd_floor = frechet.distance(ref_stats, frechet.stats(f_feat))
 
 print(string.format("conditional accuracy %.4f (the classifier on %d real test images at this size: %.4f)", acc, N,
   real_acc))
