@@ -18,7 +18,7 @@ int64_t fl_mwrap(int64_t d) { return d < 0 ? d : fl_mdim(d); }
 const char *fl_status_name(fl_status s) {
   static const char *names[] = {"ok", "invalid argument", "shape mismatch", "bad dtype", "bad device",
                                 "index out of range", "out of memory", "not implemented",
-                                "autograd error", "backend error"};
+                                "autograd error", "backend error", "interrupted"};
   return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown status";
 }
 

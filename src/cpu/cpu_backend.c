@@ -1,5 +1,6 @@
 /* The CPU backend table and host memory (aligned, counted). */
 #include "cpu.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,8 @@ fl_status fl_cpu_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const
 
 
 static fl_memory_stats stats;
+/* The cache and the stats are the process's, shared by states on several threads. */
+static pthread_mutex_t mem_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* A small cache of large freed blocks. Fresh large allocations come from mmap
  * and pay a page fault per 4 KiB on first touch, which made a 512^3 matmul 20%
@@ -96,40 +99,54 @@ static bool cache_put(void *p, size_t size) {
   return true;
 }
 
-static fl_status cpu_empty_cache(fl_device dev) {
+static void empty_cache_locked(void) {
   for (int i = 0; i < cached_n; i++) free(cache[i].ptr);
   cached_n = 0;
   stats.reserved = stats.allocated;
+}
+
+static fl_status cpu_empty_cache(fl_device dev) {
+  pthread_mutex_lock(&mem_mu);
+  empty_cache_locked();
+  pthread_mutex_unlock(&mem_mu);
   return FL_OK;
 }
 
 static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
   size_t size = round_size(nbytes ? nbytes : 1);
+  pthread_mutex_lock(&mem_mu);
   *ptr = cache_take(size);
+  pthread_mutex_unlock(&mem_mu);
   if (!*ptr) *ptr = aligned_alloc(64, size);
+  pthread_mutex_lock(&mem_mu);
   if (!*ptr) { /* give the cache back to the system and try once more */
-    cpu_empty_cache(dev);
+    empty_cache_locked();
     *ptr = aligned_alloc(64, size);
   }
   if (!*ptr) {
     stats.num_ooms++;
-    return fl_error(FL_ENOMEM, "out of host memory allocating %zu bytes (%lld bytes held by tensors)", nbytes,
-                    (long long)stats.allocated);
+    long long held = (long long)stats.allocated;
+    pthread_mutex_unlock(&mem_mu);
+    return fl_error(FL_ENOMEM, "out of host memory allocating %zu bytes (%lld bytes held by tensors)", nbytes, held);
   }
   stats.allocated += (int64_t)nbytes;
   stats.reserved += (int64_t)nbytes;
   if (stats.allocated > stats.peak) stats.peak = stats.allocated;
   stats.num_allocs++;
+  pthread_mutex_unlock(&mem_mu);
   return FL_OK;
 }
 
 static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
   size_t size = round_size(nbytes ? nbytes : 1);
+  pthread_mutex_lock(&mem_mu);
   stats.allocated -= (int64_t)nbytes;
   stats.reserved -= (int64_t)nbytes;
   stats.num_frees++;
-  if (cache_put(ptr, size)) stats.reserved += (int64_t)size;
-  else free(ptr);
+  bool kept = cache_put(ptr, size);
+  if (kept) stats.reserved += (int64_t)size;
+  pthread_mutex_unlock(&mem_mu);
+  if (!kept) free(ptr);
 }
 
 static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {
@@ -138,7 +155,9 @@ static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n)
 }
 
 static fl_status cpu_memory_stats(fl_device dev, fl_memory_stats *out) {
+  pthread_mutex_lock(&mem_mu);
   *out = stats;
+  pthread_mutex_unlock(&mem_mu);
   return FL_OK;
 }
 
