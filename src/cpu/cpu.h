@@ -158,8 +158,10 @@ float fl_cpu_extreme_f32(const float *x, int64_t n, bool max);
 bool fl_cpu_colsum(const fl_plan *p, bool mean);
 
 /* Function multi-versioning for the hot loops: one clone per x86-64 level,
- * picked at load time (ifunc), so a portable build still runs AVX-512 code. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+ * picked at load time (ifunc), so a portable build still runs AVX-512 code.
+ * Not under ThreadSanitizer: the ifunc resolvers run, instrumented, before its
+ * runtime is up, and crash the process at load (scripts/tsan). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(__SANITIZE_THREAD__)
 #define FL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FL_CLONES

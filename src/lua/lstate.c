@@ -60,13 +60,18 @@ static int msgh(lua_State *L) {
 }
 
 /* ---- budgets and interrupts: the count hook, and the context's stop flag for the ops ---- */
+/* Why the call stops: the instruction budget's message once the hook set it, else the context's reason. */
+static const char *stop_message(flame_lua_state *S, int reason) {
+  if (reason == FL_STOP_INTERRUPT) snprintf(S->stop_msg, sizeof S->stop_msg, "interrupted");
+  else if (!S->stop_msg[0]) snprintf(S->stop_msg, sizeof S->stop_msg, "time budget of %g s exceeded", S->opt.time_budget);
+  return S->stop_msg;
+}
+
 static void hook(lua_State *L, lua_Debug *ar) {
   flame_lua_state *S = state_of(L);
   if (!S || S->depth == 0) return;
   int r = fl_context_stop_reason(S->ctx);
-  if (r == FL_STOP_INTERRUPT) snprintf(S->stop_msg, sizeof S->stop_msg, "interrupted");
-  else if (r == FL_STOP_BUDGET && !S->stop_msg[0])
-    snprintf(S->stop_msg, sizeof S->stop_msg, "time budget of %g s exceeded", S->opt.time_budget);
+  if (r) stop_message(S, r);
   if (!r && S->opt.instruction_budget && (S->instr_left -= HOOK_PERIOD) < 0) {
     snprintf(S->stop_msg, sizeof S->stop_msg, "instruction budget of %llu exceeded",
              (unsigned long long)S->opt.instruction_budget);
@@ -114,6 +119,11 @@ static fl_status pcall(flame_lua_state *S, int nargs, int nres) {
   int rc = lua_pcall(L, nargs, nres, base);
   S->lua_cap = cap;
   lua_remove(L, base);
+  int stop = rc == LUA_OK && S->depth == 1 ? fl_context_stop_reason(S->ctx) : FL_STOP_NONE;
+  if (stop) { /* it returned, but an op it ran was cut short (a CPU loop stopped early): its results are not whole */
+    lua_pop(L, nres);
+    return fail(S, FL_EINTERRUPTED, stop_message(S, stop));
+  }
   if (rc == LUA_OK) return FL_OK;
   const char *msg = lua_tostring(L, -1);
   fl_status st = fl_context_stop_reason(S->ctx) ? FL_EINTERRUPTED : rc == LUA_ERRMEM ? FL_ENOMEM : FL_EINVAL;
