@@ -4,6 +4,7 @@
 -- A family file returns a list of cases:
 --   {name = "layer_norm fwd+bwd f32 [8192,1024]", target = 1.0,
 --    setup = function(flame) ... return fn end}
+-- (optional flops = the case's floating-point operations: nn_ratio.py then prints TFLOP/s too)
 -- setup builds the inputs on "cuda" (seeded) and returns the function to time;
 -- a fwd+bwd case runs the forward and backward inside fn.
 local flame = require "flame"
@@ -21,7 +22,9 @@ for _, fam in ipairs(families) do
     local line
     if ok then
       local ok2, t = pcall(median_time, fn, c.iters or 10, c.reps or 7)
-      if ok2 then line = string.format('{"name": %q, "family": %q, "target": %s, "flame_s": %.9g}', c.name, fam, c.target or "null", t)
+      if ok2 then
+        line = string.format('{"name": %q, "family": %q, "target": %s, "flame_s": %.9g%s}', c.name, fam, c.target or "null", t,
+          c.flops and string.format(', "flops": %.17g', c.flops) or "")
       else line = string.format('{"name": %q, "family": %q, "error": %q}', c.name, fam, tostring(t)) end
     else
       line = string.format('{"name": %q, "family": %q, "error": %q}', c.name, fam, tostring(fn))

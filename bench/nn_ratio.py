@@ -6,10 +6,15 @@ import json, sys
 fl = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 th = {d["name"]: d for d in (json.loads(l) for l in open(sys.argv[2]) if l.startswith("{"))}
 unit = lambda s: "%.2f us" % (s * 1e6) if s < 1e-3 else "%.3f ms" % (s * 1e3)
+_unit = unit
+# a case with "flops" (bench/nn.lua's optional field) shows TFLOP/s beside each time
+flops_of = {d["name"]: d.get("flops") for d in fl}
 print("| case | flame | PyTorch | ratio (PyTorch / flame) | target | met |")
 print("|---|---|---|---|---|---|")
 for d in fl:
     n, t = d["name"], th.get(d["name"], {})
+    f = flops_of.get(n)
+    unit = (lambda s, f=f: "%s (%.0f TFLOP/s)" % (_unit(s), f / s / 1e12)) if f else _unit
     if "flame_s" not in d or "torch_s" not in t:
         why = d.get("error") or t.get("error") or "not run"
         print(f"| {n} | {unit(d['flame_s']) if 'flame_s' in d else 'error'} | "

@@ -110,6 +110,9 @@ bool supports_query(const fl_op_query *q) {
     case FL_OP_SOFTMAX_BACKWARD: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
     case FL_OP_MASKED_SOFTMAX: return fl_dtype_is_float(in->dtype); /* attention.cu: FC_M_FLOAT */
 
+    /* -- issue 10: fused attention -- */
+    case FL_OP_FLASH_ATTENTION: return fc::flash_attention_supported(q); /* bf16/f16, head_dim 32/64/96/128 */
+
     default: return true;
   }
 }
@@ -171,6 +174,10 @@ fl_backend make_table() {
   b.dropout = fc::dropout_forward;
   b.softmax_backward = fc::softmax_backward_forward;
   b.masked_softmax = fc::masked_softmax_forward;
+
+  /* -- issue 10: fused attention -- */
+  b.flash_attention = fc::flash_attention_forward;
+  b.flash_attention_backward = fc::flash_attention_backward;
 
   /* -- issue 8: optimizers -- */
   b.optim_step = fc::optim_step;

@@ -81,6 +81,12 @@ fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t
 fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 
+/* -- issue 10: fused attention -- */
+/* flash_attention.cu */
+bool flash_attention_supported(const fl_op_query *q);
+fl_status flash_attention_forward(const fl_flash_args *a);
+fl_status flash_attention_backward(const fl_flash_args *a);
+
 /* -- issue 8: optimizers -- */
 /* optim.cu: the multi-tensor entries (fused launches over every tensor) */
 fl_status optim_step(const fl_optim_args *a);

@@ -425,6 +425,21 @@ fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_
  * j <= i + shift (0: top-left, Sk - Sq: bottom-right). Masked keys get 0; a row with no allowed finite score is
  * all 0, with zero gradient. One kernel; the backward is softmax's. */
 fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out);
+/* Fused attention (FlashAttention-2's algorithm; docs/architecture.md, "Flash attention"): softmax(scale q k^T,
+ * masked) (dropped out) v with O(seq) memory. Dense (cu_q == NULL): q [B, Hq, Sq, D], k, v [B, Hk, Sk, D];
+ * varlen: q [total_q, Hq, D], k, v [total_k, Hk, D] with cu_q, cu_k i32 [nseq + 1] on q's device (0-based prefix
+ * sums, the caller validates their values: a bad one gives wrong rows, never an access outside) and
+ * max_q/max_k >= every sequence's length. Hk divides Hq (query head h uses k/v head h / (Hq / Hk)). causal: 0
+ * none, 1 top-left (key j of query i where j <= i), 2 bottom-right (j <= i + Sk - Sq, per sequence). p in [0, 1]:
+ * the dropout probability (0: none); the mask is the reference attention's (one reservation of the global
+ * generator of ceil(B Hq Sq Sk / 4) counters, max_q/max_k for varlen). The result is contiguous, q's shape and
+ * dtype; a row without an allowed key gives 0. Only where fl_flash_attention_supported says yes (CUDA, bf16/f16,
+ * head_dim 32/64/96/128); elsewhere an error, never another path. The backward (dq, dk, dv) is fused too. */
+fl_status fl_flash_attention(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v, const fl_tensor *cu_q,
+                             const fl_tensor *cu_k, int64_t max_q, int64_t max_k, double scale, int causal, double p,
+                             fl_tensor **out);
+/* Whether fl_flash_attention runs for q, k, v of these devices, dtypes and head dims (no error set). */
+bool fl_flash_attention_supported(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v);
 /* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
  * the last dim where the backend has one (and grad mode is off), else composed from ops. */
 fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU run, in one call on the lent machine (see docs/performance.md):
-#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop]
-# (no step named: all of them). nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop] [diffusion]
+# (no step named: all of them but diffusion). nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
 # bench/nn/train.*) with the 2 GiB safetensors load of bench/io.* in the same table. interop: the safetensors
-# round trips with Python (scripts/interop.sh on cuda; needs python3 with torch and safetensors). Builds for sm_90, runs the whole spec suite with
+# round trips with Python (scripts/interop.sh on cuda; needs python3 with torch and safetensors). diffusion:
+# examples/train.lua's default preset (about 5 minutes). Builds for sm_90, runs the whole spec suite with
 # FLAME_DEVICE=cuda (every op checked against the CPU), compute-sanitizer
 # memcheck on the C backend test and a spec subset, and the benchmarks beside
 # PyTorch on the same GPU. Logs and tables go under $OUT.
@@ -90,6 +91,16 @@ if has nnbench; then
   "$build/flame-lua" bench/io.lua >>"$OUT/nn_flame.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/io_torch.py >>"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_ratio.py "$OUT/nn_flame.jsonl" "$OUT/nn_torch.jsonl" | tee "$OUT/bench_nn.md"
+fi
+
+# Not in the default list (about 5 minutes): the diffusion example's default preset; its log, checkpoint and sample
+# grids under $OUT/train.
+if has diffusion; then
+  step "examples/train.lua --device cuda (the default preset)"
+  mkdir -p "$OUT/train"
+  "$build/flame-lua" examples/train.lua --device cuda --out "$OUT/train" 2>"$OUT/train/progress.log" |
+    tee "$OUT/train.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
 if has train; then

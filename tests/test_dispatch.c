@@ -21,6 +21,7 @@ static bool no_bf16_unary(const fl_op_query *q) {
   return !(q->kind == FL_OP_UNARY && q->ts[1]->dtype == FL_BF16);
 }
 static int one(void) { return 1; }
+static bool all_yes(const fl_op_query *q) { return q != NULL; }
 
 int main(void) {
   const fl_backend *cpu = fl_backend_for(FL_CPU);
@@ -68,6 +69,23 @@ int main(void) {
   check(fl_ones(2, shape, fl_default_opts(), &c) == FL_OK && fl_binary(FL_ADD, x, c, &r) == FL_EDEVICE &&
             strstr(fl_last_error(), "cpu") && strstr(fl_last_error(), "cuda:0"),
         "mixing devices names both");
+  /* Every op kind has its entry check: a backend whose every entry is set supports every kind (an op kind
+   * without a case in has_entry would never be dispatched, as FL_OP_FLASH_ATTENTION once was). */
+  fl_backend full;
+  memset(&full, 0x5a, sizeof full); /* every pointer non-NULL; only inspected, never called */
+  full.supports = all_yes;
+  fl_register_backend(FL_CUDA, &full);
+  int missing = 0;
+  for (int k = 0; k < FL_NOPKINDS; k++) {
+    const fl_backend *be;
+    const fl_tensor *ts[4] = {x, x, x, x};
+    if (!fl_op_supported((fl_op_kind)k, 0, 4, ts, &be)) {
+      printf("     op kind %d has no entry check in dispatch.c's has_entry\n", k);
+      missing++;
+    }
+  }
+  fl_register_backend(FL_CUDA, &fake);
+  check(missing == 0, "has_entry covers every op kind");
   fl_release(x), fl_release(y), fl_release(w), fl_release(c);
   printf("%d failed\n", failures);
   return failures != 0;

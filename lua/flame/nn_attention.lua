@@ -192,6 +192,33 @@ end
 
 local sdpa_keys = {causal = true, dropout_p = true, scale = true, training = true, attn_mask = true}
 
+-- The fused path (cuda/flash_attention.cu through F._flash_attention) takes a call when the backend has it for
+-- these tensors (CUDA, bf16/f16, a head dim it is built for, one head dim for q, k and v), no attn_mask is given
+-- (causal is fine) and nothing is empty; every other call takes the reference below. Never a CPU fallback: the
+-- fused entry exists only where it runs.
+local function use_flash(q, k, v, mask)
+  if mask ~= nil then return false end
+  for _, t in ipairs({q, k, v}) do
+    for i = 1, t:dim() do
+      if t.shape[i] == 0 then return false end
+    end
+  end
+  return F._flash_supported(q, k, v)
+end
+local causal_code = {top_left = 1, bottom_right = 2}
+
+-- sdpa_backend(q, k, v, opts): "flash" or "reference", the path scaled_dot_product_attention (q 4-D) or
+-- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast).
+function F.sdpa_backend(q, k, v, opts, ...)
+  no_extra("sdpa_backend", 5, ...)
+  opts = options("sdpa_backend", opts, sdpa_keys, 2)
+  need_tensor("sdpa_backend", "q", q, 2)
+  need_tensor("sdpa_backend", "k", k, 2)
+  need_tensor("sdpa_backend", "v", v, 2)
+  q, k, v = flame._autocast_cast("lower", q, k, v)
+  return use_flash(q, k, v, opts.attn_mask) and "flash" or "reference"
+end
+
 -- scaled_dot_product_attention(q, k, v, {causal, dropout_p, scale, training, attn_mask})
 -- The attention-dropout mask is F.dropout's over the probabilities [B, Hq, Sq, Sk]: element
 -- i = ((b Hq + h) Sq + q) Sk + k (0-based) of one reservation of the global generator.
@@ -248,6 +275,9 @@ function F.scaled_dot_product_attention(q, k, v, opts, ...)
   local causal = causal_mode(SDPA, opts.causal, "top_left")
   local p = dropout_p(SDPA, opts, 2)
   local scale = get_scale(SDPA, opts, qs[4], 2)
+  if use_flash(q, k, v, mask) then
+    return F._flash_attention(q, k, v, nil, nil, 0, 0, scale, causal and causal_code[causal] or 0, p or 0)
+  end
   local drop = p and function(probs) return F.dropout(probs, p, true) end or nil
   return attention(q, k, v, scale, causal, mask, drop)
 end
@@ -329,6 +359,9 @@ function F.flash_attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, opts, ...)
   local p = dropout_p(VARLEN, opts, 2)
   local scale = get_scale(VARLEN, opts, qs[3], 2)
   local nseq, H = #cq - 1, qs[2]
+  if nseq > 0 and max_q > 0 and max_k > 0 and use_flash(q, k, v, nil) then
+    return F._flash_attention(q, k, v, cu_q, cu_k, max_q, max_k, scale, causal and causal_code[causal] or 0, p or 0)
+  end
   local keep -- the scaled keep mask of every (sequence, head, query, key), one reservation
   if p and nseq > 0 and max_q > 0 and max_k > 0 then
     keep = F.dropout(flame.ones({nseq, H, max_q, max_k}, {dtype = q.dtype, device = q.device}), p, true)

@@ -165,6 +165,9 @@ typedef enum {
   /* -- issue 8: optimizers -- */
   FL_OP_OPTIM_STEP, FL_OP_MULTI_NORM, FL_OP_MULTI_CLIP, FL_OP_MULTI_LERP,
 
+  /* -- issue 10: fused attention -- */
+  FL_OP_FLASH_ATTENTION,
+
   /* new kinds are appended here */
   FL_NOPKINDS
 } fl_op_kind;
@@ -186,6 +189,30 @@ typedef struct fl_gemm {
   double alpha, beta;     /* beta == 0: c is not read (NaN in c does not propagate) */
   const fl_tensor *bias;  /* NULL or [n] of c's dtype: added to every row */
 } fl_gemm;
+
+/* One fused attention problem (ops/flash_attention.c; docs/architecture.md, "Flash attention").
+ * Dense: q [B, Hq, Sq, D], k/v [B, Hk, Sk, D]; varlen (cu_q non-NULL): q [total_q, Hq, D], k/v [total_k, Hk, D],
+ * sequence b is rows cu[b] .. cu[b + 1] - 1 (cu_q, cu_k i32 [B + 1] on the device, validated by the caller; a
+ * kernel clamps bad values so it never reads outside). q, k, v: one dtype (bf16/f16), last dim contiguous, other
+ * strides any multiple of 8 elements, data 16-byte aligned. Hk divides Hq (query head h uses k/v head h / (Hq/Hk)).
+ * Causal: key j of query i is allowed where j <= i + shift, shift 0 (top-left) or Sk - Sq of the sequence
+ * (bottom_right). Dropout (p > 0): the (b, h, i, j) probability is kept iff
+ * fl_dropout_keep(seed, offset, ((b Hq + h) Sq + i) Sk + j), Sq/Sk the dense lengths or max_q/max_k (varlen),
+ * and scaled by 1 / (1 - p). */
+typedef struct fl_flash_args {
+  const fl_tensor *q, *k, *v;
+  const fl_tensor *cu_q, *cu_k; /* NULL: dense */
+  int64_t max_q, max_k;         /* varlen: the bound of every sequence's length (the dropout index's Sq, Sk) */
+  double scale, p;
+  bool causal, bottom_right;
+  uint64_t seed, offset;
+  /* forward: out contiguous of q's shape (and dtype), lse f32 contiguous [B, Hq, Sq] or [total_q, Hq] */
+  fl_tensor *out, *lse;
+  /* backward: dout contiguous of out's shape; dsum f32 of lse's shape (scratch); dq_acc f32 contiguous of q's
+   * shape (scratch, zeroed by the entry); dk, dv contiguous of k's shape and dtype (written, not accumulated) */
+  const fl_tensor *dout;
+  fl_tensor *dsum, *dq_acc, *dk, *dv;
+} fl_flash_args;
 
 /* Kernel-level interface, one table per device type. Front-ends validate
  * arguments, allocate outputs and broadcast operands, then call fl_dispatch,
@@ -316,6 +343,13 @@ typedef struct fl_backend {
    * of query i (the last two dims, 0-based) only where j <= i + shift. Disallowed keys get 0; a row with no
    * allowed score above -inf gets 0 everywhere. NaN scores propagate to their row. */
   fl_status (*masked_softmax)(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
+
+  /* ---- issue 10: fused attention (ops/flash_attention.c) ---- */
+  /* Optional (NULL on the CPU; supports() says which dtypes and head dims): the forward writes out and lse (the
+   * natural-log logsumexp of the scaled, masked scores; -inf for a row without an allowed key, whose output is 0);
+   * the backward recomputes the probabilities from lse and writes dq_acc (f32), dk, dv. */
+  fl_status (*flash_attention)(const fl_flash_args *a);
+  fl_status (*flash_attention_backward)(const fl_flash_args *a);
 
   /* ---- issue 8: optimizers (ops/optim.c) ---- */
   /* The multi-tensor entries behind flame.optim, argument rules in include/flame.h (fl_optim_step,

@@ -40,7 +40,28 @@ static int f_masked_softmax(lua_State *L) {
   return 1;
 }
 
+/* _flash_attention(q, k, v, cu_q?, cu_k?, max_q, max_k, scale, causal, p): fl_flash_attention, for the Lua
+ * attention's fused path (causal: 0 none, 1 top-left, 2 bottom-right; p already 0 outside training). */
+static int f_flash_attention(lua_State *L) {
+  fl_tensor *q = lfl_check(L, 1), *k = lfl_check(L, 2), *v = lfl_check(L, 3), *r;
+  fl_tensor *cu_q = lua_isnoneornil(L, 4) ? NULL : lfl_check(L, 4), *cu_k = lua_isnoneornil(L, 5) ? NULL : lfl_check(L, 5);
+  int64_t max_q = (int64_t)luaL_checkinteger(L, 6), max_k = (int64_t)luaL_checkinteger(L, 7);
+  double scale = luaL_checknumber(L, 8), p = luaL_checknumber(L, 10);
+  int causal = (int)luaL_checkinteger(L, 9);
+  LFL_CHECK(L, fl_flash_attention(q, k, v, cu_q, cu_k, max_q, max_k, scale, causal, p, &r));
+  lfl_push(L, r);
+  return 1;
+}
+
+/* _flash_supported(q, k, v): whether the fused attention runs for these tensors' device, dtype and head dim. */
+static int f_flash_supported(lua_State *L) {
+  lua_pushboolean(L, fl_flash_attention_supported(lfl_check(L, 1), lfl_check(L, 2), lfl_check(L, 3)));
+  return 1;
+}
+
 static const lfl_reg functions[] = {
+    {"_flash_attention", f_flash_attention, 10},
+    {"_flash_supported", f_flash_supported, 3},
     {"_masked_softmax", f_masked_softmax, 3},
     {"dropout", f_dropout, 3},
     {"linear", f_linear, 3},

@@ -1,0 +1,603 @@
+/* Fused attention (FlashAttention-2's algorithm) for bf16/f16, head dims 32, 64, 96, 128.
+ *
+ * Forward: one CTA of 4 warps per (query tile of 64 rows, batch x query head); warp w owns rows 16w..16w+15.
+ * Q stays in shared memory, K and V tiles of 64 keys stream through it. S = Q K^T and O += P V run on the tensor
+ * cores (mma.sync m16n8k16, f32 accumulation); the fragments are read from shared memory with 32-bit loads (pairs
+ * along the reduction dim) or two 16-bit loads where the pair is strided (V, dO, Q, K as B operands). The online
+ * softmax works in the log2 domain (scores prescaled by scale * log2 e, exp2), its running max and sum in f32 per
+ * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
+ * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
+ * whose output is 0) are written.
+ * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA per (key tile of 64, batch x k/v head),
+ * warp w owning keys 16w..16w+15: it loops over the query heads that share the k/v head (GQA: their dK/dV sum in
+ * registers, no atomics) and over the query tiles a causal mask leaves, recomputes P^T = exp2(S^T - lse) and
+ * accumulates dV += Z^T dO, dK += dS^T Q in registers; dQ += dS K goes through shared memory (dS as [query][key])
+ * and f32 atomicAdd into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
+ * Dropout: the keep bit of (b, h, i, j) is fl_dropout_keep at the reference's index, evaluated where needed
+ * (forward and backward), never stored. Z = P * keep / (1 - p); the row sum l is of the undropped P.
+ * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
+#include "context.cuh"
+#include "dispatch.cuh"
+#include "ops.cuh"
+#include "dropout_keep.h"
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace {
+
+constexpr int BM = 64, BN = 64, NT = 128, PAD = 8; /* PAD: rows of D + 8 halves avoid bank conflicts */
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+
+struct fa_params {
+  const uint16_t *q, *k, *v;
+  int64_t q_sb, q_sh, q_sr, k_sb, k_sh, k_sr, v_sb, v_sh, v_sr; /* batch, head, row strides (elements) */
+  uint16_t *o;                                                  /* contiguous, q's layout */
+  int64_t o_sb, o_sh, o_sr;
+  float *lse;                /* contiguous [B, Hq, Sq] or [total_q, Hq] */
+  int64_t l_sb, l_sh, l_sr;  /* lse/dsum strides */
+  const int32_t *cu_q, *cu_k; /* NULL: dense */
+  int64_t total_q, total_k;
+  int B, Hq, Hk;
+  int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
+  float scale, scale_log2;
+  bool causal, bottom_right, dropout;
+  uint32_t thr;
+  float drop_scale;
+  uint64_t seed, offset;
+  /* backward */
+  const uint16_t *dout; /* out's layout (o strides) */
+  float *dsum;          /* lse's layout */
+  float *dq;            /* f32, q's contiguous layout (o strides) */
+  uint16_t *dk, *dv;    /* contiguous, k's layout */
+  int64_t dk_sb, dk_sh, dk_sr;
+};
+
+/* The rows of sequence b: start and length, clamped so that bad cu_seqlens never index outside. */
+__device__ __forceinline__ void fa_extent(const int32_t *cu, int b, int64_t maxlen, int64_t total, int64_t &start,
+                                          int64_t &len) {
+  if (!cu) {
+    start = 0, len = maxlen;
+    return;
+  }
+  start = cu[b];
+  len = (int64_t)cu[b + 1] - start;
+  if (len < 0) len = 0;
+  if (len > maxlen) len = maxlen;
+  if (start < 0 || start + len > total) len = 0;
+}
+
+template <bool BF> __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
+  uint32_t r;
+  if constexpr (BF) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&r, &v, 4);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&r, &v, 4);
+  }
+  return r;
+}
+
+template <bool BF> __device__ __forceinline__ float fa_load(uint16_t x) {
+  return BF ? fl_bfloat_to_f32(x) : fl_half_to_f32(x);
+}
+
+template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
+  return BF ? fl_bfloat_from_f32(x) : fl_half_from_f32(x);
+}
+
+__device__ __forceinline__ uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+
+/* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
+template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+  if constexpr (BF) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+/* A fragment (16 x 16 at row r0, col c0) of a row-major smem matrix with leading dim ld: the pairs are contiguous. */
+__device__ __forceinline__ void frag_a(uint32_t a[4], const uint16_t *s, int ld, int r0, int c0, int g, int t) {
+  a[0] = ld32(s + (r0 + g) * ld + c0 + 2 * t);
+  a[1] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t);
+  a[2] = ld32(s + (r0 + g) * ld + c0 + 2 * t + 8);
+  a[3] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t + 8);
+}
+
+/* B fragment (k16 x n8) with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem matrix used transposed
+ * (K in Q K^T), pairs along k contiguous. */
+__device__ __forceinline__ void frag_bt(uint32_t b[2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
+  b[0] = ld32(s + (n0 + g) * ld + k0 + 2 * t);
+  b[1] = ld32(s + (n0 + g) * ld + k0 + 2 * t + 8);
+}
+
+/* B fragment (k16 x n8) with B[k][n] = s[(k0 + k) ld + n0 + n]: a row-major smem matrix used as is (V in P V),
+ * pairs along k strided: two 16-bit loads each. */
+__device__ __forceinline__ void frag_b(uint32_t b[2], const uint16_t *s, int ld, int k0, int n0, int g, int t) {
+  const uint16_t *p = s + (k0 + 2 * t) * ld + n0 + g;
+  b[0] = pack16(p[0], p[ld]);
+  b[1] = pack16(p[8 * ld], p[9 * ld]);
+}
+
+/* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
+template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
+  a[0] = fa_pack<BF>(c0[0], c0[1]);
+  a[1] = fa_pack<BF>(c0[2], c0[3]);
+  a[2] = fa_pack<BF>(c1[0], c1[1]);
+  a[3] = fa_pack<BF>(c1[2], c1[3]);
+}
+
+/* Copies rows [r0, r0 + n) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
+template <int D>
+__device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
+                                          int64_t len, int n) {
+  constexpr int CH = D / 8; /* 16-byte chunks per row */
+  for (int c = threadIdx.x; c < n * CH; c += NT) {
+    int r = c / CH, k = (c % CH) * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r0 + r < len) v = *reinterpret_cast<const uint4 *>(base + (r0 + r) * rs + k);
+    *reinterpret_cast<uint4 *>(s + r * ld + k) = v;
+  }
+}
+
+__device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h, int64_t i, int64_t j) {
+  return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
+}
+
+/* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
+ * straddles two. */
+__device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool &k0, bool &k1) {
+  fl_philox_out o = fl_philox(p.seed, p.offset + idx / 4);
+  const uint32_t w = (uint32_t)(idx % 4);
+  uint32_t a = w == 0 ? o.w[0] : w == 1 ? o.w[1] : w == 2 ? o.w[2] : o.w[3];
+  uint32_t c = w == 0 ? o.w[1] : w == 1 ? o.w[2] : w == 2 ? o.w[3] : fl_philox(p.seed, p.offset + idx / 4 + 1).w[0];
+  k0 = fl_dropout_keep_word(a, p.thr);
+  k1 = fl_dropout_keep_word(c, p.thr);
+}
+
+/* One (query tile, b, h) of the forward. */
+template <bool BF, int D>
+__device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
+  constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8;
+  uint16_t *sQ = smem, *sK = sQ + BM * LD, *sV = sK + BN * LD;
+  const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
+  int64_t q0, lq, k0, lk;
+  fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
+  fa_extent(p.cu_k, b, p.Sk, p.total_k, k0, lk);
+  const int64_t m0 = (int64_t)mt * BM;
+  if (m0 >= lq) return; /* uniform over the CTA */
+  const int64_t shift = p.bottom_right ? lk - lq : 0;
+  int64_t n_end = lk;
+  if (p.causal) n_end = min(lk, max((int64_t)0, m0 + BM + shift)); /* keys past every row's limit: skipped */
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
+  const uint16_t *kb = p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr;
+  const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
+  __syncthreads(); /* the previous tile of this CTA is done with smem */
+  load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  float acc[NTD][4];
+#pragma unroll
+  for (int i = 0; i < NTD; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+  const int64_t row[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
+  for (int64_t n0 = 0; n0 < n_end; n0 += BN) {
+    __syncthreads(); /* the previous K/V tile is read */
+    load_tile<D>(sK, LD, kb, p.k_sr, n0, lk, BN);
+    load_tile<D>(sV, LD, vb, p.v_sr, n0, lk, BN);
+    __syncthreads();
+    float s[NTS][4];
+#pragma unroll
+    for (int i = 0; i < NTS; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[4];
+      frag_a(a, sQ, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+      for (int nt = 0; nt < NTS; nt++) {
+        uint32_t bf[2];
+        frag_bt(bf, sK, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(s[nt], a, bf);
+      }
+    }
+    /* mask and prescale; the tile's row max */
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
+        bool ok = j < lk && (!p.causal || j <= i + shift);
+        float x = ok ? s[nt][e] * p.scale_log2 : -INFINITY;
+        s[nt][e] = x;
+        mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      }
+    float alpha[2], muse[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      float mnew = fmaxf(mrow[r], mx[r]);
+      muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
+      alpha[r] = exp2f(mrow[r] - muse[r]);
+      mrow[r] = mnew;
+      lrow[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int i = 0; i < NTD; i++) {
+      acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
+      acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
+    }
+#pragma unroll
+    for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float pe = exp2f(s[nt][e] - muse[e >> 1]);
+        lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
+        s[nt][e] = pe;
+      }
+    if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+#pragma unroll
+      for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          bool k0, k1;
+          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), k0, k1);
+          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop_scale : 0.f;
+          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+        }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t a[4];
+      c_to_a<BF>(a, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt++) {
+        uint32_t bf[2];
+        frag_b(bf, sV, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(acc[dt], a, bf);
+      }
+    }
+  }
+  uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+    if (row[r] >= lq) continue;
+    float inv = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
+    uint16_t *orow = ob + row[r] * p.o_sr;
+#pragma unroll
+    for (int dt = 0; dt < NTD; dt++)
+      *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) = fa_pack<BF>(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
+    if (t == 0) {
+      float l = lrow[r] > 0.f && mrow[r] > -INFINITY ? (mrow[r] + log2f(lrow[r])) * LN2 : -INFINITY;
+      p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[r]) * p.l_sr] = l;
+    }
+  }
+}
+
+template <bool BF, int D>
+__global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
+  extern __shared__ __align__(16) uint16_t smem[];
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y) fwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+}
+
+/* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
+template <bool BF>
+__global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const uint16_t *dout, const uint16_t *o,
+                                                             int64_t rows, int D) {
+  const int lane = threadIdx.x & 31, warps = FC_THREADS / 32;
+  for (int64_t r = (int64_t)blockIdx.x * warps + threadIdx.x / 32; r < rows; r += (int64_t)gridDim.x * warps) {
+    float s = 0.f;
+    for (int d = lane; d < D; d += 32) s += fa_load<BF>(dout[r * D + d]) * fa_load<BF>(o[r * D + d]);
+    for (int m = 16; m > 0; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+    if (lane == 0) dsum[r] = s;
+  }
+}
+
+/* One (key tile, b, k/v head) of the backward. */
+template <bool BF, int D>
+__device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
+  constexpr int LD = D + PAD, LDS = BN + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
+  uint16_t *sK = smem, *sV = sK + BN * LD, *sQ = sV + BN * LD, *sO = sQ + BM * LD, *sS = sO + BM * LD;
+  float *sL = reinterpret_cast<float *>(sS + BM * LDS), *sD = sL + BM;
+  const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
+  int64_t q0, lq, k0, lk;
+  fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
+  fa_extent(p.cu_k, b, p.Sk, p.total_k, k0, lk);
+  const int64_t n0 = (int64_t)nt_idx * BN;
+  if (n0 >= lk) return; /* uniform over the CTA */
+  const int64_t shift = p.bottom_right ? lk - lq : 0;
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  __syncthreads();
+  load_tile<D>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
+  load_tile<D>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
+  float dk[NTD][4], dv[NTD][4];
+#pragma unroll
+  for (int i = 0; i < NTD; i++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
+  const int64_t key[2] = {n0 + w * 16 + g, n0 + w * 16 + g + 8};
+  /* queries i with i + shift >= n0 see a key of this tile (causal); earlier tiles are skipped */
+  int64_t mbeg = p.causal ? max((int64_t)0, n0 - shift) : 0;
+  mbeg = mbeg / BM * BM;
+  for (int gi = 0; gi < G; gi++) {
+    const int h = hk * G + gi;
+    const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
+    const uint16_t *dob = p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+    const int64_t lbase = b * p.l_sb + h * p.l_sh + q0 * p.l_sr;
+    for (int64_t m0 = mbeg; m0 < lq; m0 += BM) {
+      __syncthreads(); /* the previous query tile (and sS) is read */
+      load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+      load_tile<D>(sO, LD, dob, p.o_sr, m0, lq, BM);
+      for (int r = threadIdx.x; r < BM; r += NT) {
+        bool in = m0 + r < lq;
+        float l = in ? p.lse[lbase + (m0 + r) * p.l_sr] : -INFINITY;
+        sL[r] = l == -INFINITY ? INFINITY : l * LOG2E; /* a row without keys: exp2(s - inf) = 0 */
+        sD[r] = in ? p.dsum[lbase + (m0 + r) * p.l_sr] : 0.f;
+      }
+      __syncthreads();
+      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      float st[NTQ][4];
+#pragma unroll
+      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NTQ; nt++) {
+          uint32_t bf[2];
+          frag_bt(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf);
+        }
+      }
+      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
+      uint32_t keepbits = 0xffffffffu;
+      float z[NTQ][4];
+#pragma unroll
+      for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int64_t j = key[e >> 1], il = nt * 8 + 2 * t + (e & 1), i = m0 + il;
+          bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
+          float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
+          st[nt][e] = pe;
+          float ze = pe;
+          if (p.dropout) {
+            bool keep = ok && fl_dropout_keep(p.seed, p.offset, drop_index(p, b, h, i, j), p.thr);
+            if (!keep) keepbits &= ~(1u << (nt * 4 + e));
+            ze = keep ? pe * p.drop_scale : 0.f;
+          }
+          z[nt][e] = ze;
+        }
+      /* dV += Z^T dO */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt++) {
+          uint32_t bf[2];
+          frag_b(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf);
+        }
+      }
+      /* dZ^T = V dO^T (reusing z) */
+#pragma unroll
+      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NTQ; nt++) {
+          uint32_t bf[2];
+          frag_bt(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf);
+        }
+      }
+      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
+#pragma unroll
+      for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int il = nt * 8 + 2 * t + (e & 1);
+          float dp = z[nt][e];
+          if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
+          float ds = st[nt][e] * (dp - sD[il]);
+          st[nt][e] = ds;
+          int kl = w * 16 + g + (e >> 1) * 8;
+          sS[il * LDS + kl] = fa_store<BF>(ds);
+        }
+      /* dK += dS^T Q */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt++) {
+          uint32_t bf[2];
+          frag_b(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf);
+        }
+      }
+      __syncthreads(); /* sS complete */
+      /* dQ[16w.., :] += scale dS K, one n8 column block at a time (few registers), atomically into f32 */
+      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+      const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
+#pragma unroll 2
+      for (int dt = 0; dt < NTD; dt++) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+          uint32_t a[4], bf[2];
+          frag_a(a, sS, LDS, w * 16, kk * 16, g, t);
+          frag_b(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c, a, bf);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          if (qi[r] >= lq) continue;
+          float *d = dqb + qi[r] * p.o_sr + dt * 8 + 2 * t;
+          atomicAdd(d, c[2 * r] * p.scale);
+          atomicAdd(d + 1, c[2 * r + 1] * p.scale);
+        }
+      }
+    }
+  }
+  uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
+  uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (key[r] >= lk) continue;
+#pragma unroll
+    for (int dt = 0; dt < NTD; dt++) {
+      int64_t off = key[r] * p.dk_sr + dt * 8 + 2 * t;
+      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * p.scale, dk[dt][2 * r + 1] * p.scale);
+      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r], dv[dt][2 * r + 1]);
+    }
+  }
+}
+
+template <bool BF, int D>
+__global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
+  extern __shared__ __align__(16) uint16_t smem[];
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+}
+
+constexpr size_t fwd_smem(int D) { return (size_t)(BM + 2 * BN) * (D + PAD) * 2; }
+constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
+
+/* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
+void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t &sr) {
+  if (varlen) sb = 0, sr = t->stride[0], sh = t->stride[1];
+  else sb = t->stride[0], sh = t->stride[1], sr = t->stride[2];
+}
+
+fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
+  memset(&p, 0, sizeof p);
+  FL_TRY(fc_context_of(a->q, ctx));
+  bool varlen = a->cu_q != nullptr;
+  p.q = (const uint16_t *)fc_base(a->q), p.k = (const uint16_t *)fc_base(a->k), p.v = (const uint16_t *)fc_base(a->v);
+  strides3(a->q, varlen, p.q_sb, p.q_sh, p.q_sr);
+  strides3(a->k, varlen, p.k_sb, p.k_sh, p.k_sr);
+  strides3(a->v, varlen, p.v_sb, p.v_sh, p.v_sr);
+  const int D = (int)a->q->shape[a->q->ndim - 1];
+  if (varlen) {
+    p.cu_q = (const int32_t *)fc_base(a->cu_q), p.cu_k = (const int32_t *)fc_base(a->cu_k);
+    p.total_q = a->q->shape[0], p.total_k = a->k->shape[0];
+    p.B = (int)(a->cu_q->shape[0] - 1), p.Hq = (int)a->q->shape[1], p.Hk = (int)a->k->shape[1];
+    p.Sq = a->max_q, p.Sk = a->max_k;
+    p.o_sb = 0, p.o_sh = D, p.o_sr = (int64_t)p.Hq * D;
+    p.l_sb = 0, p.l_sh = 1, p.l_sr = p.Hq;
+    p.dk_sb = 0, p.dk_sh = D, p.dk_sr = (int64_t)p.Hk * D;
+  } else {
+    p.B = (int)a->q->shape[0], p.Hq = (int)a->q->shape[1], p.Hk = (int)a->k->shape[1];
+    p.Sq = a->q->shape[2], p.Sk = a->k->shape[2];
+    p.o_sb = p.Hq * p.Sq * D, p.o_sh = p.Sq * D, p.o_sr = D;
+    p.l_sb = p.Hq * p.Sq, p.l_sh = p.Sq, p.l_sr = 1;
+    p.dk_sb = p.Hk * p.Sk * D, p.dk_sh = p.Sk * D, p.dk_sr = D;
+  }
+  p.scale = (float)a->scale, p.scale_log2 = (float)(a->scale * 1.4426950408889634);
+  p.causal = a->causal, p.bottom_right = a->bottom_right;
+  p.dropout = a->p > 0;
+  p.thr = fl_dropout_threshold(a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
+  p.seed = a->seed, p.offset = a->offset;
+  return FL_OK;
+}
+
+/* Grid: x over the tiles of the longest sequence, y over (batch, head) folded to CUDA's limit (the kernels loop). */
+dim3 grid_of(int64_t len, int tile, int64_t bh) {
+  return dim3((unsigned)fc_max64(1, fc_ceil_div(len, tile)), (unsigned)fc_min64(bh, 65535));
+}
+
+template <class K> fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name) {
+  FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  kernel<<<grid, NT, smem, ctx->stream>>>(p);
+  return fc_launched(name);
+}
+
+template <bool BF> fl_status fwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
+  switch (D) {
+    case 32: return launch(fa_fwd_kernel<BF, 32>, grid, fwd_smem(32), ctx, p, "fa_fwd_kernel");
+    case 64: return launch(fa_fwd_kernel<BF, 64>, grid, fwd_smem(64), ctx, p, "fa_fwd_kernel");
+    case 96: return launch(fa_fwd_kernel<BF, 96>, grid, fwd_smem(96), ctx, p, "fa_fwd_kernel");
+    case 128: return launch(fa_fwd_kernel<BF, 128>, grid, fwd_smem(128), ctx, p, "fa_fwd_kernel");
+    default: return fl_error(FL_EINVAL, "flash_attention: head_dim %d is not supported", D);
+  }
+}
+
+template <bool BF> fl_status bwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
+  switch (D) {
+    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel");
+    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel");
+    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel");
+    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel");
+    default: return fl_error(FL_EINVAL, "flash_attention backward: head_dim %d is not supported", D);
+  }
+}
+
+} // namespace
+
+namespace fc {
+
+bool flash_attention_supported(const fl_op_query *q) {
+  /* ts: out, q, k, v */
+  if (q->n < 4 || !q->ts[1] || !q->ts[2] || !q->ts[3]) return false;
+  const fl_tensor *tq = q->ts[1], *tk = q->ts[2], *tv = q->ts[3];
+  if (tq->dtype != FL_BF16 && tq->dtype != FL_F16) return false;
+  if (tk->dtype != tq->dtype || tv->dtype != tq->dtype) return false;
+  int64_t D = tq->shape[tq->ndim - 1];
+  if (tk->shape[tk->ndim - 1] != D || tv->shape[tv->ndim - 1] != D) return false;
+  return D == 32 || D == 64 || D == 96 || D == 128;
+}
+
+fl_status flash_attention_forward(const fl_flash_args *a) {
+  fa_params p;
+  fc_context *ctx;
+  FL_TRY(fill_params(a, p, &ctx));
+  p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
+  const int D = (int)a->q->shape[a->q->ndim - 1];
+  if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
+  dim3 grid = grid_of(p.Sq, BM, (int64_t)p.B * p.Hq);
+  return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
+}
+
+fl_status flash_attention_backward(const fl_flash_args *a) {
+  fa_params p;
+  fc_context *ctx;
+  FL_TRY(fill_params(a, p, &ctx));
+  p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
+  p.dout = (const uint16_t *)fc_base(a->dout), p.dsum = (float *)fc_base(a->dsum), p.dq = (float *)fc_base(a->dq_acc);
+  p.dk = (uint16_t *)fc_base(a->dk), p.dv = (uint16_t *)fc_base(a->dv);
+  const int D = (int)a->q->shape[a->q->ndim - 1];
+  const bool bf = a->q->dtype == FL_BF16;
+  FC_CUDA(cudaMemsetAsync(p.dq, 0, (size_t)fl_numel(a->dq_acc) * sizeof(float), ctx->stream));
+  int64_t rows = fl_numel(a->lse);
+  if (rows > 0) {
+    unsigned bx = (unsigned)fc_min64(fc_ceil_div(rows, FC_THREADS / 32), (int64_t)ctx->sm_count * 32);
+    if (bf) fa_dsum_kernel<true><<<bx, FC_THREADS, 0, ctx->stream>>>(p.dsum, p.dout, p.o, rows, D);
+    else fa_dsum_kernel<false><<<bx, FC_THREADS, 0, ctx->stream>>>(p.dsum, p.dout, p.o, rows, D);
+    FL_TRY(fc_launched("fa_dsum_kernel"));
+  }
+  if (fl_numel(a->dk) == 0) return FL_OK;
+  if (p.B <= 0 || p.Hk <= 0 || p.Sk <= 0) return FL_OK;
+  /* dk/dv rows of sequences the grid reaches are all written; with varlen, rows outside every sequence
+   * (none when cu_k ends at total_k, as validated) would stay unwritten, so they are zeroed first */
+  if (a->cu_k) {
+    FC_CUDA(cudaMemsetAsync(p.dk, 0, (size_t)fl_numel(a->dk) * 2, ctx->stream));
+    FC_CUDA(cudaMemsetAsync(p.dv, 0, (size_t)fl_numel(a->dv) * 2, ctx->stream));
+  }
+  dim3 grid = grid_of(p.Sk, BN, (int64_t)p.B * p.Hk);
+  return bf ? bwd_dispatch<true>(D, grid, ctx, p) : bwd_dispatch<false>(D, grid, ctx, p);
+}
+
+} // namespace fc
