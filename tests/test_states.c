@@ -266,6 +266,39 @@ static void test_modes(void) {
   flame_lua_close(B);
 }
 
+/* The C API's contexts without Lua: the stop flag fails the next op, the limit and the charge follow storages. */
+static void test_contexts(void) {
+  fl_context *c = NULL;
+  OK(fl_context_new(&c));
+  if (!c) return;
+  fl_context *prev = fl_context_enter(c);
+  CHECK(fl_context_current() == c && prev == NULL, "a context is entered on this thread");
+  int64_t shape[1] = {100};
+  fl_tensor *a = NULL, *b = NULL, *s = NULL;
+  OK(fl_ones(1, shape, fl_default_opts(), &a));
+  CHECK(fl_context_memory_used(c, FL_CPU_DEVICE) == 400, "its storage is charged to it (%zu)",
+        fl_context_memory_used(c, FL_CPU_DEVICE));
+  fl_context_interrupt(c);
+  fl_status st = fl_add(a, a, 1, &s);
+  CHECK(st == FL_EINTERRUPTED && !strcmp(fl_last_error(), "add: interrupted"), "an interrupted context fails the next op: %s",
+        fl_last_error());
+  CHECK(fl_context_check(c) == FL_EINTERRUPTED, "fl_context_check says so");
+  fl_context_reset_stop(c);
+  OK(fl_add(a, a, 1, &s));
+  fl_release(s);
+  OK(fl_context_set_memory_limit(c, FL_CPU_DEVICE, 1000));
+  shape[0] = 200;
+  st = fl_zeros(1, shape, fl_default_opts(), &b);
+  CHECK(st == FL_ENOMEM && contains(fl_last_error(), "memory limit of 1000 bytes on cpu reached: allocating 800 bytes with 400 in use"),
+        "past the limit: %s", fl_last_error());
+  fl_context_enter(prev);
+  OK(fl_zeros(1, shape, fl_default_opts(), &b)); /* the default context has no limit */
+  fl_release(b);
+  fl_context_release(c); /* a still charges it: it lives on until a is freed */
+  CHECK(fl_grad_enabled(), "the default context's modes are untouched");
+  fl_release(a);
+}
+
 /* ---- the host's memory over open/close cycles ---- */
 static double rss_mb(void) {
   long pages = 0, resident = 0;
@@ -334,6 +367,7 @@ int main(void) {
   test_sandbox();
   test_metatable_and_hooks();
   test_modes();
+  test_contexts();
   test_plain_states();
   test_cycles();
   printf("%d checks, %d failures\n", checks, failures);
