@@ -4,6 +4,7 @@
  * op (fc_context_get). */
 #include "allocator.cuh"
 #include "staging.cuh"
+#include "nccl.cuh"
 #include "cuda_backend.h"
 #include "ops.cuh"
 
@@ -184,6 +185,13 @@ fl_backend make_table() {
   b.multi_norm = fc::multi_norm;
   b.multi_clip = fc::multi_clip;
   b.multi_lerp = fc::multi_lerp;
+
+  /* -- distributed (nccl.cu) -- */
+  b.comm_unique_id = cuda_comm_unique_id;
+  b.comm_init = cuda_comm_init;
+  b.comm_destroy = cuda_comm_destroy;
+  b.collective = cuda_collective;
+  b.comm_wait = cuda_comm_wait;
 
   return b;
 }

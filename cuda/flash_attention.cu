@@ -1,9 +1,10 @@
 /* Fused attention (FlashAttention-2's algorithm) for bf16/f16, head dims 32, 64, 96, 128.
  *
  * Forward: one CTA of 4 warps per (query tile of 64 rows, batch x query head); warp w owns rows 16w..16w+15.
- * Q stays in shared memory, K and V tiles of 64 keys stream through it. S = Q K^T and O += P V run on the tensor
- * cores (mma.sync m16n8k16, f32 accumulation); the fragments are read from shared memory with 32-bit loads (pairs
- * along the reduction dim) or two 16-bit loads where the pair is strided (V, dO, Q, K as B operands). The online
+ * Q stays in shared memory, K and V tiles of 64 keys stream through it (two stages, cp.async: the next tile loads
+ * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
+ * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
+ * -DFA_PLAIN_LOADS builds the same kernels with synchronous tile loads and per-thread fragment loads instead. The online
  * softmax works in the log2 domain (scores prescaled by scale * log2 e, exp2), its running max and sum in f32 per
  * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
  * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
@@ -86,8 +87,6 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
   return BF ? fl_bfloat_from_f32(x) : fl_half_from_f32(x);
 }
 
-__device__ __forceinline__ uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
-__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
 
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -104,27 +103,79 @@ template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint
   }
 }
 
-/* A fragment (16 x 16 at row r0, col c0) of a row-major smem matrix with leading dim ld: the pairs are contiguous. */
+/* Fragment loads from shared memory. By default through ldmatrix (one instruction loads four 8 x 8 matrices, lane
+ * l giving the address of one 16-byte row of matrix l / 8; .trans hands each thread the transposed pairs); built
+ * with -DFA_PLAIN_LOADS, the same fragments come from 32-bit and 16-bit loads (the per-thread layout of PTX's
+ * m16n8k16 fragments written out), a fallback that is easier to check. Rows are 16-byte aligned (ld is a multiple of
+ * 8 halves, columns multiples of 8). */
+#ifdef FA_PLAIN_LOADS
+__device__ __forceinline__ uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+__device__ __forceinline__ uint32_t pack16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+#else
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const uint16_t *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const uint16_t *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p))
+               : "memory");
+}
+#endif
+
+/* A fragment (16 x 16 at row r0, col c0) of a row-major smem matrix with leading dim ld: a0 (row g, cols 2t, 2t+1),
+ * a1 (row g + 8), a2 (row g, cols + 8), a3 (row g + 8, cols + 8). */
 __device__ __forceinline__ void frag_a(uint32_t a[4], const uint16_t *s, int ld, int r0, int c0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
   a[0] = ld32(s + (r0 + g) * ld + c0 + 2 * t);
   a[1] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t);
   a[2] = ld32(s + (r0 + g) * ld + c0 + 2 * t + 8);
   a[3] = ld32(s + (r0 + g + 8) * ld + c0 + 2 * t + 8);
+#else
+  const int lane = threadIdx.x & 31; /* matrices: rows r0 / r0 + 8 (lane bit 3), cols c0 / c0 + 8 (lane bit 4) */
+  ldsm_x4(a, s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
+#endif
 }
 
-/* B fragment (k16 x n8) with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem matrix used transposed
- * (K in Q K^T), pairs along k contiguous. */
-__device__ __forceinline__ void frag_bt(uint32_t b[2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
-  b[0] = ld32(s + (n0 + g) * ld + k0 + 2 * t);
-  b[1] = ld32(s + (n0 + g) * ld + k0 + 2 * t + 8);
+/* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
+ * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
+__device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    b[i][0] = ld32(s + (n0 + 8 * i + g) * ld + k0 + 2 * t);
+    b[i][1] = ld32(s + (n0 + 8 * i + g) * ld + k0 + 2 * t + 8);
+  }
+#else
+  /* matrices (rows n0, col k0), (n0, k0 + 8), (n0 + 8, k0), (n0 + 8, k0 + 8) */
+  const int lane = threadIdx.x & 31, j = lane >> 3;
+  uint32_t r[4];
+  ldsm_x4(r, s + (n0 + (lane & 7) + (j >> 1) * 8) * ld + k0 + (j & 1) * 8);
+  b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+#endif
 }
 
-/* B fragment (k16 x n8) with B[k][n] = s[(k0 + k) ld + n0 + n]: a row-major smem matrix used as is (V in P V),
- * pairs along k strided: two 16-bit loads each. */
-__device__ __forceinline__ void frag_b(uint32_t b[2], const uint16_t *s, int ld, int k0, int n0, int g, int t) {
-  const uint16_t *p = s + (k0 + 2 * t) * ld + n0 + g;
-  b[0] = pack16(p[0], p[ld]);
-  b[1] = pack16(p[8 * ld], p[9 * ld]);
+/* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(k0 + k) ld + n0 + n]: a row-major smem
+ * matrix used as is (V in P V), pairs along k strided. */
+__device__ __forceinline__ void frag_b2(uint32_t b[2][2], const uint16_t *s, int ld, int k0, int n0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const uint16_t *p = s + (k0 + 2 * t) * ld + n0 + 8 * i + g;
+    b[i][0] = pack16(p[0], p[ld]);
+    b[i][1] = pack16(p[8 * ld], p[9 * ld]);
+  }
+#else
+  /* transposed matrices (rows k0, col n0), (k0 + 8, n0), (k0, n0 + 8), (k0 + 8, n0 + 8) */
+  const int lane = threadIdx.x & 31;
+  uint32_t r[4];
+  ldsm_x4_trans(r, s + (k0 + (lane & 15)) * ld + n0 + (lane >> 4) * 8);
+  b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+#endif
 }
 
 /* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
@@ -148,6 +199,37 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
   }
 }
 
+/* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
+ * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
+template <int D>
+__device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
+                                                int64_t len, int n) {
+#ifdef FA_PLAIN_LOADS
+  load_tile<D>(s, ld, base, rs, r0, len, n);
+#else
+  constexpr int CH = D / 8;
+  for (int c = threadIdx.x; c < n * CH; c += NT) {
+    int r = c / CH, k = (c % CH) * 8;
+    bool in = r0 + r < len;
+    const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
+                 "r"(in ? 16 : 0)
+                 : "memory");
+  }
+#endif
+}
+__device__ __forceinline__ void cp_commit() {
+#ifndef FA_PLAIN_LOADS
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/* Waits until at most N committed groups are pending. */
+template <int N> __device__ __forceinline__ void cp_wait() {
+#ifndef FA_PLAIN_LOADS
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
 __device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h, int64_t i, int64_t j) {
   return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
 }
@@ -167,7 +249,7 @@ __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool
 template <bool BF, int D>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8;
-  uint16_t *sQ = smem, *sK = sQ + BM * LD, *sV = sK + BN * LD;
+  uint16_t *sQ = smem, *sKV = sQ + BM * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -182,17 +264,31 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   const uint16_t *kb = p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr;
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
-  load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  const int ntiles = (int)((n_end + BN - 1) / BN);
+  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  if (ntiles > 0) {
+    load_tile_async<D>(sKV, LD, kb, p.k_sr, 0, lk, BN);
+    load_tile_async<D>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk, BN);
+  }
+  cp_commit();
   float acc[NTD][4];
 #pragma unroll
   for (int i = 0; i < NTD; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
   float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
   const int64_t row[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-  for (int64_t n0 = 0; n0 < n_end; n0 += BN) {
-    __syncthreads(); /* the previous K/V tile is read */
-    load_tile<D>(sK, LD, kb, p.k_sr, n0, lk, BN);
-    load_tile<D>(sV, LD, vb, p.v_sr, n0, lk, BN);
-    __syncthreads();
+  for (int it = 0; it < ntiles; it++) {
+    const int64_t n0 = (int64_t)it * BN;
+    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
+      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
+      load_tile_async<D>(nk, LD, kb, p.k_sr, n0 + BN, lk, BN);
+      load_tile_async<D>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk, BN);
+      cp_commit();
+      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+    } else {
+      cp_wait<0>();
+    }
+    __syncthreads(); /* every thread's copies of tile it are visible */
+    const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[NTS][4];
 #pragma unroll
     for (int i = 0; i < NTS; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
@@ -201,10 +297,11 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       uint32_t a[4];
       frag_a(a, sQ, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-      for (int nt = 0; nt < NTS; nt++) {
-        uint32_t bf[2];
-        frag_bt(bf, sK, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(s[nt], a, bf);
+      for (int nt = 0; nt < NTS; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sK, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(s[nt], a, bf[0]);
+        fa_mma<BF>(s[nt + 1], a, bf[1]);
       }
     }
     /* mask and prescale; the tile's row max */
@@ -248,23 +345,26 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-          bool k0, k1;
-          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), k0, k1);
-          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop_scale : 0.f;
-          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+          bool keep0, keep1;
+          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), keep0, keep1);
+          s[nt][2 * r] = keep0 ? s[nt][2 * r] * p.drop_scale : 0.f;
+          s[nt][2 * r + 1] = keep1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
         }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[4];
       c_to_a<BF>(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt++) {
-        uint32_t bf[2];
-        frag_b(bf, sV, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(acc[dt], a, bf);
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sV, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(acc[dt], a, bf[0]);
+        fa_mma<BF>(acc[dt + 1], a, bf[1]);
       }
     }
+    __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
   }
+  cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
   uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -353,10 +453,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt++) {
-          uint32_t bf[2];
-          frag_bt(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf[0]);
+          fa_mma<BF>(st[nt + 1], a, bf[1]);
         }
       }
       /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
@@ -384,10 +485,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt++) {
-          uint32_t bf[2];
-          frag_b(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf);
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf[0]);
+          fa_mma<BF>(dv[dt + 1], a, bf[1]);
         }
       }
       /* dZ^T = V dO^T (reusing z) */
@@ -398,10 +500,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt++) {
-          uint32_t bf[2];
-          frag_bt(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf[0]);
+          fa_mma<BF>(z[nt + 1], a, bf[1]);
         }
       }
       /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
@@ -423,33 +526,38 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt++) {
-          uint32_t bf[2];
-          frag_b(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf);
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf[0]);
+          fa_mma<BF>(dk[dt + 1], a, bf[1]);
         }
       }
       __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, one n8 column block at a time (few registers), atomically into f32 */
+      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
       const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-#pragma unroll 2
-      for (int dt = 0; dt < NTD; dt++) {
-        float c[4] = {0.f, 0.f, 0.f, 0.f};
+      uint32_t as[BN / 16][4]; /* this warp's 16 rows of dS, all 64 keys */
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, w * 16, kk * 16, g, t);
+      for (int dt = 0; dt < NTD; dt += 2) {
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t a[4], bf[2];
-          frag_a(a, sS, LDS, w * 16, kk * 16, g, t);
-          frag_b(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c, a, bf);
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c[0], as[kk], bf[0]);
+          fa_mma<BF>(c[1], as[kk], bf[1]);
         }
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-          if (qi[r] >= lq) continue;
-          float *d = dqb + qi[r] * p.o_sr + dt * 8 + 2 * t;
-          atomicAdd(d, c[2 * r] * p.scale);
-          atomicAdd(d + 1, c[2 * r + 1] * p.scale);
-        }
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int r = 0; r < 2; r++) {
+            if (qi[r] >= lq) continue;
+            float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
+            atomicAdd(d, c[i][2 * r] * p.scale);
+            atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
+          }
       }
     }
   }
@@ -473,7 +581,7 @@ __global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
 }
 
-constexpr size_t fwd_smem(int D) { return (size_t)(BM + 2 * BN) * (D + PAD) * 2; }
+constexpr size_t fwd_smem(int D) { return (size_t)(BM + 4 * BN) * (D + PAD) * 2; }
 constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */

@@ -531,6 +531,17 @@ fl_status fl_retain_grad(fl_tensor *t);
 const char *fl_grad_fn_name(const fl_tensor *t);
 bool fl_grad_enabled(void);
 bool fl_set_grad_enabled(bool on); /* returns the previous mode */
+/* The op profiler (src/core/profile.c): between start and stop, every kernel dispatch syncs the device and
+ * charges the elapsed time to the previous op ("op" in the forward, "Node/op" inside a backward node). stop syncs
+ * dev, ends it and returns the entries (valid until the next start on this thread). */
+typedef struct {
+  char name[96];
+  double seconds;
+  int64_t calls;
+} fl_profile_entry;
+void fl_profile_start(void);
+int fl_profile_stop(fl_device dev, const fl_profile_entry **out);
+
 /* Autocast (mixed precision, src/core/autocast.c): per thread, like grad mode. With dt FL_BF16 or FL_F16,
  * matmul, linear, the convolutions and attention run in dt and softmax, the norms and the losses in f32;
  * FL_NDTYPES turns it off. *prev (may be NULL) gets the previous dtype (FL_NDTYPES: it was off). */
@@ -552,6 +563,34 @@ fl_status fl_autograd_grad(int n_out, fl_tensor *const *outputs, fl_tensor *cons
  * reference) replaces that gradient. A non-OK status aborts the backward pass. */
 typedef fl_status (*fl_hook_fn)(void *ud, fl_tensor *grad, fl_tensor **replace);
 fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *));
+
+/* ---- distributed (src/dist/, cuda/nccl.cu) ---- */
+/* The ranks' rendezvous over TCP: rank 0 listens on addr:port, the others connect (retrying until it is up) and
+ * receive rank 0's n-byte blob (NCCL's unique id); returns once every rank has it (a barrier). A peer missing
+ * or failing before timeout_s (0: 300 s) is an FL_EBACKEND error naming it. world 1: nothing to do. */
+fl_status fl_rendezvous(const char *addr, int port, int rank, int world, void *blob, size_t n, double timeout_s);
+/* A communicator over world ranks on one device each (NCCL on CUDA). Rank 0 makes the unique id (up to cap
+ * bytes, *n its size), hands it to every rank (fl_rendezvous), and each calls fl_comm_init with it. On the CPU
+ * only world 1 exists (every collective is then the identity). */
+typedef struct fl_comm fl_comm;
+typedef enum { FL_RED_SUM, FL_RED_AVG, FL_RED_MAX, FL_RED_MIN } fl_red_op;
+fl_status fl_comm_unique_id(fl_device dev, void *id, size_t cap, size_t *n);
+fl_status fl_comm_init(fl_device dev, const void *id, size_t n, int rank, int world, fl_comm **out);
+void fl_comm_destroy(fl_comm *c);
+int fl_comm_rank(const fl_comm *c);
+int fl_comm_size(const fl_comm *c);
+fl_device fl_comm_device(const fl_comm *c);
+/* The collectives, on contiguous tensors on the comm's device, queued without a host sync: on CUDA they run on the
+ * comm's own stream, ordered after the work already queued and before the work queued next (events, no waits).
+ * all_reduce and broadcast (root 0-based) work in place; all_gather: out holds world x in's elements (rank r's
+ * block at r); reduce_scatter: in holds world x out's elements, out gets the reduction of block `rank`. */
+fl_status fl_all_reduce(fl_comm *c, fl_tensor *t, fl_red_op op);
+fl_status fl_broadcast(fl_comm *c, fl_tensor *t, int root);
+fl_status fl_all_gather(fl_comm *c, const fl_tensor *in, fl_tensor *out);
+fl_status fl_reduce_scatter(fl_comm *c, const fl_tensor *in, fl_tensor *out, fl_red_op op);
+/* The host waits for the queued collectives, checking for a failed or silent peer: an FL_EBACKEND error (and the
+ * communicator aborted: every later call fails) when a peer failed or nothing completed within timeout_s. */
+fl_status fl_comm_wait(fl_comm *c, double timeout_s);
 
 #ifdef __cplusplus
 }

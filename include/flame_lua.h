@@ -18,6 +18,10 @@
 extern "C" {
 #endif
 
+/* Registry field (an integer) that a host with a terminal sets to its width, as flame-lua's REPL does: tensors
+ * then print wrapped at that width unless flame.set_printoptions set a linewidth (PyTorch's 80 otherwise). */
+#define FLAME_TERM_WIDTH_KEY "flame.term_width"
+
 /* Opens the module: returns the flame table (the Lua library is built in). */
 int luaopen_flame(lua_State *L);
 /* Pushes t as a Lua tensor, taking over the caller's reference. */

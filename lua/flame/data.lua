@@ -155,7 +155,7 @@ data.default_collate = function(samples) return collate(samples, "") end
 -- goes through the device's pinned staging ring (cuda/staging.cu) and is queued without waiting for the GPU, so
 -- building the next batch on the host overlaps the compute already queued.
 local DataLoader = class("DataLoader")
-local loader_keys = {batch_size = true, shuffle = true, drop_last = true, collate = true, device = true}
+local loader_keys = {batch_size = true, shuffle = true, drop_last = true, collate = true, device = true, sampler = true}
 
 function data.DataLoader(ds, opts)
   opts = check_opts("DataLoader", opts, loader_keys)
@@ -170,13 +170,18 @@ function data.DataLoader(ds, opts)
   if opts.collate ~= nil and type(opts.collate) ~= "function" then
     error("DataLoader: collate must be a function, got a " .. type(opts.collate), 2)
   end
+  local s = opts.sampler
+  if s ~= nil and not (type(s) == "table" and type(s.indices) == "function") then
+    error("DataLoader: sampler must have an indices() method (e.g. flame.data.DistributedSampler), got a " .. type(s), 2)
+  end
+  if s ~= nil and opts.shuffle then error("DataLoader: sampler and shuffle are mutually exclusive (the sampler orders)", 2) end
   return setmetatable({dataset = ds, batch_size = bs, shuffle = opts.shuffle and true or false,
                        drop_last = opts.drop_last and true or false, collate = opts.collate,
-                       device = opts.device}, DataLoader)
+                       device = opts.device, sampler = s}, DataLoader)
 end
 
 function DataLoader:__len()
-  local n = #self.dataset
+  local n = self.sampler and #self.sampler or #self.dataset
   if self.drop_last then return n // self.batch_size end
   return (n + self.batch_size - 1) // self.batch_size
 end
@@ -213,6 +218,10 @@ end
 function DataLoader:iter()
   local n, bs = #self.dataset, self.batch_size
   local order = self.shuffle and n > 0 and flame.randperm(n, {dtype = "i64"}) or nil
+  if self.sampler then
+    order = self.sampler:indices()
+    n = order:numel()
+  end
   local nb, pos = #self, 0
   return function()
     if pos >= nb then return nil end
@@ -231,6 +240,56 @@ function DataLoader:enumerate()
     i = i + 1
     return i, b
   end
+end
+
+-- ---- DistributedSampler(ds, {num_replicas, rank, shuffle = true, seed = 0, drop_last = false}) ----
+-- PyTorch's: each of num_replicas ranks (default: flame.distributed's world) gets every num_replicas-th index of
+-- one permutation that all ranks draw alike (seeded by seed + epoch, without touching the global generator's
+-- stream), padded by repeating its start so every rank has the same count (or cut, with drop_last). Call
+-- set_epoch(e) before each epoch to reshuffle. Pass it as DataLoader's sampler.
+local DistributedSampler = class("DistributedSampler")
+function data.DistributedSampler(ds, opts)
+  opts = check_opts("DistributedSampler", opts, {num_replicas = true, rank = true, shuffle = true, seed = true,
+                                                 drop_last = true})
+  local R = opts.num_replicas or flame.distributed.get_world_size()
+  local rank = opts.rank or flame.distributed.get_rank()
+  if math.type(R) ~= "integer" or R < 1 then error("DistributedSampler: num_replicas must be a positive integer", 2) end
+  if math.type(rank) ~= "integer" or rank < 0 or rank >= R then
+    error(string.format("DistributedSampler: rank %s must be in 0..%d (ranks are 0-based)", tostring(rank), R - 1), 2)
+  end
+  local n = #ds
+  local drop = opts.drop_last and true or false
+  local per = (drop and n % R ~= 0) and math.ceil((n - R) / R) or (n + R - 1) // R
+  return setmetatable({n = n, num_replicas = R, rank = rank, shuffle = opts.shuffle ~= false, seed = opts.seed or 0,
+                       drop_last = drop, num_samples = per, total_size = per * R, epoch = 0}, DistributedSampler)
+end
+function DistributedSampler:__len() return self.num_samples end
+function DistributedSampler:set_epoch(e) self.epoch = e end
+-- indices() -> i64 tensor of this rank's 1-based dataset indices for the epoch
+function DistributedSampler:indices()
+  local idx
+  if self.shuffle then
+    local seed, offset = flame.autograd._rng_state()
+    flame.manual_seed(self.seed + self.epoch)
+    idx = flame.randperm(self.n, {dtype = "i64"})
+    flame.autograd._set_rng_state(seed, offset)
+  else
+    idx = flame.arange(1, self.n + 1, {dtype = "i64"})
+  end
+  if self.total_size > self.n then -- pad with the start, repeated as often as needed
+    local parts, have = {idx}, self.n
+    while have < self.total_size do
+      local k = math.min(self.n, self.total_size - have)
+      parts[#parts + 1] = idx:narrow(1, 1, k)
+      have = have + k
+    end
+    idx = flame.cat(parts)
+  else
+    idx = idx:narrow(1, 1, self.total_size)
+  end
+  -- every num_replicas-th position from rank + 1 (idx holds 1-based dataset indices, as randperm gives them)
+  local pick = flame.arange(self.rank + 1, self.total_size + 1, self.num_replicas, {dtype = "i64"})
+  return idx:index_select(1, pick)
 end
 
 -- ---- FashionMNIST(root, {train = true}) ----

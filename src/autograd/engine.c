@@ -221,7 +221,10 @@ static fl_status call_backward(fl_node *x, fl_tensor *const *gout, fl_tensor **g
                       "backward: trying to backward through the graph a second time (%s): its saved tensors "
                       "were freed; pass retain_graph = true to the first backward",
                       x->name));
-  FL_CHECK(fl_error_context(x->backward(x, gout, gin), x->name));
+  const char *outer = fl_profile_node(x->name);
+  st = fl_error_context(x->backward(x, gout, gin), x->name);
+  fl_profile_node(outer);
+  FL_CHECK(st);
   for (int i = 0; i < x->n_in; i++) {
     fl_edge *e = &x->in[i];
     if (!e->node || !gin[i]) continue;

@@ -1,6 +1,7 @@
 /* Protected calls with tracebacks, Ctrl-C interruption and error reports,
  * following lua.c so that flame-lua behaves like the stock interpreter. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 
@@ -8,6 +9,7 @@
 #include <lua.h>
 
 #include "cli.h"
+#include "flame.h"
 
 const char *cli_progname = FLAME_CLI_NAME;
 
@@ -46,6 +48,11 @@ static int msghandler(lua_State *L)
 /* A signal handler may not call into Lua directly; it only sets a hook, and
  * the hook raises the error from a point where the VM is consistent. */
 static lua_State *volatile interrupt_L;
+/* The thread running the Lua code. A process-directed SIGINT may land on a
+ * worker thread (OpenBLAS and OpenMP keep some); the handler sends it on to
+ * this one, so that the hook is set by the thread that runs the VM, as in
+ * lua.c (pthread_kill is async-signal-safe). */
+static pthread_t lua_thread;
 
 static void lstop(lua_State *L, lua_Debug *ar)
 {
@@ -66,10 +73,18 @@ static void set_sigint(void (*handler)(int), struct sigaction *old)
 static void laction(int sig)
 {
     int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+    if (!pthread_equal(pthread_self(), lua_thread)) {
+        pthread_kill(lua_thread, sig);
+        return;
+    }
     /* a second Ctrl-C before the hook runs (e.g. stuck in C code) kills us */
     set_sigint(SIG_DFL, NULL);
     (void)sig;
+    /* lua_sethook is safe here (lua.c does the same). The engine's stop
+     * flag (a store to an atomic) ends a long C op too: the next op, or the
+     * next piece of a long CPU kernel, fails with "interrupted". */
     lua_sethook(interrupt_L, lstop, flag, 1);
+    fl_context_interrupt(NULL);
 }
 
 int cli_docall(lua_State *L, int narg, int nres)
@@ -80,8 +95,11 @@ int cli_docall(lua_State *L, int narg, int nres)
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     interrupt_L = L;
+    lua_thread = pthread_self();
     set_sigint(laction, &old);
+    fl_context_reset_stop(NULL); /* flame-lua runs in the default context */
     status = lua_pcall(L, narg, nres, base);
+    fl_context_reset_stop(NULL);
     /* restores whatever the caller had, e.g. the REPL's prompt handler */
     sigaction(SIGINT, &old, NULL);
     /* a Ctrl-C that arrived just as the call returned must not fire later;

@@ -27,6 +27,12 @@ int cli_report(lua_State *L, int status);
  * and the caller's SIGINT disposition is restored afterwards. */
 int cli_docall(lua_State *L, int narg, int nres);
 
+/* ---- launch.c ---- */
+
+/* flame-lua --nproc N [--nnodes M --node-rank R --master-addr A --master-port P] script [args]: starts the ranks,
+ * prefixes their output, stops all when one fails; returns the exit status. */
+int cli_launch(int argc, char **argv);
+
 /* ---- repl.c ---- */
 
 /* Interactive loop; returns at end of input. */

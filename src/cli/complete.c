@@ -5,8 +5,11 @@
  * of the resulting value are offered:
  *   name      globals (including through _G's __index tables) and keywords
  *   a.b.      string keys of a.b and of its __index tables
- *   a.b:      function-valued keys of the same; for a userdata whose __index
- *             is a function (a tensor), the keys of flame._tensor_methods
+ *   a.b:      function-valued keys of the same
+ * Values whose fields no table walk lists (a tensor: properties and methods;
+ * a module instance: parameters, submodules, attributes and its class's
+ * methods) get flame._complete_keys(value, after_colon)'s names, which come
+ * from the help table (lua/flame/help.lua).
  * Names starting with '_' are only offered once the user has typed '_'. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -97,13 +100,41 @@ static void push_flame(lua_State *L)
     lua_remove(L, -2);
 }
 
+/* Offers what flame._complete_keys(value, methods_only) lists for the value at
+ * the top of the stack: the fields a table walk cannot see (a tensor's
+ * properties and methods, a module instance's parameters and submodules).
+ * Returns 0, leaving the value, when it lists nothing. */
+static int offer_listed(lua_State *L, const struct query *q)
+{
+    int v = lua_gettop(L);
+    push_flame(L);
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "_complete_keys") != LUA_TFUNCTION) {
+        lua_settop(L, v);
+        return 0;
+    }
+    lua_pushvalue(L, v);
+    lua_pushboolean(L, q->methods_only);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+        lua_settop(L, v);
+        return 0;
+    }
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+        size_t len;
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (key && is_name(key, len)) offer(L, q, key, len);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, v - 1);
+    return 1;
+}
+
 /* Offers the fields of the value at the top of the stack (consumed). */
 static void offer_fields(lua_State *L, const struct query *q)
 {
     int depth;
     int all = !q->methods_only;
+    if (offer_listed(L, q)) return;
     for (depth = 0; depth < MAX_INDEX_DEPTH; depth++) {
-        int is_userdata = lua_type(L, -1) == LUA_TUSERDATA;
         if (lua_istable(L, -1)) offer_keys(L, q, all);
         if (!lua_getmetatable(L, -1)) break;
         lua_pushliteral(L, "__index");
@@ -113,14 +144,7 @@ static void offer_fields(lua_State *L, const struct query *q)
             lua_remove(L, -2);  /* follow the __index table */
             continue;
         }
-        /* an __index function cannot be listed; for userdata it is the
-         * tensor's, whose methods the binding publishes */
-        if (is_userdata && lua_isfunction(L, -1)) {
-            push_flame(L);
-            if (lua_istable(L, -1) &&
-                lua_getfield(L, -1, "_tensor_methods") == LUA_TTABLE)
-                offer_keys(L, q, 1);
-        }
+        /* an __index function cannot be listed (offer_listed did what can be) */
         break;
     }
 }

@@ -9,11 +9,13 @@
  * without longjmp'ing out of readline. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <unistd.h>
 
 #ifdef FLAME_HAVE_READLINE
 #include <readline/history.h>
@@ -27,11 +29,36 @@
 
 static int interactive;  /* stdin is a terminal: show prompts */
 static volatile sig_atomic_t got_sigint;
+/* The self-pipe: a process-directed SIGINT may run its handler on any thread
+ * that does not block it (OpenBLAS and OpenMP keep worker threads), where it
+ * cannot interrupt the main thread's select; a byte in this pipe wakes it. */
+static int wake_pipe[2] = {-1, -1};
 
 static void on_sigint(int sig)
 {
+    int saved = errno;
     (void)sig;
     got_sigint = 1;
+    if (wake_pipe[1] >= 0 && write(wake_pipe[1], "", 1) < 0) {
+        /* full: a wake-up is already pending */
+    }
+    errno = saved;
+}
+
+static void open_wake_pipe(void)
+{
+    if (wake_pipe[0] >= 0 || pipe(wake_pipe) != 0) return;
+    for (int i = 0; i < 2; i++) {
+        fcntl(wake_pipe[i], F_SETFL, fcntl(wake_pipe[i], F_GETFL) | O_NONBLOCK);
+        fcntl(wake_pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+}
+
+static void drain_wake_pipe(void)
+{
+    char buf[64];
+    while (wake_pipe[0] >= 0 && read(wake_pipe[0], buf, sizeof buf) > 0) {
+    }
 }
 
 /* Installed only while waiting for input; during execution call.c installs
@@ -105,10 +132,8 @@ static int readline_read(const char *prompt, char **out)
     rl_callback_handler_install(prompt, on_line);
     while (!rl_finished) {
         fd_set fds;
-        int r;
-        FD_ZERO(&fds);
-        FD_SET(fd, &fds);
-        r = select(fd + 1, &fds, NULL, NULL, NULL);
+        int r, nfds = fd > wake_pipe[0] ? fd : wake_pipe[0];
+        /* checked before every wait: a Ctrl-C may come at any point */
         if (got_sigint) {  /* drop the partial line and redraw on a new line */
             rl_free_line_state();
             rl_callback_sigcleanup();
@@ -121,13 +146,18 @@ static int readline_read(const char *prompt, char **out)
             got_sigwinch = 0;
             rl_resize_terminal();
         }
+        FD_ZERO(&fds);
+        FD_SET(fd, &fds);
+        if (wake_pipe[0] >= 0) FD_SET(wake_pipe[0], &fds);
+        r = select(nfds + 1, &fds, NULL, NULL, NULL);
         if (r < 0) {
             if (errno == EINTR) continue;
             rl_callback_handler_remove();
             status = LINE_EOF;
             break;
         }
-        rl_callback_read_char();
+        if (wake_pipe[0] >= 0 && FD_ISSET(wake_pipe[0], &fds)) drain_wake_pipe();
+        if (FD_ISSET(fd, &fds)) rl_callback_read_char();
     }
     sigaction(SIGWINCH, &oldwinch, NULL);
     if (status == LINE_OK) {
@@ -163,10 +193,16 @@ void line_init(lua_State *L, int is_tty)
 {
     static int atexit_done;
     interactive = is_tty;
+    if (is_tty) open_wake_pipe();
 #ifdef FLAME_HAVE_READLINE
     if (is_tty && !use_readline) {
         use_readline = 1;
         rl_readline_name = "flame-lua";  /* for $if flame-lua in ~/.inputrc */
+        /* readline's own handlers would catch a Ctrl-C that lands while it
+         * handles a key and re-raise it only later: this file handles SIGINT
+         * and SIGWINCH itself */
+        rl_catch_signals = 0;
+        rl_catch_sigwinch = 0;
         complete_install(L);
         history_open();
     }
@@ -186,6 +222,7 @@ int line_read(const char *prompt, char **out)
     int status;
     *out = NULL;
     got_sigint = 0;
+    drain_wake_pipe();  /* a Ctrl-C from before this prompt is not for it */
     if (interactive) set_signal(SIGINT, on_sigint, &oldint);
 #ifdef FLAME_HAVE_READLINE
     if (use_readline)

@@ -41,6 +41,8 @@ static void print_usage(FILE *out, const char *badoption)
             "  -h        show this help\n"
             "  --        stop handling options\n"
             "  -         stop handling options and execute stdin\n"
+            "  --nproc N [--nnodes M --node-rank R --master-addr A --master-port P] script [args]\n"
+            "            run N ranks of script (flame.distributed; see docs/distributed.md)\n"
             "The module 'flame' is preloaded into the global 'flame'.\n",
             FLAME_CLI_NAME);
     fflush(out);
@@ -284,6 +286,8 @@ int main(int argc, char **argv)
         argc = 1;
         argv = noargs;
     }
+    /* --nproc and the other long options (lua's own are single-dash): the multi-process launcher */
+    if (argc > 1 && strncmp(argv[1], "--", 2) == 0 && argv[1][2] != '\0') return cli_launch(argc, argv);
     L = luaL_newstate();
     if (L == NULL) {
         cli_message(FLAME_CLI_NAME, "cannot create state: not enough memory");

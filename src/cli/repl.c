@@ -4,24 +4,35 @@
  * are read. Differences: a chunk continued over several lines is also
  * tried as an expression (so "flame.zeros(\n 3)" prints its value), Ctrl-C
  * at the prompt drops the pending input, and EOF inside an incomplete chunk
- * reports the real syntax error. */
+ * reports the real syntax error. As trepl and IPython: a trailing ';' prints
+ * nothing, "?x" is help(x), "%time" toggles timing of each command and
+ * "%time <line>" times one, and tensors print wrapped at the terminal width. */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "cli.h"
+#include "flame_lua.h"
 
 #define PROMPT1 "flame> "
 #define PROMPT2 "   ..> "
 #define EOFMARK "<eof>"
 #define CHUNKNAME "=stdin"
 
-enum { LOAD_EOF = -1, LOAD_INTERRUPTED = -2 };
+enum { LOAD_EOF = -1, LOAD_INTERRUPTED = -2, LOAD_HANDLED = -3 };
+
+/* What the chunk just read asks for besides running it. */
+static int quiet;      /* it ended with ';': print no results */
+static int time_once;  /* "%time <line>" */
+static int time_all;   /* "%time" toggled on */
 
 /* _PROMPT / _PROMPT2 override the prompts, as in lua. */
 static void push_prompt(lua_State *L, int firstline)
@@ -52,6 +63,16 @@ static int pushline(lua_State *L, int firstline)
     return LINE_OK;
 }
 
+/* A chunk is complete: into the history, and a trailing ';' (before spaces)
+ * means "do not print". */
+static void accept(const char *chunk)
+{
+    size_t n = strlen(chunk);
+    while (n > 0 && (chunk[n - 1] == ' ' || chunk[n - 1] == '\t')) n--;
+    quiet = n > 0 && chunk[n - 1] == ';';
+    line_save(chunk);
+}
+
 static int is_incomplete(lua_State *L, int status)
 {
     if (status == LUA_ERRSYNTAX) {
@@ -63,16 +84,24 @@ static int is_incomplete(lua_State *L, int status)
     return 0;
 }
 
-/* Tries "return <line>;" on the line on top of the stack; on success the
- * compiled function is pushed above the line. */
+/* Tries "return <line>;" on the line on top of the stack (its own trailing
+ * ';' dropped, as "return x;;" is no Lua); on success the compiled function
+ * is pushed above the line. */
 static int addreturn(lua_State *L)
 {
-    const char *line = lua_tostring(L, -1);
-    const char *retline = lua_pushfstring(L, "return %s;", line);
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
+    if (len > 0 && line[len - 1] == ';') len--;
+    lua_pushliteral(L, "return ");
+    lua_pushlstring(L, line, len);
+    lua_pushliteral(L, ";");
+    lua_concat(L, 3);
+    const char *retline = lua_tostring(L, -1);
     int status = luaL_loadbuffer(L, retline, strlen(retline), CHUNKNAME);
     if (status == LUA_OK) {
         lua_remove(L, -2);
-        line_save(line);
+        accept(line);
     } else {
         lua_pop(L, 2);
     }
@@ -93,12 +122,12 @@ static int multiline(lua_State *L)
         chunk = lua_tolstring(L, 1, &len);
         status = luaL_loadbuffer(L, chunk, len, CHUNKNAME);
         if (!is_incomplete(L, status)) {
-            line_save(chunk);
+            accept(chunk);
             return status;
         }
         st = pushline(L, 0);
         if (st == LINE_EOF) {  /* report why the chunk is incomplete */
-            line_save(chunk);
+            accept(chunk);
             return status;
         }
         if (st == LINE_INTERRUPTED) return LOAD_INTERRUPTED;
@@ -109,13 +138,58 @@ static int multiline(lua_State *L)
     }
 }
 
+static const char *skip_space(const char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    return s;
+}
+
+/* The REPL's own commands on the first line (on top of the stack): "?x" and
+ * "%time". Returns LOAD_HANDLED when the line was one and is done, LUA_OK
+ * to go on compiling the (possibly rewritten) line on top. */
+static int magic(lua_State *L)
+{
+    const char *line = skip_space(lua_tostring(L, -1));
+    if (line[0] == '?') {  /* ?x: help "x", the text as typed (so "?t:add" works) */
+        const char *what = skip_space(line + 1);
+        size_t n = strlen(what);
+        while (n > 0 && (what[n - 1] == ' ' || what[n - 1] == '\t')) n--;
+        line_save(lua_tostring(L, -1));
+        lua_getglobal(L, "flame");
+        if (lua_istable(L, -1) && lua_getfield(L, -1, "help") == LUA_TFUNCTION) {
+            if (n > 0) lua_pushlstring(L, what, n);
+            cli_report(L, cli_docall(L, n > 0, 0));
+        }
+        lua_settop(L, 0);
+        fflush(stdout);
+        return LOAD_HANDLED;
+    }
+    if (strncmp(line, "%time", 5) == 0 && (line[5] == '\0' || line[5] == ' ' || line[5] == '\t')) {
+        const char *rest = skip_space(line + 5);
+        if (*rest == '\0') {
+            line_save(lua_tostring(L, -1));
+            time_all = !time_all;
+            printf("timing %s\n", time_all ? "on" : "off");
+            fflush(stdout);
+            lua_settop(L, 0);
+            return LOAD_HANDLED;
+        }
+        time_once = 1;
+        lua_pushstring(L, rest);
+        lua_replace(L, -2);
+    }
+    return LUA_OK;
+}
+
 /* Leaves exactly the compiled function or the error message on the stack. */
 static int loadline(lua_State *L)
 {
     int status;
     lua_settop(L, 0);
+    quiet = time_once = 0;
     status = pushline(L, 1);
     if (status != LINE_OK) return status == LINE_EOF ? LOAD_EOF : LOAD_INTERRUPTED;
+    if (magic(L) == LOAD_HANDLED) return LOAD_HANDLED;
     if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
     if (status == LOAD_INTERRUPTED) {
         lua_settop(L, 0);
@@ -180,22 +254,98 @@ static void print_results(lua_State *L)
     }
 }
 
+/* The terminal's width (of stdout), else $COLUMNS, else 0 (unknown). */
+static int terminal_width(void)
+{
+    struct winsize ws;
+    const char *cols = getenv("COLUMNS");
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    if (cols && atoi(cols) > 0) return atoi(cols);
+    return 0;
+}
+
+/* Tensors print wrapped at the terminal's width, read before each command so
+ * a resized window takes effect (flame.set_printoptions still wins). */
+static void publish_width(lua_State *L)
+{
+    int w = terminal_width();
+    if (w > 0)
+        lua_pushinteger(L, w);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, FLAME_TERM_WIDTH_KEY);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* "Wall time: 1.23 ms", as IPython's %time says it. */
+static void print_time(double s)
+{
+    if (s >= 1)
+        printf("Wall time: %.2f s\n", s);
+    else if (s >= 1e-3)
+        printf("Wall time: %.2f ms\n", s * 1e3);
+    else
+        printf("Wall time: %.2f us\n", s * 1e6);
+}
+
+/* help(x) as in trepl, unless the user already has a global of that name. */
+static void install_help(lua_State *L)
+{
+    if (lua_getglobal(L, "help") == LUA_TNIL) {
+        lua_getglobal(L, "flame");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "help");
+            lua_setglobal(L, "help");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Between reading a line and running it (compiling, printing the results)
+ * a Ctrl-C is dropped rather than killing the session: line_read and
+ * cli_docall install their own handlers and put this one back. */
+static void ignore_sigint(int sig)
+{
+    (void)sig;
+}
+
 void cli_repl(lua_State *L)
 {
     int status;
+    struct sigaction sa, oldint;
     int tty = isatty(STDIN_FILENO);
     const char *oldprogname = cli_progname;
     cli_progname = NULL;  /* errors in the REPL are not prefixed */
     line_init(L, tty);
+    install_help(L);
+    sa.sa_handler = ignore_sigint;
+    sa.sa_flags = SA_RESTART;  /* a write of the results goes on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &oldint);
     while ((status = loadline(L)) != LOAD_EOF) {
-        if (status == LOAD_INTERRUPTED) continue;
+        double start = 0;
+        int timed;
+        if (status == LOAD_INTERRUPTED || status == LOAD_HANDLED) continue;
+        timed = time_all || time_once;
+        publish_width(L);
+        if (timed) start = now();
         if (status == LUA_OK) status = cli_docall(L, 0, LUA_MULTRET);
-        if (status == LUA_OK)
-            print_results(L);
-        else
+        if (status == LUA_OK) {
+            if (!quiet) print_results(L);
+        } else {
             cli_report(L, status);
+        }
+        if (timed) print_time(now() - start);
         fflush(stdout);  /* keep results and errors in order when piped */
     }
+    sigaction(SIGINT, &oldint, NULL);
     lua_settop(L, 0);
     if (tty) fputs("\n", stdout);  /* leave the shell prompt on its own line */
     fflush(stdout);

@@ -99,6 +99,7 @@ fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_
     if (!b->supports(&q)) return not_implemented(op, n, ts);
   }
   *out = b;
+  fl_profile_tick(op, ts[0]->storage->device);
   return FL_OK;
 }
 

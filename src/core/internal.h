@@ -220,6 +220,16 @@ typedef struct fl_flash_args {
  * be NULL ("not implemented on this device"). All entries may run
  * asynchronously except memcpy_d2h, synchronize and the stats.
  * docs/architecture.md (Dispatch) is the contract a new backend implements. */
+/* One collective for a backend's `collective` entry (src/dist/comm.c). */
+typedef enum { FL_COLL_ALL_REDUCE, FL_COLL_BROADCAST, FL_COLL_ALL_GATHER, FL_COLL_REDUCE_SCATTER } fl_coll_kind;
+typedef struct {
+  fl_coll_kind kind;
+  fl_red_op op;
+  int root;
+  const fl_tensor *send; /* all_gather, reduce_scatter: the input; else NULL */
+  fl_tensor *recv;       /* the tensor written (in place for all_reduce and broadcast) */
+} fl_collective;
+
 typedef struct fl_backend {
   const char *name;
   /* NULL: every op whose entry is non-NULL is supported for every dtype. */
@@ -360,6 +370,15 @@ typedef struct fl_backend {
   fl_status (*multi_clip)(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
   fl_status (*multi_lerp)(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
 
+  /* ---- distributed (src/dist/comm.c) ---- */
+  /* Communicators (NCCL on CUDA); the front-end has checked ranks, devices, layouts and sizes. comm_destroy with
+   * abort stops a communicator whose peers may be gone. */
+  fl_status (*comm_unique_id)(fl_device dev, void *id, size_t cap, size_t *n);
+  fl_status (*comm_init)(fl_device dev, const void *id, size_t n, int rank, int world, void **comm);
+  void (*comm_destroy)(void *comm, bool abort);
+  fl_status (*collective)(void *comm, const fl_collective *c);
+  fl_status (*comm_wait)(void *comm, double timeout_s);
+
 } fl_backend;
 
 const fl_backend *fl_backend_for(fl_devtype t);
@@ -386,6 +405,10 @@ static inline fl_dtype fl_binary_compute(fl_binary_op op, const fl_tensor *out, 
 /* dst <- src on one device through the backend's copy (a cast where dtypes
  * differ; src may have 0 strides): the kernel step of every copying op. */
 fl_status fl_copy_kernel(const char *op, fl_tensor *dst, const fl_tensor *src);
+/* The profiler's hooks (profile.c): a kernel of op is about to be queued on dev; the backward node now running
+ * (returns the previous one). Both cost a thread-local test when profiling is off. */
+void fl_profile_tick(const char *op, fl_device dev);
+const char *fl_profile_node(const char *name);
 /* memcpy of non-overlapping host buffers, split over the CPU threads when n is large (cpu_copy.c): the CUDA
  * backend's pinned staging copies pageable bytes with it, since one core cannot keep up with the DMA engine. */
 void fl_host_memcpy(void *dst, const void *src, size_t n);

@@ -202,6 +202,29 @@ static int f_set_grad_enabled(lua_State *L) {
 }
 static int f_is_grad_enabled(lua_State *L) { return lua_pushboolean(L, fl_grad_enabled()), 1; }
 
+/* ---- the op profiler (the Lua form, flame.profile, is in lua/flame/profile.lua) ---- */
+static int f_profile_start(lua_State *L) {
+  (void)L;
+  fl_profile_start();
+  return 0;
+}
+/* _profile_stop(device) -> {{name, seconds, calls}, ...} */
+static int f_profile_stop(lua_State *L) {
+  fl_device d = {FL_CPU, 0};
+  if (!lua_isnoneornil(L, 1)) LFL_CHECK(L, fl_device_parse(luaL_checkstring(L, 1), &d));
+  const fl_profile_entry *e;
+  int n = fl_profile_stop(d, &e);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, e[i].name), lua_setfield(L, -2, "name");
+    lua_pushnumber(L, e[i].seconds), lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, e[i].calls), lua_setfield(L, -2, "calls");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* ---- autocast (the Lua forms are in lua/flame/autocast.lua) ---- */
 static void push_autocast(lua_State *L, fl_dtype dt) {
   if (dt == FL_NDTYPES) lua_pushnil(L);
@@ -320,13 +343,56 @@ static int f_memory_stats(lua_State *L) {
   return 1;
 }
 
+#define LFL_BACKWARD_QUEUE "flame.backward_callbacks"
+
+/* The callbacks queued during the running backward (flame.autograd.queue_callback): taken off the queue and
+ * run, in order, when the outermost backward returns. */
+static void run_queued(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_call(L, 0, 0);
+  }
+  lua_pop(L, 1);
+}
+
+static int f_queue_callback(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+  }
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+static _Thread_local int backward_depth; /* nested backward calls (a hook's own backward): callbacks wait for the outermost */
+
 static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on this thread */
   lua_State *prev = lfl_hook_state(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
+  backward_depth++;
   int st = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  backward_depth--;
   lfl_hook_state(prev);
-  if (st != LUA_OK) return lua_error(L);
+  if (st != LUA_OK) {
+    if (backward_depth == 0) { /* a failed pass leaves no callbacks for the next one */
+      lua_newtable(L);
+      lua_setfield(L, LUA_REGISTRYINDEX, LFL_BACKWARD_QUEUE);
+    }
+    return lua_error(L);
+  }
+  if (backward_depth == 0) run_queued(L);
   return 0;
 }
 
@@ -359,10 +425,11 @@ static const lfl_reg functions[] = {
     {"no_grad", f_no_grad, LFL_VARARGS},         {"set_grad_enabled", f_set_grad_enabled, 1},
     {"is_grad_enabled", f_is_grad_enabled, LFL_NOARGS},
     {"_set_autocast", f_set_autocast, 1}, {"get_autocast_dtype", f_get_autocast, LFL_NOARGS},
-    {"_autocast_cast", f_autocast_cast, LFL_VARARGS},           {"memory_stats", f_memory_stats, 1},
+    {"_autocast_cast", f_autocast_cast, LFL_VARARGS},
+    {"_profile_start", f_profile_start, LFL_NOARGS}, {"_profile_stop", f_profile_stop, 1},           {"memory_stats", f_memory_stats, 1},
     {"is_tensor", f_is_tensor, 1},  {"_now", f_now, LFL_NOARGS},
     {"timer", f_now, LFL_NOARGS},   {"randperm", lfl_randperm, 2},
-    {"set_num_threads", f_set_num_threads, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
+    {"set_num_threads", f_set_num_threads, 1}, {"set_printoptions", lfl_set_printoptions, 1}, {"get_num_threads", f_get_num_threads, LFL_NOARGS}, {NULL, NULL, 0}};
 
 static const lfl_reg cuda_functions[] = {{"is_available", f_cuda_is_available, LFL_NOARGS},
                                          {"device_count", f_cuda_device_count, LFL_NOARGS},
@@ -406,7 +473,7 @@ int luaopen_flame(lua_State *L) {
   lua_newtable(L);
   lfl_setfuncs(L, cuda_functions);
   lua_setfield(L, -2, "cuda");
-  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {NULL, NULL, 0}};
+  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {"queue_callback", f_queue_callback, 1}, {NULL, NULL, 0}};
   lua_newtable(L);
   lfl_setfuncs(L, autograd_functions);
   lfl_open_autograd_fn(L);
@@ -415,6 +482,7 @@ int luaopen_flame(lua_State *L) {
   lfl_open_io(L);
   lfl_open_data(L);
   lfl_open_optim(L);
+  lfl_open_dist(L);
   /* backward runs Lua hooks on the calling thread */
   lfl_push_methods(L);
   lua_getfield(L, -1, "backward");

@@ -83,6 +83,7 @@ int lfl_device_ordinal(lua_State *L, int idx);
 void lfl_open_tensor(lua_State *L);   /* metatable + methods; leaves nothing */
 void lfl_push_methods(lua_State *L);  /* the methods table */
 int lfl_tostring(lua_State *L);
+int lfl_set_printoptions(lua_State *L); /* lprint.c: flame.set_printoptions */
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
 /* C objects that the graph may keep past lua_close (lmemory.c): they start with this header, registered by
@@ -97,6 +98,7 @@ void lfl_open_shape(lua_State *L);     /* the shape metatable */
 void lfl_open_io(lua_State *L); /* lio.c: safetensors checkpoints (flame.save, flame.load) and flame.load_npy */
 void lfl_open_data(lua_State *L); /* ldata.c: flame.data readers (IDX, npy, image folders), flame.image (PNG) */
 void lfl_open_autograd_fn(lua_State *L); /* lautograd_fn.c: flame.autograd._function (Lua-defined nodes) */
+void lfl_open_dist(lua_State *L); /* ldist.c: flame.distributed's rendezvous, communicators and collectives */
 void lfl_open_optim(lua_State *L); /* loptim.c: the fused optimizer kernels behind flame.optim (Adam/AdamW multi-tensor, the global grad norm) */
 void lfl_open_nn(lua_State *L);        /* flame.nn.functional (= flame.F) into the module table at -1 */
 void lfl_open_nn_norm(lua_State *L); /* lnn_norm.c: norms: layer_norm, group_norm, rms_norm */

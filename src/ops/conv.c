@@ -259,6 +259,7 @@ static fl_status conv_compute(const char *op, fl_conv_dir dir, fl_tensor *out, c
   if (fl_numel(a) == 0 || fl_numel(b) == 0) return fl_zero_(out); /* an empty sum: no batch or no channels */
   const fl_backend *be;
   if (conv_algo != FL_CONV_GEMM && fl_op_supported(FL_OP_CONV_DIRECT, (int)dir, 3, (const fl_tensor *const[]){out, a, b}, &be)) {
+    fl_profile_tick("conv_direct", out->storage->device);
     fl_status st = be->conv_direct(dir, out, a, b, g);
     /* a direct entry may still decline at run time (no algorithm for the case): take the im2col path */
     if (st != FL_EUNSUPPORTED || conv_algo == FL_CONV_DIRECT) return fl_error_context(st, op);

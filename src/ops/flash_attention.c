@@ -96,7 +96,7 @@ static fl_status check_args(const char *op, const fl_tensor *q, const fl_tensor 
                             const fl_tensor *cu_q, const fl_tensor *cu_k, int64_t max_q, int64_t max_k,
                             int64_t *nseq) {
   bool varlen = cu_q != NULL;
-  int nd = varlen ? 3 : 4, hd = nd - 2; /* the heads dim */
+  int nd = varlen ? 3 : 4, hd = 1; /* the heads dim: [B, H, S, D] and [T, H, D] alike */
   fl_desc dq = fl_describe(q), dk = fl_describe(k), dv = fl_describe(v);
   if (q->ndim != nd || k->ndim != nd || v->ndim != nd)
     return fl_error(FL_ESHAPE, "%s: q, k and v must be %s, got q %s, k %s, v %s", op,
@@ -176,13 +176,12 @@ fl_status fl_flash_attention(const fl_tensor *q, const fl_tensor *k, const fl_te
   FL_CHECK(kernel_input(k, &kc));
   FL_CHECK(kernel_input(v, &vc));
   fl_device dev = q->storage->device;
-  int hd = q->ndim - 2;
   int64_t lse_shape[3] = {q->shape[0], q->shape[1], varlen ? 0 : q->shape[2]};
   FL_CHECK(fl_tensor_new(q->dtype, dev, q->ndim, q->shape, &o));
   FL_CHECK(fl_tensor_new(FL_F32, dev, varlen ? 2 : 3, lse_shape, &lse));
   int64_t sq = varlen ? max_q : q->shape[2], sk = varlen ? max_k : k->shape[2];
   uint64_t seed = 0, offset = 0;
-  if (p > 0) FL_CHECK(reserve_dropout(op, nseq, q->shape[hd], sq, sk, &seed, &offset));
+  if (p > 0) FL_CHECK(reserve_dropout(op, nseq, q->shape[1], sq, sk, &seed, &offset));
   const fl_backend *be;
   FL_CHECK(fl_dispatch(op, FL_OP_FLASH_ATTENTION, 0, 4, (const fl_tensor *const[]){o, qc, kc, vc}, &be));
   fl_flash_args a = {.q = qc, .k = kc, .v = vc, .cu_q = cu_q, .cu_k = varlen ? cu_k : NULL, .max_q = max_q,

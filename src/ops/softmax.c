@@ -17,6 +17,7 @@ static fl_status fused_backward(const fl_tensor *g, const fl_tensor *y, bool log
   FL_CHECK(fl_contiguous(g, &gc));
   const fl_tensor *ts[3] = {gc, gc, y};
   if (!fl_is_contiguous(gc) || !fl_op_supported(FL_OP_SOFTMAX_BACKWARD, 0, 3, ts, &be)) goto done;
+  fl_profile_tick("softmax_backward", gc->storage->device);
   FL_CHECK(fl_tensor_new(y->dtype, y->storage->device, y->ndim, y->shape, &r));
   FL_CHECK(fl_error_context(be->softmax_backward(r, gc, y, log), log ? "log_softmax" : "softmax"));
   *out = r;

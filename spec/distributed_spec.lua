@@ -1,0 +1,283 @@
+-- flame.distributed on one machine without a second GPU: the launcher (flame-lua --nproc), the TCP rendezvous
+-- over loopback, the bucket plan, DistributedSampler, world-1 collectives and DDP (on CUDA these go through NCCL
+-- with one rank), and the error paths. The multi-GPU checks are scripts/gpu-dist.sh's, on the x2 machine.
+local H = require "helper"
+local flame = H.flame
+local D = flame.distributed
+local F = flame.F
+
+local exe = os.getenv("FLAME_LUA") or "build/flame-lua"
+local dev = H.device == "cuda" and "cuda:0" or "cpu"
+
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+local function script(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local port_base = 20000 + (os.time() % 20000)
+local port_n = 0
+local function port() port_n = port_n + 1; return port_base + port_n end
+
+describe("flame-lua --nproc (the launcher)", function()
+  it("starts N ranks with the environment set, the parent's passed through, output prefixed", function()
+    local s = script([[print(os.getenv("RANK") .. "/" .. os.getenv("WORLD_SIZE") .. " local " .. os.getenv("LOCAL_RANK")
+      .. " " .. os.getenv("MASTER_ADDR") .. ":" .. os.getenv("MASTER_PORT") .. " " .. os.getenv("FLAME_SPEC_FOO")
+      .. " " .. table.concat(arg, ","))
+      io.stderr:write("to stderr\n")]])
+    local out, code = run("FLAME_SPEC_FOO=bar " .. exe .. " --nproc 3 --master-port 4242 " .. s .. " x y")
+    assert.equal(0, code)
+    for r = 0, 2 do
+      assert.truthy(out:find("[rank " .. r .. "] " .. r .. "/3 local " .. r .. " 127.0.0.1:4242 bar x,y", 1, true), out)
+      assert.truthy(out:find("[rank " .. r .. "] to stderr", 1, true), out)
+    end
+    os.remove(s)
+  end)
+
+  it("numbers ranks across nodes like torchrun", function()
+    local s = script([[print(os.getenv("RANK") .. "/" .. os.getenv("WORLD_SIZE") .. " node " .. os.getenv("NODE_RANK"))]])
+    local out, code = run(exe .. " --nproc 2 --nnodes 3 --node-rank 1 --master-addr localhost " .. s)
+    assert.equal(0, code)
+    assert.truthy(out:find("[rank 2] 2/6 node 1", 1, true), out)
+    assert.truthy(out:find("[rank 3] 3/6 node 1", 1, true), out)
+    os.remove(s)
+  end)
+
+  it("stops every rank when one fails and returns its status", function()
+    local s = script([[if os.getenv("RANK") == "1" then os.exit(7) end
+      os.execute("sleep 60")
+      print("should not get here")]])
+    local t0 = os.time()
+    local out, code = run(exe .. " --nproc 3 " .. s)
+    assert.equal(7, code)
+    assert.truthy(os.time() - t0 < 30, "the other ranks were not stopped")
+    assert.truthy(out:find("rank 1 failed (exit 7): stopping the other ranks", 1, true), out)
+    assert.falsy(out:find("should not get here", 1, true))
+    os.remove(s)
+  end)
+
+  it("rejects bad options", function()
+    local out, code = run(exe .. " --nproc 0 x.lua")
+    assert.equal(2, code)
+    assert.truthy(out:find("bad value for --nproc", 1, true), out)
+    out, code = run(exe .. " --nproc 2 --frobnicate 1 x.lua")
+    assert.truthy(out:find("unknown option --frobnicate", 1, true), out)
+    out, code = run(exe .. " --nproc 2")
+    assert.truthy(out:find("no script given", 1, true), out)
+    out, code = run(exe .. " --nproc 2 --nnodes 2 --node-rank 2 x.lua")
+    assert.truthy(out:find("--node-rank must be below --nnodes", 1, true), out)
+  end)
+end)
+
+describe("the rendezvous over loopback", function()
+  it("hands rank 0's blob to every rank", function()
+    local s = script([[local D = flame.distributed
+      local r = tonumber(os.getenv("RANK"))
+      local b = D._rendezvous("127.0.0.1", tonumber(os.getenv("MASTER_PORT")), r, 4, r == 0 and "secret-id-0123" or nil, 20, 14)
+      print("got " .. b)]])
+    local out, code = run(exe .. " --nproc 4 --master-port " .. port() .. " " .. s)
+    assert.equal(0, code, out)
+    for r = 0, 3 do assert.truthy(out:find("[rank " .. r .. "] got secret-id-0123", 1, true), out) end
+    os.remove(s)
+  end)
+
+  it("names the ranks that never came", function()
+    local ok, err = pcall(D._rendezvous, "127.0.0.1", port(), 0, 3, "x", 1, 1)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("rank 0 waited at 127.0.0.1:%d+ for ranks that never came: 1, 2"), err)
+  end)
+
+  it("reports ranks that disagree on the world size, and a rank 0 that is not there", function()
+    local s = script([[local D = flame.distributed
+      local r = tonumber(os.getenv("RANK"))
+      local ok, err = pcall(D._rendezvous, "127.0.0.1", tonumber(os.getenv("MASTER_PORT")), r, r == 0 and 2 or 3, "abcd", 5, 4)
+      print(ok and "ok" or err)]])
+    local out = run(exe .. " --nproc 2 --master-port " .. port() .. " " .. s)
+    assert.truthy(out:find("rank 1 says WORLD_SIZE 3, rank 0 has 2", 1, true), out)
+    os.remove(s)
+    local ok, err = pcall(D._rendezvous, "127.0.0.1", port(), 1, 2, nil, 0.5, 4)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("cannot reach rank 0 at 127.0.0.1:", 1, true), err)
+    H.errors(function() D._rendezvous("127.0.0.1", 70000, 0, 2, "x", 1, 1) end, "MASTER_PORT 70000 is not a port")
+    H.errors(function() D._rendezvous("127.0.0.1", 1234, 3, 2, "x", 1, 1) end, "RANK 3 must be in 0..WORLD_SIZE-1")
+  end)
+end)
+
+describe("the bucket plan", function()
+  it("fills buckets up to the cap, splits at device or dtype changes, gives a big param its own", function()
+    local plan = D._bucket_plan({{10, 4, "a"}, {10, 4, "a"}, {10, 4, "a"}, {100, 4, "a"}, {5, 4, "a"}, {5, 2, "b"},
+                                 {5, 2, "b"}}, 80)
+    assert.same({{1, 2}, {3}, {4}, {5}, {6, 7}}, plan)
+    assert.same({}, D._bucket_plan({}, 10))
+  end)
+end)
+
+describe("DistributedSampler", function()
+  local ds = flame.data.TensorDataset(flame.arange(1, 11))
+
+  it("splits one permutation over the ranks, padded to equal counts", function()
+    local seen = {}
+    for r = 0, 2 do
+      local s = flame.data.DistributedSampler(ds, {num_replicas = 3, rank = r, seed = 5})
+      assert.equal(4, #s)
+      for _, i in ipairs(s:indices():totable()) do seen[#seen + 1] = i end
+    end
+    table.sort(seen)
+    local count = {}
+    for _, i in ipairs(seen) do count[i] = (count[i] or 0) + 1 end
+    for i = 1, 10 do assert.truthy(count[i] and count[i] >= 1, "index " .. i .. " missing") end
+    assert.equal(12, #seen)
+  end)
+
+  it("takes every num_replicas-th index in order without shuffle, and drops the tail with drop_last", function()
+    local s = flame.data.DistributedSampler(ds, {num_replicas = 3, rank = 1, shuffle = false})
+    assert.same({2, 5, 8, 1}, s:indices():totable())
+    s = flame.data.DistributedSampler(ds, {num_replicas = 3, rank = 2, shuffle = false, drop_last = true})
+    assert.same({3, 6, 9}, s:indices():totable())
+  end)
+
+  it("reshuffles per epoch, reproducibly, without moving the global generator", function()
+    local s = flame.data.DistributedSampler(ds, {num_replicas = 2, rank = 0})
+    flame.manual_seed(1)
+    local before = flame.rand(3):totable()
+    flame.manual_seed(1)
+    local a = s:indices():totable()
+    s:set_epoch(1)
+    local b = s:indices():totable()
+    s:set_epoch(0)
+    assert.same(a, s:indices():totable())
+    assert.are_not.same(a, b)
+    assert.same(before, flame.rand(3):totable())
+  end)
+
+  it("feeds a DataLoader", function()
+    local s = flame.data.DistributedSampler(ds, {num_replicas = 2, rank = 1, shuffle = false})
+    local loader = flame.data.DataLoader(ds, {batch_size = 2, sampler = s})
+    assert.equal(3, #loader)
+    local got = {}
+    for b in loader:iter() do for _, v in ipairs(b[1]:totable()) do got[#got + 1] = v end end
+    assert.same({2, 4, 6, 8, 10}, got)
+    H.errors(function() flame.data.DataLoader(ds, {sampler = s, shuffle = true}) end, "sampler and shuffle are mutually exclusive")
+    H.errors(function() flame.data.DistributedSampler(ds, {num_replicas = 2, rank = 2}) end, "rank 2 must be in 0..1")
+  end)
+end)
+
+describe("flame.autograd.queue_callback", function()
+  it("runs queued functions once, in order, after the outermost backward returns", function()
+    local w = flame.ones(3, {requires_grad = true})
+    local seen = {}
+    w:register_hook(function(g)
+      flame.autograd.queue_callback(function() seen[#seen + 1] = "a:" .. tostring(w.grad ~= nil) end)
+      flame.autograd.queue_callback(function() seen[#seen + 1] = "b" end)
+    end)
+    assert.same({}, seen)
+    ;(w * 2):sum():backward()
+    assert.same({"a:true", "b"}, seen) -- after .grad was stored
+    ;(w * 2):sum():backward()
+    assert.same({"a:true", "b", "a:true", "b"}, seen)
+    H.errors(function() flame.autograd.queue_callback(3) end, "function expected")
+  end)
+end)
+
+describe("collectives and DDP with one rank", function()
+  before_each(function() D.destroy() end)
+  after_each(function() D.destroy() end)
+
+  it("needs init, and init once", function()
+    H.errors(function() D.all_reduce(flame.ones(2)) end, "distributed.all_reduce: call distributed.init() first")
+    H.errors(function() flame.nn.DistributedDataParallel(flame.nn.Linear(2, 2)) end, "call flame.distributed.init() first")
+    D.init({device = dev, world_size = 1, rank = 0})
+    H.errors(function() D.init({device = dev}) end, "distributed.init: already initialized")
+    H.errors(function() D.init({bogus = 1}) end, "distributed.init: unknown option 'bogus'")
+  end)
+
+  it("runs every collective as its definition gives for one rank", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    assert.equal(0, D.get_rank())
+    assert.equal(1, D.get_world_size())
+    local t = flame.tensor({1.5, -2, 3}):to(dev)
+    for _, op in ipairs({"sum", "avg", "max", "min"}) do H.close(D.all_reduce(t:clone(), op), t, {atol = 0, rtol = 0}) end
+    H.close(D.broadcast(t:clone(), 0), t, {atol = 0, rtol = 0})
+    H.close(D.all_gather(t), t:view(1, 3), {atol = 0, rtol = 0})
+    H.close(D.reduce_scatter(t, "sum"), t, {atol = 0, rtol = 0})
+    D.barrier()
+    H.errors(function() D.broadcast(t, 1) end, "broadcast: src rank 1 must be in 0..0")
+    H.errors(function() D.all_reduce(t, "prod") end, "invalid option 'prod'")
+    H.errors(function() D.all_reduce(flame.randn(2, 3):to(dev):t()) end, "must be contiguous")
+    H.errors(function() D.all_reduce(flame.ones(2, {dtype = "i64"}):to(dev), "avg") end, "avg needs a float tensor")
+    if dev ~= "cpu" then H.errors(function() D.all_reduce(flame.ones(2)) end, "is not on the communicator's device") end
+  end)
+
+  it("refuses more than one rank on the CPU", function()
+    if dev ~= "cpu" then return end
+    H.errors(function() D._comm("cpu", "", 0, 2) end, "cpu has no collectives (NCCL is for cuda); only WORLD_SIZE 1 runs there, got 2")
+  end)
+
+  it("trains exactly like the plain model, with buckets, and accumulates under no_sync", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function model()
+      flame.manual_seed(11)
+      return flame.nn.Sequential(flame.nn.Linear(4, 16), flame.nn.GELU(), flame.nn.Linear(16, 3)):to(dev)
+    end
+    local plain, wrapped = model(), model()
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.0002})
+    assert.truthy(#ddp:bucket_info() >= 2)
+    local o1 = flame.optim.AdamW(plain:parameters(), {lr = 1e-2})
+    local o2 = flame.optim.AdamW(ddp:parameters(), {lr = 1e-2})
+    for step = 1, 3 do
+      flame.manual_seed(100 + step)
+      local x, y = flame.randn(8, 4):to(dev), flame.randn(8, 3):to(dev)
+      o1:zero_grad(); o2:zero_grad()
+      F.mse_loss(plain(x:narrow(1, 1, 4)), y:narrow(1, 1, 4)):backward()
+      F.mse_loss(plain(x:narrow(1, 5, 4)), y:narrow(1, 5, 4)):backward()
+      ddp:no_sync(function() F.mse_loss(ddp(x:narrow(1, 1, 4)), y:narrow(1, 1, 4)):backward() end)
+      F.mse_loss(ddp(x:narrow(1, 5, 4)), y:narrow(1, 5, 4)):backward()
+      o1:step(); o2:step()
+    end
+    local p1, p2 = plain:parameters(), wrapped:parameters()
+    for i = 1, #p1 do H.close(p2[i], p1[i], {atol = 0, rtol = 0}, "param " .. i) end
+    local nb = #ddp:bucket_info()
+    assert.equal(3 * nb, ddp._ddp.reductions) -- one all-reduce per bucket per synced step, none under no_sync
+    assert.equal(3 * nb, ddp._ddp.early)      -- every one launched from a gradient hook, during the backward
+    local sd = ddp:state_dict()
+    assert.truthy(sd["module.0.weight"], "PyTorch's names: module.<index from 0>")
+  end)
+
+  it("ZeRO-1 AdamW gives plain AdamW's parameters and a state that reloads", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function model()
+      flame.manual_seed(12)
+      return flame.nn.Sequential(flame.nn.Linear(5, 7), flame.nn.GELU(), flame.nn.Linear(7, 2)):to(dev)
+    end
+    local a, b = model(), model()
+    local oa = flame.optim.AdamW(a:parameters(), {lr = 1e-2, weight_decay = 0.1})
+    local ob = flame.optim.AdamW(b, {lr = 1e-2, weight_decay = 0.1, zero = true})
+    local function step(m, o, i)
+      flame.manual_seed(200 + i)
+      local x, y = flame.randn(6, 5):to(dev), flame.randn(6, 2):to(dev)
+      o:zero_grad()
+      F.mse_loss(m(x), y):backward()
+      o:step()
+    end
+    for i = 1, 3 do step(a, oa, i); step(b, ob, i) end
+    local pa, pb = a:parameters(), b:parameters()
+    for i = 1, #pa do H.close(pb[i], pa[i], {atol = 0, rtol = 0}, "param " .. i) end
+    local sd = ob:state_dict()
+    assert.equal(3, sd.step)
+    assert.equal(5 * 7 + 7 + 7 * 2 + 2, sd.exp_avg:numel())
+    local oc = flame.optim.AdamW(b, {lr = 1e-2, weight_decay = 0.1, zero = true}):load_state_dict(sd)
+    for i = 4, 5 do step(a, oa, i); step(b, oc, i) end
+    for i = 1, #pa do H.close(pb[i], pa[i], {atol = 0, rtol = 0}, "resumed param " .. i) end
+    H.errors(function() oc:load_state_dict(oa:state_dict()) end, "expected a ZeRO state dict")
+    assert.truthy(flame.optim.AdamW(a:parameters(), {zero = false}))
+  end)
+end)

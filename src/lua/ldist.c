@@ -1,0 +1,133 @@
+/* flame.distributed's C part: the rendezvous, communicators as userdata and the collectives, as
+ * flame.distributed._rendezvous, _unique_id, _comm, and the comm's methods. The Lua side
+ * (lua/flame/distributed.lua) reads the environment, keeps the default group and builds DDP on these. */
+#include "lflame.h"
+#include <string.h>
+
+#define LFL_COMM "flame.comm"
+
+typedef struct {
+  fl_comm *c;
+} comm_ud;
+
+static fl_comm *check_comm(lua_State *L, int idx) {
+  comm_ud *u = luaL_checkudata(L, idx, LFL_COMM);
+  if (!u->c) luaL_error(L, "distributed: the communicator was destroyed");
+  return u->c;
+}
+
+static fl_device device_arg(lua_State *L, int idx) {
+  fl_device d;
+  if (fl_device_parse(luaL_checkstring(L, idx), &d) != FL_OK) lfl_error(L);
+  return d;
+}
+
+/* _rendezvous(addr, port, rank, world, blob or nil, timeout) -> blob (rank 0's) */
+static int d_rendezvous(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2), rank = (int)luaL_checkinteger(L, 3), world = (int)luaL_checkinteger(L, 4);
+  size_t n = 0;
+  const char *blob = luaL_optlstring(L, 5, "", &n);
+  double timeout = luaL_optnumber(L, 6, 300);
+  size_t cap = lua_isnoneornil(L, 7) ? n : (size_t)luaL_checkinteger(L, 7); /* the size the others expect */
+  char *buf = lua_newuserdatauv(L, cap ? cap : 1, 0);
+  if (rank == 0) memcpy(buf, blob, n < cap ? n : cap);
+  LFL_CHECK(L, fl_rendezvous(addr, port, rank, world, buf, cap, timeout));
+  lua_pushlstring(L, buf, cap);
+  return 1;
+}
+
+/* _unique_id(device) -> the id's bytes (empty where world 1 needs none) */
+static int d_unique_id(lua_State *L) {
+  char id[512];
+  size_t n = 0;
+  LFL_CHECK(L, fl_comm_unique_id(device_arg(L, 1), id, sizeof id, &n));
+  lua_pushlstring(L, id, n);
+  return 1;
+}
+
+/* _comm(device, id, rank, world) -> communicator */
+static int d_comm(lua_State *L) {
+  fl_device dev = device_arg(L, 1);
+  size_t n;
+  const char *id = luaL_checklstring(L, 2, &n);
+  int rank = (int)luaL_checkinteger(L, 3), world = (int)luaL_checkinteger(L, 4);
+  comm_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->c = NULL;
+  luaL_setmetatable(L, LFL_COMM);
+  LFL_CHECK(L, fl_comm_init(dev, id, n, rank, world, &u->c));
+  return 1;
+}
+
+static int c_gc(lua_State *L) {
+  comm_ud *u = luaL_checkudata(L, 1, LFL_COMM);
+  fl_comm_destroy(u->c);
+  u->c = NULL;
+  return 0;
+}
+
+static fl_red_op red_op(lua_State *L, int idx) {
+  static const char *const names[] = {"sum", "avg", "max", "min", NULL};
+  return (fl_red_op)luaL_checkoption(L, idx, "sum", names);
+}
+
+static int c_all_reduce(lua_State *L) {
+  LFL_CHECK(L, fl_all_reduce(check_comm(L, 1), lfl_check(L, 2), red_op(L, 3)));
+  lua_settop(L, 2);
+  return 1;
+}
+
+static int c_broadcast(lua_State *L) {
+  LFL_CHECK(L, fl_broadcast(check_comm(L, 1), lfl_check(L, 2), (int)luaL_checkinteger(L, 3)));
+  lua_settop(L, 2);
+  return 1;
+}
+
+static int c_all_gather(lua_State *L) {
+  LFL_CHECK(L, fl_all_gather(check_comm(L, 1), lfl_check(L, 2), lfl_check(L, 3)));
+  lua_settop(L, 3);
+  return 1;
+}
+
+static int c_reduce_scatter(lua_State *L) {
+  LFL_CHECK(L, fl_reduce_scatter(check_comm(L, 1), lfl_check(L, 2), lfl_check(L, 3), red_op(L, 4)));
+  lua_settop(L, 3);
+  return 1;
+}
+
+static int c_wait(lua_State *L) {
+  LFL_CHECK(L, fl_comm_wait(check_comm(L, 1), luaL_optnumber(L, 2, 0)));
+  return 0;
+}
+
+static int c_rank(lua_State *L) { return lua_pushinteger(L, fl_comm_rank(check_comm(L, 1))), 1; }
+static int c_size(lua_State *L) { return lua_pushinteger(L, fl_comm_size(check_comm(L, 1))), 1; }
+
+static const lfl_reg functions[] = {
+    {"_rendezvous", d_rendezvous, 7},
+    {"_unique_id", d_unique_id, 1},
+    {"_comm", d_comm, 4},
+    {NULL, NULL, 0},
+};
+
+/* Fills the flame module table at -1: flame.distributed with the C part (the Lua side adds the rest). */
+void lfl_open_dist(lua_State *L) {
+  static const luaL_Reg methods[] = {{"all_reduce", c_all_reduce}, {"broadcast", c_broadcast},
+                                     {"all_gather", c_all_gather}, {"reduce_scatter", c_reduce_scatter},
+                                     {"wait", c_wait},             {"rank", c_rank},
+                                     {"size", c_size},             {"destroy", c_gc},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, LFL_COMM)) {
+    lua_pushcfunction(L, c_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "flame.comm");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lfl_setfuncs(L, functions);
+  lua_setfield(L, -2, "distributed");
+}
