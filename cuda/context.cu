@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #define FC_MAX_DEVICES 64
+#include "blas_lib.cuh"
 #include <cublasLt.h>
 
 #define FC_BLAS_WORKSPACE (32u << 20) /* what cuBLAS recommends on Hopper */
@@ -51,8 +52,8 @@ static void release_context(fc_context *c) {
     (void)cudaGetLastError();
     return;
   }
-  if (c->blas) cublasDestroy(c->blas);
-  if (c->blas_lt) cublasLtDestroy((cublasLtHandle_t)c->blas_lt);
+  if (c->blas) fc_blas.cublasDestroy_v2(c->blas);
+  if (c->blas_lt) fc_blas.cublasLtDestroy((cublasLtHandle_t)c->blas_lt);
   if (c->blas_ws) fc_free(c, c->blas_ws, FC_BLAS_WORKSPACE);
   fc_allocator_release(c);
   fc_staging_release(c->staging);
@@ -155,18 +156,19 @@ fl_status fc_blas_error(cublasStatus_t s, const char *what) {
 
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
   if (!ctx->blas) {
+    FL_TRY(fc_blas_load()); /* the first GEMM loads cuBLAS: fc_blas is usable from here on */
     cublasHandle_t h;
-    cublasStatus_t s = cublasCreate(&h);
+    cublasStatus_t s = fc_blas.cublasCreate_v2(&h);
     if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasCreate");
     void *ws = NULL;
     fl_status st = fc_malloc(ctx, FC_BLAS_WORKSPACE, &ws);
-    if (st == FL_OK && (s = cublasSetStream(h, ctx->stream)) != CUBLAS_STATUS_SUCCESS)
+    if (st == FL_OK && (s = fc_blas.cublasSetStream_v2(h, ctx->stream)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetStream");
-    if (st == FL_OK && (s = cublasSetWorkspace(h, ws, FC_BLAS_WORKSPACE)) != CUBLAS_STATUS_SUCCESS)
+    if (st == FL_OK && (s = fc_blas.cublasSetWorkspace_v2(h, ws, FC_BLAS_WORKSPACE)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetWorkspace");
     if (st != FL_OK) {
       if (ws) fc_free(ctx, ws, FC_BLAS_WORKSPACE);
-      cublasDestroy(h);
+      fc_blas.cublasDestroy_v2(h);
       return st;
     }
     ctx->blas = h;
@@ -208,7 +210,7 @@ fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size)
   FL_TRY(fc_blas_handle(ctx, &h)); /* creates the workspace */
   if (!ctx->blas_lt) {
     cublasLtHandle_t lt;
-    cublasStatus_t s = cublasLtCreate(&lt);
+    cublasStatus_t s = fc_blas.cublasLtCreate(&lt);
     if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasLtCreate");
     ctx->blas_lt = lt;
   }

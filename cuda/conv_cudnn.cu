@@ -20,8 +20,8 @@
 #include <pthread.h>
 
 #if FLAME_HAVE_CUDNN
+#include "dynlib.cuh"
 #include <cudnn.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -54,18 +54,12 @@ pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 /* The legacy API is there from cuDNN 8 on; 9 is what we build against. */
 void load_lib(void) {
-  /* cuDNN's engines are C++. A flame library linked with a static libstdc++ carries its own copy of it; when that
-   * library is a Lua module (dlopen'ed RTLD_LOCAL by require), cuDNN bound to the system libstdc++ instead and
-   * crashed inside it while finalizing some engines (seen on an H200, cuDNN 9.14: SIGSEGV in
-   * std::ostream::_M_insert<long>). Promoting our own library to the global scope first (what flame-lua, the C
-   * tests and package.loadlib(path, "*") have anyway) makes cuDNN use the same C++ runtime as we do. */
-  Dl_info self;
-  if (dladdr((void *)&load_lib, &self) && self.dli_fname) (void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
-  void *h = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
-  if (!h) h = dlopen("libcudnn.so", RTLD_NOW | RTLD_LOCAL);
+  static const char *const names[] = {"libcudnn.so.9", "libcudnn.so", nullptr};
+  char err[256];
+  void *h = fc_dlopen(names, err, sizeof err);
   if (!h) return;
   bool all = true;
-#define FC_DNN_SYM(f) all = all && (*(void **)&lib.f = dlsym(h, #f)) != NULL;
+#define FC_DNN_SYM(f) all = all && fc_dlsym(h, #f, lib.f);
   FC_DNN_FUNCS(FC_DNN_SYM)
 #undef FC_DNN_SYM
   lib_ok = all && lib.cudnnGetVersion() / 10000 == CUDNN_MAJOR;

@@ -20,6 +20,7 @@
 #include "allocator.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
+#include "blas_lib.cuh"
 #include <cublasLt.h>
 
 namespace {
@@ -118,11 +119,11 @@ fl_status strided_gemm(fc_context *ctx, const problem &p, const gemm_types &g, c
   bool small = fits_int(p.M) && fits_int(p.N) && fits_int(p.K) && fits_int(p.batch) && fits_int(p.A.ld) &&
                fits_int(p.B.ld) && fits_int(p.ldc);
   if (small) {
-    st = cublasGemmStridedBatchedEx(h, p.A.op, p.B.op, (int)p.N, (int)p.M, (int)p.K, s.alpha, p.A.ptr, g.dt,
+    st = fc_blas.cublasGemmStridedBatchedEx(h, p.A.op, p.B.op, (int)p.N, (int)p.M, (int)p.K, s.alpha, p.A.ptr, g.dt,
                                     (int)p.A.ld, p.A.bstride, p.B.ptr, g.dt, (int)p.B.ld, p.B.bstride, s.beta, p.C,
                                     g.dt, (int)p.ldc, p.cstride, (int)p.batch, g.compute, CUBLAS_GEMM_DEFAULT);
   } else {
-    st = cublasGemmStridedBatchedEx_64(h, p.A.op, p.B.op, p.N, p.M, p.K, s.alpha, p.A.ptr, g.dt, p.A.ld, p.A.bstride,
+    st = fc_blas.cublasGemmStridedBatchedEx_64(h, p.A.op, p.B.op, p.N, p.M, p.K, s.alpha, p.A.ptr, g.dt, p.A.ld, p.A.bstride,
                                        p.B.ptr, g.dt, p.B.ld, p.B.bstride, s.beta, p.C, g.dt, p.ldc, p.cstride,
                                        p.batch, g.compute, CUBLAS_GEMM_DEFAULT);
   }
@@ -135,11 +136,11 @@ struct lt_call {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
   ~lt_call() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
+    if (pref) fc_blas.cublasLtMatmulPreferenceDestroy(pref);
+    if (c) fc_blas.cublasLtMatrixLayoutDestroy(c);
+    if (b) fc_blas.cublasLtMatrixLayoutDestroy(b);
+    if (a) fc_blas.cublasLtMatrixLayoutDestroy(a);
+    if (op) fc_blas.cublasLtMatmulDescDestroy(op);
   }
 };
 
@@ -161,11 +162,11 @@ uint32_t alignment_of(const void *ptr) {
 /* A stored matrix of `rows` x `cols` (column-major, ld) in `batch` strided copies. */
 cublasStatus_t lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t rows, int64_t cols, int64_t ld,
                          int64_t batch, int64_t bstride) {
-  LT(cublasLtMatrixLayoutCreate(l, dt, (uint64_t)rows, (uint64_t)cols, ld));
+  LT(fc_blas.cublasLtMatrixLayoutCreate(l, dt, (uint64_t)rows, (uint64_t)cols, ld));
   if (batch > 1) {
     int32_t count = (int32_t)batch;
-    LT(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
-    LT(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &bstride, sizeof bstride));
+    LT(fc_blas.cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
+    LT(fc_blas.cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &bstride, sizeof bstride));
   }
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -173,20 +174,20 @@ cublasStatus_t lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t r
 /* The descriptors of the call and the heuristic's algorithm; *found 0 when Lt has none. */
 cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &g, const void *bias, size_t ws_size,
                        lt_call &c, cublasLtMatmulHeuristicResult_t *res, int *found) {
-  LT(cublasLtMatmulDescCreate(&c.op, g.compute, g.scale));
-  LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op, sizeof p.A.op));
-  LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSB, &p.B.op, sizeof p.B.op));
+  LT(fc_blas.cublasLtMatmulDescCreate(&c.op, g.compute, g.scale));
+  LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op, sizeof p.A.op));
+  LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSB, &p.B.op, sizeof p.B.op));
   if (bias) { /* a bias of length m (our N): added to every column of c^T, i.e. every row of c */
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    LT(cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   }
   bool an = p.A.op == CUBLAS_OP_N, bn = p.B.op == CUBLAS_OP_N;
   LT(lt_layout(&c.a, g.dt, an ? p.N : p.K, an ? p.K : p.N, p.A.ld, p.batch, p.A.bstride));
   LT(lt_layout(&c.b, g.dt, bn ? p.K : p.M, bn ? p.M : p.K, p.B.ld, p.batch, p.B.bstride));
   LT(lt_layout(&c.c, g.dt, p.N, p.M, p.ldc, p.batch, p.cstride));
-  LT(cublasLtMatmulPreferenceCreate(&c.pref));
-  LT(cublasLtMatmulPreferenceSetAttribute(c.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size, sizeof ws_size));
+  LT(fc_blas.cublasLtMatmulPreferenceCreate(&c.pref));
+  LT(fc_blas.cublasLtMatmulPreferenceSetAttribute(c.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size, sizeof ws_size));
   /* Lt assumes 256-byte aligned operands unless told: views (narrow, select) are not */
   const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -194,9 +195,9 @@ cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &
   const void *ptrs[4] = {p.A.ptr, p.B.ptr, p.C, p.C};
   for (int k = 0; k < 4; k++) {
     uint32_t al = alignment_of(ptrs[k]);
-    LT(cublasLtMatmulPreferenceSetAttribute(c.pref, align_attr[k], &al, sizeof al));
+    LT(fc_blas.cublasLtMatmulPreferenceSetAttribute(c.pref, align_attr[k], &al, sizeof al));
   }
-  return cublasLtMatmulAlgoGetHeuristic(lt, c.op, c.a, c.b, c.c, c.c, c.pref, 1, res, found);
+  return fc_blas.cublasLtMatmulAlgoGetHeuristic(lt, c.op, c.a, c.b, c.c, c.c, c.pref, 1, res, found);
 }
 #undef LT
 
@@ -217,7 +218,7 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
     (void)cudaGetLastError();
     return FL_OK;
   }
-  cublasStatus_t st = cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
+  cublasStatus_t st = fc_blas.cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
                                      &res.algo, ws, ws_size, ctx->stream);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED) return FL_OK;
   if (st != CUBLAS_STATUS_SUCCESS) return fc_blas_error(st, "cublasLtMatmul (gemm)");

@@ -157,6 +157,28 @@ void fl_philox_reserve(uint64_t n, uint64_t *seed, uint64_t *offset);
 /* Sets the generator's state (seed, counter offset); read it with fl_philox_reserve(0, ...). */
 void fl_rng_set_state(uint64_t seed, uint64_t offset);
 
+/* ---- zero copy: tensors over the host's memory (src/core/blob.c; docs/embedding.md) ---- */
+/* Called once, with the ctx and data given to fl_tensor_from_blob, when the last tensor or view over that
+ * memory is released. It runs on the thread that drops the last reference. */
+typedef void (*fl_deleter)(void *ctx, void *data);
+/* A tensor over memory the host owns: data points at element 0 (a CPU pointer, or a CUDA device pointer when
+ * dev is a CUDA device), shape and strides in elements (strides NULL: contiguous row-major; negative and zero
+ * strides are allowed), dtype dt. No copy: writes through data show in the tensor and the other way round.
+ * flame never frees or moves the memory; deleter (may be NULL) runs when the last reference goes. data must
+ * be aligned to the dtype's size and may be NULL only for zero elements; the reach of the strides in bytes
+ * must fit int64. On failure nothing is kept and the deleter is not called: the memory stays the caller's.
+ * The tensor does not require grad (fl_set_requires_grad makes it a leaf). */
+fl_status fl_tensor_from_blob(void *data, int ndim, const int64_t *shape, const int64_t *strides, fl_dtype dt,
+                              fl_device dev, fl_deleter deleter, void *ctx, fl_tensor **out);
+/* The address of t's element 0 (its offset applied) on t's device; NULL for a zero-size tensor made by flame.
+ * Valid while a reference to t (or a view of its storage) is held. With fl_shape, fl_strides (in elements),
+ * fl_dtype_of and fl_device_of it describes the memory completely. CUDA work is asynchronous: call
+ * fl_synchronize(fl_device_of(t)) before the host reads or writes memory that queued ops use. */
+void *fl_tensor_data(const fl_tensor *t);
+/* Tells autograd that the host wrote t's memory itself (through fl_tensor_data or its own pointer), so a
+ * backward that saved t reports the change instead of using the new values silently. */
+void fl_mark_modified(fl_tensor *t);
+
 /* ---- host access (synchronises) ---- */
 fl_status fl_to_host(const fl_tensor *t, void *dst); /* contiguous copy, t's dtype */
 fl_status fl_to_doubles(const fl_tensor *t, double *dst);

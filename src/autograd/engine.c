@@ -185,8 +185,10 @@ static fl_status run_hooks(fl_hook *hooks, fl_tensor **g) {
 
 static fl_status store_leaf_grad(fl_tensor *leaf, fl_tensor *g) {
   if (!leaf->grad) {
-    /* The engine may hand the same tensor to several places; .grad must be private. */
-    if (g->refcount > 1 || g->storage->refcount > 1 || !fl_is_contiguous(g)) return fl_clone(g, &leaf->grad);
+    /* The engine may hand the same tensor to several places; .grad must be private, and never the host's
+     * memory (a hook's from_blob replacement), which in-place work on .grad (zero_) would write. */
+    if (g->refcount > 1 || g->storage->refcount > 1 || g->storage->external || !fl_is_contiguous(g))
+      return fl_clone(g, &leaf->grad);
     leaf->grad = fl_retain(g);
     return FL_OK;
   }

@@ -67,6 +67,11 @@ static fl_status backend_for_device(const char *op, fl_device d, const fl_backen
   return fl_error(FL_EDEVICE, "%s: device %s does not exist (%d device(s))", op, dn, n);
 }
 
+fl_status fl_device_check(const char *op, fl_device d) {
+  const fl_backend *b;
+  return backend_for_device(op, d, &b);
+}
+
 fl_status fl_backend_of(const char *op, const fl_tensor *t, const fl_backend **out) {
   return backend_for_device(op, t->storage->device, out);
 }

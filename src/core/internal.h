@@ -30,6 +30,12 @@ typedef struct fl_storage {
   void *data;
   size_t nbytes;
   uint64_t version; /* bumped by every in-place write: saved-tensor checks */
+  /* Memory the host owns (fl_tensor_from_blob, fl_from_dlpack): never returned to flame's
+   * allocator; the deleter (may be NULL) gets (deleter_ctx, host_data) when the last reference goes. */
+  bool external;
+  fl_deleter deleter;
+  void *deleter_ctx;
+  void *host_data; /* the pointer the host gave (data is the lowest address a stride reaches) */
 } fl_storage;
 
 struct fl_tensor {
@@ -420,6 +426,8 @@ void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);
 void fl_rng_next(uint64_t counters, uint64_t *seed, uint64_t *offset);
 
 /* ---- allocation hooks (core/memory.c) ---- */
+/* FL_OK when d exists in this build and process, else an error naming op and d. */
+fl_status fl_device_check(const char *op, fl_device d);
 fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr);
 void fl_device_free(fl_device dev, void *ptr, size_t nbytes);
 

@@ -22,8 +22,11 @@ fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
 
 void fl_storage_release(fl_storage *s) {
   if (!s || --s->refcount > 0) return;
-  fl_device_free(s->device, s->data, s->nbytes);
-  fl_context_uncharge(s->ctx, s->device, s->nbytes);
+  if (!s->external)
+    fl_device_free(s->device, s->data, s->nbytes);
+  else if (s->deleter)
+    s->deleter(s->deleter_ctx, s->host_data);
+  fl_context_uncharge(s->ctx, s->device, s->nbytes); /* (NULL for external memory: never charged) */
   free(s);
 }
 
