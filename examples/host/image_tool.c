@@ -1,6 +1,6 @@
 /* A tool host: an image editor that lets users script a filter in Lua. It opens a sandboxed engine state with a
  * tensor memory limit and a time budget, loads a small denoiser (a 3x3 convolution stored as safetensors), and
- * runs the user's `frame(image)` each frame on its own image buffer. A script that errors, loops forever or
+ * runs the user's `frame(image, out)` each frame on its own image buffers, wrapped without copies. A script that errors, loops forever or
  * allocates without bound costs that one frame (the host keeps showing the last good one) and the tool goes on
  * serving the next. Build: the CMake target image_tool; run: image_tool (also a ctest). */
 #include "flame.h"
@@ -18,8 +18,8 @@ static const char *filter_script =
     "local F = flame.F\n"
     "model = model or {} -- kept when the script is loaded again\n"
     "function init(w, b) model.weight, model.bias = w, b end\n"
-    "function frame(img) -- img: [1, 1, H, W] in [0, 1]\n"
-    "  return F.conv2d(img, model.weight, model.bias, {padding = 1}):clamp(0, 1)\n"
+    "function frame(img, out) -- the host's buffers, [1, 1, H, W] in [0, 1]: read img, write out\n"
+    "  out:copy_(F.conv2d(img, model.weight, model.bias, {padding = 1}):clamp(0, 1))\n"
     "end\n";
 
 /* What users might type instead: each breaks one frame. */
@@ -71,19 +71,16 @@ static fl_status load_model(const char *path, fl_tensor **w, fl_tensor **b) {
   return st;
 }
 
-/* One frame: the image goes in, the filtered one comes back into out (copies for now). */
-static fl_status run_frame(flame_lua_state *S, const float *img, float *out) {
+/* One frame, with no copies: the host's image and output buffers are wrapped as tensors (fl_tensor_from_blob);
+ * the script reads one and writes the other. (The buffers outlive the program's tensors: no deleter.) */
+static fl_status run_frame(flame_lua_state *S, float *img, float *out) {
   int64_t shape[4] = {1, 1, H, W};
-  fl_tensor *x = NULL, *y = NULL;
-  fl_status st = fl_from_host(img, 4, shape, fl_default_opts(), &x);
-  if (st == FL_OK) st = flame_lua_call(S, "frame", 1, &x, 1, &y);
-  if (st == FL_OK && (!y || fl_numel(y) != H * W || fl_dtype_of(y) != FL_F32)) {
-    fprintf(stderr, "image_tool: frame returned no [1, 1, %d, %d] f32 image\n", H, W);
-    st = FL_EINVAL;
-  }
-  if (st == FL_OK) st = fl_to_host(y, out);
-  fl_release(x);
-  fl_release(y);
+  fl_tensor *t[2] = {NULL, NULL};
+  fl_status st = fl_tensor_from_blob(img, 4, shape, NULL, FL_F32, FL_CPU_DEVICE, NULL, NULL, &t[0]);
+  if (st == FL_OK) st = fl_tensor_from_blob(out, 4, shape, NULL, FL_F32, FL_CPU_DEVICE, NULL, NULL, &t[1]);
+  if (st == FL_OK) st = flame_lua_call(S, "frame", 2, t, 0, NULL);
+  fl_release(t[0]);
+  fl_release(t[1]);
   return st;
 }
 
@@ -113,7 +110,7 @@ int main(void) {
     goto done;
   }
 
-  static float img[H * W], shown[H * W];
+  static float img[H * W], shown[H * W], next[H * W];
   int nbroken = (int)(sizeof broken / sizeof *broken);
   for (int f = 0; f < 2 * nbroken + 2; f++) {
     for (int i = 0; i < H * W; i++) img[i] = 0.5f + 0.5f * sinf(0.37f * (float)i + (float)f); /* the next frame */
@@ -122,7 +119,8 @@ int main(void) {
       fprintf(stderr, "image_tool: loading edit %d: %s\n", f / 2, flame_lua_error(S));
       bad = 1;
     }
-    fl_status st = run_frame(S, img, shown);
+    fl_status st = run_frame(S, img, next); /* shown only if the frame succeeds: a broken one may have half-written it */
+    if (st == FL_OK) memcpy(shown, next, sizeof shown);
     if (breaking) {
       const char *msg = flame_lua_error(S);
       int ok = st != FL_OK && strstr(msg, broken[f / 2].expect);
