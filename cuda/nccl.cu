@@ -15,7 +15,7 @@
 #include "nccl.cuh"
 
 #ifdef FLAME_HAVE_NCCL
-#include <dlfcn.h>
+#include "dynlib.cuh"
 #include <nccl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,23 +43,27 @@ nccl_lib lib;
 bool lib_ok;
 pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
+char lib_err[256];
+
 void load_lib(void) {
-  void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
-  if (!h) h = dlopen("libnccl.so", RTLD_NOW | RTLD_LOCAL);
+  static const char *const names[] = {"libnccl.so.2", "libnccl.so", NULL};
+  void *h = fc_dlopen(names, lib_err, sizeof lib_err);
   if (!h) return;
   bool all = true;
-#define FC_NCCL_SYM(f) all = all && (*(void **)&lib.f = dlsym(h, #f)) != NULL;
+#define FC_NCCL_SYM(f) all = all && fc_dlsym(h, #f, lib.f);
   FC_NCCL_FUNCS(FC_NCCL_SYM)
 #undef FC_NCCL_SYM
   lib_ok = all;
-  if (!lib_ok) dlclose(h);
+  if (!lib_ok) {
+    snprintf(lib_err, sizeof lib_err, "libnccl.so.2 lacks functions flame needs (NCCL older than 2.19?)");
+    dlclose(h);
+  }
 }
 
 fl_status need_lib(const char *op) {
   pthread_once(&lib_once, load_lib);
   if (lib_ok) return FL_OK;
-  return fl_error(FL_EUNSUPPORTED, "%s: cannot load NCCL (libnccl.so.2 with the functions flame needs): %s", op,
-                  dlerror() ? dlerror() : "not found");
+  return fl_error(FL_EUNSUPPORTED, "%s: cannot load NCCL: %s", op, lib_err[0] ? lib_err : "not found");
 }
 
 double now_s(void) {

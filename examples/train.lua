@@ -8,23 +8,14 @@
 -- gradient clipping, bf16 autocast on CUDA. Written under --out: checkpoint.safetensors every --ckpt-every steps
 -- and at the end (model, EMA, optimizer, LR schedule, step, generator and data order: --resume continues
 -- bit-exactly), samples-<step>.png every --sample-every steps and samples.png at the end, from the EMA weights:
--- one row per class.
+-- one row per class. examples/score.lua scores a checkpoint (conditional accuracy, Fréchet distance) with the
+-- classifier of examples/classify.lua.
 local flame = require "flame"
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local unet = dofile(here .. "/unet.lua")
 
-local PRESETS = {
-  -- 16x16 images (Fashion-MNIST padded to 32x32, then halved), ~180k parameters: about 0.5 s a step on 2 cores.
-  tiny = {image_size = 16, channels = 16, mults = {1, 2}, num_res_blocks = 1, attn_res = {8}, dropout = 0,
-          batch = 32, steps = 200, lr = 2e-3, warmup = 20, ema_decay = 0.99, sample_steps = 20, per_class = 6,
-          sample_every = 0, ckpt_every = 100},
-  -- 32x32, ~15M parameters, ~3.5 GMACs per image forward: ~2.7 TFLOP per step of 128 (fwd + bwd = 3x fwd).
-  default = {image_size = 32, channels = 96, mults = {1, 2, 2}, num_res_blocks = 2, attn_res = {16, 8}, dropout = 0.1,
-             batch = 128, steps = 4000, lr = 5e-4, warmup = 200, ema_decay = 0.999, sample_steps = 50, per_class = 10,
-             sample_every = 1000, ckpt_every = 1000},
-}
-local NUM_TRAIN_TIMESTEPS = 1000
+local lib = dofile(here .. "/diffusion_lib.lua")
+local PRESETS, NUM_TRAIN_TIMESTEPS = lib.PRESETS, lib.NUM_TRAIN_TIMESTEPS
 local LABEL_DROPOUT = 0.1 -- the share of training labels replaced by the null class (for guidance)
 local GRAD_CLIP = 1.0
 
@@ -52,42 +43,10 @@ usage: flame-lua examples/train.lua [options]
   --amp bf16|off          autocast (bf16 on cuda, off on cpu)
   --help                  this text]]
 
-local function usage_error(msg)
-  io.stderr:write("train.lua: ", msg, "\n(flame-lua examples/train.lua --help lists the options)\n")
-  os.exit(2)
-end
--- A failure that is not about the options (no data set, unreadable images): the message, exit status 1.
-local function fail(msg)
-  io.stderr:write("train.lua: ", (tostring(msg):gsub("^[^:]*:%d+: ", "")), "\n")
-  os.exit(1)
-end
-
-local function posint(name, v)
-  local n = math.tointeger(tonumber(v))
-  if not n or n < 1 then usage_error(string.format("--%s expects a positive integer, got '%s'", name, tostring(v))) end
-  return n
-end
-local function nonneg_int(name, v)
-  local n = math.tointeger(tonumber(v))
-  if not n or n < 0 then usage_error(string.format("--%s expects an integer >= 0, got '%s'", name, tostring(v))) end
-  return n
-end
-local function number(name, v)
-  local x = tonumber(v)
-  if not x or x ~= x then usage_error(string.format("--%s expects a number, got '%s'", name, tostring(v))) end
-  return x + 0.0
-end
-local function choice(list)
-  return function(name, v)
-    for _, c in ipairs(list) do if v == c then return v end end
-    usage_error(string.format("--%s expects one of %s, got '%s'", name, table.concat(list, ", "), tostring(v)))
-  end
-end
-local function str(_, v) return v end
-local function device_name(name, v)
-  if v == "cpu" or v == "cuda" or (type(v) == "string" and v:match("^cuda:%d+$")) then return v end
-  usage_error(string.format("--%s expects cpu, cuda or cuda:N, got '%s'", name, tostring(v)))
-end
+local C = lib.cli("train.lua", USAGE)
+local usage_error, fail = C.usage_error, C.fail
+local posint, nonneg_int, number, choice, str, device_name = C.posint, C.nonneg_int, C.number, C.choice, C.str,
+  C.device_name
 
 local OPTIONS = {device = device_name, preset = choice({"tiny", "default"}), steps = posint, batch = posint,
   lr = number, seed = nonneg_int, out = str, data = str, channels = posint, sampler = choice({"ddim", "euler"}),
@@ -96,32 +55,8 @@ local OPTIONS = {device = device_name, preset = choice({"tiny", "default"}), ste
 -- Options that define the training run: a resumed run takes them from the checkpoint.
 local RUN_KEYS = {"preset", "steps", "batch", "lr", "seed", "data", "channels"}
 
-local function parse(argv)
-  local o, i = {}, 1
-  while argv[i] do
-    local a = argv[i]
-    local name = a:match("^%-%-([%w%-]+)$")
-    if a == "--help" or a == "-h" then print(USAGE) os.exit(0)
-    elseif name == "resume" then
-      local nxt = argv[i + 1]
-      if nxt and not nxt:match("^%-%-") then o.resume = nxt; i = i + 2 else o.resume = true; i = i + 1 end
-    elseif name and OPTIONS[name] then
-      if argv[i + 1] == nil then usage_error("--" .. name .. " needs a value") end
-      o[name] = OPTIONS[name](name, argv[i + 1])
-      i = i + 2
-    else
-      local known = {}
-      for k in pairs(OPTIONS) do known[#known + 1] = "--" .. k end
-      table.sort(known)
-      usage_error(string.format("unknown option '%s' (known: %s, --resume, --help)", a, table.concat(known, " ")))
-    end
-  end
-  return o
-end
-
-local opt = parse(arg or {})
-local device = opt.device or (flame.cuda.is_available() and "cuda" or "cpu")
-if device ~= "cpu" and not flame.cuda.is_available() then usage_error("--device " .. device .. ": no CUDA device here") end
+local opt = C.parse(arg or {}, OPTIONS, {resume = true})
+local device = C.device(opt)
 local out_dir = opt.out or "out/train"
 local ckpt_path = out_dir .. "/checkpoint.safetensors"
 
@@ -178,10 +113,7 @@ local function load_data()
     local classes = #ds.classes > 1 and ds.classes or {}
     return x:mul(2):sub(1):to(device), flame.tensor(ys, {dtype = "i64", device = device}), classes
   end
-  local ds = flame.data.FashionMNIST()
-  local x = flame.F.pad(ds.images, {2, 2, 2, 2})
-  if size ~= 32 then x = flame.F.adaptive_avg_pool2d(x, size) end
-  return x:mul(2):sub(1):to(device), ds.labels:to(device), ds.classes
+  return lib.fashion_mnist(size, device)
 end
 
 local ok, images, labels, classes = pcall(load_data)
@@ -205,9 +137,7 @@ if run.batch > N then usage_error(string.format("--batch %d is larger than the d
 
 ---------------------------------------------------------------------------------------------------- model
 
-local model = unet.UNet({in_channels = images:size(2), channels = P.channels, mults = P.mults,
-  num_res_blocks = P.num_res_blocks, attn_res = P.attn_res, num_classes = num_classes, image_size = P.image_size,
-  dropout = P.dropout}):to(device)
+local model = lib.model(P, images:size(2), num_classes):to(device)
 local params = model:parameters()
 local opt_ = flame.optim.AdamW(params, {lr = run.lr, weight_decay = 0.01})
 local sched = flame.optim.lr_scheduler.cosine_with_warmup(opt_, {warmup_steps = P.warmup, total_steps = run.steps})
@@ -236,44 +166,12 @@ end
 
 ---------------------------------------------------------------------------------------------------- sampling
 
--- The model's forward, under bf16 autocast when --amp bf16 (matmuls, convs and attention in bf16; norms,
--- softmax and the loss stay f32).
-local function forward(x, t, y)
-  if cfg.amp == "bf16" then return flame.autocast("bf16", function() return model(x, t, y) end) end
-  return model(x, t, y)
-end
+local function forward(x, t, y) return lib.forward(model, cfg.amp, x, t, y) end
 
--- n images of the given classes (an i64 tensor, or nil when unconditional) with the EMA weights, guided by
--- cfg_scale: v = v_null + s (v_class - v_null), the conditional and null halves in one batch.
+-- n images of the given classes (an i64 tensor, or nil when unconditional) with the current weights.
 local function sample(class_ids, n)
-  local S = cfg.sampler == "ddim"
-    and flame.schedules.DDIMScheduler({num_train_timesteps = NUM_TRAIN_TIMESTEPS, beta_schedule = "squaredcos_cap_v2",
-      prediction_type = "v_prediction", timestep_spacing = "trailing", set_alpha_to_one = false})
-    or flame.schedules.EulerDiscreteScheduler({num_train_timesteps = NUM_TRAIN_TIMESTEPS,
-      beta_schedule = "squaredcos_cap_v2", prediction_type = "v_prediction", timestep_spacing = "trailing"})
-  S:set_timesteps(cfg.sample_steps)
-  local x = flame.randn(n, images:size(2), P.image_size, P.image_size, {device = device}) * S.init_noise_sigma
-  local guided = class_ids ~= nil and cfg.cfg_scale ~= 1
-  local ids = class_ids
-  if guided then ids = flame.cat({class_ids, flame.full({n}, num_classes + 1, {dtype = "i64", device = device})}, 1) end
-  local ts = S.timesteps
-  ts = flame.is_tensor(ts) and ts:totable() or ts
-  model:eval()
-  flame.no_grad(function()
-    for _, t in ipairs(ts) do
-      local xin = S:scale_model_input(x, t)
-      local m = guided and flame.cat({xin, xin}, 1) or xin
-      local tt = flame.full({m:size(1)}, t, {device = device})
-      local v = forward(m, tt, ids):float()
-      if guided then
-        local vc, vu = v:narrow(1, 1, n), v:narrow(1, n + 1, n)
-        v = vu + (vc - vu) * cfg.cfg_scale
-      end
-      x = S:step(v, t, x)
-    end
-  end)
-  model:train()
-  return x
+  return lib.sample(model, class_ids, n, {sampler = cfg.sampler, steps = cfg.sample_steps, cfg_scale = cfg.cfg_scale,
+    amp = cfg.amp, num_classes = num_classes, channels = images:size(2), image_size = P.image_size, device = device})
 end
 
 -- A grid from the EMA weights: one row per class (per_class columns), or 8x8 when unconditional. The sampling

@@ -4,40 +4,10 @@
 local H = require "helper"
 local flame = H.flame
 
-local exe = os.getenv("FLAME_LUA") or "build/flame-lua"
+local E = require "example_run"
+local exe, exists, slurp, shquote = E.exe, E.exists, E.slurp, E.shquote
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function shquote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function have_data()
-  local env = os.getenv("FLAME_DATASETS")
-  return (env and exists(env .. "/fashion-mnist/train-images-idx3-ubyte.gz"))
-    or exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-end
-
--- Runs train.lua on the CPU with the arguments; returns stdout, stderr, exit status.
-local function train(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local words = {shquote(exe), "examples/train.lua"}
-  for _, a in ipairs(args) do words[#words + 1] = shquote(a) end
-  local p = assert(io.popen("FLAME_NUM_THREADS=2 " .. table.concat(words, " ") .. " >" .. shquote(out) .. " 2>" ..
-    shquote(err) .. "; echo $?"))
-  local status = tonumber(p:read("a"):match("%d+"))
-  p:close()
-  local o, e = slurp(out), slurp(err)
-  os.remove(out); os.remove(err)
-  return o, e, status
-end
+local function train(args) return E.run("train.lua", args) end
 
 -- Few steps, a small grid with few sampling steps: the whole file takes some seconds.
 local FAST = {"--device", "cpu", "--preset", "tiny", "--batch", "8", "--sample-steps", "2", "--per-class", "1"}
@@ -56,13 +26,7 @@ describe("examples/train.lua", function()
   end)
   after_each(function() os.execute("rm -rf " .. shquote(dir)) end)
 
-  local function spec(name, fn, needs_data)
-    it(name, function()
-      if not exists(exe) then return pending(exe .. " not built (set FLAME_LUA)") end
-      if needs_data ~= false and not have_data() then return pending("no Fashion-MNIST (dataset-fashion-mnist)") end
-      fn()
-    end)
-  end
+  local spec = E.specs(it, pending)
 
   spec("trains a few steps, writes a checkpoint and a PNG grid, and resumes bit-exactly", function()
     local out, err, status = train(args("--steps", "4", "--seed", "7", "--out", dir .. "/full"))
