@@ -32,7 +32,8 @@ typedef enum {
   FL_ENOMEM,       /* allocation failed */
   FL_EUNSUPPORTED, /* op not implemented on this backend */
   FL_EAUTOGRAD,    /* graph misuse: backward twice, in-place on a saved tensor, ... */
-  FL_EBACKEND      /* a device library call failed */
+  FL_EBACKEND,     /* a device library call failed */
+  FL_EINTERRUPTED  /* the context was interrupted or ran past its budget (fl_context_interrupt) */
 } fl_status;
 
 typedef struct fl_tensor fl_tensor;
@@ -81,11 +82,40 @@ fl_status fl_empty_cache(fl_device d);
  * outputs than threads adds its per-thread partial sums in another order. */
 fl_status fl_set_num_threads(int n);
 int fl_get_num_threads(void);
-/* Called when an allocation fails, before one retry: a host frees what it can
- * (the Lua binding runs a full garbage collection). */
+/* ---- contexts: what one engine state owns (src/core/context.c) ----
+ * The random generator, grad mode, autocast mode, the OOM handler and allocation observer, a limit on the
+ * tensor bytes per device, and a stop flag that a budget or another thread sets. Each thread has a current
+ * context; until it enters one it uses the process default (one generator shared by such threads, grad and
+ * autocast modes per thread, no limit). The Lua states of flame_lua_open (flame_lua.h) each own one. */
+typedef struct fl_context fl_context;
+fl_status fl_context_new(fl_context **out);
+/* Drops the caller's reference: the context lives on while storages charged to it do. */
+void fl_context_release(fl_context *c);
+/* Makes c (NULL: the default) the calling thread's current context; returns the previous one (NULL: the
+ * default), to be entered again when the caller is done. */
+fl_context *fl_context_enter(fl_context *c);
+fl_context *fl_context_current(void); /* NULL: the default */
+/* At most `bytes` of tensor storage on device d charged to c at a time (0: no limit). A storage is charged to
+ * the context current when it is allocated, until it is freed; an allocation past the limit runs c's OOM
+ * handler once, then fails with FL_ENOMEM naming the limit. */
+fl_status fl_context_set_memory_limit(fl_context *c, fl_device d, size_t bytes);
+size_t fl_context_memory_used(const fl_context *c, fl_device d);
+/* Asks the code running in c to stop: from any thread, async-signal-safe. Ops started after it (and long CPU
+ * kernels between chunks) fail with FL_EINTERRUPTED until fl_context_reset_stop. */
+void fl_context_interrupt(fl_context *c);
+/* A wall-time budget: ops started more than `seconds` from now fail with FL_EINTERRUPTED (0: none). */
+void fl_context_set_deadline(fl_context *c, double seconds);
+void fl_context_reset_stop(fl_context *c); /* clears an interrupt and the deadline */
+/* Whether c should stop now (an interrupt, or its deadline passed): sets the stop flag and the message
+ * ("interrupted" or "budget exceeded") and returns FL_EINTERRUPTED; FL_OK otherwise. */
+fl_status fl_context_check(fl_context *c);
+
+/* Called when an allocation fails (or would pass the context's memory limit), before one retry: a host
+ * frees what it can (the Lua binding runs a full garbage collection). Set on the current context (for the
+ * default context: on the calling thread). */
 typedef void (*fl_oom_handler)(void *ud, size_t nbytes);
 void fl_set_oom_handler(fl_oom_handler fn, void *ud);
-/* Called with the bytes of every new storage, so a host can pace its collector. */
+/* Called with the bytes of every new storage, so a host can pace its collector. Set like the OOM handler. */
 typedef void (*fl_alloc_observer)(void *ud, size_t nbytes);
 void fl_set_alloc_observer(fl_alloc_observer fn, void *ud);
 

@@ -6,7 +6,7 @@ local H = require "helper"
 local flame = H.flame
 
 local maxint, minint = math.maxinteger, math.mininteger
-local function close(t) getmetatable(t).__close(t) end -- what a <close> variable does
+local function close(t) debug.getmetatable(t).__close(t) end -- what a <close> variable does (the metatable is protected)
 
 describe("safety: shape arithmetic", function()
   it("narrow with a length that overflows start + length is an error", function()

@@ -9,6 +9,7 @@
  * gradients. It buffers one gradient per node output and hands the backward
  * function one gradient per output (NULL where none arrived). */
 #include "internal.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,9 @@ static void drop_gbufs(fl_node *x) {
   }
 }
 
-static int epoch;
+/* Pass epochs are drawn from one counter: passes on several threads (several states) never share one. */
+static atomic_int epoch_counter;
+static _Thread_local int epoch;
 /* The epochs of the passes running on this thread (outer first): a nested pass must not reach their nodes. */
 #define MAX_NESTED_PASSES 32
 static _Thread_local int active_epochs[MAX_NESTED_PASSES], n_active;
@@ -75,7 +78,7 @@ static fl_status visit_error(const fl_node *x) {
 static fl_status collect(int n_roots, fl_node *const *roots, nodevec *all) {
   fl_status st = FL_OK;
   nodevec stack = {0};
-  epoch++;
+  epoch = atomic_fetch_add(&epoch_counter, 1) + 1;
   active_epochs[n_active - 1] = epoch;
   for (int r = 0; r < n_roots; r++)
     if (!visit(roots[r], &stack, all)) FL_CHECK(visit_error(roots[r]));

@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include "cli.h"
+#include "flame.h"
 
 const char *cli_progname = FLAME_CLI_NAME;
 
@@ -79,10 +80,11 @@ static void laction(int sig)
     /* a second Ctrl-C before the hook runs (e.g. stuck in C code) kills us */
     set_sigint(SIG_DFL, NULL);
     (void)sig;
-    /* lua_sethook is safe here (lua.c does the same). An engine-level
-     * interrupt for long C ops, if the binding grows one, belongs here too,
-     * and must be as safe: a store to an atomic flag. */
+    /* lua_sethook is safe here (lua.c does the same). The engine's stop
+     * flag (a store to an atomic) ends a long C op too: the next op, or the
+     * next piece of a long CPU kernel, fails with "interrupted". */
     lua_sethook(interrupt_L, lstop, flag, 1);
+    fl_context_interrupt(NULL);
 }
 
 int cli_docall(lua_State *L, int narg, int nres)
@@ -95,7 +97,9 @@ int cli_docall(lua_State *L, int narg, int nres)
     interrupt_L = L;
     lua_thread = pthread_self();
     set_sigint(laction, &old);
+    fl_context_reset_stop(NULL); /* flame-lua runs in the default context */
     status = lua_pcall(L, narg, nres, base);
+    fl_context_reset_stop(NULL);
     /* restores whatever the caller had, e.g. the REPL's prompt handler */
     sigaction(SIGINT, &old, NULL);
     /* a Ctrl-C that arrived just as the call returned must not fire later;

@@ -7,11 +7,11 @@
  * The casts are ordinary differentiable fl_to calls, so gradients flow back to f32 parameters in f32.
  * Every other op runs in the dtype it is given (binary ops promote, so bf16 + f32 is f32).
  *
- * The mode is per thread: a host's states on different threads do not see each other's. The backward pass
+ * The mode is the current context's (per thread for the default context): states do not see each other's. The backward pass
  * turns it off (engine.c): gradients are computed in the dtypes the forward chose. */
-#include "internal.h"
+#include "context.h"
 
-static _Thread_local fl_dtype ac_dtype = FL_NDTYPES; /* FL_NDTYPES: off */
+#define ac_dtype (*fl_ctx_autocast()) /* FL_NDTYPES: off */
 
 fl_dtype fl_autocast_get(void) { return ac_dtype; }
 

@@ -7,17 +7,15 @@
  * backward needs. Leaves own an accumulator node that points back at them
  * weakly. Nothing here calls an op: the backward pass, which does, is
  * src/autograd/engine.c. */
-#include "internal.h"
-#include <stdatomic.h>
+#include "context.h"
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local bool grad_disabled;
-
-bool fl_grad_enabled(void) { return !grad_disabled; }
+/* Grad mode is the current context's (per thread for the default context). */
+bool fl_grad_enabled(void) { return !*fl_ctx_grad_disabled(); }
 bool fl_set_grad_enabled(bool on) {
-  bool prev = !grad_disabled;
-  grad_disabled = !on;
+  bool *d = fl_ctx_grad_disabled(), prev = !*d;
+  *d = !on;
   return prev;
 }
 
@@ -32,7 +30,7 @@ bool fl_allow_nested_backward(bool on) {
 }
 
 bool fl_needs_grad(int n, const fl_tensor *const *ts) {
-  if (grad_disabled) return false;
+  if (*fl_ctx_grad_disabled()) return false;
   for (int i = 0; i < n; i++)
     if (ts[i] && ts[i]->requires_grad) return true;
   return false;
@@ -254,7 +252,7 @@ fl_status fl_check_inplace(const char *op, const fl_tensor *t, const fl_tensor *
                     "memory location (clone it first)",
                     op, d.s);
   }
-  if (grad_disabled) return FL_OK;
+  if (*fl_ctx_grad_disabled()) return FL_OK;
   if (t->requires_grad) {
     fl_desc d = fl_describe(t);
     if (!t->grad_fn)

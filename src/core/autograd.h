@@ -58,7 +58,7 @@ typedef void (*fl_ctx_release_fn)(void *ctx);
 #define FL_NODE_INLINE_CTX 64
 
 struct fl_node {
-  int refcount;
+  FL_ATOMIC_INT refcount;
   const char *name;
   uint64_t seq;            /* creation order (fl_node_mark) */
   fl_backward_fn backward; /* NULL for a leaf's accumulator */

@@ -1,6 +1,6 @@
 /* Devices: names, parsing, availability, and the backend lookup that names the
  * device when it does not exist. The table itself is core/backend_registry.c. */
-#include "internal.h"
+#include "context.h"
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,19 +95,16 @@ fl_status fl_empty_cache(fl_device d) {
   return b->empty_cache ? b->empty_cache(d) : FL_OK;
 }
 
-/* ---- allocation with the host's OOM handler and collector pacing ---- */
-static fl_oom_handler oom_fn;
-static void *oom_ud;
-static fl_alloc_observer obs_fn;
-static void *obs_ud;
-
+/* ---- allocation with the host's OOM handler and collector pacing, both the current context's ---- */
 void fl_set_oom_handler(fl_oom_handler fn, void *ud) {
-  oom_fn = fn;
-  oom_ud = ud;
+  fl_ctx_handlers *h = fl_ctx_handlers_cur();
+  h->oom_fn = fn;
+  h->oom_ud = ud;
 }
 void fl_set_alloc_observer(fl_alloc_observer fn, void *ud) {
-  obs_fn = fn;
-  obs_ud = ud;
+  fl_ctx_handlers *h = fl_ctx_handlers_cur();
+  h->obs_fn = fn;
+  h->obs_ud = ud;
 }
 
 fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr) {
@@ -117,12 +114,13 @@ fl_status fl_device_alloc(fl_device dev, size_t nbytes, void **ptr) {
     *ptr = NULL;
     return FL_OK;
   }
+  fl_ctx_handlers *c = fl_ctx_handlers_cur();
   fl_status s = b->alloc(dev, nbytes, ptr);
-  if (s == FL_ENOMEM && oom_fn) { /* let the host free unreachable tensors, then retry once */
-    oom_fn(oom_ud, nbytes);
+  if (s == FL_ENOMEM && c->oom_fn) { /* let the host free unreachable tensors, then retry once */
+    c->oom_fn(c->oom_ud, nbytes);
     s = b->alloc(dev, nbytes, ptr);
   }
-  if (s == FL_OK && obs_fn) obs_fn(obs_ud, nbytes);
+  if (s == FL_OK && c->obs_fn) c->obs_fn(c->obs_ud, nbytes);
   return s;
 }
 

@@ -2,7 +2,7 @@
  * output's device, check that it has the entry and that it accepts these
  * tensors, and otherwise fail before any work with a message naming the op,
  * the device and the dtype. */
-#include "internal.h"
+#include "context.h"
 #include <stdio.h>
 
 static bool has_entry(const fl_backend *b, fl_op_kind k) {
@@ -90,6 +90,8 @@ bool fl_op_supported(fl_op_kind kind, int sub, int n, const fl_tensor *const *ts
 fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_tensor *const *ts,
                       const fl_backend **out) {
   const fl_backend *b;
+  int stop = fl_context_stop_reason(fl_ctx()); /* an interrupt or a passed budget stops the next op */
+  if (stop) return fl_error_context(fl_stop_error(stop), op);
   FL_TRY(fl_backend_of(op, ts[0], &b));
   if (!has_entry(b, kind)) return not_implemented(op, n, ts);
   if (b->supports) {

@@ -1,5 +1,6 @@
 /* Status codes plus a thread-local message: the library never aborts on bad input. */
 #include "internal.h"
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,16 +10,16 @@ const char *fl_last_error(void) { return fl_msg; }
 
 /* Process-wide rather than per thread: a Lua state may run on any thread,
  * and messages are formatted on whichever thread runs the op. */
-static int msg_base;
-void fl_set_message_base(int base) { msg_base = base ? 1 : 0; }
+static atomic_int msg_base; /* (every state that loads flame sets it, perhaps on several threads at once) */
+void fl_set_message_base(int base) { atomic_store_explicit(&msg_base, base ? 1 : 0, memory_order_relaxed); }
 /* Wrapping add: a message about an absurd index (math.maxinteger) must not be undefined behaviour. */
-int64_t fl_mdim(int64_t d) { return (int64_t)((uint64_t)d + (uint64_t)msg_base); }
+int64_t fl_mdim(int64_t d) { return (int64_t)((uint64_t)d + (uint64_t)atomic_load_explicit(&msg_base, memory_order_relaxed)); }
 int64_t fl_mwrap(int64_t d) { return d < 0 ? d : fl_mdim(d); }
 
 const char *fl_status_name(fl_status s) {
   static const char *names[] = {"ok", "invalid argument", "shape mismatch", "bad dtype", "bad device",
                                 "index out of range", "out of memory", "not implemented",
-                                "autograd error", "backend error"};
+                                "autograd error", "backend error", "interrupted"};
   return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown status";
 }
 

@@ -15,8 +15,17 @@ extern "C" {
 
 typedef struct fl_node fl_node;
 
+/* Refcounts are atomic: a host may hand tensors between states on different threads. (CUDA C++ sees the
+ * same layout as a plain int, and only initialises it.) */
+#ifdef __cplusplus
+#define FL_ATOMIC_INT int
+#else
+#define FL_ATOMIC_INT _Atomic int
+#endif
+
 typedef struct fl_storage {
-  int refcount;
+  FL_ATOMIC_INT refcount;
+  struct fl_context *ctx; /* the context its bytes are charged to (NULL: none) */
   fl_device device;
   void *data;
   size_t nbytes;
@@ -30,7 +39,7 @@ typedef struct fl_storage {
 } fl_storage;
 
 struct fl_tensor {
-  int refcount;
+  FL_ATOMIC_INT refcount;
   fl_storage *storage;
   fl_dtype dtype;
   int ndim;

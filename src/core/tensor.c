@@ -1,5 +1,5 @@
 /* Storage (refcounted device memory) and tensors (views over a storage). */
-#include "internal.h"
+#include "context.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,8 +9,10 @@ fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
   s->refcount = 1;
   s->device = dev;
   s->nbytes = nbytes;
-  fl_status st = fl_device_alloc(dev, nbytes, &s->data);
+  fl_status st = fl_context_charge(dev, nbytes, &s->ctx);
+  if (st == FL_OK) st = fl_device_alloc(dev, nbytes, &s->data);
   if (st != FL_OK) {
+    fl_context_uncharge(s->ctx, dev, nbytes);
     free(s);
     return st;
   }
@@ -24,6 +26,7 @@ void fl_storage_release(fl_storage *s) {
     fl_device_free(s->device, s->data, s->nbytes);
   else if (s->deleter)
     s->deleter(s->deleter_ctx, s->host_data);
+  fl_context_uncharge(s->ctx, s->device, s->nbytes); /* (NULL for external memory: never charged) */
   free(s);
 }
 

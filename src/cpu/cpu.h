@@ -1,7 +1,7 @@
 /* CPU backend internals: element loads/stores by dtype and the strided iterator. */
 #ifndef FL_CPU_H
 #define FL_CPU_H
-#include "internal.h"
+#include "context.h"
 #include "half.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -91,6 +91,25 @@ int fl_cpu_threads_for(int64_t work);
 #define FL_CPU_CHUNKS(t, nchunks) \
   for (int t = omp_get_thread_num(); t < (nchunks); t += omp_get_num_threads())
 
+/* Long kernels stop early when the context that started them must stop (fl_context_interrupt, a passed
+ * budget): the loops look at the flag every FL_CPU_STOP_GRAIN elements (runs longer than that are cut), so a
+ * check costs nothing measurable. The op's result is then incomplete; the kernel returns FL_EINTERRUPTED where
+ * it returns a status, and otherwise the next op or the Lua hook reports the stop. Threads of the team read the
+ * context captured by the thread that started the op (fl_cpu_stop_init), since the current context is per
+ * thread. */
+#define FL_CPU_STOP_GRAIN ((int64_t)1 << 22)
+typedef struct {
+  fl_context *ctx;
+  int64_t left;
+} fl_cpu_stop;
+static inline fl_cpu_stop fl_cpu_stop_init(fl_context *c) { return (fl_cpu_stop){c, FL_CPU_STOP_GRAIN}; }
+/* After n more elements: true when the kernel should stop. */
+static inline bool fl_cpu_stopped(fl_cpu_stop *s, int64_t n) {
+  if ((s->left -= n) > 0) return false;
+  s->left = FL_CPU_STOP_GRAIN;
+  return fl_context_stop_reason(s->ctx) != FL_STOP_NONE;
+}
+
 /* Row-major offset (in elements) of the flat index i within t. */
 int64_t fl_cpu_offset_of(const fl_tensor *t, int64_t i);
 
@@ -139,8 +158,10 @@ float fl_cpu_extreme_f32(const float *x, int64_t n, bool max);
 bool fl_cpu_colsum(const fl_plan *p, bool mean);
 
 /* Function multi-versioning for the hot loops: one clone per x86-64 level,
- * picked at load time (ifunc), so a portable build still runs AVX-512 code. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+ * picked at load time (ifunc), so a portable build still runs AVX-512 code.
+ * Not under ThreadSanitizer: the ifunc resolvers run, instrumented, before its
+ * runtime is up, and crash the process at load (scripts/tsan). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(__SANITIZE_THREAD__)
 #define FL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FL_CLONES

@@ -1,5 +1,6 @@
 /* The CPU backend table and host memory (aligned, counted). */
 #include "cpu.h"
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +60,11 @@ fl_status fl_cpu_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, 
 fl_status fl_cpu_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
 
 
+/* The stats and the cache are the process's, shared by states on several threads: the counters are updated
+ * atomically (small blocks take no lock), the cache of large blocks is behind a lock. */
 static fl_memory_stats stats;
+#define STAT_ADD(field, v) __atomic_add_fetch(&stats.field, (int64_t)(v), __ATOMIC_RELAXED)
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* A small cache of large freed blocks. Fresh large allocations come from mmap
  * and pay a page fault per 4 KiB on first touch, which made a 512^3 matmul 20%
@@ -71,35 +76,50 @@ static fl_memory_stats stats;
 #define CACHE_SLOTS 64
 static struct { void *ptr; size_t size; } cache[CACHE_SLOTS];
 static int cached_n;
+static size_t cached_bytes;
 
 static size_t round_size(size_t n) {
   return n >= CACHE_MIN ? (n + 4095) & ~(size_t)4095 : ((n + 63) & ~(size_t)63); /* 64-byte alignment for SIMD */
 }
 
 static void *cache_take(size_t size) {
+  if (size < CACHE_MIN) return NULL; /* never cached */
+  void *p = NULL;
+  pthread_mutex_lock(&cache_mu);
   for (int i = 0; i < cached_n; i++) {
     if (cache[i].size != size) continue;
-    void *p = cache[i].ptr;
+    p = cache[i].ptr;
     cache[i] = cache[--cached_n];
-    stats.reserved -= (int64_t)size;
-    stats.num_cache_hits++;
-    return p;
+    cached_bytes -= size;
+    break;
   }
-  return NULL;
+  pthread_mutex_unlock(&cache_mu);
+  if (p) STAT_ADD(reserved, -(int64_t)size), STAT_ADD(num_cache_hits, 1);
+  return p;
 }
 
 static bool cache_put(void *p, size_t size) {
-  if (size < CACHE_MIN || cached_n == CACHE_SLOTS || (size_t)(stats.reserved - stats.allocated) + size > CACHE_MAX_BYTES)
-    return false;
-  cache[cached_n].ptr = p;
-  cache[cached_n++].size = size;
-  return true;
+  if (size < CACHE_MIN) return false;
+  pthread_mutex_lock(&cache_mu);
+  bool kept = cached_n < CACHE_SLOTS && cached_bytes + size <= CACHE_MAX_BYTES;
+  if (kept) {
+    cache[cached_n].ptr = p;
+    cache[cached_n++].size = size;
+    cached_bytes += size;
+  }
+  pthread_mutex_unlock(&cache_mu);
+  if (kept) STAT_ADD(reserved, size);
+  return kept;
 }
 
 static fl_status cpu_empty_cache(fl_device dev) {
+  pthread_mutex_lock(&cache_mu);
   for (int i = 0; i < cached_n; i++) free(cache[i].ptr);
+  size_t freed = cached_bytes;
   cached_n = 0;
-  stats.reserved = stats.allocated;
+  cached_bytes = 0;
+  pthread_mutex_unlock(&cache_mu);
+  STAT_ADD(reserved, -(int64_t)freed);
   return FL_OK;
 }
 
@@ -112,24 +132,24 @@ static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
     *ptr = aligned_alloc(64, size);
   }
   if (!*ptr) {
-    stats.num_ooms++;
+    STAT_ADD(num_ooms, 1);
     return fl_error(FL_ENOMEM, "out of host memory allocating %zu bytes (%lld bytes held by tensors)", nbytes,
-                    (long long)stats.allocated);
+                    (long long)__atomic_load_n(&stats.allocated, __ATOMIC_RELAXED));
   }
-  stats.allocated += (int64_t)nbytes;
-  stats.reserved += (int64_t)nbytes;
-  if (stats.allocated > stats.peak) stats.peak = stats.allocated;
-  stats.num_allocs++;
+  int64_t now = STAT_ADD(allocated, nbytes), peak = __atomic_load_n(&stats.peak, __ATOMIC_RELAXED);
+  while (now > peak && !__atomic_compare_exchange_n(&stats.peak, &peak, now, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  STAT_ADD(reserved, nbytes);
+  STAT_ADD(num_allocs, 1);
   return FL_OK;
 }
 
 static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
   size_t size = round_size(nbytes ? nbytes : 1);
-  stats.allocated -= (int64_t)nbytes;
-  stats.reserved -= (int64_t)nbytes;
-  stats.num_frees++;
-  if (cache_put(ptr, size)) stats.reserved += (int64_t)size;
-  else free(ptr);
+  STAT_ADD(allocated, -(int64_t)nbytes);
+  STAT_ADD(reserved, -(int64_t)nbytes);
+  STAT_ADD(num_frees, 1);
+  if (!cache_put(ptr, size)) free(ptr);
 }
 
 static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {
@@ -138,7 +158,10 @@ static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n)
 }
 
 static fl_status cpu_memory_stats(fl_device dev, fl_memory_stats *out) {
-  *out = stats;
+#define STAT_GET(field) out->field = __atomic_load_n(&stats.field, __ATOMIC_RELAXED)
+  STAT_GET(allocated), STAT_GET(reserved), STAT_GET(peak), STAT_GET(num_allocs), STAT_GET(num_frees);
+  STAT_GET(num_cache_hits), STAT_GET(num_ooms);
+#undef STAT_GET
   return FL_OK;
 }
 

@@ -8,7 +8,7 @@
 #endif
 
 /* Runs fn over elements [begin, end) of the plan in runs along the innermost dim. */
-static void run_range(const fl_plan *p, fl_cpu_loop fn, void *ctx, int64_t begin, int64_t end) {
+static void run_range(const fl_plan *p, fl_cpu_loop fn, void *ctx, int64_t begin, int64_t end, fl_context *sc) {
   int n = p->nops, nd = p->ndim;
   int64_t bst[FL_PLAN_MAX][FL_MAX_DIMS], inner[FL_PLAN_MAX], idx[FL_MAX_DIMS];
   char *ptr[FL_PLAN_MAX];
@@ -28,6 +28,7 @@ static void run_range(const fl_plan *p, fl_cpu_loop fn, void *ctx, int64_t begin
     rem /= p->shape[d];
   }
   int64_t len = p->shape[nd - 1];
+  fl_cpu_stop stop = fl_cpu_stop_init(sc);
   for (int64_t at = begin; at < end;) {
     for (int k = 0; k < n; k++) {
       ptr[k] = p->data[k];
@@ -35,8 +36,11 @@ static void run_range(const fl_plan *p, fl_cpu_loop fn, void *ctx, int64_t begin
     }
     int64_t run = len - idx[nd - 1];
     if (run > end - at) run = end - at;
+    if (run > FL_CPU_STOP_GRAIN) run = FL_CPU_STOP_GRAIN;
     fn(ctx, run, ptr, inner);
     at += run;
+    if (fl_cpu_stopped(&stop, run)) return;
+    if ((idx[nd - 1] += run) < len) continue;
     idx[nd - 1] = 0;
     for (int d = nd - 2; d >= 0; d--) { /* odometer over the outer dims */
       if (++idx[d] < p->shape[d]) break;
@@ -49,8 +53,9 @@ void fl_cpu_run(const fl_plan *p, fl_cpu_loop fn, void *ctx, int cost) {
   int64_t numel = p->numel;
   if (numel <= 0) return;
   int nt = cost > 0 ? fl_cpu_threads_for(numel * cost) : 1; /* cost 0: must stay in order */
+  fl_context *sc = fl_ctx();
   if (nt <= 1) {
-    run_range(p, fn, ctx, 0, numel);
+    run_range(p, fn, ctx, 0, numel, sc);
     return;
   }
 #ifdef _OPENMP
@@ -61,7 +66,7 @@ void fl_cpu_run(const fl_plan *p, fl_cpu_loop fn, void *ctx, int cost) {
   FL_CPU_CHUNKS(t, nt) {
     int64_t b = (int64_t)t * chunk, e = b + chunk;
     if (e > numel) e = numel;
-    if (b < e) run_range(p, fn, ctx, b, e);
+    if (b < e) run_range(p, fn, ctx, b, e, sc);
   }
 #endif
 }

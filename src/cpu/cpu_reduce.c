@@ -27,6 +27,7 @@ typedef struct {
   red_mode mode;
   fl_dtype dt;
   double mean; /* M_SQDEV */
+  fl_context *stop; /* the context that started the op: its stop request ends the fold early */
 } red_ctx;
 
 static void acc_init(acc_t *a, red_mode m) {
@@ -148,13 +149,17 @@ static void fold_range(const red_ctx *c, acc_t *a, const char *x, int64_t begin,
     rem = rem ? rem / p->shape[d] : 0;
   }
   int64_t len = p->shape[nd - 1], inner = p->stride[k][nd - 1] * es;
+  fl_cpu_stop stop = fl_cpu_stop_init(c->stop);
   for (int64_t at = begin; at < end;) {
     const char *q = x;
     for (int d = r0; d < nd; d++) q += idx[d] * p->stride[k][d] * es;
     int64_t run = len - idx[nd - 1];
     if (run > end - at) run = end - at;
+    if (run > FL_CPU_STOP_GRAIN) run = FL_CPU_STOP_GRAIN;
     fold_run(c, a, q, inner, run, at);
     at += run;
+    if (fl_cpu_stopped(&stop, run)) return;
+    if ((idx[nd - 1] += run) < len) continue;
     idx[nd - 1] = 0;
     for (int d = nd - 2; d >= r0; d--) {
       if (++idx[d] < p->shape[d]) break;
@@ -203,12 +208,13 @@ typedef struct {
   int64_t base, nred;
   bool integer;
   fl_tensor *out, *idx;
+  fl_context *stop; /* the context that started the op (fl_cpu_stop) */
 } red_job;
 
 /* Reduces the slice at x and stores its results at dst (and *ip). */
 static void reduce_one(const red_job *j, const fl_plan *p, const char *x, char *dst, char *ip, int nt) {
   int kx = p->nops - 1;
-  red_ctx c = {p, M_SUM, p->dtype[kx], 0};
+  red_ctx c = {p, M_SUM, p->dtype[kx], 0, j->stop};
   acc_t a;
   double res = 0;
   switch (j->op) {
@@ -270,8 +276,10 @@ static void reduce_chunk(const red_job *j, const fl_plan *p, int64_t o0, int64_t
     ptr[k] = p->data[k];
     for (int d = 0; d < nk; d++) ptr[k] += idx[d] * p->stride[k][d] * es[k];
   }
+  fl_cpu_stop stop = fl_cpu_stop_init(j->stop);
   for (int64_t o = o0; o < o1; o++) {
     reduce_one(j, p, ptr[kx], ptr[0], j->idx ? ptr[1] : NULL, nt);
+    if (fl_cpu_stopped(&stop, j->nred)) return;
     for (int d = nk - 1; d >= 0; d--) {
       for (int k = 0; k < p->nops; k++) ptr[k] += p->stride[k][d] * es[k];
       if (++idx[d] < p->shape[d]) break;
@@ -281,6 +289,12 @@ static void reduce_chunk(const red_job *j, const fl_plan *p, int64_t o0, int64_t
   }
 }
 
+/* A fold cut short by a stop request (fl_cpu_stop) leaves out incomplete: the op fails. */
+static fl_status stopped(const red_job *j) {
+  int r = fl_context_stop_reason(j->stop);
+  return r ? fl_stop_error(r) : FL_OK;
+}
+
 fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const fl_tensor *x, uint32_t mask,
                         double param, int64_t base) {
   const fl_tensor *ts[3] = {out, idx, x};
@@ -288,13 +302,13 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
   if (!idx) ts[1] = x, n = 2;
   fl_plan p;
   fl_plan_reduce(&p, n, ts, mask);
-  red_job j = {op, param, base, fl_plan_reduced_numel(&p), !fl_dtype_is_float(x->dtype), out, idx};
+  red_job j = {op, param, base, fl_plan_reduced_numel(&p), !fl_dtype_is_float(x->dtype), out, idx, fl_ctx()};
   if ((op == FL_RSUM || op == FL_RMEAN) && !idx && fl_cpu_colsum(&p, op == FL_RMEAN)) return FL_OK;
   int64_t nkept = p.numel;
   int nt = fl_cpu_threads_for(nkept * j.nred * (op == FL_RVAR ? 2 : 1));
   if (nt <= 1 || nkept < nt) { /* one thread, or few outputs with threads within each */
     reduce_chunk(&j, &p, 0, nkept, nt);
-    return FL_OK;
+    return stopped(&j);
   }
 #ifdef _OPENMP
   int64_t chunk = (nkept + nt - 1) / nt; /* threads over the outputs */
@@ -304,5 +318,5 @@ fl_status fl_cpu_reduce(fl_reduce_op op, fl_tensor *out, fl_tensor *idx, const f
     if (b < e) reduce_chunk(&j, &p, b, e, 1);
   }
 #endif
-  return FL_OK;
+  return stopped(&j);
 }

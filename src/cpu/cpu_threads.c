@@ -8,7 +8,7 @@
 #endif
 
 #define MAX_THREADS 1024
-static int num_threads; /* 0: not read yet */
+static atomic_int num_threads; /* 0: not read yet (states on several threads read it) */
 
 static int default_threads(void) {
   const char *env = getenv("FLAME_NUM_THREADS");
@@ -25,8 +25,9 @@ static int default_threads(void) {
 }
 
 int fl_get_num_threads(void) {
-  if (!num_threads) num_threads = default_threads();
-  return num_threads;
+  int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+  if (!n) atomic_store_explicit(&num_threads, n = default_threads(), memory_order_relaxed);
+  return n;
 }
 
 fl_status fl_set_num_threads(int n) {
@@ -35,7 +36,7 @@ fl_status fl_set_num_threads(int n) {
 #ifndef _OPENMP
   if (n > 1) return fl_error(FL_EUNSUPPORTED, "set_num_threads: this build has no OpenMP, only 1 thread");
 #endif
-  num_threads = n;
+  atomic_store_explicit(&num_threads, n, memory_order_relaxed);
   return FL_OK;
 }
 

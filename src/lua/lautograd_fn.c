@@ -7,24 +7,25 @@
 #include "lflame.h"
 #include <stdlib.h>
 
-lua_State *lfl_hook_state(lua_State *L); /* ltensor.c: the thread running backward */
+lua_State *lfl_callback_state(const lfl_owned *o, const char *what); /* ltensor.c */
 
 typedef struct {
-  lua_State *L; /* the main thread: the registry reference lives there */
-  int ref;      /* the backward closure in the registry */
+  lfl_owned o; /* the main thread: the registry reference lives there (NULL once the state closed) */
+  int ref;     /* the backward closure in the registry */
 } lua_fn_ctx;
 
 static void release_fn(void *p) {
   lua_fn_ctx *c = p;
-  if (c->L && c->ref != LUA_NOREF) luaL_unref(c->L, LUA_REGISTRYINDEX, c->ref);
+  if (c->o.L && c->ref != LUA_NOREF) luaL_unref(c->o.L, LUA_REGISTRYINDEX, c->ref);
   c->ref = LUA_NOREF;
+  lfl_disown(&c->o);
+  c->o.L = NULL;
 }
 
 static fl_status lua_fn_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   lua_fn_ctx *c = n->ctx;
-  lua_State *L = lfl_hook_state(NULL); /* the thread running backward (set by the binding), else the main one */
-  lfl_hook_state(L);
-  if (!L) L = c->L;
+  lua_State *L = lfl_callback_state(&c->o, "backward function");
+  if (!L) return FL_EINVAL;
   if (!lua_checkstack(L, n->n_out + 4)) return fl_error(FL_ENOMEM, "Lua stack overflow");
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
   for (int k = 0; k < n->n_out; k++) {
@@ -111,10 +112,11 @@ static int f_function(lua_State *L) {
   if (st == FL_OK && node) st = fl_node_ctx(node, sizeof *c, release_fn, (void **)&c);
   if (st == FL_OK && c) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    c->L = lua_tothread(L, -1);
+    c->o.L = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, 3);
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lfl_own(L, &c->o);
   }
   free(ins);
   if (st != FL_OK) {

@@ -86,6 +86,14 @@ int lfl_tostring(lua_State *L);
 int lfl_set_printoptions(lua_State *L); /* lprint.c: flame.set_printoptions */
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
+/* C objects that the graph may keep past lua_close (lmemory.c): they start with this header, registered by
+ * lfl_own; closing the state sets L to NULL, after which they must not touch Lua. */
+typedef struct {
+  lua_State *L; /* the main thread; NULL once the state closed */
+} lfl_owned;
+void lfl_own(lua_State *L, lfl_owned *o);
+void lfl_disown(lfl_owned *o); /* before freeing o */
+void lfl_detach_owned(lua_State *L);
 void lfl_open_shape(lua_State *L);     /* the shape metatable */
 void lfl_open_io(lua_State *L); /* lio.c: safetensors checkpoints (flame.save, flame.load) and flame.load_npy */
 void lfl_open_data(lua_State *L); /* ldata.c: flame.data readers (IDX, npy, image folders), flame.image (PNG) */

@@ -437,14 +437,32 @@ static int m_requires_grad_(lua_State *L) {
 #define HOOKS_WEAK "flame.hooks"      /* light userdata hook -> closure, weak values */
 #define HOOKS_KEPT "flame.hooks.kept" /* the same, strong: hooks that outlive their userdata */
 typedef struct {
-  lua_State *L;
-  bool gone; /* its closure was collected: the hook does nothing */
+  lfl_owned o; /* the state it was made in (NULL once closed: the hook does nothing) */
+  bool gone;   /* its closure was collected: the hook does nothing */
 } lua_hook;
 static _Thread_local lua_State *running_L;
 lua_State *lfl_hook_state(lua_State *L) {
   lua_State *prev = running_L;
   running_L = L;
   return prev;
+}
+
+/* The Lua thread to run o's callback on: the one running backward when it is
+ * of o's state, else o's main thread (backward called from C). A callback of
+ * another state must not run here (its registry is not this one, and that
+ * state may be running on another thread): an error. */
+lua_State *lfl_callback_state(const lfl_owned *o, const char *what) {
+  if (!o->L) {
+    fl_error(FL_EINVAL, "%s: the Lua state it was made in is closed", what);
+    return NULL;
+  }
+  if (!running_L) return o->L;
+  lua_rawgeti(running_L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(running_L, -1);
+  lua_pop(running_L, 1);
+  if (main == o->L) return running_L;
+  fl_error(FL_EINVAL, "%s: it was made in another Lua state than the one running backward", what);
+  return NULL;
 }
 
 static bool push_hook_fn(lua_State *L, lua_hook *h) {
@@ -462,8 +480,9 @@ static bool push_hook_fn(lua_State *L, lua_hook *h) {
 
 static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
   lua_hook *h = ud;
-  lua_State *L = running_L ? running_L : h->L;
-  if (h->gone) return FL_OK;
+  if (h->gone || !h->o.L) return FL_OK;
+  lua_State *L = lfl_callback_state(&h->o, "hook");
+  if (!L) return FL_EINVAL;
   if (!push_hook_fn(L, h)) {
     /* Its userdata is garbage, but its finalizer (which may keep the hook)
      * has not run yet: run pending finalizers, then look again. */
@@ -494,12 +513,13 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
 static void free_lua_hook(void *ud) {
   lua_hook *h = ud;
   static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
-  for (int i = 0; i < 2; i++) {
-    lua_getfield(h->L, LUA_REGISTRYINDEX, tables[i]);
-    lua_pushnil(h->L);
-    lua_rawsetp(h->L, -2, h);
-    lua_pop(h->L, 1);
+  for (int i = 0; i < 2 && h->o.L; i++) { /* (a state that closed has dropped its tables) */
+    lua_getfield(h->o.L, LUA_REGISTRYINDEX, tables[i]);
+    lua_pushnil(h->o.L);
+    lua_rawsetp(h->o.L, -2, h);
+    lua_pop(h->o.L, 1);
   }
+  lfl_disown(&h->o);
   free(h);
 }
 
@@ -540,9 +560,10 @@ static int m_register_hook(lua_State *L) {
   lua_hook *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "register_hook: out of memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  h->L = lua_tothread(L, -1);
+  h->o.L = lua_tothread(L, -1);
   h->gone = false;
   lua_pop(L, 1);
+  lfl_own(L, &h->o);
   lua_pushvalue(L, 2);
   lua_rawsetp(L, 4, h); /* a memory error in these two leaks h, never frees it twice */
   lua_pushvalue(L, 2);
@@ -721,6 +742,8 @@ void lfl_open_tensor(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, "flame.Tensor");
   lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "flame.Tensor"); /* getmetatable(t) gives the name: a script cannot reach __gc or replace methods */
+  lua_setfield(L, -2, "__metatable");
   lfl_mark_cfunctions(L, -1);
   lfl_mark_cfunctions(L, -2);
   lua_pop(L, 2);

@@ -59,7 +59,8 @@ static int64_t prod3(int nsp, const int64_t *v) {
 static fl_tensor header(const fl_tensor *t, int64_t off, int nd, const int64_t *shape, const int64_t *stride) {
   fl_tensor h;
   memset(&h, 0, sizeof h);
-  h.refcount = 1, h.storage = t->storage, h.dtype = t->dtype, h.ndim = nd, h.offset = t->offset + off;
+  h.refcount = 1;
+  h.storage = t->storage, h.dtype = t->dtype, h.ndim = nd, h.offset = t->offset + off;
   memcpy(h.shape, shape, sizeof(int64_t) * nd);
   if (stride) memcpy(h.stride, stride, sizeof(int64_t) * nd);
   else fl_contiguous_strides(nd, h.shape, h.stride);

@@ -41,7 +41,7 @@ local function collect(tbl, prefix, seen)
 end
 collect(flame, "flame.", {[flame._tensor_methods] = true})
 for k, v in pairs(debug.getregistry()["flame.methods"]) do methods[#methods + 1] = {k, v} end
-local meta = getmetatable(flame.zeros(1))
+local meta = debug.getmetatable(flame.zeros(1)) -- protected: getmetatable gives its name
 for _, k in ipairs {"__add", "__sub", "__mul", "__div", "__pow", "__unm", "__len", "__eq", "__tostring", "__index",
                     "__newindex", "__close", "__concat", "__lt", "__le"} do
   if meta[k] then methods[#methods + 1] = {k, meta[k]} end
@@ -202,7 +202,7 @@ local function plant_finalizer()
 end
 
 local function describe(v)
-  if getmetatable(v) == meta then -- is_tensor is false for a released one
+  if debug.getmetatable(v) == meta then -- is_tensor is false for a released one
     local ok, s = pcall(function() return v.dtype .. "[" .. table.concat(v:size(), ",") .. "]" end)
     return ok and s or "tensor(closed)"
   end
