@@ -39,7 +39,18 @@ local function round_half_even(x)
 end
 
 -- np.linspace(a, b, n): i * step + a, the last exactly b.
+-- A count of points for the host-side tables: an integer up to 2^24, so a bad n (set_timesteps(1e9), 0.5) is an
+-- error instead of a table that exhausts the host's memory.
+local function point_count(n, level)
+  local k = math.tointeger(n)
+  if not k or k < 0 or k > 1 << 24 then
+    error(string.format("schedules: %s points: expected a whole number from 0 to 2^24", tostring(n)), level + 1)
+  end
+  return k
+end
+
 local function np_linspace(a, b, n)
+  n = point_count(n, 2)
   local out, step = {}, (b - a) / (n - 1)
   for i = 0, n - 1 do out[i + 1] = n > 1 and i * step + a or a end
   if n > 1 then out[n] = b end
@@ -65,6 +76,7 @@ end
 -- blocks of 2 x 8 lanes start from start + step * i (below n / 2) or end - step * (n - i - 1) (above), both an
 -- FMA, and add lane * step (two roundings); the tail after the last whole block takes the scalar rule per element.
 local function torch_linspace32(a, b, n)
+  n = point_count(n, 2)
   local start, stop = f32(a), f32(b)
   if n == 1 then return {start} end
   local step, half, out = f32(f32(stop - start) / (n - 1)), n // 2, {}
@@ -155,8 +167,8 @@ local function beta_list(who, name, o, level)
         table.concat(beta_names, ", ")), level)
     end
     local n = o.num_train_timesteps
-    if math.type(n) ~= "integer" or n < 1 then
-      error(string.format("%s: num_train_timesteps must be a positive integer, got %s", who, tostring(n)), level)
+    if math.type(n) ~= "integer" or n < 1 or n > 1 << 24 then
+      error(string.format("%s: num_train_timesteps must be a positive integer up to 2^24, got %s", who, tostring(n)), level)
     end
     betas = make(o)
   end
