@@ -322,14 +322,14 @@ end
 -- clip_grad_norm(params, max_norm, {norm_type = 2}): PyTorch's clip_grad_norm_. The total norm of all gradients
 -- (one fused reduction per device and dtype), then every gradient *= min(1, max_norm / (total + 1e-6)) on the device;
 -- returns the total norm as a 0-dim tensor (no host sync unless the caller reads it). Params without grad are skipped.
-function optim.clip_grad_norm(params, max_norm, opts)
-  local list = tensor_list("clip_grad_norm", params)
-  if type(max_norm) ~= "number" then fail("clip_grad_norm: max_norm must be a number, got %s", type(max_norm)) end
-  local p = norm_type_of(opts)
+-- The gradients of the params that have one, by device and dtype (the multi-tensor kernels' unit): groups[key] a
+-- list, order the keys as first seen. A strided gradient becomes a contiguous one (.grad replaced), since the
+-- callers (clip_grad_norm, GradScaler) scale them in place.
+function optim._grads_by_device_dtype(list)
   local groups, order = {}, {}
   for _, t in ipairs(list) do
     local gr = t.grad
-    if gr and not gr:is_contiguous() then -- the scaling writes in place: a strided grad becomes a contiguous one
+    if gr and not gr:is_contiguous() then
       gr = gr:contiguous()
       t.grad = gr
     end
@@ -340,6 +340,14 @@ function optim.clip_grad_norm(params, max_norm, opts)
       gl[#gl + 1] = gr
     end
   end
+  return groups, order
+end
+
+function optim.clip_grad_norm(params, max_norm, opts)
+  local list = tensor_list("clip_grad_norm", params)
+  if type(max_norm) ~= "number" then fail("clip_grad_norm: max_norm must be a number, got %s", type(max_norm)) end
+  local p = norm_type_of(opts)
+  local groups, order = optim._grads_by_device_dtype(list)
   if #order == 0 then return flame.tensor(0.0) end
   local total
   if #order == 1 then

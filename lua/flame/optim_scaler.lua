@@ -72,20 +72,17 @@ end
 -- Divides every gradient of opt by the scale and notes whether any is inf or NaN (one fused L1 norm per
 -- device and dtype: it is finite exactly when every gradient element is).
 local function unscale_grads(opt, inv_scale)
-  local groups, order = {}, {}
+  local params = {}
   for _, g in ipairs(opt.param_groups) do
     for _, p in ipairs(g.params) do
       local gr = p.grad
-      if gr then
-        if gr.dtype == "f16" then fail("GradScaler:unscale_: attempting to unscale f16 gradients (keep the parameters f32 and use autocast)") end
-        local key = gr.device .. "/" .. gr.dtype
-        if not groups[key] then groups[key] = {}; order[#order + 1] = key end
-        local gl = groups[key]
-        gl[#gl + 1] = gr:is_contiguous() and gr or gr:contiguous()
-        if not rawequal(gl[#gl], gr) then p.grad = gl[#gl] end
+      if gr and gr.dtype == "f16" then
+        fail("GradScaler:unscale_: attempting to unscale f16 gradients (keep the parameters f32 and use autocast)")
       end
+      params[#params + 1] = p
     end
   end
+  local groups, order = optim._grads_by_device_dtype(params)
   local found_inf = false
   flame.no_grad(function()
     for _, key in ipairs(order) do
