@@ -113,6 +113,7 @@ static bool cache_put(void *p, size_t size) {
 }
 
 static fl_status cpu_empty_cache(fl_device dev) {
+  fl_small_trim(); /* the calling thread's small blocks (headers included) */
   pthread_mutex_lock(&cache_mu);
   for (int i = 0; i < cached_n; i++) free(cache[i].ptr);
   size_t freed = cached_bytes;
@@ -125,7 +126,7 @@ static fl_status cpu_empty_cache(fl_device dev) {
 
 static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
   size_t size = round_size(nbytes ? nbytes : 1);
-  *ptr = cache_take(size);
+  *ptr = size <= FL_SMALL_MAX ? fl_small_alloc(size) : cache_take(size);
   if (!*ptr) *ptr = aligned_alloc(64, size);
   if (!*ptr) { /* give the cache back to the system and try once more */
     cpu_empty_cache(dev);
@@ -149,7 +150,8 @@ static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
   STAT_ADD(allocated, -(int64_t)nbytes);
   STAT_ADD(reserved, -(int64_t)nbytes);
   STAT_ADD(num_frees, 1);
-  if (!cache_put(ptr, size)) free(ptr);
+  if (size <= FL_SMALL_MAX) fl_small_free(ptr, size);
+  else if (!cache_put(ptr, size)) free(ptr);
 }
 
 static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {

@@ -27,9 +27,8 @@ static fl_status check_masked_softmax(const fl_tensor *s, const fl_tensor *mask)
   fl_status st = mask->dtype == FL_BOOL ? fl_broadcast_shapes(op, s->ndim, s->shape, mask->ndim, mask->shape, &nb, shape)
                                         : FL_EDTYPE;
   if (st == FL_OK && nb == s->ndim && !memcmp(shape, s->shape, sizeof(int64_t) * nb)) return FL_OK;
-  fl_desc ds = fl_describe(s), dm = fl_describe(mask);
   return fl_error(st == FL_EDTYPE ? FL_EDTYPE : FL_ESHAPE, "%s: the mask must be bool and broadcast to the scores %s, got %s",
-                  op, ds.s, dm.s);
+                  op, fl_describe(s).s, fl_describe(mask).s);
 }
 
 fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out) {

@@ -1,0 +1,95 @@
+/* Small blocks (tensor and storage headers, the data of small CPU tensors) come from per-thread free lists, one
+ * per 64-byte size class up to FL_SMALL_MAX bytes: a 64-element op from Lua allocates three such blocks and its
+ * userdata's finalizer frees them, and glibc's calloc, aligned_alloc and free were a fifth of the instructions of
+ * a host's call into Lua on such tensors (bench/host_call.c). The collector frees tensors in bursts (a cycle
+ * every megabyte of tensor memory: lua/lmemory.c), so a list keeps up to a few thousand blocks; a thread's lists
+ * hold at most SMALL_CAP bytes in all and beyond that blocks go back to the system.
+ *
+ * The lists are the calling thread's own: no lock, nothing shared between engine states on other threads. A block
+ * freed on another thread than the one that made it joins that thread's lists (blocks are plain aligned_alloc
+ * memory). fl_small_trim() returns the calling thread's blocks to the system (flame.empty_cache("cpu") and closing
+ * a state call it); a thread's lists are also returned when the thread exits. Every block is 64-byte aligned. */
+#include "internal.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLASSES (FL_SMALL_MAX / 64)
+#define SMALL_CAP ((size_t)8 << 20)
+
+typedef struct block {
+  struct block *next;
+} block;
+
+typedef struct {
+  block *head[CLASSES];
+  size_t bytes; /* held in the lists */
+} lists;
+
+static _Thread_local lists *mine;
+static pthread_key_t key;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void release_all(lists *l) {
+  for (size_t k = 0; k < CLASSES; k++)
+    for (block *b = l->head[k], *next; b; b = next) next = b->next, free(b);
+  memset(l, 0, sizeof *l);
+}
+
+static void on_thread_exit(void *p) {
+  release_all(p);
+  free(p);
+  mine = NULL; /* a block freed later on this thread (another key's destructor) goes back to the system */
+}
+
+static void make_key(void) { pthread_key_create(&key, on_thread_exit); }
+
+static size_t class_of(size_t n) { return n ? (n - 1) / 64 : 0; }
+
+void *fl_small_alloc(size_t n) {
+  size_t k = class_of(n);
+  if (k < CLASSES && mine && mine->head[k]) {
+    block *b = mine->head[k];
+    mine->head[k] = b->next;
+    mine->bytes -= (k + 1) * 64;
+    return b;
+  }
+  return aligned_alloc(64, k < CLASSES ? (k + 1) * 64 : (n + 63) & ~(size_t)63);
+}
+
+void *fl_small_calloc(size_t n) {
+  void *p = fl_small_alloc(n);
+  if (p) memset(p, 0, n);
+  return p;
+}
+
+void fl_small_free(void *p, size_t n) {
+  if (!p) return;
+  size_t k = class_of(n);
+  if (k >= CLASSES) {
+    free(p);
+    return;
+  }
+  if (!mine) {
+    pthread_once(&once, make_key);
+    lists *l = calloc(1, sizeof *l);
+    if (!l || pthread_setspecific(key, l) != 0) {
+      free(l);
+      free(p);
+      return;
+    }
+    mine = l;
+  }
+  if (mine->bytes + (k + 1) * 64 > SMALL_CAP) {
+    free(p);
+    return;
+  }
+  block *b = p;
+  b->next = mine->head[k];
+  mine->head[k] = b;
+  mine->bytes += (k + 1) * 64;
+}
+
+void fl_small_trim(void) {
+  if (mine) release_all(mine);
+}
