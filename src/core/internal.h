@@ -86,7 +86,7 @@ const char *fl_dims_str(int n, const int64_t *d, char *buf, size_t len);
 /* Small blocks from per-thread free lists (core/small_alloc.c): tensor and storage headers, small CPU data.
  * 64-byte aligned; fl_small_free takes the size given to the allocation; sizes over FL_SMALL_MAX are plain
  * aligned_alloc / free. fl_small_trim returns the calling thread's lists to the system. */
-#define FL_SMALL_MAX ((size_t)1024)
+#define FL_SMALL_MAX ((size_t)64 << 10)
 void *fl_small_alloc(size_t n);
 void *fl_small_calloc(size_t n);
 void fl_small_free(void *p, size_t n);

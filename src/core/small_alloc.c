@@ -1,9 +1,10 @@
-/* Small blocks (tensor and storage headers, the data of small CPU tensors) come from per-thread free lists, one
- * per 64-byte size class up to FL_SMALL_MAX bytes: a 64-element op from Lua allocates three such blocks and its
- * userdata's finalizer frees them, and glibc's calloc, aligned_alloc and free were a fifth of the instructions of
- * a host's call into Lua on such tensors (bench/host_call.c). The collector frees tensors in bursts (a cycle
- * every megabyte of tensor memory: lua/lmemory.c), so a list keeps up to a few thousand blocks; a thread's lists
- * hold at most SMALL_CAP bytes in all and beyond that blocks go back to the system.
+/* Small blocks (tensor and storage headers, the data of small CPU tensors up to FL_SMALL_MAX) come from per-thread
+ * free lists, one per size class: 64-byte steps up to 1 KiB, then 1 KiB steps. A 64-element op from Lua allocates
+ * three such blocks and its userdata's finalizer frees them, and glibc's calloc, aligned_alloc and free were a
+ * fifth of the instructions of a host's call into Lua on such tensors (bench/host_call.c); the activations of a
+ * small CPU model (4 to 64 KiB) paid aligned_alloc, free and the page faults of memory given back to the system
+ * on every op. The collector frees tensors in bursts (lua/lmemory.c), so the lists keep many blocks; a thread's
+ * lists hold at most SMALL_CAP bytes in all and beyond that blocks go back to the system.
  *
  * The lists are the calling thread's own: no lock, nothing shared between engine states on other threads. A block
  * freed on another thread than the one that made it joins that thread's lists (blocks are plain aligned_alloc
@@ -14,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLASSES (FL_SMALL_MAX / 64)
-#define SMALL_CAP ((size_t)8 << 20)
+#define FINE 16 /* classes of 64-byte steps, up to 1 KiB */
+#define CLASSES (FINE + (int)(FL_SMALL_MAX / 1024) - 1)
+#define SMALL_CAP ((size_t)16 << 20)
 
 typedef struct block {
   struct block *next;
@@ -31,7 +33,7 @@ static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void release_all(lists *l) {
-  for (size_t k = 0; k < CLASSES; k++)
+  for (int k = 0; k < CLASSES; k++)
     for (block *b = l->head[k], *next; b; b = next) next = b->next, free(b);
   memset(l, 0, sizeof *l);
 }
@@ -44,17 +46,21 @@ static void on_thread_exit(void *p) {
 
 static void make_key(void) { pthread_key_create(&key, on_thread_exit); }
 
-static size_t class_of(size_t n) { return n ? (n - 1) / 64 : 0; }
+static size_t class_of(size_t n) {
+  if (n <= 1024) return n ? (n - 1) / 64 : 0;
+  return FINE - 2 + (n + 1023) / 1024; /* 1025..2048: FINE, ... */
+}
+static size_t class_size(size_t k) { return k < FINE ? (k + 1) * 64 : (k - FINE + 2) * 1024; }
 
 void *fl_small_alloc(size_t n) {
   size_t k = class_of(n);
   if (k < CLASSES && mine && mine->head[k]) {
     block *b = mine->head[k];
     mine->head[k] = b->next;
-    mine->bytes -= (k + 1) * 64;
+    mine->bytes -= class_size(k);
     return b;
   }
-  return aligned_alloc(64, k < CLASSES ? (k + 1) * 64 : (n + 63) & ~(size_t)63);
+  return aligned_alloc(64, k < CLASSES ? class_size(k) : (n + 63) & ~(size_t)63);
 }
 
 void *fl_small_calloc(size_t n) {
@@ -80,14 +86,14 @@ void fl_small_free(void *p, size_t n) {
     }
     mine = l;
   }
-  if (mine->bytes + (k + 1) * 64 > SMALL_CAP) {
+  if (mine->bytes + class_size(k) > SMALL_CAP) {
     free(p);
     return;
   }
   block *b = p;
   b->next = mine->head[k];
   mine->head[k] = b;
-  mine->bytes += (k + 1) * 64;
+  mine->bytes += class_size(k);
 }
 
 void fl_small_trim(void) {

@@ -1,0 +1,129 @@
+/* The CPU's direct convolution (the backend's conv_direct entry, ops/conv.c): the forward of a small f32 2-D
+ * convolution with stride 1, dilation 1 and one group, the diffusion UNet's 3x3 convolutions on 8x8 to 32x32
+ * images with 16 to 128 channels. There im2col wrote rows of 8 or 16 elements (its loop overhead was most of a
+ * convolution's time) and OpenBLAS then packed the columns again for a GEMM of only 16 to 64 rows.
+ *
+ * Here each task computes one output row of one image for a block of 8 output channels, 16 columns at a time,
+ * in registers: for every input channel and kernel tap, one 16-wide load of the (zero-padded) input row and 8
+ * multiply-adds with broadcast weights. The input is first copied into a zero-padded buffer (so no bounds
+ * checks remain) and the weights into [block][cin][ky][kx][8] order (contiguous per tap). Cases it does not take
+ * (other dtypes, strides, dilations, groups, 1-D and 3-D, the backward problems, large channel counts where the
+ * GEMM's cache blocking wins) decline with FL_EUNSUPPORTED and go to the im2col path. */
+#include "cpu.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define OWB 16 /* the widest step in output columns */
+#define MAX_K 7
+/* Past this reduction length (input channels x taps) the GEMM path measured faster. */
+#define MAX_REDUCTION 1152
+
+typedef struct {
+  int64_t cin, cout, H, W, OH, OW, k, pad, Hp, Wp, cb, nblocks; /* cb: output channels per block */
+} geom;
+
+static bool takes(fl_conv_dir dir, const fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_conv_geom *g) {
+  if (dir != FL_CONV_FORWARD || g->nsp != 2 || g->groups != 1 || out->dtype != FL_F32 || x->dtype != FL_F32 ||
+      w->dtype != FL_F32)
+    return false;
+  for (int i = 0; i < 2; i++)
+    if (g->stride[i] != 1 || g->dil[i] != 1 || g->k[i] != g->k[0] || g->pad[i] != g->pad[0]) return false;
+  return g->k[0] <= MAX_K && g->pad[0] < g->k[0] && g->cin * g->k[0] * g->k[0] <= MAX_REDUCTION;
+}
+
+/* x's image i, zero-padded: [cin, Hp, Wp] (the buffer's zeros are written once: pad_zero). */
+static void pad_input(const geom *q, float *xp, const float *x) {
+  for (int64_t c = 0; c < q->cin; c++)
+    for (int64_t y = 0; y < q->H; y++)
+      memcpy(xp + (c * q->Hp + y + q->pad) * q->Wp + q->pad, x + (c * q->H + y) * q->W, sizeof(float) * (size_t)q->W);
+}
+
+/* w [cout, cin, k, k] as [block][cin][k][k][cb], the channels past cout zero. */
+static void pack_weights(const geom *q, float *wt, const float *w) {
+  int64_t taps = q->cin * q->k * q->k, cb = q->cb;
+  for (int64_t blk = 0; blk < q->nblocks; blk++) {
+    float *wb = wt + blk * taps * cb;
+    int64_t n = q->cout - blk * cb < cb ? q->cout - blk * cb : cb;
+    if (n < cb) memset(wb, 0, sizeof(float) * (size_t)(taps * cb));
+    for (int64_t o = 0; o < n; o++) {
+      const float *src = w + (blk * cb + o) * taps;
+      for (int64_t t = 0; t < taps; t++) wb[t * cb + o] = src[t];
+    }
+  }
+}
+
+/* Vectors of floats (one AVX-512 register of 16, or 8: one AVX2 register; the clones of FL_CLONES pick the
+ * widths the machine has). Loads go through memcpy (unaligned). Contracted to FMAs where the target has them
+ * (plain C11 does not contract a * b + c). */
+typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));
+
+/* Output row oy of one image for output channels [NCB * blk, NCB * blk + NCB) (those below cout are stored),
+ * W columns at a time: rows of 16 and more take 8 channels x 16 columns, narrower rows (8x8 images) 16 channels x 8
+ * columns, so that a vector is not half padding. */
+#define CONV_ROW(NAME, V, NCB, W)                                                                                 \
+  FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void NAME(const geom *q, float *y, const float *xp, \
+                                                                           const float *wt, int64_t blk, int64_t oy) { \
+    int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * NCB < NCB ? q->cout - blk * NCB : NCB;        \
+    const float *wb = wt + blk * taps * NCB;                                                                      \
+    for (int64_t ox = 0; ox < q->OW; ox += W) {                                                                   \
+      V acc[NCB];                                                                                                 \
+      for (int o = 0; o < NCB; o++) acc[o] = (V){0};                                                              \
+      for (int64_t c = 0; c < q->cin; c++)                                                                        \
+        for (int64_t ky = 0; ky < k; ky++) {                                                                      \
+          const float *xr = xp + (c * q->Hp + oy + ky) * q->Wp + ox;                                              \
+          const float *wr = wb + (c * k + ky) * k * NCB;                                                          \
+          for (int64_t kx = 0; kx < k; kx++) {                                                                    \
+            V xv;                                                                                                 \
+            memcpy(&xv, xr + kx, sizeof xv);                                                                      \
+            const float *wv = wr + kx * NCB;                                                                      \
+            for (int o = 0; o < NCB; o++) acc[o] += xv * wv[o];                                                   \
+          }                                                                                                       \
+        }                                                                                                         \
+      int64_t n = q->OW - ox < W ? q->OW - ox : W;                                                                \
+      for (int64_t o = 0; o < nco; o++)                                                                           \
+        memcpy(y + ((blk * NCB + o) * q->OH + oy) * q->OW + ox, &acc[o], sizeof(float) * (size_t)n);             \
+    }                                                                                                             \
+  }
+CONV_ROW(conv_row_wide, vf16, 8, 16)
+CONV_ROW(conv_row_narrow, vf8, 16, 8)
+
+fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
+                             const fl_conv_geom *g) {
+  if (!takes(dir, out, a, b, g)) {
+    if (fl_get_conv_algo() != FL_CONV_DIRECT) return FL_EUNSUPPORTED; /* the im2col path follows: no message */
+    fl_desc da = fl_describe(a), db = fl_describe(b);
+    return fl_error(FL_EUNSUPPORTED, "no direct convolution path on cpu for input %s and weight %s (it takes the "
+                    "forward of f32 2-D convolutions with stride 1, dilation 1, one group, square kernels up to %d, "
+                    "input channels x kernel area up to %d)", da.s, db.s, MAX_K, MAX_REDUCTION);
+  }
+  geom q = {.cin = g->cin, .cout = g->cout, .H = g->in[0], .W = g->in[1], .OH = g->out[0], .OW = g->out[1],
+            .k = g->k[0], .pad = g->pad[0]};
+  q.Hp = q.H + 2 * q.pad;
+  q.Wp = (q.OW + OWB - 1) / OWB * OWB + q.k - 1; /* the last 16-column step reads zeros past the row */
+  if (q.Wp < q.W + 2 * q.pad) q.Wp = q.W + 2 * q.pad;
+  bool narrow = q.OW <= 8;
+  q.cb = narrow ? 16 : 8;
+  q.nblocks = (q.cout + q.cb - 1) / q.cb;
+  size_t nxp = (size_t)(q.cin * q.Hp * q.Wp + OWB), nwt = (size_t)(q.nblocks * q.cin * q.k * q.k * q.cb);
+  float *xp = fl_small_alloc(sizeof(float) * nxp), *wt = fl_small_alloc(sizeof(float) * nwt);
+  if (!xp || !wt) {
+    fl_small_free(xp, sizeof(float) * nxp), fl_small_free(wt, sizeof(float) * nwt);
+    return fl_error(FL_ENOMEM, "conv2d: out of host memory for the direct path's buffers");
+  }
+  pack_weights(&q, wt, (const float *)fl_data_ptr(b));
+  memset(xp, 0, sizeof(float) * nxp); /* the padding; pad_input writes only the inside */
+  const float *x = (const float *)fl_data_ptr(a);
+  float *y = (float *)fl_data_ptr(out);
+  int64_t tasks = q.nblocks * q.OH;
+  int nt = fl_cpu_threads_for(tasks * q.OW * q.cin * q.k * q.k * q.cb / 4);
+  for (int64_t i = 0; i < g->n; i++) {
+    pad_input(&q, xp, x + i * q.cin * q.H * q.W);
+    float *yi = y + i * q.cout * q.OH * q.OW;
+    if (narrow) FL_CPU_FOR(t, tasks, conv_row_narrow(&q, yi, xp, wt, t / q.OH, t % q.OH));
+    else FL_CPU_FOR(t, tasks, conv_row_wide(&q, yi, xp, wt, t / q.OH, t % q.OH));
+  }
+  fl_small_free(xp, sizeof(float) * nxp);
+  fl_small_free(wt, sizeof(float) * nwt);
+  return FL_OK;
+}
