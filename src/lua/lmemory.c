@@ -19,15 +19,14 @@ typedef struct {
   size_t pending, since_cycle;
 } lfl_memory;
 
-/* A step (which finishes a cycle: its debt is the tensor bytes) every megabyte of tensors, or every 8 times the
- * Lua heap's size when that is more. A cycle costs time in proportion to the Lua heap (0.35 ms for flame and a
- * small model), so stepping every megabyte cost a CPU forward of the diffusion UNet, which allocates 1.6 MB of
- * small tensors, a quarter of its time; this way the collector's share stays small whatever the tensor sizes,
- * and the tensor memory awaiting collection stays within 8 heaps (about 8 MB for flame and a small model; the
- * CPU allocator's per-thread lists, core/small_alloc.c, hold 16 MB). */
+/* A step (which finishes a cycle: its debt is the tensor bytes) every 8 times the Lua heap's size of tensors,
+ * within [1 MB, 16 MB]. A cycle costs time in proportion to the Lua heap (0.35 ms for flame and a small model),
+ * so a step every megabyte cost a CPU forward of the diffusion UNet, which allocates 1.6 MB of small tensors, a
+ * quarter of its time; the upper bound keeps the tensor memory awaiting collection small when a script's own
+ * heap is large (the CPU allocator's per-thread lists, core/small_alloc.c, hold 16 MB). */
 static size_t step_bytes(lfl_memory *m) {
-  size_t heap = (size_t)lua_gc(m->L, LUA_GCCOUNT) << 10, floor = (size_t)1 << 20;
-  return 8 * heap > floor ? 8 * heap : floor;
+  size_t heap8 = (size_t)lua_gc(m->L, LUA_GCCOUNT) << 13, lo = (size_t)1 << 20, hi = (size_t)16 << 20;
+  return heap8 < lo ? lo : heap8 > hi ? hi : heap8;
 }
 
 static void on_alloc(void *ud, size_t nbytes) {
