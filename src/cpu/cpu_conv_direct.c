@@ -13,13 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OWB 16 /* the widest step in output columns */
+#define CB 8       /* output channels per block */
+#define FLAT_MAX 1024 /* output positions (in the padded pitch) of conv_flat's image */
 #define MAX_K 7
 /* Past this reduction length (input channels x taps) the GEMM path measured faster. */
 #define MAX_REDUCTION 1152
 
 typedef struct {
-  int64_t cin, cout, H, W, OH, OW, k, pad, Hp, Wp, cb, nblocks; /* cb: output channels per block */
+  int64_t cin, cout, H, W, OH, OW, k, pad, Hp, Wp, nblocks;
 } geom;
 
 static bool takes(fl_conv_dir dir, const fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_conv_geom *g) {
@@ -38,55 +39,88 @@ static void pad_input(const geom *q, float *xp, const float *x) {
       memcpy(xp + (c * q->Hp + y + q->pad) * q->Wp + q->pad, x + (c * q->H + y) * q->W, sizeof(float) * (size_t)q->W);
 }
 
-/* w [cout, cin, k, k] as [block][cin][k][k][cb], the channels past cout zero. */
+/* w [cout, cin, k, k] as [block][cin][k][k][CB], the channels past cout zero. */
 static void pack_weights(const geom *q, float *wt, const float *w) {
-  int64_t taps = q->cin * q->k * q->k, cb = q->cb;
+  int64_t taps = q->cin * q->k * q->k, cb = CB;
   for (int64_t blk = 0; blk < q->nblocks; blk++) {
     float *wb = wt + blk * taps * cb;
     int64_t n = q->cout - blk * cb < cb ? q->cout - blk * cb : cb;
     if (n < cb) memset(wb, 0, sizeof(float) * (size_t)(taps * cb));
-    for (int64_t o = 0; o < n; o++) {
-      const float *src = w + (blk * cb + o) * taps;
-      for (int64_t t = 0; t < taps; t++) wb[t * cb + o] = src[t];
-    }
+    const float *src = w + blk * cb * taps;
+    for (int64_t t = 0; t < taps; t++) /* contiguous writes: eight rows read side by side */
+      for (int64_t o = 0; o < n; o++) wb[t * cb + o] = src[o * taps + t];
   }
 }
 
-/* Vectors of floats (one AVX-512 register of 16, or 8: one AVX2 register; the clones of FL_CLONES pick the
- * widths the machine has). Loads go through memcpy (unaligned). Contracted to FMAs where the target has them
- * (plain C11 does not contract a * b + c). */
+/* 16 floats: one AVX-512 register (two AVX2 ones: the clones of FL_CLONES pick the width the machine has). Loads
+ * go through memcpy (unaligned). Contracted to FMAs where the target has them (plain C11 does not contract). */
 typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
-typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));
 
-/* Output row oy of one image for output channels [NCB * blk, NCB * blk + NCB) (those below cout are stored),
- * W columns at a time: rows of 16 and more take 8 channels x 16 columns, narrower rows (8x8 images) 16 channels x 8
- * columns, so that a vector is not half padding. */
-#define CONV_ROW(NAME, V, NCB, W)                                                                                 \
-  FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void NAME(const geom *q, float *y, const float *xp, \
-                                                                           const float *wt, int64_t blk, int64_t oy) { \
-    int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * NCB < NCB ? q->cout - blk * NCB : NCB;        \
-    const float *wb = wt + blk * taps * NCB;                                                                      \
-    for (int64_t ox = 0; ox < q->OW; ox += W) {                                                                   \
-      V acc[NCB];                                                                                                 \
-      for (int o = 0; o < NCB; o++) acc[o] = (V){0};                                                              \
-      for (int64_t c = 0; c < q->cin; c++)                                                                        \
-        for (int64_t ky = 0; ky < k; ky++) {                                                                      \
-          const float *xr = xp + (c * q->Hp + oy + ky) * q->Wp + ox;                                              \
-          const float *wr = wb + (c * k + ky) * k * NCB;                                                          \
-          for (int64_t kx = 0; kx < k; kx++) {                                                                    \
-            V xv;                                                                                                 \
-            memcpy(&xv, xr + kx, sizeof xv);                                                                      \
-            const float *wv = wr + kx * NCB;                                                                      \
-            for (int o = 0; o < NCB; o++) acc[o] += xv * wv[o];                                                   \
-          }                                                                                                       \
-        }                                                                                                         \
-      int64_t n = q->OW - ox < W ? q->OW - ox : W;                                                                \
-      for (int64_t o = 0; o < nco; o++)                                                                           \
-        memcpy(y + ((blk * NCB + o) * q->OH + oy) * q->OW + ox, &acc[o], sizeof(float) * (size_t)n);             \
-    }                                                                                                             \
+/* Output row oy of one image for output channels [CB * blk, CB * blk + CB) (those below cout are stored), 16
+ * columns at a time: for rows of 16 columns and more. */
+FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(const geom *q, float *y, const float *xp,
+                                                                              const float *wt, int64_t blk, int64_t oy) {
+  int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * CB < CB ? q->cout - blk * CB : CB;
+  const float *wb = wt + blk * taps * CB;
+  for (int64_t ox = 0; ox < q->OW; ox += 16) {
+    vf16 acc[CB];
+    for (int o = 0; o < CB; o++) acc[o] = (vf16){0};
+    for (int64_t c = 0; c < q->cin; c++)
+      for (int64_t ky = 0; ky < k; ky++) {
+        const float *xr = xp + (c * q->Hp + oy + ky) * q->Wp + ox, *wr = wb + (c * k + ky) * k * CB;
+        if (k == 3) /* the common kernel: a constant count, unrolled */
+          for (int kx = 0; kx < 3; kx++) {
+            vf16 xv;
+            memcpy(&xv, xr + kx, sizeof xv);
+            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
+          }
+        else
+          for (int64_t kx = 0; kx < k; kx++) {
+            vf16 xv;
+            memcpy(&xv, xr + kx, sizeof xv);
+            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
+          }
+      }
+    int64_t n = q->OW - ox < 16 ? q->OW - ox : 16;
+    for (int64_t o = 0; o < nco; o++) memcpy(y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, &acc[o], sizeof(float) * (size_t)n);
   }
-CONV_ROW(conv_row_wide, vf16, 8, 16)
-CONV_ROW(conv_row_narrow, vf8, 16, 8)
+}
+
+/* The whole image for output channels [CB * blk, CB * blk + CB), for narrow rows (8x8 images): the output
+ * positions are taken in the padded input's row pitch, p = oy * Wp + ox, so that every kernel tap is one offset
+ * (ky * Wp + kx) from p and 16 consecutive positions span rows; the k - 1 positions past each row's end are
+ * computed and dropped. An 8x8 image with a 3x3 kernel fills 80% of each vector this way, 50% by rows. */
+FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_flat(const geom *q, float *y, const float *xp,
+                                                                               const float *wt, int64_t blk) {
+  int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * CB < CB ? q->cout - blk * CB : CB;
+  int64_t np = q->OH * q->Wp, plane = q->Hp * q->Wp;
+  const float *wb = wt + blk * taps * CB;
+  float out[CB][FLAT_MAX + 16];
+  for (int64_t p0 = 0; p0 < np; p0 += 16) {
+    vf16 acc[CB];
+    for (int o = 0; o < CB; o++) acc[o] = (vf16){0};
+    for (int64_t c = 0; c < q->cin; c++)
+      for (int64_t ky = 0; ky < k; ky++) {
+        const float *xr = xp + c * plane + ky * q->Wp + p0, *wr = wb + (c * k + ky) * k * CB;
+        if (k == 3) /* the common kernel: a constant count, unrolled */
+          for (int kx = 0; kx < 3; kx++) {
+            vf16 xv;
+            memcpy(&xv, xr + kx, sizeof xv);
+            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
+          }
+        else
+          for (int64_t kx = 0; kx < k; kx++) {
+            vf16 xv;
+            memcpy(&xv, xr + kx, sizeof xv);
+            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
+          }
+      }
+    for (int o = 0; o < CB; o++) memcpy(&out[o][p0], &acc[o], sizeof acc[o]);
+  }
+  for (int64_t o = 0; o < nco; o++)
+    for (int64_t oy = 0; oy < q->OH; oy++)
+      memcpy(y + ((blk * CB + o) * q->OH + oy) * q->OW, &out[o][oy * q->Wp], sizeof(float) * (size_t)q->OW);
+}
 
 fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                              const fl_conv_geom *g) {
@@ -100,12 +134,12 @@ fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a
   geom q = {.cin = g->cin, .cout = g->cout, .H = g->in[0], .W = g->in[1], .OH = g->out[0], .OW = g->out[1],
             .k = g->k[0], .pad = g->pad[0]};
   q.Hp = q.H + 2 * q.pad;
-  q.Wp = (q.OW + OWB - 1) / OWB * OWB + q.k - 1; /* the last 16-column step reads zeros past the row */
-  if (q.Wp < q.W + 2 * q.pad) q.Wp = q.W + 2 * q.pad;
-  bool narrow = q.OW <= 8;
-  q.cb = narrow ? 16 : 8;
-  q.nblocks = (q.cout + q.cb - 1) / q.cb;
-  size_t nxp = (size_t)(q.cin * q.Hp * q.Wp + OWB), nwt = (size_t)(q.nblocks * q.cin * q.k * q.k * q.cb);
+  /* by rows (16 columns a step) or flat (in the padded pitch): whichever fills more of its vectors */
+  int64_t wide = (q.OW + 15) / 16 * 16, pitch = q.W + 2 * q.pad;
+  bool flat = q.OH * pitch <= FLAT_MAX && q.OW * wide > q.OW * pitch && pitch < wide;
+  q.Wp = flat ? pitch : wide + q.k - 1; /* by rows, the last 16-column step reads zeros past the row */
+  q.nblocks = (q.cout + CB - 1) / CB;
+  size_t nxp = (size_t)(q.cin * q.Hp * q.Wp + 32), nwt = (size_t)(q.nblocks * q.cin * q.k * q.k * CB);
   float *xp = fl_small_alloc(sizeof(float) * nxp), *wt = fl_small_alloc(sizeof(float) * nwt);
   if (!xp || !wt) {
     fl_small_free(xp, sizeof(float) * nxp), fl_small_free(wt, sizeof(float) * nwt);
@@ -115,13 +149,14 @@ fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a
   memset(xp, 0, sizeof(float) * nxp); /* the padding; pad_input writes only the inside */
   const float *x = (const float *)fl_data_ptr(a);
   float *y = (float *)fl_data_ptr(out);
-  int64_t tasks = q.nblocks * q.OH;
-  int nt = fl_cpu_threads_for(tasks * q.OW * q.cin * q.k * q.k * q.cb / 4);
+  int64_t tasks = flat ? q.nblocks : q.nblocks * q.OH;
+  int nt = fl_cpu_threads_for(q.nblocks * q.OH * q.OW * q.cin * q.k * q.k * CB / 4);
+  if (nt > tasks) nt = (int)tasks;
   for (int64_t i = 0; i < g->n; i++) {
     pad_input(&q, xp, x + i * q.cin * q.H * q.W);
     float *yi = y + i * q.cout * q.OH * q.OW;
-    if (narrow) FL_CPU_FOR(t, tasks, conv_row_narrow(&q, yi, xp, wt, t / q.OH, t % q.OH));
-    else FL_CPU_FOR(t, tasks, conv_row_wide(&q, yi, xp, wt, t / q.OH, t % q.OH));
+    if (flat) FL_CPU_FOR(t, tasks, conv_flat(&q, yi, xp, wt, t));
+    else FL_CPU_FOR(t, tasks, conv_row(&q, yi, xp, wt, t / q.OH, t % q.OH));
   }
   fl_small_free(xp, sizeof(float) * nxp);
   fl_small_free(wt, sizeof(float) * nwt);
