@@ -37,7 +37,7 @@ elseif mode == "time" then
   flame.set_num_threads(threads)
   for _ = 1, 10 do forward() end
   local ts = {}
-  for s = 1, 15 do
+  for s = 1, tonumber(os.getenv("SAMPLES") or 15) do
     local t0 = flame._now()
     for _ = 1, 20 do forward() end
     ts[s] = (flame._now() - t0) / 20

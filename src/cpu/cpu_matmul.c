@@ -70,7 +70,9 @@ static void scale_add_bias(fl_tensor *c, double beta, const fl_tensor *bias) {
     for (int64_t i = 0; i < B; i++)
       for (int64_t m = 0; m < M; m++) {
         float *p = (float *)fl_data_ptr(c) + i * c->stride[0] + m * c->stride[1];
-        for (int64_t n = 0; n < N; n++) p[n] = (beta == 0 ? 0.0f : fb * p[n]) + (bp ? bp[n * bs] : 0.0f);
+        if (beta == 0 && bp && bs == 1) memcpy(p, bp, sizeof(float) * (size_t)N); /* linear: the bias, then += a @ b */
+        else
+          for (int64_t n = 0; n < N; n++) p[n] = (beta == 0 ? 0.0f : fb * p[n]) + (bp ? bp[n * bs] : 0.0f);
       }
     return;
   }
