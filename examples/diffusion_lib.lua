@@ -15,8 +15,8 @@ M.PRESETS = {
           sample_every = 0, ckpt_every = 100},
   -- 32x32, ~15M parameters, ~3.5 GMACs per image forward: ~2.7 TFLOP per step of 128 (fwd + bwd = 3x fwd).
   default = {image_size = 32, channels = 96, mults = {1, 2, 2}, num_res_blocks = 2, attn_res = {16, 8}, dropout = 0.1,
-             batch = 128, steps = 4000, lr = 5e-4, warmup = 200, ema_decay = 0.999, sample_steps = 50, per_class = 10,
-             sample_every = 1000, ckpt_every = 1000},
+             batch = 128, steps = 6000, lr = 5e-4, warmup = 200, ema_decay = 0.999, sample_steps = 50, per_class = 10,
+             sample_every = 2000, ckpt_every = 2000},
 }
 M.NUM_TRAIN_TIMESTEPS = 1000
 
