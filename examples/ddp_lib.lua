@@ -86,8 +86,24 @@ local quiet_bar = {update = function() end, print = function() end, close = func
 -- flame.progress on rank 0; a bar that prints nothing on the others.
 function Dist:progress(total, opts) return self.main and flame.progress(total, opts) or quiet_bar end
 
--- The end of the run: every rank waits until rank 0 wrote the last checkpoint and grid, then leaves the group.
-function Dist:finish()
+-- The end of the run: checks that every rank holds rank 0's weights, bit for bit (DDP's averaged gradients make
+-- the same update everywhere; a difference is a bug, so an error), waits until rank 0 wrote the last checkpoint
+-- and grid, and leaves the group.
+function Dist:finish(model)
+  if self.world > 1 then
+    local flat = flame.no_grad(function()
+      local parts = {}
+      for i, p in ipairs(model:parameters()) do parts[i] = p:detach():reshape(p:numel()) end
+      return flame.cat(parts)
+    end)
+    local all = D.all_gather(flat)
+    for q = 2, self.world do
+      if not flame.allclose(all[q], all[1], {rtol = 0, atol = 0}) then
+        error(string.format("ddp: rank %d's weights differ from rank 0's after training", q - 1), 0)
+      end
+    end
+    if self.main then print(string.format("ddp: the %d ranks hold identical weights", self.world)) end
+  end
   D.barrier()
   D.destroy()
 end

@@ -285,4 +285,4 @@ print(string.format("checkpoint: %s (step %d%s)", ckpt_path, step,
 if main and (step >= run.steps or not cfg.stop_at) then
   print("samples: " .. write_grid(out_dir .. "/samples.png"))
 end
-if dist then dist:finish() end
+if dist then dist:finish(model) end
