@@ -42,4 +42,6 @@ fl_status fl_stop_error(int reason);
 /* Charges nbytes on d to the current context (failing past its limit); *charged is what to uncharge. */
 fl_status fl_context_charge(fl_device d, size_t nbytes, fl_context **charged);
 void fl_context_uncharge(fl_context *c, fl_device d, size_t nbytes);
+/* The tensor bytes charged to c (NULL: the default context) on all devices. */
+size_t fl_context_in_use(const fl_context *c);
 #endif
