@@ -179,7 +179,8 @@ end
 local function resume(path)
   local st = flame.utils.load_training_state(path, objects(), {device = device})
   step = st.step
-  if dist_order then dist_order.load(st.data) else order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch end
+  if dist_order then dist_order.load(st.data)
+  else order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch end
 end
 
 ---------------------------------------------------------------------------------------------------- sampling
@@ -268,7 +269,8 @@ while step < last do
   first_loss = first_loss or loss:item()
   bar:update(1, {loss = loss, lr = sched:get_last_lr()[1]})
   if step % log_every == 0 or step == 1 then
-    bar:print(string.format("step %5d  loss %.4f  grad-norm %.3f  lr %.3g", step, (dist and dist:mean(loss) or loss):item(), gnorm:item(),
+    local shown = dist and dist:mean(loss) or loss -- with --ddp: the mean over the ranks
+    bar:print(string.format("step %5d  loss %.4f  grad-norm %.3f  lr %.3g", step, shown:item(), gnorm:item(),
       sched:get_last_lr()[1]))
   end
   if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < last then save_checkpoint() end

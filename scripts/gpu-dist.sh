@@ -2,7 +2,8 @@
 # The multi-GPU run, in one call on the lent nvidia-h200-x2 machine (two H200s, NCCL):
 #   source .deps/activate.sh; scripts/gpu-dist.sh [build] [tests] [train] [bench]      (no step named: all four)
 # tests: every collective against its definition (2 ranks); DDP (ranks bit-identical, 2 x B vs 1 x 2B, ZeRO-1 vs
-#   DDP, no_sync accumulation; spec/dist/ddp.lua); the two-"node" launch (two launchers of one GPU each, --nnodes 2);
+#   DDP, no_sync accumulation; spec/dist/ddp.lua); the two-"node" launch (two launchers of one GPU each,
+#   --nnodes 2);
 #   a dead peer ending in an error, not a hang; spec/distributed_spec.lua through NCCL with one rank.
 # train: examples/train.lua --ddp: a 2-GPU checkpoint resumed on 1 GPU, then on 2 again (a different world size
 #   each time), and the default preset's throughput at a fixed per-GPU batch: 1 GPU without DDP, 1 rank and 2 ranks
@@ -40,7 +41,8 @@ fl=$build/flame-lua
 [ -x "$fl" ] || { echo "no $fl: run the build step first"; exit 1; }
 # A port nobody listens on now (the system's pick), so runs never meet a leftover listener.
 port() { "$fl" -e 'print(flame.distributed._free_port())'; }
-echo "GPUs: $(nvidia-smi --query-gpu=name --format=csv,noheader | tr '\n' ' ')NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
+echo "GPUs: $(nvidia-smi --query-gpu=name --format=csv,noheader | tr '\n' ' ')" \
+  "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE-unset}"
 nvidia-smi topo -m >"$OUT/topo.txt" 2>&1
 
 if has tests; then
@@ -107,7 +109,8 @@ if has train; then
     assert(st.data.epoch == 0 and st.data.seen == 70 * st.run.batch, "data position")'
 
   step "train.lua throughput at a fixed per-GPU batch (default preset)"
-  check "1 GPU, no DDP" tp_plain.txt train "$fl" examples/train.lua --device cuda --out "$OUT/tp_plain" --stop-at 200
+  check "1 GPU, no DDP" tp_plain.txt train "$fl" examples/train.lua --device cuda --out "$OUT/tp_plain" \
+    --stop-at 200
   check "1 rank, DDP" tp_ddp1.txt train "$fl" --nproc 1 examples/train.lua --ddp --out "$OUT/tp_ddp1" --stop-at 200
   check "2 ranks, DDP" tp_ddp2.txt train "$fl" --nproc 2 --master-port "$(port)" examples/train.lua --ddp \
     --out "$OUT/tp_ddp2" --stop-at 200

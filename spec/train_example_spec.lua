@@ -65,7 +65,8 @@ describe("examples/train.lua", function()
   -- run's checkpoint resumed under --ddp.
   spec("trains with --ddp through the launcher, resumes bit-exactly, and takes a plain checkpoint", function()
     local launch = {"--nproc", "1"}
-    local out, err, status = E.run("train.lua", args("--ddp", "--steps", "4", "--seed", "7", "--out", dir .. "/full"), launch)
+    local out, err, status = E.run("train.lua", args("--ddp", "--steps", "4", "--seed", "7", "--out", dir .. "/full"),
+      launch)
     assert.are.equal(0, status, err)
     assert.is_truthy(out:match("%[rank 0%] ddp: 1 rank x batch 8, rank 0 on cpu"), out)
     assert.is_truthy(out:match("%[rank 0%] step +4  loss %d"), out)

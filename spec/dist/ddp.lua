@@ -89,7 +89,8 @@ if accd._ddp.reductions ~= steps * #accd:bucket_info() then fail("no_sync steps 
 if r == 0 then
   local d = 0
   for i, p in ipairs(ref:parameters()) do d = math.max(d, (p - net:parameters()[i]):abs():max():item()) end
-  print(string.format("ddp ok: %d ranks x B vs 1 x %dB: loss rel diff max %.3g, param diff max %.3g", W, W, worst, d))
+  print(string.format("ddp ok: %d ranks x B vs 1 x %dB: loss rel diff max %.3g, param diff max %.3g", W, W, worst,
+    d))
   if worst > 1e-5 or d > 1e-4 then fail("2 x B does not track 1 x 2B") end
 end
 D.barrier()
