@@ -82,6 +82,10 @@ fl_status fl_empty_cache(fl_device d);
  * outputs than threads adds its per-thread partial sums in another order. */
 fl_status fl_set_num_threads(int n);
 int fl_get_num_threads(void);
+/* The monotonic clock (CLOCK_MONOTONIC) in nanoseconds and in seconds: the one clock of deadlines, timeouts, the
+ * profiler and flame.timer() (src/core/clock.c). */
+int64_t fl_now_ns(void);
+double fl_now_s(void);
 /* ---- contexts: what one engine state owns (src/core/context.c) ----
  * The random generator, grad mode, autocast mode, the OOM handler and allocation observer, a limit on the
  * tensor bytes per device, and a stop flag that a budget or another thread sets. Each thread has a current
@@ -591,6 +595,9 @@ fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud
  * receive rank 0's n-byte blob (NCCL's unique id); returns once every rank has it (a barrier). A peer missing
  * or failing before timeout_s (0: 300 s) is an FL_EBACKEND error naming it. world 1: nothing to do. */
 fl_status fl_rendezvous(const char *addr, int port, int rank, int world, void *blob, size_t n, double timeout_s);
+/* A TCP port on addr that is free now (the system's pick for port 0), for a MASTER_PORT that concurrent jobs on one
+ * host do not share. It is free until someone binds it: a rendezvous on it may still, rarely, find it taken. */
+fl_status fl_free_port(const char *addr, int *port);
 /* A communicator over world ranks on one device each (NCCL on CUDA). Rank 0 makes the unique id (up to cap
  * bytes, *n its size), hands it to every rank (fl_rendezvous), and each calls fl_comm_init with it. On the CPU
  * only world 1 exists (every collective is then the identity). */

@@ -4,7 +4,6 @@
  * the library's behaviour for hosts that never make a context. */
 #include "context.h"
 #include <stdlib.h>
-#include <time.h>
 
 static fl_context default_ctx = {.rng_seed = 0x853c49e6748fea9bULL, .autocast = FL_NDTYPES};
 static _Thread_local fl_context *current;
@@ -66,17 +65,11 @@ size_t fl_context_memory_used(const fl_context *c, fl_device d) {
   return atomic_load(&(c ? c : &default_ctx)->used[slot_of(d)]);
 }
 
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void fl_context_interrupt(fl_context *c) { atomic_store(&(c ? c : &default_ctx)->stop, FL_STOP_INTERRUPT); }
 
 void fl_context_set_deadline(fl_context *c, double seconds) {
   if (!c) c = &default_ctx;
-  atomic_store(&c->deadline_ns, seconds > 0 ? now_ns() + (int64_t)(seconds * 1e9) : 0);
+  atomic_store(&c->deadline_ns, seconds > 0 ? fl_now_ns() + (int64_t)(seconds * 1e9) : 0);
 }
 
 void fl_context_reset_stop(fl_context *c) {
@@ -89,7 +82,7 @@ int fl_context_stop_reason(fl_context *c) {
   int s = atomic_load_explicit(&c->stop, memory_order_relaxed);
   if (s) return s;
   int64_t dl = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
-  if (dl && now_ns() >= dl) {
+  if (dl && fl_now_ns() >= dl) {
     atomic_store(&c->stop, FL_STOP_BUDGET);
     return FL_STOP_BUDGET;
   }
