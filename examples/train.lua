@@ -34,9 +34,9 @@ usage: flame-lua examples/train.lua [options]
   --out DIR               output folder (out/train)
   --data DIR              train on DIR/<class>/*.png|jpg instead of Fashion-MNIST (one subfolder: unconditional)
   --channels N            image channels for --data (3)
-  --sampler ddim|euler    sampler for the sample grids (ddim)
+  --sampler ddim|euler    sampler for the sample grids (euler)
   --sample-steps N        sampler steps, at most 50 (preset)
-  --cfg-scale X           classifier-free guidance scale (2)
+  --cfg-scale X           classifier-free guidance scale (1.5)
   --per-class N           samples per class in a grid (preset)
   --sample-every N        a grid every N steps, 0 for none but the last (preset)
   --ckpt-every N          a checkpoint every N steps (preset)
@@ -90,8 +90,8 @@ local preset_name = opt.preset or (device == "cpu" and "tiny" or "default")
 local P = PRESETS[preset_name]
 local run = {preset = preset_name, steps = opt.steps or P.steps, batch = opt.batch or P.batch, lr = opt.lr or P.lr,
              seed = opt.seed or 0, data = opt.data, channels = opt.data and (opt.channels or 3) or nil}
-local cfg = {sampler = opt.sampler or "ddim", sample_steps = opt["sample-steps"] or P.sample_steps,
-             cfg_scale = opt["cfg-scale"] or 2.0, per_class = opt["per-class"] or P.per_class,
+local cfg = {sampler = opt.sampler or lib.DEFAULT_SAMPLER, sample_steps = opt["sample-steps"] or P.sample_steps,
+             cfg_scale = opt["cfg-scale"] or lib.DEFAULT_CFG_SCALE, per_class = opt["per-class"] or P.per_class,
              sample_every = opt["sample-every"] or P.sample_every, ckpt_every = opt["ckpt-every"] or P.ckpt_every,
              stop_at = opt["stop-at"], amp = opt.amp or (device == "cpu" and "off" or "bf16")}
 if cfg.sample_steps > 50 then usage_error("--sample-steps is at most 50, got " .. cfg.sample_steps) end
