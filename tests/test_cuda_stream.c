@@ -154,6 +154,51 @@ static void ordering(fl_context *c, cudaStream_t s) {
   fl_release(x), fl_release(y), fl_release(a), fl_release(p);
 }
 
+/* ---- convolutions (cuDNN, its handle rebound to the stream, or im2col + GEMM) go on the stream ---- */
+static void convolution(fl_context *c, cudaStream_t s) {
+  int64_t xs[4] = {1, 4, 16, 16}, ws[4] = {8, 4, 3, 3};
+  fl_tensor *x = NULL, *w = NULL, *y = NULL;
+  fl_conv_params p = fl_conv_default_params();
+  OK(fl_full(4, xs, 1.0, cuda_f32(), &x));
+  OK(fl_full(4, ws, 1.0, cuda_f32(), &w));
+  OK(fl_conv(2, x, w, NULL, &p, &y)); /* chooses and caches the algorithm (cuDNN's search waits) before any gate */
+  OK(fl_synchronize(CUDA0));
+  fl_release(y);
+  y = NULL;
+  fl_context *prev = fl_context_enter(NULL); /* on flame's own stream: the cuDNN handle is rebound there ... */
+  OK(fl_conv(2, x, w, NULL, &p, &y));
+  CHECK(all_equal(y, 36.0f), "the convolution on flame's own stream: 4 * 3 * 3 ones");
+  fl_release(y);
+  y = NULL;
+  fl_context_enter(prev); /* ... and back to the host's stream */
+  gate g;
+  CHECK(gate_close(&g, s), "the gate is queued");
+  cudaError_t e = cudaMemsetAsync(fl_tensor_data(x), 0, 4 * 16 * 16 * 4, s);
+  OK(fl_conv(2, x, w, NULL, &p, &y));
+  CHECK(!atomic_load(&g.open), "queuing the convolution did not wait for the gated stream");
+  CHECK(e == cudaSuccess && all_equal(y, 0.0f), "the convolution ran on the host's stream after the host's memset");
+  gate_join(&g);
+  (void)c;
+  fl_release(x), fl_release(w), fl_release(y);
+}
+
+/* ---- two contexts may share a stream: the first unset leaves it bound for the other ---- */
+static void shared_stream(fl_context *c, cudaStream_t s) {
+  fl_context *c2 = NULL;
+  OK(fl_context_new(&c2));
+  OK(fl_context_set_stream(c2, CUDA0, s));
+  OK(fl_context_set_stream(c2, CUDA0, NULL));
+  fl_context_release(c2);
+  fl_context *prev = fl_context_enter(c);
+  int64_t mm[2] = {32, 32};
+  fl_tensor *a = NULL, *p = NULL;
+  OK(fl_full(2, mm, 1.0, cuda_f32(), &a));
+  OK(fl_matmul(a, a, &p)); /* the stream's cuBLAS handle is still there */
+  CHECK(all_equal(p, 32.0f), "the other context still works on the shared stream");
+  fl_release(a), fl_release(p);
+  fl_context_enter(prev);
+}
+
 /* ---- pageable host-to-device copies (the pinned staging ring) go on the stream too ---- */
 static void staged_copy(cudaStream_t s) {
   int64_t n[1] = {1 << 20}; /* 4 MiB: through the staging ring */
@@ -211,7 +256,6 @@ static void record_stream(fl_context *ca, cudaStream_t sa, fl_context *cb, cudaS
   OK(fl_synchronize(CUDA0));
   void *xp = fl_tensor_data(x);
   fl_memory_stats before, after;
-  OK(fl_memory_stats_get(CUDA0, &before));
 
   fl_context_enter(cb);
   gate g;
@@ -220,6 +264,7 @@ static void record_stream(fl_context *ca, cudaStream_t sa, fl_context *cb, cudaS
   if (record) OK(fl_tensor_record_stream(x, NULL)); /* NULL: the current state's stream, B */
 
   fl_context_enter(ca);
+  OK(fl_memory_stats_get(CUDA0, &before));
   fl_release(x); /* x's last reference: freed while B has not read it yet */
   OK(fl_memory_stats_get(CUDA0, &after));
   CHECK(after.allocated == before.allocated - (int64_t)((n[0] * 4 + (2 << 20) - 1) / (2 << 20) * (2 << 20)) &&
@@ -310,9 +355,11 @@ static void gpu_checks(void) {
   CHECK(fl_context_stream(c, CUDA0) == s && fl_context_stream(cb, CUDA0) == sb, "each context has its stream");
   fl_context *prev = fl_context_enter(c);
   ordering(c, s);
+  convolution(c, s);
   staged_copy(s);
   index_errors(c);
   fl_context_enter(prev);
+  shared_stream(c, s);
   record_stream(c, s, cb, sb, true);
   record_stream(c, s, cb, sb, false);
   stats_settle();

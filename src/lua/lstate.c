@@ -271,6 +271,10 @@ void flame_lua_close(flame_lua_state *S) {
   fl_context *prev = fl_context_enter(S->ctx);
   fl_context_reset_stop(S->ctx); /* finalizers may run ops */
   S->lua_limit = S->lua_cap = 0;
+  for (int i = 0; i + 1 < FL_CTX_DEVICES; i++) { /* tensors made on flame's own stream and used on the host's */
+    fl_device d = {FL_CUDA, i};                  /* must not be reused before that work is done */
+    if (fl_context_stream(S->ctx, d)) (void)fl_synchronize(d);
+  }
   lua_close(S->L);
   fl_context_enter(prev);
   fl_context_drop_streams(S->ctx); /* now, while the host's streams are valid: the context may outlive S */
