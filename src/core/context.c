@@ -188,3 +188,10 @@ void fl_context_uncharge(fl_context *c, fl_device d, size_t nbytes) {
   atomic_fetch_sub(&c->used[slot_of(d)], nbytes);
   fl_context_release(c);
 }
+
+size_t fl_context_in_use(const fl_context *c) {
+  if (!c) c = &default_ctx;
+  size_t n = 0;
+  for (int k = 0; k < FL_CTX_DEVICES; k++) n += atomic_load_explicit(&c->used[k], memory_order_relaxed);
+  return n;
+}

@@ -48,4 +48,6 @@ fl_status fl_context_charge(fl_device d, size_t nbytes, fl_context **charged);
 void fl_context_uncharge(fl_context *c, fl_device d, size_t nbytes);
 /* Unsets every host stream of c (flame_lua_close, and a context's last release). */
 void fl_context_drop_streams(fl_context *c);
+/* The tensor bytes charged to c (NULL: the default context) on all devices. */
+size_t fl_context_in_use(const fl_context *c);
 #endif
