@@ -2,10 +2,11 @@
  * flame.distributed never loads it), in non-blocking mode so that init and every call can be bounded in time.
  *
  * Ordering without host syncs: each communicator has its own stream. A collective records an event on the
- * device's stream, makes the comm stream wait for it, runs there, records `done` and makes the device stream wait
- * for that. So the collective sees every write queued before it and every later op sees its result; the caching
- * allocator, which reuses blocks in device-stream order, stays correct (a block freed after the collective is
- * reused by work queued after the device stream's wait).
+ * current stream (fc_stream: flame's own for the device, or the host's stream of the calling state), makes the
+ * comm stream wait for it, runs there, records `done` and makes the current stream wait for that. So the
+ * collective sees every write queued before it and every later op sees its result; the caching allocator, which
+ * reuses blocks in the order of the stream they were allocated on, stays correct (a block freed after the
+ * collective is reused by work queued after that stream's wait).
  *
  * A failing or silent peer: a watchdog thread per communicator polls ncclCommGetAsyncError and the age of the
  * newest collective still in flight; on an error, or when nothing completed within the timeout, it aborts the
@@ -239,7 +240,7 @@ fl_status cuda_collective(void *p, const fl_collective *k) {
   FL_TRY(check_alive(c, names[k->kind]));
   fc_context *ctx;
   FL_TRY(fc_context_get(c->device, &ctx));
-  FC_CUDA(cudaEventRecord(c->ready, ctx->stream));
+  FC_CUDA(cudaEventRecord(c->ready, fc_stream(ctx)));
   FC_CUDA(cudaStreamWaitEvent(c->stream, c->ready, 0));
   void *recv = fc_base(k->recv);
   const void *send = k->send ? fc_base(k->send) : recv;
@@ -256,7 +257,7 @@ fl_status cuda_collective(void *p, const fl_collective *k) {
   }
   FL_TRY(settle(c, r, names[k->kind]));
   FC_CUDA(cudaEventRecord(c->done, c->stream));
-  FC_CUDA(cudaStreamWaitEvent(ctx->stream, c->done, 0));
+  FC_CUDA(cudaStreamWaitEvent(fc_stream(ctx), c->done, 0));
   c->last_enqueue.store(fl_now_s());
   return FL_OK;
 }
