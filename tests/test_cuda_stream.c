@@ -121,8 +121,12 @@ static void ordering(fl_context *c, cudaStream_t s) {
   OK(fl_full(1, n, 3.0, cuda_f32(), &x));
   OK(fl_full(2, mm, 1.0, cuda_f32(), &a));
   OK(fl_matmul(a, a, &warm)); /* the stream's cuBLAS handle, made before any gate */
-  OK(fl_synchronize(CUDA0));
   fl_release(warm);
+  /* and the elementwise kernel's first launch: CUDA's lazy module loading synchronises the context when it loads
+   * a module, which the H200 run showed as the one "did not wait" failure (test_cuda_stream.c:132) */
+  OK(fl_binary_scalar(FL_ADD, x, 1.0, false, &warm));
+  fl_release(warm);
+  OK(fl_synchronize(CUDA0));
 
   /* an elementwise op and its read-back: zero (the host's memset first, then + 1), never 4 */
   gate g;
