@@ -1,10 +1,19 @@
 -- Where a training step's time goes, with flame.profile (a syncing op profiler: read the shares, not the totals).
 --   flame-lua bench/profile.lua block   -- the pre-norm transformer block of bench/nn/train.lua (bf16 autocast)
 --   flame-lua bench/profile.lua unet    -- examples/train.lua's default UNet step (batch 128, 32x32, bf16 autocast)
+--   flame-lua bench/profile.lua sample  -- one guided sampling forward of that UNet (batch 2000, no grad, bf16 autocast)
 local what = arg[1] or "block"
 local F = flame.F
 local step
-if what == "unet" then
+if what == "sample" then
+  local lib = dofile("examples/diffusion_lib.lua")
+  flame.manual_seed(0)
+  local model = lib.model(lib.PRESETS.default, 1, 10):to("cuda")
+  model:eval()
+  local x, t = flame.randn(2000, 1, 32, 32):cuda(), flame.full({2000}, 500):cuda()
+  local y = flame.randint(1, 12, {2000}):cuda()
+  step = function() flame.no_grad(function() return lib.forward(model, "bf16", x, t, y):float() end) end
+elseif what == "unet" then
   local unet = dofile("examples/unet.lua")
   flame.manual_seed(0)
   local model = unet.UNet({in_channels = 1, channels = 96, mults = {1, 2, 2}, num_res_blocks = 2, attn_res = {16, 8},

@@ -3,11 +3,12 @@
 -- median over reps of a synchronised loop of iters calls after one warm-up.
 -- For host cases (the cost of a call from Lua to its return), the loop is
 -- short enough never to fill the launch queue and the clock stops before
--- synchronising.
+-- synchronising. device: the one to synchronise (default cuda:0; a rank of bench/dist.lua passes its own).
 local flame = require "flame"
-local now, sync = flame._now, flame.cuda.synchronize
+local now = flame._now
 
-return function(fn, iters, reps, host)
+return function(fn, iters, reps, host, device)
+  local function sync() flame.cuda.synchronize(device) end
   fn(); sync()
   local ts = {}
   for _ = 1, reps do

@@ -5,11 +5,18 @@
 #include "context.cuh"
 
 fl_status fc_allocator_create(int device, fc_allocator **out);
-/* Device memory for nbytes (0 is allowed), reused from the cache when possible. */
+/* Device memory for nbytes (0 is allowed) for work on the current queue,
+ * reused from that queue's cache when possible. */
 fl_status fc_malloc(fc_context *ctx, size_t nbytes, void **ptr);
 /* Back to the cache (nbytes as requested); safe for queued kernels because
- * reuse is stream-ordered. */
+ * reuse is stream-ordered, and for uses on other streams once recorded. */
 void fc_free(fc_context *ctx, void *ptr, size_t nbytes);
+/* The live block at ptr is also used by work on `stream`: its free waits for
+ * that work (an event) before the block is reused. */
+fl_status fc_record_stream(fc_context *ctx, void *ptr, cudaStream_t stream);
+/* A host queue detached after its stream's work completed: its cached blocks
+ * join the own pool and the blocks and uses recorded against it are dropped. */
+void fc_allocator_forget_queue(fc_context *ctx, fc_queue *q);
 /* Releases every cached (unused) block to the driver. */
 fl_status fc_empty_cache(fc_context *ctx);
 void fc_memory_stats(fc_context *ctx, fl_memory_stats *out);

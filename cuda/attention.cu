@@ -102,7 +102,7 @@ fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_
   unsigned bx = (unsigned)fc_min64(fc_ceil_div(rows, warps), (int64_t)ctx->sm_count * 32);
   return fc_dispatch<FC_M_FLOAT>(gin->dtype, name, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_backward_kernel<T><<<bx, FC_THREADS, 0, ctx->stream>>>((T *)fc_base(gin), (const T *)fc_base(g),
+    softmax_backward_kernel<T><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>((T *)fc_base(gin), (const T *)fc_base(g),
                                                                     (const T *)fc_base(y), rows, n, log);
     return fc_launched("softmax_backward_kernel");
   });
@@ -128,7 +128,7 @@ fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_te
   unsigned bx = (unsigned)fc_min64(fc_ceil_div(a.rows, warps), (int64_t)ctx->sm_count * 32);
   return fc_dispatch<FC_M_FLOAT>(s->dtype, name, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    masked_softmax_kernel<T><<<bx, FC_THREADS, 0, ctx->stream>>>((T *)fc_base(out), (const T *)fc_base(s), mp, a);
+    masked_softmax_kernel<T><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>((T *)fc_base(out), (const T *)fc_base(s), mp, a);
     return fc_launched("masked_softmax_kernel");
   });
 }

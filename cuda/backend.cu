@@ -40,8 +40,8 @@ fl_status cuda_memcpy_h2d(fl_device dev, void *dst, const void *src, size_t n) {
   if (cudaPointerGetAttributes(&attr, src) == cudaSuccess) pinned = attr.type == cudaMemoryTypeHost;
   else (void)cudaGetLastError();
   if (!pinned && fc_staging_wanted(n)) return fc_h2d_staged(ctx, dst, src, n);
-  FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx->stream));
-  if (pinned) FC_CUDA(cudaStreamSynchronize(ctx->stream));
+  FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, fc_stream(ctx)));
+  if (pinned) FC_CUDA(cudaStreamSynchronize(fc_stream(ctx)));
   return FL_OK;
 }
 
@@ -49,7 +49,7 @@ fl_status cuda_memcpy_h2d(fl_device dev, void *dst, const void *src, size_t n) {
 fl_status cuda_memcpy_d2h(fl_device dev, void *dst, const void *src, size_t n) {
   fc_context *ctx;
   FL_TRY(fc_context_get(dev.index, &ctx));
-  if (n) FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, ctx->stream));
+  if (n) FC_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, fc_stream(ctx)));
   return fc_sync_and_check(ctx);
 }
 
@@ -74,6 +74,24 @@ fl_status cuda_empty_cache(fl_device dev) {
   if (!ctx) return FL_OK;
   FC_CUDA(cudaSetDevice(dev.index));
   return fc_empty_cache(ctx);
+}
+
+/* The host's streams: the handle the core keeps per context and device is the fc_queue (context.cu). */
+fl_status cuda_stream_attach(fl_device dev, void *stream, void *from, void **handle) {
+  fc_queue *q;
+  FL_TRY(fc_stream_attach(dev.index, (cudaStream_t)stream, (fc_queue *)from, &q));
+  *handle = q;
+  return FL_OK;
+}
+
+fl_status cuda_stream_detach(fl_device dev, void *handle) {
+  return fl_error_context(fc_stream_detach(dev.index, (fc_queue *)handle), "set_stream");
+}
+
+fl_status cuda_record_stream(fl_device dev, void *ptr, void *stream) {
+  fc_context *ctx;
+  FL_TRY(fc_context_get(dev.index, &ctx));
+  return fc_record_stream(ctx, ptr, stream ? (cudaStream_t)stream : fc_stream(ctx));
 }
 
 /* The query the core asks before dispatching (fl_dispatch): no where a kernel
@@ -132,6 +150,9 @@ fl_backend make_table() {
   b.synchronize = cuda_synchronize;
   b.memory_stats = cuda_memory_stats;
   b.empty_cache = cuda_empty_cache;
+  b.stream_attach = cuda_stream_attach;
+  b.stream_detach = cuda_stream_detach;
+  b.record_stream = cuda_record_stream;
   b.copy = fc::copy_forward;
   b.fill = fc::fill_forward;
   b.arange = fc::arange_forward;

@@ -1,5 +1,6 @@
-/* Device contexts: lazy creation, the sticky kernel error word, the cuBLAS
- * handle, and release at exit. */
+/* Device contexts: lazy creation, the queues (the own stream and the host's,
+ * each with its sticky kernel error word and cuBLAS handle), and release at
+ * exit. */
 #include "allocator.cuh"
 #include "staging.cuh"
 #include <pthread.h>
@@ -42,24 +43,41 @@ int fc_device_count(void) {
   return n;
 }
 
+/* A queue's error word and its pinned mirror, on `stream` (the caller's). */
+static fl_status queue_init(fc_queue *q, cudaStream_t stream) {
+  q->stream = stream;
+  FC_CUDA(cudaMalloc((void **)&q->kerr, FC_KERR_WORDS * sizeof *q->kerr));
+  FC_CUDA(cudaMemsetAsync(q->kerr, 0, FC_KERR_WORDS * sizeof *q->kerr, stream));
+  FC_CUDA(cudaMallocHost((void **)&q->kerr_host, FC_KERR_WORDS * sizeof *q->kerr_host));
+  return FL_OK;
+}
+
+/* Frees what queue_init and the queue's first GEMM made (the stream's work must be done); not the stream. */
+static void queue_free(fc_context *c, fc_queue *q) {
+  if (q->blas) fc_blas.cublasDestroy_v2(q->blas);
+  if (q->blas_ws) fc_free(c, q->blas_ws, FC_BLAS_WORKSPACE);
+  if (q->kerr) cudaFree(q->kerr);
+  if (q->kerr_host) cudaFreeHost(q->kerr_host);
+  q->blas = NULL, q->blas_ws = NULL, q->kerr = NULL, q->kerr_host = NULL;
+  (void)cudaGetLastError();
+}
+
 /* Release order: wait for queued work, then cuBLAS, cached memory, stream.
  * If the runtime is already unloading, the first call says so and we leave
- * everything to the process teardown rather than call into a dying driver. */
+ * everything to the process teardown rather than call into a dying driver.
+ * Host queues still attached are left alone: their streams may be gone. */
 static void release_context(fc_context *c) {
   if (!c->alive) return;
   c->alive = false;
-  if (cudaSetDevice(c->device) != cudaSuccess || cudaStreamSynchronize(c->stream) != cudaSuccess) {
+  if (cudaSetDevice(c->device) != cudaSuccess || cudaStreamSynchronize(c->own.stream) != cudaSuccess) {
     (void)cudaGetLastError();
     return;
   }
-  if (c->blas) fc_blas.cublasDestroy_v2(c->blas);
   if (c->blas_lt) fc_blas.cublasLtDestroy((cublasLtHandle_t)c->blas_lt);
-  if (c->blas_ws) fc_free(c, c->blas_ws, FC_BLAS_WORKSPACE);
+  queue_free(c, &c->own);
   fc_allocator_release(c);
   fc_staging_release(c->staging);
-  cudaFree(c->kerr);
-  cudaFreeHost(c->kerr_host);
-  cudaStreamDestroy(c->stream);
+  cudaStreamDestroy(c->own.stream);
   (void)cudaGetLastError();
 }
 
@@ -76,6 +94,7 @@ static fl_status create_context(int device, fc_context **out) {
   c->device = device;
   fl_status st = FL_OK;
   cudaError_t e;
+  cudaStream_t stream = NULL;
 #define STEP(call)                        \
   if ((e = (call)) != cudaSuccess) {      \
     st = fc_cuda_error(e, #call);         \
@@ -85,20 +104,17 @@ static fl_status create_context(int device, fc_context **out) {
   STEP(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, device));
   /* Non-blocking: work others put on the legacy default stream does not
    * serialise with ours. */
-  STEP(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-  STEP(cudaMalloc((void **)&c->kerr, FC_KERR_WORDS * sizeof *c->kerr));
-  STEP(cudaMemsetAsync(c->kerr, 0, FC_KERR_WORDS * sizeof *c->kerr, c->stream));
-  STEP(cudaMallocHost((void **)&c->kerr_host, FC_KERR_WORDS * sizeof *c->kerr_host));
+  STEP(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 #undef STEP
-  st = fc_allocator_create(device, &c->alloc);
+  st = queue_init(&c->own, stream);
+  if (st == FL_OK) st = fc_allocator_create(device, &c->alloc);
   if (st != FL_OK) goto fail;
   c->alive = true;
   *out = c;
   return FL_OK;
 fail:
-  if (c->kerr) cudaFree(c->kerr);
-  if (c->kerr_host) cudaFreeHost(c->kerr_host);
-  if (c->stream) cudaStreamDestroy(c->stream);
+  queue_free(c, &c->own);
+  if (stream) cudaStreamDestroy(stream);
   (void)cudaGetLastError();
   free(c);
   return st;
@@ -155,14 +171,15 @@ fl_status fc_blas_error(cublasStatus_t s, const char *what) {
 }
 
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
-  if (!ctx->blas) {
+  fc_queue *q = fc_queue_cur(ctx);
+  if (!q->blas) {
     FL_TRY(fc_blas_load()); /* the first GEMM loads cuBLAS: fc_blas is usable from here on */
     cublasHandle_t h;
     cublasStatus_t s = fc_blas.cublasCreate_v2(&h);
     if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasCreate");
     void *ws = NULL;
-    fl_status st = fc_malloc(ctx, FC_BLAS_WORKSPACE, &ws);
-    if (st == FL_OK && (s = fc_blas.cublasSetStream_v2(h, ctx->stream)) != CUBLAS_STATUS_SUCCESS)
+    fl_status st = fc_malloc(ctx, FC_BLAS_WORKSPACE, &ws); /* allocated on q's stream, which alone uses it */
+    if (st == FL_OK && (s = fc_blas.cublasSetStream_v2(h, q->stream)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetStream");
     if (st == FL_OK && (s = fc_blas.cublasSetWorkspace_v2(h, ws, FC_BLAS_WORKSPACE)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetWorkspace");
@@ -171,28 +188,28 @@ fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
       fc_blas.cublasDestroy_v2(h);
       return st;
     }
-    ctx->blas = h;
-    ctx->blas_ws = ws;
+    q->blas = h;
+    q->blas_ws = ws;
   }
-  *out = ctx->blas;
+  *out = q->blas;
   return FL_OK;
 }
 
 static const char *kerr_names[FC_KERR_KINDS] = {"index_select", "index_add_", "gather", "scatter_add",
                                                          "cross_entropy"};
 
-fl_status fc_sync_and_check(fc_context *ctx) {
-  bool armed = ctx->kerr_armed;
+fl_status fc_queue_sync_and_check(fc_context *ctx, fc_queue *q) {
+  bool armed = q->kerr_armed;
   if (armed)
-    FC_CUDA(cudaMemcpyAsync(ctx->kerr_host, ctx->kerr, FC_KERR_WORDS * sizeof *ctx->kerr, cudaMemcpyDeviceToHost,
-                            ctx->stream));
-  FC_CUDA(cudaStreamSynchronize(ctx->stream));
+    FC_CUDA(cudaMemcpyAsync(q->kerr_host, q->kerr, FC_KERR_WORDS * sizeof *q->kerr, cudaMemcpyDeviceToHost,
+                            q->stream));
+  FC_CUDA(cudaStreamSynchronize(q->stream));
   if (!armed) return FL_OK;
-  ctx->kerr_armed = false;
-  unsigned long long bits = ctx->kerr_host[0];
+  q->kerr_armed = false;
+  unsigned long long bits = q->kerr_host[0];
   if (!bits) return FL_OK;
-  long long bad = (long long)ctx->kerr_host[2], size = (long long)ctx->kerr_host[3];
-  FC_CUDA(cudaMemsetAsync(ctx->kerr, 0, FC_KERR_WORDS * sizeof *ctx->kerr, ctx->stream));
+  long long bad = (long long)q->kerr_host[2], size = (long long)q->kerr_host[3];
+  FC_CUDA(cudaMemsetAsync(q->kerr, 0, FC_KERR_WORDS * sizeof *q->kerr, q->stream));
   char ops[96] = "";
   size_t k = 0;
   for (int i = 0; i < FC_KERR_KINDS; i++)
@@ -203,19 +220,117 @@ fl_status fc_sync_and_check(fc_context *ctx) {
                   ops, (long long)fl_mdim(bad), size, ctx->device); /* bad is 0-based: the kernels report position - base */
 }
 
-/* cuBLASLt shares the cuBLAS handle's workspace: both run on the context's one
- * stream, so their uses of it are ordered. */
+fl_status fc_sync_and_check(fc_context *ctx) { return fc_queue_sync_and_check(ctx, fc_queue_cur(ctx)); }
+
+/* cuBLASLt shares the current queue's cuBLAS workspace: both run on that
+ * queue's one stream, so their uses of it are ordered. */
 fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size) {
   cublasHandle_t h;
   FL_TRY(fc_blas_handle(ctx, &h)); /* creates the workspace */
   if (!ctx->blas_lt) {
-    cublasLtHandle_t lt;
-    cublasStatus_t s = fc_blas.cublasLtCreate(&lt);
+    pthread_mutex_lock(&ctx_mu); /* queues on several threads may make their first GEMM at once */
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    if (!ctx->blas_lt) {
+      cublasLtHandle_t lt;
+      s = fc_blas.cublasLtCreate(&lt);
+      if (s == CUBLAS_STATUS_SUCCESS) ctx->blas_lt = lt;
+    }
+    pthread_mutex_unlock(&ctx_mu);
     if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasLtCreate");
-    ctx->blas_lt = lt;
   }
   *handle = ctx->blas_lt;
-  *ws = ctx->blas_ws;
+  *ws = fc_queue_cur(ctx)->blas_ws;
   *ws_size = FC_BLAS_WORKSPACE;
   return FL_OK;
+}
+
+/* ---- the host's streams ---- */
+
+/* `later` waits on the GPU for what is queued on `earlier` now. */
+static fl_status order_after(cudaStream_t later, cudaStream_t earlier) {
+  if (later == earlier) return FL_OK;
+  cudaEvent_t ev;
+  FC_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  cudaError_t e = cudaEventRecord(ev, earlier);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(later, ev, 0);
+  cudaEventDestroy(ev); /* released once the wait is done */
+  return e == cudaSuccess ? FL_OK : fc_cuda_error(e, "ordering the new stream after the old one");
+}
+
+/* A host queue for `stream`: one given back earlier (its error word, cuBLAS handle and workspace kept, since
+ * freeing them would wait for the whole device), else a new one. Caller holds ctx_mu. */
+static fl_status queue_for(fc_context *ctx, cudaStream_t stream, fc_queue **out) {
+  fc_queue *q = ctx->spare;
+  if (q) {
+    ctx->spare = q->next;
+    q->stream = stream;
+    cublasStatus_t s = q->blas ? fc_blas.cublasSetStream_v2(q->blas, stream) : CUBLAS_STATUS_SUCCESS;
+    fl_status st = s == CUBLAS_STATUS_SUCCESS ? FL_OK : fc_blas_error(s, "cublasSetStream");
+    cudaError_t e = st == FL_OK ? cudaMemsetAsync(q->kerr, 0, FC_KERR_WORDS * sizeof *q->kerr, stream) : cudaSuccess;
+    if (e != cudaSuccess) st = fc_cuda_error(e, "cudaMemsetAsync (the error word)");
+    if (st != FL_OK) {
+      q->next = ctx->spare;
+      ctx->spare = q;
+      return st;
+    }
+  } else {
+    q = (fc_queue *)calloc(1, sizeof *q);
+    if (!q) return fl_error(FL_ENOMEM, "out of host memory");
+    fl_status st = queue_init(q, stream);
+    if (st != FL_OK) {
+      queue_free(ctx, q);
+      free(q);
+      return st;
+    }
+  }
+  q->next = ctx->hosted;
+  ctx->hosted = q;
+  *out = q;
+  return FL_OK;
+}
+
+fl_status fc_stream_attach(int device, cudaStream_t stream, fc_queue *from, fc_queue **out) {
+  fc_context *ctx;
+  FL_TRY(fc_context_get(device, &ctx));
+  fl_status st = FL_OK;
+  pthread_mutex_lock(&ctx_mu);
+  fc_queue *q = ctx->hosted;
+  while (q && q->stream != stream) q = q->next;
+  if (!q) st = fl_error_context(queue_for(ctx, stream, &q), "set_stream");
+  if (st == FL_OK) q->refs++;
+  pthread_mutex_unlock(&ctx_mu);
+  if (st == FL_OK) st = fl_error_context(order_after(stream, from ? from->stream : ctx->own.stream), "set_stream");
+  if (st != FL_OK) {
+    char why[512]; /* the detach's own failure (the stream is bad) must not hide the first one */
+    snprintf(why, sizeof why, "%s", fl_last_error());
+    if (q && q->refs) (void)fc_stream_detach(device, q);
+    return fl_error(st, "%s", why);
+  }
+  *out = q;
+  return FL_OK;
+}
+
+/* The last detach waits for the stream (reporting an index error its kernels flagged), hands what the allocator
+ * cached for the stream to the own queue (all of its work is done) and keeps the queue for a later attach. */
+fl_status fc_stream_detach(int device, fc_queue *q) {
+  fc_context *ctx;
+  FL_TRY(fc_context_get(device, &ctx));
+  pthread_mutex_lock(&ctx_mu);
+  bool last = --q->refs == 0;
+  if (last) {
+    fc_queue **p = &ctx->hosted;
+    while (*p != q) p = &(*p)->next;
+    *p = q->next;
+  }
+  pthread_mutex_unlock(&ctx_mu);
+  if (!last) return FL_OK;
+  fl_status st = fc_queue_sync_and_check(ctx, q);
+  q->kerr_armed = false;
+  fc_allocator_forget_queue(ctx, q);
+  pthread_mutex_lock(&ctx_mu);
+  q->stream = NULL;
+  q->next = ctx->spare;
+  ctx->spare = q;
+  pthread_mutex_unlock(&ctx_mu);
+  return st;
 }

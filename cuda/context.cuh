@@ -1,6 +1,10 @@
 /* Per-device state: created on the first op that runs on a device, released
- * at process exit. All work of a device is queued on its one stream, so the
- * caching allocator can hand a freed block to the next op without syncing. */
+ * at process exit. The work of a device is queued on one stream per engine
+ * state: the context's own, or the stream a host gave the current state
+ * (fl_context_set_stream). fc_stream(ctx) is that stream for every launch,
+ * copy and library call; the caching allocator hands a freed block to later
+ * work on the stream it was allocated on without syncing (record-stream
+ * semantics for blocks used on others: allocator.cu). */
 #ifndef FL_CUDA_CONTEXT_CUH
 #define FL_CUDA_CONTEXT_CUH
 
@@ -25,20 +29,40 @@ enum {
  * [3] the size of the dim it indexed, for the message. */
 enum { FC_KERR_WORDS = 4 };
 
+/* A stream with what is bound to it: the sticky error word its kernels write, the cuBLAS handle and workspace
+ * its GEMMs use. The context's own queue lives in the context; a host's stream gets one on its first attach
+ * (context.cu), counted over the contexts that set it, and gives it back, for the next host stream, at the last
+ * detach (freeing it would wait for the whole device: cudaFree, cublasDestroy). */
+struct fc_queue {
+  cudaStream_t stream;
+  int refs;                      /* attaches of a host stream (the own queue: 0) */
+  unsigned long long *kerr;      /* FC_KERR_WORDS device words, see fc_kerr_report */
+  unsigned long long *kerr_host; /* pinned mirror, filled by a copy queued before a sync */
+  bool kerr_armed;     /* a kernel that may set kerr was queued since the last check */
+  cublasHandle_t blas; /* created on the first matmul on this stream */
+  void *blas_ws;       /* its workspace, shared with cuBLASLt on this stream */
+  fc_queue *next;      /* the context's host queues, or its spare ones */
+};
+
 struct fc_context {
   int device;
   bool alive; /* false once released at exit: late frees become no-ops */
-  cudaStream_t stream;
   int sm_count;
-  unsigned long long *kerr;      /* FC_KERR_WORDS device words, see fc_kerr_report */
-  unsigned long long *kerr_host; /* pinned mirror, filled by a copy queued before a sync */
-  bool kerr_armed;  /* a kernel that may set kerr was queued since the last check */
-  cublasHandle_t blas; /* created on the first matmul */
-  void *blas_lt;       /* cublasLtHandle_t, created on the first GEMM */
-  void *blas_ws;
+  fc_queue own;    /* flame's own stream */
+  fc_queue *hosted; /* the host streams attached (context.cu, under its lock) */
+  fc_queue *spare;  /* host queues given back, kept for the next attach */
+  void *blas_lt;   /* cublasLtHandle_t, created on the first GEMM: stateless, shared by the queues */
   fc_allocator *alloc;
   fc_staging *staging; /* pinned ring for pageable host-to-device copies (staging.cu), made on first use */
 };
+
+/* The queue work on ctx's device goes to now: the current engine state's host stream, else the own one. */
+static inline fc_queue *fc_queue_cur(fc_context *ctx) {
+  fc_queue *q = (fc_queue *)fl_ctx_stream_handle(ctx->device);
+  return q ? q : &ctx->own;
+}
+/* The stream of every launch, copy and library call of an op. */
+static inline cudaStream_t fc_stream(fc_context *ctx) { return fc_queue_cur(ctx)->stream; }
 
 /* Number of CUDA devices, 0 without a driver or GPU (asked once, never prints). */
 int fc_device_count(void);
@@ -56,15 +80,16 @@ static inline fl_status fc_context_of(const fl_tensor *t, fc_context **out) {
 }
 /* A failed cuBLAS call as FL_EBACKEND. */
 fl_status fc_blas_error(cublasStatus_t s, const char *what);
-/* The cuBLAS handle, bound to the context's stream and workspace. */
+/* The cuBLAS handle of the current queue, bound to its stream and workspace. */
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out);
 /* The cuBLASLt handle (as void *: cublasLt.h stays out of this header) and
- * the workspace it shares with the cuBLAS handle. */
+ * the workspace it shares with the current queue's cuBLAS handle. */
 fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size);
 /* Device pointer to the sticky error word, for a kernel about to be queued. */
 static inline unsigned long long *fc_kerr_arm(fc_context *ctx) {
-  ctx->kerr_armed = true;
-  return ctx->kerr;
+  fc_queue *q = fc_queue_cur(ctx);
+  q->kerr_armed = true;
+  return q->kerr;
 }
 #ifdef __CUDACC__
 /* Called by a kernel that met index v outside [0, size): never touch memory there. */
@@ -76,9 +101,15 @@ __device__ __forceinline__ void fc_kerr_report(unsigned long long *kerr, int bit
   }
 }
 #endif
-/* Waits for the stream, then reports any bad index a kernel flagged since the
- * last check as FL_EINDEX (and clears the flag). */
+/* Waits for the current queue's stream, then reports any bad index a kernel
+ * flagged since the last check as FL_EINDEX (and clears the flag). */
 fl_status fc_sync_and_check(fc_context *ctx);
+/* The same for one queue. */
+fl_status fc_queue_sync_and_check(fc_context *ctx, fc_queue *q);
+/* The host's streams (the backend table's stream_attach / stream_detach). */
+fl_status fc_stream_attach(int device, cudaStream_t stream, fc_queue *from, fc_queue **out);
+fl_status fc_stream_detach(int device, fc_queue *q);
+
 /* Blocks per launch for grid-stride kernels: enough to fill the device. */
 static inline unsigned fc_grid(const fc_context *ctx, int64_t items, int threads) {
   int64_t want = fc_ceil_div(items > 0 ? items : 1, threads);

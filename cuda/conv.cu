@@ -106,9 +106,9 @@ fl_status im2col_forward(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom
     /* enough blocks to fill the device: all rows, and column tiles up to the y limit */
     dim3 grid((unsigned)fc_min64(rows, INT32_MAX), (unsigned)fc_min64(fc_ceil_div(width, FC_THREADS), 65535));
     if (small_index(g, fc_max64(total, g.n * g.cin * g.inv)))
-      im2col_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
+      im2col_kernel<T, uint32_t><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(c, src, g);
     else
-      im2col_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(c, src, g);
+      im2col_kernel<T, uint64_t><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(c, src, g);
     return fc_launched("im2col_kernel");
   });
 }
@@ -125,9 +125,9 @@ fl_status col2im_forward(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom
     const T *c = (const T *)fc_base(cols);
     unsigned grid = fc_grid(ctx, total, FC_THREADS);
     if (small_index(g, fc_max64(total, g.cin * g.kvol * g.n * g.L)))
-      col2im_kernel<T, uint32_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint32_t)total);
+      col2im_kernel<T, uint32_t><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(dst, c, g, (uint32_t)total);
     else
-      col2im_kernel<T, uint64_t><<<grid, FC_THREADS, 0, ctx->stream>>>(dst, c, g, (uint64_t)total);
+      col2im_kernel<T, uint64_t><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(dst, c, g, (uint64_t)total);
     return fc_launched("col2im_kernel");
   });
 }

@@ -6,7 +6,8 @@
  * (FLAME_HAVE_CUDNN) and a process without libcudnn.so.9 still runs: supports()
  * then declines and the front-end takes the im2col path.
  *
- * Per device: one cuDNN handle bound to the context's stream, and a cache of
+ * Per device: one cuDNN handle, bound to the current queue's stream before
+ * each call (fc_stream: the own stream or a host's), and a cache of
  * plans, one per (direction, dtype, geometry, math mode, pointer alignment),
  * each holding its descriptors and the algorithm chosen for it. The algorithm
  * is measured once per key (cudnnFind*AlgorithmEx, what PyTorch's benchmark
@@ -101,6 +102,7 @@ const size_t FC_DNN_WS_CAP = (size_t)1 << 30;
 
 struct dnn_device {
   cudnnHandle_t handle;
+  cudaStream_t stream; /* the stream the handle is bound to */
   plan plans[FC_DNN_PLANS];
   int count, next;
 };
@@ -423,12 +425,18 @@ fl_status device_state(fc_context *ctx, fl_conv_dir dir, fl_tensor *out, const f
     dev = (dnn_device *)calloc(1, sizeof *dev);
     if (!dev) return fl_error(FL_ENOMEM, "conv%dd (cuDNN): out of host memory for the plan cache", g->nsp);
     cudnnStatus_t s = lib.cudnnCreate(&dev->handle);
-    if (s == CUDNN_STATUS_SUCCESS) s = lib.cudnnSetStream(dev->handle, ctx->stream);
+    if (s == CUDNN_STATUS_SUCCESS) s = lib.cudnnSetStream(dev->handle, dev->stream = fc_stream(ctx));
     if (s != CUDNN_STATUS_SUCCESS) {
       free(dev); /* a handle that failed to bind is leaked: the process will not use cuDNN on this device */
       return dnn_error(s, "cudnnCreate / cudnnSetStream", dir, out, a, b, g);
     }
     devices[ctx->device] = dev;
+  }
+  cudaStream_t now = fc_stream(ctx); /* rebound only when a state with another stream calls (under dnn_mu) */
+  if (dev->stream != now) {
+    cudnnStatus_t s = lib.cudnnSetStream(dev->handle, now);
+    if (s != CUDNN_STATUS_SUCCESS) return dnn_error(s, "cudnnSetStream", dir, out, a, b, g);
+    dev->stream = now;
   }
   *res = dev;
   return FL_OK;
@@ -471,7 +479,7 @@ fl_status run_locked(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const 
   FL_TRY(fc_context_of(out, &ctx));
   if (fl_numel(out) == 0) return FL_OK;
   if (fl_numel(a) == 0 || fl_numel(b) == 0) { /* an empty sum: zeros (n = 0 for a weight gradient) */
-    FC_CUDA(cudaMemsetAsync(fc_base(out), 0, (size_t)fl_numel(out) * fl_dtype_size(out->dtype), ctx->stream));
+    FC_CUDA(cudaMemsetAsync(fc_base(out), 0, (size_t)fl_numel(out) * fl_dtype_size(out->dtype), fc_stream(ctx)));
     return FL_OK;
   }
   if (!geom_fits_int(g))

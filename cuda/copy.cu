@@ -123,7 +123,7 @@ fl_status cast_any(fc_context *ctx, fl_tensor *dst, const fl_tensor *src, int64_
   a.dsize = (int)fl_dtype_size(dst->dtype);
   a.ssize = (int)fl_dtype_size(src->dtype);
   a.n = n;
-  cast_any_kernel<<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(a);
+  cast_any_kernel<<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(a);
   return fc_launched("cast_any_kernel");
 }
 
@@ -169,12 +169,12 @@ fl_status copy_forward(fl_tensor *dst, const fl_tensor *src) {
     if (src->dtype != dst->dtype || !both_contiguous(dst, src))
       return fl_error(FL_EDEVICE, "copy between cuda:%d and cuda:%d needs contiguous tensors of one dtype",
                       fc_device_of(src), ctx->device);
-    FC_CUDA(cudaMemcpyPeerAsync(fc_base(dst), ctx->device, fc_base(src), fc_device_of(src), n * es, ctx->stream));
+    FC_CUDA(cudaMemcpyPeerAsync(fc_base(dst), ctx->device, fc_base(src), fc_device_of(src), n * es, fc_stream(ctx)));
     return FL_OK;
   }
   if (src->dtype != dst->dtype) return cast_forward(ctx, dst, src, n);
   if (both_contiguous(dst, src)) {
-    FC_CUDA(cudaMemcpyAsync(fc_base(dst), fc_base(src), n * es, cudaMemcpyDeviceToDevice, ctx->stream));
+    FC_CUDA(cudaMemcpyAsync(fc_base(dst), fc_base(src), n * es, cudaMemcpyDeviceToDevice, fc_stream(ctx)));
     return FL_OK;
   }
   return fc_dispatch_bits(dst->dtype, "copy", [&](auto tag) {
@@ -197,7 +197,7 @@ fl_status fill_forward(fl_tensor *out, double value) {
     bool uniform = true; /* every byte equal: cudaMemset can write it */
     for (size_t k = 1; k < sizeof(T); k++) uniform = uniform && bytes[k] == bytes[0];
     if (uniform && fl_is_contiguous(out)) {
-      FC_CUDA(cudaMemsetAsync(fc_base(out), bytes[0], n * sizeof(T), ctx->stream));
+      FC_CUDA(cudaMemsetAsync(fc_base(out), bytes[0], n * sizeof(T), fc_stream(ctx)));
       return FL_OK;
     }
     const fl_tensor *ts[1] = {out};
@@ -211,7 +211,7 @@ fl_status arange_forward(fl_tensor *out, double start, double step) {
   int64_t n = fl_numel(out);
   if (n == 0) return FL_OK;
   if (!fl_is_contiguous(out)) return fl_error(FL_EINVAL, "arange: the output must be contiguous");
-  arange_kernel<<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+  arange_kernel<<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
       fc_base(out), out->dtype, (int)fl_dtype_size(out->dtype), n, start, step);
   return fc_launched("arange_kernel");
 }

@@ -59,8 +59,8 @@ fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t
     const T *xi = (const T *)fc_base(x);
     bool vec = ((uintptr_t)o | (uintptr_t)xi) % (4 * sizeof(T)) == 0;
     dim3 grid = fc_grid(ctx, (n + 3) / 4, FC_THREADS);
-    if (vec) dropout_kernel<T, true><<<grid, FC_THREADS, 0, ctx->stream>>>(o, xi, n, seed, offset, thr, (A)scale);
-    else dropout_kernel<T, false><<<grid, FC_THREADS, 0, ctx->stream>>>(o, xi, n, seed, offset, thr, (A)scale);
+    if (vec) dropout_kernel<T, true><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(o, xi, n, seed, offset, thr, (A)scale);
+    else dropout_kernel<T, false><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(o, xi, n, seed, offset, thr, (A)scale);
     return fc_launched("dropout_kernel");
   });
 }

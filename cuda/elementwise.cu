@@ -372,13 +372,13 @@ fl_status launch_mixed(fc_context *ctx, const char *name, fl_binary_op op, fl_te
   if (is_compare(op)) {
     return fc_dispatch(ct, name, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      mixed_binary_kernel<T, fc_bool><<<grid, FC_THREADS, 0, ctx->stream>>>(p);
+      mixed_binary_kernel<T, fc_bool><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p);
       return fc_launched("mixed_binary_kernel");
     });
   }
   return fc_dispatch<FC_M_ALL & ~FC_M_BOOL>(ct, name, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    mixed_binary_kernel<T, T><<<grid, FC_THREADS, 0, ctx->stream>>>(p);
+    mixed_binary_kernel<T, T><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p);
     return fc_launched("mixed_binary_kernel");
   });
 }
@@ -403,7 +403,7 @@ fl_status unary_forward(fl_unary_op op, fl_tensor *out, const fl_tensor *x, doub
     return fc_dispatch<FC_M_FLOAT>(out->dtype, fl_unary_name(op), [&](auto tag) {
       using T = typename decltype(tag)::type;
       auto u = unary_params_for<typename fc_num<T>::acc>(op, p0, p1);
-      mixed_unary_kernel<T><<<fc_grid(ctx, p.n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(p, u);
+      mixed_unary_kernel<T><<<fc_grid(ctx, p.n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(p, u);
       return fc_launched("mixed_unary_kernel");
     });
   }

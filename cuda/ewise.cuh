@@ -132,9 +132,9 @@ static fl_status fc_ew_launch(fc_context *ctx, const char *name, const fl_tensor
   for (int k = 0; k < N; k++) a.bcast[k] = a.it.stride[k][0] == 0;
   a.n = n;
   if (fc_ew_vectorizable<N>(a, esize, F::VEC)) {
-    fc_ew_kernel<F, N, F::VEC><<<fc_grid(ctx, n / F::VEC + 1, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(a, f);
+    fc_ew_kernel<F, N, F::VEC><<<fc_grid(ctx, n / F::VEC + 1, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(a, f);
   } else {
-    fc_ew_kernel<F, N, 1><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(a, f);
+    fc_ew_kernel<F, N, 1><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(a, f);
   }
   return fc_launched(name);
 }

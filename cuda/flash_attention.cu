@@ -629,7 +629,7 @@ dim3 grid_of(int64_t len, int tile, int64_t bh) {
 
 template <class K> fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name) {
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kernel<<<grid, NT, smem, ctx->stream>>>(p);
+  kernel<<<grid, NT, smem, fc_stream(ctx)>>>(p);
   return fc_launched(name);
 }
 
@@ -688,12 +688,12 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
   p.dk = (uint16_t *)fc_base(a->dk), p.dv = (uint16_t *)fc_base(a->dv);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   const bool bf = a->q->dtype == FL_BF16;
-  FC_CUDA(cudaMemsetAsync(p.dq, 0, (size_t)fl_numel(a->dq_acc) * sizeof(float), ctx->stream));
+  FC_CUDA(cudaMemsetAsync(p.dq, 0, (size_t)fl_numel(a->dq_acc) * sizeof(float), fc_stream(ctx)));
   int64_t rows = fl_numel(a->lse);
   if (rows > 0) {
     unsigned bx = (unsigned)fc_min64(fc_ceil_div(rows, FC_THREADS / 32), (int64_t)ctx->sm_count * 32);
-    if (bf) fa_dsum_kernel<true><<<bx, FC_THREADS, 0, ctx->stream>>>(p.dsum, p.dout, p.o, rows, D);
-    else fa_dsum_kernel<false><<<bx, FC_THREADS, 0, ctx->stream>>>(p.dsum, p.dout, p.o, rows, D);
+    if (bf) fa_dsum_kernel<true><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>(p.dsum, p.dout, p.o, rows, D);
+    else fa_dsum_kernel<false><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>(p.dsum, p.dout, p.o, rows, D);
     FL_TRY(fc_launched("fa_dsum_kernel"));
   }
   if (fl_numel(a->dk) == 0) return FL_OK;
@@ -701,8 +701,8 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
   /* dk/dv rows of sequences the grid reaches are all written; with varlen, rows outside every sequence
    * (none when cu_k ends at total_k, as validated) would stay unwritten, so they are zeroed first */
   if (a->cu_k) {
-    FC_CUDA(cudaMemsetAsync(p.dk, 0, (size_t)fl_numel(a->dk) * 2, ctx->stream));
-    FC_CUDA(cudaMemsetAsync(p.dv, 0, (size_t)fl_numel(a->dv) * 2, ctx->stream));
+    FC_CUDA(cudaMemsetAsync(p.dk, 0, (size_t)fl_numel(a->dk) * 2, fc_stream(ctx)));
+    FC_CUDA(cudaMemsetAsync(p.dv, 0, (size_t)fl_numel(a->dv) * 2, fc_stream(ctx)));
   }
   dim3 grid = grid_of(p.Sk, BN, (int64_t)p.B * p.Hk);
   return bf ? bwd_dispatch<true>(D, grid, ctx, p) : bwd_dispatch<false>(D, grid, ctx, p);

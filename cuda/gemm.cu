@@ -219,7 +219,7 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
     return FL_OK;
   }
   cublasStatus_t st = fc_blas.cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
-                                     &res.algo, ws, ws_size, ctx->stream);
+                                     &res.algo, ws, ws_size, fc_stream(ctx));
   if (st == CUBLAS_STATUS_NOT_SUPPORTED) return FL_OK;
   if (st != CUBLAS_STATUS_SUCCESS) return fc_blas_error(st, "cublasLtMatmul (gemm)");
   *ran = true;
@@ -315,7 +315,7 @@ fl_status int_gemm(fc_context *ctx, fl_tensor *c, const fl_tensor *a, const fl_t
   dim3 grid((unsigned)fc_ceil_div(p.N, TILE), (unsigned)fc_ceil_div(p.M, TILE), (unsigned)B), block(TILE, TILE);
   return fc_dispatch<FC_M_I32 | FC_M_I64>(c->dtype, "gemm", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    int_gemm_kernel<T><<<grid, block, 0, ctx->stream>>>(p);
+    int_gemm_kernel<T><<<grid, block, 0, fc_stream(ctx)>>>(p);
     return fc_launched("int_gemm_kernel");
   });
 }

@@ -113,7 +113,7 @@ fl_status run(const char *op, int errbit, const fl_tensor *loop, const fl_tensor
   unsigned grid = fc_grid(ctx, p.n, FC_THREADS);
   return fc_dispatch_bits(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gather_kernel<T><<<grid, FC_THREADS, 0, ctx->stream>>>(p);
+    gather_kernel<T><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p);
     return fc_launched("gather_kernel");
   });
 }
@@ -137,13 +137,13 @@ fl_status select_rows(const char *op, fl_tensor *out, const fl_tensor *x, int di
   const int64_t bytes = inner * (int64_t)fl_dtype_size(x->dtype);
   const unsigned grid = (unsigned)fc_min64(outer * n, (int64_t)ctx->sm_count * 32);
   if (bytes % 16 == 0 && fc_aligned(fc_base(x), 16) && fc_aligned(fc_base(out), 16)) {
-    select_rows_kernel<uint4><<<grid, FC_THREADS, 0, ctx->stream>>>((const uint4 *)fc_base(x), (uint4 *)fc_base(out), p,
+    select_rows_kernel<uint4><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>((const uint4 *)fc_base(x), (uint4 *)fc_base(out), p,
                                                                     outer, n, bytes / 16);
     return fc_launched("select_rows_kernel");
   }
   return fc_dispatch_bits(x->dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    select_rows_kernel<T><<<grid, FC_THREADS, 0, ctx->stream>>>((const T *)fc_base(x), (T *)fc_base(out), p, outer, n,
+    select_rows_kernel<T><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>((const T *)fc_base(x), (T *)fc_base(out), p, outer, n,
                                                                 inner);
     return fc_launched("select_rows_kernel");
   });

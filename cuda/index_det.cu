@@ -239,10 +239,10 @@ fl_status run_det(fc_context *ctx, det_args &p) {
   int64_t *vin = nullptr, *vout = nullptr, *seg = nullptr, *nseg = nullptr;
   const int end_bit = bits_for(p.sentinel);
   size_t sort_temp = 0, sel_temp = 0;
-  FC_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_temp, kin, kout, vin, vout, n, 0, end_bit, ctx->stream));
+  FC_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_temp, kin, kout, vin, vout, n, 0, end_bit, fc_stream(ctx)));
   thrust::counting_iterator<int64_t> count(0);
   if (!FRESH)
-    FC_CUDA(cub::DeviceSelect::If(nullptr, sel_temp, count, seg, nseg, n, is_head<K>{kout}, ctx->stream));
+    FC_CUDA(cub::DeviceSelect::If(nullptr, sel_temp, count, seg, nseg, n, is_head<K>{kout}, fc_stream(ctx)));
   size_t kb = aligned(sizeof(K) * (size_t)n), vb = aligned(sizeof(int64_t) * (size_t)n);
   size_t sb = aligned(sizeof(int64_t) * (size_t)(FRESH ? p.size + 1 : n + 1));
   size_t pb = aligned(sizeof(C) * (size_t)(ntiles * p.ncols));
@@ -257,17 +257,17 @@ fl_status run_det(fc_context *ctx, det_args &p) {
   void *temp = m + 2 * kb + 2 * vb + sb + pb;
 
   p.err = fc_kerr_arm(ctx);
-  keys_kernel<K, ELEMS><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(p, kin, vin);
+  keys_kernel<K, ELEMS><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(p, kin, vin);
   FL_TRY(fc_launched("index keys_kernel"));
-  FC_CUDA(cub::DeviceRadixSort::SortPairs(temp, sort_temp, kin, kout, vin, vout, n, 0, end_bit, ctx->stream));
+  FC_CUDA(cub::DeviceRadixSort::SortPairs(temp, sort_temp, kin, kout, vin, vout, n, 0, end_bit, fc_stream(ctx)));
   if (FRESH) {
-    bounds_kernel<K><<<fc_grid(ctx, p.size + 1, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(kout, n, p.size, seg);
+    bounds_kernel<K><<<fc_grid(ctx, p.size + 1, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(kout, n, p.size, seg);
     FL_TRY(fc_launched("index bounds_kernel"));
   } else {
-    FC_CUDA(cub::DeviceSelect::If(temp, sel_temp, count, seg, nseg, n, is_head<K>{kout}, ctx->stream));
+    FC_CUDA(cub::DeviceSelect::If(temp, sel_temp, count, seg, nseg, n, is_head<K>{kout}, fc_stream(ctx)));
   }
   if (ntiles > 0) {
-    tile_kernel<T, K, ELEMS><<<fc_grid(ctx, ntiles * p.ncols, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+    tile_kernel<T, K, ELEMS><<<fc_grid(ctx, ntiles * p.ncols, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
         p, kout, vout, partials, ntiles);
     FL_TRY(fc_launched("index tile_kernel"));
   }
@@ -277,12 +277,12 @@ fl_status run_det(fc_context *ctx, det_args &p) {
       constexpr int V = (int)(16 / sizeof(T));
       const bool vec = p.ncols % V == 0 && fc_aligned(p.out, 16) && fc_aligned(p.src, 16);
       const unsigned grid = (unsigned)fc_min64(fc_max64(nrows, 1), (int64_t)ctx->sm_count * 32);
-      if (vec) segsum_rows_kernel<T, K, FRESH, V><<<grid, FC_THREADS, 0, ctx->stream>>>(p, kout, vout, seg, nseg, partials);
-      else segsum_rows_kernel<T, K, FRESH, 1><<<grid, FC_THREADS, 0, ctx->stream>>>(p, kout, vout, seg, nseg, partials);
+      if (vec) segsum_rows_kernel<T, K, FRESH, V><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p, kout, vout, seg, nseg, partials);
+      else segsum_rows_kernel<T, K, FRESH, 1><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p, kout, vout, seg, nseg, partials);
       return fc_launched("index segsum_rows_kernel");
     }
   }
-  segsum_kernel<T, K, ELEMS, FRESH><<<fc_grid(ctx, nrows * p.ncols, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+  segsum_kernel<T, K, ELEMS, FRESH><<<fc_grid(ctx, nrows * p.ncols, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
       p, kout, vout, seg, nseg, partials);
   return fc_launched("index segsum_kernel");
 }

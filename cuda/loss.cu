@@ -253,8 +253,8 @@ fl_status cross_entropy_forward(const fl_ce_args *a) {
   return launch(ctx, a->logits->dtype, p, vec_ok, [&](auto tag, bool vec, unsigned grid) {
     using T = typename decltype(tag)::type;
     constexpr int V = (int)(16 / sizeof(T));
-    if (vec) ce_forward_kernel<T, V><<<grid, CE_THREADS, 0, ctx->stream>>>(p);
-    else ce_forward_kernel<T, 1><<<grid, CE_THREADS, 0, ctx->stream>>>(p);
+    if (vec) ce_forward_kernel<T, V><<<grid, CE_THREADS, 0, fc_stream(ctx)>>>(p);
+    else ce_forward_kernel<T, 1><<<grid, CE_THREADS, 0, fc_stream(ctx)>>>(p);
   });
 }
 
@@ -278,8 +278,8 @@ fl_status cross_entropy_backward(const fl_ce_args *a, fl_tensor *dx, const fl_te
   return launch(ctx, a->logits->dtype, p, vec_ok, [&](auto tag, bool vec, unsigned grid) {
     using T = typename decltype(tag)::type;
     constexpr int V = (int)(16 / sizeof(T));
-    if (vec) ce_backward_kernel<T, V><<<grid, CE_THREADS, 0, ctx->stream>>>(p);
-    else ce_backward_kernel<T, 1><<<grid, CE_THREADS, 0, ctx->stream>>>(p);
+    if (vec) ce_backward_kernel<T, V><<<grid, CE_THREADS, 0, fc_stream(ctx)>>>(p);
+    else ce_backward_kernel<T, 1><<<grid, CE_THREADS, 0, fc_stream(ctx)>>>(p);
   });
 }
 

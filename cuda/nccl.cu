@@ -2,10 +2,11 @@
  * flame.distributed never loads it), in non-blocking mode so that init and every call can be bounded in time.
  *
  * Ordering without host syncs: each communicator has its own stream. A collective records an event on the
- * device's stream, makes the comm stream wait for it, runs there, records `done` and makes the device stream wait
- * for that. So the collective sees every write queued before it and every later op sees its result; the caching
- * allocator, which reuses blocks in device-stream order, stays correct (a block freed after the collective is
- * reused by work queued after the device stream's wait).
+ * current stream (fc_stream: flame's own for the device, or the host's stream of the calling state), makes the
+ * comm stream wait for it, runs there, records `done` and makes the current stream wait for that. So the
+ * collective sees every write queued before it and every later op sees its result; the caching allocator, which
+ * reuses blocks in the order of the stream they were allocated on, stays correct (a block freed after the
+ * collective is reused by work queued after that stream's wait).
  *
  * A failing or silent peer: a watchdog thread per communicator polls ncclCommGetAsyncError and the age of the
  * newest collective still in flight; on an error, or when nothing completed within the timeout, it aborts the
@@ -23,7 +24,6 @@
 #include <new>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 namespace {
@@ -66,12 +66,6 @@ fl_status need_lib(const char *op) {
   return fl_error(FL_EUNSUPPORTED, "%s: cannot load NCCL: %s", op, lib_err[0] ? lib_err : "not found");
 }
 
-double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 double timeout_s(void) {
   const char *e = getenv("FLAME_DIST_TIMEOUT");
   double t = e ? atof(e) : 0;
@@ -108,9 +102,9 @@ fl_status nccl_error(ncclResult_t r, comm *c, const char *what) {
 
 /* A non-blocking call's result: wait (bounded) while the communicator says "in progress". */
 fl_status settle(comm *c, ncclResult_t r, const char *what) {
-  double deadline = now_s() + c->timeout;
+  double deadline = fl_now_s() + c->timeout;
   while (r == ncclInProgress) {
-    if (now_s() > deadline) {
+    if (fl_now_s() > deadline) {
       abort_once(c, "no progress (a peer is missing or stuck)");
       return fl_error(FL_EBACKEND, "NCCL %s: no progress in %.0f s (a peer is missing or stuck); communicator aborted",
                       what, c->timeout);
@@ -130,7 +124,7 @@ void *watch(void *arg) {
     lib.ncclCommGetAsyncError(c->nc, &r);
     double t0 = c->last_enqueue.load();
     bool stuck = false;
-    if (r == ncclSuccess && t0 > 0 && now_s() - t0 > c->timeout) {
+    if (r == ncclSuccess && t0 > 0 && fl_now_s() - t0 > c->timeout) {
       cudaError_t q = cudaEventQuery(c->done);
       if (q == cudaSuccess) c->last_enqueue.store(0.0);
       else if (q == cudaErrorNotReady) stuck = true;
@@ -246,7 +240,7 @@ fl_status cuda_collective(void *p, const fl_collective *k) {
   FL_TRY(check_alive(c, names[k->kind]));
   fc_context *ctx;
   FL_TRY(fc_context_get(c->device, &ctx));
-  FC_CUDA(cudaEventRecord(c->ready, ctx->stream));
+  FC_CUDA(cudaEventRecord(c->ready, fc_stream(ctx)));
   FC_CUDA(cudaStreamWaitEvent(c->stream, c->ready, 0));
   void *recv = fc_base(k->recv);
   const void *send = k->send ? fc_base(k->send) : recv;
@@ -263,14 +257,14 @@ fl_status cuda_collective(void *p, const fl_collective *k) {
   }
   FL_TRY(settle(c, r, names[k->kind]));
   FC_CUDA(cudaEventRecord(c->done, c->stream));
-  FC_CUDA(cudaStreamWaitEvent(ctx->stream, c->done, 0));
-  c->last_enqueue.store(now_s());
+  FC_CUDA(cudaStreamWaitEvent(fc_stream(ctx), c->done, 0));
+  c->last_enqueue.store(fl_now_s());
   return FL_OK;
 }
 
 fl_status cuda_comm_wait(void *p, double timeout) {
   comm *c = (comm *)p;
-  double start = now_s(), deadline = start + (timeout > 0 ? timeout : c->timeout);
+  double start = fl_now_s(), deadline = start + (timeout > 0 ? timeout : c->timeout);
   for (;;) {
     FL_TRY(check_alive(c, "barrier"));
     cudaError_t q = cudaEventQuery(c->done);
@@ -284,7 +278,7 @@ fl_status cuda_comm_wait(void *p, double timeout) {
       abort_once(c, why);
       return check_alive(c, "barrier");
     }
-    if (now_s() > deadline) {
+    if (fl_now_s() > deadline) {
       snprintf(why, sizeof why, "no collective completed in %.0f s (a peer is gone or stuck)", deadline - start);
       abort_once(c, why);
       return check_alive(c, "barrier");

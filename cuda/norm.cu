@@ -475,7 +475,7 @@ fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_
     int block = pick_group(g, g.cols, V);
     g.vec = can_vec(V, g.cols, g.inner, {fc_base(x), fc_base(y), w ? fc_base(w) : nullptr, b ? fc_base(b) : nullptr});
     unsigned nb = blocks_for(ctx, g.rows, block, g.G);
-    fwd_kernel<T, V><<<nb, block, 0, ctx->stream>>>((const T *)fc_base(x), (T *)fc_base(y),
+    fwd_kernel<T, V><<<nb, block, 0, fc_stream(ctx)>>>((const T *)fc_base(x), (T *)fc_base(y),
                                                     mean ? (C *)fc_base(mean) : nullptr, (C *)fc_base(rstd),
                                                     w ? fc_base(w) : nullptr, b ? fc_base(b) : nullptr, g, eps);
     return fc_launched("norm fwd_kernel");
@@ -504,7 +504,7 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
       if (dx) {
         int block = pick_group(g, g.cols, V);
         g.vec = can_vec(V, g.cols, 1, {xp, gp, dxp, wp});
-        dx_rows_kernel<T, V><<<blocks_for(ctx, g.rows, block, g.G), block, 0, ctx->stream>>>(dxp, gp, xp, wp, mp, rp, g);
+        dx_rows_kernel<T, V><<<blocks_for(ctx, g.rows, block, g.G), block, 0, fc_stream(ctx)>>>(dxp, gp, xp, wp, mp, rp, g);
         FL_TRY(fc_launched("norm dx_rows_kernel"));
       }
       if (!dw && !db) return FL_OK;
@@ -517,10 +517,10 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
       fc_scratch part;
       FL_TRY(part.get(ctx, (size_t)(2 * P * K) * sizeof(C)));
       C *pw = (C *)part.ptr, *pb = pw + P * K;
-      col_partial_kernel<T><<<dim3((unsigned)tiles, (unsigned)P), dim3(32, COL_ROWS), 0, ctx->stream>>>(
+      col_partial_kernel<T><<<dim3((unsigned)tiles, (unsigned)P), dim3(32, COL_ROWS), 0, fc_stream(ctx)>>>(
           pw, pb, gp, xp, mp, rp, M, K, g.groups, g.cpg, per);
       FL_TRY(fc_launched("norm col_partial_kernel"));
-      col_final_kernel<T><<<fc_grid(ctx, K, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+      col_final_kernel<T><<<fc_grid(ctx, K, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
           dw ? fc_base(dw) : nullptr, dw32, db ? fc_base(db) : nullptr, db32, pw, pb, P, K);
       return fc_launched("norm col_final_kernel");
     }
@@ -532,19 +532,19 @@ fl_status norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_te
     int block = pick_group(g, g.inner, V);
     g.vec = can_vec(V, g.inner, g.inner, {xp, gp, dxp});
     unsigned nb = blocks_for(ctx, planes, block, g.G);
-    plane_sums_kernel<T, V><<<nb, block, 0, ctx->stream>>>(sw, sb, gp, xp, mp, rp, planes, g);
+    plane_sums_kernel<T, V><<<nb, block, 0, fc_stream(ctx)>>>(sw, sb, gp, xp, mp, rp, planes, g);
     FL_TRY(fc_launched("norm plane_sums_kernel"));
     if (dx) {
       FL_TRY(coef.get(ctx, (size_t)(2 * g.rows) * sizeof(C)));
       C *pc = (C *)coef.ptr, *qc = pc + g.rows;
-      plane_coef_kernel<T><<<fc_grid(ctx, g.rows, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(pc, qc, sw, sb, wp, mp,
+      plane_coef_kernel<T><<<fc_grid(ctx, g.rows, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(pc, qc, sw, sb, wp, mp,
                                                                                               rp, g);
       FL_TRY(fc_launched("norm plane_coef_kernel"));
-      dx_planes_kernel<T, V><<<nb, block, 0, ctx->stream>>>(dxp, gp, xp, wp, rp, pc, qc, planes, g);
+      dx_planes_kernel<T, V><<<nb, block, 0, fc_stream(ctx)>>>(dxp, gp, xp, wp, rp, pc, qc, planes, g);
       FL_TRY(fc_launched("norm dx_planes_kernel"));
     }
     if (!dw && !db) return FL_OK;
-    col_final_kernel<T><<<fc_grid(ctx, K, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+    col_final_kernel<T><<<fc_grid(ctx, K, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
         dw ? fc_base(dw) : nullptr, dw32, db ? fc_base(db) : nullptr, db32, sw, sb, M, K);
     return fc_launched("norm col_final_kernel");
   });

@@ -75,7 +75,7 @@ struct mt_launcher {
   }
   static int launch(void *c, int nblocks) {
     mt_launcher *l = (mt_launcher *)c;
-    mt_kernel<Op><<<nblocks, MT_THREADS, 0, l->ctx->stream>>>(l->m, *l->op, l->base);
+    mt_kernel<Op><<<nblocks, MT_THREADS, 0, fc_stream(l->ctx)>>>(l->m, *l->op, l->base);
     l->base += nblocks;
     l->st = fc_launched(l->name);
     return l->st != FL_OK;
@@ -345,7 +345,7 @@ fl_status multi_norm(fl_tensor *out, int n, const fl_tensor *const *xs, double p
     FL_TRY(part.get(ctx, sizeof(A) * (size_t)(blocks > 0 ? blocks : 1)));
     norm_op<T> op{(A *)part.ptr, (A)p, mode};
     FL_TRY(mt_apply(ctx, ts, op, "norm_kernel"));
-    norm_finish<A><<<1, MT_THREADS, 0, ctx->stream>>>((A *)fc_base(out), (const A *)part.ptr, blocks, mode, (A)p);
+    norm_finish<A><<<1, MT_THREADS, 0, fc_stream(ctx)>>>((A *)fc_base(out), (const A *)part.ptr, blocks, mode, (A)p);
     return fc_launched("norm_finish");
   });
 }

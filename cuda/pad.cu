@@ -92,11 +92,11 @@ fl_status pad_forward(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x) 
     using T = typename decltype(tag)::type;
     fc_pad2d f;
     if (fc_pad2d_make(g, &f)) {
-      pad2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(x),
+      pad2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(f, (const T *)fc_base(x),
                                                                                   (T *)fc_base(out), n);
       return fc_launched("pad2d_kernel");
     }
-    pad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(x),
+    pad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(*g, (const T *)fc_base(x),
                                                                                 (T *)fc_base(out), n);
     return fc_launched("pad_kernel");
   });
@@ -108,11 +108,11 @@ fl_status pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy)
     using T = typename decltype(tag)::type;
     fc_pad2d f;
     if (fc_pad2d_make(g, &f)) {
-      pad2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(dy),
+      pad2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(f, (const T *)fc_base(dy),
                                                                                        (T *)fc_base(dx), n);
       return fc_launched("pad2d_grad_kernel");
     }
-    pad_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(dy),
+    pad_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(*g, (const T *)fc_base(dy),
                                                                                      (T *)fc_base(dx), n);
     return fc_launched("pad_grad_kernel");
   });

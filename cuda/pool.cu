@@ -159,11 +159,11 @@ fl_status pool_forward(const fl_pool_geom *g, fl_tensor *out, fl_tensor *idx, co
     using T = typename decltype(tag)::type;
     fc_pool2d f;
     if (fc_pool2d_make(g, &f)) {
-      pool2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+      pool2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
           f, (const T *)fc_base(x), (T *)fc_base(out), idx ? (int64_t *)fc_base(idx) : nullptr, n);
       return fc_launched("pool2d_kernel");
     }
-    pool_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+    pool_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
         *g, (const T *)fc_base(x), (T *)fc_base(out), idx ? (int64_t *)fc_base(idx) : nullptr, n);
     return fc_launched("pool_kernel");
   });
@@ -176,11 +176,11 @@ fl_status pool_backward(const fl_pool_geom *g, fl_tensor *dx, const fl_tensor *d
     using T = typename decltype(tag)::type;
     fc_pool2d f;
     if (fc_pool2d_make(g, &f)) {
-      pool2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+      pool2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
           f, (const T *)fc_base(dy), idx ? (const int64_t *)fc_base(idx) : nullptr, (T *)fc_base(dx), n);
       return fc_launched("pool2d_grad_kernel");
     }
-    pool_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+    pool_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
         *g, (const T *)fc_base(dy), idx ? (const int64_t *)fc_base(idx) : nullptr, (T *)fc_base(dx), n);
     return fc_launched("pool_grad_kernel");
   });

@@ -58,7 +58,7 @@ fl_status random_forward(fl_tensor *out, fl_rand_kind kind, uint64_t seed, uint6
   /* bool has no meaningful distribution of its own; values are cast like any other. */
   return fc_dispatch(out->dtype, "random", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    random_kernel<T><<<fc_grid(ctx, (n + 3) / 4, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(r);
+    random_kernel<T><<<fc_grid(ctx, (n + 3) / 4, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(r);
     return fc_launched("random_kernel");
   });
 }

@@ -105,7 +105,7 @@ fl_status launch_rows(fc_context *ctx, fc_red_args<T> &p, const R &r, fc_scratch
     p.partial = part.ptr;
   }
   dim3 grid((unsigned)bx, (unsigned)p.splits);
-  fc_reduce_rows_kernel<R, T, V><<<grid, FC_THREADS, 0, ctx->stream>>>(p, r);
+  fc_reduce_rows_kernel<R, T, V><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(p, r);
   return fc_launched("reduce_rows_kernel");
 }
 
@@ -121,7 +121,7 @@ fl_status launch_cols(fc_context *ctx, fc_red_args<T> &p, const R &r, fc_scratch
   }
   if (bx > 0x7fffffff) return fl_error(FL_EINVAL, "reduce: too many outputs (%lld)", (long long)p.nout);
   dim3 grid((unsigned)bx, (unsigned)p.splits), block(FC_COLS_X, FC_COLS_Y);
-  fc_reduce_cols_kernel<R, T, V><<<grid, block, 0, ctx->stream>>>(p, r);
+  fc_reduce_cols_kernel<R, T, V><<<grid, block, 0, fc_stream(ctx)>>>(p, r);
   return fc_launched("reduce_cols_kernel");
 }
 
@@ -156,7 +156,7 @@ fl_status run_reduce(fc_context *ctx, const red_plan &pl, const T *x, void *val,
     }
   }
   if (p.splits > 1) {
-    fc_reduce_finish_kernel<R, T><<<fc_grid(ctx, p.nout, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(p, r);
+    fc_reduce_finish_kernel<R, T><<<fc_grid(ctx, p.nout, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(p, r);
     FL_TRY(fc_launched("reduce_finish_kernel"));
   }
   return FL_OK;
@@ -182,10 +182,10 @@ fl_status cub_sum(fc_context *ctx, const T *x, int64_t n, T *out, bool mean) {
   C *res = nullptr;
   auto run = [&](void *tmp) -> cudaError_t {
     if constexpr (std::is_same<T, C>::value) {
-      return cub::DeviceReduce::Sum(tmp, bytes, x, res, n, ctx->stream);
+      return cub::DeviceReduce::Sum(tmp, bytes, x, res, n, fc_stream(ctx));
     } else {
       return cub::DeviceReduce::Sum(tmp, bytes, thrust::make_transform_iterator(x, to_acc<T>()), res, n,
-                                    ctx->stream);
+                                    fc_stream(ctx));
     }
   };
   FC_CUDA(run(nullptr)); /* asks for the temp size only */
@@ -194,7 +194,7 @@ fl_status cub_sum(fc_context *ctx, const T *x, int64_t n, T *out, bool mean) {
   FL_TRY(tmp.get(ctx, head + bytes));
   res = (C *)tmp.ptr;
   FC_CUDA(run((char *)tmp.ptr + head));
-  cub_finish_kernel<T><<<1, 1, 0, ctx->stream>>>(res, out, n, mean);
+  cub_finish_kernel<T><<<1, 1, 0, fc_stream(ctx)>>>(res, out, n, mean);
   return fc_launched("cub_finish_kernel");
 }
 
@@ -352,10 +352,10 @@ fl_status cumsum_forward(fl_tensor *out, const fl_tensor *x, int dim) {
     const T *xp = (const T *)fc_base(x);
     O *o = (O *)fc_base(dst);
     if (xs == 1 && L > 1) {
-      cumsum_warp_kernel<T, O><<<fc_grid(ctx, nlines * 32, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(lines, nlines,
+      cumsum_warp_kernel<T, O><<<fc_grid(ctx, nlines * 32, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(lines, nlines,
                                                                                                        L, xs, os, xp, o);
     } else {
-      cumsum_seq_kernel<T, O><<<fc_grid(ctx, nlines, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(lines, nlines, L, xs,
+      cumsum_seq_kernel<T, O><<<fc_grid(ctx, nlines, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(lines, nlines, L, xs,
                                                                                                 os, xp, o);
     }
     return fc_launched("cumsum_kernel");

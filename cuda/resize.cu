@@ -116,11 +116,11 @@ fl_status interp_forward(const fl_interp_geom *g, fl_tensor *out, const fl_tenso
     using T = typename decltype(tag)::type;
     fc_near2d f;
     if (fc_near2d_make(g, &f)) {
-      nearest2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(f, (const T *)fc_base(x),
+      nearest2d_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(f, (const T *)fc_base(x),
                                                                                        (T *)fc_base(out), n);
       return fc_launched("nearest2d_kernel");
     }
-    interp_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(x),
+    interp_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(*g, (const T *)fc_base(x),
                                                                                    (T *)fc_base(out), n);
     return fc_launched("interp_kernel");
   });
@@ -133,11 +133,11 @@ fl_status interp_backward(const fl_interp_geom *g, fl_tensor *dx, const fl_tenso
     using T = typename decltype(tag)::type;
     fc_near2d f;
     if (fc_near2d_make(g, &f)) {
-      nearest2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(
+      nearest2d_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(
           f, (const T *)fc_base(dy), (T *)fc_base(dx), n);
       return fc_launched("nearest2d_grad_kernel");
     }
-    interp_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(*g, (const T *)fc_base(dy),
+    interp_grad_kernel<T><<<fc_grid(ctx, n, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(*g, (const T *)fc_base(dy),
                                                                                         (T *)fc_base(dx), n);
     return fc_launched("interp_grad_kernel");
   });

@@ -138,13 +138,13 @@ fl_status softmax_forward(fl_tensor *out, const fl_tensor *x, int dim, bool log)
       q.group = (int)fc_min64(32, fc_next_pow2(fc_ceil_div(p.D, FC_SM_REG)));
       int64_t groups = FC_THREADS / q.group;
       unsigned bx = (unsigned)fc_min64(fc_ceil_div(p.outer, groups), (int64_t)ctx->sm_count * 32);
-      softmax_small_kernel<T><<<bx, FC_THREADS, 0, ctx->stream>>>(xp, yp, q);
+      softmax_small_kernel<T><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>(xp, yp, q);
     } else if (p.inner == 1) {
       int64_t groups = FC_THREADS / p.group;
       unsigned bx = (unsigned)fc_min64(fc_ceil_div(p.outer, groups), (int64_t)ctx->sm_count * 32);
-      softmax_rows_kernel<T><<<bx, FC_THREADS, 0, ctx->stream>>>(xp, yp, p);
+      softmax_rows_kernel<T><<<bx, FC_THREADS, 0, fc_stream(ctx)>>>(xp, yp, p);
     } else {
-      softmax_cols_kernel<T><<<fc_grid(ctx, p.outer * p.inner, FC_THREADS), FC_THREADS, 0, ctx->stream>>>(xp, yp, p);
+      softmax_cols_kernel<T><<<fc_grid(ctx, p.outer * p.inner, FC_THREADS), FC_THREADS, 0, fc_stream(ctx)>>>(xp, yp, p);
     }
     return fc_launched("softmax_kernel");
   });

@@ -53,9 +53,9 @@ fl_status sort_rows(fc_context *ctx, fl_tensor *values, fl_tensor *indices, cons
   auto run = [&](void *tmp) -> cudaError_t {
     if (rows == 1)
       return cub::DeviceRadixSort::SortPairs(tmp, temp, kin, kout, pin, pout, total, 0, (int)sizeof(K) * 8,
-                                             ctx->stream);
+                                             fc_stream(ctx));
     return cub::DeviceSegmentedSort::StableSortPairs(tmp, temp, kin, kout, pin, pout, total, rows, starts,
-                                                     starts + 1, ctx->stream);
+                                                     starts + 1, fc_stream(ctx));
   };
   FC_CUDA(run(nullptr)); /* asks for the temp size only */
   size_t kb = aligned(sizeof(K) * (size_t)total), pb = aligned(sizeof(int64_t) * (size_t)total);
@@ -66,11 +66,11 @@ fl_status sort_rows(fc_context *ctx, fl_tensor *values, fl_tensor *indices, cons
   pin = (int64_t *)((char *)mem.ptr + 2 * kb);
   unsigned grid = fc_grid(ctx, total, FC_THREADS);
   const K *xd = (const K *)fl_data_ptr(x);
-  keys_kernel<K><<<grid, FC_THREADS, 0, ctx->stream>>>(xd, x->dtype, desc, kin, pin, n, total);
+  keys_kernel<K><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(xd, x->dtype, desc, kin, pin, n, total);
   FL_TRY(fc_launched("sort keys_kernel"));
   FC_CUDA(run((char *)mem.ptr + 2 * kb + pb));
   K *vd = values ? (K *)fl_data_ptr(values) : nullptr;
-  gather_kernel<K><<<grid, FC_THREADS, 0, ctx->stream>>>(xd, vd, pout, n, total, base);
+  gather_kernel<K><<<grid, FC_THREADS, 0, fc_stream(ctx)>>>(xd, vd, pout, n, total, base);
   return fc_launched("sort gather_kernel");
 }
 

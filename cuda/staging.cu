@@ -70,8 +70,8 @@ static fl_status stage_piece(fc_context *ctx, fc_staging *s, char *dst, const ch
   if (s->queued[i]) FC_CUDA(cudaEventSynchronize(s->done[i]));
   s->queued[i] = false;
   fl_host_memcpy(s->buf[i], src, k);
-  FC_CUDA(cudaMemcpyAsync(dst, s->buf[i], k, cudaMemcpyHostToDevice, ctx->stream));
-  FC_CUDA(cudaEventRecord(s->done[i], ctx->stream));
+  FC_CUDA(cudaMemcpyAsync(dst, s->buf[i], k, cudaMemcpyHostToDevice, fc_stream(ctx)));
+  FC_CUDA(cudaEventRecord(s->done[i], fc_stream(ctx)));
   s->queued[i] = true;
   return FL_OK;
 }

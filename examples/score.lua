@@ -22,8 +22,8 @@ usage: flame-lua examples/score.lua [options]
   --classifier FILE       weights of examples/classify.lua (out/classifier.safetensors)
   --device cpu|cuda[:N]   where to sample (default: cuda when available, else cpu)
   --n N                   samples, a multiple of 10: N/10 per class (1000)
-  --cfg-scale X           classifier-free guidance scale (2)
-  --sampler ddim|euler    sampler (ddim)
+  --cfg-scale X           classifier-free guidance scale (1.5)
+  --sampler ddim|euler    sampler (euler)
   --sample-steps N        sampler steps, at most 50 (the checkpoint preset's)
   --batch N               samples per sampling call (1000 on cuda, 100 on cpu)
   --amp bf16|off          autocast while sampling (bf16 on cuda, off on cpu)
@@ -110,7 +110,7 @@ end
 -- The samples: N/10 per class, in sampling calls of --batch.
 local batch = math.min(opt.batch or (device == "cpu" and 100 or 1000), N)
 local labels = flame.arange(1, 11, 1, {dtype = "i64", device = device}):unsqueeze(2):expand(10, N // 10):reshape(N)
-local so = {sampler = opt.sampler or "ddim", steps = steps, cfg_scale = opt["cfg-scale"] or 2.0, amp = amp,
+local so = {sampler = opt.sampler or lib.DEFAULT_SAMPLER, steps = steps, cfg_scale = opt["cfg-scale"] or lib.DEFAULT_CFG_SCALE, amp = amp,
             num_classes = 10, channels = 1, image_size = P.image_size, device = device}
 print(string.format("score.lua: %s (%s preset, step %d), %d samples, %s %d steps, guidance %g, amp %s, on %s",
   ckpt_path, st.run.preset, st.step, N, so.sampler, steps, so.cfg_scale, amp, device))

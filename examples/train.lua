@@ -9,12 +9,14 @@
 -- and at the end (model, EMA, optimizer, LR schedule, step, generator and data order: --resume continues
 -- bit-exactly), samples-<step>.png every --sample-every steps and samples.png at the end, from the EMA weights:
 -- one row per class. examples/score.lua scores a checkpoint (conditional accuracy, Fréchet distance) with the
--- classifier of examples/classify.lua.
+-- classifier of examples/classify.lua. --ddp trains on several GPUs through the launcher (examples/ddp_lib.lua):
+--   flame-lua --nproc 2 examples/train.lua --ddp      -- --batch images per GPU a step; rank 0 writes the files
 local flame = require "flame"
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 
 local lib = dofile(here .. "/diffusion_lib.lua")
+local ddp_lib = dofile(here .. "/ddp_lib.lua")
 local PRESETS, NUM_TRAIN_TIMESTEPS = lib.PRESETS, lib.NUM_TRAIN_TIMESTEPS
 local LABEL_DROPOUT = 0.1 -- the share of training labels replaced by the null class (for guidance)
 local GRAD_CLIP = 1.0
@@ -32,15 +34,16 @@ usage: flame-lua examples/train.lua [options]
   --out DIR               output folder (out/train)
   --data DIR              train on DIR/<class>/*.png|jpg instead of Fashion-MNIST (one subfolder: unconditional)
   --channels N            image channels for --data (3)
-  --sampler ddim|euler    sampler for the sample grids (ddim)
+  --sampler ddim|euler    sampler for the sample grids (euler)
   --sample-steps N        sampler steps, at most 50 (preset)
-  --cfg-scale X           classifier-free guidance scale (2)
+  --cfg-scale X           classifier-free guidance scale (1.5)
   --per-class N           samples per class in a grid (preset)
   --sample-every N        a grid every N steps, 0 for none but the last (preset)
   --ckpt-every N          a checkpoint every N steps (preset)
   --resume [FILE]         continue from FILE (default: OUT/checkpoint.safetensors)
   --stop-at N             stop after step N, writing a checkpoint, as an interrupted run would
   --amp bf16|off          autocast (bf16 on cuda, off on cpu)
+  --ddp                   data-parallel over the ranks of flame-lua --nproc N (--batch per rank)
   --help                  this text]]
 
 local C = lib.cli("train.lua", USAGE)
@@ -55,8 +58,12 @@ local OPTIONS = {device = device_name, preset = choice({"tiny", "default"}), ste
 -- Options that define the training run: a resumed run takes them from the checkpoint.
 local RUN_KEYS = {"preset", "steps", "batch", "lr", "seed", "data", "channels"}
 
-local opt = C.parse(arg or {}, OPTIONS, {resume = true})
+local opt = C.parse(arg or {}, OPTIONS, {resume = true, ddp = true})
 local device = C.device(opt)
+local dist = opt.ddp and ddp_lib.init(opt, C) -- nil without --ddp
+if dist then device = dist.device end
+local main = not dist or dist.main -- the rank that prints and writes files
+local print = main and print or function() end
 local out_dir = opt.out or "out/train"
 local ckpt_path = out_dir .. "/checkpoint.safetensors"
 
@@ -83,8 +90,8 @@ local preset_name = opt.preset or (device == "cpu" and "tiny" or "default")
 local P = PRESETS[preset_name]
 local run = {preset = preset_name, steps = opt.steps or P.steps, batch = opt.batch or P.batch, lr = opt.lr or P.lr,
              seed = opt.seed or 0, data = opt.data, channels = opt.data and (opt.channels or 3) or nil}
-local cfg = {sampler = opt.sampler or "ddim", sample_steps = opt["sample-steps"] or P.sample_steps,
-             cfg_scale = opt["cfg-scale"] or 2.0, per_class = opt["per-class"] or P.per_class,
+local cfg = {sampler = opt.sampler or lib.DEFAULT_SAMPLER, sample_steps = opt["sample-steps"] or P.sample_steps,
+             cfg_scale = opt["cfg-scale"] or lib.DEFAULT_CFG_SCALE, per_class = opt["per-class"] or P.per_class,
              sample_every = opt["sample-every"] or P.sample_every, ckpt_every = opt["ckpt-every"] or P.ckpt_every,
              stop_at = opt["stop-at"], amp = opt.amp or (device == "cpu" and "off" or "bf16")}
 if cfg.sample_steps > 50 then usage_error("--sample-steps is at most 50, got " .. cfg.sample_steps) end
@@ -134,6 +141,16 @@ local function next_batch(bs)
   return images:index_select(1, idx), labels:index_select(1, idx)
 end
 if run.batch > N then usage_error(string.format("--batch %d is larger than the data set (%d images)", run.batch, N)) end
+local dist_order -- --ddp: this rank's DistributedSampler share of each epoch
+if dist then
+  local why
+  dist_order, why = dist:order(N, run.batch, run.seed)
+  if not dist_order then usage_error(why) end
+  next_batch = function()
+    local idx = dist_order.next()
+    return images:index_select(1, idx), labels:index_select(1, idx)
+  end
+end
 
 ---------------------------------------------------------------------------------------------------- model
 
@@ -152,21 +169,24 @@ local step = 0
 local function objects() return {model = model, optimizer = opt_, lr_scheduler = sched, ema = ema} end
 
 local function save_checkpoint()
+  if not main then return end
   local st = objects()
   st.format, st.run, st.step = "flame-train-1", run, step
-  st.data = {perm = order.perm, pos = order.pos, epoch = order.epoch}
+  st.data = dist_order and dist_order.state() or {perm = order.perm, pos = order.pos, epoch = order.epoch}
   flame.utils.save_training_state(ckpt_path, st)
 end
 
 local function resume(path)
   local st = flame.utils.load_training_state(path, objects(), {device = device})
   step = st.step
-  order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch
+  if dist_order then dist_order.load(st.data)
+  else order.perm, order.pos, order.epoch = st.data.perm, st.data.pos, st.data.epoch end
 end
 
 ---------------------------------------------------------------------------------------------------- sampling
 
-local function forward(x, t, y) return lib.forward(model, cfg.amp, x, t, y) end
+local net = dist and dist:wrap(model) or model -- what the training forward runs
+local function forward(x, t, y) return lib.forward(net, cfg.amp, x, t, y) end
 
 -- n images of the given classes (an i64 tensor, or nil when unconditional) with the current weights.
 local function sample(class_ids, n)
@@ -220,15 +240,19 @@ local function mkdir(path) os.execute("mkdir -p '" .. path:gsub("'", "'\\''") ..
 mkdir(out_dir)
 
 if resume_path then resume(resume_path) end
+if dist then dist:seed_ranks() end
 local macs = model:macs()
 print(string.format("train.lua: %s preset on %s: %.2fM parameters, %.3f GMACs per image forward " ..
   "(~%.1f GFLOP per step of %d), %d images of %dx%d, %s, %s, amp %s%s", preset_name, device,
   model:num_parameters() / 1e6, macs / 1e9, 6 * macs * run.batch / 1e9, run.batch, N, P.image_size, P.image_size,
   num_classes > 0 and (num_classes .. " classes") or "unconditional", run.data or "Fashion-MNIST", cfg.amp,
   step > 0 and (", resumed at step " .. step) or ""))
+if dist then print(string.format("ddp: %d rank%s x batch %d, rank 0 on %s", dist.world, dist.world > 1 and "s" or "",
+  run.batch, device)) end
 
 local last = math.min(run.steps, cfg.stop_at or run.steps)
-local bar = flame.progress(last - step, {desc = "train"})
+local bar = dist and dist:progress(last - step, {desc = "train"}) or flame.progress(last - step, {desc = "train"})
+local meter = ddp_lib.throughput(device, dist and dist.world or 1, run.batch, step, last)
 local first_loss, loss
 local log_every = math.max(1, run.steps // 10)
 while step < last do
@@ -241,22 +265,26 @@ while step < last do
   sched:step()
   ema:update()
   step = step + 1
+  meter.step(step)
   first_loss = first_loss or loss:item()
   bar:update(1, {loss = loss, lr = sched:get_last_lr()[1]})
   if step % log_every == 0 or step == 1 then
-    bar:print(string.format("step %5d  loss %.4f  grad-norm %.3f  lr %.3g", step, loss:item(), gnorm:item(),
+    local shown = dist and dist:mean(loss) or loss -- with --ddp: the mean over the ranks
+    bar:print(string.format("step %5d  loss %.4f  grad-norm %.3f  lr %.3g", step, shown:item(), gnorm:item(),
       sched:get_last_lr()[1]))
   end
   if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < last then save_checkpoint() end
-  if cfg.sample_every > 0 and step % cfg.sample_every == 0 and step < run.steps then
+  if main and cfg.sample_every > 0 and step % cfg.sample_every == 0 and step < run.steps then
     bar:print("samples: " .. write_grid(string.format("%s/samples-%06d.png", out_dir, step)))
   end
 end
 bar:close()
+if meter.line() then print(meter.line()) end
 save_checkpoint()
 print(string.format("checkpoint: %s (step %d%s)", ckpt_path, step,
   first_loss and string.format(", loss %.4f at the first step of this run, %.4f at the last", first_loss,
   loss:item()) or ""))
-if step >= run.steps or not cfg.stop_at then
+if main and (step >= run.steps or not cfg.stop_at) then
   print("samples: " .. write_grid(out_dir .. "/samples.png"))
 end
+if dist then dist:finish(model) end

@@ -82,6 +82,10 @@ fl_status fl_empty_cache(fl_device d);
  * outputs than threads adds its per-thread partial sums in another order. */
 fl_status fl_set_num_threads(int n);
 int fl_get_num_threads(void);
+/* The monotonic clock (CLOCK_MONOTONIC) in nanoseconds and in seconds: the one clock of deadlines, timeouts, the
+ * profiler and flame.timer() (src/core/clock.c). */
+int64_t fl_now_ns(void);
+double fl_now_s(void);
 /* ---- contexts: what one engine state owns (src/core/context.c) ----
  * The random generator, grad mode, autocast mode, the OOM handler and allocation observer, a limit on the
  * tensor bytes per device, and a stop flag that a budget or another thread sets. Each thread has a current
@@ -178,6 +182,29 @@ void *fl_tensor_data(const fl_tensor *t);
 /* Tells autograd that the host wrote t's memory itself (through fl_tensor_data or its own pointer), so a
  * backward that saved t reports the change instead of using the new values silently. */
 void fl_mark_modified(fl_tensor *t);
+
+/* ---- the host's CUDA stream (src/core/context.c, cuda/context.cu; docs/embedding.md) ---- */
+/* Orders all work on CUDA device d that runs while c is current (NULL: the default context) on `stream`, a
+ * cudaStream_t passed as void *: kernels, cuBLAS and cuDNN calls, copies, the pinned staging of host-to-device
+ * copies; NCCL collectives wait for it and it waits for them. fl_synchronize(d), fl_to_host and fl_item wait for
+ * that stream. NULL goes back to flame's own stream for d. The switch is ordered: the new stream first waits
+ * (on the GPU) for what the old one queued, and leaving a host stream waits on the host for its work. The stream
+ * must stay valid until it is unset, or until flame_lua_close for a state's context; do not switch while c runs
+ * ops on another thread. Memory c allocates while the stream is set is reused by later work on that stream; a
+ * tensor that work on other streams also uses must be recorded (fl_tensor_record_stream). */
+fl_status fl_context_set_stream(fl_context *c, fl_device d, void *stream);
+/* The stream set for d, NULL when c uses flame's own. */
+void *fl_context_stream(const fl_context *c, fl_device d);
+/* PyTorch's Tensor.record_stream: t's memory is also used by work queued on `stream` (a cudaStream_t; NULL: the
+ * current context's stream for t's device, flame's own when none is set). When its last reference goes, flame
+ * reuses the memory only after the work queued on that stream until then has completed (an event recorded at
+ * the free, polled by later allocations), instead of at once in the order of the stream it was allocated on.
+ * Needed when a tensor made on one stream is read or written by work on another (the host's own kernels, or a
+ * state with another stream) and may be freed before that work is done; flame_lua_call records its inputs on
+ * the state's stream itself. The stream must stay valid until t's memory is freed (or be one given to a
+ * context with fl_context_set_stream, which clears the record when it is unset). A no-op for CPU tensors and
+ * memory the host owns (fl_tensor_from_blob). */
+fl_status fl_tensor_record_stream(const fl_tensor *t, void *stream);
 
 /* ---- host access (synchronises) ---- */
 fl_status fl_to_host(const fl_tensor *t, void *dst); /* contiguous copy, t's dtype */
@@ -591,6 +618,9 @@ fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud
  * receive rank 0's n-byte blob (NCCL's unique id); returns once every rank has it (a barrier). A peer missing
  * or failing before timeout_s (0: 300 s) is an FL_EBACKEND error naming it. world 1: nothing to do. */
 fl_status fl_rendezvous(const char *addr, int port, int rank, int world, void *blob, size_t n, double timeout_s);
+/* A TCP port on addr that is free now (the system's pick for port 0), for a MASTER_PORT that concurrent jobs on one
+ * host do not share. It is free until someone binds it: a rendezvous on it may still, rarely, find it taken. */
+fl_status fl_free_port(const char *addr, int *port);
 /* A communicator over world ranks on one device each (NCCL on CUDA). Rank 0 makes the unique id (up to cap
  * bytes, *n its size), hands it to every rank (fl_rendezvous), and each calls fl_comm_init with it. On the CPU
  * only world 1 exists (every collective is then the identity). */

@@ -65,6 +65,12 @@ fl_status flame_lua_run_file(flame_lua_state *S, const char *path);
 /* Calls the global function fn with nin tensors (borrowed; NULL passes nil) and takes nout results: out[i] is
  * a new reference the caller releases, or NULL for nil; any other result is an error. */
 fl_status flame_lua_call(flame_lua_state *S, const char *fn, int nin, fl_tensor *const *in, int nout, fl_tensor **out);
+/* The host's CUDA stream (a cudaStream_t as void *; NULL: flame's own) for the state's work on cuda:<device>:
+ * fl_context_set_stream on the state's context (flame.h says what it orders and when it waits). flame_lua_call
+ * records its CUDA inputs on that stream (fl_tensor_record_stream), so a tensor made on another stream is not
+ * reused before the state's work on it is done; flame_lua_close unsets the streams, so the host may destroy
+ * them after it. */
+fl_status flame_lua_set_stream(flame_lua_state *S, int device, void *stream);
 /* From any thread: the running call (or the next op or hook of it) fails with "interrupted". */
 void flame_lua_interrupt(flame_lua_state *S);
 /* For the C API around the state: its context (memory use, per-device limits) and its Lua state. Plain Lua API

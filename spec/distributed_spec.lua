@@ -24,9 +24,17 @@ local function script(text)
   return path
 end
 
-local port_base = 20000 + (os.time() % 20000)
-local port_n = 0
-local function port() port_n = port_n + 1; return port_base + port_n end
+-- Loopback ports the system picks free (bind to port 0), so concurrent runs of this file do not collide.
+-- on_free_port(fn): fn(port) -> text, ...; run again on a new port when the text says the port was taken in the
+-- moment between the pick and rank 0's listen.
+local function on_free_port(fn)
+  local res
+  for _ = 1, 3 do
+    res = table.pack(fn(D._free_port()))
+    if not tostring(res[1]):find("Address already in use", 1, true) then break end
+  end
+  return table.unpack(res, 1, res.n)
+end
 
 describe("flame-lua --nproc (the launcher)", function()
   it("starts N ranks with the environment set, the parent's passed through, output prefixed", function()
@@ -84,14 +92,17 @@ describe("the rendezvous over loopback", function()
       local r = tonumber(os.getenv("RANK"))
       local b = D._rendezvous("127.0.0.1", tonumber(os.getenv("MASTER_PORT")), r, 4, r == 0 and "secret-id-0123" or nil, 20, 14)
       print("got " .. b)]])
-    local out, code = run(exe .. " --nproc 4 --master-port " .. port() .. " " .. s)
+    local out, code = on_free_port(function(p) return run(exe .. " --nproc 4 --master-port " .. p .. " " .. s) end)
     assert.equal(0, code, out)
     for r = 0, 3 do assert.truthy(out:find("[rank " .. r .. "] got secret-id-0123", 1, true), out) end
     os.remove(s)
   end)
 
   it("names the ranks that never came", function()
-    local ok, err = pcall(D._rendezvous, "127.0.0.1", port(), 0, 3, "x", 1, 1)
+    local err, ok = on_free_port(function(p)
+      local ok_, err_ = pcall(D._rendezvous, "127.0.0.1", p, 0, 3, "x", 1, 1)
+      return err_, ok_
+    end)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("rank 0 waited at 127.0.0.1:%d+ for ranks that never came: 1, 2"), err)
   end)
@@ -101,14 +112,23 @@ describe("the rendezvous over loopback", function()
       local r = tonumber(os.getenv("RANK"))
       local ok, err = pcall(D._rendezvous, "127.0.0.1", tonumber(os.getenv("MASTER_PORT")), r, r == 0 and 2 or 3, "abcd", 5, 4)
       print(ok and "ok" or err)]])
-    local out = run(exe .. " --nproc 2 --master-port " .. port() .. " " .. s)
+    local out = on_free_port(function(p) return run(exe .. " --nproc 2 --master-port " .. p .. " " .. s) end)
     assert.truthy(out:find("rank 1 says WORLD_SIZE 3, rank 0 has 2", 1, true), out)
     os.remove(s)
-    local ok, err = pcall(D._rendezvous, "127.0.0.1", port(), 1, 2, nil, 0.5, 4)
+    local ok, err = pcall(D._rendezvous, "127.0.0.1", D._free_port(), 1, 2, nil, 0.5, 4) -- nobody listens there
     assert.is_false(ok)
     assert.truthy(tostring(err):find("cannot reach rank 0 at 127.0.0.1:", 1, true), err)
     H.errors(function() D._rendezvous("127.0.0.1", 70000, 0, 2, "x", 1, 1) end, "MASTER_PORT 70000 is not a port")
     H.errors(function() D._rendezvous("127.0.0.1", 1234, 3, 2, "x", 1, 1) end, "RANK 3 must be in 0..WORLD_SIZE-1")
+  end)
+
+  it("finds free ports", function()
+    local p = D._free_port()
+    assert.truthy(math.type(p) == "integer" and p > 0 and p < 65536, p)
+    -- free: rank 0 of a one-peer job can listen there (and names the peer that never came)
+    local ok, err = pcall(D._rendezvous, "127.0.0.1", p, 0, 2, "x", 0.2, 1)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("ranks that never came: 1", 1, true), err)
   end)
 end)
 

@@ -104,6 +104,14 @@ describe("dtype names", function()
     assert.are.equal("i32", t:int().dtype)
     assert.are.equal(t, t:to("f32"), "a cast to the same dtype and device is the tensor itself")
   end)
+
+  it("says the bytes of one element (PyTorch's element_size)", function()
+    local want = {f32 = 4, f64 = 8, f16 = 2, bf16 = 2, i32 = 4, i64 = 8, bool = 1}
+    for dt, n in pairs(want) do
+      assert.are.equal(n, flame.zeros(2, H.opts({dtype = dt})):element_size(), dt)
+      assert.are.equal(n, flame.zeros(0, H.opts({dtype = dt})):element_size(), dt .. " (empty)")
+    end
+  end)
 end)
 
 describe("casts", function()

@@ -25,10 +25,13 @@ function M.have_data()
     or M.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 end
 
--- run(script, args): runs examples/<script> with the arguments on 2 threads; returns stdout, stderr, exit status.
-function M.run(script, args)
+-- run(script, args, launcher): runs examples/<script> with the arguments on 2 threads, through flame-lua's
+-- launcher when `launcher` lists its options (e.g. {"--nproc", "1"}); returns stdout, stderr, exit status.
+function M.run(script, args, launcher)
   local out, err = os.tmpname(), os.tmpname()
-  local words = {M.shquote(M.exe), "examples/" .. script}
+  local words = {M.shquote(M.exe)}
+  for _, a in ipairs(launcher or {}) do words[#words + 1] = M.shquote(a) end
+  words[#words + 1] = "examples/" .. script
   for _, a in ipairs(args) do words[#words + 1] = M.shquote(a) end
   local p = assert(io.popen("FLAME_NUM_THREADS=2 " .. table.concat(words, " ") .. " >" .. M.shquote(out) .. " 2>" ..
     M.shquote(err) .. "; echo $?"))

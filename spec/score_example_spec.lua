@@ -47,7 +47,7 @@ describe("examples/classify.lua and examples/score.lua", function()
     out, err, status = run("score.lua", {"--checkpoint", dir .. "/t/checkpoint.safetensors", "--classifier", cls,
       "--n", "20", "--batch", "10", "--sample-steps", "2", "--cfg-scale", "3"})
     assert.are.equal(0, status, err)
-    assert.is_truthy(out:match("tiny preset, step 2%), 20 samples, ddim 2 steps, guidance 3"), out)
+    assert.is_truthy(out:match("tiny preset, step 2%), 20 samples, euler 2 steps, guidance 3"), out)
     local json = out:match('\n({"score": 1, [^\n]*})\n?$')
     assert.is_truthy(json, out)
     local function field(k) return tonumber(json:match('"' .. k .. '": ([%d%.e%-]+)')) end

@@ -9,28 +9,32 @@
 local here = "examples/"
 local lib = dofile(here .. "diffusion_lib.lua")
 
-local function model(flame)
-  return lib.model(lib.PRESETS.default, 1, 10):to("cuda")
+local function model(flame, dev)
+  return lib.model(lib.PRESETS.default, 1, 10):to(dev or "cuda")
 end
 
-local function train_step(flame)
+-- o (bench/dist.lua's DDP case): device (default "cuda"), wrap(model) -> what the forward runs through
+local function train_step(flame, o)
+  o = o or {}
   local F = flame.F
-  local net = model(flame)
+  local dev = o.device or "cuda"
+  local net = model(flame, dev)
+  local fwd = o.wrap and o.wrap(net) or net
   local params = net:parameters()
   local opt = flame.optim.AdamW(params, {lr = 5e-4, weight_decay = 0.01})
   local sched = flame.schedules.DDPMScheduler({num_train_timesteps = 1000, beta_schedule = "squaredcos_cap_v2",
     prediction_type = "v_prediction"})
   local B = 128
-  local x0 = flame.rand(B, 1, 32, 32, {device = "cuda"}) * 2 - 1
-  local y = flame.randint(1, 11, {B}, {dtype = "i64", device = "cuda"})
-  local null = flame.full({B}, 11, {dtype = "i64", device = "cuda"})
+  local x0 = flame.rand(B, 1, 32, 32, {device = dev}) * 2 - 1
+  local y = flame.randint(1, 11, {B}, {dtype = "i64", device = dev})
+  local null = flame.full({B}, 11, {dtype = "i64", device = dev})
   return function()
-    local noise = flame.randn(x0.shape, {device = "cuda"})
-    local t = flame.randint(0, 1000, {B}, {dtype = "i64", device = "cuda"})
+    local noise = flame.randn(x0.shape, {device = dev})
+    local t = flame.randint(0, 1000, {B}, {dtype = "i64", device = dev})
     local xt = sched:add_noise(x0, noise, t)
     local target = sched:get_velocity(x0, noise, t)
-    local yd = flame.where(flame.rand({B}, {device = "cuda"}):lt(0.1), null, y)
-    local pred = flame.autocast("bf16", function() return net(xt, t:float(), yd) end)
+    local yd = flame.where(flame.rand({B}, {device = dev}):lt(0.1), null, y)
+    local pred = flame.autocast("bf16", function() return fwd(xt, t:float(), yd) end)
     local loss = F.mse_loss(pred:float(), target)
     opt:zero_grad()
     loss:backward()
@@ -52,6 +56,7 @@ end
 local macs = lib.model(lib.PRESETS.default, 1, 10):macs()
 
 return {
+  train_step = train_step, -- for bench/dist.lua
   {name = "unet train step bf16 autocast b128 32x32 (default preset)", target = 1.0, iters = 10, reps = 5,
    flops = 6 * macs * 128, setup = train_step},
   {name = "unet sample 1000 images 50 ddim steps cfg bf16 (default preset)", target = 1.0, iters = 1, reps = 3,

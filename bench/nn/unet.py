@@ -22,9 +22,11 @@ def _alphas_cumprod(torch):
     return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float32), 0)
 
 
-def _train(torch):
+def _train(torch, wrap=None):
+    """wrap(net) -> what the forward runs through (bench/dist_torch.py's DistributedDataParallel)."""
     F = torch.nn.functional
     net = UNet(**DEFAULT).cuda()
+    fwd = wrap(net) if wrap else net
     params = list(net.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
     ac = _alphas_cumprod(torch).cuda()
@@ -41,7 +43,7 @@ def _train(torch):
         target = sa * noise - sb * x0
         yd = torch.where(torch.rand(B, device="cuda") < 0.1, null, y)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            pred = net(xt, t.float(), yd)
+            pred = fwd(xt, t.float(), yd)
         loss = F.mse_loss(pred.float(), target)
         opt.zero_grad()
         loss.backward()

@@ -112,6 +112,7 @@ Tensor:stride(dim?) -- the strides in elements, or one dim's
 Tensor:dim() -- the number of dims
 Tensor:numel() -- the number of elements
 Tensor:nelement() -- the number of elements (numel)
+Tensor:element_size() -- the bytes of one element (4 for f32, 2 for bf16, 1 for bool)
 Tensor:is_contiguous() -- whether the elements are row-major and dense
 Tensor:item() -- the value of a one-element tensor as a Lua number or boolean
 Tensor:totable() -- the values as nested Lua tables

@@ -12,12 +12,10 @@ nn.DistributedDataParallel = DDP
 
 local opt_keys = {bucket_cap_mb = true, broadcast_buffers = true}
 
-local dtype_bytes = {f32 = 4, f64 = 8, f16 = 2, bf16 = 2, i32 = 4, i64 = 8, bool = 1}
-
 local function build_buckets(params, cap_bytes)
   local order, sizes = {}, {}
   for i = #params, 1, -1 do order[#order + 1] = params[i] end
-  for k, p in ipairs(order) do sizes[k] = {p:numel(), dtype_bytes[p.dtype], p.device .. "/" .. p.dtype} end
+  for k, p in ipairs(order) do sizes[k] = {p:numel(), p:element_size(), p.device .. "/" .. p.dtype} end
   local buckets, where = {}, {}
   for b, list in ipairs(D._bucket_plan(sizes, cap_bytes)) do
     local total = 0

@@ -1,6 +1,7 @@
--- Run by scripts/gpu-dist.sh under the launcher with 2 ranks: DDP keeps the ranks' parameters bit-identical,
--- 2 ranks x batch B track 1 rank x 2B (rank 0 trains that reference itself) within f32 reduction noise, and
--- ZeRO-1 AdamW tracks plain DDP + AdamW.
+-- Run by scripts/gpu-dist.sh under the launcher with 2 ranks: DDP keeps the ranks' parameters bit-identical and
+-- reduces every bucket from a gradient hook, 2 ranks x batch B track 1 rank x 2B (rank 0 trains that reference
+-- itself) within f32 reduction noise, ZeRO-1 AdamW tracks plain DDP + AdamW (with DDP's averaged gradients, and
+-- reducing the gradients itself without DDP), and gradient accumulation under no_sync tracks the one-batch step.
 local D, F = flame.distributed, flame.F
 D.init()
 local r, W, dev = D.get_rank(), D.get_world_size(), D.device()
@@ -23,6 +24,14 @@ local opt = flame.optim.AdamW(ddp:parameters(), {lr = 1e-3})
 local zmodel = model()
 local zddp = flame.nn.DistributedDataParallel(zmodel, {bucket_cap_mb = 0.1})
 local zopt = flame.optim.AdamW(zmodel, {lr = 1e-3, zero = true, reduce_grads = false})
+-- ZeRO-1 without DDP: it reduce-scatters the local gradients itself (from rank 0's start, as DDP's broadcast gives)
+local zr = model()
+flame.no_grad(function() for _, p in ipairs(zr:parameters()) do D.broadcast(p, 0) end end)
+local zropt = flame.optim.AdamW(zr, {lr = 1e-3, zero = true})
+-- two half batches a step, the first under no_sync (each loss halved: the gradient of the mean over B)
+local acc = model()
+local accd = flame.nn.DistributedDataParallel(acc, {bucket_cap_mb = 0.1})
+local accopt = flame.optim.AdamW(acc:parameters(), {lr = 1e-3})
 local ref, ropt
 if r == 0 then
   ref = model()
@@ -40,6 +49,14 @@ for i = 1, steps do
   zopt:zero_grad()
   F.mse_loss(zddp(xs), ys):backward()
   zopt:step()
+  zropt:zero_grad()
+  F.mse_loss(zr(xs), ys):backward()
+  zropt:step()
+  accopt:zero_grad()
+  local h = B // 2
+  accd:no_sync(function() (F.mse_loss(accd(xs:narrow(1, 1, h)), ys:narrow(1, 1, h)) * 0.5):backward() end)
+  ;(F.mse_loss(accd(xs:narrow(1, h + 1, h)), ys:narrow(1, h + 1, h)) * 0.5):backward()
+  accopt:step()
   local mean_loss = D.all_reduce(loss:detach():clone(), "avg"):item()
   if r == 0 then
     ropt:zero_grad()
@@ -54,14 +71,26 @@ for i, p in ipairs(net:parameters()) do
   local g = D.all_gather(p:detach():contiguous())
   for q = 2, W do if not flame.allclose(g[1], g[q], {rtol = 0, atol = 0}) then fail("parameter " .. i .. " differs between ranks") end end
 end
-for i, p in ipairs(zmodel:parameters()) do
-  local d = (p - net:parameters()[i]):abs():max():item()
-  if d > 1e-5 then fail(string.format("ZeRO-1 parameter %d differs from DDP's by %g", i, d)) end
+local function track(m, what, tol)
+  for i, p in ipairs(m:parameters()) do
+    local d = (p - net:parameters()[i]):abs():max():item()
+    if d > tol then fail(string.format("%s: parameter %d differs from DDP's by %g", what, i, d)) end
+  end
 end
+track(zmodel, "ZeRO-1 after DDP", 1e-5)
+track(zr, "ZeRO-1 reducing its gradients", 1e-5)
+track(acc, "no_sync accumulation", 1e-4)
+local st = ddp._ddp
+if st.early ~= st.reductions or st.reductions ~= steps * #ddp:bucket_info() then
+  fail(string.format("%d bucket all-reduces, %d from hooks: expected %d, all from hooks", st.reductions, st.early,
+    steps * #ddp:bucket_info()))
+end
+if accd._ddp.reductions ~= steps * #accd:bucket_info() then fail("no_sync steps reduced gradients") end
 if r == 0 then
   local d = 0
   for i, p in ipairs(ref:parameters()) do d = math.max(d, (p - net:parameters()[i]):abs():max():item()) end
-  print(string.format("ddp ok: 2 ranks x B vs 1 x 2B: loss rel diff max %.3g, param diff max %.3g", worst, d))
+  print(string.format("ddp ok: %d ranks x B vs 1 x %dB: loss rel diff max %.3g, param diff max %.3g", W, W, worst,
+    d))
   if worst > 1e-5 or d > 1e-4 then fail("2 x B does not track 1 x 2B") end
 end
 D.barrier()

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "flame.h"
 
 #define MAX_PROCS 256
 #define LINE_MAX_BYTES 65536
@@ -163,12 +164,6 @@ static int failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status)
 /* Exit status the launcher reports for a rank's wait status: its exit code, or 128 + the signal. */
 static int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* Reaps exited ranks; returns the index of the first failure seen now, or -1. */
 static int reap(child *cs, int n) {
   int fail = -1, st;
@@ -196,9 +191,9 @@ static int supervise(child *cs, int n) {
         fprintf(stderr, "%s: rank %d failed (exit %d): stopping the other ranks\n", FLAME_CLI_NAME,
                 cs[first_fail].rank, exit_code(cs[first_fail].status));
       signal_all(cs, n, got_signal ? got_signal : SIGTERM);
-      stopping = 1, stop_at = now() + GRACE_SECONDS;
+      stopping = 1, stop_at = fl_now_s() + GRACE_SECONDS;
     }
-    if (stopping && now() > stop_at) signal_all(cs, n, SIGKILL);
+    if (stopping && fl_now_s() > stop_at) signal_all(cs, n, SIGKILL);
     int alive = 0;
     for (int i = 0; i < n; i++) alive += !cs[i].exited;
     if (!alive && (live_fds == 0 || quiet_rounds > 2)) break; /* a rank's leftover child may hold a pipe open */

@@ -13,13 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "cli.h"
+#include "flame.h"
 #include "flame_lua.h"
 
 #define PROMPT1 "flame> "
@@ -276,13 +276,6 @@ static void publish_width(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, FLAME_TERM_WIDTH_KEY);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* "Wall time: 1.23 ms", as IPython's %time says it. */
 static void print_time(double s)
 {
@@ -335,14 +328,14 @@ void cli_repl(lua_State *L)
         if (status == LOAD_INTERRUPTED || status == LOAD_HANDLED) continue;
         timed = time_all || time_once;
         publish_width(L);
-        if (timed) start = now();
+        if (timed) start = fl_now_s();
         if (status == LUA_OK) status = cli_docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK) {
             if (!quiet) print_results(L);
         } else {
             cli_report(L, status);
         }
-        if (timed) print_time(now() - start);
+        if (timed) print_time(fl_now_s() - start);
         fflush(stdout);  /* keep results and errors in order when piped */
     }
     sigaction(SIGINT, &oldint, NULL);

@@ -25,6 +25,10 @@ struct fl_context {
   _Atomic size_t used[FL_CTX_DEVICES];
   atomic_int stop;               /* FL_STOP_*: set by fl_context_interrupt or a passed deadline */
   _Atomic int64_t deadline_ns;   /* CLOCK_MONOTONIC; 0: none */
+  /* The host's streams (fl_context_set_stream), per device slot: the stream, and the backend's handle for it
+   * (both NULL: the backend's own stream). */
+  void *stream[FL_CTX_DEVICES];
+  void *stream_handle[FL_CTX_DEVICES];
 };
 
 /* The calling thread's context (the default one when none was entered). */
@@ -42,4 +46,8 @@ fl_status fl_stop_error(int reason);
 /* Charges nbytes on d to the current context (failing past its limit); *charged is what to uncharge. */
 fl_status fl_context_charge(fl_device d, size_t nbytes, fl_context **charged);
 void fl_context_uncharge(fl_context *c, fl_device d, size_t nbytes);
+/* Unsets every host stream of c (flame_lua_close, and a context's last release). */
+void fl_context_drop_streams(fl_context *c);
+/* The tensor bytes charged to c (NULL: the default context) on all devices. */
+size_t fl_context_in_use(const fl_context *c);
 #endif

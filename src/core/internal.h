@@ -271,6 +271,15 @@ typedef struct fl_backend {
   fl_status (*synchronize)(fl_device dev);
   fl_status (*memory_stats)(fl_device dev, fl_memory_stats *out);
   fl_status (*empty_cache)(fl_device dev);
+  /* The host's streams (CUDA; fl_context_set_stream, docs/architecture.md "The host's stream"). stream_attach
+   * gives a counted handle for `stream` on dev and makes the stream wait, without the host, for the work queued
+   * on `from`'s stream (from NULL: the backend's own); stream_detach drops one count, the last one waiting for
+   * the stream's work and folding what flame cached for it back into the device's caches. record_stream: the
+   * block at ptr (a pointer the backend allocated) is also used by work queued on `stream` (NULL: the current context's
+   * stream for dev), so it is not reused before that work completes. */
+  fl_status (*stream_attach)(fl_device dev, void *stream, void *from, void **handle);
+  fl_status (*stream_detach)(fl_device dev, void *handle);
+  fl_status (*record_stream)(fl_device dev, void *ptr, void *stream);
 
   /* dst <- src, same shape (src may have 0 strides), dtypes may differ (cast). */
   fl_status (*copy)(fl_tensor *dst, const fl_tensor *src);
@@ -440,6 +449,9 @@ const char *fl_profile_node(const char *name);
 /* memcpy of non-overlapping host buffers, split over the CPU threads when n is large (cpu_copy.c): the CUDA
  * backend's pinned staging copies pageable bytes with it, since one core cannot keep up with the DMA engine. */
 void fl_host_memcpy(void *dst, const void *src, size_t n);
+/* The backend's handle for the host stream of CUDA device `cuda_index` in the calling thread's current context
+ * (NULL: none, the backend's own stream). One thread-local read: what every CUDA launch asks. */
+void *fl_ctx_stream_handle(int cuda_index);
 /* A GEMM in the canonical form both backends compute: a [B,M,K], b [B,K,N]
  * (transposes folded into the strides), c [B,M,N]; stack headers, no copies. */
 void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);

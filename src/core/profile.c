@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PROF_MAX 512
 
@@ -18,12 +17,6 @@ static _Thread_local int n_entries;
 static _Thread_local char prev[96];
 static _Thread_local double prev_t;
 static _Thread_local const char *node_name; /* the backward node running now, or NULL */
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void charge(const char *name, double dt) {
   int i = 0;
@@ -47,7 +40,7 @@ void fl_profile_tick(const char *op, fl_device dev) {
   if (!on) return;
   const fl_backend *b = fl_backend_for(dev.type);
   if (b && b->synchronize) (void)b->synchronize(dev);
-  double t = now_s();
+  double t = fl_now_s();
   if (prev[0]) charge(prev, t - prev_t);
   if (op) {
     if (node_name) snprintf(prev, sizeof prev, "%s/%s", node_name, op);

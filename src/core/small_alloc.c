@@ -3,8 +3,9 @@
  * three such blocks and its userdata's finalizer frees them, and glibc's calloc, aligned_alloc and free were a
  * fifth of the instructions of a host's call into Lua on such tensors (bench/host_call.c); the activations of a
  * small CPU model (4 to 64 KiB) paid aligned_alloc, free and the page faults of memory given back to the system
- * on every op. The collector frees tensors in bursts (lua/lmemory.c), so the lists keep many blocks; a thread's
- * lists hold at most SMALL_CAP bytes in all and beyond that blocks go back to the system.
+ * on every op. The collector frees tensors in bursts (a full collection per 32 MB of tensors or more:
+ * lua/lmemory.c), so the lists keep many blocks; a thread's lists hold at most SMALL_CAP bytes in all and beyond
+ * that blocks go back to the system.
  *
  * The lists are the calling thread's own: no lock, nothing shared between engine states on other threads. A block
  * freed on another thread than the one that made it joins that thread's lists (blocks are plain aligned_alloc
@@ -17,7 +18,7 @@
 
 #define FINE 16 /* classes of 64-byte steps, up to 1 KiB */
 #define CLASSES (FINE + (int)(FL_SMALL_MAX / 1024) - 1)
-#define SMALL_CAP ((size_t)16 << 20)
+#define SMALL_CAP ((size_t)32 << 20) /* the binding collects every 32 MB of tensors at least (lua/lmemory.c) */
 
 typedef struct block {
   struct block *next;

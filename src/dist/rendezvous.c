@@ -22,14 +22,8 @@
 
 #define OP "distributed.init"
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int ms_left(double deadline) {
-  double l = deadline - now_s();
+  double l = deadline - fl_now_s();
   return l <= 0 ? 0 : l > 1e6 ? 1000000000 : (int)(l * 1000) + 1;
 }
 
@@ -172,7 +166,7 @@ static fl_status serve(const char *addr, int port, int world, const void *blob, 
 
 static fl_status connect_to(const char *addr, int port, double deadline, int *out) {
   int err = 0;
-  while (now_s() < deadline) { /* rank 0 may not be listening yet */
+  while (fl_now_s() < deadline) { /* rank 0 may not be listening yet */
     struct addrinfo *res;
     FL_TRY(resolve(addr, port, &res));
     for (struct addrinfo *a = res; a; a = a->ai_next) {
@@ -210,12 +204,37 @@ static fl_status join(const char *addr, int port, int rank, int world, void *blo
   return st;
 }
 
+fl_status fl_free_port(const char *addr, int *port) {
+  *port = 0;
+  struct addrinfo *res;
+  FL_TRY(resolve(addr, 0, &res));
+  int err = 0;
+  for (struct addrinfo *a = res; a && !*port; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+      *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    else
+      err = errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  if (!*port) return fl_error(FL_EBACKEND, "distributed: no free port on %s: %s", addr, strerror(err));
+  return FL_OK;
+}
+
 fl_status fl_rendezvous(const char *addr, int port, int rank, int world, void *blob, size_t n, double timeout_s) {
   if (world < 1 || rank < 0 || rank >= world)
     return fl_error(FL_EINVAL, OP ": RANK %d must be in 0..WORLD_SIZE-1 (WORLD_SIZE %d)", rank, world);
   if (port < 1 || port > 65535) return fl_error(FL_EINVAL, OP ": MASTER_PORT %d is not a port", port);
   if (n > 1u << 20) return fl_error(FL_EINVAL, OP ": a %zu-byte blob is too large", n);
   if (world == 1) return FL_OK;
-  double deadline = now_s() + (timeout_s > 0 ? timeout_s : 300);
+  double deadline = fl_now_s() + (timeout_s > 0 ? timeout_s : 300);
   return rank == 0 ? serve(addr, port, world, blob, n, deadline) : join(addr, port, rank, world, blob, n, deadline);
 }

@@ -37,6 +37,14 @@ static int d_rendezvous(lua_State *L) {
   return 1;
 }
 
+/* _free_port(addr = "127.0.0.1") -> a TCP port free now (for specs and scripts that start several jobs) */
+static int d_free_port(lua_State *L) {
+  int port;
+  LFL_CHECK(L, fl_free_port(luaL_optstring(L, 1, "127.0.0.1"), &port));
+  lua_pushinteger(L, port);
+  return 1;
+}
+
 /* _unique_id(device) -> the id's bytes (empty where world 1 needs none) */
 static int d_unique_id(lua_State *L) {
   char id[512];
@@ -106,6 +114,7 @@ static int c_size(lua_State *L) { return lua_pushinteger(L, fl_comm_size(check_c
 static const lfl_reg functions[] = {
     {"_rendezvous", d_rendezvous, 7},
     {"_unique_id", d_unique_id, 1},
+    {"_free_port", d_free_port, 1},
     {"_comm", d_comm, 4},
     {NULL, NULL, 0},
 };

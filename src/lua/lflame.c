@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern const char *const fl_lua_sources[][2];
 lua_State *lfl_hook_state(lua_State *L);
@@ -398,9 +397,7 @@ static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on t
 
 /* Monotonic wall-clock seconds (flame.timer(), and _now for bench/ scripts). */
 static int f_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  lua_pushnumber(L, fl_now_s());
   return 1;
 }
 

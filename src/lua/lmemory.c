@@ -1,14 +1,14 @@
 /* Tensor memory is invisible to Lua's collector: a tensor userdata is a few
- * bytes while its storage may be gigabytes. We tell the collector about every
- * allocation (a step per megabyte allocated, or more: step_bytes) and, when an allocation fails,
- * run a full collection so unreachable tensors free their memory before the
- * library retries.
- *
- * The pacing needs the incremental collector: lua.c and flame-lua start in
- * generational mode, where a step only runs a minor collection and the debt it
- * adds never reaches the major-collection threshold, so any tensor that lives
- * across two allocations turns old and keeps its storage until Lua's own heap
- * doubles. Loading the module switches the collector to incremental. */
+ * bytes while its storage may be gigabytes. We count the tensor bytes
+ * allocated and run a full collection when they reach as many as were live
+ * after the previous one (at least FL_GC_FLOOR): the same 200% pause Lua uses
+ * for its own heap, so memory stays within about twice what is live, and the
+ * cost of a cycle (proportional to Lua's heap, not to tensor bytes) is
+ * amortised over that many bytes. Pacing by incremental steps instead (a step
+ * per megabyte) ran a whole cycle every few megabytes once a step outgrew the
+ * heap: several per training-step op, 0.2-0.5 ms each with a 0.5 MB heap.
+ * When an allocation fails, a full collection frees unreachable tensors before
+ * the library retries. */
 #include "lflame.h"
 #include "context.h"
 
@@ -16,36 +16,19 @@
 typedef struct {
   lua_State *L; /* the main thread */
   fl_context *ctx; /* the context the handlers were set on (NULL: the default, on the opening thread) */
-  size_t pending, since_cycle;
+  size_t since_cycle, due; /* tensor bytes allocated since the last full collection, and the next one's due */
 } lfl_memory;
 
-/* A step (which finishes a cycle: its debt is the tensor bytes) every 8 times the Lua heap's size of tensors,
- * within [1 MB, 16 MB]. A cycle costs time in proportion to the Lua heap (0.35 ms for flame and a small model),
- * so a step every megabyte cost a CPU forward of the diffusion UNet, which allocates 1.6 MB of small tensors, a
- * quarter of its time; the upper bound keeps the tensor memory awaiting collection small when a script's own
- * heap is large (the CPU allocator's per-thread lists, core/small_alloc.c, hold 16 MB). */
-static size_t step_bytes(lfl_memory *m) {
-  size_t heap8 = (size_t)lua_gc(m->L, LUA_GCCOUNT) << 13, lo = (size_t)1 << 20, hi = (size_t)16 << 20;
-  return heap8 < lo ? lo : heap8 > hi ? hi : heap8;
-}
+#define FL_GC_FLOOR ((size_t)32 << 20)
 
 static void on_alloc(void *ud, size_t nbytes) {
   lfl_memory *m = ud;
-  m->pending += nbytes;
-  if (m->pending >= ((size_t)1 << 20) && m->pending >= step_bytes(m)) {
-    int kb = (int)(m->pending >> 10);
-    m->since_cycle += m->pending;
-    m->pending = 0;
-    if (lua_gc(m->L, LUA_GCSTEP, kb) == 1) { /* a cycle finished */
-      m->since_cycle = 0;
-    } else if (m->since_cycle >= ((size_t)64 << 20) && m->since_cycle >= (size_t)lua_gc(m->L, LUA_GCCOUNT) << 10) {
-      /* Cycles lag behind tensor allocation (a script switched back to the
-       * generational mode): collect fully, at a cost amortised over at least
-       * as many tensor bytes as Lua's heap holds. */
-      lua_gc(m->L, LUA_GCCOLLECT);
-      m->since_cycle = 0;
-    }
-  }
+  m->since_cycle += nbytes;
+  if (m->since_cycle < m->due) return;
+  lua_gc(m->L, LUA_GCCOLLECT); /* (does nothing when called from a finalizer: Lua is collecting already) */
+  m->since_cycle = 0;
+  size_t live = fl_context_in_use(fl_context_current());
+  m->due = live > FL_GC_FLOOR ? live : FL_GC_FLOOR;
 }
 
 static void on_oom(void *ud, size_t nbytes) {
@@ -79,7 +62,7 @@ void lfl_open_memory(lua_State *L) {
     lua_pop(L, 1);
     lfl_memory *m = lua_newuserdatauv(L, sizeof *m, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    *m = (lfl_memory){lua_tothread(L, -1), fl_context_current(), 0, 0};
+    *m = (lfl_memory){lua_tothread(L, -1), fl_context_current(), 0, FL_GC_FLOOR};
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, on_close);
@@ -90,7 +73,7 @@ void lfl_open_memory(lua_State *L) {
   }
   lfl_memory *m = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  lua_gc(L, LUA_GCINC, 0, 0, 0); /* keep the current parameters */
+  lua_gc(L, LUA_GCINC, 0, 0, 0); /* incremental, with the current parameters: Lua's own pacing of its heap, as before */
   fl_context *prev = fl_context_enter(m->ctx);
   fl_set_alloc_observer(on_alloc, m);
   fl_set_oom_handler(on_oom, m);

@@ -271,8 +271,13 @@ void flame_lua_close(flame_lua_state *S) {
   fl_context *prev = fl_context_enter(S->ctx);
   fl_context_reset_stop(S->ctx); /* finalizers may run ops */
   S->lua_limit = S->lua_cap = 0;
+  for (int i = 0; i + 1 < FL_CTX_DEVICES; i++) { /* tensors made on flame's own stream and used on the host's */
+    fl_device d = {FL_CUDA, i};                  /* must not be reused before that work is done */
+    if (fl_context_stream(S->ctx, d)) (void)fl_synchronize(d);
+  }
   lua_close(S->L);
   fl_context_enter(prev);
+  fl_context_drop_streams(S->ctx); /* now, while the host's streams are valid: the context may outlive S */
   fl_context_release(S->ctx); /* it lives on while tensors the host kept are charged to it */
   free(S->err);
   free(S);
@@ -351,7 +356,13 @@ fl_status flame_lua_call(flame_lua_state *S, const char *fn, int nin, fl_tensor 
     return fail(S, FL_EINVAL, msg);
   }
   if (lua_type(L, -1) != LUA_TFUNCTION) lua_pop(L, 1); /* a callable: call the value itself */
-  for (int i = 0; i < nin; i++) {
+  for (int i = 0; i < nin; i++) { /* inputs made on other streams: not reused before the state's work is done */
+    void *stream = in[i] ? fl_context_stream(S->ctx, fl_device_of(in[i])) : NULL;
+    fl_status st = stream ? fl_tensor_record_stream(in[i], stream) : FL_OK;
+    if (st != FL_OK) {
+      lua_pop(L, i + 1);
+      return fail(S, st, fl_last_error());
+    }
     if (in[i]) flame_lua_push(L, fl_retain(in[i]));
     else lua_pushnil(L);
   }
@@ -375,6 +386,12 @@ fl_status flame_lua_call(flame_lua_state *S, const char *fn, int nin, fl_tensor 
   if (st != FL_OK)
     for (int i = 0; i < nout; i++) fl_release(out[i]), out[i] = NULL;
   return st;
+}
+
+fl_status flame_lua_set_stream(flame_lua_state *S, int device, void *stream) {
+  clear_error(S);
+  fl_status st = fl_context_set_stream(S->ctx, (fl_device){FL_CUDA, device}, stream);
+  return st == FL_OK ? FL_OK : fail(S, st, fl_last_error());
 }
 
 void flame_lua_interrupt(flame_lua_state *S) { fl_context_interrupt(S->ctx); }

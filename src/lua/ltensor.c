@@ -100,6 +100,7 @@ static int m_stride(lua_State *L) {
 }
 static int m_dim(lua_State *L) { return lua_pushinteger(L, fl_ndim(self(L))), 1; }
 static int m_numel(lua_State *L) { return lua_pushinteger(L, fl_numel(self(L))), 1; }
+static int m_element_size(lua_State *L) { return lua_pushinteger(L, (lua_Integer)fl_dtype_size(self(L)->dtype)), 1; }
 static int m_is_contiguous(lua_State *L) { return lua_pushboolean(L, fl_is_contiguous(self(L))), 1; }
 
 /* Host values: doubles, or int64 for integer dtypes (an i64 beyond 2^53 must
@@ -694,7 +695,8 @@ static int t_unm(lua_State *L) {
 /* With the most arguments each reads, self included (0: counts its own). */
 static const lfl_reg methods[] = {
     {"size", m_size, 2}, {"stride", m_stride, 2}, {"dim", m_dim, 1}, {"numel", m_numel, 1},
-    {"nelement", m_numel, 1}, {"is_contiguous", m_is_contiguous, 1}, {"item", m_item, 1},
+    {"nelement", m_numel, 1}, {"element_size", m_element_size, 1}, {"is_contiguous", m_is_contiguous, 1},
+    {"item", m_item, 1},
     {"totable", m_totable, 1}, {"to", m_to, 2}, {"float", m_float, 1}, {"double", m_double, 1},
     {"half", m_half, 1}, {"bfloat16", m_bfloat16, 1}, {"long", m_long, 1}, {"int", m_int, 1},
     {"bool", m_bool, 1}, {"cpu", m_cpu, 1}, {"cuda", m_cuda, 2}, {"clone", m_clone, 1}, {"detach", m_detach, 1},
