@@ -7,7 +7,7 @@
  * Each row: the median over 15 samples of 20000 calls (argv[1]: another count) per call, after a tenth as many
  * warm-up calls, in wall time and in
  * the thread's CPU time (which leaves out the time other processes held the core: the machine is shared).
- * Build: cmake --build build --target host_call; run: bench/host_call.sh (or build/host_call). */
+ * Build and run: cmake --build build --target host_call && build/host_call (docs/performance.md). */
 #include "flame.h"
 #include "flame_lua.h"
 #include <stdio.h>
