@@ -56,6 +56,24 @@ static void pack_weights(const geom *q, float *wt, const float *w) {
  * go through memcpy (unaligned). Contracted to FMAs where the target has them (plain C11 does not contract). */
 typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
 
+/* tap: acc[o] += x[0 .. 15] * w[o], one 16-wide load and CB multiply-adds. row_taps: one kernel row's taps,
+ * xr the input at the first tap and wr the row's weights [k][CB]; conv_row and conv_flat differ only in where xr
+ * points. Both inline into each clone of their callers (so they vectorise at its width); k == 3, the common
+ * kernel, is a constant count, unrolled. */
+static inline __attribute__((always_inline, optimize("fp-contract=fast"))) void tap(vf16 acc[CB], const float *x,
+                                                                                     const float *w) {
+  vf16 xv;
+  memcpy(&xv, x, sizeof xv);
+  for (int o = 0; o < CB; o++) acc[o] += xv * w[o];
+}
+static inline __attribute__((always_inline, optimize("fp-contract=fast"))) void row_taps(vf16 acc[CB], const float *xr,
+                                                                                          const float *wr, int64_t k) {
+  if (k == 3)
+    for (int kx = 0; kx < 3; kx++) tap(acc, xr + kx, wr + kx * CB);
+  else
+    for (int64_t kx = 0; kx < k; kx++) tap(acc, xr + kx, wr + kx * CB);
+}
+
 /* Output row oy of one image for output channels [CB * blk, CB * blk + CB) (those below cout are stored), 16
  * columns at a time: for rows of 16 columns and more. */
 FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(const geom *q, float *y, const float *xp,
@@ -68,18 +86,7 @@ FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(con
     for (int64_t c = 0; c < q->cin; c++)
       for (int64_t ky = 0; ky < k; ky++) {
         const float *xr = xp + (c * q->Hp + oy + ky) * q->Wp + ox, *wr = wb + (c * k + ky) * k * CB;
-        if (k == 3) /* the common kernel: a constant count, unrolled */
-          for (int kx = 0; kx < 3; kx++) {
-            vf16 xv;
-            memcpy(&xv, xr + kx, sizeof xv);
-            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
-          }
-        else
-          for (int64_t kx = 0; kx < k; kx++) {
-            vf16 xv;
-            memcpy(&xv, xr + kx, sizeof xv);
-            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
-          }
+        row_taps(acc, xr, wr, k);
       }
     int64_t n = q->OW - ox < 16 ? q->OW - ox : 16;
     for (int64_t o = 0; o < nco; o++) memcpy(y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, &acc[o], sizeof(float) * (size_t)n);
@@ -102,18 +109,7 @@ FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_flat(co
     for (int64_t c = 0; c < q->cin; c++)
       for (int64_t ky = 0; ky < k; ky++) {
         const float *xr = xp + c * plane + ky * q->Wp + p0, *wr = wb + (c * k + ky) * k * CB;
-        if (k == 3) /* the common kernel: a constant count, unrolled */
-          for (int kx = 0; kx < 3; kx++) {
-            vf16 xv;
-            memcpy(&xv, xr + kx, sizeof xv);
-            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
-          }
-        else
-          for (int64_t kx = 0; kx < k; kx++) {
-            vf16 xv;
-            memcpy(&xv, xr + kx, sizeof xv);
-            for (int o = 0; o < CB; o++) acc[o] += xv * wr[kx * CB + o];
-          }
+        row_taps(acc, xr, wr, k);
       }
     for (int o = 0; o < CB; o++) memcpy(&out[o][p0], &acc[o], sizeof acc[o]);
   }
