@@ -39,15 +39,26 @@ static void pad_input(const geom *q, float *xp, const float *x) {
       memcpy(xp + (c * q->Hp + y + q->pad) * q->Wp + q->pad, x + (c * q->H + y) * q->W, sizeof(float) * (size_t)q->W);
 }
 
+/* One block of CB whole rows of w, [CB, taps] -> [taps, CB]: a constant count, so that it vectorises (each clone
+ * at its width); with a variable count it was a fifth of a small convolution's time. */
+FL_CLONES static void pack_block(float *restrict wb, const float *restrict src, int64_t taps) {
+  for (int64_t t = 0; t < taps; t++)
+    for (int o = 0; o < CB; o++) wb[t * CB + o] = src[o * taps + t];
+}
+
 /* w [cout, cin, k, k] as [block][cin][k][k][CB], the channels past cout zero. */
 static void pack_weights(const geom *q, float *wt, const float *w) {
   int64_t taps = q->cin * q->k * q->k, cb = CB;
   for (int64_t blk = 0; blk < q->nblocks; blk++) {
     float *wb = wt + blk * taps * cb;
     int64_t n = q->cout - blk * cb < cb ? q->cout - blk * cb : cb;
-    if (n < cb) memset(wb, 0, sizeof(float) * (size_t)(taps * cb));
     const float *src = w + blk * cb * taps;
-    for (int64_t t = 0; t < taps; t++) /* contiguous writes: eight rows read side by side */
+    if (n == cb) {
+      pack_block(wb, src, taps);
+      continue;
+    }
+    memset(wb, 0, sizeof(float) * (size_t)(taps * cb));
+    for (int64_t t = 0; t < taps; t++) /* contiguous writes: n rows read side by side */
       for (int64_t o = 0; o < n; o++) wb[t * cb + o] = src[o * taps + t];
   }
 }
