@@ -77,8 +77,9 @@ static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char
 
 /* An f32 row (every f32 norm): the sums in eight f64 lanes the compiler vectorises, then per channel
  * y = (x - mean) * (rstd * w) + b in f32. The general path above converts each element to f64 and back and
- * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. */
-static void forward_row_f32(const norm_view *v, int64_t r, float *y, float *mean, float *rstd, const float *x,
+ * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. Cloned per x86-64 level
+ * (the lanes' order, so the result, is the same at every width; nothing is contracted into FMAs). */
+FL_CLONES static void forward_row_f32(const norm_view *v, int64_t r, float *y, float *mean, float *rstd, const float *x,
                             const double *w, const double *b, double eps) {
   int64_t n = v->cols, i;
   const float *xr = x + r * n;
