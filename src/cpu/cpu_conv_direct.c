@@ -32,11 +32,19 @@ static bool takes(fl_conv_dir dir, const fl_tensor *out, const fl_tensor *x, con
   return g->k[0] <= MAX_K && g->pad[0] < g->k[0] && g->cin * g->k[0] * g->k[0] <= MAX_REDUCTION;
 }
 
+/* n floats, as a loop the compiler vectorises (each clone at its width, masked tails): the rows copied here are 8
+ * to 32 floats, and a memcpy call per row was a twentieth of the UNet's CPU forward. Its callers are compiled with
+ * NO_MEMCPY, or GCC turns the loop back into that call. */
+#define NO_MEMCPY "no-tree-loop-distribute-patterns"
+static inline __attribute__((always_inline)) void copy_row(float *restrict d, const float *restrict s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
 /* x's image i, zero-padded: [cin, Hp, Wp] (the buffer's zeros are written once: pad_zero). */
-static void pad_input(const geom *q, float *xp, const float *x) {
+FL_CLONES __attribute__((optimize(NO_MEMCPY))) static void pad_input(const geom *q, float *xp, const float *x) {
   for (int64_t c = 0; c < q->cin; c++)
     for (int64_t y = 0; y < q->H; y++)
-      memcpy(xp + (c * q->Hp + y + q->pad) * q->Wp + q->pad, x + (c * q->H + y) * q->W, sizeof(float) * (size_t)q->W);
+      copy_row(xp + (c * q->Hp + y + q->pad) * q->Wp + q->pad, x + (c * q->H + y) * q->W, q->W);
 }
 
 /* One block of CB whole rows of w, [CB, taps] -> [taps, CB]: a constant count, so that it vectorises (each clone
@@ -87,7 +95,7 @@ static inline __attribute__((always_inline, optimize("fp-contract=fast"))) void 
 
 /* Output row oy of one image for output channels [CB * blk, CB * blk + CB) (those below cout are stored), 16
  * columns at a time: for rows of 16 columns and more. */
-FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(const geom *q, float *y, const float *xp,
+FL_CLONES __attribute__((optimize("fp-contract=fast", NO_MEMCPY))) static void conv_row(const geom *q, float *y, const float *xp,
                                                                               const float *wt, int64_t blk, int64_t oy) {
   int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * CB < CB ? q->cout - blk * CB : CB;
   const float *wb = wt + blk * taps * CB;
@@ -100,7 +108,7 @@ FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(con
         row_taps(acc, xr, wr, k);
       }
     int64_t n = q->OW - ox < 16 ? q->OW - ox : 16;
-    for (int64_t o = 0; o < nco; o++) memcpy(y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, &acc[o], sizeof(float) * (size_t)n);
+    for (int64_t o = 0; o < nco; o++) copy_row(y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, (const float *)&acc[o], n);
   }
 }
 
@@ -108,7 +116,7 @@ FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_row(con
  * positions are taken in the padded input's row pitch, p = oy * Wp + ox, so that every kernel tap is one offset
  * (ky * Wp + kx) from p and 16 consecutive positions span rows; the k - 1 positions past each row's end are
  * computed and dropped. An 8x8 image with a 3x3 kernel fills 80% of each vector this way, 50% by rows. */
-FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_flat(const geom *q, float *y, const float *xp,
+FL_CLONES __attribute__((optimize("fp-contract=fast", NO_MEMCPY))) static void conv_flat(const geom *q, float *y, const float *xp,
                                                                                const float *wt, int64_t blk) {
   int64_t k = q->k, taps = q->cin * k * k, nco = q->cout - blk * CB < CB ? q->cout - blk * CB : CB;
   int64_t np = q->OH * q->Wp, plane = q->Hp * q->Wp;
@@ -125,8 +133,7 @@ FL_CLONES __attribute__((optimize("fp-contract=fast"))) static void conv_flat(co
     for (int o = 0; o < CB; o++) memcpy(&out[o][p0], &acc[o], sizeof acc[o]);
   }
   for (int64_t o = 0; o < nco; o++)
-    for (int64_t oy = 0; oy < q->OH; oy++)
-      memcpy(y + ((blk * CB + o) * q->OH + oy) * q->OW, &out[o][oy * q->Wp], sizeof(float) * (size_t)q->OW);
+    for (int64_t oy = 0; oy < q->OH; oy++) copy_row(y + ((blk * CB + o) * q->OH + oy) * q->OW, &out[o][oy * q->Wp], q->OW);
 }
 
 fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
