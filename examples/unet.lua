@@ -49,10 +49,10 @@ function ResBlock:__init(cin, cout, emb_dim, o)
   if cin ~= cout then self.skip = nn.Conv2d(cin, cout, 1) end
 end
 function ResBlock:forward(x, emb)
-  local h = self.conv1(self.norm1(x):silu())
+  local h = self.conv1(self.norm1:forward_silu(x)) -- norm1(x):silu() in one pass for inference
   local e = self.emb(emb:silu())
   h = h + e:view(e:size(1), e:size(2), 1, 1)
-  h = self.conv2(self.dropout(self.norm2(h):silu()))
+  h = self.conv2(self.dropout(self.norm2:forward_silu(h)))
   return (self.skip and self.skip(x) or x) + h
 end
 
@@ -167,7 +167,7 @@ function UNet:forward(x, t, labels)
     if getmetatable(m) == ResBlock then h = m(flame.cat({h, table.remove(hs)}, 2), emb)
     else h = m(h) end
   end
-  return self.conv_out(self.norm_out(h):silu())
+  return self.conv_out(self.norm_out:forward_silu(h))
 end
 
 -- Multiply-adds of one forward pass for one image, counted over convolutions, linears and attention matmuls

@@ -257,6 +257,8 @@ function GroupNorm:__init(groups, channels, opts)
   end
 end
 function GroupNorm:forward(x) return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
+-- forward_silu(x): self(x):silu() in one pass for inference (F.group_norm_silu), the two ops under autograd.
+function GroupNorm:forward_silu(x) return F.group_norm_silu(x, self.num_groups, self.weight, self.bias, self.eps) end
 function GroupNorm:extra_repr()
   return string.format("%d, %d, eps=%s, affine=%s", self.num_groups, self.num_channels, pyfloat(self.eps),
     pybool(self.affine))

@@ -173,7 +173,7 @@ typedef enum {
   FL_OP_SCATTER_ADD, FL_OP_SORT,
   /* issue 7's families: each adds its kinds below its own marker */
   /* -- norms -- */
-  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD,
+  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD, FL_OP_NORM_SILU_FORWARD,
 
   /* -- convolution -- */
   FL_OP_CONV_DIRECT,
@@ -341,6 +341,12 @@ typedef struct fl_backend {
   fl_status (*norm_backward)(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
                              const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
                              int64_t inner);
+
+  /* Optional: norm_forward with silu applied to y (y = v * sigmoid(v) of each normalised, scaled and shifted v),
+   * one pass for fl_group_norm_silu's inference path; without it, or under autograd, the front-end runs
+   * group_norm, then silu. mean and rstd as norm_forward writes them. */
+  fl_status (*norm_silu_forward)(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x,
+                                 const fl_tensor *w, const fl_tensor *b, int64_t groups, int64_t inner, double eps);
 
   /* ---- convolution (ops/conv.c) ---- */
   /* Optional: a whole convolution problem at once (CUDA: cuDNN), out contiguous, a and b contiguous, all one

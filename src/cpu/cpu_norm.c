@@ -47,8 +47,9 @@ static double row_sum(const char *x, int64_t n, fl_dtype dt, double shift, int p
   return s;
 }
 
+/* silu: y = silu of the normalised value (norm_silu_forward), applied in f64 as the f64 unary op computes it. */
 static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char *rstd, const char *x, fl_dtype dt,
-                        fl_dtype sdt, const double *w, const double *b, double eps) {
+                        fl_dtype sdt, const double *w, const double *b, double eps, bool silu) {
   int64_t es = (int64_t)fl_dtype_size(dt), ss = (int64_t)fl_dtype_size(sdt), n = v->cols;
   const char *xr = x + r * n * es;
   char *yr = y + r * n * es;
@@ -70,6 +71,7 @@ static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char
       t[j] = (t[j] - mu) * rs;
       if (w) t[j] *= w[c];
       if (b) t[j] += b[c];
+      if (silu) t[j] = fl_unary_f(FL_SILU, t[j], 0, 0);
     }
     fl_store_f64(yr + i * es, es, t, m, dt);
   }
@@ -80,7 +82,7 @@ static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char
  * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. Cloned per x86-64 level
  * (the lanes' order, so the result, is the same at every width; nothing is contracted into FMAs). */
 FL_CLONES static void forward_row_f32(const norm_view *v, int64_t r, float *y, float *mean, float *rstd, const float *x,
-                            const double *w, const double *b, double eps) {
+                            const double *w, const double *b, double eps, bool silu) {
   int64_t n = v->cols, i;
   const float *xr = x + r * n;
   float *yr = y + r * n;
@@ -107,10 +109,11 @@ FL_CLONES static void forward_row_f32(const norm_view *v, int64_t r, float *y, f
     float *yc = yr + c * inner;
     for (int64_t j = 0; j < inner; j++) yc[j] = (xc[j] - m) * sc + sh;
   }
+  if (silu) fl_cpu_unary_f32(FL_SILU, yr, yr, n); /* the f32 unary op's own loop, on the row while it is in cache */
 }
 
-fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
-                              const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+static fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps, bool silu) {
   norm_view v = view_of(x, rstd, groups, inner);
   fl_status st = FL_OK;
   double *wd = load_param(w, &st), *bd = st == FL_OK ? load_param(b, &st) : NULL;
@@ -120,12 +123,23 @@ fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, co
     char *yp = fl_data_ptr(y), *mp = mean ? fl_data_ptr(mean) : NULL, *rp = fl_data_ptr(rstd);
     const char *xp = fl_data_ptr(x);
     if (x->dtype == FL_F32 && rstd->dtype == FL_F32 && fl_is_contiguous(x) && fl_is_contiguous(y))
-      FL_CPU_FOR(r, v.rows, forward_row_f32(&v, r, (float *)yp, (float *)mp, (float *)rp, (const float *)xp, wd, bd, eps));
+      FL_CPU_FOR(r, v.rows, forward_row_f32(&v, r, (float *)yp, (float *)mp, (float *)rp, (const float *)xp, wd, bd, eps,
+                                            silu));
     else
-      FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps));
+      FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps, silu));
   }
   free(wd), free(bd);
   return st;
+}
+
+fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+  return norm_forward(y, mean, rstd, x, w, b, groups, inner, eps, false);
+}
+
+fl_status fl_cpu_norm_silu_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x,
+                                   const fl_tensor *w, const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+  return norm_forward(y, mean, rstd, x, w, b, groups, inner, eps, true);
 }
 
 /* dx of one row: with g = dy * w and xhat = (x - mean) * rstd,
