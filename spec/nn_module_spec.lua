@@ -256,6 +256,21 @@ describe("nn layers against flame.F", function()
     for i = 1, 4 do H.close(gm[i], gref[i], {atol = 1e-12}) end
   end)
 
+  -- Self-attention (one tensor as query, key and value) projects once, [B, L, 3E], and splits it: the same output
+  -- and gradients as three projections (key and value other tensors with the same values).
+  it("MultiheadAttention: self-attention's one in-projection equals three", function()
+    flame.manual_seed(11)
+    local m = nn.MultiheadAttention(8, 2, {dtype = "f64", device = H.device})
+    flame.no_grad(function() m.in_proj_bias:copy_(flame.randn(24, {dtype = "f64", device = H.device})) end)
+    local x = rn(2, 5, 8)
+    local y1 = m(x, x, x)
+    local g1 = flame.autograd.grad((y1 * y1):sum(), {m.in_proj_weight, m.in_proj_bias})
+    local y3 = m(x, x:clone(), x:clone())
+    local g3 = flame.autograd.grad((y3 * y3):sum(), {m.in_proj_weight, m.in_proj_bias})
+    H.close(y1, y3, {atol = 1e-12})
+    for i = 1, 2 do H.close(g1[i], g3[i], {atol = 1e-12}) end
+  end)
+
   it("half dtypes: construction and forward keep the dtype", function()
     for _, dt in ipairs({"bf16", "f16"}) do
       local m = nn.Sequential(nn.Linear(4, 8, {dtype = dt, device = H.device}), nn.LayerNorm(8, {dtype = dt,

@@ -468,15 +468,20 @@ local function heads(x, B, S, H, D) return x:reshape(B, S, H, D):transpose(2, 3)
 -- [B, L, S] (averaged over heads) or [B, H, L, S]. Masks follow PyTorch's MultiheadAttention: a bool
 -- attn_mask ([L, S] or [B * H, L, S]) and key_padding_mask ([B, S]) are true where attention is NOT
 -- allowed; a float mask is added to the scores.
+local MHA_FWD = "MultiheadAttention.forward"
+local function need_tensor(what, t)
+  if not flame.is_tensor(t) then error("MultiheadAttention: " .. what .. " must be a tensor, got " .. type(t), 3) end
+end
+
 function MHA:forward(query, key, value, opts, ...)
   local who = "MultiheadAttention"
   if select("#", ...) > 0 then error(who .. ": forward takes (query, key, value, opts)", 2) end
   key = key or query
   value = value or key
-  opts = options(who .. ".forward", opts, mha_fwd_keys)
-  for _, p in ipairs({{"query", query}, {"key", key}, {"value", value}}) do
-    if not flame.is_tensor(p[2]) then error(who .. ": " .. p[1] .. " must be a tensor, got " .. type(p[2]), 2) end
-  end
+  opts = options(MHA_FWD, opts, mha_fwd_keys)
+  need_tensor("query", query)
+  need_tensor("key", key)
+  need_tensor("value", value)
   local E, H, D = self.embed_dim, self.num_heads, self.head_dim
   local unbatched = query:dim() == 2
   if not unbatched and query:dim() ~= 3 then
@@ -502,21 +507,30 @@ function MHA:forward(query, key, value, opts, ...)
   if key:size(1) ~= B or value:size(1) ~= B or value:size(2) ~= S then
     error(string.format("%s: key and value must match query's batch and each other's length", who), 2)
   end
-  local wq, wk, wv
-  if self._qkv_same_embed_dim then
-    local w = self.in_proj_weight
-    wq, wk, wv = w:narrow(1, 1, E), w:narrow(1, E + 1, E), w:narrow(1, 2 * E + 1, E)
+  local q, k, v
+  if self._qkv_same_embed_dim and rawequal(query, key) and rawequal(key, value) then
+    -- self-attention: one projection [B, L, 3E], then q, k and v as views of it (as PyTorch does)
+    local qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+    q = heads(qkv:narrow(3, 1, E), B, L, H, D)
+    k = heads(qkv:narrow(3, E + 1, E), B, S, H, D)
+    v = heads(qkv:narrow(3, 2 * E + 1, E), B, S, H, D)
   else
-    wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+    local wq, wk, wv
+    if self._qkv_same_embed_dim then
+      local w = self.in_proj_weight
+      wq, wk, wv = w:narrow(1, 1, E), w:narrow(1, E + 1, E), w:narrow(1, 2 * E + 1, E)
+    else
+      wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+    end
+    local bq, bk, bv
+    if self.in_proj_bias then
+      local b = self.in_proj_bias
+      bq, bk, bv = b:narrow(1, 1, E), b:narrow(1, E + 1, E), b:narrow(1, 2 * E + 1, E)
+    end
+    q = heads(F.linear(query, wq, bq), B, L, H, D)
+    k = heads(F.linear(key, wk, bk), B, S, H, D)
+    v = heads(F.linear(value, wv, bv), B, S, H, D)
   end
-  local bq, bk, bv
-  if self.in_proj_bias then
-    local b = self.in_proj_bias
-    bq, bk, bv = b:narrow(1, 1, E), b:narrow(1, E + 1, E), b:narrow(1, 2 * E + 1, E)
-  end
-  local q = heads(F.linear(query, wq, bq), B, L, H, D)
-  local k = heads(F.linear(key, wk, bk), B, S, H, D)
-  local v = heads(F.linear(value, wv, bv), B, S, H, D)
 
   -- One mask for sdpa: bool true = allowed, or float added.
   local mask = opts.attn_mask
@@ -580,6 +594,9 @@ function MHA:forward(query, key, value, opts, ...)
     out = attn:matmul(v)
     if opts.average_attn_weights ~= false then weights = weights:mean(2) end
     if unbatched then weights = weights:squeeze(1) end
+  elseif mask == nil and not opts.is_causal then -- q, k and v are this function's own: no second round of checks
+    q, k, v = flame._autocast_cast("lower", q, k, v)
+    out = F._sdpa_checked(q, k, v, nil, nil, p > 0 and p or nil, 1 / math.sqrt(D))
   else
     out = F.scaled_dot_product_attention(q, k, v, {attn_mask = mask, causal = opts.is_causal or nil,
       dropout_p = p, training = self.training})
