@@ -354,6 +354,10 @@ typedef struct fl_backend {
    * always exists. */
   fl_status (*conv_direct)(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                            const fl_conv_geom *g);
+  /* Optional, beside conv_direct: its FORWARD problem with bias [cout] (x's dtype, any stride) added as each
+   * output is stored, the same sum in the same order as the broadcast add the front-end does otherwise (CPU). */
+  fl_status (*conv_direct_bias)(fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_tensor *bias,
+                                const fl_conv_geom *g);
   /* The im2col path. x is a chunk of g->n images [n, cin, in...], contiguous; cols is contiguous
    * [cin * kvol, n * L] (kvol = prod k, L = prod out): row c * kvol + kernel offset, column
    * image * L + output position; zero where the window reads padding. Same dtype, any float. */

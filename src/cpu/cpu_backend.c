@@ -36,6 +36,8 @@ fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, cons
 /* -- convolution -- */
 fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                              const fl_conv_geom *g);
+fl_status fl_cpu_conv_direct_bias(fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_tensor *bias,
+                                  const fl_conv_geom *g);
 fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
 fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
@@ -204,6 +206,7 @@ static const fl_backend cpu_backend = {
 
     /* -- convolution -- */
     .conv_direct = fl_cpu_conv_direct,
+    .conv_direct_bias = fl_cpu_conv_direct_bias,
     .im2col = fl_cpu_im2col,
     .col2im = fl_cpu_col2im,
 

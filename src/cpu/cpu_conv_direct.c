@@ -21,6 +21,8 @@
 
 typedef struct {
   int64_t cin, cout, H, W, OH, OW, k, pad, Hp, Wp, nblocks;
+  const float *bias; /* NULL, or [cout] with stride bstride: added as the outputs are stored */
+  int64_t bstride;
 } geom;
 
 static bool takes(fl_conv_dir dir, const fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_conv_geom *g) {
@@ -38,6 +40,18 @@ static bool takes(fl_conv_dir dir, const fl_tensor *out, const fl_tensor *x, con
 #define NO_MEMCPY "no-tree-loop-distribute-patterns"
 static inline __attribute__((always_inline)) void copy_row(float *restrict d, const float *restrict s, int64_t n) {
   for (int64_t i = 0; i < n; i++) d[i] = s[i];
+}
+
+/* An output row of channel o: the sums, plus o's bias where there is one (as the broadcast add would: one f32
+ * addition of the stored sum). */
+static inline __attribute__((always_inline)) void store_row(const geom *q, float *restrict d, const float *restrict s,
+                                                            int64_t n, int64_t o) {
+  if (!q->bias) {
+    copy_row(d, s, n);
+    return;
+  }
+  float b = q->bias[o * q->bstride];
+  for (int64_t i = 0; i < n; i++) d[i] = s[i] + b;
 }
 
 /* x's image i, zero-padded: [cin, Hp, Wp] (the buffer's zeros are written once: pad_zero). */
@@ -108,7 +122,8 @@ FL_CLONES __attribute__((optimize("fp-contract=fast", NO_MEMCPY))) static void c
         row_taps(acc, xr, wr, k);
       }
     int64_t n = q->OW - ox < 16 ? q->OW - ox : 16;
-    for (int64_t o = 0; o < nco; o++) copy_row(y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, (const float *)&acc[o], n);
+    for (int64_t o = 0; o < nco; o++)
+      store_row(q, y + ((blk * CB + o) * q->OH + oy) * q->OW + ox, (const float *)&acc[o], n, blk * CB + o);
   }
 }
 
@@ -133,11 +148,12 @@ FL_CLONES __attribute__((optimize("fp-contract=fast", NO_MEMCPY))) static void c
     for (int o = 0; o < CB; o++) memcpy(&out[o][p0], &acc[o], sizeof acc[o]);
   }
   for (int64_t o = 0; o < nco; o++)
-    for (int64_t oy = 0; oy < q->OH; oy++) copy_row(y + ((blk * CB + o) * q->OH + oy) * q->OW, &out[o][oy * q->Wp], q->OW);
+    for (int64_t oy = 0; oy < q->OH; oy++)
+      store_row(q, y + ((blk * CB + o) * q->OH + oy) * q->OW, &out[o][oy * q->Wp], q->OW, blk * CB + o);
 }
 
-fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
-                             const fl_conv_geom *g) {
+static fl_status direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b, const fl_tensor *bias,
+                        const fl_conv_geom *g) {
   if (!takes(dir, out, a, b, g)) {
     if (fl_get_conv_algo() != FL_CONV_DIRECT) return FL_EUNSUPPORTED; /* the im2col path follows: no message */
     fl_desc da = fl_describe(a), db = fl_describe(b);
@@ -146,7 +162,8 @@ fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a
                     "input channels x kernel area up to %d)", da.s, db.s, MAX_K, MAX_REDUCTION);
   }
   geom q = {.cin = g->cin, .cout = g->cout, .H = g->in[0], .W = g->in[1], .OH = g->out[0], .OW = g->out[1],
-            .k = g->k[0], .pad = g->pad[0]};
+            .k = g->k[0], .pad = g->pad[0], .bias = bias ? (const float *)fl_data_ptr(bias) : NULL,
+            .bstride = bias ? bias->stride[0] : 0};
   q.Hp = q.H + 2 * q.pad;
   /* by rows (16 columns a step) or flat (in the padded pitch): whichever fills more of its vectors */
   int64_t wide = (q.OW + 15) / 16 * 16, pitch = q.W + 2 * q.pad;
@@ -175,4 +192,14 @@ fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a
   fl_small_free(xp, sizeof(float) * nxp);
   fl_small_free(wt, sizeof(float) * nwt);
   return FL_OK;
+}
+
+fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
+                             const fl_conv_geom *g) {
+  return direct(dir, out, a, b, NULL, g);
+}
+
+fl_status fl_cpu_conv_direct_bias(fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_tensor *bias,
+                                  const fl_conv_geom *g) {
+  return direct(FL_CONV_FORWARD, out, x, w, bias, g);
 }
