@@ -52,7 +52,7 @@ flame.distributed.get_world_size() -- the number of ranks
 flame.distributed.get_local_rank() -- the rank on this machine (its GPU)
 flame.distributed.device() -- the device of this rank ("cuda:LOCAL_RANK")
 flame.distributed.destroy() -- leave the job
-flame.distributed.all_reduce(t, op = "sum") -- reduce t over the ranks in place ("sum", "avg", "max", "min")
+flame.distributed.all_reduce(t, op = "sum", {async_op = false}) -- reduce t over the ranks in place ("sum", "avg", "max", "min"); async_op: returns t, work (work:wait() orders later ops after it)
 flame.distributed.broadcast(t, src) -- rank src's t to every rank, in place
 flame.distributed.all_gather(t) -- every rank's t stacked: [world, ...]
 flame.distributed.reduce_scatter(t, op = "sum") -- t's dim 1 cut in world blocks, reduced; this rank's block
