@@ -203,7 +203,12 @@ void cuda_comm_destroy(void *p, bool abort) {
   }
   if (c->ready) cudaEventDestroy(c->ready);
   if (c->done) cudaEventDestroy(c->done);
-  if (c->stream) cudaStreamDestroy(c->stream);
+  if (c->stream) {
+    /* blocks recorded on the stream by async collectives would record events on it when freed */
+    cudaStreamSynchronize(c->stream);
+    if (fc_context *ctx = fc_context_peek(c->device)) fc_allocator_forget_stream(ctx, c->stream);
+    cudaStreamDestroy(c->stream);
+  }
   (void)cudaGetLastError();
   delete c;
 }
@@ -218,7 +223,11 @@ fl_status cuda_comm_init(fl_device dev, const void *id, size_t n, int rank, int 
   if (!c) return fl_error(FL_ENOMEM, "distributed.init: out of host memory");
   c->device = dev.index, c->timeout = timeout_s();
   fl_status st = FL_OK;
-  cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+  /* High priority: a collective's blocks are scheduled ahead of the compute kernels queued beside it (async
+   * collectives), so a rank's NCCL kernel does not wait for SMs while its peer's spins */
+  int least = 0, greatest = 0;
+  cudaError_t e = cudaDeviceGetStreamPriorityRange(&least, &greatest);
+  if (e == cudaSuccess) e = cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, greatest);
   if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
   if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
   if (e != cudaSuccess) st = fc_cuda_error(e, "distributed.init: creating the communicator's stream");

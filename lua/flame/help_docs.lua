@@ -347,7 +347,7 @@ flame.nn.Identity() -- returns its input
 flame.nn.Flatten(start_dim?, end_dim?) -- flatten dims 2..-1 (1-based)
 flame.nn.Upsample({size, scale_factor, mode, align_corners}) -- F.interpolate as a module
 flame.nn.MultiheadAttention(E, heads, {bias, batch_first, dropout, kdim, vdim}) -- multi-head attention (PyTorch's parameters)
-flame.nn.DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true}) -- data-parallel training: gradients all-reduced in buckets during the backward
+flame.nn.DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true, overlap = true}) -- data-parallel training: gradients all-reduced in buckets during the backward
 flame.nn.DistributedDataParallel:no_sync(fn, ...) -- run fn (forward and backward) without gradient communication; gradients accumulate locally
 flame.nn.DistributedDataParallel:bucket_info() -- the bucket layout: {numel, dtype, device, params} per bucket
 flame.nn.functional -- the same table as flame.F

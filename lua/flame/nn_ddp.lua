@@ -12,7 +12,7 @@ local nn, D = flame.nn, flame.distributed
 local DDP = nn.Module:extend("DistributedDataParallel")
 nn.DistributedDataParallel = DDP
 
-local opt_keys = {bucket_cap_mb = true, broadcast_buffers = true}
+local opt_keys = {bucket_cap_mb = true, broadcast_buffers = true, overlap = true}
 
 local function build_buckets(params, cap_bytes)
   local order, sizes = {}, {}
@@ -38,7 +38,9 @@ local function build_buckets(params, cap_bytes)
   return buckets, where
 end
 
--- DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true})
+-- DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true, overlap = true})
+-- overlap = false: each bucket's reduction ends before the rest of the backward runs (no compute beside NCCL's
+-- kernels; bench/dist.lua measures both)
 function DDP:__init(module, opts)
   if not (type(module) == "table" and module.parameters) then
     error("DistributedDataParallel: expected a module, got " .. type(module), 3)
@@ -53,7 +55,8 @@ function DDP:__init(module, opts)
   for _, p in ipairs(module:parameters()) do if p.requires_grad then params[#params + 1] = p end end
   local cap = (opts.bucket_cap_mb or 25) * 1024 * 1024
   local st = {sync = true, pending = false, broadcast_buffers = opts.broadcast_buffers ~= false, params = params,
-              reductions = 0, early = 0} -- bucket all-reduces so far, and those launched from a hook (overlapped)
+              reductions = 0, early = 0, -- bucket all-reduces so far, and those launched from a hook (overlapped)
+              reduce_opts = opts.overlap == false and {} or {async_op = true}}
   st.buckets, st.where = build_buckets(params, cap)
   st.finish = function() self:_finish() end
   self._ddp = st
@@ -65,8 +68,6 @@ function DDP:__init(module, opts)
     p:register_hook(function(g) self:_on_grad(p, g) end)
   end
 end
-
-local ASYNC = {async_op = true}
 
 -- A gradient arrived: into its bucket (plus what no_sync steps accumulated in .grad); a full bucket is reduced.
 -- Hooks run inside the backward, where grad mode is off.
@@ -86,7 +87,7 @@ function DDP:_on_grad(p, g)
   bucket.got[j] = true
   bucket.ready = bucket.ready + 1
   if bucket.ready == #bucket.params then
-    local _, work = D.all_reduce(bucket.flat, "avg", ASYNC)
+    local _, work = D.all_reduce(bucket.flat, "avg", st.reduce_opts)
     st.work = work
     bucket.launched = true
     st.reductions, st.early = st.reductions + 1, st.early + 1
@@ -101,7 +102,7 @@ local function launch_rest(st)
       for j, v in ipairs(bucket.views) do
         if not bucket.got[j] then v:zero_() end
       end
-      local _, work = D.all_reduce(bucket.flat, "avg", ASYNC)
+      local _, work = D.all_reduce(bucket.flat, "avg", st.reduce_opts)
       st.work = work
       st.reductions = st.reductions + 1
     end
