@@ -41,10 +41,14 @@ static void on_alloc(void *ud, size_t nbytes) {
   lfl_memory *m = ud;
   m->since_cycle += nbytes;
   m->since_minor += nbytes;
-  if (m->since_minor >= MINOR_BYTES && lua_gc(m->L, LUA_GCCOUNT) - m->heap_kb >= MINOR_LUA_KB) {
-    lua_gc(m->L, LUA_GCSTEP, 0); /* generational: a minor collection (a script may have switched modes: a step) */
-    m->since_minor = 0;
-    m->heap_kb = lua_gc(m->L, LUA_GCCOUNT);
+  if (m->since_minor >= MINOR_BYTES) {
+    int kb = lua_gc(m->L, LUA_GCCOUNT);
+    if (kb < m->heap_kb) m->heap_kb = kb; /* the heap shrank (a collection we did not run): growth counts from here */
+    if (kb - m->heap_kb >= MINOR_LUA_KB) {
+      lua_gc(m->L, LUA_GCSTEP, 0); /* generational: a minor collection (a script may have switched modes: a step) */
+      m->since_minor = 0;
+      m->heap_kb = lua_gc(m->L, LUA_GCCOUNT);
+    }
   }
   if (m->since_cycle < m->due) return;
   lua_gc(m->L, LUA_GCCOLLECT); /* (does nothing when called from a finalizer: Lua is collecting already) */
