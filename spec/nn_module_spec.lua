@@ -485,6 +485,17 @@ describe("nn.Module base", function()
       "a 2-D attn_mask must be [3, 3] (L, S), got [2, 2]")
     H.errors(function() m(flame.randn(2, 3, 4), nil, nil, {need_weight = true}) end,
       "MultiheadAttention.forward: unknown option 'need_weight'")
+    -- self-attention (one tensor as query, key and value) checks query once: the same messages
+    local kv = nn.MultiheadAttention(6, 3, {kdim = 4, vdim = 5})
+    local x6 = flame.randn(2, 3, 6)
+    H.errors(function() kv(x6, x6, x6) end,
+      "MultiheadAttention: key's and value's last dims must be kdim = 4 and vdim = 5, got 6 and 6")
+    H.errors(function() kv(x6) end, "key's and value's last dims must be kdim = 4 and vdim = 5, got 6 and 6")
+    H.errors(function() m(flame.randn(2, 3, 4), flame.randn(3, 4), flame.randn(3, 4)) end,
+      "MultiheadAttention: query, key and value must have the same number of dims, got 3, 2 and 2")
+    H.errors(function() m(flame.randn(2, 3, 4), flame.randn(1, 3, 4), flame.randn(1, 3, 4)) end,
+      "MultiheadAttention: key and value must match query's batch and each other's length")
+    H.errors(function() m(flame.randn(2, 3, 4, 1)) end, "MultiheadAttention: query must be 2-D (unbatched) or 3-D, got 4 dims")
     H.errors(function() nn.Module:extend(3) end, "Module:extend: expected a class name")
     H.errors(function() nn.Linear(2, 2):register_buffer("a.b", flame.zeros(1)) end, "without '.'")
     H.errors(function() nn.Parameter(3) end, "Parameter: expected a tensor, got number")

@@ -469,6 +469,7 @@ local function heads(x, B, S, H, D) return x:reshape(B, S, H, D):transpose(2, 3)
 -- attn_mask ([L, S] or [B * H, L, S]) and key_padding_mask ([B, S]) are true where attention is NOT
 -- allowed; a float mask is added to the scores.
 local MHA_FWD = "MultiheadAttention.forward"
+local NO_OPTS = {} -- forward's options when none are given (only read)
 local function need_tensor(what, t)
   if not flame.is_tensor(t) then error("MultiheadAttention: " .. what .. " must be a tensor, got " .. type(t), 3) end
 end
@@ -478,37 +479,43 @@ function MHA:forward(query, key, value, opts, ...)
   if select("#", ...) > 0 then error(who .. ": forward takes (query, key, value, opts)", 2) end
   key = key or query
   value = value or key
-  opts = options(MHA_FWD, opts, mha_fwd_keys)
+  opts = opts == nil and NO_OPTS or options(MHA_FWD, opts, mha_fwd_keys)
   need_tensor("query", query)
   need_tensor("key", key)
   need_tensor("value", value)
   local E, H, D = self.embed_dim, self.num_heads, self.head_dim
-  local unbatched = query:dim() == 2
-  if not unbatched and query:dim() ~= 3 then
-    error(string.format("%s: query must be 2-D (unbatched) or 3-D, got %d dims", who, query:dim()), 2)
+  -- self-attention (one tensor for all three) checks query only: the same answers, a third of the calls
+  local self_attn = rawequal(query, key) and rawequal(key, value)
+  local qd = query:dim()
+  local unbatched = qd == 2
+  if not unbatched and qd ~= 3 then
+    error(string.format("%s: query must be 2-D (unbatched) or 3-D, got %d dims", who, qd), 2)
   end
-  if key:dim() ~= query:dim() or value:dim() ~= query:dim() then
+  if not self_attn and (key:dim() ~= qd or value:dim() ~= qd) then
     error(string.format("%s: query, key and value must have the same number of dims, got %d, %d and %d", who,
-      query:dim(), key:dim(), value:dim()), 2)
+      qd, key:dim(), value:dim()), 2)
   end
-  if query:size(-1) ~= E then
-    error(string.format("%s: query's last dim must be embed_dim = %d, got %d", who, E, query:size(-1)), 2)
+  local qe = query:size(-1)
+  if qe ~= E then
+    error(string.format("%s: query's last dim must be embed_dim = %d, got %d", who, E, qe), 2)
   end
-  if key:size(-1) ~= self.kdim or value:size(-1) ~= self.vdim then
+  local kdim, vdim = self.kdim, self.vdim
+  if (self_attn and (qe ~= kdim or qe ~= vdim)) or (not self_attn and (key:size(-1) ~= kdim or value:size(-1) ~= vdim)) then
     error(string.format("%s: key's and value's last dims must be kdim = %d and vdim = %d, got %d and %d", who,
-      self.kdim, self.vdim, key:size(-1), value:size(-1)), 2)
+      kdim, vdim, key:size(-1), value:size(-1)), 2)
   end
   if unbatched then
     query, key, value = query:unsqueeze(1), key:unsqueeze(1), value:unsqueeze(1)
   elseif not self.batch_first then
     query, key, value = query:transpose(1, 2), key:transpose(1, 2), value:transpose(1, 2)
   end
-  local B, L, S = query:size(1), query:size(2), key:size(2)
-  if key:size(1) ~= B or value:size(1) ~= B or value:size(2) ~= S then
+  local B, L = query:size(1), query:size(2)
+  local S = self_attn and L or key:size(2)
+  if not self_attn and (key:size(1) ~= B or value:size(1) ~= B or value:size(2) ~= S) then
     error(string.format("%s: key and value must match query's batch and each other's length", who), 2)
   end
   local q, k, v
-  if self._qkv_same_embed_dim and rawequal(query, key) and rawequal(key, value) then
+  if self_attn and self._qkv_same_embed_dim then
     -- self-attention: one projection [B, L, 3E], then q, k and v as views of it (as PyTorch does)
     local qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
     q = heads(qkv:narrow(3, 1, E), B, L, H, D)
