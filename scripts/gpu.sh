@@ -57,7 +57,7 @@ if has sanitize; then
     FLAME_CUDNN_FIND=0 FLAME_DEVICE=cuda "$cs" --tool memcheck --report-api-errors $api --error-exitcode=1 \
       --target-processes all scripts/busted-flame "$f" >>"$OUT/sanitizer.txt" 2>&1 || status=1
   done
-  for t in ${FLAME_SANITIZE_TESTS:-test_cuda_backend test_gemm test_conv_cudnn test_optim}; do
+  for t in ${FLAME_SANITIZE_TESTS:-test_cuda_backend test_gemm test_conv_cudnn test_optim test_embed_cuda}; do
     echo "--- $t" >>"$OUT/sanitizer.txt"
     FLAME_CUDNN_FIND=0 "$cs" --tool memcheck --error-exitcode=1 "$build/$t" >>"$OUT/sanitizer.txt" 2>&1 || status=1
   done

@@ -278,6 +278,35 @@ describe("collectives and DDP with one rank", function()
     assert.truthy(sd["module.0.weight"], "PyTorch's names: module.<index from 0>")
   end)
 
+  it("with overlap = false and with a parameter left out of a step, still trains like the plain model", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function model()
+      flame.manual_seed(13)
+      return flame.nn.Sequential(flame.nn.Linear(4, 8), flame.nn.Tanh(), flame.nn.Linear(8, 2)):to(dev)
+    end
+    local plain, wrapped = model(), model()
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {overlap = false, bucket_cap_mb = 0.0001})
+    local o1 = flame.optim.SGD(plain:parameters(), {lr = 0.1})
+    local o2 = flame.optim.SGD(ddp:parameters(), {lr = 0.1})
+    for step = 1, 2 do
+      flame.manual_seed(300 + step)
+      local x = flame.randn(5, 4):to(dev)
+      o1:zero_grad(); o2:zero_grad()
+      -- step 2 leaves the last layer's bias out: DDP reduces its bucket after the backward, with a zero there
+      local function loss(m) return step == 1 and m(x):sum() or (m[3].weight:matmul(m[2](m[1](x)):t())):sum() end
+      loss(plain):backward()
+      local l2 = step == 1 and ddp(x):sum() or loss(ddp.module)
+      l2:backward()
+      o1:step(); o2:step()
+    end
+    local p1, p2 = plain:parameters(), wrapped:parameters()
+    for i = 1, #p1 do H.close(p2[i], p1[i], {atol = 1e-6, rtol = 1e-6}, "param " .. i) end
+    local nb = #ddp:bucket_info()
+    assert.equal(2 * nb, ddp._ddp.reductions)
+    assert.equal(2 * nb - 1, ddp._ddp.early) -- step 2: the bias's bucket never filled, reduced after the backward
+    H.close(wrapped[3].bias.grad, flame.zeros(2):to(dev), {atol = 0, rtol = 0})
+  end)
+
   it("ZeRO-1 AdamW gives plain AdamW's parameters and a state that reloads", function()
     D.init({device = dev, world_size = 1, rank = 0})
     local function model()
