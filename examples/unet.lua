@@ -48,11 +48,12 @@ function ResBlock:__init(cin, cout, emb_dim, o)
   self.conv2 = zero_(nn.Conv2d(cout, cout, 3, {padding = 1}))
   if cin ~= cout then self.skip = nn.Conv2d(cin, cout, 1) end
 end
-function ResBlock:forward(x, emb)
-  local h = self.conv1(self.norm1(x):silu())
-  local e = self.emb(emb:silu())
+-- forward(x, emb, emb_silu?): emb_silu, when given, is emb:silu() (the UNet computes it once for all its blocks)
+function ResBlock:forward(x, emb, emb_silu)
+  local h = self.conv1(self.norm1:forward_silu(x)) -- norm1(x):silu() in one pass for inference
+  local e = self.emb(emb_silu or emb:silu())
   h = h + e:view(e:size(1), e:size(2), 1, 1)
-  h = self.conv2(self.dropout(self.norm2(h):silu()))
+  h = self.conv2(self.dropout(self.norm2:forward_silu(h)))
   return (self.skip and self.skip(x) or x) + h
 end
 
@@ -144,8 +145,8 @@ function UNet:__init(opts)
   self.conv_out = zero_(nn.Conv2d(c, o.in_channels, 3, {padding = 1}))
 end
 
-local function run(m, h, emb)
-  if getmetatable(m) == ResBlock then return m(h, emb) end
+local function run(m, h, emb, emb_silu)
+  if getmetatable(m) == ResBlock then return m(h, emb, emb_silu) end
   return m(h)
 end
 
@@ -156,18 +157,19 @@ function UNet:forward(x, t, labels)
     if not labels then error("UNet: a class-conditional model needs labels (num_classes + 1 for none)", 2) end
     emb = emb + self.class_emb(labels)
   end
+  local emb_silu = emb:silu() -- every block's embedding projection reads it
   local h = self.conv_in(x)
   local hs = {h}
   for _, m in ipairs(self.down) do
-    h = run(m, h, emb)
+    h = run(m, h, emb, emb_silu)
     if getmetatable(m) ~= AttnBlock then hs[#hs + 1] = h else hs[#hs] = h end
   end
-  for _, m in ipairs(self.mid) do h = run(m, h, emb) end
+  for _, m in ipairs(self.mid) do h = run(m, h, emb, emb_silu) end
   for _, m in ipairs(self.up) do
-    if getmetatable(m) == ResBlock then h = m(flame.cat({h, table.remove(hs)}, 2), emb)
+    if getmetatable(m) == ResBlock then h = m(flame.cat({h, table.remove(hs)}, 2), emb, emb_silu)
     else h = m(h) end
   end
-  return self.conv_out(self.norm_out(h):silu())
+  return self.conv_out(self.norm_out:forward_silu(h))
 end
 
 -- Multiply-adds of one forward pass for one image, counted over convolutions, linears and attention matmuls

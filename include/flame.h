@@ -387,6 +387,10 @@ fl_status fl_rms_norm(const fl_tensor *x, int nshape, const int64_t *normalized_
                       fl_tensor **out);
 fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
                         fl_tensor **out);
+/* silu(group_norm(x, groups, w, b, eps)): one pass where the backend has it (CPU) and nothing needs a gradient,
+ * else the two ops (so its gradient is theirs). Errors name "group_norm_silu". */
+fl_status fl_group_norm_silu(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
+                             fl_tensor **out);
 
 /* -- convolution -- */
 /* N-d convolution (nsp = 1, 2 or 3 spatial dims) as PyTorch's conv{1,2,3}d and

@@ -256,6 +256,21 @@ describe("nn layers against flame.F", function()
     for i = 1, 4 do H.close(gm[i], gref[i], {atol = 1e-12}) end
   end)
 
+  -- Self-attention (one tensor as query, key and value) projects once, [B, L, 3E], and splits it: the same output
+  -- and gradients as three projections (key and value other tensors with the same values).
+  it("MultiheadAttention: self-attention's one in-projection equals three", function()
+    flame.manual_seed(11)
+    local m = nn.MultiheadAttention(8, 2, {dtype = "f64", device = H.device})
+    flame.no_grad(function() m.in_proj_bias:copy_(flame.randn(24, {dtype = "f64", device = H.device})) end)
+    local x = rn(2, 5, 8)
+    local y1 = m(x, x, x)
+    local g1 = flame.autograd.grad((y1 * y1):sum(), {m.in_proj_weight, m.in_proj_bias})
+    local y3 = m(x, x:clone(), x:clone())
+    local g3 = flame.autograd.grad((y3 * y3):sum(), {m.in_proj_weight, m.in_proj_bias})
+    H.close(y1, y3, {atol = 1e-12})
+    for i = 1, 2 do H.close(g1[i], g3[i], {atol = 1e-12}) end
+  end)
+
   it("half dtypes: construction and forward keep the dtype", function()
     for _, dt in ipairs({"bf16", "f16"}) do
       local m = nn.Sequential(nn.Linear(4, 8, {dtype = dt, device = H.device}), nn.LayerNorm(8, {dtype = dt,
@@ -470,6 +485,17 @@ describe("nn.Module base", function()
       "a 2-D attn_mask must be [3, 3] (L, S), got [2, 2]")
     H.errors(function() m(flame.randn(2, 3, 4), nil, nil, {need_weight = true}) end,
       "MultiheadAttention.forward: unknown option 'need_weight'")
+    -- self-attention (one tensor as query, key and value) checks query once: the same messages
+    local kv = nn.MultiheadAttention(6, 3, {kdim = 4, vdim = 5})
+    local x6 = flame.randn(2, 3, 6)
+    H.errors(function() kv(x6, x6, x6) end,
+      "MultiheadAttention: key's and value's last dims must be kdim = 4 and vdim = 5, got 6 and 6")
+    H.errors(function() kv(x6) end, "key's and value's last dims must be kdim = 4 and vdim = 5, got 6 and 6")
+    H.errors(function() m(flame.randn(2, 3, 4), flame.randn(3, 4), flame.randn(3, 4)) end,
+      "MultiheadAttention: query, key and value must have the same number of dims, got 3, 2 and 2")
+    H.errors(function() m(flame.randn(2, 3, 4), flame.randn(1, 3, 4), flame.randn(1, 3, 4)) end,
+      "MultiheadAttention: key and value must match query's batch and each other's length")
+    H.errors(function() m(flame.randn(2, 3, 4, 1)) end, "MultiheadAttention: query must be 2-D (unbatched) or 3-D, got 4 dims")
     H.errors(function() nn.Module:extend(3) end, "Module:extend: expected a class name")
     H.errors(function() nn.Linear(2, 2):register_buffer("a.b", flame.zeros(1)) end, "without '.'")
     H.errors(function() nn.Parameter(3) end, "Parameter: expected a tensor, got number")

@@ -170,6 +170,60 @@ describe("norms", function()
     end)
   end)
 
+  -- silu(group_norm(x)): one pass where the backend has norm_silu_forward and nothing needs a gradient (cpu), else
+  -- the two ops. Against that composition: equal in f32 and f64 (the same arithmetic), one rounding apart in halves.
+  describe("group_norm_silu", function()
+    local function composed(x, g, w, b, eps) return F.group_norm(x, g, w, b, eps):silu() end
+    it("equals group_norm then silu, for every dtype, with and without affine", function()
+      local x = rn({2, 6, 5, 7}) * 3
+      local w, b = rn({6}), rn({6})
+      for _, dt in ipairs({"f64", "f32", "bf16", "f16"}) do
+        local tol = ({f64 = {atol = 0}, f32 = {atol = 0}, bf16 = {atol = 4e-2, rtol = 1e-2},
+          f16 = {atol = 4e-3, rtol = 2e-3}})[dt]
+        local xd, wd, bd = x:to(dt), w:to(dt), b:to(dt)
+        for _, g in ipairs({1, 3, 6}) do
+          local y = F.group_norm_silu(xd, g, wd, bd)
+          assert.are.equal(dt, y.dtype)
+          H.close(y, composed(xd, g, wd, bd), tol, dt .. " " .. g .. " groups")
+          H.close(F.group_norm_silu(xd, g), composed(xd, g), tol, dt .. " " .. g .. " groups, no affine")
+        end
+        H.close(F.group_norm_silu(xd:reshape(4, 3, 35), 3, wd:narrow(1, 1, 3), nil, 0.5),
+          composed(xd:reshape(4, 3, 35), 3, wd:narrow(1, 1, 3), nil, 0.5), tol, dt .. " weight only, eps 0.5")
+      end
+    end)
+
+    it("is GroupNorm:forward_silu", function()
+      flame.manual_seed(3)
+      local m = flame.nn.GroupNorm(2, 4):to(H.device):double()
+      flame.no_grad(function() m.weight:copy_(rn({4})); m.bias:copy_(rn({4})) end)
+      local x = rn({3, 4, 6})
+      H.close(m:forward_silu(x), m(x):silu(), {atol = 0})
+    end)
+
+    it("passes gradcheck for x, weight and bias (through group_norm and silu), and names silu's node", function()
+      H.gradcheck(function(x, w, b) return F.group_norm_silu(x, 2, w, b) end, {rn({2, 4, 3}), rn({4}), rn({4})})
+      H.gradcheck(function(x) return F.group_norm_silu(x, 3, nil, nil, 0.01) end, {rn({2, 3, 2, 2})})
+      local x = rn({2, 4, 3})
+      x.requires_grad = true
+      assert.are.equal("SiluBackward", F.group_norm_silu(x, 2).grad_fn)
+      x.requires_grad = false
+      assert.is_nil(F.group_norm_silu(x, 2).grad_fn)
+    end)
+
+    it("names itself in errors", function()
+      H.errors(function() return F.group_norm_silu(rn({2, 3, 4}), 2) end,
+        "group_norm_silu: groups 2 does not divide the 3 channels (dim 2) of input f64[2, 3, 4]")
+      H.errors(function() return F.group_norm_silu(rn({3}), 1) end, "group_norm_silu: input f64[3]",
+        "must have at least 2 dims [N, C, *]")
+      H.errors(function() return F.group_norm_silu(rn({2, 3, 4}), 3, rn({4})) end, "group_norm_silu: weight f64[4]",
+        "must have shape [3]")
+      H.errors(function() return F.group_norm_silu(rn({2, 3, 4}), 1, nil, nil, -1) end, "group_norm_silu: eps must be")
+      local x = rn({2, 3, 4})
+      x.requires_grad = true -- the composed path names the op too
+      H.errors(function() return F.group_norm_silu(x, 2) end, "group_norm_silu: groups 2 does not divide")
+    end)
+  end)
+
   describe("half dtypes", function()
     it("normalises bf16 and f16 with f32 accumulation, parameters of x's dtype or f32", function()
       local x = rn({4, 64}) * 4 + 3

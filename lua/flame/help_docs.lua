@@ -239,6 +239,7 @@ flame.F.conv_transpose3d(x, w, b?, {stride, padding, output_padding, groups, dil
 flame.F.conv_algo(algo?) -- the convolution path, "auto", "gemm" or "direct"; returns the previous one
 flame.F.layer_norm(x, normalized_shape, w?, b?, eps?) -- layer normalisation over the trailing dims
 flame.F.group_norm(x, groups, w?, b?, eps?) -- group normalisation of [N, C, *]
+flame.F.group_norm_silu(x, groups, w?, b?, eps?) -- silu(group_norm(...)), one pass for inference
 flame.F.rms_norm(x, normalized_shape, w?, eps?) -- RMS normalisation over the trailing dims
 flame.F.softmax(x, dim) -- softmax along dim
 flame.F.log_softmax(x, dim) -- log-softmax along dim
@@ -334,6 +335,7 @@ flame.nn.ConvTranspose3d(in, out, k, {stride, padding, output_padding, groups, b
 flame.nn.ConvTranspose3d:reset_parameters() -- PyTorch's default init again
 flame.nn.LayerNorm(shape, {eps, elementwise_affine, bias}) -- layer normalisation
 flame.nn.GroupNorm(groups, channels, {eps, affine}) -- group normalisation
+flame.nn.GroupNorm:forward_silu(x) -- self(x):silu() in one pass for inference (F.group_norm_silu)
 flame.nn.RMSNorm(shape, {eps, elementwise_affine}) -- RMS normalisation
 flame.nn.Embedding(n, d, {padding_idx, max_norm, norm_type}) -- a lookup table of n vectors (1-based ids)
 flame.nn.Embedding:reset_parameters() -- normal init again (padding row zeroed)

@@ -113,8 +113,9 @@ end
 -- mask: nil, a bool tensor (true = attend) or a float tensor added, broadcastable to [B, Hq, Sq, Sk].
 -- A row with no allowed key (every score -inf) gives output 0 and zero gradients.
 local function attention(q, k, v, scale, causal, mask, drop)
-  local B, Hq, Sq, D = q.shape[1], q.shape[2], q.shape[3], q.shape[4]
-  local Hk, Sk, Dv = k.shape[2], k.shape[3], v.shape[4]
+  local qs, ks = q.shape, k.shape -- one shape object each
+  local B, Hq, Sq, D = qs[1], qs[2], qs[3], qs[4]
+  local Hk, Sk, Dv = ks[2], ks[3], v:size(4)
   local G = Hq // Hk
   if Sq == 0 or Sk == 0 or B == 0 or Hq == 0 or D == 0 then
     -- no keys: every row is fully masked (output 0, no gradient); no queries: an empty result
@@ -197,13 +198,15 @@ local sdpa_keys = {causal = true, dropout_p = true, scale = true, training = tru
 -- (causal is fine) and nothing is empty; every other call takes the reference below. Never a CPU fallback: the
 -- fused entry exists only where it runs.
 local function use_flash(q, k, v, mask)
-  if mask ~= nil then return false end
+  -- the backend first: on a device without the entry (the CPU) this is the whole answer, and the dims loop below
+  -- made a dozen shape objects per call of a small model's attention
+  if mask ~= nil or not F._flash_supported(q, k, v) then return false end
   for _, t in ipairs({q, k, v}) do
     for i = 1, t:dim() do
-      if t.shape[i] == 0 then return false end
+      if t:size(i) == 0 then return false end
     end
   end
-  return F._flash_supported(q, k, v)
+  return true
 end
 local causal_code = {top_left = 1, bottom_right = 2}
 
@@ -275,6 +278,14 @@ function F.scaled_dot_product_attention(q, k, v, opts, ...)
   local causal = causal_mode(SDPA, opts.causal, "top_left")
   local p = dropout_p(SDPA, opts, 2)
   local scale = get_scale(SDPA, opts, qs[4], 2)
+  return F._sdpa_checked(q, k, v, mask, causal, p, scale)
+end
+
+-- The attention of arguments already checked and cast (q, k, v 4-D float of one device and dtype, the mask
+-- broadcastable, causal nil or a mode, p nil or the dropout probability): the fused kernel where it runs, else the
+-- reference. scaled_dot_product_attention ends here, and so does MultiheadAttention, which builds its q, k and v
+-- itself (its checks made a third of a small model's attention block on the CPU).
+function F._sdpa_checked(q, k, v, mask, causal, p, scale)
   if use_flash(q, k, v, mask) then
     return F._flash_attention(q, k, v, nil, nil, 0, 0, scale, causal and causal_code[causal] or 0, p or 0)
   end

@@ -257,6 +257,8 @@ function GroupNorm:__init(groups, channels, opts)
   end
 end
 function GroupNorm:forward(x) return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
+-- forward_silu(x): self(x):silu() in one pass for inference (F.group_norm_silu), the two ops under autograd.
+function GroupNorm:forward_silu(x) return F.group_norm_silu(x, self.num_groups, self.weight, self.bias, self.eps) end
 function GroupNorm:extra_repr()
   return string.format("%d, %d, eps=%s, affine=%s", self.num_groups, self.num_channels, pyfloat(self.eps),
     pybool(self.affine))
@@ -466,55 +468,76 @@ local function heads(x, B, S, H, D) return x:reshape(B, S, H, D):transpose(2, 3)
 -- [B, L, S] (averaged over heads) or [B, H, L, S]. Masks follow PyTorch's MultiheadAttention: a bool
 -- attn_mask ([L, S] or [B * H, L, S]) and key_padding_mask ([B, S]) are true where attention is NOT
 -- allowed; a float mask is added to the scores.
+local MHA_FWD = "MultiheadAttention.forward"
+local NO_OPTS = {} -- forward's options when none are given (only read)
+local function need_tensor(what, t)
+  if not flame.is_tensor(t) then error("MultiheadAttention: " .. what .. " must be a tensor, got " .. type(t), 3) end
+end
+
 function MHA:forward(query, key, value, opts, ...)
   local who = "MultiheadAttention"
   if select("#", ...) > 0 then error(who .. ": forward takes (query, key, value, opts)", 2) end
   key = key or query
   value = value or key
-  opts = options(who .. ".forward", opts, mha_fwd_keys)
-  for _, p in ipairs({{"query", query}, {"key", key}, {"value", value}}) do
-    if not flame.is_tensor(p[2]) then error(who .. ": " .. p[1] .. " must be a tensor, got " .. type(p[2]), 2) end
-  end
+  opts = opts == nil and NO_OPTS or options(MHA_FWD, opts, mha_fwd_keys)
+  need_tensor("query", query)
+  need_tensor("key", key)
+  need_tensor("value", value)
   local E, H, D = self.embed_dim, self.num_heads, self.head_dim
-  local unbatched = query:dim() == 2
-  if not unbatched and query:dim() ~= 3 then
-    error(string.format("%s: query must be 2-D (unbatched) or 3-D, got %d dims", who, query:dim()), 2)
+  -- self-attention (one tensor for all three) checks query only: the same answers, a third of the calls
+  local self_attn = rawequal(query, key) and rawequal(key, value)
+  local qd = query:dim()
+  local unbatched = qd == 2
+  if not unbatched and qd ~= 3 then
+    error(string.format("%s: query must be 2-D (unbatched) or 3-D, got %d dims", who, qd), 2)
   end
-  if key:dim() ~= query:dim() or value:dim() ~= query:dim() then
+  if not self_attn and (key:dim() ~= qd or value:dim() ~= qd) then
     error(string.format("%s: query, key and value must have the same number of dims, got %d, %d and %d", who,
-      query:dim(), key:dim(), value:dim()), 2)
+      qd, key:dim(), value:dim()), 2)
   end
-  if query:size(-1) ~= E then
-    error(string.format("%s: query's last dim must be embed_dim = %d, got %d", who, E, query:size(-1)), 2)
+  local qe = query:size(-1)
+  if qe ~= E then
+    error(string.format("%s: query's last dim must be embed_dim = %d, got %d", who, E, qe), 2)
   end
-  if key:size(-1) ~= self.kdim or value:size(-1) ~= self.vdim then
+  local kdim, vdim = self.kdim, self.vdim
+  if (self_attn and (qe ~= kdim or qe ~= vdim)) or (not self_attn and (key:size(-1) ~= kdim or value:size(-1) ~= vdim)) then
     error(string.format("%s: key's and value's last dims must be kdim = %d and vdim = %d, got %d and %d", who,
-      self.kdim, self.vdim, key:size(-1), value:size(-1)), 2)
+      kdim, vdim, key:size(-1), value:size(-1)), 2)
   end
   if unbatched then
     query, key, value = query:unsqueeze(1), key:unsqueeze(1), value:unsqueeze(1)
   elseif not self.batch_first then
     query, key, value = query:transpose(1, 2), key:transpose(1, 2), value:transpose(1, 2)
   end
-  local B, L, S = query:size(1), query:size(2), key:size(2)
-  if key:size(1) ~= B or value:size(1) ~= B or value:size(2) ~= S then
+  local B, L = query:size(1), query:size(2)
+  local S = self_attn and L or key:size(2)
+  if not self_attn and (key:size(1) ~= B or value:size(1) ~= B or value:size(2) ~= S) then
     error(string.format("%s: key and value must match query's batch and each other's length", who), 2)
   end
-  local wq, wk, wv
-  if self._qkv_same_embed_dim then
-    local w = self.in_proj_weight
-    wq, wk, wv = w:narrow(1, 1, E), w:narrow(1, E + 1, E), w:narrow(1, 2 * E + 1, E)
+  local q, k, v
+  if self_attn and self._qkv_same_embed_dim then
+    -- self-attention: one projection [B, L, 3E], then q, k and v as views of it (as PyTorch does)
+    local qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+    q = heads(qkv:narrow(3, 1, E), B, L, H, D)
+    k = heads(qkv:narrow(3, E + 1, E), B, S, H, D)
+    v = heads(qkv:narrow(3, 2 * E + 1, E), B, S, H, D)
   else
-    wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+    local wq, wk, wv
+    if self._qkv_same_embed_dim then
+      local w = self.in_proj_weight
+      wq, wk, wv = w:narrow(1, 1, E), w:narrow(1, E + 1, E), w:narrow(1, 2 * E + 1, E)
+    else
+      wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+    end
+    local bq, bk, bv
+    if self.in_proj_bias then
+      local b = self.in_proj_bias
+      bq, bk, bv = b:narrow(1, 1, E), b:narrow(1, E + 1, E), b:narrow(1, 2 * E + 1, E)
+    end
+    q = heads(F.linear(query, wq, bq), B, L, H, D)
+    k = heads(F.linear(key, wk, bk), B, S, H, D)
+    v = heads(F.linear(value, wv, bv), B, S, H, D)
   end
-  local bq, bk, bv
-  if self.in_proj_bias then
-    local b = self.in_proj_bias
-    bq, bk, bv = b:narrow(1, 1, E), b:narrow(1, E + 1, E), b:narrow(1, 2 * E + 1, E)
-  end
-  local q = heads(F.linear(query, wq, bq), B, L, H, D)
-  local k = heads(F.linear(key, wk, bk), B, S, H, D)
-  local v = heads(F.linear(value, wv, bv), B, S, H, D)
 
   -- One mask for sdpa: bool true = allowed, or float added.
   local mask = opts.attn_mask
@@ -578,6 +601,9 @@ function MHA:forward(query, key, value, opts, ...)
     out = attn:matmul(v)
     if opts.average_attn_weights ~= false then weights = weights:mean(2) end
     if unbatched then weights = weights:squeeze(1) end
+  elseif mask == nil and not opts.is_causal then -- q, k and v are this function's own: no second round of checks
+    q, k, v = flame._autocast_cast("lower", q, k, v)
+    out = F._sdpa_checked(q, k, v, nil, nil, p > 0 and p or nil, 1 / math.sqrt(D))
   else
     out = F.scaled_dot_product_attention(q, k, v, {attn_mask = mask, causal = opts.is_causal or nil,
       dropout_p = p, training = self.training})

@@ -12,6 +12,7 @@
 #include <lualib.h>
 
 #include "cli.h"
+#include "lflame.h"
 
 #define LUA_INIT_VAR "LUA_INIT"
 #define LUA_INITVARVERSION LUA_INIT_VAR "_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR
@@ -316,11 +317,14 @@ int main(int argc, char **argv)
     }
     /* --nproc and the other long options (lua's own are single-dash): the multi-process launcher */
     if (argc > 1 && strncmp(argv[1], "--", 2) == 0 && argv[1][2] != '\0') return cli_launch(argc, argv);
-    L = luaL_newstate();
+    lfl_heap *heap = lfl_heap_new();
+    L = heap ? luaL_newstate() : NULL;
     if (L == NULL) {
+        lfl_heap_free(heap);
         cli_message(FLAME_CLI_NAME, "cannot create state: not enough memory");
         return EXIT_FAILURE;
     }
+    lua_setallocf(L, lfl_heap_lua_alloc, heap);  /* after luaL_newstate's panic and warning functions */
     lua_gc(L, LUA_GCSTOP);  /* no collections while building the state */
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);
@@ -329,5 +333,6 @@ int main(int argc, char **argv)
     result = lua_toboolean(L, -1);
     cli_report(L, status);
     lua_close(L);
+    lfl_heap_free(heap);
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -27,6 +27,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     /* -- norms -- */
     case FL_OP_NORM_FORWARD: return b->norm_forward != NULL;
     case FL_OP_NORM_BACKWARD: return b->norm_backward != NULL;
+    case FL_OP_NORM_SILU_FORWARD: return b->norm_silu_forward != NULL;
 
     /* -- convolution -- */
     case FL_OP_CONV_DIRECT: return b->conv_direct != NULL;

@@ -173,7 +173,7 @@ typedef enum {
   FL_OP_SCATTER_ADD, FL_OP_SORT,
   /* issue 7's families: each adds its kinds below its own marker */
   /* -- norms -- */
-  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD,
+  FL_OP_NORM_FORWARD, FL_OP_NORM_BACKWARD, FL_OP_NORM_SILU_FORWARD,
 
   /* -- convolution -- */
   FL_OP_CONV_DIRECT,
@@ -343,12 +343,22 @@ typedef struct fl_backend {
                              const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
                              int64_t inner);
 
+  /* Optional: norm_forward with silu applied to y (y = v * sigmoid(v) of each normalised, scaled and shifted v),
+   * one pass for fl_group_norm_silu's inference path; without it, or under autograd, the front-end runs
+   * group_norm, then silu. mean and rstd as norm_forward writes them. */
+  fl_status (*norm_silu_forward)(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x,
+                                 const fl_tensor *w, const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+
   /* ---- convolution (ops/conv.c) ---- */
   /* Optional: a whole convolution problem at once (CUDA: cuDNN), out contiguous, a and b contiguous, all one
    * float dtype. Its supports() may decline any case; the front-end then takes the im2col + gemm path, which
    * always exists. */
   fl_status (*conv_direct)(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                            const fl_conv_geom *g);
+  /* Optional, beside conv_direct: its FORWARD problem with bias [cout] (x's dtype, any stride) added as each
+   * output is stored, the same sum in the same order as the broadcast add the front-end does otherwise (CPU). */
+  fl_status (*conv_direct_bias)(fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_tensor *bias,
+                                const fl_conv_geom *g);
   /* The im2col path. x is a chunk of g->n images [n, cin, in...], contiguous; cols is contiguous
    * [cin * kvol, n * L] (kvol = prod k, L = prod out): row c * kvol + kernel offset, column
    * image * L + output position; zero where the window reads padding. Same dtype, any float. */

@@ -143,6 +143,9 @@ static inline int64_t fl_wmul(int64_t a, int64_t b) { return (int64_t)((uint64_t
  * integer paths, and the per-element fallback of the f32 path for ops without
  * a vector loop. A new op needs a case here first; a vector loop is optional. */
 double fl_unary_f(fl_unary_op op, double x, double p0, double p1);
+/* o[i] = op(x[i]) on f32 with the unary op's vector loops (cpu_unary.c), for ops without parameters; o may be x.
+ * For kernels that apply an activation to what they just wrote (norm_silu_forward). */
+void fl_cpu_unary_f32(fl_unary_op op, float *o, const float *x, int64_t n);
 int64_t fl_unary_i(fl_unary_op op, int64_t x, double p0, double p1);
 double fl_binary_f(fl_binary_op op, double a, double b);
 int64_t fl_binary_i(fl_binary_op op, int64_t a, int64_t b);

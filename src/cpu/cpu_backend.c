@@ -27,6 +27,8 @@ fl_status fl_cpu_sort(fl_tensor *values, fl_tensor *indices, const fl_tensor *x,
 /* -- norms -- */
 fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
                               const fl_tensor *b, int64_t groups, int64_t inner, double eps);
+fl_status fl_cpu_norm_silu_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x,
+                                   const fl_tensor *w, const fl_tensor *b, int64_t groups, int64_t inner, double eps);
 fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, const fl_tensor *dy, const fl_tensor *x,
                                const fl_tensor *w, const fl_tensor *mean, const fl_tensor *rstd, int64_t groups,
                                int64_t inner);
@@ -34,6 +36,8 @@ fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, cons
 /* -- convolution -- */
 fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                              const fl_conv_geom *g);
+fl_status fl_cpu_conv_direct_bias(fl_tensor *out, const fl_tensor *x, const fl_tensor *w, const fl_tensor *bias,
+                                  const fl_conv_geom *g);
 fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
 fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
@@ -198,9 +202,11 @@ static const fl_backend cpu_backend = {
     /* -- norms -- */
     .norm_forward = fl_cpu_norm_forward,
     .norm_backward = fl_cpu_norm_backward,
+    .norm_silu_forward = fl_cpu_norm_silu_forward,
 
     /* -- convolution -- */
     .conv_direct = fl_cpu_conv_direct,
+    .conv_direct_bias = fl_cpu_conv_direct_bias,
     .im2col = fl_cpu_im2col,
     .col2im = fl_cpu_col2im,
 

@@ -5,6 +5,7 @@
 #include "cpu.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CH_BLOCK 64 /* channels per dw/db task */
 
@@ -47,8 +48,9 @@ static double row_sum(const char *x, int64_t n, fl_dtype dt, double shift, int p
   return s;
 }
 
+/* silu: y = silu of the normalised value (norm_silu_forward), applied in f64 as the f64 unary op computes it. */
 static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char *rstd, const char *x, fl_dtype dt,
-                        fl_dtype sdt, const double *w, const double *b, double eps) {
+                        fl_dtype sdt, const double *w, const double *b, double eps, bool silu) {
   int64_t es = (int64_t)fl_dtype_size(dt), ss = (int64_t)fl_dtype_size(sdt), n = v->cols;
   const char *xr = x + r * n * es;
   char *yr = y + r * n * es;
@@ -70,46 +72,76 @@ static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char
       t[j] = (t[j] - mu) * rs;
       if (w) t[j] *= w[c];
       if (b) t[j] += b[c];
+      if (silu) t[j] = fl_unary_f(FL_SILU, t[j], 0, 0);
     }
     fl_store_f64(yr + i * es, es, t, m, dt);
   }
 }
 
-/* An f32 row (every f32 norm): the sums in eight f64 lanes the compiler vectorises, then per channel
+/* f32 rows (every f32 norm), two at a time: the sums in eight f64 lanes the compiler vectorises, then per channel
  * y = (x - mean) * (rstd * w) + b in f32. The general path above converts each element to f64 and back and
- * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. */
-static void forward_row_f32(const norm_view *v, int64_t r, float *y, float *mean, float *rstd, const float *x,
-                            const double *w, const double *b, double eps) {
+ * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. One row's 8 lanes are one
+ * vector whose adds wait on each other, so two rows' sums run side by side (rows r0 and r1; r1 == r0 for a last
+ * odd row, its second copy dropped). Cloned per x86-64 level, without FMA contraction: every clone gives the
+ * baseline build's bits (the lanes' order, so the sums, are the same at every width). */
+static inline __attribute__((always_inline, optimize("fp-contract=off"))) void affine_f32(float *restrict y, const float *restrict x, int64_t n, float m,
+                                                             float sc, float sh) {
+  for (int64_t j = 0; j < n; j++) y[j] = (x[j] - m) * sc + sh;
+}
+
+/* 8 floats widened to doubles: one lane each, the lanes the sums below keep. */
+typedef float fl_vf8 __attribute__((vector_size(8 * sizeof(float))));
+typedef double fl_vd8 __attribute__((vector_size(8 * sizeof(double))));
+static inline __attribute__((always_inline)) void load8(fl_vd8 *d, const float *p) { /* (a pointer: no vector ABI) */
+  fl_vf8 f;
+  memcpy(&f, p, sizeof f);
+  *d = __builtin_convertvector(f, fl_vd8);
+}
+
+FL_CLONES __attribute__((optimize("fp-contract=off"))) static void forward_rows_f32(const norm_view *v, int64_t r0, int64_t r1, float *y, float *mean, float *rstd,
+                                       const float *x, const double *w, const double *b, double eps, bool silu) {
   int64_t n = v->cols, i;
-  const float *xr = x + r * n;
-  float *yr = y + r * n;
-  double lane[8] = {0}, mu = 0, q = 0;
+  const float *xa = x + r0 * n, *xb = x + r1 * n;
+  fl_vd8 la = {0}, lb = {0};
+  double mu[2] = {0, 0}, q[2] = {0, 0};
   if (mean) {
-    for (i = 0; i + 8 <= n; i += 8)
-      for (int k = 0; k < 8; k++) lane[k] += xr[i + k];
-    for (; i < n; i++) lane[0] += xr[i];
-    for (int k = 0; k < 8; k++) mu += lane[k], lane[k] = 0;
-    mu /= (double)n;
-    mean[r] = (float)mu;
+    for (i = 0; i + 8 <= n; i += 8) {
+      fl_vd8 a, c;
+      load8(&a, xa + i), load8(&c, xb + i);
+      la += a, lb += c;
+    }
+    for (; i < n; i++) la[0] += xa[i], lb[0] += xb[i];
+    for (int k = 0; k < 8; k++) mu[0] += la[k], mu[1] += lb[k];
+    mu[0] /= (double)n, mu[1] /= (double)n;
+    la = lb = (fl_vd8){0};
   }
-  for (i = 0; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++) lane[k] += (xr[i + k] - mu) * (xr[i + k] - mu);
-  for (; i < n; i++) lane[0] += (xr[i] - mu) * (xr[i] - mu);
-  for (int k = 0; k < 8; k++) q += lane[k];
-  double rs = 1.0 / sqrt(q / (double)n + eps);
-  rstd[r] = (float)rs;
-  int64_t ch0 = (r % v->groups) * v->cpg, inner = v->inner;
-  float m = (float)mu;
-  for (int64_t c = 0; c < v->cpg; c++) {
-    float sc = (float)(rs * (w ? w[ch0 + c] : 1.0)), sh = b ? (float)b[ch0 + c] : 0.0f;
-    const float *xc = xr + c * inner;
-    float *yc = yr + c * inner;
-    for (int64_t j = 0; j < inner; j++) yc[j] = (xc[j] - m) * sc + sh;
+  for (i = 0; i + 8 <= n; i += 8) {
+    fl_vd8 da, db;
+    load8(&da, xa + i), load8(&db, xb + i);
+    da -= mu[0], db -= mu[1];
+    la += da * da, lb += db * db;
+  }
+  for (; i < n; i++) la[0] += (xa[i] - mu[0]) * (xa[i] - mu[0]), lb[0] += (xb[i] - mu[1]) * (xb[i] - mu[1]);
+  for (int k = 0; k < 8; k++) q[0] += la[k], q[1] += lb[k];
+  for (int h = 0; h < (r1 != r0 ? 2 : 1); h++) {
+    int64_t r = h ? r1 : r0;
+    double rs = 1.0 / sqrt(q[h] / (double)n + eps);
+    if (mean) mean[r] = (float)mu[h];
+    rstd[r] = (float)rs;
+    int64_t ch0 = (r % v->groups) * v->cpg, inner = v->inner;
+    const float *xr = x + r * n;
+    float *yr = y + r * n;
+    float m = (float)mu[h];
+    for (int64_t c = 0; c < v->cpg; c++) {
+      float sc = (float)(rs * (w ? w[ch0 + c] : 1.0)), sh = b ? (float)b[ch0 + c] : 0.0f;
+      affine_f32(yr + c * inner, xr + c * inner, inner, m, sc, sh);
+    }
+    if (silu) fl_cpu_unary_f32(FL_SILU, yr, yr, n); /* the f32 unary op's own loop, on the row while it is in cache */
   }
 }
 
-fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
-                              const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+static fl_status norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps, bool silu) {
   norm_view v = view_of(x, rstd, groups, inner);
   fl_status st = FL_OK;
   double *wd = load_param(w, &st), *bd = st == FL_OK ? load_param(b, &st) : NULL;
@@ -118,13 +150,26 @@ fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, co
     if (nt > v.rows) nt = (int)v.rows;
     char *yp = fl_data_ptr(y), *mp = mean ? fl_data_ptr(mean) : NULL, *rp = fl_data_ptr(rstd);
     const char *xp = fl_data_ptr(x);
+    int64_t pairs = (v.rows + 1) / 2;
+    if (nt > pairs) nt = (int)pairs;
     if (x->dtype == FL_F32 && rstd->dtype == FL_F32 && fl_is_contiguous(x) && fl_is_contiguous(y))
-      FL_CPU_FOR(r, v.rows, forward_row_f32(&v, r, (float *)yp, (float *)mp, (float *)rp, (const float *)xp, wd, bd, eps));
+      FL_CPU_FOR(p, pairs, forward_rows_f32(&v, 2 * p, 2 * p + 1 < v.rows ? 2 * p + 1 : 2 * p, (float *)yp, (float *)mp,
+                                            (float *)rp, (const float *)xp, wd, bd, eps, silu));
     else
-      FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps));
+      FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps, silu));
   }
   free(wd), free(bd);
   return st;
+}
+
+fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
+                              const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+  return norm_forward(y, mean, rstd, x, w, b, groups, inner, eps, false);
+}
+
+fl_status fl_cpu_norm_silu_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x,
+                                   const fl_tensor *w, const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
+  return norm_forward(y, mean, rstd, x, w, b, groups, inner, eps, true);
 }
 
 /* dx of one row: with g = dy * w and xhat = (x - mean) * rstd,

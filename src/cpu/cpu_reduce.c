@@ -47,8 +47,9 @@ static inline bool better(red_mode m, double v, double best, int64_t at) {
 /* Blocks of 1024 values: 64 f32 lanes add 16 values each (as fast as the
  * loads), then the lanes go into f64 lanes, so the f32 rounding covers 16
  * values only, like numpy's pairwise blocks. */
-FL_CLONES double fl_cpu_sum_f32(const float *x, int64_t n) {
-  double wide[64] = {0};
+FL_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns"))) double fl_cpu_sum_f32(const float *x, int64_t n) {
+  double wide[64];
+  for (int j = 0; j < 64; j++) wide[j] = 0; /* vector stores: as an initialiser, a rep stos (slow to start) */
   int64_t i = 0;
   for (; i + 1024 <= n; i += 1024) {
     float lane[64] = {0};
@@ -60,8 +61,11 @@ FL_CLONES double fl_cpu_sum_f32(const float *x, int64_t n) {
     for (int j = 0; j < 64; j++) wide[j] += x[i + j];
   double s = 0;
   for (; i < n; i++) s += x[i];
-  for (int w = 32; w >= 1; w /= 2) /* a tree, not a 64-long chain of dependent adds */
-    for (int j = 0; j < w; j++) wide[j] += wide[j + w];
+  /* a tree, not a 64-long chain of dependent adds; each level a constant count, so that it vectorises (with the
+   * count a variable the tree was most of a short row's sum: softmax over 64 keys) */
+#define LEVEL(w) for (int j = 0; j < (w); j++) wide[j] += wide[j + (w)];
+  LEVEL(32) LEVEL(16) LEVEL(8) LEVEL(4) LEVEL(2) LEVEL(1)
+#undef LEVEL
   return s + wide[0];
 }
 

@@ -33,6 +33,11 @@ FL_CLONES static void unary_f32(const un_ctx *c, float *o, const float *x, int64
   }
 }
 
+void fl_cpu_unary_f32(fl_unary_op op, float *o, const float *x, int64_t n) {
+  un_ctx c = {.op = op};
+  unary_f32(&c, o, x, n);
+}
+
 static void unary_f64(const un_ctx *c, double *o, const double *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) o[i] = fl_unary_f(c->op, x[i], c->p0, c->p1);
 }

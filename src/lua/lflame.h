@@ -89,6 +89,13 @@ int lfl_tostring(lua_State *L);
 int lfl_set_printoptions(lua_State *L); /* lprint.c: flame.set_printoptions */
 void lfl_open_functions(lua_State *L); /* fills the module table at -1 */
 void lfl_open_memory(lua_State *L);    /* GC pacing and OOM handling */
+/* Lua's heap with per-state free lists for small blocks (lheap.c): lua_newstate(lfl_heap_lua_alloc, heap), and
+ * lfl_heap_free(heap) after lua_close. lfl_heap_realloc is the allocator's work, for allocators that also count. */
+typedef struct lfl_heap lfl_heap;
+lfl_heap *lfl_heap_new(void);
+void lfl_heap_free(lfl_heap *h);
+void *lfl_heap_realloc(lfl_heap *h, void *ptr, size_t osize, size_t nsize);
+void *lfl_heap_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 /* C objects that the graph may keep past lua_close (lmemory.c): they start with this header, registered by
  * lfl_own; closing the state sets L to NULL, after which they must not touch Lua. */
 typedef struct {

@@ -49,10 +49,21 @@ static int f_group_norm(lua_State *L) {
   return 1;
 }
 
+/* group_norm_silu(x, groups, w?, b?, eps?): silu(group_norm(...)), one pass for inference (ops/norm.c) */
+static int f_group_norm_silu(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  lua_Integer groups = luaL_checkinteger(L, 2);
+  fl_tensor *w = opt_tensor(L, 3), *b = opt_tensor(L, 4);
+  LFL_CHECK(L, fl_group_norm_silu(x, (int64_t)groups, w, b, luaL_optnumber(L, 5, NORM_EPS), &r));
+  lfl_push(L, r);
+  return 1;
+}
+
 static const lfl_reg functions[] = {
     {"layer_norm", f_layer_norm, 5},
     {"rms_norm", f_rms_norm, 4},
     {"group_norm", f_group_norm, 5},
+    {"group_norm_silu", f_group_norm_silu, 5},
     {NULL, NULL, 0},
 };
 

@@ -13,6 +13,7 @@
 
 struct flame_lua_state {
   lua_State *L;
+  lfl_heap *heap; /* Lua's blocks (lheap.c) */
   fl_context *ctx;
   flame_lua_options opt;
   size_t lua_bytes;  /* the Lua heap in use */
@@ -29,12 +30,12 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   flame_lua_state *S = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    lfl_heap_realloc(S->heap, ptr, osize, 0);
     S->lua_bytes -= old;
     return NULL;
   }
   if (S->lua_cap && nsize > old && S->lua_bytes + (nsize - old) > S->lua_cap) return NULL; /* a Lua memory error */
-  void *p = realloc(ptr, nsize);
+  void *p = lfl_heap_realloc(S->heap, ptr, osize, nsize);
   if (p) S->lua_bytes = S->lua_bytes - old + nsize;
   return p;
 }
@@ -243,8 +244,10 @@ fl_status flame_lua_open(const flame_lua_options *opts, flame_lua_state **out) {
     return st;
   }
   for (int i = 0; i < FL_CTX_DEVICES; i++) atomic_store(&S->ctx->limit[i], S->opt.memory_limit);
-  S->L = lua_newstate(l_alloc, S);
+  S->heap = lfl_heap_new();
+  S->L = S->heap ? lua_newstate(l_alloc, S) : NULL;
   if (!S->L) {
+    lfl_heap_free(S->heap);
     fl_context_release(S->ctx);
     free(S);
     return fl_error(FL_ENOMEM, "flame_lua_open: out of host memory for the Lua state");
@@ -276,6 +279,7 @@ void flame_lua_close(flame_lua_state *S) {
     if (fl_context_stream(S->ctx, d)) (void)fl_synchronize(d);
   }
   lua_close(S->L);
+  lfl_heap_free(S->heap);
   fl_context_enter(prev);
   fl_context_drop_streams(S->ctx); /* now, while the host's streams are valid: the context may outlive S */
   fl_context_release(S->ctx); /* it lives on while tensors the host kept are charged to it */

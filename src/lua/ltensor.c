@@ -579,6 +579,11 @@ static int m_register_hook(lua_State *L) {
 
 /* ---- properties and integer indexing ---- */
 static int t_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) { /* methods first, before any check: every x:op() comes through here */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+  }
   fl_tensor *t = self(L);
   if (lua_isinteger(L, 2)) {
     fl_tensor *r;
@@ -586,10 +591,7 @@ static int t_index(lua_State *L) {
     lfl_push(L, r);
     return 1;
   }
-  const char *k = luaL_checkstring(L, 2);
-  lua_pushvalue(L, 2); /* methods first */
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  lua_pop(L, 1);
+  const char *k = luaL_checkstring(L, 2); /* a number converts: the methods table has no such key */
   char buf[32];
   if (!strcmp(k, "shape")) push_shape(L, t);
   else if (!strcmp(k, "dtype")) lua_pushstring(L, fl_dtype_name(fl_dtype_of(t)));

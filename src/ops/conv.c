@@ -251,18 +251,32 @@ done:
   return st;
 }
 
+/* y += b along dim 1, as a broadcast add on y's device. */
+static fl_status add_bias(const char *op, fl_tensor *y, const fl_tensor *b) {
+  int64_t stride[FL_MAX_DIMS] = {0};
+  stride[1] = b->stride[0];
+  fl_tensor be_ = header(b, 0, y->ndim, y->shape, stride);
+  const fl_backend *be;
+  FL_TRY(fl_dispatch(op, FL_OP_BINARY, FL_ADD, 3, (const fl_tensor *const[]){y, y, &be_}, &be));
+  return fl_error_context(be->binary(FL_ADD, y, y, &be_), op);
+}
+
 /* One problem into out (contiguous, allocated): the direct entry where the
- * backend takes it and the algo allows, else the im2col path. a, b contiguous. */
-static fl_status conv_compute(const char *op, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
-                              const fl_tensor *b, const fl_conv_geom *g) {
+ * backend takes it and the algo allows, else the im2col path. a, b contiguous.
+ * bias (FORWARD only, may be NULL): added by the direct entry as it stores
+ * (*added set) where the backend has conv_direct_bias. */
+static fl_status conv_problem(const char *op, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
+                              const fl_tensor *b, const fl_tensor *bias, const fl_conv_geom *g, bool *added) {
   if (fl_numel(out) == 0) return FL_OK;
   if (fl_numel(a) == 0 || fl_numel(b) == 0) return fl_zero_(out); /* an empty sum: no batch or no channels */
   const fl_backend *be;
   if (conv_algo != FL_CONV_GEMM && fl_op_supported(FL_OP_CONV_DIRECT, (int)dir, 3, (const fl_tensor *const[]){out, a, b}, &be)) {
     fl_profile_tick("conv_direct", out->storage->device);
-    fl_status st = be->conv_direct(dir, out, a, b, g);
+    *added = bias && dir == FL_CONV_FORWARD && be->conv_direct_bias;
+    fl_status st = *added ? be->conv_direct_bias(out, a, b, bias, g) : be->conv_direct(dir, out, a, b, g);
     /* a direct entry may still decline at run time (no algorithm for the case): take the im2col path */
     if (st != FL_EUNSUPPORTED || conv_algo == FL_CONV_DIRECT) return fl_error_context(st, op);
+    *added = false;
   } else if (conv_algo == FL_CONV_DIRECT) {
     char dn[32];
     fl_device_name(out->storage->device, dn, sizeof dn);
@@ -275,6 +289,15 @@ static fl_status conv_compute(const char *op, fl_conv_dir dir, fl_tensor *out, c
     case FL_CONV_DATA: return gemm_data(op, out, a, b, g);
     default: return gemm_weight(op, out, a, b, g);
   }
+}
+
+/* The problem, then the bias (any problem that makes an output: FORWARD, or a transposed convolution's DATA)
+ * unless the direct entry added it. */
+static fl_status conv_compute(const char *op, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
+                              const fl_tensor *b, const fl_tensor *bias, const fl_conv_geom *g) {
+  bool added = false;
+  FL_TRY(conv_problem(op, dir, out, a, b, bias, g, &added));
+  return bias && !added && fl_numel(out) ? add_bias(op, out, bias) : FL_OK;
 }
 
 /* t itself when contiguous (a new header, no autograd), else a contiguous copy. */
@@ -291,13 +314,13 @@ static fl_status dense(const char *op, const fl_tensor *t, fl_tensor **out) {
 
 /* A new tensor of the given shape holding one problem's result. */
 static fl_status conv_new(const char *op, fl_conv_dir dir, int nd, const int64_t *shape, const fl_tensor *a,
-                          const fl_tensor *b, const fl_conv_geom *g, fl_tensor **out) {
+                          const fl_tensor *b, const fl_tensor *bias, const fl_conv_geom *g, fl_tensor **out) {
   fl_tensor *da = NULL, *db = NULL, *r = NULL;
   fl_status st = FL_OK;
   FL_CHECK(dense(op, a, &da));
   FL_CHECK(dense(op, b, &db));
   FL_CHECK(fl_tensor_new(a->dtype, a->storage->device, nd, shape, &r));
-  FL_CHECK(conv_compute(op, dir, r, da, db, g));
+  FL_CHECK(conv_compute(op, dir, r, da, db, bias, g));
   *out = r;
   r = NULL;
 done:
@@ -325,10 +348,10 @@ static fl_status conv_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **g
   FL_CHECK(fl_node_saved(n, 1, &w));
   FL_CHECK(dense(op, gout[0], &gy));
   if (n->in[0].node)
-    FL_CHECK(conv_new(op, c->transposed ? FL_CONV_FORWARD : FL_CONV_DATA, x->ndim, x->shape, gy, w, &c->g, &gin[0]));
+    FL_CHECK(conv_new(op, c->transposed ? FL_CONV_FORWARD : FL_CONV_DATA, x->ndim, x->shape, gy, w, NULL, &c->g, &gin[0]));
   if (n->in[1].node)
-    FL_CHECK(c->transposed ? conv_new(op, FL_CONV_WEIGHT, w->ndim, w->shape, gy, x, &c->g, &gin[1])
-                           : conv_new(op, FL_CONV_WEIGHT, w->ndim, w->shape, x, gy, &c->g, &gin[1]));
+    FL_CHECK(c->transposed ? conv_new(op, FL_CONV_WEIGHT, w->ndim, w->shape, gy, x, NULL, &c->g, &gin[1])
+                           : conv_new(op, FL_CONV_WEIGHT, w->ndim, w->shape, x, gy, NULL, &c->g, &gin[1]));
   if (n->n_in > 2 && n->in[2].node) {
     uint32_t mask = 1;
     for (int i = 2; i < gy->ndim; i++) mask |= 1u << i;
@@ -337,16 +360,6 @@ static fl_status conv_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **g
 done:
   fl_release(gy);
   return st;
-}
-
-/* y += b along dim 1, as a broadcast add on y's device. */
-static fl_status add_bias(const char *op, fl_tensor *y, const fl_tensor *b) {
-  int64_t stride[FL_MAX_DIMS] = {0};
-  stride[1] = b->stride[0];
-  fl_tensor be_ = header(b, 0, y->ndim, y->shape, stride);
-  const fl_backend *be;
-  FL_TRY(fl_dispatch(op, FL_OP_BINARY, FL_ADD, 3, (const fl_tensor *const[]){y, y, &be_}, &be));
-  return fl_error_context(be->binary(FL_ADD, y, y, &be_), op);
 }
 
 /* x batched, padding explicit: the geometry is checked, the problem run and recorded. */
@@ -359,8 +372,7 @@ static fl_status conv_core(const char *op, const fl_conv_geom *g, bool transpose
   for (int i = 0; i < g->nsp; i++) shape[2 + i] = transposed ? g->in[i] : g->out[i];
   fl_tensor *y = NULL;
   fl_status st = FL_OK;
-  FL_CHECK(conv_new(op, transposed ? FL_CONV_DATA : FL_CONV_FORWARD, nd, shape, x, w, g, &y));
-  if (b && fl_numel(y)) FL_CHECK(add_bias(op, y, b));
+  FL_CHECK(conv_new(op, transposed ? FL_CONV_DATA : FL_CONV_FORWARD, nd, shape, x, w, b, g, &y));
   fl_node *n;
   const fl_tensor *ins[3] = {x, w, b};
   FL_CHECK(fl_record("ConvolutionBackward", conv_backward, b ? 3 : 2, ins, y, &n));

@@ -3,7 +3,11 @@
  * weight/bias per channel (group, c): layer/rms norm is groups = inner = 1 (rows = leading numel, the columns are
  * the channels), group_norm is x [N, C, *] with cpg = C / groups and inner = the spatial numel. The forward saves
  * mean and rstd ([rows], f32; f64 for f64 x) and the backward is one fused kernel call (dx, dw, db), recorded as
- * one node per op. The backward is not itself differentiable (no double backward). */
+ * one node per op. The backward is not itself differentiable (no double backward).
+ *
+ * group_norm_silu is silu(group_norm(x)): one pass through the backend's optional norm_silu_forward when nothing
+ * needs a gradient (a model's inference: the UNet's blocks normalise and activate every input), else, and on a
+ * backend without the entry, the two ops, so its gradient is theirs. */
 #include "internal.h"
 #include <math.h>
 
@@ -89,12 +93,13 @@ static const char *grad_name(const char *op) {
   return op[0] == 'l' ? "NativeLayerNormBackward" : op[0] == 'g' ? "NativeGroupNormBackward" : "RmsNormBackward";
 }
 
-/* The common part: x checked for dtype and eps here, shapes by the callers (pnd/pshape: the affine shape). */
+/* The common part: x checked for dtype and eps here, shapes by the callers (pnd/pshape: the affine shape). silu:
+ * the fused norm_silu_forward (group_norm_silu, only where nothing records). */
 static fl_status norm_impl(const char *op, const fl_tensor *x, int64_t groups, int64_t inner, int64_t rows,
                            int pnd, const int64_t *pshape, const fl_tensor *w, const fl_tensor *b, double eps, bool rms,
-                           fl_tensor **out) {
+                           bool silu, fl_tensor **out) {
   FL_AUTOCAST(FL_AC_WIDEN, 3, ((const fl_tensor *const[]){x, w, b}),
-              norm_impl(op, ac[0], groups, inner, rows, pnd, pshape, ac[1], ac[2], eps, rms, out));
+              norm_impl(op, ac[0], groups, inner, rows, pnd, pshape, ac[1], ac[2], eps, rms, silu, out));
   if (!fl_dtype_is_float(x->dtype))
     return fl_error(FL_EDTYPE, "%s: input %s must have a float dtype", op, fl_describe(x).s);
   if (!(eps >= 0) || isinf(eps)) return fl_error(FL_EINVAL, "%s: eps must be a finite number >= 0, got %g", op, eps);
@@ -111,9 +116,12 @@ static fl_status norm_impl(const char *op, const fl_tensor *x, int64_t groups, i
   FL_CHECK(fl_tensor_new(stat_dtype(x->dtype), dev, 1, &rows, &rstd));
   if (fl_numel(x)) {
     const fl_backend *be;
-    FL_CHECK(fl_dispatch(op, FL_OP_NORM_FORWARD, 0, 6, (const fl_tensor *const[]){y, xc, wc, bc, mean, rstd}, &be));
-    FL_CHECK(fl_error_context(be->norm_forward(y, mean, rstd, xc, wc, bc, groups, inner, eps), op));
+    const fl_tensor *ts[] = {y, xc, wc, bc, mean, rstd};
+    FL_CHECK(fl_dispatch(op, silu ? FL_OP_NORM_SILU_FORWARD : FL_OP_NORM_FORWARD, 0, 6, ts, &be));
+    FL_CHECK(fl_error_context(silu ? be->norm_silu_forward(y, mean, rstd, xc, wc, bc, groups, inner, eps)
+                                   : be->norm_forward(y, mean, rstd, xc, wc, bc, groups, inner, eps), op));
   }
+  if (silu) goto finish; /* its callers take this path only where nothing needs a gradient */
   fl_node *n;
   const fl_tensor *ins[3];
   int nin = 0;
@@ -130,6 +138,7 @@ static fl_status norm_impl(const char *op, const fl_tensor *x, int64_t groups, i
     if (!rms) FL_CHECK(fl_node_save(n, mean));
     FL_CHECK(fl_node_save(n, rstd));
   }
+finish:
   *out = y;
   y = NULL;
 done:
@@ -157,28 +166,47 @@ fl_status fl_layer_norm(const fl_tensor *x, int nshape, const int64_t *normalize
                         const fl_tensor *b, double eps, fl_tensor **out) {
   int64_t rows = 0;
   FL_TRY(trailing("layer_norm", x, nshape, normalized_shape, &rows));
-  return norm_impl("layer_norm", x, 1, 1, rows, nshape, normalized_shape, w, b, eps, false, out);
+  return norm_impl("layer_norm", x, 1, 1, rows, nshape, normalized_shape, w, b, eps, false, false, out);
 }
 
 fl_status fl_rms_norm(const fl_tensor *x, int nshape, const int64_t *normalized_shape, const fl_tensor *w, double eps,
                       fl_tensor **out) {
   int64_t rows = 0;
   FL_TRY(trailing("rms_norm", x, nshape, normalized_shape, &rows));
-  return norm_impl("rms_norm", x, 1, 1, rows, nshape, normalized_shape, w, NULL, eps, true, out);
+  return norm_impl("rms_norm", x, 1, 1, rows, nshape, normalized_shape, w, NULL, eps, true, false, out);
 }
 
-fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
-                        fl_tensor **out) {
+static fl_status group_norm(const char *op, const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b,
+                            double eps, bool silu, fl_tensor **out) {
   if (x->ndim < 2)
-    return fl_error(FL_ESHAPE, "group_norm: input %s must have at least 2 dims [N, C, *]", fl_describe(x).s);
+    return fl_error(FL_ESHAPE, "%s: input %s must have at least 2 dims [N, C, *]", op, fl_describe(x).s);
   int64_t c = x->shape[1];
   if (groups < 1 || c % groups != 0)
-    return fl_error(FL_ESHAPE, "group_norm: groups %lld does not divide the %lld channels (dim %lld) of input %s",
+    return fl_error(FL_ESHAPE, "%s: groups %lld does not divide the %lld channels (dim %lld) of input %s", op,
                     (long long)groups, (long long)c, (long long)fl_mdim(1), fl_describe(x).s);
   int64_t inner = 1, rows;
   for (int d = 2; d < x->ndim; d++) inner *= x->shape[d]; /* no overflow: x's sizes passed fl_check_shape */
   /* groups divides c, so it is bounded by c -- except for c == 0, where any count divides */
   if (fl_mul_overflows(x->shape[0], groups, &rows))
-    return fl_error(FL_ESHAPE, "group_norm: %lld groups of input %s overflow the row count", (long long)groups, fl_describe(x).s);
-  return norm_impl("group_norm", x, groups, inner, rows, 1, &c, w, b, eps, false, out);
+    return fl_error(FL_ESHAPE, "%s: %lld groups of input %s overflow the row count", op, (long long)groups,
+                    fl_describe(x).s);
+  return norm_impl(op, x, groups, inner, rows, 1, &c, w, b, eps, false, silu, out);
+}
+
+fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
+                        fl_tensor **out) {
+  return group_norm("group_norm", x, groups, w, b, eps, false, out);
+}
+
+fl_status fl_group_norm_silu(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
+                             fl_tensor **out) {
+  const fl_tensor *const ins[] = {x, w, b};
+  const fl_backend *be;
+  if (!fl_needs_grad(3, ins) && fl_op_supported(FL_OP_NORM_SILU_FORWARD, 0, 1, ins, &be))
+    return group_norm("group_norm_silu", x, groups, w, b, eps, true, out);
+  fl_tensor *h;
+  FL_TRY(group_norm("group_norm_silu", x, groups, w, b, eps, false, &h));
+  fl_status st = fl_unary(FL_SILU, h, out);
+  fl_release(h);
+  return st;
 }
