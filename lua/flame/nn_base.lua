@@ -498,11 +498,17 @@ local function check_module(who, v, pos)
   end
 end
 
+-- CHILD_NAME[i] = tostring(i - 1), made once per i: `for _, m in ipairs(list)` comes through list_at per child.
+local CHILD_NAME = setmetatable({}, {__index = function(t, i)
+  local s = tostring(i - 1)
+  t[i] = s
+  return s
+end})
 local function list_at(self, i)
   local n = #self._modules.names
   if i < 0 then i = n + i + 1 end
   if i < 1 or i > n then return nil end
-  return self._modules.map[tostring(i - 1)]
+  return self._modules.map[CHILD_NAME[i]]
 end
 local function list_set_at(self, i, v)
   local n = #self._modules.names

@@ -145,12 +145,13 @@ local conv_plans = setmetatable({}, {__mode = "k"})
 local CONV_TUPLES = {"stride", "dilation", "padding", "output_padding"}
 
 -- The plan for fields f, or nil where the general path must run (a padding mode, a size that is not a table of nd
--- integers or a padding string, groups that is not an integer).
+-- integers or a padding string, groups that is not an integer). plan.tables: the size tables it read, their
+-- values in plan.values (nd each, in order).
 local function conv_plan(f, nd, transposed)
   if f.padding_mode ~= "zeros" or math.type(f.groups) ~= "integer" then return nil end
-  local plan = {groups = f.groups, opts = {}, snap = {}}
+  local plan = {groups = f.groups, opts = {}, tables = {}, values = {}}
   if f.groups ~= 1 then plan.opts.groups = f.groups end
-  for j, key in ipairs(CONV_TUPLES) do
+  for _, key in ipairs(CONV_TUPLES) do
     local t = f[key]
     if key == "padding" and (t == "same" or t == "valid") then
       plan[key], plan.opts.padding = t, t
@@ -158,9 +159,10 @@ local function conv_plan(f, nd, transposed)
       if type(t) ~= "table" or #t ~= nd then return nil end
       for i = 1, nd do
         if math.type(t[i]) ~= "integer" then return nil end
-        plan.snap[(j - 1) * nd + i] = t[i]
+        plan.values[#plan.values + 1] = t[i]
       end
       plan[key] = t
+      plan.tables[#plan.tables + 1] = t
       local uniform = true
       for i = 2, nd do uniform = uniform and t[i] == t[1] end
       local v = uniform and t[1] or t
@@ -174,12 +176,10 @@ end
 local function conv_plan_holds(plan, f, nd)
   if f.stride ~= plan.stride or f.dilation ~= plan.dilation or f.padding ~= plan.padding or f.groups ~= plan.groups
     or f.output_padding ~= plan.output_padding or f.padding_mode ~= "zeros" then return false end
-  local snap = plan.snap
-  for j = 1, 4 do
-    local t = plan[CONV_TUPLES[j]]
-    if type(t) == "table" then
-      for i = 1, nd do if t[i] ~= snap[(j - 1) * nd + i] then return false end end
-    end
+  local tables, values = plan.tables, plan.values
+  for j = 1, #tables do
+    local t, at = tables[j], (j - 1) * nd
+    for i = 1, nd do if t[i] ~= values[at + i] then return false end end
   end
   return true
 end
