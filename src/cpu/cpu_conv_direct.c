@@ -58,15 +58,18 @@ static inline __attribute__((always_inline)) void zero_row(float *d, int64_t n) 
   for (int64_t i = 0; i < n; i++) d[i] = 0;
 }
 
-/* The padded image as the runs it is in memory, in order: zeros, a row's W floats, zeros, the next row, ... Each
- * run but the last two is written in whole 16-float vectors, up to 15 floats past its end, which the next run
- * (written after it, from its exact start) covers again: a row of 8 to 32 floats is then one to two loads and
- * stores with no loop set-up, where three exact loops a row (left zeros, the row, right zeros) were a twentieth
- * of the UNet's CPU forward. A row is read the same way only where x has 16 more floats after its start. */
+/* The padded image as the runs it is in memory, in order: zeros, a row's W floats, zeros, the next row, ... The
+ * runs tile the buffer and each is written after the ones before it, so a run may write past its end (whatever it
+ * leaves there, a later run writes again): all but the last two go in whole vectors (rows 16 floats a step, zeros
+ * 8: the zeros between rows are 2 to 8 floats), up to 15 floats past their end, and the last run is the exact
+ * zeros after the image and the slack (32 floats). A row of 8 to 32 floats is then one to two loads and stores with
+ * no loop set-up, where three exact loops a row (left zeros, the row, right zeros) were a twentieth of the UNet's
+ * CPU forward. A row is read the same way only where x has 16 more floats after its start. */
 typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));
 static inline __attribute__((always_inline)) void zero_over(float *d, int64_t n) {
-  const vf16 z = {0};
-  for (int64_t i = 0; i < n; i += 16) memcpy(d + i, &z, sizeof z);
+  const vf8 z = {0}; /* 8 floats a step: the zeros between rows are 2 to 8 floats */
+  for (int64_t i = 0; i < n; i += 8) memcpy(d + i, &z, sizeof z);
 }
 static inline __attribute__((always_inline)) void copy_over(float *d, const float *s, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
