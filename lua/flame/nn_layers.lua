@@ -542,6 +542,8 @@ local mha_fwd_keys = {attn_mask = true, key_padding_mask = true, is_causal = tru
 
 -- [B, S, E] (or [S, B, E] without batch_first, or unbatched [S, E]) -> [B, H, S, D]
 local function heads(x, B, S, H, D) return x:reshape(B, S, H, D):transpose(2, 3) end
+-- the three E-wide blocks of t along dim (the packed q, k, v projections), as views
+local function thirds(t, dim, E) return t:narrow(dim, 1, E), t:narrow(dim, E + 1, E), t:narrow(dim, 2 * E + 1, E) end
 
 -- forward(query, key, value, {attn_mask, key_padding_mask, is_causal, need_weights = false,
 -- average_attn_weights = true}) returns the output and (with need_weights) the attention weights
@@ -597,23 +599,17 @@ function MHA:forward(query, key, value, opts, ...)
   local q, k, v
   if self_attn and self._qkv_same_embed_dim then
     -- self-attention: one projection [B, L, 3E], then q, k and v as views of it (as PyTorch does)
-    local qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
-    q = heads(qkv:narrow(3, 1, E), B, L, H, D)
-    k = heads(qkv:narrow(3, E + 1, E), B, S, H, D)
-    v = heads(qkv:narrow(3, 2 * E + 1, E), B, S, H, D)
+    local qq, kk, vv = thirds(F.linear(query, self.in_proj_weight, self.in_proj_bias), 3, E)
+    q, k, v = heads(qq, B, L, H, D), heads(kk, B, S, H, D), heads(vv, B, S, H, D)
   else
     local wq, wk, wv
     if self._qkv_same_embed_dim then
-      local w = self.in_proj_weight
-      wq, wk, wv = w:narrow(1, 1, E), w:narrow(1, E + 1, E), w:narrow(1, 2 * E + 1, E)
+      wq, wk, wv = thirds(self.in_proj_weight, 1, E)
     else
       wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
     end
     local bq, bk, bv
-    if self.in_proj_bias then
-      local b = self.in_proj_bias
-      bq, bk, bv = b:narrow(1, 1, E), b:narrow(1, E + 1, E), b:narrow(1, 2 * E + 1, E)
-    end
+    if self.in_proj_bias then bq, bk, bv = thirds(self.in_proj_bias, 1, E) end
     q = heads(F.linear(query, wq, bq), B, L, H, D)
     k = heads(F.linear(key, wk, bk), B, S, H, D)
     v = heads(F.linear(value, wv, bv), B, S, H, D)
