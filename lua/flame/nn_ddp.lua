@@ -127,18 +127,23 @@ local function launch_rest(st)
   end
 end
 
+-- The device waits for the reductions (the last one's wait covers all: the comm stream runs in order); the
+-- buckets start the next step empty.
+local function end_step(st)
+  if st.work then st.work:wait() end
+  st.work = nil
+  for _, bucket in ipairs(st.buckets) do bucket.ready, bucket.launched = 0, false end
+  st.step = st.step + 1
+  st.pending = false
+end
+
 -- After the backward: every bucket reduced, and the device ordered after the reductions (the .grads are their
 -- views already).
 function DDP:_finish()
   local st = self._ddp
-  st.pending = false
   flame.no_grad(function()
     launch_rest(st)
-    -- the device waits for the reductions: the last one's wait covers all (the comm stream runs in order)
-    if st.work then st.work:wait() end
-    st.work = nil
-    for _, bucket in ipairs(st.buckets) do bucket.ready, bucket.launched = 0, false end
-    st.step = st.step + 1
+    end_step(st)
   end)
 end
 
@@ -155,6 +160,8 @@ end
 
 function DDP:forward(...)
   local st = self._ddp
+  -- a backward that failed before its end never ran its callback (not a checkpoint's forward inside a backward)
+  if st.pending and not flame.autograd._running() then end_step(st) end
   if st.broadcast_buffers and D.get_world_size() > 1 then
     flame.no_grad(function()
       for _, b in ipairs(self.module:buffers()) do D.broadcast(b, 0) end
