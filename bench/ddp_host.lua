@@ -26,35 +26,46 @@ local function model()
 end
 local x, y = flame.randn(2, 8), flame.randn(2, 8)
 
--- seconds per step: the median of 7 loops of 50 steps, after 5 warm-up steps
-local function time_steps(wrap, set_to_none)
+-- A step of one variant: (model, optimizer) -> fn running zero_grad + forward + backward + AdamW.
+local function stepper(wrap, set_to_none)
   local net = model()
   local m = wrap and wrap(net) or net
   local opt = flame.optim.AdamW(m:parameters(), {lr = 1e-3})
-  local function step()
+  return function()
     opt:zero_grad(set_to_none)
     F.mse_loss(m(x), y):backward()
     opt:step()
   end
-  for _ = 1, 5 do step() end
-  local ts = {}
-  for r = 1, 7 do
-    collectgarbage()
-    local t0 = now()
-    for _ = 1, 50 do step() end
-    ts[r] = (now() - t0) / 50
+end
+
+-- seconds per step of each variant: the variants take turns (the machine's load drifts alike for all), 15 loops of
+-- 30 steps each after 5 warm-up steps, and the fastest loop counts (noise only adds time)
+local function time_steps(steps)
+  local best = {}
+  for i, f in ipairs(steps) do
+    for _ = 1, 5 do f() end
+    best[i] = math.huge
   end
-  table.sort(ts)
-  return ts[4]
+  for _ = 1, 15 do
+    for i, f in ipairs(steps) do
+      collectgarbage()
+      local t0 = now()
+      for _ = 1, 30 do f() end
+      best[i] = math.min(best[i], (now() - t0) / 30)
+    end
+  end
+  return best
 end
 
 for _, none in ipairs({true, false}) do
-  local plain = time_steps(nil, none)
-  local ddp = time_steps(function(n) return New(n) end, none)
+  local steps = {stepper(nil, none), stepper(function(n) return New(n) end, none)}
+  if Old then steps[3] = stepper(function(n) return Old(n) end, none) end
+  local t = time_steps(steps)
+  local plain, ddp = t[1], t[2]
   local line = string.format("%d params, zero_grad(set_to_none = %s): plain %.1f us/step, DDP %.1f us (+%.1f us, %.2f us/param)",
     2 * depth, tostring(none), plain * 1e6, ddp * 1e6, (ddp - plain) * 1e6, (ddp - plain) * 1e6 / (2 * depth))
   if Old then
-    local old = time_steps(function(n) return Old(n) end, none)
+    local old = t[3]
     line = line .. string.format("; old DDP %.1f us (+%.1f us, %.2f us/param)", old * 1e6, (old - plain) * 1e6,
       (old - plain) * 1e6 / (2 * depth))
   end
