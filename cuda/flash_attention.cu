@@ -1,6 +1,7 @@
 /* Fused attention (FlashAttention-2's algorithm) for bf16/f16, head dims 32, 64, 96, 128.
  *
- * Forward: one CTA of 4 warps per (query tile of 64 rows, batch x query head); warp w owns rows 16w..16w+15.
+ * Forward: one CTA of 4 warps per (query tile of 64 MT rows, batch x query head; MT = FA_FWD_MT, 2 by default);
+ * warp w owns rows 16 MT w .. 16 MT (w + 1) - 1, so each K and V fragment feeds MT tensor-core steps.
  * Q stays in shared memory, K and V tiles of 64 keys stream through it (two stages, cp.async: the next tile loads
  * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
  * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
@@ -245,37 +246,47 @@ __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool
   k1 = fl_dropout_keep_word(c, p.thr);
 }
 
-/* One (query tile, b, h) of the forward. */
-template <bool BF, int D>
+/* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
+ * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
+ * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
+ * and the causal diagonal's. */
+template <bool BF, int D, int MT>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
-  constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8;
-  uint16_t *sQ = smem, *sKV = sQ + BM * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
+  constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
+  uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
   fa_extent(p.cu_k, b, p.Sk, p.total_k, k0, lk);
-  const int64_t m0 = (int64_t)mt * BM;
+  const int64_t m0 = (int64_t)mt * BMF;
   if (m0 >= lq) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   int64_t n_end = lk;
-  if (p.causal) n_end = min(lk, max((int64_t)0, m0 + BM + shift)); /* keys past every row's limit: skipped */
+  if (p.causal) n_end = min(lk, max((int64_t)0, m0 + BMF + shift)); /* keys past every row's limit: skipped */
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
   const uint16_t *kb = p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr;
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
-  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BMF);
   if (ntiles > 0) {
     load_tile_async<D>(sKV, LD, kb, p.k_sr, 0, lk, BN);
     load_tile_async<D>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk, BN);
   }
   cp_commit();
-  float acc[NTD][4];
+  float acc[MT][NTD][4];
+  float mrow[MT][2], lrow[MT][2];
+  int64_t row[MT][2];
 #pragma unroll
-  for (int i = 0; i < NTD; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  const int64_t row[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
+  for (int mi = 0; mi < MT; mi++) {
+#pragma unroll
+    for (int i = 0; i < NTD; i++) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
+    mrow[mi][0] = mrow[mi][1] = -INFINITY;
+    lrow[mi][0] = lrow[mi][1] = 0.f;
+    row[mi][0] = m0 + w * 16 * MT + mi * 16 + g;
+    row[mi][1] = row[mi][0] + 8;
+  }
   for (int it = 0; it < ntiles; it++) {
     const int64_t n0 = (int64_t)it * BN;
     if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
@@ -289,77 +300,93 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     }
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
-    float s[NTS][4];
+    float s[MT][NTS][4];
 #pragma unroll
-    for (int i = 0; i < NTS; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+      for (int i = 0; i < NTS; i++) s[mi][i][0] = s[mi][i][1] = s[mi][i][2] = s[mi][i][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sQ, LD, w * 16, kk * 16, g, t);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) frag_a(a[mi], sQ, LD, w * 16 * MT + mi * 16, kk * 16, g, t);
 #pragma unroll
       for (int nt = 0; nt < NTS; nt += 2) {
         uint32_t bf[2][2];
         frag_bt2(bf, sK, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(s[nt], a, bf[0]);
-        fa_mma<BF>(s[nt + 1], a, bf[1]);
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+          fa_mma<BF>(s[mi][nt], a[mi], bf[0]);
+          fa_mma<BF>(s[mi][nt + 1], a[mi], bf[1]);
+        }
       }
     }
-    /* mask and prescale; the tile's row max */
-    float mx[2] = {-INFINITY, -INFINITY};
+    /* prescale, mask where this tile needs it (uniform over the CTA), the tile's row max */
+    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
 #pragma unroll
-    for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-        bool ok = j < lk && (!p.causal || j <= i + shift);
-        float x = ok ? s[nt][e] * p.scale_log2 : -INFINITY;
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    float alpha[2], muse[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      float mnew = fmaxf(mrow[r], mx[r]);
-      muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-      alpha[r] = exp2f(mrow[r] - muse[r]);
-      mrow[r] = mnew;
-      lrow[r] *= alpha[r];
-    }
-#pragma unroll
-    for (int i = 0; i < NTD; i++) {
-      acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
-      acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
-    }
-#pragma unroll
-    for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float pe = exp2f(s[nt][e] - muse[e >> 1]);
-        lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
-        s[nt][e] = pe;
-      }
-    if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+    for (int mi = 0; mi < MT; mi++) {
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-          bool keep0, keep1;
-          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), keep0, keep1);
-          s[nt][2 * r] = keep0 ? s[nt][2 * r] * p.drop_scale : 0.f;
-          s[nt][2 * r + 1] = keep1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+        for (int e = 0; e < 4; e++) {
+          float x = s[mi][nt][e] * p.scale_log2;
+          if (edge) {
+            int64_t i = row[mi][e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
+            if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
+          }
+          s[mi][nt][e] = x;
+          mx[e >> 1] = fmaxf(mx[e >> 1], x);
         }
+      float alpha[2], muse[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float mnew = fmaxf(mrow[mi][r], mx[r]);
+        muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
+        alpha[r] = exp2f(mrow[mi][r] - muse[r]);
+        mrow[mi][r] = mnew;
+        lrow[mi][r] *= alpha[r];
+      }
+#pragma unroll
+      for (int i = 0; i < NTD; i++) {
+        acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
+        acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
+      }
+#pragma unroll
+      for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float pe = exp2f(s[mi][nt][e] - muse[e >> 1]);
+          lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
+          s[mi][nt][e] = pe;
+        }
+      if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+          for (int r = 0; r < 2; r++) {
+            bool keep0, keep1;
+            keep_pair(p, drop_index(p, b, h, row[mi][r], n0 + nt * 8 + 2 * t), keep0, keep1);
+            s[mi][nt][2 * r] = keep0 ? s[mi][nt][2 * r] * p.drop_scale : 0.f;
+            s[mi][nt][2 * r + 1] = keep1 ? s[mi][nt][2 * r + 1] * p.drop_scale : 0.f;
+          }
+    }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, s[2 * kk], s[2 * kk + 1]);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
 #pragma unroll
       for (int dt = 0; dt < NTD; dt += 2) {
         uint32_t bf[2][2];
         frag_b2(bf, sV, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(acc[dt], a, bf[0]);
-        fa_mma<BF>(acc[dt + 1], a, bf[1]);
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+          fa_mma<BF>(acc[mi][dt], a[mi], bf[0]);
+          fa_mma<BF>(acc[mi][dt + 1], a[mi], bf[1]);
+        }
       }
     }
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
@@ -367,26 +394,37 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
   uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-    if (row[r] >= lq) continue;
-    float inv = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
-    uint16_t *orow = ob + row[r] * p.o_sr;
+  for (int mi = 0; mi < MT; mi++)
 #pragma unroll
-    for (int dt = 0; dt < NTD; dt++)
-      *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) = fa_pack<BF>(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
-    if (t == 0) {
-      float l = lrow[r] > 0.f && mrow[r] > -INFINITY ? (mrow[r] + log2f(lrow[r])) * LN2 : -INFINITY;
-      p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[r]) * p.l_sr] = l;
+    for (int r = 0; r < 2; r++) {
+      float l = lrow[mi][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      if (row[mi][r] >= lq) continue;
+      float inv = l > 0.f ? 1.f / l : 0.f;
+      uint16_t *orow = ob + row[mi][r] * p.o_sr;
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt++)
+        *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
+            fa_pack<BF>(acc[mi][dt][2 * r] * inv, acc[mi][dt][2 * r + 1] * inv);
+      if (t == 0) {
+        float lse = l > 0.f && mrow[mi][r] > -INFINITY ? (mrow[mi][r] + log2f(l)) * LN2 : -INFINITY;
+        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[mi][r]) * p.l_sr] = lse;
+      }
     }
-  }
 }
+
+/* m16 tiles per warp in the forward (FA_FWD_MT=1 at build time: the 64-row tiles of the first version) */
+#ifndef FA_FWD_MT
+#define FA_FWD_MT 2
+#endif
+constexpr int FWD_MT = FA_FWD_MT, BM_FWD = 64 * FWD_MT;
 
 template <bool BF, int D>
 __global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
-  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y) fwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
+    fwd_tile<BF, D, FWD_MT>(p, blockIdx.x, (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
@@ -581,7 +619,7 @@ __global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
 }
 
-constexpr size_t fwd_smem(int D) { return (size_t)(BM + 4 * BN) * (D + PAD) * 2; }
+constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
 constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
@@ -675,7 +713,7 @@ fl_status flash_attention_forward(const fl_flash_args *a) {
   p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
-  dim3 grid = grid_of(p.Sq, BM, (int64_t)p.B * p.Hq);
+  dim3 grid = grid_of(p.Sq, BM_FWD, (int64_t)p.B * p.Hq);
   return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
 }
 
