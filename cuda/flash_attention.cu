@@ -10,8 +10,8 @@
  * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
  * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
- * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA per (key tile of 64, batch x k/v head),
- * warp w owning keys 16w..16w+15: it loops over the query heads that share the k/v head (GQA: their dK/dV sum in
+ * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v head),
+ * warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over the query heads that share the k/v head (GQA: their dK/dV sum in
  * registers, no atomics) and over the query tiles a causal mask leaves, recomputes P^T = exp2(S^T - lse) and
  * accumulates dV += Z^T dO, dK += dS^T Q in registers; dQ += dS K goes through shared memory (dS as [query][key])
  * and f32 atomicAdd into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
@@ -188,11 +188,11 @@ template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const f
 }
 
 /* Copies rows [r0, r0 + n) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
-template <int D>
+template <int D, int NTH = NT>
 __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
                                           int64_t len, int n) {
   constexpr int CH = D / 8; /* 16-byte chunks per row */
-  for (int c = threadIdx.x; c < n * CH; c += NT) {
+  for (int c = threadIdx.x; c < n * CH; c += NTH) {
     int r = c / CH, k = (c % CH) * 8;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (r0 + r < len) v = *reinterpret_cast<const uint4 *>(base + (r0 + r) * rs + k);
@@ -440,9 +440,14 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
+/* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
+ * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
+constexpr int NTB = 256, BNB = 128;
+
 /* One (key tile, b, k/v head) of the backward. */
 template <bool BF, int D>
 __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
+  constexpr int BN = BNB, NT = NTB; /* (shadow the forward's) */
   constexpr int LD = D + PAD, LDS = BN + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   uint16_t *sK = smem, *sV = sK + BN * LD, *sQ = sV + BN * LD, *sO = sQ + BM * LD, *sS = sO + BM * LD;
   float *sL = reinterpret_cast<float *>(sS + BM * LDS), *sD = sL + BM;
@@ -455,8 +460,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   __syncthreads();
-  load_tile<D>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
-  load_tile<D>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
+  load_tile<D, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
+  load_tile<D, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
   float dk[NTD][4], dv[NTD][4];
 #pragma unroll
   for (int i = 0; i < NTD; i++)
@@ -473,8 +478,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     const int64_t lbase = b * p.l_sb + h * p.l_sh + q0 * p.l_sr;
     for (int64_t m0 = mbeg; m0 < lq; m0 += BM) {
       __syncthreads(); /* the previous query tile (and sS) is read */
-      load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
-      load_tile<D>(sO, LD, dob, p.o_sr, m0, lq, BM);
+      load_tile<D, NTB>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+      load_tile<D, NTB>(sO, LD, dob, p.o_sr, m0, lq, BM);
       for (int r = threadIdx.x; r < BM; r += NT) {
         bool in = m0 + r < lq;
         float l = in ? p.lse[lbase + (m0 + r) * p.l_sr] : -INFINITY;
@@ -573,12 +578,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
       }
       __syncthreads(); /* sS complete */
       /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-      const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-      uint32_t as[BN / 16][4]; /* this warp's 16 rows of dS, all 64 keys */
+      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      const int64_t qi[2] = {m0 + wr + g, m0 + wr + g + 8};
+      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, w * 16, kk * 16, g, t);
-      for (int dt = 0; dt < NTD; dt += 2) {
+      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, wr, kk * 16, g, t);
+      for (int dt = dt0; dt < dt0 + NTD / 2; dt += 2) {
         float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
@@ -614,13 +621,13 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
 }
 
 template <bool BF, int D>
-__global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
+__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
-constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
+constexpr size_t bwd_smem(int D) { return (size_t)(2 * BNB + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BNB + PAD) * 2 + 2 * BM * 4; }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
 void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t &sr) {
@@ -665,9 +672,10 @@ dim3 grid_of(int64_t len, int tile, int64_t bh) {
   return dim3((unsigned)fc_max64(1, fc_ceil_div(len, tile)), (unsigned)fc_min64(bh, 65535));
 }
 
-template <class K> fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name) {
+template <class K>
+fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name, int threads = NT) {
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kernel<<<grid, NT, smem, fc_stream(ctx)>>>(p);
+  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p);
   return fc_launched(name);
 }
 
@@ -683,10 +691,10 @@ template <bool BF> fl_status fwd_dispatch(int D, dim3 grid, fc_context *ctx, con
 
 template <bool BF> fl_status bwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel");
-    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel");
-    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel");
-    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel");
+    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel", NTB);
+    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel", NTB);
+    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel", NTB);
+    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel", NTB);
     default: return fl_error(FL_EINVAL, "flash_attention backward: head_dim %d is not supported", D);
   }
 }
@@ -742,7 +750,7 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
     FC_CUDA(cudaMemsetAsync(p.dk, 0, (size_t)fl_numel(a->dk) * 2, fc_stream(ctx)));
     FC_CUDA(cudaMemsetAsync(p.dv, 0, (size_t)fl_numel(a->dv) * 2, fc_stream(ctx)));
   }
-  dim3 grid = grid_of(p.Sk, BN, (int64_t)p.B * p.Hk);
+  dim3 grid = grid_of(p.Sk, BNB, (int64_t)p.B * p.Hk);
   return bf ? bwd_dispatch<true>(D, grid, ctx, p) : bwd_dispatch<false>(D, grid, ctx, p);
 }
 
