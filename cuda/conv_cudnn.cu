@@ -97,8 +97,19 @@ struct plan {
  * beyond it the oldest plan is replaced. */
 enum { FC_DNN_PLANS = 512, FC_DNN_MAX_DEVICES = 64 };
 /* The largest workspace an algorithm may use (PyTorch lets cuDNN use what is
- * free; 1 GiB leaves room and is more than the 3x3 / 3x3x3 winners need). */
-const size_t FC_DNN_WS_CAP = (size_t)1 << 30;
+ * free; 1 GiB leaves room and is more than the 3x3 / 3x3x3 winners need at the
+ * batches of training). FLAME_CUDNN_WS_MB overrides it: large-batch inference
+ * (the UNet sampler's batch of 2000) may have faster algorithms that need more,
+ * which bench/nn/conv's batch-2000 cases measure. */
+size_t ws_cap(void) {
+  static size_t cap = 0;
+  if (!cap) {
+    const char *e = getenv("FLAME_CUDNN_WS_MB");
+    long long mb = e ? atoll(e) : 0;
+    cap = mb > 0 ? (size_t)mb << 20 : (size_t)1 << 30;
+  }
+  return cap;
+}
 
 struct dnn_device {
   cudnnHandle_t handle;
@@ -352,7 +363,7 @@ size_t find_workspace(cudnnHandle_t h, const plan *p, fl_conv_dir dir, fc_contex
   size_t want = 0;
   for (int i = 0; i < algo_count(dir); i++) {
     size_t s = 0;
-    if (workspace_of(h, p, dir, i, &s) == CUDNN_STATUS_SUCCESS && s <= FC_DNN_WS_CAP && s > want) want = s;
+    if (workspace_of(h, p, dir, i, &s) == CUDNN_STATUS_SUCCESS && s <= ws_cap() && s > want) want = s;
   }
   for (; want >= ((size_t)1 << 20); want /= 4)
     if (ws.get(ctx, want) == FL_OK) return want;
@@ -384,7 +395,7 @@ fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir,
   bool find = find_enabled(), strict = out->dtype == FL_F32 && !p->key.tf32;
   perf r[FC_DNN_MAX_ALGOS];
   int n = 0;
-  size_t limit = FC_DNN_WS_CAP;
+  size_t limit = ws_cap();
   if (find) {
     fc_scratch ws;
     limit = find_workspace(dev->handle, p, dir, ctx, ws);

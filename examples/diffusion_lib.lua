@@ -9,10 +9,11 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 M.unet = dofile(here .. "/unet.lua")
 
 M.PRESETS = {
-  -- 16x16 images (Fashion-MNIST padded to 32x32, then halved), ~180k parameters: about 0.5 s a step on 2 cores.
+  -- 16x16 images (Fashion-MNIST padded to 32x32, then halved), ~180k parameters: about 0.3 s a step on 2 cores, so
+  -- 500 steps take 2 min 40 s (at 200 the samples were still noise-flecked blobs; at 500 rows of garments).
   tiny = {image_size = 16, channels = 16, mults = {1, 2}, num_res_blocks = 1, attn_res = {8}, dropout = 0,
-          batch = 32, steps = 200, lr = 2e-3, warmup = 20, ema_decay = 0.99, sample_steps = 20, per_class = 6,
-          sample_every = 0, ckpt_every = 100},
+          batch = 32, steps = 500, lr = 2e-3, warmup = 20, ema_decay = 0.99, sample_steps = 20, per_class = 6,
+          sample_every = 0, ckpt_every = 250},
   -- 32x32, ~15M parameters, ~3.5 GMACs per image forward: ~2.7 TFLOP per step of 128 (fwd + bwd = 3x fwd).
   default = {image_size = 32, channels = 96, mults = {1, 2, 2}, num_res_blocks = 2, attn_res = {16, 8}, dropout = 0.1,
              batch = 128, steps = 6000, lr = 5e-4, warmup = 200, ema_decay = 0.999, sample_steps = 50, per_class = 10,

@@ -62,6 +62,32 @@ describe("memory", function()
     assert(high < 2 * BOUND, string.format("allocated grew to %.1f MB above the baseline", high / MB))
   end)
 
+  -- The regression of session 15: pacing by an incremental step per megabyte ran a whole cycle (in proportion to
+  -- Lua's heap) for every large allocation once a step outgrew the heap, hundreds a training step. A full collection
+  -- is due when the tensor bytes allocated since the last reach those then live (at least 32 MB).
+  it("runs a collection per live-sized batch of tensor bytes, not one per large allocation", function()
+    local live = {}
+    for i = 1, 12 do live[i] = flame.empty(1024, 1024) end -- 48 MB live
+    settle()
+    local cycles, armed = 0, true
+    local function arm() setmetatable({}, {__gc = function() cycles = cycles + 1; if armed then arm() end end}) end
+    arm()
+    local base = stats().allocated
+    local high = 0
+    for _ = 1, 96 do -- 384 MB of 4 MB temporaries: about 4 collections are due (one per 48 MB + what is live then)
+      local t = flame.empty(1024, 1024)
+      high = math.max(high, stats().allocated - base)
+      t = nil
+    end
+    armed = false
+    assert(cycles >= 2, string.format("%d collections over 384 MB of temporaries (memory grew to %.0f MB)", cycles,
+      high / MB))
+    assert(cycles <= 16, string.format("%d collections over 96 allocations of 4 MB: the pacing collects per allocation",
+      cycles))
+    assert(high <= 2 * 52 * MB, string.format("garbage grew to %.1f MB above the live 48 MB", high / MB))
+    live = nil
+  end)
+
   it("gives memory back when tensors were reachable only from a dropped table", function()
     local base = settle()
     local allocs_before = stats().num_allocs - stats().num_frees

@@ -401,6 +401,16 @@ describe("F.scaled_dot_product_attention", function()
     assert.is_false(g:isnan():any():item())
   end)
 
+  it("the masked softmax's causal shift at the integer extremes: every key, or none (no overflow of i + shift)", function()
+    local s = rn64(2, 3, 4)
+    local all = flame.F._masked_softmax(s, nil, math.maxinteger)
+    H.close(all, s:softmax(-1), {atol = 1e-15, rtol = 1e-12})
+    H.close(flame.F._masked_softmax(s, nil, 4), all, {atol = 0, rtol = 0})
+    local none = flame.F._masked_softmax(s, nil, math.mininteger)
+    H.close(none, flame.zeros(2, 3, 4, {dtype = "f64", device = H.device}), {atol = 0, rtol = 0})
+    H.close(flame.F._masked_softmax(s, nil, -3), none, {atol = 0, rtol = 0})
+  end)
+
   it("gradcheck of q, k and v (plain, GQA causal bottom-right, bool mask with a dead row) and of a float mask", function()
     H.gradcheck(function(q, k, v) return SDPA(q, k, v) end,
       {flame.randn(1, 2, 3, 2), flame.randn(1, 2, 4, 2), flame.randn(1, 2, 4, 2)})

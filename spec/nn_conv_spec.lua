@@ -319,12 +319,42 @@ describe("F.conv_algo", function()
   end)
 
   if H.device == "cpu" then
-    it("\"direct\" is an error where the device has no direct path", function()
+    it("\"direct\" is an error for a case the device's direct path does not take", function()
       local prev = F.conv_algo("direct")
-      local ok, err = pcall(F.conv2d, flame.ones(1, 1, 3, 3), flame.ones(1, 1, 3, 3))
+      local ok, err = pcall(F.conv2d, flame.ones(1, 1, 3, 3, {dtype = "f64"}), flame.ones(1, 1, 3, 3, {dtype = "f64"}))
+      local ok2, err2 = pcall(F.conv2d, flame.ones(1, 1, 5, 5), flame.ones(1, 1, 3, 3), {stride = 2})
       F.conv_algo(prev)
-      assert(not ok)
-      assert.truthy(tostring(err):find("conv2d: no direct convolution path on cpu", 1, true))
+      assert(not ok and not ok2)
+      assert.truthy(tostring(err):find("conv2d: no direct convolution path on cpu for input f64[1, 1, 3, 3]", 1, true))
+      assert.truthy(tostring(err2):find("it takes the forward of f32 2-D convolutions with stride 1", 1, true))
+    end)
+  end
+end)
+
+-- The CPU's direct convolution (src/cpu/cpu_conv_direct.c: f32, 2-D, stride 1) against the im2col + GEMM path:
+-- rows narrower and wider than its 8- and 16-column steps, output channels that do not fill its blocks of 8 or 16,
+-- kernels 1 to 7 with every padding, batches.
+describe("F.conv2d: the CPU's direct path against the im2col path", function()
+  local test = H.device == "cpu" and it or pending
+  local cases = { -- n, cin, h, w, k, pad, cout
+    {1, 1, 16, 16, 3, 1, 16}, {2, 16, 16, 16, 3, 1, 16}, {1, 48, 16, 16, 3, 1, 17}, {1, 32, 8, 8, 3, 1, 32},
+    {1, 16, 16, 16, 3, 1, 1}, {1, 3, 7, 9, 3, 1, 5}, {2, 5, 13, 20, 5, 2, 11}, {1, 4, 6, 6, 3, 0, 9},
+    {1, 8, 17, 33, 1, 0, 3}, {1, 2, 5, 5, 7, 3, 2}, {3, 6, 4, 19, 3, 2, 7}, {1, 7, 3, 40, 3, 1, 33},
+  }
+  for _, c in ipairs(cases) do
+    local n, cin, h, w, k, pad, cout = table.unpack(c)
+    test(string.format("x [%d, %d, %d, %d], %dx%d kernel, padding %d, %d outputs", n, cin, h, w, k, k, pad, cout), function()
+      flame.manual_seed(cin * 100 + cout)
+      local x, wt, b = flame.randn(n, cin, h, w), flame.randn(cout, cin, k, k), flame.randn(cout)
+      local prev = F.conv_algo("gemm")
+      local want = F.conv2d(x, wt, b, {padding = pad})
+      F.conv_algo("direct")
+      local ok, got = pcall(F.conv2d, x, wt, b, {padding = pad})
+      F.conv_algo(prev)
+      assert(ok, got)
+      assert.are.same(want.shape, got.shape)
+      local err = (got - want):abs():max():item() / want:abs():max():item()
+      assert(err < 1e-5, string.format("relative difference %.3g", err))
     end)
   end
 end)

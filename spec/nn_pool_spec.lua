@@ -142,6 +142,18 @@ describe("F pooling values", function()
     H.close(c[1][1][1], {1, 1.25, 1.75, 2})
   end)
 
+  it("interpolate: nearest on f32 (a gather of its own) picks the pixels the f64 path picks", function()
+    flame.manual_seed(3)
+    for _, c in ipairs({{{2, 3, 8, 8}, {scale_factor = 2}}, {{1, 2, 9, 11}, {scale_factor = 1.7}},
+                        {{1, 1, 7, 5}, {size = {3, 4}}}, {{1, 2, 3, 2, 3}, {size = {4, 3, 5}}}}) do
+      local x = dev(flame.randn(c[1], {dtype = "f64"}))
+      local want = F.interpolate(x, c[2]):float()
+      local got = F.interpolate(x:float(), c[2])
+      assert.are.same(want.shape, got.shape)
+      assert.are.equal(0, (got - want):abs():max():item())
+    end
+  end)
+
   it("f16 and bf16 against f32 (f32 accumulation)", function()
     flame.manual_seed(8)
     local y = dev(flame.randn(2, 3, 9, 10))

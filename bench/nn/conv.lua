@@ -30,6 +30,10 @@ local specs = {
     {padding = 1, groups = 256}, false},
   {"conv3d fwd+bwd bf16 [4,64,16,64,64] k3 pad1", 0.7, "conv3d", {4, 64, 16, 64, 64}, {64, 64, 3, 3, 3}, "bf16",
     {padding = 1}, true},
+  -- the UNet sampler's convolutions (bench/nn/unet.lua's sample case: batch 2000, 96 and 192 channels)
+  {"conv2d fwd bf16 [2000,96,32,32] k3 pad1", 1.0, "conv2d", {2000, 96, 32, 32}, {96, 96, 3, 3}, "bf16", {padding = 1}, false},
+  {"conv2d fwd bf16 [2000,192,16,16] k3 pad1", 1.0, "conv2d", {2000, 192, 16, 16}, {192, 192, 3, 3}, "bf16", {padding = 1},
+    false},
 }
 for _, s in ipairs(specs) do
   local name, target, fn, xs, ws, dt, o, bw = table.unpack(s)

@@ -32,6 +32,10 @@ SPECS = [
      dict(padding=1, groups=256), False),
     ("conv3d fwd+bwd bf16 [4,64,16,64,64] k3 pad1", "conv3d", [4, 64, 16, 64, 64], [64, 64, 3, 3, 3], "bfloat16",
      dict(padding=1), True),
+    ("conv2d fwd bf16 [2000,96,32,32] k3 pad1", "conv2d", [2000, 96, 32, 32], [96, 96, 3, 3], "bfloat16",
+     dict(padding=1), False),
+    ("conv2d fwd bf16 [2000,192,16,16] k3 pad1", "conv2d", [2000, 192, 16, 16], [192, 192, 3, 3], "bfloat16",
+     dict(padding=1), False),
 ]
 CASES = {}
 for name, fn, xs, ws, dt, opts, bw in SPECS:

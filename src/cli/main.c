@@ -277,11 +277,39 @@ static int pmain(lua_State *L)
     return 1;
 }
 
+/* OpenBLAS 0.3.21 (Debian 12's) picks its kernels by CPU model, and gives a model it does not know (this
+ * project's CPU machine: a Xeon of family 6, model 0xCF) its generic SSE3 kernels ("Prescott"): GEMMs there ran
+ * 2.5 to 4.6 times slower than with the AVX-512 ones. Before anything runs, the interpreter has OpenBLAS choose
+ * again by the CPU's features, as OPENBLAS_CORETYPE does (which OpenBLAS reads only when it loads; a host that
+ * links flame sets that variable itself, docs/embedding.md). The variable stays set for the processes flame-lua
+ * starts. Weak: other BLAS libraries, or an OpenBLAS built for one CPU, have none of these. */
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+char *openblas_get_corename(void) __attribute__((weak));
+static void blas_pick_kernels(void)
+{
+    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || !openblas_get_corename || getenv("OPENBLAS_CORETYPE"))
+        return;
+    const char *core = openblas_get_corename();
+    if (core == NULL || strcmp(core, "Prescott") != 0) return; /* it knew the CPU */
+    const char *want = NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+    if (want == NULL || setenv("OPENBLAS_CORETYPE", want, 0) != 0) return;
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+}
+
 int main(int argc, char **argv)
 {
     int status, result;
     static char *noargs[] = {FLAME_CLI_NAME, NULL};
     lua_State *L;
+    blas_pick_kernels();
     if (argc < 1 || argv[0] == NULL) {  /* exec'd without argv[0] */
         argc = 1;
         argv = noargs;

@@ -291,11 +291,10 @@ fl_tensor *fl_grad(const fl_tensor *t) { return t->grad; }
 const char *fl_grad_fn_name(const fl_tensor *t) { return t->grad_fn ? t->grad_fn->name : NULL; }
 
 fl_status fl_set_requires_grad(fl_tensor *t, bool on) {
-  fl_desc d = fl_describe(t);
   if (t->grad_fn && !on)
-    return fl_error(FL_EAUTOGRAD, "requires_grad: cannot turn it off on a non-leaf %s (use detach)", d.s);
+    return fl_error(FL_EAUTOGRAD, "requires_grad: cannot turn it off on a non-leaf %s (use detach)", fl_describe(t).s);
   if (on && !fl_dtype_is_float(t->dtype))
-    return fl_error(FL_EDTYPE, "requires_grad: only floating-point tensors can require grad, got %s", d.s);
+    return fl_error(FL_EDTYPE, "requires_grad: only floating-point tensors can require grad, got %s", fl_describe(t).s);
   if (!t->grad_fn) t->requires_grad = on;
   return FL_OK;
 }

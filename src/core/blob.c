@@ -48,11 +48,11 @@ fl_status fl_tensor_from_blob(void *data, int ndim, const int64_t *shape, const 
   if ((uintptr_t)data % (uintptr_t)esize)
     return fl_error(FL_EINVAL, "from_blob: data %p is not aligned to %s's %lld bytes", data, fl_dtype_name(dt),
                     (long long)esize);
-  fl_storage *s = calloc(1, sizeof *s);
-  fl_tensor *t = calloc(1, sizeof *t);
+  fl_storage *s = fl_small_calloc(sizeof *s);
+  fl_tensor *t = fl_small_calloc(sizeof *t);
   if (!s || !t) {
-    free(s);
-    free(t);
+    fl_small_free(s, sizeof *s);
+    fl_small_free(t, sizeof *t);
     return fl_error(FL_ENOMEM, "from_blob: out of host memory for a tensor header");
   }
   s->refcount = 1;

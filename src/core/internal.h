@@ -83,6 +83,14 @@ fl_desc fl_describe(const fl_tensor *t);
 const char *fl_dims_str(int n, const int64_t *d, char *buf, size_t len);
 
 /* ---- storage and tensors ---- */
+/* Small blocks from per-thread free lists (core/small_alloc.c): tensor and storage headers, small CPU data.
+ * 64-byte aligned; fl_small_free takes the size given to the allocation; sizes over FL_SMALL_MAX are plain
+ * aligned_alloc / free. fl_small_trim returns the calling thread's lists to the system. */
+#define FL_SMALL_MAX ((size_t)64 << 10)
+void *fl_small_alloc(size_t n);
+void *fl_small_calloc(size_t n);
+void fl_small_free(void *p, size_t n);
+void fl_small_trim(void);
 fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out);
 void fl_storage_release(fl_storage *s);
 fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *shape, fl_tensor **out);
@@ -114,6 +122,20 @@ fl_status fl_check_same_device(const char *op, const fl_tensor *a, const fl_tens
  * borrows t (never retained or released; for a kernel call on the hot path). */
 fl_tensor *fl_expand_raw(const fl_tensor *t, int ndim, const int64_t *shape);
 void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_tensor *hdr);
+/* A stack header for one kernel call (refcount 1, no autograd state) with t's storage, dtype, shape, strides and
+ * offset. Never a struct copy (`*hdr = *t`): that reads t's refcount, which other threads holding t may be
+ * changing at that moment, a data race (ThreadSanitizer saw it when two states shared weights:
+ * examples/host/threads.c). */
+static inline fl_tensor fl_header_of(const fl_tensor *t) {
+  fl_tensor h = {0};
+  h.refcount = 1;
+  h.storage = t->storage;
+  h.dtype = t->dtype;
+  h.ndim = t->ndim;
+  h.offset = t->offset;
+  for (int i = 0; i < FL_MAX_DIMS; i++) h.shape[i] = t->shape[i], h.stride[i] = t->stride[i];
+  return h;
+}
 
 /* ---- iteration plan (core/plan.c) ---- */
 /* How to walk nops operands of one shape (outputs first, then inputs), computed

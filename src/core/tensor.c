@@ -4,7 +4,7 @@
 #include <string.h>
 
 fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
-  fl_storage *s = calloc(1, sizeof *s);
+  fl_storage *s = fl_small_calloc(sizeof *s);
   if (!s) return fl_error(FL_ENOMEM, "out of host memory for a storage header");
   s->refcount = 1;
   s->device = dev;
@@ -13,7 +13,7 @@ fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
   if (st == FL_OK) st = fl_device_alloc(dev, nbytes, &s->data);
   if (st != FL_OK) {
     fl_context_uncharge(s->ctx, dev, nbytes);
-    free(s);
+    fl_small_free(s, sizeof *s);
     return st;
   }
   *out = s;
@@ -27,7 +27,7 @@ void fl_storage_release(fl_storage *s) {
   else if (s->deleter)
     s->deleter(s->deleter_ctx, s->host_data);
   fl_context_uncharge(s->ctx, s->device, s->nbytes); /* (NULL for external memory: never charged) */
-  free(s);
+  fl_small_free(s, sizeof *s);
 }
 
 /* The product saturates: only a zero-element shape can overflow it (a view of
@@ -66,12 +66,12 @@ fl_status fl_check_shape(const char *op, int ndim, const int64_t *shape, fl_dtyp
 fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *shape, fl_tensor **out) {
   if ((unsigned)dt >= FL_NDTYPES) return fl_error(FL_EDTYPE, "bad dtype %d", (int)dt);
   FL_TRY(fl_check_shape(NULL, ndim, shape, dt));
-  fl_tensor *t = calloc(1, sizeof *t);
+  fl_tensor *t = fl_small_calloc(sizeof *t);
   if (!t) return fl_error(FL_ENOMEM, "out of host memory for a tensor header");
   int64_t n = fl_shape_numel(ndim, shape);
   fl_status st = fl_storage_new(dev, (size_t)n * fl_dtype_size(dt), &t->storage);
   if (st != FL_OK) {
-    free(t);
+    fl_small_free(t, sizeof *t);
     return st;
   }
   t->refcount = 1;
@@ -84,7 +84,7 @@ fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *sha
 }
 
 fl_tensor *fl_alias(const fl_tensor *src, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
-  fl_tensor *t = calloc(1, sizeof *t);
+  fl_tensor *t = fl_small_calloc(sizeof *t);
   if (!t) return NULL;
   t->refcount = 1;
   t->storage = src->storage;
@@ -110,7 +110,7 @@ void fl_release(fl_tensor *t) {
   fl_autograd_tensor_freed(t);
   fl_release(t->grad);
   fl_storage_release(t->storage);
-  free(t);
+  fl_small_free(t, sizeof *t);
 }
 
 int fl_ndim(const fl_tensor *t) { return t->ndim; }

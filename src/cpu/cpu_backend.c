@@ -32,6 +32,8 @@ fl_status fl_cpu_norm_backward(fl_tensor *dx, fl_tensor *dw, fl_tensor *db, cons
                                int64_t inner);
 
 /* -- convolution -- */
+fl_status fl_cpu_conv_direct(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
+                             const fl_conv_geom *g);
 fl_status fl_cpu_im2col(fl_tensor *cols, const fl_tensor *x, const fl_conv_geom *g);
 fl_status fl_cpu_col2im(fl_tensor *x, const fl_tensor *cols, const fl_conv_geom *g);
 
@@ -113,6 +115,7 @@ static bool cache_put(void *p, size_t size) {
 }
 
 static fl_status cpu_empty_cache(fl_device dev) {
+  fl_small_trim(); /* the calling thread's small blocks (headers included) */
   pthread_mutex_lock(&cache_mu);
   for (int i = 0; i < cached_n; i++) free(cache[i].ptr);
   size_t freed = cached_bytes;
@@ -125,11 +128,12 @@ static fl_status cpu_empty_cache(fl_device dev) {
 
 static fl_status cpu_alloc(fl_device dev, size_t nbytes, void **ptr) {
   size_t size = round_size(nbytes ? nbytes : 1);
-  *ptr = cache_take(size);
-  if (!*ptr) *ptr = aligned_alloc(64, size);
+  bool small = size < CACHE_MIN; /* small blocks: fl_small_alloc's size classes, given back by fl_small_free */
+  *ptr = small ? fl_small_alloc(size) : cache_take(size);
+  if (!*ptr && !small) *ptr = aligned_alloc(64, size);
   if (!*ptr) { /* give the cache back to the system and try once more */
     cpu_empty_cache(dev);
-    *ptr = aligned_alloc(64, size);
+    *ptr = small ? fl_small_alloc(size) : aligned_alloc(64, size);
   }
   if (!*ptr) {
     STAT_ADD(num_ooms, 1);
@@ -149,7 +153,8 @@ static void cpu_free(fl_device dev, void *ptr, size_t nbytes) {
   STAT_ADD(allocated, -(int64_t)nbytes);
   STAT_ADD(reserved, -(int64_t)nbytes);
   STAT_ADD(num_frees, 1);
-  if (!cache_put(ptr, size)) free(ptr);
+  if (size < CACHE_MIN) fl_small_free(ptr, size);
+  else if (!cache_put(ptr, size)) free(ptr);
 }
 
 static fl_status cpu_memcpy(fl_device dev, void *dst, const void *src, size_t n) {
@@ -195,6 +200,7 @@ static const fl_backend cpu_backend = {
     .norm_backward = fl_cpu_norm_backward,
 
     /* -- convolution -- */
+    .conv_direct = fl_cpu_conv_direct,
     .im2col = fl_cpu_im2col,
     .col2im = fl_cpu_col2im,
 

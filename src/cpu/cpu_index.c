@@ -30,7 +30,7 @@ static fl_status check_indices(const char *op, const fl_tensor *idx, int dim, in
 
 /* A stack header for slice k (length 1) of t along dim. */
 static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
-  fl_tensor s = *t;
+  fl_tensor s = fl_header_of(t);
   s.shape[dim] = 1;
   s.offset = t->offset + k * t->stride[dim];
   return s;

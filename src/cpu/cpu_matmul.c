@@ -63,6 +63,19 @@ static void gemm_batch(fl_dtype dt, fl_tensor *c, const fl_tensor *a, const fl_t
 static void scale_add_bias(fl_tensor *c, double beta, const fl_tensor *bias) {
   int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], es = (int64_t)fl_dtype_size(c->dtype);
   int64_t eb = bias ? (int64_t)fl_dtype_size(bias->dtype) : 0;
+  if (c->dtype == FL_F32 && c->stride[2] == 1 && (!bias || bias->dtype == FL_F32)) { /* linear's case, typed */
+    const float *bp = bias ? (const float *)fl_data_ptr(bias) : NULL;
+    int64_t bs = bias ? bias->stride[0] : 0;
+    float fb = (float)beta;
+    for (int64_t i = 0; i < B; i++)
+      for (int64_t m = 0; m < M; m++) {
+        float *p = (float *)fl_data_ptr(c) + i * c->stride[0] + m * c->stride[1];
+        if (beta == 0 && bp && bs == 1) memcpy(p, bp, sizeof(float) * (size_t)N); /* linear: the bias, then += a @ b */
+        else
+          for (int64_t n = 0; n < N; n++) p[n] = (beta == 0 ? 0.0f : fb * p[n]) + (bp ? bp[n * bs] : 0.0f);
+      }
+    return;
+  }
   for (int64_t i = 0; i < B; i++)
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = 0; n < N; n++) {

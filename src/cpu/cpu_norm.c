@@ -75,6 +75,39 @@ static void forward_row(const norm_view *v, int64_t r, char *y, char *mean, char
   }
 }
 
+/* An f32 row (every f32 norm): the sums in eight f64 lanes the compiler vectorises, then per channel
+ * y = (x - mean) * (rstd * w) + b in f32. The general path above converts each element to f64 and back and
+ * divides to find its channel; on the UNet's GroupNorms it was a tenth of a CPU forward. */
+static void forward_row_f32(const norm_view *v, int64_t r, float *y, float *mean, float *rstd, const float *x,
+                            const double *w, const double *b, double eps) {
+  int64_t n = v->cols, i;
+  const float *xr = x + r * n;
+  float *yr = y + r * n;
+  double lane[8] = {0}, mu = 0, q = 0;
+  if (mean) {
+    for (i = 0; i + 8 <= n; i += 8)
+      for (int k = 0; k < 8; k++) lane[k] += xr[i + k];
+    for (; i < n; i++) lane[0] += xr[i];
+    for (int k = 0; k < 8; k++) mu += lane[k], lane[k] = 0;
+    mu /= (double)n;
+    mean[r] = (float)mu;
+  }
+  for (i = 0; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) lane[k] += (xr[i + k] - mu) * (xr[i + k] - mu);
+  for (; i < n; i++) lane[0] += (xr[i] - mu) * (xr[i] - mu);
+  for (int k = 0; k < 8; k++) q += lane[k];
+  double rs = 1.0 / sqrt(q / (double)n + eps);
+  rstd[r] = (float)rs;
+  int64_t ch0 = (r % v->groups) * v->cpg, inner = v->inner;
+  float m = (float)mu;
+  for (int64_t c = 0; c < v->cpg; c++) {
+    float sc = (float)(rs * (w ? w[ch0 + c] : 1.0)), sh = b ? (float)b[ch0 + c] : 0.0f;
+    const float *xc = xr + c * inner;
+    float *yc = yr + c * inner;
+    for (int64_t j = 0; j < inner; j++) yc[j] = (xc[j] - m) * sc + sh;
+  }
+}
+
 fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, const fl_tensor *x, const fl_tensor *w,
                               const fl_tensor *b, int64_t groups, int64_t inner, double eps) {
   norm_view v = view_of(x, rstd, groups, inner);
@@ -85,7 +118,10 @@ fl_status fl_cpu_norm_forward(fl_tensor *y, fl_tensor *mean, fl_tensor *rstd, co
     if (nt > v.rows) nt = (int)v.rows;
     char *yp = fl_data_ptr(y), *mp = mean ? fl_data_ptr(mean) : NULL, *rp = fl_data_ptr(rstd);
     const char *xp = fl_data_ptr(x);
-    FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps));
+    if (x->dtype == FL_F32 && rstd->dtype == FL_F32 && fl_is_contiguous(x) && fl_is_contiguous(y))
+      FL_CPU_FOR(r, v.rows, forward_row_f32(&v, r, (float *)yp, (float *)mp, (float *)rp, (const float *)xp, wd, bd, eps));
+    else
+      FL_CPU_FOR(r, v.rows, forward_row(&v, r, yp, mp, rp, xp, x->dtype, rstd->dtype, wd, bd, eps));
   }
   free(wd), free(bd);
   return st;

@@ -10,12 +10,23 @@
 #define MAX_THREADS 1024
 static atomic_int num_threads; /* 0: not read yet (states on several threads read it) */
 
+/* OpenBLAS keeps its own thread pool, sized to the cores whatever flame's count: with flame at one thread its
+ * GEMMs still ran on two, the waiting thread spinning in sched_yield (a fifth of a one-thread UNet forward's
+ * time on this 2-core machine). The count set here is OpenBLAS's too. Weak: any other CBLAS links as well. */
+void openblas_set_num_threads(int n) __attribute__((weak));
+static void blas_threads(int n) {
+  if (openblas_set_num_threads) openblas_set_num_threads(n);
+}
+
 static int default_threads(void) {
   const char *env = getenv("FLAME_NUM_THREADS");
   if (env && *env) {
     char *end;
     long n = strtol(env, &end, 10);
-    if (*end == 0 && n >= 1 && n <= MAX_THREADS) return (int)n;
+    if (*end == 0 && n >= 1 && n <= MAX_THREADS) {
+      blas_threads((int)n);
+      return (int)n;
+    }
   }
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -37,6 +48,7 @@ fl_status fl_set_num_threads(int n) {
   if (n > 1) return fl_error(FL_EUNSUPPORTED, "set_num_threads: this build has no OpenMP, only 1 thread");
 #endif
   atomic_store_explicit(&num_threads, n, memory_order_relaxed);
+  blas_threads(n);
   return FL_OK;
 }
 

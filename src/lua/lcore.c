@@ -1,10 +1,16 @@
 /* Binding helpers shared by every Lua-facing function. */
 #include "lflame.h"
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 int lfl_error(lua_State *L) { return luaL_error(L, "%s", fl_last_error()); }
+
+/* The tensor metatable is also kept in the registry under this light userdata key. Every tensor argument is
+ * checked against it (lfl_box), and luaL_testudata's check (a lookup by name in the registry, then a compare)
+ * was a sixth of the instructions of a host's call on 64-element tensors (bench/host_call.c). */
+const char lfl_tensor_mt = 0;
 
 void lfl_push(lua_State *L, fl_tensor *t) {
   /* box[0]: the tensor (NULL once released); box[1]: one whose release was
@@ -12,16 +18,46 @@ void lfl_push(lua_State *L, fl_tensor *t) {
   fl_tensor **box = lua_newuserdatauv(L, 2 * sizeof *box, 1);
   box[0] = t;
   box[1] = NULL;
-  luaL_setmetatable(L, LFL_TENSOR);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lfl_tensor_mt);
+  lua_setmetatable(L, -2);
+}
+
+/* The last tensor metatable this thread confirmed, valid while no state has closed since (closes counts them):
+ * a userdata whose metatable is that table is a tensor without the registry lookup. Objects never cross
+ * states, so a match is right whichever live state the table belongs to; a closed state's memory may be
+ * reused for another table, which is why a close forgets every thread's entry. */
+static atomic_uint closes;
+static _Thread_local struct {
+  const void *mt;
+  unsigned gen;
+} known;
+
+void lfl_forget_metatables(void) { atomic_fetch_add_explicit(&closes, 1, memory_order_release); }
+
+fl_tensor **lfl_box(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  const void *mt = lua_topointer(L, -1);
+  unsigned gen = atomic_load_explicit(&closes, memory_order_acquire);
+  if (mt == known.mt && gen == known.gen) {
+    lua_pop(L, 1);
+    return p;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lfl_tensor_mt);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!same) return NULL;
+  known.mt = mt, known.gen = gen;
+  return p;
 }
 
 fl_tensor *lfl_test(lua_State *L, int idx) {
-  fl_tensor **box = luaL_testudata(L, idx, LFL_TENSOR);
+  fl_tensor **box = lfl_box(L, idx);
   return box ? *box : NULL;
 }
 
 fl_tensor *lfl_check(lua_State *L, int idx) {
-  fl_tensor **box = luaL_testudata(L, idx, LFL_TENSOR);
+  fl_tensor **box = lfl_box(L, idx);
   if (!box) luaL_typeerror(L, idx, "flame tensor");
   if (!*box) luaL_argerror(L, idx, "tensor already released (a to-be-closed variable went out of scope)");
   return *box;
@@ -102,15 +138,16 @@ static int dim_of(lua_State *L, int idx, lua_Integer d, const fl_tensor *t, int 
   int n = (t ? fl_ndim(t) : 0) + extra;
   if (n < 1) n = 1; /* a 0-dim tensor takes dim 1 or -1, as in torch */
   const char *msg = NULL;
-  char shape[128] = "?";
-  if (t) {
-    size_t k = (size_t)snprintf(shape, sizeof shape, "%s", fl_dtype_name(fl_dtype_of(t)));
-    fl_shape_str(t, shape + k, sizeof shape - k);
-  }
   if (d == 0) msg = "dim 0 is invalid: dims are 1-based (1 is the first, -1 the last)";
-  else if (d > n || d < -n)
+  else if (d > n || d < -n) { /* the shape's text only for the message: formatting it is most of a size() call */
+    char shape[128] = "?";
+    if (t) {
+      size_t k = (size_t)snprintf(shape, sizeof shape, "%s", fl_dtype_name(fl_dtype_of(t)));
+      fl_shape_str(t, shape + k, sizeof shape - k);
+    }
     msg = lua_pushfstring(L, "dim %I out of range for %s (expected 1..%d or -%d..-1; dims are 1-based)", (lua_Integer)d,
                           shape, n, n);
+  }
   if (msg) luaL_argerror(L, idx, msg);
   return d > 0 ? (int)(d - 1) : (int)(d + n);
 }

@@ -18,6 +18,9 @@ int lfl_error(lua_State *L);
 
 /* Push t, taking over the caller's reference. */
 void lfl_push(lua_State *L, fl_tensor *t);
+extern const char lfl_tensor_mt; /* its address: the registry key of the tensor metatable */
+fl_tensor **lfl_box(lua_State *L, int idx); /* the userdata of a tensor at idx, or NULL */
+void lfl_forget_metatables(void); /* a state closes: lfl_box's per-thread memory of its metatable is void */
 fl_tensor *lfl_check(lua_State *L, int idx);
 fl_tensor *lfl_test(lua_State *L, int idx);
 /* A tensor argument, or a number turned into a 0-dim tensor like `like`, which

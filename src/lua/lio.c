@@ -79,7 +79,7 @@ static int l_save(lua_State *L) {
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_error(L, "save: %s: key %s is not a string (tensor names are strings)", path,
                         describe(L, -2, kb, sizeof kb));
-    fl_tensor **box = luaL_testudata(L, -1, LFL_TENSOR);
+    fl_tensor **box = lfl_box(L, -1);
     if (!box || !*box)
       return luaL_error(L, "save: %s: value of %s is %s, not a tensor", path, describe(L, -2, kb, sizeof kb),
                         box ? "a released tensor" : a_type(L, -1));

@@ -51,6 +51,7 @@ static int on_close(lua_State *L) {
   if (h->oom_ud == m) fl_set_oom_handler(NULL, NULL);
   fl_context_enter(prev);
   lfl_detach_owned(L);
+  lfl_forget_metatables();
   fl_empty_cache(FL_CPU_DEVICE);
   for (int i = 0; i < fl_device_count(FL_CUDA); i++) fl_empty_cache((fl_device){FL_CUDA, i});
   return 0;

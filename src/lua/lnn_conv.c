@@ -16,8 +16,10 @@ static void read_sizes(lua_State *L, int oi, const char *key, const char *op, in
     for (int i = 0; i < nsp; i++) v[i] = n;
   } else if (t == LUA_TTABLE) {
     int64_t s[FL_MAX_DIMS];
-    char what[64];
-    snprintf(what, sizeof what, "%s: %s", op, key);
+    char what[64]; /* "op: key" for messages, joined by hand (no formatting on every call) */
+    size_t n1 = strlen(op), n2 = strlen(key);
+    if (n1 + n2 + 3 > sizeof what) n1 = n2 = 0;
+    memcpy(what, op, n1), memcpy(what + n1, ": ", 2), memcpy(what + n1 + 2, key, n2), what[n1 + 2 + n2] = 0;
     int cnt = lfl_sizes_at(L, -1, s, what);
     if (cnt != nsp) luaL_error(L, "%s: %s must be a number or a table of %d numbers, got a table of %d", op, key, nsp, cnt);
     memcpy(v, s, sizeof(int64_t) * nsp);
@@ -30,8 +32,9 @@ static void read_sizes(lua_State *L, int oi, const char *key, const char *op, in
 static int conv_generic(lua_State *L, int nsp, bool transposed) {
   static const char *const keys[] = {"stride", "padding", "dilation", "groups", NULL};
   static const char *const tkeys[] = {"stride", "padding", "output_padding", "groups", "dilation", NULL};
-  char op[32];
-  snprintf(op, sizeof op, "conv%s%dd", transposed ? "_transpose" : "", nsp);
+  static const char *const names[2][3] = {{"conv1d", "conv2d", "conv3d"},
+                                           {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}};
+  const char *op = names[transposed][nsp - 1];
   fl_tensor *x = lfl_check(L, 1), *w = lfl_check(L, 2), *b = NULL;
   int oi = 4;
   if (lua_istable(L, 3) && !lfl_test(L, 3)) oi = 3, lfl_nargs(L, 3); /* conv2d(x, w, {opts}) without a bias */

@@ -36,7 +36,8 @@ static bool inside_an_op(lua_State *L) {
  * from Lua code running inside an op is deferred to the collector, which
  * finalizes the userdata only once no C function holds it on its stack. */
 static int t_gc(lua_State *L) {
-  fl_tensor **box = luaL_checkudata(L, 1, LFL_TENSOR);
+  fl_tensor **box = lfl_box(L, 1);
+  if (!box) return luaL_typeerror(L, 1, "flame tensor");
   if (!finalizing(L)) {
     if (!box[0]) return 0; /* released already (or deferred: the collector's to do) */
     if (inside_an_op(L)) {
@@ -733,6 +734,8 @@ void lfl_open_tensor(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, "flame.methods");
 
   luaL_newmetatable(L, LFL_TENSOR);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lfl_tensor_mt);
   const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc}, {"__tostring", lfl_tostring}, {"__newindex", t_newindex},
                            {"__len", t_len}, {"__eq", t_eq},   {"__add", lfl_op_add},        {"__sub", lfl_op_sub},
                            {"__mul", lfl_op_mul}, {"__div", lfl_op_div}, {"__pow", lfl_op_pow},             {"__unm", t_unm},

@@ -27,13 +27,18 @@ static fl_status check_masked_softmax(const fl_tensor *s, const fl_tensor *mask)
   fl_status st = mask->dtype == FL_BOOL ? fl_broadcast_shapes(op, s->ndim, s->shape, mask->ndim, mask->shape, &nb, shape)
                                         : FL_EDTYPE;
   if (st == FL_OK && nb == s->ndim && !memcmp(shape, s->shape, sizeof(int64_t) * nb)) return FL_OK;
-  fl_desc ds = fl_describe(s), dm = fl_describe(mask);
   return fl_error(st == FL_EDTYPE ? FL_EDTYPE : FL_ESHAPE, "%s: the mask must be bool and broadcast to the scores %s, got %s",
-                  op, ds.s, dm.s);
+                  op, fl_describe(s).s, fl_describe(mask).s);
 }
 
 fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift, fl_tensor **out) {
   FL_TRY(check_masked_softmax(s, mask));
+  /* Only whether key j <= query i + shift matters, for i < seq_q and j < seq_k: a shift past seq_k means what seq_k
+   * does, one below -seq_q what -seq_q does. Clamped here, so that neither backend's i + shift overflows for the
+   * extreme integers a script may pass (the fuzzer's math.maxinteger did). */
+  int64_t sq = s->shape[s->ndim - 2], sk = s->shape[s->ndim - 1];
+  if (shift > sk) shift = sk;
+  if (shift < -sq) shift = -sq;
   fl_tensor *sc = NULL, *r = NULL, m;
   fl_status st = FL_OK;
   FL_CHECK(fl_contiguous(s, &sc));

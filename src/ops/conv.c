@@ -384,19 +384,20 @@ done:
 static fl_status check_tensors(const char *op, int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b) {
   FL_TRY(fl_check_same_device(op, x, w));
   if (b) FL_TRY(fl_check_same_device(op, x, b));
-  fl_desc dx = fl_describe(x), dw = fl_describe(w);
+  /* the descriptions are made only for a message: fl_describe formats text, a cost on every call */
   if (x->dtype != w->dtype || (b && b->dtype != x->dtype)) {
+    fl_desc dx = fl_describe(x), dw = fl_describe(w);
     fl_desc db = b ? fl_describe(b) : (fl_desc){"none"};
     return fl_error(FL_EDTYPE, "%s: expected input, weight and bias of one dtype, got input %s, weight %s, bias %s", op,
                     dx.s, dw.s, db.s);
   }
   if (!fl_dtype_is_float(x->dtype))
-    return fl_error(FL_EDTYPE, "%s: expected a float dtype, got input %s", op, dx.s);
+    return fl_error(FL_EDTYPE, "%s: expected a float dtype, got input %s", op, fl_describe(x).s);
   if (x->ndim != nsp + 2 && x->ndim != nsp + 1)
     return fl_error(FL_ESHAPE, "%s: expected a %d-D input [n, c, ...] (or %d-D unbatched), got %s", op, nsp + 2,
-                    nsp + 1, dx.s);
+                    nsp + 1, fl_describe(x).s);
   if (w->ndim != nsp + 2)
-    return fl_error(FL_ESHAPE, "%s: expected a %d-D weight, got %s", op, nsp + 2, dw.s);
+    return fl_error(FL_ESHAPE, "%s: expected a %d-D weight, got %s", op, nsp + 2, fl_describe(w).s);
   return FL_OK;
 }
 
@@ -416,22 +417,21 @@ static fl_status too_large(const char *op) {
 /* The geometry of a convolution of x [n, cin, in...] by w [cout, cin/groups, k...]. */
 static fl_status conv_geometry(const char *op, int nsp, const fl_tensor *x, const fl_tensor *w, const fl_tensor *b,
                                const fl_conv_params *p, fl_conv_geom *g) {
-  fl_desc dx = fl_describe(x), dw = fl_describe(w);
   memset(g, 0, sizeof *g);
   g->nsp = nsp, g->n = x->shape[0], g->cin = x->shape[1], g->cout = w->shape[0], g->groups = p->groups;
   if (p->groups < 1) return fl_error(FL_EINVAL, "%s: groups must be positive, got %lld", op, (long long)p->groups);
   if (g->cin % g->groups)
     return fl_error(FL_ESHAPE, "%s: input channels %lld (dim %lld of input %s) are not divisible by groups %lld", op,
-                    (long long)g->cin, (long long)fl_mdim(1), dx.s, (long long)g->groups);
+                    (long long)g->cin, (long long)fl_mdim(1), fl_describe(x).s, (long long)g->groups);
   if (g->cout % g->groups)
     return fl_error(FL_ESHAPE, "%s: output channels %lld (dim %lld of weight %s) are not divisible by groups %lld", op,
-                    (long long)g->cout, (long long)fl_mdim(0), dw.s, (long long)g->groups);
+                    (long long)g->cout, (long long)fl_mdim(0), fl_describe(w).s, (long long)g->groups);
   int64_t wcin;
   if (fl_mul_overflows(w->shape[1], g->groups, &wcin)) return too_large(op);
   if (wcin != g->cin)
     return fl_error(FL_ESHAPE,
                     "%s: weight %s expects %lld input channels (%lld per group x %lld groups), input %s has %lld", op,
-                    dw.s, (long long)wcin, (long long)w->shape[1], (long long)g->groups, dx.s, (long long)g->cin);
+                    fl_describe(w).s, (long long)wcin, (long long)w->shape[1], (long long)g->groups, fl_describe(x).s, (long long)g->cin);
   FL_TRY(check_param(op, "stride", nsp, p->stride, 1));
   FL_TRY(check_param(op, "dilation", nsp, p->dilation, 1));
   FL_TRY(check_param(op, "padding", nsp, p->padding, 0));
@@ -445,7 +445,7 @@ static fl_status conv_geometry(const char *op, int nsp, const fl_tensor *x, cons
       return fl_error(FL_ESHAPE,
                       "%s: the kernel (size %lld, %lld with dilation) is larger than the padded input (size %lld) "
                       "at dim %lld of input %s (weight %s)",
-                      op, (long long)k, (long long)span, (long long)padded, (long long)fl_mdim(2 + i), dx.s, dw.s);
+                      op, (long long)k, (long long)span, (long long)padded, (long long)fl_mdim(2 + i), fl_describe(x).s, fl_describe(w).s);
     g->out[i] = (padded - span) / p->stride[i] + 1;
   }
   for (int i = nsp; i < 3; i++) g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1;
@@ -462,16 +462,15 @@ static fl_status conv_geometry(const char *op, int nsp, const fl_tensor *x, cons
  * its weight w as given ([cout, cin/groups, k...] from its point of view). */
 static fl_status transpose_geometry(const char *op, int nsp, const fl_tensor *x, const fl_tensor *w,
                                     const fl_tensor *b, const fl_conv_params *p, fl_conv_geom *g) {
-  fl_desc dx = fl_describe(x), dw = fl_describe(w);
   memset(g, 0, sizeof *g);
   g->nsp = nsp, g->n = x->shape[0], g->cout = x->shape[1], g->groups = p->groups;
   if (p->groups < 1) return fl_error(FL_EINVAL, "%s: groups must be positive, got %lld", op, (long long)p->groups);
   if (w->shape[0] != g->cout)
-    return fl_error(FL_ESHAPE, "%s: weight %s expects %lld input channels (its dim %lld), input %s has %lld", op, dw.s,
-                    (long long)w->shape[0], (long long)fl_mdim(0), dx.s, (long long)g->cout);
+    return fl_error(FL_ESHAPE, "%s: weight %s expects %lld input channels (its dim %lld), input %s has %lld", op, fl_describe(w).s,
+                    (long long)w->shape[0], (long long)fl_mdim(0), fl_describe(x).s, (long long)g->cout);
   if (g->cout % g->groups)
     return fl_error(FL_ESHAPE, "%s: input channels %lld (dim %lld of input %s) are not divisible by groups %lld", op,
-                    (long long)g->cout, (long long)fl_mdim(1), dx.s, (long long)g->groups);
+                    (long long)g->cout, (long long)fl_mdim(1), fl_describe(x).s, (long long)g->groups);
   if (fl_mul_overflows(w->shape[1], g->groups, &g->cin)) return too_large(op);
   FL_TRY(check_param(op, "stride", nsp, p->stride, 1));
   FL_TRY(check_param(op, "dilation", nsp, p->dilation, 1));
@@ -487,7 +486,7 @@ static fl_status transpose_geometry(const char *op, int nsp, const fl_tensor *x,
     int64_t a, span, out;
     /* out = (in - 1) * s - 2 pad + d (k - 1) + output_padding + 1 */
     if (k < 1)
-      return fl_error(FL_ESHAPE, "%s: the weight %s has an empty kernel at its dim %lld", op, dw.s,
+      return fl_error(FL_ESHAPE, "%s: the weight %s has an empty kernel at its dim %lld", op, fl_describe(w).s,
                       (long long)fl_mdim(2 + i));
     if (fl_mul_overflows(in > 0 ? in - 1 : 0, s, &a) || fl_mul_overflows(d, k - 1, &span) ||
         fl_add_overflows(a, span, &out) || fl_add_overflows(out, op_ + 1, &out) ||
@@ -496,7 +495,7 @@ static fl_status transpose_geometry(const char *op, int nsp, const fl_tensor *x,
     out -= a;
     if (in < 1 || out < 1)
       return fl_error(FL_ESHAPE, "%s: the output size %lld at dim %lld is not positive (input %s, weight %s)", op,
-                      (long long)(in < 1 ? 0 : out), (long long)fl_mdim(2 + i), dx.s, dw.s);
+                      (long long)(in < 1 ? 0 : out), (long long)fl_mdim(2 + i), fl_describe(x).s, fl_describe(w).s);
     g->in[i] = out, g->k[i] = k, g->out[i] = in, g->stride[i] = s, g->pad[i] = p->padding[i], g->dil[i] = d;
   }
   for (int i = nsp; i < 3; i++) g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1;

@@ -44,16 +44,15 @@ static fl_status check_ids(const fl_tensor *ids, int64_t rows, int64_t base) {
 
 fl_status fl_embedding_ex(const fl_tensor *ids, const fl_tensor *weight, int64_t padding_row, int64_t base,
                           fl_tensor **out) {
-  fl_desc dw = fl_describe(weight), di = fl_describe(ids);
   if (weight->ndim != 2)
-    return fl_error(FL_ESHAPE, "embedding: weight must be 2-D [num_embeddings, dim], got %s", dw.s);
+    return fl_error(FL_ESHAPE, "embedding: weight must be 2-D [num_embeddings, dim], got %s", fl_describe(weight).s);
   if (ids->dtype != FL_I64 && ids->dtype != FL_I32)
-    return fl_error(FL_EDTYPE, "embedding: ids must be an i64 or i32 tensor, got %s", di.s);
+    return fl_error(FL_EDTYPE, "embedding: ids must be an i64 or i32 tensor, got %s", fl_describe(ids).s);
   FL_TRY(fl_check_same_device("embedding", weight, ids));
   if (padding_row < -1 || padding_row >= weight->shape[0])
     return fl_error(FL_EINVAL, "embedding: padding_idx %lld out of range for a weight of %lld rows",
                     (long long)fl_mdim(padding_row), (long long)weight->shape[0]);
-  if (ids->ndim + 1 > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "embedding: ids %s have too many dims", di.s);
+  if (ids->ndim + 1 > FL_MAX_DIMS) return fl_error(FL_ESHAPE, "embedding: ids %s have too many dims", fl_describe(ids).s);
   fl_tensor *ix = NULL, *flat = NULL, *rows = NULL, *r = NULL;
   fl_status st = FL_OK;
   FL_CHECK(fl_contiguous(ids, &ix));

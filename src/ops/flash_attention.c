@@ -97,24 +97,23 @@ static fl_status check_args(const char *op, const fl_tensor *q, const fl_tensor 
                             int64_t *nseq) {
   bool varlen = cu_q != NULL;
   int nd = varlen ? 3 : 4, hd = 1; /* the heads dim: [B, H, S, D] and [T, H, D] alike */
-  fl_desc dq = fl_describe(q), dk = fl_describe(k), dv = fl_describe(v);
   if (q->ndim != nd || k->ndim != nd || v->ndim != nd)
     return fl_error(FL_ESHAPE, "%s: q, k and v must be %s, got q %s, k %s, v %s", op,
-                    varlen ? "3-D [total_tokens, heads, head_dim]" : "4-D [batch, heads, seq, head_dim]", dq.s, dk.s,
-                    dv.s);
+                    varlen ? "3-D [total_tokens, heads, head_dim]" : "4-D [batch, heads, seq, head_dim]", fl_describe(q).s, fl_describe(k).s,
+                    fl_describe(v).s);
   FL_TRY(fl_check_same_device(op, q, k));
   FL_TRY(fl_check_same_device(op, q, v));
   if (k->dtype != q->dtype || v->dtype != q->dtype)
-    return fl_error(FL_EDTYPE, "%s: q, k and v must have one dtype, got q %s, k %s, v %s", op, dq.s, dk.s, dv.s);
+    return fl_error(FL_EDTYPE, "%s: q, k and v must have one dtype, got q %s, k %s, v %s", op, fl_describe(q).s, fl_describe(k).s, fl_describe(v).s);
   if (k->shape[nd - 1] != q->shape[nd - 1] || v->shape[nd - 1] != q->shape[nd - 1])
     return fl_error(FL_ESHAPE, "%s: q, k and v must have one head_dim (dim %lld), got q %s, k %s, v %s", op,
-                    (long long)fl_mdim(nd - 1), dq.s, dk.s, dv.s);
+                    (long long)fl_mdim(nd - 1), fl_describe(q).s, fl_describe(k).s, fl_describe(v).s);
   for (int d = 0; d < nd - 1; d++)
     if (v->shape[d] != k->shape[d])
-      return fl_error(FL_ESHAPE, "%s: k and v must have one shape, got k %s and v %s", op, dk.s, dv.s);
+      return fl_error(FL_ESHAPE, "%s: k and v must have one shape, got k %s and v %s", op, fl_describe(k).s, fl_describe(v).s);
   if (!varlen && k->shape[0] != q->shape[0])
     return fl_error(FL_ESHAPE, "%s: q and k must have one batch size (dim %lld), got q %s and k %s", op,
-                    (long long)fl_mdim(0), dq.s, dk.s);
+                    (long long)fl_mdim(0), fl_describe(q).s, fl_describe(k).s);
   if (k->shape[hd] == 0 || q->shape[hd] % k->shape[hd] != 0)
     return fl_error(FL_ESHAPE,
                     "%s: the k/v heads (%lld) must divide the q heads (%lld) (dim %lld) for grouped-query attention",
@@ -131,7 +130,7 @@ static fl_status check_args(const char *op, const fl_tensor *q, const fl_tensor 
     if (cus[i]->dtype != FL_I32 || cus[i]->ndim != 1 || cus[i]->shape[0] < 1)
       return fl_error(FL_EDTYPE, "%s: %s must be an i32 tensor [batch + 1], got %s", op, names[i], dc.s);
     if (!fl_device_eq(cus[i]->storage->device, q->storage->device))
-      return fl_error(FL_EDEVICE, "%s: %s must be on q's device, got %s and q %s", op, names[i], dc.s, dq.s);
+      return fl_error(FL_EDEVICE, "%s: %s must be on q's device, got %s and q %s", op, names[i], dc.s, fl_describe(q).s);
   }
   if (cu_k->shape[0] != cu_q->shape[0])
     return fl_error(FL_ESHAPE, "%s: cu_seqlens_q and cu_seqlens_k must have one length, got %lld and %lld", op,

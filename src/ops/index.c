@@ -186,8 +186,7 @@ static fl_status check_index_shape(const char *op, const fl_tensor *x, int dim, 
     if (src && idx->shape[i] > src->shape[i]) ok = false;
   }
   if (ok) return FL_OK;
-  fl_desc a = fl_describe(x), b = fl_describe(idx);
-  return fl_error(FL_ESHAPE, "%s: index %s does not fit input %s along dim %lld", op, b.s, a.s, (long long)fl_mdim(dim));
+  return fl_error(FL_ESHAPE, "%s: index %s does not fit input %s along dim %lld", op, fl_describe(idx).s, fl_describe(x).s, (long long)fl_mdim(dim));
 }
 
 static fl_status gather_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {

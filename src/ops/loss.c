@@ -56,8 +56,7 @@ done:
 }
 
 static fl_status bad(fl_status code, const char *what, const fl_tensor *x, const fl_tensor *t) {
-  fl_desc dx = fl_describe(x), dt = fl_describe(t);
-  return fl_error(code, "cross_entropy: %s (logits %s, target %s)", what, dx.s, dt.s);
+  return fl_error(code, "cross_entropy: %s (logits %s, target %s)", what, fl_describe(x).s, fl_describe(t).s);
 }
 
 /* Logits as rows [R, C] (class dim last, contiguous), with autograd through the permute and copy. */

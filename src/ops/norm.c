@@ -69,19 +69,18 @@ done:
 /* w or b: contiguous, on x's device, of x's dtype or f32 (with a half x), shaped like the affine shape. */
 static fl_status check_param(const char *op, const char *what, const fl_tensor *x, const fl_tensor *p, int nd,
                              const int64_t *shape) {
-  fl_desc dp = fl_describe(p), dx = fl_describe(x);
   if (!fl_device_eq(p->storage->device, x->storage->device))
-    return fl_error(FL_EDEVICE, "%s: %s %s is not on the input's device (input %s)", op, what, dp.s, dx.s);
+    return fl_error(FL_EDEVICE, "%s: %s %s is not on the input's device (input %s)", op, what, fl_describe(p).s, fl_describe(x).s);
   bool half = x->dtype == FL_F16 || x->dtype == FL_BF16;
   if (p->dtype != x->dtype && !(half && p->dtype == FL_F32))
-    return fl_error(FL_EDTYPE, "%s: %s %s must have the input's dtype%s (input %s)", op, what, dp.s,
-                    half ? " or f32" : "", dx.s);
+    return fl_error(FL_EDTYPE, "%s: %s %s must have the input's dtype%s (input %s)", op, what, fl_describe(p).s,
+                    half ? " or f32" : "", fl_describe(x).s);
   bool same = p->ndim == nd;
   for (int d = 0; same && d < nd; d++) same = p->shape[d] == shape[d];
   if (!same) {
     char buf[128];
-    return fl_error(FL_ESHAPE, "%s: %s %s must have shape %s (input %s)", op, what, dp.s,
-                    fl_dims_str(nd, shape, buf, sizeof buf), dx.s);
+    return fl_error(FL_ESHAPE, "%s: %s %s must have shape %s (input %s)", op, what, fl_describe(p).s,
+                    fl_dims_str(nd, shape, buf, sizeof buf), fl_describe(x).s);
   }
   return FL_OK;
 }
@@ -96,9 +95,8 @@ static fl_status norm_impl(const char *op, const fl_tensor *x, int64_t groups, i
                            fl_tensor **out) {
   FL_AUTOCAST(FL_AC_WIDEN, 3, ((const fl_tensor *const[]){x, w, b}),
               norm_impl(op, ac[0], groups, inner, rows, pnd, pshape, ac[1], ac[2], eps, rms, out));
-  fl_desc dx = fl_describe(x);
   if (!fl_dtype_is_float(x->dtype))
-    return fl_error(FL_EDTYPE, "%s: input %s must have a float dtype", op, dx.s);
+    return fl_error(FL_EDTYPE, "%s: input %s must have a float dtype", op, fl_describe(x).s);
   if (!(eps >= 0) || isinf(eps)) return fl_error(FL_EINVAL, "%s: eps must be a finite number >= 0, got %g", op, eps);
   if (w) FL_TRY(check_param(op, "weight", x, w, pnd, pshape));
   if (b) FL_TRY(check_param(op, "bias", x, b, pnd, pshape));
@@ -171,17 +169,16 @@ fl_status fl_rms_norm(const fl_tensor *x, int nshape, const int64_t *normalized_
 
 fl_status fl_group_norm(const fl_tensor *x, int64_t groups, const fl_tensor *w, const fl_tensor *b, double eps,
                         fl_tensor **out) {
-  fl_desc dx = fl_describe(x);
   if (x->ndim < 2)
-    return fl_error(FL_ESHAPE, "group_norm: input %s must have at least 2 dims [N, C, *]", dx.s);
+    return fl_error(FL_ESHAPE, "group_norm: input %s must have at least 2 dims [N, C, *]", fl_describe(x).s);
   int64_t c = x->shape[1];
   if (groups < 1 || c % groups != 0)
     return fl_error(FL_ESHAPE, "group_norm: groups %lld does not divide the %lld channels (dim %lld) of input %s",
-                    (long long)groups, (long long)c, (long long)fl_mdim(1), dx.s);
+                    (long long)groups, (long long)c, (long long)fl_mdim(1), fl_describe(x).s);
   int64_t inner = 1, rows;
   for (int d = 2; d < x->ndim; d++) inner *= x->shape[d]; /* no overflow: x's sizes passed fl_check_shape */
   /* groups divides c, so it is bounded by c -- except for c == 0, where any count divides */
   if (fl_mul_overflows(x->shape[0], groups, &rows))
-    return fl_error(FL_ESHAPE, "group_norm: %lld groups of input %s overflow the row count", (long long)groups, dx.s);
+    return fl_error(FL_ESHAPE, "group_norm: %lld groups of input %s overflow the row count", (long long)groups, fl_describe(x).s);
   return norm_impl("group_norm", x, groups, inner, rows, 1, &c, w, b, eps, false, out);
 }

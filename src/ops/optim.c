@@ -11,8 +11,7 @@
 static fl_dtype state_dtype(fl_dtype dt) { return dt == FL_F64 ? FL_F64 : FL_F32; }
 
 static fl_status bad(const char *op, const char *what, int i, const fl_tensor *t, const char *want) {
-  fl_desc d = fl_describe(t);
-  return fl_error(FL_EINVAL, "%s: %s %d (%s) %s", op, what, (int)fl_mdim(i), d.s, want);
+  return fl_error(FL_EINVAL, "%s: %s %d (%s) %s", op, what, (int)fl_mdim(i), fl_describe(t).s, want);
 }
 
 /* A target written in place: float, contiguous, on dev (dev NULL: any), of dtype dt (FL_NDTYPES: any float). */

@@ -80,11 +80,10 @@ done:
 static fl_status pad_mapped(const fl_tensor *x, int npads, const int64_t *pads, fl_pad_mode mode, fl_tensor **out) {
   const char *mname = mode == FL_PAD_REFLECT ? "reflect" : "replicate";
   const int nsp = npads / 2;
-  fl_desc dx = fl_describe(x);
   if (nsp > 3) return fl_error(FL_EINVAL, "pad: %s padding takes 2, 4 or 6 values (the last 1 to 3 dims), got %d", mname, npads);
   if (x->ndim != nsp + 1 && x->ndim != nsp + 2)
     return fl_error(FL_ESHAPE, "pad: %s padding of the last %d dim%s needs a %d-d or %d-d input, got %s", mname, nsp,
-                    nsp > 1 ? "s" : "", nsp + 1, nsp + 2, dx.s);
+                    nsp > 1 ? "s" : "", nsp + 1, nsp + 2, fl_describe(x).s);
   fl_pad_geom g = {.mode = mode};
   int64_t shape[FL_MAX_DIMS];
   FL_TRY(out_shape(x, npads, pads, shape));
@@ -96,10 +95,10 @@ static fl_status pad_mapped(const fl_tensor *x, int npads, const int64_t *pads, 
     pads_of(x, npads, pads, d, &b, &a);
     if (mode == FL_PAD_REFLECT && (b >= x->shape[d] || a >= x->shape[d]))
       return fl_error(FL_EINVAL, "pad: reflect padding (%lld, %lld) must be less than the size %lld of dim %lld of %s",
-                      (long long)b, (long long)a, (long long)x->shape[d], (long long)fl_mdim(d), dx.s);
+                      (long long)b, (long long)a, (long long)x->shape[d], (long long)fl_mdim(d), fl_describe(x).s);
     if (x->shape[d] == 0 || shape[d] == 0)
       return fl_error(FL_ESHAPE, "pad: %s padding of dim %lld of %s by (%lld, %lld) needs a non-empty input and output",
-                      mname, (long long)fl_mdim(d), dx.s, (long long)b, (long long)a);
+                      mname, (long long)fl_mdim(d), fl_describe(x).s, (long long)b, (long long)a);
     g.before[k] = b, g.out[k] = shape[d];
   }
   fl_tensor *xc = NULL, *r = NULL;

@@ -101,14 +101,13 @@ static fl_status pool_grad(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) 
 
 /* The input checks every pool shares: a float tensor of nsp + 1 or nsp + 2 dims, non-empty but for the batch. */
 static fl_status check_input(const char *op, const fl_tensor *x, int nsp) {
-  fl_desc d = fl_describe(x);
   if (nsp < 1 || nsp > 3) return fl_error(FL_EINVAL, "%s: 1 to 3 spatial dims, got %d", op, nsp);
   if (x->ndim != nsp + 1 && x->ndim != nsp + 2)
-    return fl_error(FL_ESHAPE, "%s: expected a %d-d or %d-d (batched) input, got %s", op, nsp + 1, nsp + 2, d.s);
-  if (!fl_dtype_is_float(x->dtype)) return fl_error(FL_EDTYPE, "%s: expected a float tensor, got %s", op, d.s);
+    return fl_error(FL_ESHAPE, "%s: expected a %d-d or %d-d (batched) input, got %s", op, nsp + 1, nsp + 2, fl_describe(x).s);
+  if (!fl_dtype_is_float(x->dtype)) return fl_error(FL_EDTYPE, "%s: expected a float tensor, got %s", op, fl_describe(x).s);
   for (int k = x->ndim - nsp - 1; k < x->ndim; k++)
     if (x->shape[k] == 0)
-      return fl_error(FL_ESHAPE, "%s: expected non-empty sizes except the batch, got %s (dim %lld is 0)", op, d.s,
+      return fl_error(FL_ESHAPE, "%s: expected non-empty sizes except the batch, got %s (dim %lld is 0)", op, fl_describe(x).s,
                       (long long)fl_mdim(k));
   return FL_OK;
 }

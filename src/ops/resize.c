@@ -12,10 +12,9 @@ static fl_status interp_grad(fl_node *n, fl_tensor *const *gout, fl_tensor **gin
 static fl_status interp_geometry(const fl_tensor *x, const int64_t *size, const double *scale,
                                  fl_interp_mode mode, bool align_corners, fl_interp_geom *g) {
   const char *op = "interpolate";
-  fl_desc d = fl_describe(x);
   if (x->ndim < 3 || x->ndim > 5)
-    return fl_error(FL_ESHAPE, "%s: expected a 3-d, 4-d or 5-d input [N, C, ...], got %s", op, d.s);
-  if (!fl_dtype_is_float(x->dtype)) return fl_error(FL_EDTYPE, "%s: expected a float tensor, got %s", op, d.s);
+    return fl_error(FL_ESHAPE, "%s: expected a 3-d, 4-d or 5-d input [N, C, ...], got %s", op, fl_describe(x).s);
+  if (!fl_dtype_is_float(x->dtype)) return fl_error(FL_EDTYPE, "%s: expected a float tensor, got %s", op, fl_describe(x).s);
   if (!size == !scale)
     return fl_error(FL_EINVAL, size ? "%s: only one of size and scale_factor may be given"
                                     : "%s: either size or scale_factor must be given", op);
@@ -27,7 +26,7 @@ static fl_status interp_geometry(const fl_tensor *x, const int64_t *size, const 
   for (int j = 0; j < nsp; j++) {
     const int k = FL_PG_DIMS - nsp + j;
     const int64_t in = g->in[k];
-    if (in == 0) return fl_error(FL_ESHAPE, "%s: expected non-empty spatial sizes, got %s", op, d.s);
+    if (in == 0) return fl_error(FL_ESHAPE, "%s: expected non-empty spatial sizes, got %s", op, fl_describe(x).s);
     int64_t out;
     if (size) {
       out = size[j];
@@ -39,7 +38,7 @@ static fl_status interp_geometry(const fl_tensor *x, const int64_t *size, const 
     }
     if (out <= 0)
       return fl_error(FL_EINVAL, "%s: output size must be positive, got %lld for dim %lld of %s", op, (long long)out,
-                      (long long)fl_mdim(2 + j), d.s);
+                      (long long)fl_mdim(2 + j), fl_describe(x).s);
     g->out[k] = out;
     if (g->align_corners) { /* PyTorch's area_pixel_compute_scale */
       g->scale[k] = out > 1 ? (double)(in - 1) / (double)(out - 1) : 0;
