@@ -235,6 +235,13 @@ __device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h,
   return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
 }
 
+/* The four keep bits of the Philox block at counter ctr (bit k: element 4 (ctr - offset) + k), as a nibble. */
+__device__ __forceinline__ uint32_t keep_nibble(const fa_params &p, uint64_t ctr) {
+  const fl_philox_out o = fl_philox(p.seed, ctr);
+  return (uint32_t)fl_dropout_keep_word(o.w[0], p.thr) | (uint32_t)fl_dropout_keep_word(o.w[1], p.thr) << 1 |
+         (uint32_t)fl_dropout_keep_word(o.w[2], p.thr) << 2 | (uint32_t)fl_dropout_keep_word(o.w[3], p.thr) << 3;
+}
+
 /* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
  * straddles two. */
 __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool &k0, bool &k1) {
@@ -440,6 +447,39 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
+/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
+ * one 64-query tile: bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive
+ * keys of one query, which here lie in the 4 lanes of equal t and g / 4; with Sk % 4 == 0 each of them is aligned, so
+ * each lane draws one block per n8 block (lane g % 4 = c: query + (c & 1), keys + 8 (c >> 1), g rounded down to 4)
+ * and the 4 lanes swap their nibbles: 8 Philox calls per lane instead of 32. Otherwise, one call per element. */
+__device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0; /* the tile's first query */
+  uint32_t bits = 0;
+  if (p.Sk % 4 == 0) {
+    const int c = g & 3;
+    const uint64_t idx = (row0 + 2 * t + (c & 1)) * (uint64_t)p.Sk + (uint64_t)kb + 8 * (c >> 1) + (g & ~3);
+    const uint64_t step = 2 * (uint64_t)p.Sk; /* 8 queries, in blocks of 4 */
+    uint32_t mine = 0;
+#pragma unroll
+    for (int nt = 0; nt < BM / 8; nt++) mine |= keep_nibble(p, p.offset + idx / 4 + nt * step) << (nt * 4);
+#pragma unroll
+    for (int e = 0; e < 4; e++) { /* element e's block was drawn by lane g % 4 = e; its key is word g % 4 */
+      const uint32_t v = __shfl_sync(0xffffffffu, mine, (lane & ~12) | (e << 2));
+      bits |= ((v >> (g & 3)) & 0x11111111u) << e;
+    }
+    return bits;
+  }
+#pragma unroll 1 /* (the rare path: kept small) */
+  for (int nt = 0; nt < BM / 8; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const uint64_t i = row0 + nt * 8 + 2 * t + (e & 1), j = (uint64_t)kb + g + 8 * (e >> 1);
+      bits |= (uint32_t)fl_dropout_keep(p.seed, p.offset, i * (uint64_t)p.Sk + j, p.thr) << (nt * 4 + e);
+    }
+  return bits;
+}
+
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
@@ -487,6 +527,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         sD[r] = in ? p.dsum[lbase + (m0 + r) * p.l_sr] : 0.f;
       }
       __syncthreads();
+      /* drawn before S^T, while fewer registers are live */
+      const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
       /* S^T = K Q^T: this warp's 16 keys x 64 queries */
       float st[NTQ][4];
 #pragma unroll
@@ -504,7 +546,6 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         }
       }
       /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
-      uint32_t keepbits = 0xffffffffu;
       float z[NTQ][4];
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
@@ -514,13 +555,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
           float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
           st[nt][e] = pe;
-          float ze = pe;
-          if (p.dropout) {
-            bool keep = ok && fl_dropout_keep(p.seed, p.offset, drop_index(p, b, h, i, j), p.thr);
-            if (!keep) keepbits &= ~(1u << (nt * 4 + e));
-            ze = keep ? pe * p.drop_scale : 0.f;
-          }
-          z[nt][e] = ze;
+          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+          z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
         }
       /* dV += Z^T dO */
 #pragma unroll
