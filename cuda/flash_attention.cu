@@ -231,10 +231,6 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 #endif
 }
 
-__device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h, int64_t i, int64_t j) {
-  return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
-}
-
 /* The four keep bits of the Philox block at counter ctr (bit k: element 4 (ctr - offset) + k), as a nibble. */
 __device__ __forceinline__ uint32_t keep_nibble(const fa_params &p, uint64_t ctr) {
   const fl_philox_out o = fl_philox(p.seed, ctr);
@@ -251,6 +247,36 @@ __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool
   uint32_t c = w == 0 ? o.w[1] : w == 1 ? o.w[2] : w == 2 ? o.w[3] : fl_philox(p.seed, p.offset + idx / 4 + 1).w[0];
   k0 = fl_dropout_keep_word(a, p.thr);
   k1 = fl_dropout_keep_word(c, p.thr);
+}
+
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8, keys 8 nt + 2 t, + 1):
+ * bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive keys of one row,
+ * which here lie in lanes t = 0, 1 or t = 2, 3 of one quad; with Sk % 4 == 0 each is aligned, so lane t draws the
+ * block of row r_g + 8 (t & 1), keys + 4 (t >> 1) per n8 block and the quad swaps nibbles: 8 Philox calls per lane
+ * instead of 16. Otherwise, a call per pair (two where a pair straddles blocks). */
+__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
+  const int t = lane % 4;
+  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg;
+  if (p.Sk % 4 == 0) {
+    const uint64_t ctr = p.offset + ((row0 + 8 * (t & 1)) * (uint64_t)p.Sk + (uint64_t)n0) / 4 + (t >> 1);
+    uint32_t mine = 0;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) mine |= keep_nibble(p, ctr + 2 * nt) << (nt * 4);
+    const uint32_t v0 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2)); /* row r_g, keys of this lane */
+    const uint32_t v1 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2) | 1); /* row r_g + 8 */
+    const int sh = 2 * (t & 1);
+    return ((v0 >> sh) & 0x33333333u) | ((v1 >> sh) & 0x33333333u) << 2;
+  }
+  uint32_t bits = 0;
+#pragma unroll 1 /* (the rare path: kept small) */
+  for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      bool k0, k1;
+      keep_pair(p, (row0 + 8 * r) * (uint64_t)p.Sk + (uint64_t)n0 + 8 * nt + 2 * t, k0, k1);
+      bits |= ((uint32_t)k0 | (uint32_t)k1 << 1) << (nt * 4 + 2 * r);
+    }
+  return bits;
 }
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
@@ -305,6 +331,10 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     } else {
       cp_wait<0>();
     }
+    /* drawn while tile it lands, before S is live */
+    uint32_t keepbits[MT];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++) keepbits[mi] = p.dropout ? fwd_keep_bits(p, b, h, row[mi][0], n0, lane) : 0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -373,12 +403,8 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
 #pragma unroll
         for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
-          for (int r = 0; r < 2; r++) {
-            bool keep0, keep1;
-            keep_pair(p, drop_index(p, b, h, row[mi][r], n0 + nt * 8 + 2 * t), keep0, keep1);
-            s[mi][nt][2 * r] = keep0 ? s[mi][nt][2 * r] * p.drop_scale : 0.f;
-            s[mi][nt][2 * r + 1] = keep1 ? s[mi][nt][2 * r + 1] * p.drop_scale : 0.f;
-          }
+          for (int e = 0; e < 4; e++)
+            s[mi][nt][e] = (keepbits[mi] >> (nt * 4 + e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
     }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
