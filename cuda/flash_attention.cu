@@ -202,14 +202,14 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
-template <int D>
+template <int D, int NTH = NT>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
                                                 int64_t len, int n) {
 #ifdef FA_PLAIN_LOADS
-  load_tile<D>(s, ld, base, rs, r0, len, n);
+  load_tile<D, NTH>(s, ld, base, rs, r0, len, n);
 #else
   constexpr int CH = D / 8;
-  for (int c = threadIdx.x; c < n * CH; c += NT) {
+  for (int c = threadIdx.x; c < n * CH; c += NTH) {
     int r = c / CH, k = (c % CH) * 8;
     bool in = r0 + r < len;
     const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
@@ -513,10 +513,11 @@ constexpr int NTB = 256, BNB = 128;
 /* One (key tile, b, k/v head) of the backward. */
 template <bool BF, int D>
 __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
-  constexpr int BN = BNB, NT = NTB; /* (shadow the forward's) */
+  constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDS = BN + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
-  uint16_t *sK = smem, *sV = sK + BN * LD, *sQ = sV + BN * LD, *sO = sQ + BM * LD, *sS = sO + BM * LD;
-  float *sL = reinterpret_cast<float *>(sS + BM * LDS), *sD = sL + BM;
+  /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
+  uint16_t *sK = smem, *sV = sK + BN * LD, *sQ2 = sV + BN * LD, *sO2 = sQ2 + 2 * BM * LD, *sS = sO2 + 2 * BM * LD;
+  float *sL2 = reinterpret_cast<float *>(sS + BM * LDS), *sD2 = sL2 + 2 * BM;
   const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -525,9 +526,6 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   if (n0 >= lk) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  __syncthreads();
-  load_tile<D, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
-  load_tile<D, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
   float dk[NTD][4], dv[NTD][4];
 #pragma unroll
   for (int i = 0; i < NTD; i++)
@@ -537,137 +535,162 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   /* queries i with i + shift >= n0 see a key of this tile (causal); earlier tiles are skipped */
   int64_t mbeg = p.causal ? max((int64_t)0, n0 - shift) : 0;
   mbeg = mbeg / BM * BM;
-  for (int gi = 0; gi < G; gi++) {
-    const int h = hk * G + gi;
-    const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
-    const uint16_t *dob = p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-    const int64_t lbase = b * p.l_sb + h * p.l_sh + q0 * p.l_sr;
-    for (int64_t m0 = mbeg; m0 < lq; m0 += BM) {
-      __syncthreads(); /* the previous query tile (and sS) is read */
-      load_tile<D, NTB>(sQ, LD, qb, p.q_sr, m0, lq, BM);
-      load_tile<D, NTB>(sO, LD, dob, p.o_sr, m0, lq, BM);
-      for (int r = threadIdx.x; r < BM; r += NT) {
-        bool in = m0 + r < lq;
-        float l = in ? p.lse[lbase + (m0 + r) * p.l_sr] : -INFINITY;
-        sL[r] = l == -INFINITY ? INFINITY : l * LOG2E; /* a row without keys: exp2(s - inf) = 0 */
-        sD[r] = in ? p.dsum[lbase + (m0 + r) * p.l_sr] : 0.f;
-      }
-      __syncthreads();
-      /* drawn before S^T, while fewer registers are live */
-      const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
-      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
-      float st[NTQ][4];
+  /* the query tiles, over the query heads sharing this k/v head (GQA) and the rows from mbeg: tile it is head
+   * hk G + it / mtiles, rows mbeg + (it % mtiles) BM */
+  const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
+  /* issues the cp.async copies of tile it's Q and dO into stage st (the caller commits); loads its lse and dsum
+   * (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once the stage is free */
+  auto issue = [&](int it, int st, float &ld) {
+    const int h = hk * G + it / mtiles;
+    const int64_t m0 = mbeg + (int64_t)(it % mtiles) * BM;
+    load_tile_async<D, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq, BM);
+    load_tile_async<D, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0, lq,
+                            BM);
+    const int r = threadIdx.x % BM;
+    const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
+    ld = 0.f;
+    if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+  };
+  auto store_ld = [&](int st, float ld) {
+    const int r = threadIdx.x % BM;
+    if (threadIdx.x < BM) sL2[st * BM + r] = ld == -INFINITY ? INFINITY : ld * LOG2E; /* no keys: exp2(s - inf) = 0 */
+    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = ld;
+  };
+  __syncthreads(); /* the previous tile of this CTA is done with smem */
+  load_tile_async<D, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
+  load_tile_async<D, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
+  if (ntiles > 0) {
+    float ld;
+    issue(0, 0, ld);
+    store_ld(0, ld);
+  }
+  cp_commit();
+  for (int it = 0; it < ntiles; it++) {
+    const int h = hk * G + it / mtiles, sg = it & 1;
+    const int64_t m0 = mbeg + (int64_t)(it % mtiles) * BM;
+    const uint16_t *sQ = sQ2 + sg * BM * LD, *sO = sO2 + sg * BM * LD;
+    const float *sL = sL2 + sg * BM, *sD = sD2 + sg * BM;
+    cp_wait<0>();
+    __syncthreads(); /* tile it landed (and its lse, dsum are stored); every warp is done with tile it - 1 */
+    float ld_next = 0.f;
+    if (it + 1 < ntiles) issue(it + 1, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
+    cp_commit();
+    /* drawn before S^T, while fewer registers are live */
+    const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+    /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+    float st[NTQ][4];
 #pragma unroll
-      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+    for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[4];
+      frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf[0]);
-          fa_mma<BF>(st[nt + 1], a, bf[1]);
-        }
-      }
-      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
-      float z[NTQ][4];
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int64_t j = key[e >> 1], il = nt * 8 + 2 * t + (e & 1), i = m0 + il;
-          bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
-          float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
-          st[nt][e] = pe;
-          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-          z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
-        }
-      /* dV += Z^T dO */
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
-        uint32_t a[4];
-        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
-#pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf[0]);
-          fa_mma<BF>(dv[dt + 1], a, bf[1]);
-        }
-      }
-      /* dZ^T = V dO^T (reusing z) */
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf[0]);
-          fa_mma<BF>(z[nt + 1], a, bf[1]);
-        }
-      }
-      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int il = nt * 8 + 2 * t + (e & 1);
-          float dp = z[nt][e];
-          if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
-          float ds = st[nt][e] * (dp - sD[il]);
-          st[nt][e] = ds;
-          int kl = w * 16 + g + (e >> 1) * 8;
-          sS[il * LDS + kl] = fa_store<BF>(ds);
-        }
-      /* dK += dS^T Q */
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
-        uint32_t a[4];
-        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-#pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf[0]);
-          fa_mma<BF>(dk[dt + 1], a, bf[1]);
-        }
-      }
-      __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
-      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
-      const int64_t qi[2] = {m0 + wr + g, m0 + wr + g + 8};
-      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, wr, kk * 16, g, t);
-      for (int dt = dt0; dt < dt0 + NTD / 2; dt += 2) {
-        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c[0], as[kk], bf[0]);
-          fa_mma<BF>(c[1], as[kk], bf[1]);
-        }
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-          for (int r = 0; r < 2; r++) {
-            if (qi[r] >= lq) continue;
-            float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
-            atomicAdd(d, c[i][2 * r] * p.scale);
-            atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
-          }
+      for (int nt = 0; nt < NTQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(st[nt], a, bf[0]);
+        fa_mma<BF>(st[nt + 1], a, bf[1]);
       }
     }
+    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
+    float z[NTQ][4];
+#pragma unroll
+    for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int64_t j = key[e >> 1], il = nt * 8 + 2 * t + (e & 1), i = m0 + il;
+        bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
+        float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
+        st[nt][e] = pe;
+        /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+        z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+      }
+    /* dV += Z^T dO */
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; kk++) {
+      uint32_t a[4];
+      c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(dv[dt], a, bf[0]);
+        fa_mma<BF>(dv[dt + 1], a, bf[1]);
+      }
+    }
+    /* dZ^T = V dO^T (reusing z) */
+#pragma unroll
+    for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[4];
+      frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+      for (int nt = 0; nt < NTQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(z[nt], a, bf[0]);
+        fa_mma<BF>(z[nt + 1], a, bf[1]);
+      }
+    }
+    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
+#pragma unroll
+    for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int il = nt * 8 + 2 * t + (e & 1);
+        float dp = z[nt][e];
+        if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
+        float ds = st[nt][e] * (dp - sD[il]);
+        st[nt][e] = ds;
+        int kl = w * 16 + g + (e >> 1) * 8;
+        sS[il * LDS + kl] = fa_store<BF>(ds);
+      }
+    /* dK += dS^T Q */
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; kk++) {
+      uint32_t a[4];
+      c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(dk[dt], a, bf[0]);
+        fa_mma<BF>(dk[dt + 1], a, bf[1]);
+      }
+    }
+    __syncthreads(); /* sS complete */
+    /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+    /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+    float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+    const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+    const int64_t qi[2] = {m0 + wr + g, m0 + wr + g + 8};
+    uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, wr, kk * 16, g, t);
+    for (int dt = dt0; dt < dt0 + NTD / 2; dt += 2) {
+      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(c[0], as[kk], bf[0]);
+        fa_mma<BF>(c[1], as[kk], bf[1]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          if (qi[r] >= lq) continue;
+          float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
+          atomicAdd(d, c[i][2 * r] * p.scale);
+          atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
+        }
+    }
+    if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
   }
+  cp_wait<0>(); /* (K and V are still in flight when no query tile was left) */
   uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
 #pragma unroll
@@ -689,7 +712,9 @@ __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
-constexpr size_t bwd_smem(int D) { return (size_t)(2 * BNB + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BNB + PAD) * 2 + 2 * BM * 4; }
+constexpr size_t bwd_smem(int D) {
+  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BM * (BNB + PAD) * 2 + 4 * BM * 4;
+}
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
 void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t &sr) {
