@@ -473,6 +473,16 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
+/* d[0..3] += scale v atomically (d 16-byte aligned): one vector reduction on sm_90, four scalar ones before. */
+__device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
+  v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+#if __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4 *>(d), v);
+#else
+  atomicAdd(d, v.x), atomicAdd(d + 1, v.y), atomicAdd(d + 2, v.z), atomicAdd(d + 3, v.w);
+#endif
+}
+
 /* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
  * one 64-query tile: bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive
  * keys of one query, which here lie in the 4 lanes of equal t and g / 4; with Sk % 4 == 0 each of them is aligned, so
@@ -679,14 +689,17 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         fa_mma<BF>(c[1], as[kk], bf[1]);
       }
 #pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-          if (qi[r] >= lq) continue;
-          float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
-          atomicAdd(d, c[i][2 * r] * p.scale);
-          atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
-        }
+      for (int i = 0; i < 2; i++) {
+        /* lanes t, t ^ 1 swap halves so that an even lane holds row g, cols 2t..2t+3 and an odd one row g + 8,
+         * cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+        const bool odd = t & 1;
+        const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
+        const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
+        const int64_t row = odd ? qi[1] : qi[0]; /* (not qi[odd]: a dynamic index puts qi in local memory) */
+        if (row >= lq) continue;
+        const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
+        dq_add4(dqb + row * p.o_sr + (dt + i) * 8 + 2 * (t & ~1), v, p.scale);
+      }
     }
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
   }
