@@ -89,6 +89,14 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
 }
 
 
+/* 2^x by the MUFU unit alone (ex2.approx.ftz: exp2f adds a range test and two multiplies to keep subnormal
+ * results, here probabilities below 2^-126 of the row's largest, which no sum in bf16/f16 can see); 2^-inf = 0. */
+__device__ __forceinline__ float fa_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
   if constexpr (BF) {
@@ -382,7 +390,7 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
         float mnew = fmaxf(mrow[mi][r], mx[r]);
         muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-        alpha[r] = exp2f(mrow[mi][r] - muse[r]);
+        alpha[r] = fa_exp2(mrow[mi][r] - muse[r]);
         mrow[mi][r] = mnew;
         lrow[mi][r] *= alpha[r];
       }
@@ -395,7 +403,7 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          float pe = exp2f(s[mi][nt][e] - muse[e >> 1]);
+          float pe = fa_exp2(s[mi][nt][e] - muse[e >> 1]);
           lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
           s[mi][nt][e] = pe;
         }
@@ -605,13 +613,21 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     }
     /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
     float z[NTQ][4];
+    /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
+     * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+    const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
+    const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
+    const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
 #pragma unroll
     for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        int64_t j = key[e >> 1], il = nt * 8 + 2 * t + (e & 1), i = m0 + il;
-        bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
-        float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
+        const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+        /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
+         * 2^-inf = 0) */
+        const bool ok = !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
+        const float x = st[nt][e] * p.scale_log2 - sL[il];
+        const float pe = fa_exp2(ok ? x : -INFINITY);
         st[nt][e] = pe;
         /* (a dropped-out element that is masked anyway has pe = 0 either way) */
         z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
