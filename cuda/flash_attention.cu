@@ -195,13 +195,28 @@ template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const f
   a[3] = fa_pack<BF>(c1[2], c1[3]);
 }
 
-/* Copies rows [r0, r0 + n) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
-template <int D, int NTH = NT>
-__device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
-                                          int64_t len, int n) {
+/* Chunk i (of 16 bytes) of thread threadIdx.x when NTH threads copy N rows of D halves: row r, column k. The loops
+ * over i have compile-time trip counts (N D / 8 is a multiple of NTH for every tile here), so they unroll, and where a
+ * thread's chunks stay in one column (NTH a multiple of D / 8) the row is one add per chunk. */
+template <int D, int N, int NTH> __device__ __forceinline__ void tile_chunk(int i, int &r, int &k) {
   constexpr int CH = D / 8; /* 16-byte chunks per row */
-  for (int c = threadIdx.x; c < n * CH; c += NTH) {
-    int r = c / CH, k = (c % CH) * 8;
+  static_assert(N * CH % NTH == 0, "tile rows split evenly over the threads");
+  if constexpr (NTH % CH == 0) {
+    r = (int)threadIdx.x / CH + i * (NTH / CH), k = ((int)threadIdx.x % CH) * 8;
+  } else {
+    const int c = (int)threadIdx.x + i * NTH;
+    r = c / CH, k = (c % CH) * 8;
+  }
+}
+
+/* Copies rows [r0, r0 + N) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
+template <int D, int N, int NTH = NT>
+__device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
+                                          int64_t len) {
+#pragma unroll
+  for (int i = 0; i < N * (D / 8) / NTH; i++) {
+    int r, k;
+    tile_chunk<D, N, NTH>(i, r, k);
     uint4 v = make_uint4(0, 0, 0, 0);
     if (r0 + r < len) v = *reinterpret_cast<const uint4 *>(base + (r0 + r) * rs + k);
     *reinterpret_cast<uint4 *>(s + r * ld + k) = v;
@@ -210,16 +225,17 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
-template <int D, int NTH = NT>
+template <int D, int N, int NTH = NT>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
-                                                int64_t len, int n) {
+                                                int64_t len) {
 #ifdef FA_PLAIN_LOADS
-  load_tile<D, NTH>(s, ld, base, rs, r0, len, n);
+  load_tile<D, N, NTH>(s, ld, base, rs, r0, len);
 #else
-  constexpr int CH = D / 8;
-  for (int c = threadIdx.x; c < n * CH; c += NTH) {
-    int r = c / CH, k = (c % CH) * 8;
-    bool in = r0 + r < len;
+#pragma unroll
+  for (int i = 0; i < N * (D / 8) / NTH; i++) {
+    int r, k;
+    tile_chunk<D, N, NTH>(i, r, k);
+    const bool in = r0 + r < len;
     const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
                  "r"(in ? 16 : 0)
@@ -310,10 +326,10 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
-  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BMF);
+  load_tile_async<D, BMF>(sQ, LD, qb, p.q_sr, m0, lq);
   if (ntiles > 0) {
-    load_tile_async<D>(sKV, LD, kb, p.k_sr, 0, lk, BN);
-    load_tile_async<D>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk, BN);
+    load_tile_async<D, BN>(sKV, LD, kb, p.k_sr, 0, lk);
+    load_tile_async<D, BN>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk);
   }
   cp_commit();
   float acc[MT][NTD][4];
@@ -332,8 +348,8 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     const int64_t n0 = (int64_t)it * BN;
     if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
       uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D>(nk, LD, kb, p.k_sr, n0 + BN, lk, BN);
-      load_tile_async<D>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk, BN);
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
       cp_commit();
       cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
     } else {
@@ -561,9 +577,9 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   auto issue = [&](int it, int st, float &ld) {
     const int h = hk * G + it / mtiles;
     const int64_t m0 = mbeg + (int64_t)(it % mtiles) * BM;
-    load_tile_async<D, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq, BM);
-    load_tile_async<D, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0, lq,
-                            BM);
+    load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
+    load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
+                                lq);
     const int r = threadIdx.x % BM;
     const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
     ld = 0.f;
@@ -575,8 +591,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = ld;
   };
   __syncthreads(); /* the previous tile of this CTA is done with smem */
-  load_tile_async<D, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
-  load_tile_async<D, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
+  load_tile_async<D, BN, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk);
+  load_tile_async<D, BN, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk);
   if (ntiles > 0) {
     float ld;
     issue(0, 0, ld);
