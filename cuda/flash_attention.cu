@@ -150,6 +150,21 @@ __device__ __forceinline__ void frag_a(uint32_t a[4], const uint16_t *s, int ld,
 #endif
 }
 
+/* A fragment (16 x 16 at row r0, col c0) of a matrix stored transposed: A[r][c] = s[c ld + r] (dS from dS^T). */
+__device__ __forceinline__ void frag_at(uint32_t a[4], const uint16_t *s, int ld, int r0, int c0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+  const uint16_t *p = s + (c0 + 2 * t) * ld + r0 + g;
+  a[0] = pack16(p[0], p[ld]);
+  a[1] = pack16(p[8], p[ld + 8]);
+  a[2] = pack16(p[8 * ld], p[9 * ld]);
+  a[3] = pack16(p[8 * ld + 8], p[9 * ld + 8]);
+#else
+  /* transposed matrices (stored rows c0, col r0), (c0, r0 + 8), (c0 + 8, r0), (c0 + 8, r0 + 8) */
+  const int lane = threadIdx.x & 31;
+  ldsm_x4_trans(a, s + (c0 + (lane & 7) + (lane >> 4) * 8) * ld + r0 + ((lane >> 3) & 1) * 8);
+#endif
+}
+
 /* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
  * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
 __device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
@@ -548,10 +563,10 @@ constexpr int NTB = 256, BNB = 128;
 template <bool BF, int D>
 __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
   constexpr int BN = BNB; /* (shadows the forward's) */
-  constexpr int LD = D + PAD, LDS = BN + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
+  constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
   uint16_t *sK = smem, *sV = sK + BN * LD, *sQ2 = sV + BN * LD, *sO2 = sQ2 + 2 * BM * LD, *sS = sO2 + 2 * BM * LD;
-  float *sL2 = reinterpret_cast<float *>(sS + BM * LDS), *sD2 = sL2 + 2 * BM;
+  float *sL2 = reinterpret_cast<float *>(sS + BN * LDQ), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
   const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -676,7 +691,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         fa_mma<BF>(z[nt + 1], a, bf[1]);
       }
     }
-    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
+    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
 #pragma unroll
     for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
@@ -684,16 +699,16 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         int il = nt * 8 + 2 * t + (e & 1);
         float dp = z[nt][e];
         if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
-        float ds = st[nt][e] * (dp - sD[il]);
-        st[nt][e] = ds;
-        int kl = w * 16 + g + (e >> 1) * 8;
-        sS[il * LDS + kl] = fa_store<BF>(ds);
+        st[nt][e] *= dp - sD[il];
       }
-    /* dK += dS^T Q */
+    /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
+     * 32-bit words, for dQ */
 #pragma unroll
     for (int kk = 0; kk < BM / 16; kk++) {
       uint32_t a[4];
       c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+      uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
+      wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
 #pragma unroll
       for (int dt = 0; dt < NTD; dt += 2) {
         uint32_t bf[2][2];
@@ -710,7 +725,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     const int64_t qi[2] = {m0 + wr + g, m0 + wr + g + 8};
     uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, wr, kk * 16, g, t);
+    for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
     for (int dt = dt0; dt < dt0 + NTD / 2; dt += 2) {
       float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
@@ -758,7 +773,7 @@ __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
 constexpr size_t bwd_smem(int D) {
-  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BM * (BNB + PAD) * 2 + 4 * BM * 4;
+  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BNB * (BM + PAD) * 2 + 4 * BM * 4;
 }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
