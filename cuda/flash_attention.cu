@@ -246,15 +246,31 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #ifdef FA_PLAIN_LOADS
   load_tile<D, N, NTH>(s, ld, base, rs, r0, len);
 #else
+  constexpr int CH = D / 8;
+  if constexpr (NTH % CH == 0) { /* one column per thread: the source advances by a fixed 64-bit step per chunk */
+    constexpr int RS = NTH / CH;
+    const int r = (int)threadIdx.x / CH, k = ((int)threadIdx.x % CH) * 8;
+    const int64_t left = len - r0 - r, step = (int64_t)RS * rs; /* rows from this thread's first one on */
+    const uint16_t *src = base + (r0 + r) * rs + k;
+    const uint32_t dst = smem_addr(s + r * ld + k);
 #pragma unroll
-  for (int i = 0; i < N * (D / 8) / NTH; i++) {
-    int r, k;
-    tile_chunk<D, N, NTH>(i, r, k);
-    const bool in = r0 + r < len;
-    const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
-                 "r"(in ? 16 : 0)
-                 : "memory");
+    for (int i = 0; i < N / RS; i++, src += step) {
+      const bool in = i * RS < left;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + i * RS * ld * 2),
+                   "l"(in ? src : base), "r"(in ? 16 : 0)
+                   : "memory");
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N * CH / NTH; i++) {
+      int r, k;
+      tile_chunk<D, N, NTH>(i, r, k);
+      const bool in = r0 + r < len;
+      const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
+                   "r"(in ? 16 : 0)
+                   : "memory");
+    }
   }
 #endif
 }
@@ -587,11 +603,9 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   /* the query tiles, over the query heads sharing this k/v head (GQA) and the rows from mbeg: tile it is head
    * hk G + it / mtiles, rows mbeg + (it % mtiles) BM */
   const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
-  /* issues the cp.async copies of tile it's Q and dO into stage st (the caller commits); loads its lse and dsum
-   * (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once the stage is free */
-  auto issue = [&](int it, int st, float &ld) {
-    const int h = hk * G + it / mtiles;
-    const int64_t m0 = mbeg + (int64_t)(it % mtiles) * BM;
+  /* issues the cp.async copies of the Q and dO tile (head h, rows m0..) into stage st (the caller commits); loads its
+   * lse and dsum (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once it is free */
+  auto issue = [&](int h, int64_t m0, int st, float &ld) {
     load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
     load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
                                 lq);
@@ -610,19 +624,23 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   load_tile_async<D, BN, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk);
   if (ntiles > 0) {
     float ld;
-    issue(0, 0, ld);
+    issue(hk * G, mbeg, 0, ld);
     store_ld(0, ld);
   }
   cp_commit();
+  int h = hk * G; /* tile it's head and first row, stepped (no division by mtiles per tile) */
+  int64_t m0 = mbeg;
   for (int it = 0; it < ntiles; it++) {
-    const int h = hk * G + it / mtiles, sg = it & 1;
-    const int64_t m0 = mbeg + (int64_t)(it % mtiles) * BM;
+    const int sg = it & 1;
+    int hn = h; /* the next tile's */
+    int64_t mn = m0 + BM;
+    if (mn >= lq) mn = mbeg, hn++;
     const uint16_t *sQ = sQ2 + sg * BM * LD, *sO = sO2 + sg * BM * LD;
     const float *sL = sL2 + sg * BM, *sD = sD2 + sg * BM;
     cp_wait<0>();
     __syncthreads(); /* tile it landed (and its lse, dsum are stored); every warp is done with tile it - 1 */
     float ld_next = 0.f;
-    if (it + 1 < ntiles) issue(it + 1, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
+    if (it + 1 < ntiles) issue(hn, mn, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
     cp_commit();
     /* drawn before S^T, while fewer registers are live */
     const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
@@ -722,11 +740,17 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
     float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
     const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
-    const int64_t qi[2] = {m0 + wr + g, m0 + wr + g + 8};
+    /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
+     * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+    const bool odd = t & 1;
+    const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
+    float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
     uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
-    for (int dt = dt0; dt < dt0 + NTD / 2; dt += 2) {
+#pragma unroll
+    for (int dj = 0; dj < NTD / 2; dj += 2) {
+      const int dt = dt0 + dj;
       float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
       for (int kk = 0; kk < BN / 16; kk++) {
@@ -737,18 +761,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
       }
 #pragma unroll
       for (int i = 0; i < 2; i++) {
-        /* lanes t, t ^ 1 swap halves so that an even lane holds row g, cols 2t..2t+3 and an odd one row g + 8,
-         * cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-        const bool odd = t & 1;
         const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
         const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-        const int64_t row = odd ? qi[1] : qi[0]; /* (not qi[odd]: a dynamic index puts qi in local memory) */
-        if (row >= lq) continue;
         const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-        dq_add4(dqb + row * p.o_sr + (dt + i) * 8 + 2 * (t & ~1), v, p.scale);
+        if (qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale);
       }
     }
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
+    h = hn, m0 = mn;
   }
   cp_wait<0>(); /* (K and V are still in flight when no query tile was left) */
   uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
