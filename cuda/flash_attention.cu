@@ -6,17 +6,21 @@
  * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
  * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
  * -DFA_PLAIN_LOADS builds the same kernels with synchronous tile loads and per-thread fragment loads instead. The online
- * softmax works in the log2 domain (scores prescaled by scale * log2 e, exp2), its running max and sum in f32 per
- * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
- * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
+ * softmax works in the log2 domain (scores prescaled by scale * log2 e, ex2.approx.ftz), its running max and sum in
+ * f32 per row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is
+ * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
- * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v head),
- * warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over the query heads that share the k/v head (GQA: their dK/dV sum in
- * registers, no atomics) and over the query tiles a causal mask leaves, recomputes P^T = exp2(S^T - lse) and
- * accumulates dV += Z^T dO, dK += dS^T Q in registers; dQ += dS K goes through shared memory (dS as [query][key])
- * and f32 atomicAdd into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
+ * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
+ * head), warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over
+ * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
+ * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
+ * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
+ * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
+ * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
  * Dropout: the keep bit of (b, h, i, j) is fl_dropout_keep at the reference's index, evaluated where needed
- * (forward and backward), never stored. Z = P * keep / (1 - p); the row sum l is of the undropped P.
+ * (forward and backward), never stored: one Philox block (4 keys of a row) per lane per 8-wide fragment column,
+ * swapped between the lanes that share it (fwd_keep_bits, bwd_keep_bits). Z = P * keep / (1 - p); the row sum l is
+ * of the undropped P.
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
 #include "context.cuh"
 #include "dispatch.cuh"
