@@ -516,7 +516,9 @@ template <bool BF, int D>
 __global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
-    fwd_tile<BF, D, FWD_MT>(p, blockIdx.x, (int)bh, smem);
+    /* the last query tiles first: under a causal mask they see the most keys, so the longest CTAs start in the
+     * first wave rather than trail in the last (the backward's heaviest key tiles are its first already) */
+    fwd_tile<BF, D, FWD_MT>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
