@@ -445,11 +445,14 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         mrow[mi][r] = mnew;
         lrow[mi][r] *= alpha[r];
       }
+      /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
+       * 2 D multiplies a thread, the same values either way */
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
 #pragma unroll
-      for (int i = 0; i < NTD; i++) {
-        acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
-        acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
-      }
+        for (int i = 0; i < NTD; i++) {
+          acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
+          acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
+        }
 #pragma unroll
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
