@@ -302,6 +302,30 @@ fl_status fc_record_stream(fc_context *ctx, void *ptr, cudaStream_t stream) {
   return st;
 }
 
+/* Drops `stream` from the blocks' recorded uses (its work is done); blocks left with no use off their own queue's
+ * stream are no longer tracked. Called under the lock. */
+static void forget_uses(fc_context *ctx, fc_allocator *a, cudaStream_t stream) {
+  for (auto it = a->tracked.begin(); it != a->tracked.end();) {
+    fc_block &b = it->second;
+    for (size_t i = 0; i < b.uses.size();)
+      if (b.uses[i] == stream) {
+        b.uses.erase(b.uses.begin() + (long)i); /* its reserved event becomes a spare one */
+        a->uses_recorded--;
+      } else {
+        i++;
+      }
+    if (b.home == &ctx->own && b.uses.empty()) it = a->tracked.erase(it);
+    else ++it;
+  }
+}
+
+void fc_allocator_forget_stream(fc_context *ctx, cudaStream_t stream) {
+  fc_allocator *a = ctx->alloc;
+  pthread_mutex_lock(&a->mu);
+  forget_uses(ctx, a, stream);
+  pthread_mutex_unlock(&a->mu);
+}
+
 void fc_allocator_forget_queue(fc_context *ctx, fc_queue *q) {
   fc_allocator *a = ctx->alloc;
   pthread_mutex_lock(&a->mu);
@@ -314,19 +338,9 @@ void fc_allocator_forget_queue(fc_context *ctx, fc_queue *q) {
       }
     a->hosted.erase(h);
   }
-  for (auto it = a->tracked.begin(); it != a->tracked.end();) {
-    fc_block &b = it->second;
-    if (b.home == q) b.home = &ctx->own;
-    for (size_t i = 0; i < b.uses.size();)
-      if (b.uses[i] == q->stream) {
-        b.uses.erase(b.uses.begin() + (long)i); /* its reserved event becomes a spare one */
-        a->uses_recorded--;
-      } else {
-        i++;
-      }
-    if (b.home == &ctx->own && b.uses.empty()) it = a->tracked.erase(it);
-    else ++it;
-  }
+  for (auto &kv : a->tracked)
+    if (kv.second.home == q) kv.second.home = &ctx->own;
+  forget_uses(ctx, a, q->stream);
   for (fc_pending &p : a->pending)
     if (p.home == q) p.home = &ctx->own;
   pthread_mutex_unlock(&a->mu);

@@ -14,6 +14,8 @@ void fc_free(fc_context *ctx, void *ptr, size_t nbytes);
 /* The live block at ptr is also used by work on `stream`: its free waits for
  * that work (an event) before the block is reused. */
 fl_status fc_record_stream(fc_context *ctx, void *ptr, cudaStream_t stream);
+/* A stream about to be destroyed, its work done (a communicator's): no block keeps it as a use. */
+void fc_allocator_forget_stream(fc_context *ctx, cudaStream_t stream);
 /* A host queue detached after its stream's work completed: its cached blocks
  * join the own pool and the blocks and uses recorded against it are dropped. */
 void fc_allocator_forget_queue(fc_context *ctx, fc_queue *q);

@@ -213,6 +213,7 @@ fl_backend make_table() {
   b.comm_destroy = cuda_comm_destroy;
   b.collective = cuda_collective;
   b.comm_wait = cuda_comm_wait;
+  b.comm_join = cuda_comm_join;
 
   return b;
 }

@@ -17,6 +17,7 @@
  * comes from the caching allocator and goes back after the call. */
 #include "allocator.cuh"
 #include "ops.cuh"
+#include <atomic>
 #include <limits.h>
 #include <pthread.h>
 
@@ -96,18 +97,25 @@ struct plan {
 /* Enough for every conv layer of a large network in all three directions;
  * beyond it the oldest plan is replaced. */
 enum { FC_DNN_PLANS = 512, FC_DNN_MAX_DEVICES = 64 };
-/* The largest workspace an algorithm may use (PyTorch lets cuDNN use what is
- * free; 1 GiB leaves room and is more than the 3x3 / 3x3x3 winners need at the
- * batches of training). FLAME_CUDNN_WS_MB overrides it: large-batch inference
- * (the UNet sampler's batch of 2000) may have faster algorithms that need more,
- * which bench/nn/conv's batch-2000 cases measure. */
-size_t ws_cap(void) {
-  static size_t cap = 0;
-  if (!cap) {
-    const char *e = getenv("FLAME_CUDNN_WS_MB");
-    long long mb = e ? atoll(e) : 0;
-    cap = mb > 0 ? (size_t)mb << 20 : (size_t)1 << 30;
-  }
+/* The largest workspace an algorithm may use: a sixteenth of the device's
+ * memory, at least 1 GiB (PyTorch lets cuDNN use what is free). A fixed 1 GiB
+ * had been enough for the 3x3 / 3x3x3 winners at training batches, but at the
+ * UNet sampler's batch of 2000 the tensor-core algorithms need 1.2-1.6 GB, and
+ * without them cuDNN's best was 5-20x slower: sampling ran at 0.55x PyTorch,
+ * 1.30x with the room (bench/nn/unet.lua). Find measures within it, on memory
+ * it could actually get (find_workspace), so a smaller device is not asked
+ * for more than it has. FLAME_CUDNN_WS_MB sets it. */
+size_t ws_cap(int device) {
+  static std::atomic<size_t> caps[FC_DNN_MAX_DEVICES];
+  size_t cap = device >= 0 && device < FC_DNN_MAX_DEVICES ? caps[device].load() : 0;
+  if (cap) return cap;
+  const char *e = getenv("FLAME_CUDNN_WS_MB");
+  long long mb = e ? atoll(e) : 0;
+  size_t free_b = 0, total = 0;
+  if (mb > 0) cap = (size_t)mb << 20;
+  else cap = cudaMemGetInfo(&free_b, &total) == cudaSuccess && total / 16 > ((size_t)1 << 30) ? total / 16
+                                                                                              : (size_t)1 << 30;
+  if (device >= 0 && device < FC_DNN_MAX_DEVICES) caps[device].store(cap);
   return cap;
 }
 
@@ -363,7 +371,7 @@ size_t find_workspace(cudnnHandle_t h, const plan *p, fl_conv_dir dir, fc_contex
   size_t want = 0;
   for (int i = 0; i < algo_count(dir); i++) {
     size_t s = 0;
-    if (workspace_of(h, p, dir, i, &s) == CUDNN_STATUS_SUCCESS && s <= ws_cap() && s > want) want = s;
+    if (workspace_of(h, p, dir, i, &s) == CUDNN_STATUS_SUCCESS && s <= ws_cap(ctx->device) && s > want) want = s;
   }
   for (; want >= ((size_t)1 << 20); want /= 4)
     if (ws.get(ctx, want) == FL_OK) return want;
@@ -395,7 +403,7 @@ fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir,
   bool find = find_enabled(), strict = out->dtype == FL_F32 && !p->key.tf32;
   perf r[FC_DNN_MAX_ALGOS];
   int n = 0;
-  size_t limit = ws_cap();
+  size_t limit = ws_cap(ctx->device);
   if (find) {
     fc_scratch ws;
     limit = find_workspace(dev->handle, p, dir, ctx, ws);

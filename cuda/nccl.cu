@@ -6,7 +6,10 @@
  * comm stream wait for it, runs there, records `done` and makes the current stream wait for that. So the
  * collective sees every write queued before it and every later op sees its result; the caching allocator, which
  * reuses blocks in the order of the stream they were allocated on, stays correct (a block freed after the
- * collective is reused by work queued after that stream's wait).
+ * collective is reused by work queued after that stream's wait). An async collective (fl_all_reduce_async) skips
+ * that last wait, so the work queued next runs beside it; its tensors are recorded on the comm stream instead
+ * (the allocator's record-stream), and cuda_comm_join makes the current stream wait for `done` when the caller
+ * needs the result.
  *
  * A failing or silent peer: a watchdog thread per communicator polls ncclCommGetAsyncError and the age of the
  * newest collective still in flight; on an error, or when nothing completed within the timeout, it aborts the
@@ -14,6 +17,7 @@
  * collective or wait reports it as an error. */
 #include "context.cuh"
 #include "nccl.cuh"
+#include "allocator.cuh"
 
 #ifdef FLAME_HAVE_NCCL
 #include "dynlib.cuh"
@@ -199,7 +203,12 @@ void cuda_comm_destroy(void *p, bool abort) {
   }
   if (c->ready) cudaEventDestroy(c->ready);
   if (c->done) cudaEventDestroy(c->done);
-  if (c->stream) cudaStreamDestroy(c->stream);
+  if (c->stream) {
+    /* blocks recorded on the stream by async collectives would record events on it when freed */
+    cudaStreamSynchronize(c->stream);
+    if (fc_context *ctx = fc_context_peek(c->device)) fc_allocator_forget_stream(ctx, c->stream);
+    cudaStreamDestroy(c->stream);
+  }
   (void)cudaGetLastError();
   delete c;
 }
@@ -214,7 +223,11 @@ fl_status cuda_comm_init(fl_device dev, const void *id, size_t n, int rank, int 
   if (!c) return fl_error(FL_ENOMEM, "distributed.init: out of host memory");
   c->device = dev.index, c->timeout = timeout_s();
   fl_status st = FL_OK;
-  cudaError_t e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+  /* High priority: a collective's blocks are scheduled ahead of the compute kernels queued beside it (async
+   * collectives), so a rank's NCCL kernel does not wait for SMs while its peer's spins */
+  int least = 0, greatest = 0;
+  cudaError_t e = cudaDeviceGetStreamPriorityRange(&least, &greatest);
+  if (e == cudaSuccess) e = cudaStreamCreateWithPriority(&c->stream, cudaStreamNonBlocking, greatest);
   if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming);
   if (e == cudaSuccess) e = cudaEventCreateWithFlags(&c->done, cudaEventDisableTiming);
   if (e != cudaSuccess) st = fc_cuda_error(e, "distributed.init: creating the communicator's stream");
@@ -232,6 +245,15 @@ fl_status cuda_comm_init(fl_device dev, const void *id, size_t n, int rank, int 
   }
   cuda_comm_destroy(c, true);
   return st;
+}
+
+/* An async collective's tensors are in use on the comm stream until it ends, while the current stream goes on:
+ * recorded there, so the caching allocator does not hand their blocks out before (fc_record_stream). */
+static fl_status record_on(fc_context *ctx, comm *c, const fl_collective *k) {
+  const fl_tensor *ts[2] = {k->send, k->recv};
+  for (const fl_tensor *t : ts)
+    if (t && !t->storage->external && t->storage->data) FL_TRY(fc_record_stream(ctx, t->storage->data, c->stream));
+  return FL_OK;
 }
 
 fl_status cuda_collective(void *p, const fl_collective *k) {
@@ -257,8 +279,18 @@ fl_status cuda_collective(void *p, const fl_collective *k) {
   }
   FL_TRY(settle(c, r, names[k->kind]));
   FC_CUDA(cudaEventRecord(c->done, c->stream));
-  FC_CUDA(cudaStreamWaitEvent(fc_stream(ctx), c->done, 0));
   c->last_enqueue.store(fl_now_s());
+  if (k->async) return record_on(ctx, c, k); /* joined later (cuda_comm_join) */
+  FC_CUDA(cudaStreamWaitEvent(fc_stream(ctx), c->done, 0));
+  return FL_OK;
+}
+
+fl_status cuda_comm_join(void *p) {
+  comm *c = (comm *)p;
+  FL_TRY(check_alive(c, "join"));
+  fc_context *ctx;
+  FL_TRY(fc_context_get(c->device, &ctx));
+  FC_CUDA(cudaStreamWaitEvent(fc_stream(ctx), c->done, 0));
   return FL_OK;
 }
 
@@ -300,4 +332,5 @@ fl_status cuda_collective(void *, const fl_collective *) {
   return fl_error(FL_EUNSUPPORTED, "this build has no NCCL");
 }
 fl_status cuda_comm_wait(void *, double) { return FL_OK; }
+fl_status cuda_comm_join(void *) { return FL_OK; }
 #endif

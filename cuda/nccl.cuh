@@ -9,5 +9,6 @@ fl_status cuda_comm_init(fl_device dev, const void *id, size_t n, int rank, int 
 void cuda_comm_destroy(void *comm, bool abort);
 fl_status cuda_collective(void *comm, const fl_collective *c);
 fl_status cuda_comm_wait(void *comm, double timeout_s);
+fl_status cuda_comm_join(void *comm);
 
 #endif

@@ -109,13 +109,16 @@ function Dist:finish(model)
 end
 
 -- throughput(device, world, batch, first, last): times the steps after a warm-up tenth of first..last (host
--- synchronised at both ends) and says images per second over all ranks. meter:step(step) after each step;
--- meter:line() -> the sentence, or nil when the run had too few steps to time.
+-- synchronised at both ends) and says images per second over all ranks. meter.step(step, host_s) after each step,
+-- host_s the seconds the host spent issuing it (no sync inside): beside the step time it tells a host-bound step
+-- (host time close to the step time) from a device-bound one. meter.line() -> the sentence, or nil when the run
+-- had too few steps to time.
 function M.throughput(device, world, batch, first, last)
   local warm = first + math.max(1, (last - first) // 10)
-  local m = {}
+  local m = {host = 0}
   local function sync() if device ~= "cpu" then flame.cuda.synchronize(device) end end
-  function m.step(step)
+  function m.step(step, host_s)
+    if m.t0 and not m.t1 then m.host = m.host + (host_s or 0) end
     if step == warm then
       sync()
       m.t0 = flame.timer()
@@ -127,8 +130,9 @@ function M.throughput(device, world, batch, first, last)
   function m.line()
     if not (m.t0 and m.t1) or m.t1 <= m.t0 then return nil end
     local n = (last - warm) * batch * world
-    return string.format("throughput: %.1f images/s (%d rank%s x batch %d, steps %d..%d, %.1f ms a step)",
-      n / (m.t1 - m.t0), world, world > 1 and "s" or "", batch, warm + 1, last, (m.t1 - m.t0) / (last - warm) * 1e3)
+    return string.format("throughput: %.1f images/s (%d rank%s x batch %d, steps %d..%d, %.1f ms a step, the host " ..
+      "busy %.1f ms of it)", n / (m.t1 - m.t0), world, world > 1 and "s" or "", batch, warm + 1, last,
+      (m.t1 - m.t0) / (last - warm) * 1e3, m.host / (last - warm) * 1e3)
   end
   return m
 end

@@ -256,6 +256,7 @@ local meter = ddp_lib.throughput(device, dist and dist.world or 1, run.batch, st
 local first_loss, loss
 local log_every = math.max(1, run.steps // 10)
 while step < last do
+  local host0 = flame.timer()
   local x0, y = next_batch(run.batch)
   loss = loss_of(x0, y)
   opt_:zero_grad()
@@ -265,7 +266,7 @@ while step < last do
   sched:step()
   ema:update()
   step = step + 1
-  meter.step(step)
+  meter.step(step, flame.timer() - host0)
   first_loss = first_loss or loss:item()
   bar:update(1, {loss = loss, lr = sched:get_last_lr()[1]})
   if step % log_every == 0 or step == 1 then

@@ -640,6 +640,13 @@ fl_status fl_all_reduce(fl_comm *c, fl_tensor *t, fl_red_op op);
 fl_status fl_broadcast(fl_comm *c, fl_tensor *t, int root);
 fl_status fl_all_gather(fl_comm *c, const fl_tensor *in, fl_tensor *out);
 fl_status fl_reduce_scatter(fl_comm *c, const fl_tensor *in, fl_tensor *out, fl_red_op op);
+/* all_reduce without ordering the work queued next after it (PyTorch's async_op): it still runs after the work
+ * already queued, but later work may run beside it, so communication overlaps compute. Until fl_comm_join, t must
+ * not be read or written by other work; its memory is not reused before the collective ends, even if t is freed
+ * (record-stream semantics). */
+fl_status fl_all_reduce_async(fl_comm *c, fl_tensor *t, fl_red_op op);
+/* The work queued after this call runs after every collective queued on c so far (no host wait). */
+fl_status fl_comm_join(fl_comm *c);
 /* The host waits for the queued collectives, checking for a failed or silent peer: an FL_EBACKEND error (and the
  * communicator aborted: every later call fails) when a peer failed or nothing completed within timeout_s. */
 fl_status fl_comm_wait(fl_comm *c, double timeout_s);

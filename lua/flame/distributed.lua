@@ -59,8 +59,25 @@ function D.destroy()
   group = nil
 end
 
--- all_reduce(t, op = "sum" | "avg" | "max" | "min"): in place on every rank; returns t.
-function D.all_reduce(t, op) return default_group("all_reduce").comm:all_reduce(t, op) end
+-- all_reduce(t, op = "sum" | "avg" | "max" | "min", {async_op = false}): in place on every rank; returns t.
+-- With async_op (PyTorch's), returns t and a work handle: the ops queued next may run beside the reduction (it
+-- overlaps compute), and work:wait() orders what is queued after it behind the reduction (on the device, no host
+-- wait). Until then t must not be used; its memory is kept from reuse until the reduction ends.
+local Work = {}
+Work.__index = Work
+function Work:wait() self.comm:join() end
+
+function D.all_reduce(t, op, opts)
+  local g = default_group("all_reduce")
+  if opts == nil then return g.comm:all_reduce(t, op) end
+  if type(opts) ~= "table" then error("distributed.all_reduce: options must be a table, got " .. type(opts), 2) end
+  for k in pairs(opts) do
+    if k ~= "async_op" then error("distributed.all_reduce: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if not opts.async_op then return g.comm:all_reduce(t, op) end
+  g.comm:all_reduce(t, op, true)
+  return t, setmetatable({comm = g.comm}, Work)
+end
 -- broadcast(t, src): rank src's values into t on every rank; returns t.
 function D.broadcast(t, src)
   if math.type(src) ~= "integer" then error("distributed.broadcast: src must be a rank (an integer), got " .. tostring(src), 2) end

@@ -52,7 +52,7 @@ flame.distributed.get_world_size() -- the number of ranks
 flame.distributed.get_local_rank() -- the rank on this machine (its GPU)
 flame.distributed.device() -- the device of this rank ("cuda:LOCAL_RANK")
 flame.distributed.destroy() -- leave the job
-flame.distributed.all_reduce(t, op = "sum") -- reduce t over the ranks in place ("sum", "avg", "max", "min")
+flame.distributed.all_reduce(t, op = "sum", {async_op = false}) -- reduce t over the ranks in place ("sum", "avg", "max", "min"); async_op: returns t, work (work:wait() orders later ops after it)
 flame.distributed.broadcast(t, src) -- rank src's t to every rank, in place
 flame.distributed.all_gather(t) -- every rank's t stacked: [world, ...]
 flame.distributed.reduce_scatter(t, op = "sum") -- t's dim 1 cut in world blocks, reduced; this rank's block
@@ -347,7 +347,7 @@ flame.nn.Identity() -- returns its input
 flame.nn.Flatten(start_dim?, end_dim?) -- flatten dims 2..-1 (1-based)
 flame.nn.Upsample({size, scale_factor, mode, align_corners}) -- F.interpolate as a module
 flame.nn.MultiheadAttention(E, heads, {bias, batch_first, dropout, kdim, vdim}) -- multi-head attention (PyTorch's parameters)
-flame.nn.DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true}) -- data-parallel training: gradients all-reduced in buckets during the backward
+flame.nn.DistributedDataParallel(module, {bucket_cap_mb = 25, broadcast_buffers = true, overlap = true}) -- data-parallel training: gradients all-reduced in buckets during the backward
 flame.nn.DistributedDataParallel:no_sync(fn, ...) -- run fn (forward and backward) without gradient communication; gradients accumulate locally
 flame.nn.DistributedDataParallel:bucket_info() -- the bucket layout: {numel, dtype, device, params} per bucket
 flame.nn.functional -- the same table as flame.F

@@ -40,6 +40,25 @@ local n = 16 * 1024 * 1024
 local t = flame.full({n}, r + 1, {device = dev})
 D.all_reduce(t)
 if t:sum():item() ~= n * W * (W + 1) / 2 then fail("large all_reduce") end
+-- async_op: three reductions queued back to back, compute queued beside them, one wait; and a reduced temporary
+-- dropped before the wait, whose block must not be handed to the zeros made right after (record-stream)
+local parts, work = {}, nil
+for k = 1, 3 do
+  parts[k] = flame.full({n}, (r + 1) * k, {device = dev})
+  _, work = D.all_reduce(parts[k], "sum", {async_op = true})
+end
+local tmp = flame.full({n}, 1, {device = dev})
+D.all_reduce(tmp, "sum", {async_op = true})
+tmp = nil
+collectgarbage()
+local z = flame.zeros({n}, {device = dev})
+local side = (z + 1):sum()
+work:wait()
+for k = 1, 3 do
+  if parts[k]:sum():item() ~= n * k * W * (W + 1) / 2 then fail("async all_reduce " .. k) end
+end
+D.barrier()
+if z:abs():sum():item() ~= 0 or side:item() ~= n then fail("async all_reduce: a dropped tensor's block was reused") end
 D.barrier()
 print("collectives ok: rank " .. r .. " of " .. W)
 D.destroy()

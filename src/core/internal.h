@@ -256,6 +256,7 @@ typedef struct {
   int root;
   const fl_tensor *send; /* all_gather, reduce_scatter: the input; else NULL */
   fl_tensor *recv;       /* the tensor written (in place for all_reduce and broadcast) */
+  bool async;            /* later work is not ordered after it (until comm_join) */
 } fl_collective;
 
 typedef struct fl_backend {
@@ -415,6 +416,7 @@ typedef struct fl_backend {
   void (*comm_destroy)(void *comm, bool abort);
   fl_status (*collective)(void *comm, const fl_collective *c);
   fl_status (*comm_wait)(void *comm, double timeout_s);
+  fl_status (*comm_join)(void *comm); /* the current stream waits (on the device) for the queued collectives */
 
 } fl_backend;
 

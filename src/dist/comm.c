@@ -101,13 +101,23 @@ static fl_status run(fl_comm *c, const fl_collective *k) {
 }
 
 fl_status fl_all_reduce(fl_comm *c, fl_tensor *t, fl_red_op op) {
-  return run(c, &(fl_collective){FL_COLL_ALL_REDUCE, op, 0, NULL, t});
+  return run(c, &(fl_collective){FL_COLL_ALL_REDUCE, op, 0, NULL, t, false});
+}
+
+fl_status fl_all_reduce_async(fl_comm *c, fl_tensor *t, fl_red_op op) {
+  return run(c, &(fl_collective){FL_COLL_ALL_REDUCE, op, 0, NULL, t, true});
+}
+
+fl_status fl_comm_join(fl_comm *c) {
+  if (c->failed) return fl_error(FL_EBACKEND, "join: the communicator was aborted after a peer failed; re-run init");
+  if (!c->impl || !c->be->comm_join) return FL_OK;
+  return c->be->comm_join(c->impl);
 }
 
 fl_status fl_broadcast(fl_comm *c, fl_tensor *t, int root) {
   if (root < 0 || root >= c->world)
     return fl_error(FL_EINVAL, "broadcast: src rank %d must be in 0..%d", root, c->world - 1);
-  return run(c, &(fl_collective){FL_COLL_BROADCAST, FL_RED_SUM, root, NULL, t});
+  return run(c, &(fl_collective){FL_COLL_BROADCAST, FL_RED_SUM, root, NULL, t, false});
 }
 
 static fl_status check_blocks(const fl_comm *c, const char *op, const fl_tensor *small, const fl_tensor *big) {
@@ -118,12 +128,12 @@ static fl_status check_blocks(const fl_comm *c, const char *op, const fl_tensor 
 
 fl_status fl_all_gather(fl_comm *c, const fl_tensor *in, fl_tensor *out) {
   FL_TRY(check_blocks(c, "all_gather", in, out));
-  return run(c, &(fl_collective){FL_COLL_ALL_GATHER, FL_RED_SUM, 0, in, out});
+  return run(c, &(fl_collective){FL_COLL_ALL_GATHER, FL_RED_SUM, 0, in, out, false});
 }
 
 fl_status fl_reduce_scatter(fl_comm *c, const fl_tensor *in, fl_tensor *out, fl_red_op op) {
   FL_TRY(check_blocks(c, "reduce_scatter", out, in));
-  return run(c, &(fl_collective){FL_COLL_REDUCE_SCATTER, op, 0, in, out});
+  return run(c, &(fl_collective){FL_COLL_REDUCE_SCATTER, op, 0, in, out, false});
 }
 
 fl_status fl_comm_wait(fl_comm *c, double timeout_s) {

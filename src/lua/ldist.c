@@ -79,10 +79,19 @@ static fl_red_op red_op(lua_State *L, int idx) {
   return (fl_red_op)luaL_checkoption(L, idx, "sum", names);
 }
 
+/* comm:all_reduce(t, op, async): async queues it without ordering later work after it (comm:join does) */
 static int c_all_reduce(lua_State *L) {
-  LFL_CHECK(L, fl_all_reduce(check_comm(L, 1), lfl_check(L, 2), red_op(L, 3)));
+  fl_comm *c = check_comm(L, 1);
+  fl_tensor *t = lfl_check(L, 2);
+  fl_red_op op = red_op(L, 3);
+  LFL_CHECK(L, lua_toboolean(L, 4) ? fl_all_reduce_async(c, t, op) : fl_all_reduce(c, t, op));
   lua_settop(L, 2);
   return 1;
+}
+
+static int c_join(lua_State *L) {
+  LFL_CHECK(L, fl_comm_join(check_comm(L, 1)));
+  return 0;
 }
 
 static int c_broadcast(lua_State *L) {
@@ -123,7 +132,8 @@ static const lfl_reg functions[] = {
 void lfl_open_dist(lua_State *L) {
   static const luaL_Reg methods[] = {{"all_reduce", c_all_reduce}, {"broadcast", c_broadcast},
                                      {"all_gather", c_all_gather}, {"reduce_scatter", c_reduce_scatter},
-                                     {"wait", c_wait},             {"rank", c_rank},
+                                     {"wait", c_wait},             {"join", c_join},
+                                     {"rank", c_rank},
                                      {"size", c_size},             {"destroy", c_gc},
                                      {NULL, NULL}};
   if (luaL_newmetatable(L, LFL_COMM)) {
