@@ -3,8 +3,9 @@
 -- bucket_cap_mb (parameters in reverse registration order, the order the backward produces them): as PyTorch's
 -- gradient_as_bucket_view, each parameter's .grad becomes a view of its slot in a flat bucket, so the backward
 -- accumulates into the bucket itself (in place, as the engine accumulates .grad) and nothing is copied back after
--- the reduction. A post-accumulate grad hook per parameter counts the bucket's ready gradients; a full bucket is
--- all-reduced (averaged) at once, without ordering the rest of the backward after it (all_reduce's async_op), so
+-- the reduction. A post-accumulate grad hook per parameter counts the bucket's ready gradients; full buckets are
+-- all-reduced (averaged) in bucket order (the same collectives in the same order on every rank), without ordering
+-- the rest of the backward after them (all_reduce's async_op), so
 -- the communication overlaps the rest of the backward and one rank's late start does not stall the other's
 -- compute. When the backward returns, the last buckets are reduced and the device waits for the reductions
 -- (work:wait(), no host wait) before anything queued later reads or writes the gradients.
@@ -14,6 +15,9 @@ local nn, D = flame.nn, flame.distributed
 
 local DDP = nn.Module:extend("DistributedDataParallel")
 nn.DistributedDataParallel = DDP
+-- The flame.distributed a DDP built next talks to (kept per instance, st.D). A test seam: spec/ddp_world_spec.lua
+-- puts each replica of a one-process fake world of several ranks here while it builds that rank's DDP.
+DDP._dist = D
 
 local opt_keys = {bucket_cap_mb = true, broadcast_buffers = true, overlap = true}
 -- Each gradient view starts at a multiple of this many bytes of its bucket, so the multi-tensor kernels (the
@@ -35,7 +39,7 @@ local function build_buckets(params, cap_bytes)
     end
     local p1 = order[list[1]]
     local bucket = {flat = flame.zeros(total, {dtype = p1.dtype, device = p1.device}), params = {}, views = {},
-                    got = {}, ready = 0, launched = false}
+                    got = {}, ready = 0}
     for j, k in ipairs(list) do
       local p = order[k]
       bucket.params[j] = p
@@ -51,10 +55,11 @@ end
 -- until something replaces .grad (zero_grad's set_to_none, an assignment): then one copy binds it again.
 local bind = D._bind_grad
 
+-- Buckets are launched in order: st.next is the first one not launched yet this backward.
 local function launch(st, bucket)
-  local _, work = D.all_reduce(bucket.flat, "avg", st.reduce_opts)
+  local _, work = st.D.all_reduce(bucket.flat, "avg", st.reduce_opts)
   st.work = work
-  bucket.launched = true
+  st.next = st.next + 1
   st.reductions = st.reductions + 1
 end
 
@@ -76,8 +81,14 @@ local function on_grad(st, p)
   bind(p, bucket.views[j])
   bucket.got[j] = st.step
   bucket.ready = bucket.ready + 1
-  if bucket.ready == #bucket.params then
-    launch(st, bucket)
+  -- Full buckets are reduced in bucket order only: NCCL pairs the ranks' collectives by issue order, and the order
+  -- buckets fill in differs between ranks when a parameter has no gradient on one of them (that rank's bucket
+  -- waits for the end of the backward), so launching a bucket as it fills would reduce one rank's bucket with
+  -- another rank's (PyTorch's Reducer keeps the same order: next_bucket_).
+  while st.next <= #st.buckets do
+    local b = st.buckets[st.next]
+    if b.ready < #b.params then break end
+    launch(st, b)
     st.early = st.early + 1
   end
 end
@@ -93,21 +104,23 @@ function DDP:__init(module, opts)
   for k in pairs(opts) do
     if not opt_keys[k] then error("DistributedDataParallel: unknown option '" .. tostring(k) .. "'", 3) end
   end
-  if not D.is_initialized() then error("DistributedDataParallel: call flame.distributed.init() first", 3) end
+  local dist = DDP._dist
+  if not dist.is_initialized() then error("DistributedDataParallel: call flame.distributed.init() first", 3) end
   self.module = module
   local params = {}
   for _, p in ipairs(module:parameters()) do if p.requires_grad then params[#params + 1] = p end end
   local cap = (opts.bucket_cap_mb or 25) * 1024 * 1024
-  local st = {sync = true, pending = false, broadcast_buffers = opts.broadcast_buffers ~= false, params = params,
+  local st = {D = dist, sync = true, pending = false, broadcast_buffers = opts.broadcast_buffers ~= false, params = params,
               step = 1, -- the synced backward now running: a bucket's got[j] == step once slot j's gradient is in
+              next = 1, -- the next bucket to reduce (they are reduced in order, the same on every rank)
               reductions = 0, early = 0, -- bucket all-reduces so far, and those launched from a hook (overlapped)
               reduce_opts = opts.overlap == false and {} or {async_op = true}}
   st.buckets, st.where = build_buckets(params, cap)
   st.finish = function() self:_finish() end
   self._ddp = st
   flame.no_grad(function()
-    for _, p in ipairs(module:parameters()) do D.broadcast(p, 0) end
-    for _, b in ipairs(module:buffers()) do D.broadcast(b, 0) end
+    for _, p in ipairs(module:parameters()) do dist.broadcast(p, 0) end
+    for _, b in ipairs(module:buffers()) do dist.broadcast(b, 0) end
   end)
   for _, p in ipairs(params) do
     p:register_post_accumulate_grad_hook(function() on_grad(st, p) end)
@@ -117,13 +130,12 @@ end
 -- The buckets not full when the backward ended: a parameter without a gradient this step enters with the .grad it
 -- has (zeros when none), as plain training keeps it; every rank issues the same collectives, in bucket order.
 local function launch_rest(st)
-  for _, bucket in ipairs(st.buckets) do
-    if not bucket.launched then
-      for j, p in ipairs(bucket.params) do
-        if bucket.got[j] ~= st.step then bind(p, bucket.views[j]) end
-      end
-      launch(st, bucket)
+  for b = st.next, #st.buckets do
+    local bucket = st.buckets[b]
+    for j, p in ipairs(bucket.params) do
+      if bucket.got[j] ~= st.step then bind(p, bucket.views[j]) end
     end
+    launch(st, bucket)
   end
 end
 
@@ -132,7 +144,8 @@ end
 local function end_step(st)
   if st.work then st.work:wait() end
   st.work = nil
-  for _, bucket in ipairs(st.buckets) do bucket.ready, bucket.launched = 0, false end
+  for _, bucket in ipairs(st.buckets) do bucket.ready = 0 end
+  st.next = 1
   st.step = st.step + 1
   st.pending = false
 end
@@ -162,9 +175,9 @@ function DDP:forward(...)
   local st = self._ddp
   -- a backward that failed before its end never ran its callback (not a checkpoint's forward inside a backward)
   if st.pending and not flame.autograd._running() then end_step(st) end
-  if st.broadcast_buffers and D.get_world_size() > 1 then
+  if st.broadcast_buffers and st.D.get_world_size() > 1 then
     flame.no_grad(function()
-      for _, b in ipairs(self.module:buffers()) do D.broadcast(b, 0) end
+      for _, b in ipairs(self.module:buffers()) do st.D.broadcast(b, 0) end
     end)
   end
   return self.module(...)
