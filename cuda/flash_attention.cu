@@ -1,21 +1,26 @@
 /* Fused attention (FlashAttention-2's algorithm) for bf16/f16, head dims 32, 64, 96, 128.
  *
- * Forward: one CTA of 4 warps per (query tile of 64 rows, batch x query head); warp w owns rows 16w..16w+15.
+ * Forward: one CTA of 4 warps per (query tile of 64 MT rows, batch x query head; MT = FA_FWD_MT, 2 by default);
+ * warp w owns rows 16 MT w .. 16 MT (w + 1) - 1, so each K and V fragment feeds MT tensor-core steps.
  * Q stays in shared memory, K and V tiles of 64 keys stream through it (two stages, cp.async: the next tile loads
  * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
  * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
  * -DFA_PLAIN_LOADS builds the same kernels with synchronous tile loads and per-thread fragment loads instead. The online
- * softmax works in the log2 domain (scores prescaled by scale * log2 e, exp2), its running max and sum in f32 per
- * row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is the A
- * layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
+ * softmax works in the log2 domain (scores prescaled by scale * log2 e, ex2.approx.ftz), its running max and sum in
+ * f32 per row; the P accumulator becomes the A operand of P V in registers (the C fragment layout of two n8 tiles is
+ * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
- * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA per (key tile of 64, batch x k/v head),
- * warp w owning keys 16w..16w+15: it loops over the query heads that share the k/v head (GQA: their dK/dV sum in
- * registers, no atomics) and over the query tiles a causal mask leaves, recomputes P^T = exp2(S^T - lse) and
- * accumulates dV += Z^T dO, dK += dS^T Q in registers; dQ += dS K goes through shared memory (dS as [query][key])
- * and f32 atomicAdd into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
+ * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
+ * head), warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over
+ * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
+ * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
+ * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
+ * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
+ * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
  * Dropout: the keep bit of (b, h, i, j) is fl_dropout_keep at the reference's index, evaluated where needed
- * (forward and backward), never stored. Z = P * keep / (1 - p); the row sum l is of the undropped P.
+ * (forward and backward), never stored: one Philox block (4 keys of a row) per lane per 8-wide fragment column,
+ * swapped between the lanes that share it (fwd_keep_bits, bwd_keep_bits). Z = P * keep / (1 - p); the row sum l is
+ * of the undropped P.
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
 #include "context.cuh"
 #include "dispatch.cuh"
@@ -88,6 +93,14 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
 }
 
 
+/* 2^x by the MUFU unit alone (ex2.approx.ftz: exp2f adds a range test and two multiplies to keep subnormal
+ * results, here probabilities below 2^-126 of the row's largest, which no sum in bf16/f16 can see); 2^-inf = 0. */
+__device__ __forceinline__ float fa_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
   if constexpr (BF) {
@@ -141,6 +154,21 @@ __device__ __forceinline__ void frag_a(uint32_t a[4], const uint16_t *s, int ld,
 #endif
 }
 
+/* A fragment (16 x 16 at row r0, col c0) of a matrix stored transposed: A[r][c] = s[c ld + r] (dS from dS^T). */
+__device__ __forceinline__ void frag_at(uint32_t a[4], const uint16_t *s, int ld, int r0, int c0, int g, int t) {
+#ifdef FA_PLAIN_LOADS
+  const uint16_t *p = s + (c0 + 2 * t) * ld + r0 + g;
+  a[0] = pack16(p[0], p[ld]);
+  a[1] = pack16(p[8], p[ld + 8]);
+  a[2] = pack16(p[8 * ld], p[9 * ld]);
+  a[3] = pack16(p[8 * ld + 8], p[9 * ld + 8]);
+#else
+  /* transposed matrices (stored rows c0, col r0), (c0, r0 + 8), (c0 + 8, r0), (c0 + 8, r0 + 8) */
+  const int lane = threadIdx.x & 31;
+  ldsm_x4_trans(a, s + (c0 + (lane & 7) + (lane >> 4) * 8) * ld + r0 + ((lane >> 3) & 1) * 8);
+#endif
+}
+
 /* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
  * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
 __device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
@@ -186,13 +214,28 @@ template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const f
   a[3] = fa_pack<BF>(c1[2], c1[3]);
 }
 
-/* Copies rows [r0, r0 + n) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
-template <int D>
-__device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
-                                          int64_t len, int n) {
+/* Chunk i (of 16 bytes) of thread threadIdx.x when NTH threads copy N rows of D halves: row r, column k. The loops
+ * over i have compile-time trip counts (N D / 8 is a multiple of NTH for every tile here), so they unroll, and where a
+ * thread's chunks stay in one column (NTH a multiple of D / 8) the row is one add per chunk. */
+template <int D, int N, int NTH> __device__ __forceinline__ void tile_chunk(int i, int &r, int &k) {
   constexpr int CH = D / 8; /* 16-byte chunks per row */
-  for (int c = threadIdx.x; c < n * CH; c += NT) {
-    int r = c / CH, k = (c % CH) * 8;
+  static_assert(N * CH % NTH == 0, "tile rows split evenly over the threads");
+  if constexpr (NTH % CH == 0) {
+    r = (int)threadIdx.x / CH + i * (NTH / CH), k = ((int)threadIdx.x % CH) * 8;
+  } else {
+    const int c = (int)threadIdx.x + i * NTH;
+    r = c / CH, k = (c % CH) * 8;
+  }
+}
+
+/* Copies rows [r0, r0 + N) of one head (rows of D halves at base + row * rs) into smem rows of ld, zeros past len. */
+template <int D, int N, int NTH = NT>
+__device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
+                                          int64_t len) {
+#pragma unroll
+  for (int i = 0; i < N * (D / 8) / NTH; i++) {
+    int r, k;
+    tile_chunk<D, N, NTH>(i, r, k);
     uint4 v = make_uint4(0, 0, 0, 0);
     if (r0 + r < len) v = *reinterpret_cast<const uint4 *>(base + (r0 + r) * rs + k);
     *reinterpret_cast<uint4 *>(s + r * ld + k) = v;
@@ -201,20 +244,37 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
-template <int D>
+template <int D, int N, int NTH = NT>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
-                                                int64_t len, int n) {
+                                                int64_t len) {
 #ifdef FA_PLAIN_LOADS
-  load_tile<D>(s, ld, base, rs, r0, len, n);
+  load_tile<D, N, NTH>(s, ld, base, rs, r0, len);
 #else
   constexpr int CH = D / 8;
-  for (int c = threadIdx.x; c < n * CH; c += NT) {
-    int r = c / CH, k = (c % CH) * 8;
-    bool in = r0 + r < len;
-    const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
-                 "r"(in ? 16 : 0)
-                 : "memory");
+  if constexpr (NTH % CH == 0) { /* one column per thread: the source advances by a fixed 64-bit step per chunk */
+    constexpr int RS = NTH / CH;
+    const int r = (int)threadIdx.x / CH, k = ((int)threadIdx.x % CH) * 8;
+    const int64_t left = len - r0 - r, step = (int64_t)RS * rs; /* rows from this thread's first one on */
+    const uint16_t *src = base + (r0 + r) * rs + k;
+    const uint32_t dst = smem_addr(s + r * ld + k);
+#pragma unroll
+    for (int i = 0; i < N / RS; i++, src += step) {
+      const bool in = i * RS < left;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + i * RS * ld * 2),
+                   "l"(in ? src : base), "r"(in ? 16 : 0)
+                   : "memory");
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N * CH / NTH; i++) {
+      int r, k;
+      tile_chunk<D, N, NTH>(i, r, k);
+      const bool in = r0 + r < len;
+      const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
+                   "r"(in ? 16 : 0)
+                   : "memory");
+    }
   }
 #endif
 }
@@ -230,8 +290,11 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 #endif
 }
 
-__device__ __forceinline__ uint64_t drop_index(const fa_params &p, int b, int h, int64_t i, int64_t j) {
-  return (((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)i) * (uint64_t)p.Sk + (uint64_t)j;
+/* The four keep bits of the Philox block at counter ctr (bit k: element 4 (ctr - offset) + k), as a nibble. */
+__device__ __forceinline__ uint32_t keep_nibble(const fa_params &p, uint64_t ctr) {
+  const fl_philox_out o = fl_philox(p.seed, ctr);
+  return (uint32_t)fl_dropout_keep_word(o.w[0], p.thr) | (uint32_t)fl_dropout_keep_word(o.w[1], p.thr) << 1 |
+         (uint32_t)fl_dropout_keep_word(o.w[2], p.thr) << 2 | (uint32_t)fl_dropout_keep_word(o.w[3], p.thr) << 3;
 }
 
 /* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
@@ -245,121 +308,180 @@ __device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool
   k1 = fl_dropout_keep_word(c, p.thr);
 }
 
-/* One (query tile, b, h) of the forward. */
-template <bool BF, int D>
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8, keys 8 nt + 2 t, + 1):
+ * bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive keys of one row,
+ * which here lie in lanes t = 0, 1 or t = 2, 3 of one quad; with Sk % 4 == 0 each is aligned, so lane t draws the
+ * block of row r_g + 8 (t & 1), keys + 4 (t >> 1) per n8 block and the quad swaps nibbles: 8 Philox calls per lane
+ * instead of 16. Otherwise, a call per pair (two where a pair straddles blocks). */
+__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
+  const int t = lane % 4;
+  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg;
+  if (p.Sk % 4 == 0) {
+    const uint64_t ctr = p.offset + ((row0 + 8 * (t & 1)) * (uint64_t)p.Sk + (uint64_t)n0) / 4 + (t >> 1);
+    uint32_t mine = 0;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) mine |= keep_nibble(p, ctr + 2 * nt) << (nt * 4);
+    const uint32_t v0 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2)); /* row r_g, keys of this lane */
+    const uint32_t v1 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2) | 1); /* row r_g + 8 */
+    const int sh = 2 * (t & 1);
+    return ((v0 >> sh) & 0x33333333u) | ((v1 >> sh) & 0x33333333u) << 2;
+  }
+  uint32_t bits = 0;
+#pragma unroll 1 /* (the rare path: kept small) */
+  for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      bool k0, k1;
+      keep_pair(p, (row0 + 8 * r) * (uint64_t)p.Sk + (uint64_t)n0 + 8 * nt + 2 * t, k0, k1);
+      bits |= ((uint32_t)k0 | (uint32_t)k1 << 1) << (nt * 4 + 2 * r);
+    }
+  return bits;
+}
+
+/* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
+ * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
+ * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
+ * and the causal diagonal's. */
+template <bool BF, int D, int MT>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
-  constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8;
-  uint16_t *sQ = smem, *sKV = sQ + BM * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
+  constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
+  uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
   fa_extent(p.cu_k, b, p.Sk, p.total_k, k0, lk);
-  const int64_t m0 = (int64_t)mt * BM;
+  const int64_t m0 = (int64_t)mt * BMF;
   if (m0 >= lq) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   int64_t n_end = lk;
-  if (p.causal) n_end = min(lk, max((int64_t)0, m0 + BM + shift)); /* keys past every row's limit: skipped */
+  if (p.causal) n_end = min(lk, max((int64_t)0, m0 + BMF + shift)); /* keys past every row's limit: skipped */
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
   const uint16_t *kb = p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr;
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
-  load_tile_async<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
+  load_tile_async<D, BMF>(sQ, LD, qb, p.q_sr, m0, lq);
   if (ntiles > 0) {
-    load_tile_async<D>(sKV, LD, kb, p.k_sr, 0, lk, BN);
-    load_tile_async<D>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk, BN);
+    load_tile_async<D, BN>(sKV, LD, kb, p.k_sr, 0, lk);
+    load_tile_async<D, BN>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk);
   }
   cp_commit();
-  float acc[NTD][4];
+  float acc[MT][NTD][4];
+  float mrow[MT][2], lrow[MT][2];
+  int64_t row[MT][2];
 #pragma unroll
-  for (int i = 0; i < NTD; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-  const int64_t row[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
+  for (int mi = 0; mi < MT; mi++) {
+#pragma unroll
+    for (int i = 0; i < NTD; i++) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
+    mrow[mi][0] = mrow[mi][1] = -INFINITY;
+    lrow[mi][0] = lrow[mi][1] = 0.f;
+    row[mi][0] = m0 + w * 16 * MT + mi * 16 + g;
+    row[mi][1] = row[mi][0] + 8;
+  }
   for (int it = 0; it < ntiles; it++) {
     const int64_t n0 = (int64_t)it * BN;
     if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
       uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D>(nk, LD, kb, p.k_sr, n0 + BN, lk, BN);
-      load_tile_async<D>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk, BN);
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
       cp_commit();
       cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
     } else {
       cp_wait<0>();
     }
+    /* drawn while tile it lands, before S is live */
+    uint32_t keepbits[MT];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++) keepbits[mi] = p.dropout ? fwd_keep_bits(p, b, h, row[mi][0], n0, lane) : 0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
-    float s[NTS][4];
+    float s[MT][NTS][4];
 #pragma unroll
-    for (int i = 0; i < NTS; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+      for (int i = 0; i < NTS; i++) s[mi][i][0] = s[mi][i][1] = s[mi][i][2] = s[mi][i][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sQ, LD, w * 16, kk * 16, g, t);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) frag_a(a[mi], sQ, LD, w * 16 * MT + mi * 16, kk * 16, g, t);
 #pragma unroll
       for (int nt = 0; nt < NTS; nt += 2) {
         uint32_t bf[2][2];
         frag_bt2(bf, sK, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(s[nt], a, bf[0]);
-        fa_mma<BF>(s[nt + 1], a, bf[1]);
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+          fa_mma<BF>(s[mi][nt], a[mi], bf[0]);
+          fa_mma<BF>(s[mi][nt + 1], a[mi], bf[1]);
+        }
       }
     }
-    /* mask and prescale; the tile's row max */
-    float mx[2] = {-INFINITY, -INFINITY};
+    /* prescale, mask where this tile needs it (uniform over the CTA), the tile's row max */
+    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
 #pragma unroll
-    for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-        bool ok = j < lk && (!p.causal || j <= i + shift);
-        float x = ok ? s[nt][e] * p.scale_log2 : -INFINITY;
-        s[nt][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    float alpha[2], muse[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      float mnew = fmaxf(mrow[r], mx[r]);
-      muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-      alpha[r] = exp2f(mrow[r] - muse[r]);
-      mrow[r] = mnew;
-      lrow[r] *= alpha[r];
-    }
-#pragma unroll
-    for (int i = 0; i < NTD; i++) {
-      acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
-      acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
-    }
-#pragma unroll
-    for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float pe = exp2f(s[nt][e] - muse[e >> 1]);
-        lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
-        s[nt][e] = pe;
-      }
-    if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+    for (int mi = 0; mi < MT; mi++) {
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-          bool keep0, keep1;
-          keep_pair(p, drop_index(p, b, h, row[r], n0 + nt * 8 + 2 * t), keep0, keep1);
-          s[nt][2 * r] = keep0 ? s[nt][2 * r] * p.drop_scale : 0.f;
-          s[nt][2 * r + 1] = keep1 ? s[nt][2 * r + 1] * p.drop_scale : 0.f;
+        for (int e = 0; e < 4; e++) {
+          float x = s[mi][nt][e] * p.scale_log2;
+          if (edge) {
+            int64_t i = row[mi][e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
+            if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
+          }
+          s[mi][nt][e] = x;
+          mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+      float alpha[2], muse[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float mnew = fmaxf(mrow[mi][r], mx[r]);
+        muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
+        alpha[r] = fa_exp2(mrow[mi][r] - muse[r]);
+        mrow[mi][r] = mnew;
+        lrow[mi][r] *= alpha[r];
+      }
+      /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
+       * 2 D multiplies a thread, the same values either way */
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+#pragma unroll
+        for (int i = 0; i < NTD; i++) {
+          acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
+          acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
         }
 #pragma unroll
+      for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float pe = fa_exp2(s[mi][nt][e] - muse[e >> 1]);
+          lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
+          s[mi][nt][e] = pe;
+        }
+      if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+#pragma unroll
+        for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+            s[mi][nt][e] = (keepbits[mi] >> (nt * 4 + e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
+    }
+#pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, s[2 * kk], s[2 * kk + 1]);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
 #pragma unroll
       for (int dt = 0; dt < NTD; dt += 2) {
         uint32_t bf[2][2];
         frag_b2(bf, sV, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(acc[dt], a, bf[0]);
-        fa_mma<BF>(acc[dt + 1], a, bf[1]);
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+          fa_mma<BF>(acc[mi][dt], a[mi], bf[0]);
+          fa_mma<BF>(acc[mi][dt + 1], a[mi], bf[1]);
+        }
       }
     }
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
@@ -367,26 +489,39 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
   uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-    if (row[r] >= lq) continue;
-    float inv = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
-    uint16_t *orow = ob + row[r] * p.o_sr;
+  for (int mi = 0; mi < MT; mi++)
 #pragma unroll
-    for (int dt = 0; dt < NTD; dt++)
-      *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) = fa_pack<BF>(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
-    if (t == 0) {
-      float l = lrow[r] > 0.f && mrow[r] > -INFINITY ? (mrow[r] + log2f(lrow[r])) * LN2 : -INFINITY;
-      p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[r]) * p.l_sr] = l;
+    for (int r = 0; r < 2; r++) {
+      float l = lrow[mi][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      if (row[mi][r] >= lq) continue;
+      float inv = l > 0.f ? 1.f / l : 0.f;
+      uint16_t *orow = ob + row[mi][r] * p.o_sr;
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt++)
+        *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
+            fa_pack<BF>(acc[mi][dt][2 * r] * inv, acc[mi][dt][2 * r + 1] * inv);
+      if (t == 0) {
+        float lse = l > 0.f && mrow[mi][r] > -INFINITY ? (mrow[mi][r] + log2f(l)) * LN2 : -INFINITY;
+        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[mi][r]) * p.l_sr] = lse;
+      }
     }
-  }
 }
+
+/* m16 tiles per warp in the forward (FA_FWD_MT=1 at build time: the 64-row tiles of the first version) */
+#ifndef FA_FWD_MT
+#define FA_FWD_MT 2
+#endif
+constexpr int FWD_MT = FA_FWD_MT, BM_FWD = 64 * FWD_MT;
 
 template <bool BF, int D>
 __global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
-  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y) fwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
+    /* the last query tiles first: under a causal mask they see the most keys, so the longest CTAs start in the
+     * first wave rather than trail in the last (the backward's heaviest key tiles are its first already) */
+    fwd_tile<BF, D, FWD_MT>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
@@ -402,12 +537,61 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
+/* d[0..3] += scale v atomically (d 16-byte aligned): one vector reduction on sm_90, four scalar ones before. */
+__device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
+  v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+#if __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4 *>(d), v);
+#else
+  atomicAdd(d, v.x), atomicAdd(d + 1, v.y), atomicAdd(d + 2, v.z), atomicAdd(d + 3, v.w);
+#endif
+}
+
+/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
+ * one 64-query tile: bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive
+ * keys of one query, which here lie in the 4 lanes of equal t and g / 4; with Sk % 4 == 0 each of them is aligned, so
+ * each lane draws one block per n8 block (lane g % 4 = c: query + (c & 1), keys + 8 (c >> 1), g rounded down to 4)
+ * and the 4 lanes swap their nibbles: 8 Philox calls per lane instead of 32. Otherwise, one call per element. */
+__device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0; /* the tile's first query */
+  uint32_t bits = 0;
+  if (p.Sk % 4 == 0) {
+    const int c = g & 3;
+    const uint64_t idx = (row0 + 2 * t + (c & 1)) * (uint64_t)p.Sk + (uint64_t)kb + 8 * (c >> 1) + (g & ~3);
+    const uint64_t step = 2 * (uint64_t)p.Sk; /* 8 queries, in blocks of 4 */
+    uint32_t mine = 0;
+#pragma unroll
+    for (int nt = 0; nt < BM / 8; nt++) mine |= keep_nibble(p, p.offset + idx / 4 + nt * step) << (nt * 4);
+#pragma unroll
+    for (int e = 0; e < 4; e++) { /* element e's block was drawn by lane g % 4 = e; its key is word g % 4 */
+      const uint32_t v = __shfl_sync(0xffffffffu, mine, (lane & ~12) | (e << 2));
+      bits |= ((v >> (g & 3)) & 0x11111111u) << e;
+    }
+    return bits;
+  }
+#pragma unroll 1 /* (the rare path: kept small) */
+  for (int nt = 0; nt < BM / 8; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const uint64_t i = row0 + nt * 8 + 2 * t + (e & 1), j = (uint64_t)kb + g + 8 * (e >> 1);
+      bits |= (uint32_t)fl_dropout_keep(p.seed, p.offset, i * (uint64_t)p.Sk + j, p.thr) << (nt * 4 + e);
+    }
+  return bits;
+}
+
+/* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
+ * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
+constexpr int NTB = 256, BNB = 128;
+
 /* One (key tile, b, k/v head) of the backward. */
 template <bool BF, int D>
 __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
-  constexpr int LD = D + PAD, LDS = BN + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
-  uint16_t *sK = smem, *sV = sK + BN * LD, *sQ = sV + BN * LD, *sO = sQ + BM * LD, *sS = sO + BM * LD;
-  float *sL = reinterpret_cast<float *>(sS + BM * LDS), *sD = sL + BM;
+  constexpr int BN = BNB; /* (shadows the forward's) */
+  constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
+  /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
+  uint16_t *sK = smem, *sV = sK + BN * LD, *sQ2 = sV + BN * LD, *sO2 = sQ2 + 2 * BM * LD, *sS = sO2 + 2 * BM * LD;
+  float *sL2 = reinterpret_cast<float *>(sS + BN * LDQ), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
   const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -416,9 +600,6 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   if (n0 >= lk) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  __syncthreads();
-  load_tile<D>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk, BN);
-  load_tile<D>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk, BN);
   float dk[NTD][4], dv[NTD][4];
 #pragma unroll
   for (int i = 0; i < NTD; i++)
@@ -428,139 +609,177 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   /* queries i with i + shift >= n0 see a key of this tile (causal); earlier tiles are skipped */
   int64_t mbeg = p.causal ? max((int64_t)0, n0 - shift) : 0;
   mbeg = mbeg / BM * BM;
-  for (int gi = 0; gi < G; gi++) {
-    const int h = hk * G + gi;
-    const uint16_t *qb = p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr;
-    const uint16_t *dob = p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-    const int64_t lbase = b * p.l_sb + h * p.l_sh + q0 * p.l_sr;
-    for (int64_t m0 = mbeg; m0 < lq; m0 += BM) {
-      __syncthreads(); /* the previous query tile (and sS) is read */
-      load_tile<D>(sQ, LD, qb, p.q_sr, m0, lq, BM);
-      load_tile<D>(sO, LD, dob, p.o_sr, m0, lq, BM);
-      for (int r = threadIdx.x; r < BM; r += NT) {
-        bool in = m0 + r < lq;
-        float l = in ? p.lse[lbase + (m0 + r) * p.l_sr] : -INFINITY;
-        sL[r] = l == -INFINITY ? INFINITY : l * LOG2E; /* a row without keys: exp2(s - inf) = 0 */
-        sD[r] = in ? p.dsum[lbase + (m0 + r) * p.l_sr] : 0.f;
-      }
-      __syncthreads();
-      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
-      float st[NTQ][4];
+  /* the query tiles, over the query heads sharing this k/v head (GQA) and the rows from mbeg: tile it is head
+   * hk G + it / mtiles, rows mbeg + (it % mtiles) BM */
+  const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
+  /* issues the cp.async copies of the Q and dO tile (head h, rows m0..) into stage st (the caller commits); loads its
+   * lse and dsum (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once it is free */
+  auto issue = [&](int h, int64_t m0, int st, float &ld) {
+    load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
+    load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
+                                lq);
+    const int r = threadIdx.x % BM;
+    const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
+    ld = 0.f;
+    if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+  };
+  auto store_ld = [&](int st, float ld) {
+    const int r = threadIdx.x % BM;
+    if (threadIdx.x < BM) sL2[st * BM + r] = ld == -INFINITY ? INFINITY : ld * LOG2E; /* no keys: exp2(s - inf) = 0 */
+    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = ld;
+  };
+  __syncthreads(); /* the previous tile of this CTA is done with smem */
+  load_tile_async<D, BN, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk);
+  load_tile_async<D, BN, NTB>(sV, LD, p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr, p.v_sr, n0, lk);
+  if (ntiles > 0) {
+    float ld;
+    issue(hk * G, mbeg, 0, ld);
+    store_ld(0, ld);
+  }
+  cp_commit();
+  int h = hk * G; /* tile it's head and first row, stepped (no division by mtiles per tile) */
+  int64_t m0 = mbeg;
+  for (int it = 0; it < ntiles; it++) {
+    const int sg = it & 1;
+    int hn = h; /* the next tile's */
+    int64_t mn = m0 + BM;
+    if (mn >= lq) mn = mbeg, hn++;
+    const uint16_t *sQ = sQ2 + sg * BM * LD, *sO = sO2 + sg * BM * LD;
+    const float *sL = sL2 + sg * BM, *sD = sD2 + sg * BM;
+    cp_wait<0>();
+    __syncthreads(); /* tile it landed (and its lse, dsum are stored); every warp is done with tile it - 1 */
+    float ld_next = 0.f;
+    if (it + 1 < ntiles) issue(hn, mn, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
+    cp_commit();
+    /* drawn before S^T, while fewer registers are live */
+    const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+    /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+    float st[NTQ][4];
 #pragma unroll
-      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+    for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[4];
+      frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf[0]);
-          fa_mma<BF>(st[nt + 1], a, bf[1]);
-        }
-      }
-      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
-      uint32_t keepbits = 0xffffffffu;
-      float z[NTQ][4];
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int64_t j = key[e >> 1], il = nt * 8 + 2 * t + (e & 1), i = m0 + il;
-          bool ok = j < lk && i < lq && (!p.causal || j <= i + shift);
-          float pe = ok ? exp2f(st[nt][e] * p.scale_log2 - sL[il]) : 0.f;
-          st[nt][e] = pe;
-          float ze = pe;
-          if (p.dropout) {
-            bool keep = ok && fl_dropout_keep(p.seed, p.offset, drop_index(p, b, h, i, j), p.thr);
-            if (!keep) keepbits &= ~(1u << (nt * 4 + e));
-            ze = keep ? pe * p.drop_scale : 0.f;
-          }
-          z[nt][e] = ze;
-        }
-      /* dV += Z^T dO */
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
-        uint32_t a[4];
-        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
-#pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf[0]);
-          fa_mma<BF>(dv[dt + 1], a, bf[1]);
-        }
-      }
-      /* dZ^T = V dO^T (reusing z) */
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf[0]);
-          fa_mma<BF>(z[nt + 1], a, bf[1]);
-        }
-      }
-      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st; and to smem as dS [query][key] for dQ */
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int il = nt * 8 + 2 * t + (e & 1);
-          float dp = z[nt][e];
-          if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
-          float ds = st[nt][e] * (dp - sD[il]);
-          st[nt][e] = ds;
-          int kl = w * 16 + g + (e >> 1) * 8;
-          sS[il * LDS + kl] = fa_store<BF>(ds);
-        }
-      /* dK += dS^T Q */
-#pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
-        uint32_t a[4];
-        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-#pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf[0]);
-          fa_mma<BF>(dk[dt + 1], a, bf[1]);
-        }
-      }
-      __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-      const int64_t qi[2] = {m0 + w * 16 + g, m0 + w * 16 + g + 8};
-      uint32_t as[BN / 16][4]; /* this warp's 16 rows of dS, all 64 keys */
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) frag_a(as[kk], sS, LDS, w * 16, kk * 16, g, t);
-      for (int dt = 0; dt < NTD; dt += 2) {
-        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c[0], as[kk], bf[0]);
-          fa_mma<BF>(c[1], as[kk], bf[1]);
-        }
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-          for (int r = 0; r < 2; r++) {
-            if (qi[r] >= lq) continue;
-            float *d = dqb + qi[r] * p.o_sr + (dt + i) * 8 + 2 * t;
-            atomicAdd(d, c[i][2 * r] * p.scale);
-            atomicAdd(d + 1, c[i][2 * r + 1] * p.scale);
-          }
+      for (int nt = 0; nt < NTQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(st[nt], a, bf[0]);
+        fa_mma<BF>(st[nt + 1], a, bf[1]);
       }
     }
+    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
+    float z[NTQ][4];
+    /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
+     * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+    const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
+    const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
+    const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
+#pragma unroll
+    for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+        /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
+         * 2^-inf = 0) */
+        const bool ok = !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
+        const float x = st[nt][e] * p.scale_log2 - sL[il];
+        const float pe = fa_exp2(ok ? x : -INFINITY);
+        st[nt][e] = pe;
+        /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+        z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+      }
+    /* dV += Z^T dO */
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; kk++) {
+      uint32_t a[4];
+      c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(dv[dt], a, bf[0]);
+        fa_mma<BF>(dv[dt + 1], a, bf[1]);
+      }
+    }
+    /* dZ^T = V dO^T (reusing z) */
+#pragma unroll
+    for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[4];
+      frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+      for (int nt = 0; nt < NTQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+        fa_mma<BF>(z[nt], a, bf[0]);
+        fa_mma<BF>(z[nt + 1], a, bf[1]);
+      }
+    }
+    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+#pragma unroll
+    for (int nt = 0; nt < NTQ; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int il = nt * 8 + 2 * t + (e & 1);
+        float dp = z[nt][e];
+        if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
+        st[nt][e] *= dp - sD[il];
+      }
+    /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
+     * 32-bit words, for dQ */
+#pragma unroll
+    for (int kk = 0; kk < BM / 16; kk++) {
+      uint32_t a[4];
+      c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+      uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
+      wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+#pragma unroll
+      for (int dt = 0; dt < NTD; dt += 2) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(dk[dt], a, bf[0]);
+        fa_mma<BF>(dk[dt + 1], a, bf[1]);
+      }
+    }
+    __syncthreads(); /* sS complete */
+    /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+    /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+    float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+    const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+    /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
+     * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+    const bool odd = t & 1;
+    const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
+    float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
+    uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
+#pragma unroll
+    for (int dj = 0; dj < NTD / 2; dj += 2) {
+      const int dt = dt0 + dj;
+      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) {
+        uint32_t bf[2][2];
+        frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+        fa_mma<BF>(c[0], as[kk], bf[0]);
+        fa_mma<BF>(c[1], as[kk], bf[1]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
+        const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
+        const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
+        if (qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale);
+      }
+    }
+    if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
+    h = hn, m0 = mn;
   }
+  cp_wait<0>(); /* (K and V are still in flight when no query tile was left) */
   uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
 #pragma unroll
@@ -576,13 +795,15 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
 }
 
 template <bool BF, int D>
-__global__ void __launch_bounds__(NT) fa_bwd_kernel(fa_params p) {
+__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
 }
 
-constexpr size_t fwd_smem(int D) { return (size_t)(BM + 4 * BN) * (D + PAD) * 2; }
-constexpr size_t bwd_smem(int D) { return (size_t)(2 * BN + 2 * BM) * (D + PAD) * 2 + (size_t)BM * (BN + PAD) * 2 + 2 * BM * 4; }
+constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
+constexpr size_t bwd_smem(int D) {
+  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BNB * (BM + PAD) * 2 + 4 * BM * 4;
+}
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
 void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t &sr) {
@@ -627,9 +848,10 @@ dim3 grid_of(int64_t len, int tile, int64_t bh) {
   return dim3((unsigned)fc_max64(1, fc_ceil_div(len, tile)), (unsigned)fc_min64(bh, 65535));
 }
 
-template <class K> fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name) {
+template <class K>
+fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name, int threads = NT) {
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kernel<<<grid, NT, smem, fc_stream(ctx)>>>(p);
+  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p);
   return fc_launched(name);
 }
 
@@ -645,10 +867,10 @@ template <bool BF> fl_status fwd_dispatch(int D, dim3 grid, fc_context *ctx, con
 
 template <bool BF> fl_status bwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel");
-    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel");
-    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel");
-    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel");
+    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel", NTB);
+    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel", NTB);
+    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel", NTB);
+    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel", NTB);
     default: return fl_error(FL_EINVAL, "flash_attention backward: head_dim %d is not supported", D);
   }
 }
@@ -675,7 +897,7 @@ fl_status flash_attention_forward(const fl_flash_args *a) {
   p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
-  dim3 grid = grid_of(p.Sq, BM, (int64_t)p.B * p.Hq);
+  dim3 grid = grid_of(p.Sq, BM_FWD, (int64_t)p.B * p.Hq);
   return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
 }
 
@@ -704,7 +926,7 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
     FC_CUDA(cudaMemsetAsync(p.dk, 0, (size_t)fl_numel(a->dk) * 2, fc_stream(ctx)));
     FC_CUDA(cudaMemsetAsync(p.dv, 0, (size_t)fl_numel(a->dv) * 2, fc_stream(ctx)));
   }
-  dim3 grid = grid_of(p.Sk, BN, (int64_t)p.B * p.Hk);
+  dim3 grid = grid_of(p.Sk, BNB, (int64_t)p.B * p.Hk);
   return bf ? bwd_dispatch<true>(D, grid, ctx, p) : bwd_dispatch<false>(D, grid, ctx, p);
 }
 

@@ -228,7 +228,8 @@ fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const 
 
 /* c += bias on every row: one elementwise launch (the fallback's epilogue). */
 fl_status add_bias(fl_tensor *c, const fl_tensor *bias) {
-  fl_tensor e = fl_header_of(bias); /* (not a struct copy: see fl_header_of) */
+  fl_tensor e; /* (not a struct copy: see fl_header_init) */
+  fl_header_init(&e, bias);
   e.ndim = 3;
   for (int d = 0; d < 3; d++) e.shape[d] = c->shape[d];
   e.stride[0] = e.stride[1] = 0;

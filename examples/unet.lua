@@ -49,12 +49,18 @@ function ResBlock:__init(cin, cout, emb_dim, o)
   if cin ~= cout then self.skip = nn.Conv2d(cin, cout, 1) end
 end
 -- forward(x, emb, emb_silu?): emb_silu, when given, is emb:silu() (the UNet computes it once for all its blocks)
+-- Without autograd (sampling, evaluation) the two adds go in place into h, a tensor this block made: one
+-- temporary fewer each, the same sums (a + b is b + a).
 function ResBlock:forward(x, emb, emb_silu)
   local h = self.conv1(self.norm1:forward_silu(x)) -- norm1(x):silu() in one pass for inference
   local e = self.emb(emb_silu or emb:silu())
-  h = h + e:view(e:size(1), e:size(2), 1, 1)
+  e = e:view(e:size(1), e:size(2), 1, 1)
+  local in_place = not flame.is_grad_enabled()
+  if in_place then h:add_(e) else h = h + e end
   h = self.conv2(self.dropout(self.norm2:forward_silu(h)))
-  return (self.skip and self.skip(x) or x) + h
+  local s = self.skip and self.skip(x) or x
+  if in_place then return h:add_(s) end
+  return s + h
 end
 
 local AttnBlock = nn.Module:extend("AttnBlock")

@@ -308,6 +308,64 @@ describe("nn layers against flame.F", function()
 end)
 
 describe("nn.Module base", function()
+  -- Module classes call forward through their own __call (nn_base.lua), and Linear, GroupNorm and the convolutions
+  -- read their fields without __index (nn_layers.lua): what a script changes on an instance still counts.
+  it("calls an instance's own forward, a forward defined after extend, and keeps a class's own __call", function()
+    local A = nn.Module:extend("A")
+    local a = A()
+    H.errors(function() a(1) end, "A: forward is not implemented")
+    function A:forward(x) return x + 1 end
+    assert.are.equal(2, a(1))
+    a.forward = function(_, x) return x * 10 end
+    assert.are.equal(10, a(1))
+    a.forward = nil
+    assert.are.equal(2, a(1))
+    local B = A:extend("B")
+    assert.are.equal(2, B()(1))
+    function B:forward(x) return x + 2 end
+    assert.are.equal(3, B()(1))
+    assert.are.equal(2, a(1))
+    function B.__call(_, x) return "own " .. x end
+    local C = B:extend("C")
+    assert.are.equal("own 1", C()(1))
+  end)
+
+  it("Linear, GroupNorm and Conv2d follow fields reassigned or edited in place after a forward", function()
+    local o = H.opts({dtype = "f64"})
+    local x = rn(1, 4, 6, 6)
+    local c = nn.Conv2d(4, 4, 3, {padding = 1, dtype = "f64", device = H.device})
+    H.close(c(x), F.conv2d(x, c.weight, c.bias, {padding = 1}))
+    c.padding[2] = 0 -- in place
+    H.close(c(x), F.conv2d(x, c.weight, c.bias, {padding = {1, 0}}))
+    c.stride = {2, 1}
+    H.close(c(x), F.conv2d(x, c.weight, c.bias, {stride = {2, 1}, padding = {1, 0}}))
+    c.stride[1], c.dilation[2] = 1, 2
+    H.close(c(x), F.conv2d(x, c.weight, c.bias, {padding = {1, 0}, dilation = {1, 2}}))
+    c.padding, c.dilation = "same", {1, 1}
+    H.close(c(x), F.conv2d(x, c.weight, c.bias, {padding = "same"}))
+    c.bias = nil
+    H.close(c(x), F.conv2d(x, c.weight, nil, {padding = "same"}))
+    c.weight = nn.Parameter(rn(4, 2, 3, 3))
+    c.groups = 2
+    H.close(c(x), F.conv2d(x, c.weight, nil, {padding = "same", groups = 2}))
+    c.padding_mode, c._reversed_padding_repeated_twice = "reflect", {1, 1, 1, 1}
+    H.close(c(x), F.conv2d(F.pad(x, {1, 1, 1, 1}, {mode = "reflect"}), c.weight, nil, {groups = 2}))
+    c.padding_mode, c.groups = "zeros", 1.5
+    H.errors(function() c(x) end, "conv2d: groups must be an integer")
+    c.groups, c.stride = 2, {1, 0.5}
+    H.errors(function() c(x) end, "conv2d: stride")
+    local l = nn.Linear(3, 2, o)
+    local v = rn(2, 3)
+    l.bias = nil
+    H.close(l(v), F.linear(v, l.weight))
+    local g = nn.GroupNorm(2, 4, o)
+    H.close(g(x), F.group_norm(x, 2, g.weight, g.bias, 1e-5))
+    g.eps, g.num_groups = 0.5, 4
+    H.close(g:forward_silu(x), F.group_norm(x, 4, g.weight, g.bias, 0.5):silu())
+    g.weight, g.bias = nil, nil
+    H.close(g(x), F.group_norm(x, 4, nil, nil, 0.5))
+  end)
+
   it("registers by assignment and by register_*; reassignment moves a name between kinds", function()
     local M = nn.Module:extend("M")
     function M:__init()

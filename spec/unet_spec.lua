@@ -1,5 +1,6 @@
--- Specs of the example UNet (examples/unet.lua): output shapes for conditional and unconditional models, the
--- timestep embedding's values, its errors, and that a few AdamW steps on one fixed batch lower the loss.
+-- Specs of the example UNet (examples/unet.lua): output shapes for conditional and unconditional models, the same
+-- output with and without autograd, the timestep embedding's values, its errors, and that a few AdamW steps on one
+-- fixed batch lower the loss.
 local H = require "helper"
 local flame = H.flame
 local unet = dofile("examples/unet.lua")
@@ -24,6 +25,24 @@ describe("examples/unet.lua", function()
       assert.are.same({2, o.in_channels, 8, 8}, y.shape)
       assert.is_true(net:macs() > 0)
     end
+  end)
+
+  it("gives the same output without autograd (its residual blocks' adds in place) as with it", function()
+    flame.manual_seed(1)
+    local o = with({in_channels = 3, num_res_blocks = 2}) -- blocks with and without a skip convolution
+    local net = unet.UNet(o):to(H.device)
+    flame.no_grad(function()
+      for _, p in ipairs(net:parameters()) do p:copy_(flame.randn(p.shape, H.opts()) * 0.2) end
+    end)
+    net:eval()
+    local x = flame.randn(2, 3, 8, 8, H.opts())
+    local t, y = flame.tensor({3, 700}, H.opts()), flame.tensor({1, 4}, H.opts({dtype = "i64"}))
+    local with_grad = net(x, t, y)
+    assert.is_not_nil(with_grad.grad_fn)
+    local without = flame.no_grad(function() return net(x, t, y) end)
+    assert.is_nil(without.grad_fn)
+    assert.is_true(with_grad:abs():max():item() > 0.1)
+    assert.are.equal(0, (with_grad - without):abs():max():item())
   end)
 
   it("is unconditional with num_classes = 0 (no class embedding, labels not needed)", function()

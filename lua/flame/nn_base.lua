@@ -27,6 +27,10 @@ local rawget, getmetatable, mtype = rawget, getmetatable, math.type
 -- every `self.x` and method lookup) is one table lookup instead of four; a CPU UNet forward spent a third of its
 -- time in that lookup. Every write to a store goes through store_set, store_put, store_del or set_attr.
 local NIL = setmetatable({}, {__name = "nil field"})
+-- The hot forwards of flame.nn's own layers (nn_layers.lua) read `self._fields` directly, without the __index call
+-- a field read costs (about 60 ns; a UNet forward made 500 of them); they map NIL to nil and fall back to `self[k]`
+-- for a name that is not there.
+nn._NIL = NIL
 local function store(F) return {names = {}, map = {}, has = {}, F = F} end
 local function store_put(s, k, v) -- k already registered in s
   s.map[k] = v
@@ -124,11 +128,25 @@ end
 
 function Module.__call(self, ...) return self:forward(...) end
 
+-- The __call of a class that keeps Module's: self:forward(...) with the method looked up in the instance's fields,
+-- then in `cls` (the instance's metatable), without the two calls of a method lookup through Module.__index.
+local default_calls = {[Module.__call] = true}
+local function class_call(cls)
+  local call = function(self, ...)
+    local f = self._fields.forward
+    if f == nil then f = cls.forward elseif f == NIL then f = nil end
+    return f(self, ...)
+  end
+  default_calls[call] = true
+  return call
+end
+
 -- Module:extend("Name"): a subclass. Cls(...) makes an instance and calls Cls.__init(self, ...).
 function Module:extend(name)
   if type(name) ~= "string" then error("Module:extend: expected a class name (a string), got " .. type(name), 2) end
   local cls = {__name = name, __is_module = MODULE_MARK, __super = self}
   for _, m in ipairs(META) do cls[m] = rawget(self, m) end
+  if default_calls[cls.__call] then cls.__call = class_call(cls) end
   return setmetatable(cls, {__index = self, __call = function(c, ...) return c:new(...) end,
     __tostring = function() return "class " .. name end})
 end
@@ -480,11 +498,17 @@ local function check_module(who, v, pos)
   end
 end
 
+-- CHILD_NAME[i] = tostring(i - 1), made once per i: `for _, m in ipairs(list)` comes through list_at per child.
+local CHILD_NAME = setmetatable({}, {__index = function(t, i)
+  local s = tostring(i - 1)
+  t[i] = s
+  return s
+end})
 local function list_at(self, i)
   local n = #self._modules.names
   if i < 0 then i = n + i + 1 end
   if i < 1 or i > n then return nil end
-  return self._modules.map[tostring(i - 1)]
+  return self._modules.map[CHILD_NAME[i]]
 end
 local function list_set_at(self, i, v)
   local n = #self._modules.names

@@ -55,7 +55,7 @@ fl_status fl_tensor_from_blob(void *data, int ndim, const int64_t *shape, const 
     fl_small_free(t, sizeof *t);
     return fl_error(FL_ENOMEM, "from_blob: out of host memory for a tensor header");
   }
-  s->refcount = 1;
+  atomic_init(&s->refcount, 1);
   s->device = dev;
   s->external = true;
   s->deleter = deleter;
@@ -63,7 +63,7 @@ fl_status fl_tensor_from_blob(void *data, int ndim, const int64_t *shape, const 
   s->host_data = data;
   s->data = numel > 0 ? (char *)data + lo * esize : data; /* the storage starts at the lowest address reached */
   s->nbytes = numel > 0 ? (size_t)span : 0;
-  t->refcount = 1;
+  atomic_init(&t->refcount, 1);
   t->storage = s;
   t->dtype = dt;
   t->ndim = ndim;

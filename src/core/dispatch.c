@@ -106,7 +106,7 @@ fl_status fl_dispatch(const char *op, fl_op_kind kind, int sub, int n, const fl_
 
 /* Folds the transposes into stack headers: op(a) as [B,M,K], op(b) as [B,K,N]. */
 static void transposed_view(const fl_tensor *t, bool trans, fl_tensor *v) {
-  *v = fl_header_of(t);
+  fl_header_init(v, t);
   if (!trans) return;
   v->shape[1] = t->shape[2], v->shape[2] = t->shape[1];
   v->stride[1] = t->stride[2], v->stride[2] = t->stride[1];

@@ -48,7 +48,7 @@ void fl_expand_header(const fl_tensor *t, int ndim, const int64_t *shape, fl_ten
     int j = i - (ndim - t->ndim);
     stride[i] = (j >= 0 && t->shape[j] == shape[i]) ? t->stride[j] : 0;
   }
-  *hdr = fl_header_of(t);
+  fl_header_init(hdr, t);
   hdr->ndim = ndim;
   for (int i = 0; i < ndim; i++) hdr->shape[i] = shape[i], hdr->stride[i] = stride[i];
 }

@@ -6,7 +6,7 @@
 fl_status fl_storage_new(fl_device dev, size_t nbytes, fl_storage **out) {
   fl_storage *s = fl_small_calloc(sizeof *s);
   if (!s) return fl_error(FL_ENOMEM, "out of host memory for a storage header");
-  s->refcount = 1;
+  atomic_init(&s->refcount, 1); /* a new header no other thread sees: no atomic store */
   s->device = dev;
   s->nbytes = nbytes;
   fl_status st = fl_context_charge(dev, nbytes, &s->ctx);
@@ -74,7 +74,7 @@ fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *sha
     fl_small_free(t, sizeof *t);
     return st;
   }
-  t->refcount = 1;
+  atomic_init(&t->refcount, 1);
   t->dtype = dt;
   t->ndim = ndim;
   for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
@@ -86,7 +86,7 @@ fl_status fl_tensor_new(fl_dtype dt, fl_device dev, int ndim, const int64_t *sha
 fl_tensor *fl_alias(const fl_tensor *src, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
   fl_tensor *t = fl_small_calloc(sizeof *t);
   if (!t) return NULL;
-  t->refcount = 1;
+  atomic_init(&t->refcount, 1);
   t->storage = src->storage;
   src->storage->refcount++;
   t->dtype = src->dtype;

@@ -58,23 +58,50 @@ static inline __attribute__((always_inline)) void zero_row(float *d, int64_t n) 
   for (int64_t i = 0; i < n; i++) d[i] = 0;
 }
 
-/* x's image, zero-padded: [cin, Hp, Wp], every float written once (the zeros around the image with it: zeroing the
+/* The padded image as the runs it is in memory, in order: zeros, a row's W floats, zeros, the next row, ... The
+ * runs tile the buffer and each is written after the ones before it, so a run may write past its end (whatever it
+ * leaves there, a later run writes again): all but the last two go in whole vectors (rows 16 floats a step, zeros
+ * 8: the zeros between rows are 2 to 8 floats), up to 15 floats past their end, and the last run is the exact
+ * zeros after the image and the slack (32 floats). A row of 8 to 32 floats is then one to two loads and stores with
+ * no loop set-up, where three exact loops a row (left zeros, the row, right zeros) were a twentieth of the UNet's
+ * CPU forward. A row is read the same way only where x has 16 more floats after its start. */
+typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));
+static inline __attribute__((always_inline)) void zero_over(float *d, int64_t n) {
+  const vf8 z = {0}; /* 8 floats a step: the zeros between rows are 2 to 8 floats */
+  for (int64_t i = 0; i < n; i += 8) memcpy(d + i, &z, sizeof z);
+}
+static inline __attribute__((always_inline)) void copy_over(float *d, const float *s, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    vf16 v;
+    memcpy(&v, s + i, sizeof v);
+    memcpy(d + i, &v, sizeof v);
+  }
+}
+
+/* x's image, zero-padded: [cin, Hp, Wp], every float written (the zeros around the image with it: zeroing the
  * whole buffer first wrote it twice), and the slack floats past it zero. */
 FL_CLONES __attribute__((optimize(NO_MEMCPY))) static void pad_input(const geom *q, float *xp, const float *x,
                                                                     int64_t slack) {
-  int64_t right = q->Wp - q->pad - q->W;
-  for (int64_t c = 0; c < q->cin; c++) {
-    float *p = xp + c * q->Hp * q->Wp;
-    zero_row(p, q->pad * q->Wp);
+  int64_t W = q->W, W16 = (W + 15) / 16 * 16, lead = q->pad * q->Wp + q->pad, gap = q->Wp - W;
+  int64_t tail = (q->Hp - q->pad - q->H) * q->Wp + q->Wp - q->pad - W; /* the last row's right zeros, the bottom */
+  const float *xend = x + q->cin * q->H * W;
+  float *d = xp;
+  zero_over(d, lead);
+  d += lead;
+  for (int64_t c = 0; c < q->cin; c++)
     for (int64_t y = 0; y < q->H; y++) {
-      float *r = p + (y + q->pad) * q->Wp;
-      zero_row(r, q->pad);
-      copy_row(r + q->pad, x + (c * q->H + y) * q->W, q->W);
-      zero_row(r + q->pad + q->W, right);
+      const float *s = x + (c * q->H + y) * W;
+      bool last = c == q->cin - 1 && y == q->H - 1;
+      if (!last && xend - s >= W16) copy_over(d, s, W);
+      else copy_row(d, s, W);
+      d += W;
+      if (last) break;
+      int64_t z = y < q->H - 1 ? gap : tail + lead; /* to the next row of this channel, or the next channel's */
+      zero_over(d, z);
+      d += z;
     }
-    zero_row(p + (q->pad + q->H) * q->Wp, (q->Hp - q->pad - q->H) * q->Wp);
-  }
-  zero_row(xp + q->cin * q->Hp * q->Wp, slack);
+  zero_row(d, tail + slack);
 }
 
 /* One block of CB whole rows of w, [CB, taps] -> [taps, CB]: a constant count, so that it vectorises (each clone
@@ -101,9 +128,8 @@ static void pack_weights(const geom *q, float *wt, const float *w) {
   }
 }
 
-/* 16 floats: one AVX-512 register (two AVX2 ones: the clones of FL_CLONES pick the width the machine has). Loads
- * go through memcpy (unaligned). Contracted to FMAs where the target has them (plain C11 does not contract). */
-typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+/* vf16, 16 floats: one AVX-512 register (two AVX2 ones: the clones of FL_CLONES pick the width the machine has).
+ * Loads go through memcpy (unaligned). Contracted to FMAs where the target has them (plain C11 does not contract). */
 
 /* tap: acc[o] += x[0 .. 15] * w[o], one 16-wide load and CB multiply-adds. row_taps: one kernel row's taps,
  * xr the input at the first tap and wr the row's weights [k][CB]; conv_row and conv_flat differ only in where xr

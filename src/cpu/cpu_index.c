@@ -29,11 +29,10 @@ static fl_status check_indices(const char *op, const fl_tensor *idx, int dim, in
 }
 
 /* A stack header for slice k (length 1) of t along dim. */
-static fl_tensor slice(const fl_tensor *t, int dim, int64_t k) {
-  fl_tensor s = fl_header_of(t);
-  s.shape[dim] = 1;
-  s.offset = t->offset + k * t->stride[dim];
-  return s;
+static void slice(fl_tensor *s, const fl_tensor *t, int dim, int64_t k) {
+  fl_header_init(s, t);
+  s->shape[dim] = 1;
+  s->offset = t->offset + k * t->stride[dim];
 }
 
 fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const fl_tensor *idx, int64_t base) {
@@ -42,7 +41,8 @@ fl_status fl_cpu_index_select(fl_tensor *out, const fl_tensor *x, int dim, const
   int nt = n > 1 ? fl_cpu_threads_for(n * per) : 1;
   /* rows in parallel (each row's copy then stays on its thread), or one row with threads inside */
   FL_CPU_FOR(j, n, {
-    fl_tensor d = slice(out, dim, j), s = slice(x, dim, idx_at(idx, j) - base);
+    fl_tensor d, s;
+    slice(&d, out, dim, j), slice(&s, x, dim, idx_at(idx, j) - base);
     fl_cpu_copy(&d, &s);
   });
   return FL_OK;
@@ -68,7 +68,8 @@ fl_status fl_cpu_index_add(fl_tensor *x, int dim, const fl_tensor *idx, const fl
   axpy_ctx c = {alpha, x->dtype, src->dtype};
   /* rows in order (an index may repeat); each row's update may use threads */
   for (int64_t j = 0; j < fl_numel(idx); j++) {
-    fl_tensor d = slice(x, dim, idx_at(idx, j) - base), s = slice(src, dim, j);
+    fl_tensor d, s;
+    slice(&d, x, dim, idx_at(idx, j) - base), slice(&s, src, dim, j);
     fl_tensor *ts[2] = {&d, &s};
     fl_cpu_iterate(2, ts, axpy_loop, &c, 2);
   }

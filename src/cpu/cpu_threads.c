@@ -3,6 +3,7 @@
  * OMP_NUM_THREADS). Work below a grain stays on the calling thread. */
 #include "cpu.h"
 #include <stdlib.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -15,6 +16,10 @@ static atomic_int num_threads; /* 0: not read yet (states on several threads rea
  * time on this 2-core machine). The count set here is OpenBLAS's too. Weak: any other CBLAS links as well. */
 void openblas_set_num_threads(int n) __attribute__((weak));
 static void blas_threads(int n) {
+  /* at most one per core: more only wait on each other, and each OpenBLAS thread maps its own GEMM buffer (the
+   * fuzzer's set_num_threads(1000) under ASan grew the process to 24 GB and the OOM killer ended CI's run) */
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores >= 1 && n > cores) n = (int)cores;
   if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
 

@@ -39,25 +39,24 @@ static int f_rms_norm(lua_State *L) {
   return 1;
 }
 
-/* group_norm(x, groups, w?, b?, eps?) */
-static int f_group_norm(lua_State *L) {
+typedef fl_status (*group_norm_fn)(const fl_tensor *, int64_t, const fl_tensor *, const fl_tensor *, double,
+                                   fl_tensor **);
+
+/* (x, groups, w?, b?, eps?) through fn: group_norm, or group_norm_silu */
+static int group_norm_call(lua_State *L, group_norm_fn fn) {
   fl_tensor *x = lfl_check(L, 1), *r;
   lua_Integer groups = luaL_checkinteger(L, 2);
   fl_tensor *w = opt_tensor(L, 3), *b = opt_tensor(L, 4);
-  LFL_CHECK(L, fl_group_norm(x, (int64_t)groups, w, b, luaL_optnumber(L, 5, NORM_EPS), &r));
+  LFL_CHECK(L, fn(x, (int64_t)groups, w, b, luaL_optnumber(L, 5, NORM_EPS), &r));
   lfl_push(L, r);
   return 1;
 }
 
+/* group_norm(x, groups, w?, b?, eps?) */
+static int f_group_norm(lua_State *L) { return group_norm_call(L, fl_group_norm); }
+
 /* group_norm_silu(x, groups, w?, b?, eps?): silu(group_norm(...)), one pass for inference (ops/norm.c) */
-static int f_group_norm_silu(lua_State *L) {
-  fl_tensor *x = lfl_check(L, 1), *r;
-  lua_Integer groups = luaL_checkinteger(L, 2);
-  fl_tensor *w = opt_tensor(L, 3), *b = opt_tensor(L, 4);
-  LFL_CHECK(L, fl_group_norm_silu(x, (int64_t)groups, w, b, luaL_optnumber(L, 5, NORM_EPS), &r));
-  lfl_push(L, r);
-  return 1;
-}
+static int f_group_norm_silu(lua_State *L) { return group_norm_call(L, fl_group_norm_silu); }
 
 static const lfl_reg functions[] = {
     {"layer_norm", f_layer_norm, 5},

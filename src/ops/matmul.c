@@ -19,7 +19,7 @@ static bool as_batched(const fl_tensor *t, int nb, const int64_t *batch, fl_tens
     else if (st != bs * B) return false;
     B *= batch[i];
   }
-  *hdr = fl_header_of(t);
+  fl_header_init(hdr, t);
   hdr->ndim = 3;
   hdr->shape[0] = B;
   hdr->shape[1] = t->shape[t->ndim - 2];
@@ -102,7 +102,7 @@ static fl_status gemm_nd(const char *name, const fl_tensor *a, bool ta, const fl
   if (fl_numel(r)) {
     FL_CHECK(batched_operand(a, nb, batch, &a3, &ka));
     FL_CHECK(batched_operand(b, nb, batch, &b3, &kb));
-    c3 = fl_header_of(r);
+    fl_header_init(&c3, r);
     c3.ndim = 3;
     c3.shape[0] = fl_shape_numel(nb, batch), c3.shape[1] = M, c3.shape[2] = N;
     c3.stride[0] = M * N, c3.stride[1] = N, c3.stride[2] = 1;
