@@ -33,12 +33,18 @@ typedef struct {
   size_t since_cycle, due; /* tensor bytes allocated since the last full collection, and the next one's due */
   size_t since_minor; /* tensor bytes allocated since the last minor collection */
   int heap_kb; /* Lua's heap at the last minor collection */
-  size_t live; /* tensor bytes in use after the last full collection */
 } lfl_memory;
 
 #define FL_GC_FLOOR ((size_t)32 << 20)
 #define MINOR_BYTES ((size_t)1 << 20)
 #define MINOR_LUA_KB 16
+
+/* Generational: a minor collection (a script may have switched modes: then a step). */
+static void minor_collection(lfl_memory *m) {
+  lua_gc(m->L, LUA_GCSTEP, 0);
+  m->since_minor = 0;
+  m->heap_kb = lua_gc(m->L, LUA_GCCOUNT);
+}
 
 static void on_alloc(void *ud, size_t nbytes) {
   lfl_memory *m = ud;
@@ -47,31 +53,26 @@ static void on_alloc(void *ud, size_t nbytes) {
   if (m->since_minor >= MINOR_BYTES) {
     int kb = lua_gc(m->L, LUA_GCCOUNT);
     if (kb < m->heap_kb) m->heap_kb = kb; /* the heap shrank (a collection we did not run): growth counts from here */
-    if (kb - m->heap_kb >= MINOR_LUA_KB) {
-      lua_gc(m->L, LUA_GCSTEP, 0); /* generational: a minor collection (a script may have switched modes: a step) */
-      m->since_minor = 0;
-      m->heap_kb = lua_gc(m->L, LUA_GCCOUNT);
-    }
+    if (kb - m->heap_kb >= MINOR_LUA_KB) minor_collection(m);
   }
   if (m->since_cycle < m->due) return;
   /* Due: a minor collection first. Tensors dropped since the last one are young garbage, and a minor collection
    * frees them at a cost in proportion to what is young; a full one walks all of Lua's heap (a bmm of 32 MB
    * outputs, one full collection every other call, was host-bound at 0.62x PyTorch). The full collection runs
    * when the minor one freed less than half of what was allocated since, or when what is in use has doubled
-   * since the last full one, so memory stays within about twice what is live. */
+   * since the last full one (due is what was live then, at least the floor), so memory stays within about twice
+   * what is live. */
   fl_context *cur = fl_context_current();
   size_t before = fl_context_in_use(cur);
-  lua_gc(m->L, LUA_GCSTEP, 0);
+  minor_collection(m);
   size_t after = fl_context_in_use(cur);
-  m->since_minor = 0;
-  m->heap_kb = lua_gc(m->L, LUA_GCCOUNT);
   size_t freed = before > after ? before - after : 0;
-  bool young = freed >= m->since_cycle / 2 && after <= 2 * (m->live > FL_GC_FLOOR ? m->live : FL_GC_FLOOR);
+  bool young = freed >= m->since_cycle / 2 && after <= 2 * m->due;
   m->since_cycle = 0;
   if (young) return;
   lua_gc(m->L, LUA_GCCOLLECT); /* (does nothing when called from a finalizer: Lua is collecting already) */
-  m->live = fl_context_in_use(cur);
-  m->due = m->live > FL_GC_FLOOR ? m->live : FL_GC_FLOOR;
+  size_t live = fl_context_in_use(cur);
+  m->due = live > FL_GC_FLOOR ? live : FL_GC_FLOOR;
 }
 
 static void on_oom(void *ud, size_t nbytes) {
@@ -105,7 +106,7 @@ void lfl_open_memory(lua_State *L) {
     lua_pop(L, 1);
     lfl_memory *m = lua_newuserdatauv(L, sizeof *m, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    *m = (lfl_memory){lua_tothread(L, -1), fl_context_current(), 0, FL_GC_FLOOR, 0, 0, 0};
+    *m = (lfl_memory){lua_tothread(L, -1), fl_context_current(), 0, FL_GC_FLOOR, 0, 0};
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, on_close);
