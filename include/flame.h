@@ -234,6 +234,9 @@ fl_status fl_permute(const fl_tensor *t, const int *dims, fl_tensor **out);
 fl_status fl_transpose(const fl_tensor *t, int d0, int d1, fl_tensor **out);
 fl_status fl_narrow(const fl_tensor *t, int dim, int64_t start, int64_t length, fl_tensor **out);
 fl_status fl_select(const fl_tensor *t, int dim, int64_t index, fl_tensor **out);
+/* n views of t along dim, of sizes[0..n-1] (adding up to its size there), with one backward node (their
+ * gradients concatenated); outs[0..n-1] are NULL on an error. */
+fl_status fl_split(const fl_tensor *t, int dim, int n, const int64_t *sizes, fl_tensor **outs);
 fl_status fl_squeeze(const fl_tensor *t, int dim, fl_tensor **out); /* dim < 0 .. see FL_ALL_DIMS */
 fl_status fl_squeeze_all(const fl_tensor *t, fl_tensor **out);
 fl_status fl_unsqueeze(const fl_tensor *t, int dim, fl_tensor **out);

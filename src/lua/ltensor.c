@@ -1,6 +1,7 @@
 /* The tensor userdata: lifetime, properties, views, conversions, autograd. */
 #include "lflame.h"
 #include "internal.h" /* refcounts: whether a hook outlives its userdata */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,15 +354,17 @@ static int pieces(lua_State *L, bool by_count) {
   if (k <= 0) return luaL_error(L, "%s: expected a positive %s, got %I", by_count ? "chunk" : "split", by_count ? "count" : "size", (lua_Integer)k);
   int64_t len = fl_shape(t)[d];
   int64_t size = by_count ? len / k + (len % k != 0) : k; /* len + k - 1 may overflow */
-  lua_newtable(L);
-  int i = 1;
-  for (int64_t s = 0; s < len || (len == 0 && i == 1); s += size) {
-    fl_tensor *r;
-    int64_t l = len - s < size ? len - s : size;
-    LFL_CHECK(L, fl_narrow(t, d, s, l, &r));
-    lfl_push(L, r);
-    lua_rawseti(L, -2, i++);
-    if (size == 0) break;
+  /* one split node for all the pieces (its backward is one cat); an empty dim gives one empty piece */
+  int64_t n = size == 0 || len == 0 ? 1 : len / size + (len % size != 0);
+  if (n > INT_MAX / 2) return luaL_error(L, "%s: %I pieces are too many", by_count ? "chunk" : "split", (lua_Integer)n);
+  int64_t *sizes = lua_newuserdatauv(L, (size_t)n * (sizeof(int64_t) + sizeof(fl_tensor *)), 0); /* freed by the GC */
+  fl_tensor **outs = (fl_tensor **)(sizes + n);
+  for (int64_t i = 0; i < n; i++) sizes[i] = len - i * size < size ? len - i * size : size;
+  LFL_CHECK(L, fl_split(t, d, (int)n, sizes, outs));
+  lua_createtable(L, (int)n, 0);
+  for (int64_t i = 0; i < n; i++) {
+    lfl_push(L, outs[i]);
+    lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
