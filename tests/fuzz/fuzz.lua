@@ -53,7 +53,11 @@ table.sort(functions, function(a, b) return a[1] < b[1] end) -- pairs order is n
 for _, f in ipairs(functions) do
   if f[1] == "flame.set_num_threads" then
     local set = f[2]
-    f[2] = function(n, ...) return set(math.type(n) == "integer" and n > 4 and 4 or n, ...) end
+    -- tonumber: the binding takes 1000.0 and "1000" as 1000 too
+    f[2] = function(n, ...)
+      local v = (type(n) == "number" or type(n) == "string") and tonumber(n)
+      return set(v and v > 4 and 4 or n, ...)
+    end
   end
 end
 table.sort(methods, function(a, b) return a[1] < b[1] end)
@@ -262,6 +266,35 @@ local function arg_for(name, pos)
   return value()
 end
 
+-- The resident size, watched every 256 calls: past RSS_WATCH the pool starts afresh and the first crossing prints
+-- the calls made just before it (a CI run was OOM-killed twice at 24 GB with nothing to say what grew; locally
+-- runs peak near 1.1 GB). scripts/sanitize also sets ASan's soft RSS limit, past which allocations fail cleanly.
+local RSS_WATCH = 4 * 2 ^ 30
+local page = 4096
+local function rss_bytes()
+  local f = io.open("/proc/self/statm")
+  if not f then return 0 end
+  local _, res = f:read("n", "n")
+  f:close()
+  return (res or 0) * page
+end
+local recent, RECENT = {}, 64 -- the names of the last calls, a ring
+local rss_reported = false
+local function watch_rss(calls)
+  local rss = rss_bytes()
+  if rss <= RSS_WATCH then return end
+  if not rss_reported then
+    rss_reported = true
+    local names = {}
+    for i = math.max(1, calls - RECENT + 1), calls do names[#names + 1] = recent[i % RECENT + 1] end
+    io.stderr:write(string.format("fuzz: resident size %.2f GB after call %d (%.2f GB of tensors, %.2f GB of Lua " ..
+      "heap); the last calls: %s\n", rss / 2 ^ 30, calls, flame.memory_stats().allocated / 2 ^ 30,
+      collectgarbage("count") / 2 ^ 20, table.concat(names, " ")))
+  end
+  pool = {}
+  collectgarbage()
+end
+
 local calls, failures, t0 = 0, 0, os.clock()
 while calls < budget and os.clock() - t0 < seconds do
   local name, fn, args, first = nil, nil, {}, 1
@@ -286,6 +319,7 @@ while calls < budget and os.clock() - t0 < seconds do
   end
   local ok, res, res2 = pcall(fn, table.unpack(args, 1, nargs))
   calls = calls + 1
+  recent[calls % RECENT + 1] = name
   if ok then
     remember(res)
     remember(res2)
@@ -310,6 +344,7 @@ while calls < budget and os.clock() - t0 < seconds do
     pool = {}
     collectgarbage()
   end
+  if calls % 256 == 0 then watch_rss(calls) end
   if calls % 1000 == 0 then
     if R(4) == 1 then pool = {} end -- fresh values now and then
     flame.set_grad_enabled(true)
