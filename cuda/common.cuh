@@ -35,6 +35,14 @@ static inline int64_t fc_next_pow2(int64_t v) {
 }
 
 /* Alignment test for vectorised access: the byte address must be a multiple. */
+/* FNV-1a over a key's bytes (zero it first: padding counts), never 0 (a plan cache's empty-slot mark). The plan
+ * caches scan by it before comparing whole keys. */
+static inline uint64_t fc_key_hash(const void *key, size_t n) {
+  const unsigned char *s = (const unsigned char *)key;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
+  return h ? h : 1;
+}
 static inline bool fc_aligned(const void *p, size_t bytes) { return ((uintptr_t)p % bytes) == 0; }
 
 static inline char *fc_base(const fl_tensor *t) {

@@ -430,13 +430,6 @@ fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir,
 
 /* ---- per device: the handle and the plan cache ---- */
 
-uint64_t key_hash(const plan_key *k) { /* FNV-1a */
-  const unsigned char *s = (const unsigned char *)k;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < sizeof *k; i++) h = (h ^ s[i]) * 1099511628211ull;
-  return h;
-}
-
 fl_status device_state(fc_context *ctx, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                        const fl_conv_geom *g, dnn_device **res) {
   dnn_device *dev = devices[ctx->device];
@@ -473,7 +466,7 @@ fl_status find_plan(dnn_device *dev, fc_context *ctx, fl_conv_dir dir, fl_tensor
     k.in[i] = g->in[i], k.k[i] = g->k[i], k.out[i] = g->out[i];
     k.stride[i] = g->stride[i], k.pad[i] = g->pad[i], k.dil[i] = g->dil[i];
   }
-  uint64_t h = key_hash(&k);
+  uint64_t h = fc_key_hash(&k, sizeof k);
   for (int i = 0; i < dev->count; i++)
     if (dev->plans[i].hash == h && memcmp(&dev->plans[i].key, &k, sizeof k) == 0) {
       *res = &dev->plans[i];

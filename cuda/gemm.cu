@@ -236,15 +236,8 @@ struct lt_device {
 lt_device *lt_devices[FC_LT_MAX_DEVICES];
 pthread_mutex_t lt_mu = PTHREAD_MUTEX_INITIALIZER;
 
-uint64_t lt_hash(const lt_key *k) { /* FNV-1a, never 0 */
-  const unsigned char *s = (const unsigned char *)k;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < sizeof *k; i++) h = (h ^ s[i]) * 1099511628211ull;
-  return h ? h : 1;
-}
-
-/* The plan of a problem (found in the cache, or made into it); NULL with *st OK where the cache has no room
- * for this device (more than FC_LT_MAX_DEVICES) or host memory ran out: the caller falls back. Under lt_mu. */
+/* The plan of a problem (found in the cache, or made into it); NULL where the cache has no room for this device
+ * (more than FC_LT_MAX_DEVICES) or host memory ran out: the caller falls back. Under lt_mu. */
 lt_plan_entry *lt_find(fc_context *ctx, cublasLtHandle_t lt, const problem &p, const gemm_types &g, bool bias,
                        size_t ws_size) {
   if (ctx->device < 0 || ctx->device >= FC_LT_MAX_DEVICES) return nullptr;
@@ -259,7 +252,7 @@ lt_plan_entry *lt_find(fc_context *ctx, cublasLtHandle_t lt, const problem &p, c
   const void *ptrs[4] = {p.A.ptr, p.B.ptr, p.C, p.C};
   for (int i = 0; i < 4; i++) k.align[i] = alignment_of(ptrs[i]);
   k.ws = ws_size;
-  uint64_t h = lt_hash(&k);
+  uint64_t h = fc_key_hash(&k, sizeof k);
   for (int i = 0; i < dev->count; i++)
     if (dev->plans[i].hash == h && memcmp(&dev->plans[i].key, &k, sizeof k) == 0) return &dev->plans[i];
   lt_call *c = new (std::nothrow) lt_call;
