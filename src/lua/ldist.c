@@ -129,9 +129,10 @@ static int d_bind_grads(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   int n = (int)lua_rawlen(L, 1);
   if ((int)lua_rawlen(L, 2) != n) return luaL_error(L, "_bind_grads: %d parameters for %d views", n, (int)lua_rawlen(L, 2));
-  fl_tensor **dst = lua_newuserdatauv(L, sizeof(fl_tensor *) * 2 * (size_t)(n > 0 ? n : 1), 0); /* freed by the GC */
-  fl_tensor **src = dst + n;
-  int m = 0;
+  /* the pairs to bind (p, v), and of those the copies (v <- p.grad): the tensors stay referenced by the tables */
+  fl_tensor **bp = lua_newuserdatauv(L, sizeof(fl_tensor *) * 4 * (size_t)(n > 0 ? n : 1), 0); /* freed by the GC */
+  fl_tensor **bv = bp + n, **dst = bv + n, **src = dst + n;
+  int k = 0, m = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     lua_rawgeti(L, 2, i);
@@ -140,15 +141,10 @@ static int d_bind_grads(lua_State *L) {
     if (g && fl_is_set_to(g, v)) continue;
     if (g) dst[m] = v, src[m++] = g;
     else LFL_CHECK(L, fl_zero_(v));
+    bp[k] = p, bv[k++] = v;
   }
   LFL_CHECK(L, fl_multi_copy(m, dst, (const fl_tensor *const *)src));
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    lua_rawgeti(L, 2, i);
-    fl_tensor *p = lfl_check(L, -2), *v = lfl_check(L, -1), *g = fl_grad(p);
-    lua_pop(L, 2);
-    if (!(g && fl_is_set_to(g, v))) LFL_CHECK(L, fl_set_grad(p, v));
-  }
+  for (int i = 0; i < k; i++) LFL_CHECK(L, fl_set_grad(bp[i], bv[i]));
   return 0;
 }
 
