@@ -7,6 +7,7 @@
 #include "conv_geom.h"
 #include "pool_geom.h"
 #include "nn_index.h" /* index and losses: fl_ce_args */
+#include "dropout_keep.h" /* fl_dropout_rule */
 #include <stdarg.h>
 #include <string.h>
 #ifndef __cplusplus
@@ -233,9 +234,9 @@ typedef struct fl_gemm {
  * kernel clamps bad values so it never reads outside). q, k, v: one dtype (bf16/f16), last dim contiguous, other
  * strides any multiple of 8 elements, data 16-byte aligned. Hk divides Hq (query head h uses k/v head h / (Hq/Hk)).
  * Causal: key j of query i is allowed where j <= i + shift, shift 0 (top-left) or Sk - Sq of the sequence
- * (bottom_right). Dropout (p > 0): the (b, h, i, j) probability is kept iff
- * fl_dropout_keep(seed, offset, ((b Hq + h) Sq + i) Sk + j), Sq/Sk the dense lengths or max_q/max_k (varlen),
- * and scaled by 1 / (1 - p). */
+ * (bottom_right). Dropout (p > 0): the (b, h, i, j) probability is kept by the byte rule (core/dropout_keep.h,
+ * FL_DROPOUT_BYTE) at element ((b Hq + h) Sq + i) Sk + j of (seed, offset), Sq/Sk the dense lengths or
+ * max_q/max_k (varlen), and scaled by 1 / (1 - p). */
 typedef struct fl_flash_args {
   const fl_tensor *q, *k, *v;
   const fl_tensor *cu_q, *cu_k; /* NULL: dense */
@@ -399,9 +400,11 @@ typedef struct fl_backend {
   fl_status (*pad_backward)(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
-  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
-   * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
-  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep of rule (F.dropout's
+   * word rule, attention's byte rule) from core/dropout_keep.h with element index i in row-major order
+   * (0 < p <= 1; p == 1 gives zeros). */
+  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, fl_dropout_rule rule, uint64_t seed,
+                       uint64_t offset);
   /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
    * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
   fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
