@@ -55,10 +55,10 @@ static fl_status queue_init(fc_queue *q, cudaStream_t stream) {
 /* Frees what queue_init and the queue's first GEMM made (the stream's work must be done); not the stream. */
 static void queue_free(fc_context *c, fc_queue *q) {
   if (q->blas) fc_blas.cublasDestroy_v2(q->blas);
-  if (q->blas_ws) fc_free(c, q->blas_ws, FC_BLAS_WORKSPACE);
+  if (q->blas_ws) fc_free(c, q->blas_ws, q->blas_ws_size);
   if (q->kerr) cudaFree(q->kerr);
   if (q->kerr_host) cudaFreeHost(q->kerr_host);
-  q->blas = NULL, q->blas_ws = NULL, q->kerr = NULL, q->kerr_host = NULL;
+  q->blas = NULL, q->blas_ws = NULL, q->blas_ws_size = 0, q->kerr = NULL, q->kerr_host = NULL;
   (void)cudaGetLastError();
 }
 
@@ -170,6 +170,16 @@ fl_status fc_blas_error(cublasStatus_t s, const char *what) {
   return fl_error(FL_EBACKEND, "cuBLAS call failed: %s: %s (%d)", what, blas_status_str(s), (int)s);
 }
 
+/* The cuBLAS workspace of a queue's handle: FC_BLAS_WORKSPACE from our allocator, or FLAME_CUBLAS_WS_MB
+ * megabytes (0: none of ours, cuBLAS keeps its own default pool; for measuring the two against each other). */
+static size_t blas_ws_bytes(void) {
+  const char *e = getenv("FLAME_CUBLAS_WS_MB");
+  if (!e || !*e) return FC_BLAS_WORKSPACE;
+  char *end;
+  long mb = strtol(e, &end, 10);
+  return (*end || mb < 0 || mb > 4096) ? FC_BLAS_WORKSPACE : (size_t)mb << 20;
+}
+
 fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
   fc_queue *q = fc_queue_cur(ctx);
   if (!q->blas) {
@@ -178,18 +188,20 @@ fl_status fc_blas_handle(fc_context *ctx, cublasHandle_t *out) {
     cublasStatus_t s = fc_blas.cublasCreate_v2(&h);
     if (s != CUBLAS_STATUS_SUCCESS) return fc_blas_error(s, "cublasCreate");
     void *ws = NULL;
-    fl_status st = fc_malloc(ctx, FC_BLAS_WORKSPACE, &ws); /* allocated on q's stream, which alone uses it */
+    size_t ws_size = blas_ws_bytes();
+    fl_status st = ws_size ? fc_malloc(ctx, ws_size, &ws) : FL_OK; /* on q's stream, which alone uses it */
     if (st == FL_OK && (s = fc_blas.cublasSetStream_v2(h, q->stream)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetStream");
-    if (st == FL_OK && (s = fc_blas.cublasSetWorkspace_v2(h, ws, FC_BLAS_WORKSPACE)) != CUBLAS_STATUS_SUCCESS)
+    if (st == FL_OK && ws && (s = fc_blas.cublasSetWorkspace_v2(h, ws, ws_size)) != CUBLAS_STATUS_SUCCESS)
       st = fc_blas_error(s, "cublasSetWorkspace");
     if (st != FL_OK) {
-      if (ws) fc_free(ctx, ws, FC_BLAS_WORKSPACE);
+      if (ws) fc_free(ctx, ws, ws_size);
       fc_blas.cublasDestroy_v2(h);
       return st;
     }
     q->blas = h;
     q->blas_ws = ws;
+    q->blas_ws_size = ws ? ws_size : 0;
   }
   *out = q->blas;
   return FL_OK;
@@ -240,7 +252,7 @@ fl_status fc_blas_lt(fc_context *ctx, void **handle, void **ws, size_t *ws_size)
   }
   *handle = ctx->blas_lt;
   *ws = fc_queue_cur(ctx)->blas_ws;
-  *ws_size = FC_BLAS_WORKSPACE;
+  *ws_size = fc_queue_cur(ctx)->blas_ws_size;
   return FL_OK;
 }
 

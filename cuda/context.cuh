@@ -41,6 +41,7 @@ struct fc_queue {
   bool kerr_armed;     /* a kernel that may set kerr was queued since the last check */
   cublasHandle_t blas; /* created on the first matmul on this stream */
   void *blas_ws;       /* its workspace, shared with cuBLASLt on this stream */
+  size_t blas_ws_size; /* its bytes (FLAME_CUBLAS_WS_MB; 0: cuBLAS's own pool) */
   fc_queue *next;      /* the context's host queues, or its spare ones */
 };
 

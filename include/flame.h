@@ -135,6 +135,8 @@ fl_dtype fl_dtype_of(const fl_tensor *t);
 fl_device fl_device_of(const fl_tensor *t);
 bool fl_is_contiguous(const fl_tensor *t);
 bool fl_same_storage(const fl_tensor *a, const fl_tensor *b);
+/* PyTorch's is_set_to: the same memory seen the same way (storage, offset, shape, strides, dtype). */
+bool fl_is_set_to(const fl_tensor *a, const fl_tensor *b);
 /* A string like "[2, 3]" for messages. */
 const char *fl_shape_str(const fl_tensor *t, char *buf, size_t n);
 
@@ -622,6 +624,10 @@ fl_status fl_autograd_grad(int n_out, fl_tensor *const *outputs, fl_tensor *cons
  * reference) replaces that gradient. A non-OK status aborts the backward pass. */
 typedef fl_status (*fl_hook_fn)(void *ud, fl_tensor *grad, fl_tensor **replace);
 fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *));
+/* PyTorch's register_post_accumulate_grad_hook: on a leaf, fn(ud, leaf, replace) runs after a backward stored
+ * the leaf's .grad (not in autograd.grad, which stores none); it must leave *replace NULL. With it a gradient's
+ * consumer (DistributedDataParallel) reads .grad where the engine put it, instead of a copy of each gradient. */
+fl_status fl_register_post_accumulate_grad_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *));
 
 /* ---- distributed (src/dist/, cuda/nccl.cu) ---- */
 /* The ranks' rendezvous over TCP: rank 0 listens on addr:port, the others connect (retrying until it is up) and

@@ -303,8 +303,171 @@ describe("collectives and DDP with one rank", function()
     for i = 1, #p1 do H.close(p2[i], p1[i], {atol = 1e-6, rtol = 1e-6}, "param " .. i) end
     local nb = #ddp:bucket_info()
     assert.equal(2 * nb, ddp._ddp.reductions)
-    assert.equal(2 * nb - 1, ddp._ddp.early) -- step 2: the bias's bucket never filled, reduced after the backward
+    -- step 2: the bias's bucket, the first, never filled: it and the later ones (buckets are reduced in order, the
+    -- same on every rank) are reduced after the backward
+    assert.equal(nb, ddp._ddp.early)
     H.close(wrapped[3].bias.grad, flame.zeros(2):to(dev), {atol = 0, rtol = 0})
+  end)
+
+  -- gradient_as_bucket_view: the .grads are views of the buckets, the backward accumulates into them
+  local function mlp(seed)
+    flame.manual_seed(seed)
+    return flame.nn.Sequential(flame.nn.Linear(4, 8), flame.nn.Tanh(), flame.nn.Linear(8, 8), flame.nn.Tanh(),
+      flame.nn.Linear(8, 2)):to(dev)
+  end
+  local function same_params(a, b, what)
+    local pa, pb = a:parameters(), b:parameters()
+    for i = 1, #pa do H.close(pb[i], pa[i], {atol = 0, rtol = 0}, what .. ": param " .. i) end
+  end
+  local function views_of(ddp)
+    local n = 0
+    for _, b in ipairs(ddp._ddp.buckets) do
+      for j, p in ipairs(b.params) do
+        assert.is_true(p.grad:is_set_to(b.views[j]), "a .grad is not its bucket slot")
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  it("keeps every .grad a view of its bucket, under zero_grad to none or to zeros, no_sync and retain_graph", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    for _, none in ipairs({true, false}) do
+      local plain, wrapped = mlp(21), mlp(21)
+      local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.0002})
+      assert.truthy(#ddp:bucket_info() >= 2)
+      local o1 = flame.optim.AdamW(plain:parameters(), {lr = 1e-2})
+      local o2 = flame.optim.AdamW(ddp:parameters(), {lr = 1e-2})
+      for step = 1, 4 do
+        flame.manual_seed(400 + step)
+        local x, y = flame.randn(9, 4):to(dev), flame.randn(9, 2):to(dev)
+        o1:zero_grad(none); o2:zero_grad(none)
+        for _, m in ipairs({plain, ddp}) do
+          local function part(i) return F.mse_loss(m(x:narrow(1, i, 3)), y:narrow(1, i, 3)) end
+          if m == ddp then
+            ddp:no_sync(function() part(1):backward() end) -- two accumulating backwards without communication
+            ddp:no_sync(function() part(4):backward() end)
+          else
+            part(1):backward(); part(4):backward()
+          end
+          local l = part(7)
+          l:backward({retain_graph = step % 2 == 0})
+          if step % 2 == 0 then (l * 0.5):backward() end -- a second synced backward over the same graph
+        end
+        H.close(flame.optim.clip_grad_norm(ddp:parameters(), 0.5), flame.optim.clip_grad_norm(plain:parameters(), 0.5),
+          {atol = 0, rtol = 0})
+        o1:step(); o2:step()
+        assert.equal(#wrapped:parameters(), views_of(ddp))
+      end
+      same_params(plain, wrapped, "set_to_none " .. tostring(none))
+      assert.equal(6 * #ddp:bucket_info(), ddp._ddp.reductions) -- 4 steps, 2 of them with two synced backwards
+    end
+  end)
+
+  it("runs a synced step with the kernels of plain training: no gradient copied in or out", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local plain, wrapped = mlp(22), mlp(22)
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.0001})
+    local x = flame.randn(3, 4):to(dev)
+    local function kernels(m)
+      local o = flame.optim.AdamW(m:parameters())
+      o:zero_grad(false); m(x):sum():backward(); o:step() -- binds the .grads to the buckets (one copy each)
+      local counts = {}
+      for _, e in ipairs(flame.profile(function() o:zero_grad(false); m(x):sum():backward(); o:step() end)) do
+        counts[e.name] = e.calls
+      end
+      return counts
+    end
+    assert.same(kernels(plain), kernels(ddp))
+  end)
+
+  it("reduces a parameter without a gradient this step with the .grad it has, as plain training keeps it", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local plain, wrapped = mlp(23), mlp(23)
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.0001})
+    local x = flame.randn(5, 4):to(dev)
+    local function no_bias(m) return m[5].weight:matmul(m[4](m[3](m[2](m[1](x)))):t()):sum() end
+    ddp(x):sum():backward(); plain(x):sum():backward()
+    no_bias(wrapped):backward(); no_bias(plain):backward() -- no zero_grad: the bias keeps step 1's gradient
+    local pa, pb = plain:parameters(), wrapped:parameters()
+    for i = 1, #pa do H.close(pb[i].grad, pa[i].grad, {atol = 0, rtol = 0}, "grad " .. i) end
+    wrapped[5].bias.grad = nil -- none: its slot enters the reduction as zeros
+    no_bias(wrapped):backward()
+    H.close(wrapped[5].bias.grad, flame.zeros(2):to(dev), {atol = 0, rtol = 0})
+  end)
+
+  it("trains a parameter shared by two modules like the plain model", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function model()
+      flame.manual_seed(24)
+      local lin = flame.nn.Linear(4, 4)
+      return flame.nn.Sequential(lin, flame.nn.Tanh(), lin, flame.nn.Tanh(), flame.nn.Linear(4, 1)):to(dev)
+    end
+    local plain, wrapped = model(), model()
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.00005})
+    local o1, o2 = flame.optim.SGD(plain:parameters(), {lr = 0.1}), flame.optim.SGD(ddp:parameters(), {lr = 0.1})
+    for step = 1, 3 do
+      flame.manual_seed(500 + step)
+      local x = flame.randn(6, 4):to(dev)
+      o1:zero_grad(); o2:zero_grad()
+      plain(x):sum():backward(); ddp(x):sum():backward()
+      o1:step(); o2:step()
+    end
+    same_params(plain, wrapped, "shared")
+    assert.equal(4, views_of(ddp))
+  end)
+
+  it("trains checkpointed blocks like the plain model (each gradient arrives in a recomputation's backward)", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local function run(m, params)
+      local o = flame.optim.AdamW(params, {lr = 1e-2})
+      for step = 1, 2 do
+        flame.manual_seed(600 + step)
+        local x = flame.randn(4, 4):to(dev)
+        o:zero_grad()
+        local h = flame.utils.checkpoint(m[1], x)
+        h = flame.utils.checkpoint(m[3], m[2](h))
+        m[5](m[4](h)):sum():backward()
+        o:step()
+      end
+    end
+    local plain, wrapped = mlp(26), mlp(26)
+    local ddp = flame.nn.DistributedDataParallel(wrapped, {bucket_cap_mb = 0.0001})
+    run(plain, plain:parameters())
+    run(wrapped, ddp:parameters())
+    same_params(plain, wrapped, "checkpointed")
+    assert.equal(2 * #ddp:bucket_info(), ddp._ddp.reductions)
+    assert.equal(6, views_of(ddp))
+  end)
+
+  it("reduces a bucket once its last gradient is in, never writing it after", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local ddp = flame.nn.DistributedDataParallel(mlp(25), {bucket_cap_mb = 0.0001})
+    local real, snaps = D.all_reduce, {}
+    D.all_reduce = function(t, ...) -- what each reduction reads when launched
+      snaps[#snaps + 1] = {t, t:clone()}
+      return real(t, ...)
+    end
+    local ok, err = pcall(function() ddp(flame.randn(3, 4):to(dev)):sum():backward() end)
+    D.all_reduce = real
+    assert(ok, err)
+    assert.equal(#ddp:bucket_info(), #snaps)
+    for i, s in ipairs(snaps) do H.close(s[1], s[2], {atol = 0, rtol = 0}, "bucket " .. i) end -- avg over 1 rank
+  end)
+
+  it("refuses a parameter whose gradient arrives twice in one backward (two checkpointed segments)", function()
+    D.init({device = dev, world_size = 1, rank = 0})
+    local block = flame.nn.Linear(4, 4):to(dev)
+    local ddp = flame.nn.DistributedDataParallel(block)
+    local x = flame.randn(2, 4):to(dev)
+    H.errors(function() flame.utils.checkpoint(ddp, flame.utils.checkpoint(ddp, x)):sum():backward() end,
+      "DistributedDataParallel: a parameter of shape 4 got its gradient twice in one backward")
+    ddp:no_sync(function() flame.utils.checkpoint(ddp, flame.utils.checkpoint(ddp, x)):sum():backward() end)
+    local before = ddp._ddp.reductions
+    block.weight.grad, block.bias.grad = nil, nil
+    ddp(x):sum():backward() -- the failed backward left no step half done
+    assert.equal(before + 1, ddp._ddp.reductions)
+    H.close(block.bias.grad, flame.full({4}, 2):to(dev), {atol = 0, rtol = 0})
   end)
 
   it("ZeRO-1 AdamW gives plain AdamW's parameters and a state that reloads", function()

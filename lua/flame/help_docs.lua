@@ -226,6 +226,8 @@ Tensor:uniform_(a?, b?) -- fill with uniform samples in [a, b), in place
 Tensor:normal_(mean?, std?) -- fill with normal samples, in place
 Tensor:backward(grad?, {retain_graph}) -- accumulate gradients of t into the leaves' .grad
 Tensor:register_hook(fn) -- fn(grad) runs when t's gradient is computed; a returned tensor replaces it
+Tensor:register_post_accumulate_grad_hook(fn) -- fn(t) runs on a leaf after a backward stored t.grad (returns nothing)
+Tensor:is_set_to(other) -- true when both are the same memory seen the same way (storage, offset, shape, strides, dtype)
 Tensor:retain_grad() -- keep the gradient of a non-leaf in .grad
 Tensor:requires_grad_(flag?) -- set requires_grad, in place; returns t
 flame.F -- flame.nn.functional: stateless layers, activations and losses

@@ -1,7 +1,9 @@
 -- Run by scripts/gpu-dist.sh under the launcher with 2 ranks: DDP keeps the ranks' parameters bit-identical and
 -- reduces every bucket from a gradient hook, 2 ranks x batch B track 1 rank x 2B (rank 0 trains that reference
 -- itself) within f32 reduction noise, ZeRO-1 AdamW tracks plain DDP + AdamW (with DDP's averaged gradients, and
--- reducing the gradients itself without DDP), and gradient accumulation under no_sync tracks the one-batch step.
+-- reducing the gradients itself without DDP), and gradient accumulation under no_sync tracks the one-batch step;
+-- the .grads (views of the buckets) are the averages of the ranks' local gradients, a parameter unused on one rank
+-- included.
 local D, F = flame.distributed, flame.F
 D.init()
 local r, W, dev = D.get_rank(), D.get_world_size(), D.device()
@@ -92,6 +94,41 @@ if r == 0 then
   print(string.format("ddp ok: %d ranks x B vs 1 x %dB: loss rel diff max %.3g, param diff max %.3g", W, W, worst,
     d))
   if worst > 1e-5 or d > 1e-4 then fail("2 x B does not track 1 x 2B") end
+end
+-- The .grads are views of the buckets: under zero_grad(false) and no_sync, with the last bias used on rank 0 only
+-- (rank 1's slot enters as zeros), each .grad is the average of the ranks' local gradients, computed here apart.
+do
+  local vm = model()
+  local vd = flame.nn.DistributedDataParallel(vm, {bucket_cap_mb = 0.05})
+  local lone = model() -- the same start: rank 0's weights
+  flame.no_grad(function() for i, p in ipairs(lone:parameters()) do p:copy_(vm:parameters()[i]) end end)
+  local vopt = flame.optim.SGD(vm:parameters(), {lr = 1e-2})
+  local lopt = flame.optim.SGD(lone:parameters(), {lr = 1e-2})
+  local function loss(m, x)
+    local h = m[4](m[3](m[2](m[1](x))))
+    if r == 0 then return m[5](h):sum() end
+    return h:matmul(m[5].weight:t()):sum() -- no bias
+  end
+  for i = 1, 3 do
+    local x = batch(100 + i):narrow(1, r * B + 1, B)
+    vopt:zero_grad(false); lopt:zero_grad(false)
+    vd:no_sync(function() loss(vm, x:narrow(1, 1, B // 2)):backward() end)
+    loss(vm, x:narrow(1, B // 2 + 1, B // 2)):backward()
+    loss(lone, x:narrow(1, 1, B // 2)):backward()
+    loss(lone, x:narrow(1, B // 2 + 1, B // 2)):backward()
+    for k, p in ipairs(lone:parameters()) do
+      if p.grad == nil then p.grad = flame.zeros_like(p) end
+      D.all_reduce(p.grad, "avg")
+      local d = (vm:parameters()[k].grad - p.grad):abs():max():item()
+      if d > 1e-6 then fail(string.format("views step %d: grad %d differs from the averaged local one by %g", i, k, d)) end
+    end
+    for _, b in ipairs(vd._ddp.buckets) do
+      for j, p in ipairs(b.params) do
+        if not p.grad:is_set_to(b.views[j]) then fail("views: a .grad is not its bucket slot") end
+      end
+    end
+    vopt:step(); lopt:step()
+  end
 end
 D.barrier()
 print("ddp ok: rank " .. r)

@@ -192,7 +192,25 @@ static fl_status store_leaf_grad(fl_tensor *leaf, fl_tensor *g) {
     leaf->grad = fl_retain(g);
     return FL_OK;
   }
+  /* In place, as PyTorch's AccumulateGrad (no graph is built through .grad here: grad mode is off): .grad keeps
+   * its memory, so a gradient that lives in a larger buffer (DistributedDataParallel's bucket) accumulates there,
+   * with no new tensor. Not into memory that overlaps itself (an expanded .grad), the host's (from_blob), or a
+   * .grad that is itself differentiable. */
+  if (fl_is_contiguous(leaf->grad) && !leaf->grad->storage->external && !leaf->grad->requires_grad) return fl_binary_(FL_ADD, leaf->grad, g);
   return accumulate(&leaf->grad, g);
+}
+
+/* The leaf's post-accumulate hooks, once its .grad is stored. */
+static fl_status run_post_hooks(fl_node *x) {
+  for (fl_hook *h = x->post_hooks; h && x->leaf; h = h->next) {
+    fl_tensor *rep = NULL;
+    FL_TRY(h->fn(h->ud, x->leaf, &rep));
+    if (rep) {
+      fl_release(rep);
+      return fl_error(FL_EAUTOGRAD, "post-accumulate grad hook: must return nothing (it reads and may change .grad)");
+    }
+  }
+  return FL_OK;
 }
 
 /* autograd.grad's targets: (node, output) pairs whose gradients are captured. */
@@ -263,7 +281,10 @@ static fl_status run_node(fl_node *x, bool retain, bool to_leaves, const capture
       FL_CHECK(observe(x, k, &gout[k], cap));
     }
   if (any && !x->backward) { /* an accumulator */
-    if (to_leaves && x->leaf) FL_CHECK(store_leaf_grad(x->leaf, gout[0]));
+    if (to_leaves && x->leaf) {
+      FL_CHECK(store_leaf_grad(x->leaf, gout[0]));
+      FL_CHECK(run_post_hooks(x));
+    }
   } else if (any) {
     FL_CHECK(call_backward(x, gout, gin, retain));
   }

@@ -92,6 +92,7 @@ static void node_free(fl_node *x) {
     fl_release(x->out[k].gbuf);
     free_hooks(x->out[k].hooks);
   }
+  free_hooks(x->post_hooks);
   if (x->saved != x->saved_small) free(x->saved);
   if (x->ctx != (void *)&x->ctx_small) free(x->ctx);
   if (x->out != &x->out1) free(x->out);
@@ -327,23 +328,41 @@ fl_status fl_retain_grad(fl_tensor *t) {
   return FL_OK;
 }
 
-fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *)) {
-  if (!t->requires_grad) {
-    fl_desc d = fl_describe(t);
-    return fl_error(FL_EAUTOGRAD, "register_hook: %s does not require grad", d.s);
-  }
-  int k;
-  fl_node *n = fl_grad_target(t, &k);
+/* Appends a hook to *list (hooks run in registration order). */
+static fl_status add_hook(const char *op, fl_hook **list, fl_hook_fn fn, void *ud, void (*free_ud)(void *)) {
   fl_hook *h = calloc(1, sizeof *h);
-  if (!n || !h) {
-    free(h);
-    return fl_error(FL_ENOMEM, "register_hook: out of host memory");
-  }
+  if (!h) return fl_error(FL_ENOMEM, "%s: out of host memory", op);
   h->fn = fn;
   h->ud = ud;
   h->free_ud = free_ud;
-  fl_hook **p = &n->out[k].hooks; /* hooks run in registration order */
-  while (*p) p = &(*p)->next;
-  *p = h;
+  while (*list) list = &(*list)->next;
+  *list = h;
   return FL_OK;
+}
+
+static fl_status needs_grad(const char *op, const fl_tensor *t) {
+  if (t->requires_grad) return FL_OK;
+  fl_desc d = fl_describe(t);
+  return fl_error(FL_EAUTOGRAD, "%s: %s does not require grad", op, d.s);
+}
+
+fl_status fl_register_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *)) {
+  FL_TRY(needs_grad("register_hook", t));
+  int k;
+  fl_node *n = fl_grad_target(t, &k);
+  if (!n) return fl_error(FL_ENOMEM, "register_hook: out of host memory");
+  return add_hook("register_hook", &n->out[k].hooks, fn, ud, free_ud);
+}
+
+fl_status fl_register_post_accumulate_grad_hook(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *)) {
+  static const char op[] = "register_post_accumulate_grad_hook";
+  FL_TRY(needs_grad(op, t));
+  if (t->grad_fn) {
+    fl_desc d = fl_describe(t);
+    return fl_error(FL_EAUTOGRAD, "%s: %s is not a leaf (only a leaf's gradient is accumulated into .grad)", op, d.s);
+  }
+  int k;
+  fl_node *n = fl_grad_target(t, &k);
+  if (!n) return fl_error(FL_ENOMEM, "%s: out of host memory", op);
+  return add_hook(op, &n->post_hooks, fn, ud, free_ud);
 }

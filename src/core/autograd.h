@@ -77,6 +77,7 @@ struct fl_node {
     unsigned char bytes[FL_NODE_INLINE_CTX];
   } ctx_small;
   fl_tensor *leaf; /* accumulator nodes: the leaf (weak) */
+  fl_hook *post_hooks; /* accumulator nodes: run after the leaf's .grad was stored, in registration order */
   bool released;   /* saved tensors and context freed by a backward without retain_graph */
   /* engine scratch */
   int deps;

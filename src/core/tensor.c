@@ -122,6 +122,10 @@ fl_dtype fl_dtype_of(const fl_tensor *t) { return t->dtype; }
 fl_device fl_device_of(const fl_tensor *t) { return t->storage->device; }
 bool fl_same_storage(const fl_tensor *a, const fl_tensor *b) { return a->storage == b->storage; }
 
+bool fl_is_set_to(const fl_tensor *a, const fl_tensor *b) {
+  return a->storage == b->storage && a->dtype == b->dtype && fl_same_layout(a, b);
+}
+
 bool fl_is_contiguous(const fl_tensor *t) {
   int64_t acc = 1;
   for (int i = t->ndim - 1; i >= 0; i--) {

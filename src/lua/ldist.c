@@ -120,11 +120,23 @@ static int c_wait(lua_State *L) {
 static int c_rank(lua_State *L) { return lua_pushinteger(L, fl_comm_rank(check_comm(L, 1))), 1; }
 static int c_size(lua_State *L) { return lua_pushinteger(L, fl_comm_size(check_comm(L, 1))), 1; }
 
+/* _bind_grad(p, v): p.grad becomes v (DistributedDataParallel's bucket slot), holding what p.grad held (zeros when
+ * it had none); nothing to do when it is v already. In C because it runs for every parameter and step, and reading
+ * p.grad from Lua makes a userdata each time. */
+static int d_bind_grad(lua_State *L) {
+  fl_tensor *p = lfl_check(L, 1), *v = lfl_check(L, 2), *g = fl_grad(p);
+  if (g && fl_is_set_to(g, v)) return 0;
+  LFL_CHECK(L, g ? fl_copy_(v, g) : fl_zero_(v));
+  LFL_CHECK(L, fl_set_grad(p, v));
+  return 0;
+}
+
 static const lfl_reg functions[] = {
     {"_rendezvous", d_rendezvous, 7},
     {"_unique_id", d_unique_id, 1},
     {"_free_port", d_free_port, 1},
     {"_comm", d_comm, 4},
+    {"_bind_grad", d_bind_grad, 2},
     {NULL, NULL, 0},
 };
 

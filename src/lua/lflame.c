@@ -376,6 +376,12 @@ static int f_queue_callback(lua_State *L) {
 
 static _Thread_local int backward_depth; /* nested backward calls (a hook's own backward): callbacks wait for the outermost */
 
+/* flame.autograd._running(): true inside a backward (its hooks, a checkpoint's recomputed forward). */
+static int f_backward_running(lua_State *L) {
+  lua_pushboolean(L, backward_depth > 0);
+  return 1;
+}
+
 static int f_backward(lua_State *L) { /* wraps Tensor:backward so hooks run on this thread */
   lua_State *prev = lfl_hook_state(L);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -470,7 +476,8 @@ int luaopen_flame(lua_State *L) {
   lua_newtable(L);
   lfl_setfuncs(L, cuda_functions);
   lua_setfield(L, -2, "cuda");
-  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {"queue_callback", f_queue_callback, 1}, {NULL, NULL, 0}};
+  static const lfl_reg autograd_functions[] = {{"grad", f_grad, 4}, {"queue_callback", f_queue_callback, 1},
+                                                   {"_running", f_backward_running, 0}, {NULL, NULL, 0}};
   lua_newtable(L);
   lfl_setfuncs(L, autograd_functions);
   lfl_open_autograd_fn(L);

@@ -438,9 +438,11 @@ static int m_requires_grad_(lua_State *L) {
  * must keep running, and no cycle is left once the userdata is gone. */
 #define HOOKS_WEAK "flame.hooks"      /* light userdata hook -> closure, weak values */
 #define HOOKS_KEPT "flame.hooks.kept" /* the same, strong: hooks that outlive their userdata */
+#define HOOKS_SELF "flame.hooks.self" /* post-accumulate hooks -> the userdata they were registered through, weak */
 typedef struct {
   lfl_owned o; /* the state it was made in (NULL once closed: the hook does nothing) */
   bool gone;   /* its closure was collected: the hook does nothing */
+  bool post;   /* a post-accumulate hook: its argument is the tensor itself */
 } lua_hook;
 static _Thread_local lua_State *running_L;
 lua_State *lfl_hook_state(lua_State *L) {
@@ -480,6 +482,20 @@ static bool push_hook_fn(lua_State *L, lua_hook *h) {
   return false;
 }
 
+/* A post-accumulate hook gets the userdata it was registered through while that lives (the hook runs once per
+ * parameter and step: no new userdata to make and finalize each time, and the script's own tensor); else, and
+ * for the gradient hooks, a new one. */
+static void push_hook_arg(lua_State *L, const lua_hook *h, fl_tensor *t) {
+  if (h->post) {
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_SELF);
+    lua_rawgetp(L, -1, h);
+    lua_remove(L, -2);
+    if (lfl_test(L, -1) == t) return;
+    lua_pop(L, 1);
+  }
+  lfl_push(L, fl_retain(t));
+}
+
 static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
   lua_hook *h = ud;
   if (h->gone || !h->o.L) return FL_OK;
@@ -494,7 +510,7 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
       return FL_OK;
     }
   }
-  lfl_push(L, fl_retain(grad));
+  push_hook_arg(L, h, grad);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     fl_status st = msg ? fl_error(FL_EINVAL, "hook failed: %s", msg)
@@ -514,8 +530,8 @@ static fl_status run_lua_hook(void *ud, fl_tensor *grad, fl_tensor **replace) {
 
 static void free_lua_hook(void *ud) {
   lua_hook *h = ud;
-  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT};
-  for (int i = 0; i < 2 && h->o.L; i++) { /* (a state that closed has dropped its tables) */
+  static const char *const tables[] = {HOOKS_WEAK, HOOKS_KEPT, HOOKS_SELF};
+  for (int i = 0; i < 3 && h->o.L; i++) { /* (a state that closed has dropped its tables) */
     lua_getfield(h->o.L, LUA_REGISTRYINDEX, tables[i]);
     lua_pushnil(h->o.L);
     lua_rawsetp(h->o.L, -2, h);
@@ -548,7 +564,8 @@ static void keep_hooks(lua_State *L, const fl_tensor *t) {
   lua_setiuservalue(L, 1, 1);
 }
 
-static int m_register_hook(lua_State *L) {
+typedef fl_status (*hook_register_fn)(fl_tensor *t, fl_hook_fn fn, void *ud, void (*free_ud)(void *));
+static int register_lua_hook(lua_State *L, hook_register_fn reg, const char *op) {
   fl_tensor *t = self(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
@@ -560,21 +577,39 @@ static int m_register_hook(lua_State *L) {
   }
   lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_WEAK); /* 4 */
   lua_hook *h = malloc(sizeof *h);
-  if (!h) return luaL_error(L, "register_hook: out of memory");
+  if (!h) return luaL_error(L, "%s: out of memory", op);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->o.L = lua_tothread(L, -1);
   h->gone = false;
+  h->post = reg == fl_register_post_accumulate_grad_hook;
   lua_pop(L, 1);
   lfl_own(L, &h->o);
   lua_pushvalue(L, 2);
   lua_rawsetp(L, 4, h); /* a memory error in these two leaks h, never frees it twice */
   lua_pushvalue(L, 2);
   lua_rawsetp(L, 3, h);
-  if (fl_register_hook(t, run_lua_hook, h, free_lua_hook) != FL_OK) {
+  if (h->post) {
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_SELF);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, -2, h);
+    lua_pop(L, 1);
+  }
+  if (reg(t, run_lua_hook, h, free_lua_hook) != FL_OK) {
     free_lua_hook(h);
     return lfl_error(L);
   }
   return 0;
+}
+
+static int m_register_hook(lua_State *L) { return register_lua_hook(L, fl_register_hook, "register_hook"); }
+/* fn(p) after a backward stored p.grad (the hook gets the tensor, not the gradient, and returns nothing). */
+static int m_register_post_accumulate_grad_hook(lua_State *L) {
+  return register_lua_hook(L, fl_register_post_accumulate_grad_hook, "register_post_accumulate_grad_hook");
+}
+
+static int m_is_set_to(lua_State *L) {
+  lua_pushboolean(L, fl_is_set_to(self(L), lfl_check(L, 2)));
+  return 1;
 }
 
 /* ---- properties and integer indexing ---- */
@@ -708,7 +743,8 @@ static const lfl_reg methods[] = {
     {"chunk", m_chunk, 3}, {"split", m_split, 3}, {"fill_", m_fill_, 2}, {"zero_", m_zero_, 1},
     {"copy_", m_copy_, 2}, {"uniform_", m_uniform_, 3}, {"normal_", m_normal_, 3}, {"backward", m_backward, 3},
     {"retain_grad", m_retain_grad, 1}, {"requires_grad_", m_requires_grad_, 2},
-    {"register_hook", m_register_hook, 2}, {NULL, NULL, 0}};
+    {"register_hook", m_register_hook, 2}, {"register_post_accumulate_grad_hook", m_register_post_accumulate_grad_hook, 2},
+    {"is_set_to", m_is_set_to, 2}, {NULL, NULL, 0}};
 
 void lfl_push_methods(lua_State *L) { lua_getfield(L, LUA_REGISTRYINDEX, "flame.methods"); }
 
@@ -716,13 +752,15 @@ void lfl_open_tensor(lua_State *L) {
   /* once per state (the module may be reloaded while tensors and hooks of the first load live on) */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, "flame.cfunctions");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_KEPT);
-  if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, HOOKS_WEAK)) {
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
-  lua_pop(L, 3);
+  static const char *const weak[] = {HOOKS_WEAK, HOOKS_SELF};
+  for (int i = 0; i < 2; i++)
+    if (!luaL_getsubtable(L, LUA_REGISTRYINDEX, weak[i])) {
+      lua_createtable(L, 0, 1);
+      lua_pushliteral(L, "v");
+      lua_setfield(L, -2, "__mode");
+      lua_setmetatable(L, -2);
+    }
+  lua_pop(L, 4);
   lua_newtable(L); /* methods */
   lfl_setfuncs(L, methods);
   lfl_register_ops(L);
