@@ -17,9 +17,10 @@
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
  * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
  * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
- * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: byte
- * e % 16 of Philox block offset + e / 16 below round((1 - p) 256)) at the reference's index e = ((b Hq + h) Sq + i)
- * Sk + j, evaluated where needed (forward and backward), never stored. A block is 16 keys of a row; a fragment's
+ * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
+ * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
+ * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
+ * never stored. A block is 16 keys of a row; a fragment's
  * lanes split the runs of 16 keys they need (two Philox calls per lane per fragment and tile, twice that where
  * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
  * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
