@@ -51,7 +51,7 @@ struct fa_params {
   int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
   float scale, scale_log2;
   bool causal, bottom_right, dropout;
-  uint32_t thr;
+  uint32_t thr; /* the byte rule's t: bytes < t are kept */
   float drop_scale;
   uint64_t seed, offset;
   /* backward */
@@ -821,7 +821,8 @@ fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   p.scale = (float)a->scale, p.scale_log2 = (float)(a->scale * 1.4426950408889634);
   p.causal = a->causal, p.bottom_right = a->bottom_right;
   p.dropout = a->p > 0;
-  p.thr = fl_dropout_threshold(a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
+  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
   p.seed = a->seed, p.offset = a->offset;
   return FL_OK;
 }
