@@ -563,6 +563,14 @@ __device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int
   return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
 }
 
+/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
+ * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
+__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
+                                                           bool backward, uint32_t *out) {
+  const int lane = threadIdx.x;
+  out[lane] = backward ? bwd_keep_bits(p, b, h, r0, n0, lane) : fwd_keep_bits(p, b, h, r0 + lane / 4, n0, lane);
+}
+
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
@@ -794,6 +802,14 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
   else sb = t->stride[0], sh = t->stride[1], sr = t->stride[2];
 }
 
+/* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
+void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
+  p.dropout = prob > 0;
+  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
+  p.seed = seed, p.offset = offset;
+}
+
 fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   memset(&p, 0, sizeof p);
   FL_TRY(fc_context_of(a->q, ctx));
@@ -820,10 +836,7 @@ fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   }
   p.scale = (float)a->scale, p.scale_log2 = (float)(a->scale * 1.4426950408889634);
   p.causal = a->causal, p.bottom_right = a->bottom_right;
-  p.dropout = a->p > 0;
-  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
-  p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
-  p.seed = a->seed, p.offset = a->offset;
+  set_dropout(p, a->p, a->seed, a->offset);
   return FL_OK;
 }
 
@@ -915,3 +928,18 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
 }
 
 } // namespace fc
+
+extern "C" fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double prob, uint64_t seed, uint64_t offset, int Hq,
+                                              int64_t Sq, int64_t Sk, int b, int h, int64_t r0, int64_t n0,
+                                              bool backward) {
+  if (out->storage->device.type != FL_CUDA || out->dtype != FL_I32 || fl_numel(out) != 32 || !fl_is_contiguous(out))
+    return fl_error(FL_EINVAL, "fl_cuda_flash_keep_probe: out must be a contiguous CUDA i32 tensor of 32 elements");
+  fc_context *ctx;
+  FL_TRY(fc_context_of(out, &ctx));
+  fa_params p;
+  memset(&p, 0, sizeof p);
+  p.Hq = Hq, p.Sq = Sq, p.Sk = Sk;
+  set_dropout(p, prob, seed, offset);
+  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, b, h, r0, n0, backward, (uint32_t *)fc_base(out));
+  return fc_launched("fa_keep_probe_kernel");
+}
