@@ -72,6 +72,7 @@ local edge_numbers = {0, 1, -1, 2, 3, -2, 0.5, -0.5, 1e308, -1e308, math.huge, -
 local pool = {}   -- tensors and other values made so far (results come back in)
 local POOL = 48
 local LARGE = 4096 -- a view may be huge for free; an op over 2^34 elements just takes long: keep those out
+local MEMORY_BUDGET = 2 * 2 ^ 30 -- live tensor bytes (see the end of the call loop)
 local function remember(v)
   if v == nil then return end
   if flame.is_tensor(v) and v:numel() > LARGE then return end
@@ -300,6 +301,14 @@ while calls < budget and os.clock() - t0 < seconds do
       local k = tostring(res):gsub("^[^:]*:%d+: ", ""):gsub("%d+", "N"):sub(1, 60)
       tally[k] = (tally[k] or 0) + 1
     end
+  end
+  -- The pool keeps only small tensors, but a small one can hold large ones through its graph (a max over a 256 MB
+  -- materialised view saves its input): 48 of them pinned 24 GB in one CI run, and the OOM killer ended it. Past
+  -- a budget of live tensor bytes the pool starts afresh, so memory stays bounded whatever the sequence. The same
+  -- for Lua's heap: a pooled scheduler can hold a table of 2^24 timesteps.
+  if flame.memory_stats().allocated > MEMORY_BUDGET or collectgarbage("count") > MEMORY_BUDGET / 1024 then
+    pool = {}
+    collectgarbage()
   end
   if calls % 1000 == 0 then
     if R(4) == 1 then pool = {} end -- fresh values now and then
