@@ -10,9 +10,9 @@
 #include "dropout_keep.h"
 #include <stdio.h>
 
+#ifdef FLAME_HAVE_CUDA
 static int failures;
 
-#ifdef FLAME_HAVE_CUDA
 /* The byte rule, byte by byte (not through fl_dropout_keep16, the four-bytes-at-a-time form the kernels use). */
 static bool keep_byte(uint64_t seed, uint64_t offset, uint64_t i, uint32_t t) {
   fl_philox_out o = fl_philox(seed, offset + i / 16);
