@@ -25,68 +25,19 @@
  * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
  * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
  * (1 - p); the row sum l is of the undropped P.
- * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
-#include "context.cuh"
+ * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
+ * The parameters, the fragment conversions and the keep-bit helpers live in flash_common.cuh, shared with the Hopper
+ * forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs instead where fa::sm90_forward_selected says. */
+#include "flash_common.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
-#include "dropout_keep.h"
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+
+using namespace fa; /* the parameters and the helpers shared with the Hopper forward (flash_common.cuh) */
 
 namespace {
 
 constexpr int BM = 64, BN = 64, NT = 128, PAD = 8; /* PAD: rows of D + 8 halves avoid bank conflicts */
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
-struct fa_params {
-  const uint16_t *q, *k, *v;
-  int64_t q_sb, q_sh, q_sr, k_sb, k_sh, k_sr, v_sb, v_sh, v_sr; /* batch, head, row strides (elements) */
-  uint16_t *o;                                                  /* contiguous, q's layout */
-  int64_t o_sb, o_sh, o_sr;
-  float *lse;                /* contiguous [B, Hq, Sq] or [total_q, Hq] */
-  int64_t l_sb, l_sh, l_sr;  /* lse/dsum strides */
-  const int32_t *cu_q, *cu_k; /* NULL: dense */
-  int64_t total_q, total_k;
-  int B, Hq, Hk;
-  int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
-  float scale, scale_log2;
-  bool causal, bottom_right, dropout;
-  uint32_t thr; /* the byte rule's t: bytes < t are kept */
-  float drop_scale;
-  uint64_t seed, offset;
-  /* backward */
-  const uint16_t *dout; /* out's layout (o strides) */
-  float *dsum;          /* lse's layout */
-  float *dq;            /* f32, q's contiguous layout (o strides) */
-  uint16_t *dk, *dv;    /* contiguous, k's layout */
-  int64_t dk_sb, dk_sh, dk_sr;
-};
-
-/* The rows of sequence b: start and length, clamped so that bad cu_seqlens never index outside. */
-__device__ __forceinline__ void fa_extent(const int32_t *cu, int b, int64_t maxlen, int64_t total, int64_t &start,
-                                          int64_t &len) {
-  if (!cu) {
-    start = 0, len = maxlen;
-    return;
-  }
-  start = cu[b];
-  len = (int64_t)cu[b + 1] - start;
-  if (len < 0) len = 0;
-  if (len > maxlen) len = maxlen;
-  if (start < 0 || start + len > total) len = 0;
-}
-
-template <bool BF> __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
-  uint32_t r;
-  if constexpr (BF) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    memcpy(&r, &v, 4);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    memcpy(&r, &v, 4);
-  }
-  return r;
-}
 
 template <bool BF> __device__ __forceinline__ float fa_load(uint16_t x) {
   return BF ? fl_bfloat_to_f32(x) : fl_half_to_f32(x);
@@ -96,14 +47,6 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
   return BF ? fl_bfloat_from_f32(x) : fl_half_from_f32(x);
 }
 
-
-/* 2^x by the MUFU unit alone (ex2.approx.ftz: exp2f adds a range test and two multiplies to keep subnormal
- * results, here probabilities below 2^-126 of the row's largest, which no sum in bf16/f16 can see); 2^-inf = 0. */
-__device__ __forceinline__ float fa_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -210,13 +153,6 @@ __device__ __forceinline__ void frag_b2(uint32_t b[2][2], const uint16_t *s, int
 #endif
 }
 
-/* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
-template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
-  a[0] = fa_pack<BF>(c0[0], c0[1]);
-  a[1] = fa_pack<BF>(c0[2], c0[3]);
-  a[2] = fa_pack<BF>(c1[0], c1[1]);
-  a[3] = fa_pack<BF>(c1[2], c1[3]);
-}
 
 /* Chunk i (of 16 bytes) of thread threadIdx.x when NTH threads copy N rows of D halves: row r, column k. The loops
  * over i have compile-time trip counts (N D / 8 is a multiple of NTH for every tile here), so they unroll, and where a
@@ -247,7 +183,7 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
 }
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
- * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
+ * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
 template <int D, int N, int NTH = NT>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
                                                 int64_t len) {
@@ -264,9 +200,7 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #pragma unroll
     for (int i = 0; i < N / RS; i++, src += step) {
       const bool in = i * RS < left;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + i * RS * ld * 2),
-                   "l"(in ? src : base), "r"(in ? 16 : 0)
-                   : "memory");
+      cp_async16(dst + i * RS * ld * 2, in ? src : base, in);
     }
   } else {
 #pragma unroll
@@ -275,64 +209,12 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
       tile_chunk<D, N, NTH>(i, r, k);
       const bool in = r0 + r < len;
       const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
-                   "r"(in ? 16 : 0)
-                   : "memory");
+      cp_async16(smem_addr(s + r * ld + k), src, in);
     }
   }
 #endif
 }
-__device__ __forceinline__ void cp_commit() {
-#ifndef FA_PLAIN_LOADS
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-/* Waits until at most N committed groups are pending. */
-template <int N> __device__ __forceinline__ void cp_wait() {
-#ifndef FA_PLAIN_LOADS
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
 
-/* The byte rule's keep bits (core/dropout_keep.h) of the 16 consecutive mask elements idx .. idx + 15 (bit j:
- * element idx + j): one Philox block where idx is a multiple of 16 (every call when Sk % 16 == 0), else the two
- * blocks the run straddles (a row's keys cross block boundaries mid-row). */
-__device__ __forceinline__ uint32_t keep16_at(const fa_params &p, uint64_t idx) {
-  const uint64_t ctr = p.offset + idx / 16;
-  const uint32_t sh = (uint32_t)(idx % 16);
-  uint32_t m = fl_dropout_keep16(fl_philox(p.seed, ctr), p.thr);
-  if (sh) m = (m >> sh) | (fl_dropout_keep16(fl_philox(p.seed, ctr + 1), p.thr) << (16 - sh));
-  return m & 0xffffu;
-}
-
-/* One butterfly stage of a transpose of w-bit fields over lanes (as in a bit-matrix transpose): x's fields pair up
- * (lo masks the even field of each pair); the lane keeps its even fields (its lane bit clear, upper false) or its
- * odd ones (upper true), and takes the others from lane ^ lanes, which sends its fields with each pair swapped. */
-__device__ __forceinline__ uint32_t swap_stage(uint32_t x, int w, uint32_t lo, int lanes, bool upper) {
-  const uint32_t sent = ((x >> w) & lo) | ((x << w) & ~lo);
-  const uint32_t got = __shfl_xor_sync(0xffffffffu, sent, lanes);
-  const uint32_t mine = upper ? ~lo : lo;
-  return (x & mine) | (got & ~mine);
-}
-
-/* Where fwd_keep_bits puts the keep bit of element e of n8 block nt (compile-time in the unrolled loops). */
-__host__ __device__ constexpr int fwd_bit(int nt, int e) { return 8 * (nt & 3) + 4 * (nt >> 2) + e; }
-
-/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8; keys 8 nt + 2 t,
- * + 1 of n8 block nt), element e of block nt at bit fwd_bit(nt, e). The byte rule's 16-element blocks: the quad
- * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1),
- * keys 32 (t >> 1) .. + 31 (one Philox call each when Sk % 16 == 0, two otherwise), as a word whose byte
- * k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u = the keys
- * 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot s of
- * byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
-  const int t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)n0 + 32 * (t >> 1);
-  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + 16) << 16;
-  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
-}
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
@@ -413,57 +295,11 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         }
       }
     }
-    /* prescale, mask where this tile needs it (uniform over the CTA), the tile's row max */
+    /* mask where this tile needs it (uniform over the CTA) */
     const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) {
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          float x = s[mi][nt][e] * p.scale_log2;
-          if (edge) {
-            int64_t i = row[mi][e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-            if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
-          }
-          s[mi][nt][e] = x;
-          mx[e >> 1] = fmaxf(mx[e >> 1], x);
-        }
-      float alpha[2], muse[2];
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        float mnew = fmaxf(mrow[mi][r], mx[r]);
-        muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-        alpha[r] = fa_exp2(mrow[mi][r] - muse[r]);
-        mrow[mi][r] = mnew;
-        lrow[mi][r] *= alpha[r];
-      }
-      /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
-       * 2 D multiplies a thread, the same values either way */
-      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
-#pragma unroll
-        for (int i = 0; i < NTD; i++) {
-          acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
-          acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
-        }
-#pragma unroll
-      for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          float pe = fa_exp2(s[mi][nt][e] - muse[e >> 1]);
-          lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
-          s[mi][nt][e] = pe;
-        }
-      if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-          for (int e = 0; e < 4; e++)
-            s[mi][nt][e] = (keepbits[mi] >> fwd_bit(nt, e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
-    }
+    for (int mi = 0; mi < MT; mi++)
+      softmax_step<NTS, NTD>(p, s[mi], acc[mi], mrow[mi], lrow[mi], row[mi], n0, lk, shift, edge, &keepbits[mi], t);
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[MT][4];
@@ -483,26 +319,8 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
-  uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
-  for (int mi = 0; mi < MT; mi++)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float l = lrow[mi][r];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      if (row[mi][r] >= lq) continue;
-      float inv = l > 0.f ? 1.f / l : 0.f;
-      uint16_t *orow = ob + row[mi][r] * p.o_sr;
-#pragma unroll
-      for (int dt = 0; dt < NTD; dt++)
-        *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
-            fa_pack<BF>(acc[mi][dt][2 * r] * inv, acc[mi][dt][2 * r + 1] * inv);
-      if (t == 0) {
-        float lse = l > 0.f && mrow[mi][r] > -INFINITY ? (mrow[mi][r] + log2f(l)) * LN2 : -INFINITY;
-        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[mi][r]) * p.l_sr] = lse;
-      }
-    }
+  for (int mi = 0; mi < MT; mi++) store_rows<BF, NTD>(p, b, h, q0, lq, row[mi], acc[mi], mrow[mi], lrow[mi], t);
 }
 
 /* m16 tiles per warp in the forward (FA_FWD_MT=1 at build time: the 64-row tiles of the first version) */
@@ -894,6 +712,7 @@ fl_status flash_attention_forward(const fl_flash_args *a) {
   p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
+  if (sm90_forward_selected(p, D, ctx)) return sm90_forward(p, D, a->q->dtype == FL_BF16, ctx);
   dim3 grid = grid_of(p.Sq, BM_FWD, (int64_t)p.B * p.Hq);
   return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
 }

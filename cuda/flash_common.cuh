@@ -1,0 +1,228 @@
+/* What the fused attention's kernels share (cuda/flash_attention.cu, the FlashAttention-2 style kernels for every
+ * GPU; cuda/flash_fwd_sm90.cu, the Hopper forward on wgmma): the parameters both read (filled once, by
+ * flash_attention.cu's fill_params), the sequence extents, the f32 -> bf16/f16 packing, exp2, the conversion of an
+ * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, and the dropout keep bits
+ * of a forward fragment (the byte rule, core/dropout_keep.h). The layout facts are PTX's: mma.sync m16n8k16's C and A
+ * fragments, which are also each warp's share of wgmma m64nNk16's accumulator and register-A fragments (warp w of a
+ * warpgroup holds rows 16 w .. 16 w + 15), so the same helpers serve both kernels. */
+#ifndef FL_CUDA_FLASH_COMMON_CUH
+#define FL_CUDA_FLASH_COMMON_CUH
+
+#include "context.cuh"
+#include "dropout_keep.h"
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace fa {
+
+constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
+
+struct fa_params {
+  const uint16_t *q, *k, *v;
+  int64_t q_sb, q_sh, q_sr, k_sb, k_sh, k_sr, v_sb, v_sh, v_sr; /* batch, head, row strides (elements) */
+  uint16_t *o;                                                  /* contiguous, q's layout */
+  int64_t o_sb, o_sh, o_sr;
+  float *lse;                /* contiguous [B, Hq, Sq] or [total_q, Hq] */
+  int64_t l_sb, l_sh, l_sr;  /* lse/dsum strides */
+  const int32_t *cu_q, *cu_k; /* NULL: dense */
+  int64_t total_q, total_k;
+  int B, Hq, Hk;
+  int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
+  float scale, scale_log2;
+  bool causal, bottom_right, dropout;
+  uint32_t thr; /* the byte rule's t: bytes < t are kept */
+  float drop_scale;
+  uint64_t seed, offset;
+  /* backward */
+  const uint16_t *dout; /* out's layout (o strides) */
+  float *dsum;          /* lse's layout */
+  float *dq;            /* f32, q's contiguous layout (o strides) */
+  uint16_t *dk, *dv;    /* contiguous, k's layout */
+  int64_t dk_sb, dk_sh, dk_sr;
+};
+
+/* The rows of sequence b: start and length, clamped so that bad cu_seqlens never index outside. */
+__device__ __forceinline__ void fa_extent(const int32_t *cu, int b, int64_t maxlen, int64_t total, int64_t &start,
+                                          int64_t &len) {
+  if (!cu) {
+    start = 0, len = maxlen;
+    return;
+  }
+  start = cu[b];
+  len = (int64_t)cu[b + 1] - start;
+  if (len < 0) len = 0;
+  if (len > maxlen) len = maxlen;
+  if (start < 0 || start + len > total) len = 0;
+}
+
+template <bool BF> __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
+  uint32_t r;
+  if constexpr (BF) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&r, &v, 4);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&r, &v, 4);
+  }
+  return r;
+}
+
+/* 2^x by the MUFU unit alone (ex2.approx.ftz: exp2f adds a range test and two multiplies to keep subnormal
+ * results, here probabilities below 2^-126 of the row's largest, which no sum in bf16/f16 can see); 2^-inf = 0. */
+__device__ __forceinline__ float fa_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
+template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
+  a[0] = fa_pack<BF>(c0[0], c0[1]);
+  a[1] = fa_pack<BF>(c0[2], c0[3]);
+  a[2] = fa_pack<BF>(c1[0], c1[1]);
+  a[3] = fa_pack<BF>(c1[2], c1[3]);
+}
+
+/* The byte rule's keep bits (core/dropout_keep.h) of the 16 consecutive mask elements idx .. idx + 15 (bit j:
+ * element idx + j): one Philox block where idx is a multiple of 16 (every call when Sk % 16 == 0), else the two
+ * blocks the run straddles (a row's keys cross block boundaries mid-row). */
+__device__ __forceinline__ uint32_t keep16_at(const fa_params &p, uint64_t idx) {
+  const uint64_t ctr = p.offset + idx / 16;
+  const uint32_t sh = (uint32_t)(idx % 16);
+  uint32_t m = fl_dropout_keep16(fl_philox(p.seed, ctr), p.thr);
+  if (sh) m = (m >> sh) | (fl_dropout_keep16(fl_philox(p.seed, ctr + 1), p.thr) << (16 - sh));
+  return m & 0xffffu;
+}
+
+/* One butterfly stage of a transpose of w-bit fields over lanes (as in a bit-matrix transpose): x's fields pair up
+ * (lo masks the even field of each pair); the lane keeps its even fields (its lane bit clear, upper false) or its
+ * odd ones (upper true), and takes the others from lane ^ lanes, which sends its fields with each pair swapped. */
+__device__ __forceinline__ uint32_t swap_stage(uint32_t x, int w, uint32_t lo, int lanes, bool upper) {
+  const uint32_t sent = ((x >> w) & lo) | ((x << w) & ~lo);
+  const uint32_t got = __shfl_xor_sync(0xffffffffu, sent, lanes);
+  const uint32_t mine = upper ? ~lo : lo;
+  return (x & mine) | (got & ~mine);
+}
+
+/* Where fwd_keep_bits puts the keep bit of element e of n8 block nt (compile-time in the unrolled loops). */
+__host__ __device__ constexpr int fwd_bit(int nt, int e) { return 8 * (nt & 3) + 4 * (nt >> 2) + e; }
+
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8; keys 8 nt + 2 t,
+ * + 1 of n8 block nt), element e of block nt at bit fwd_bit(nt, e). The byte rule's 16-element blocks: the quad
+ * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1),
+ * keys 32 (t >> 1) .. + 31 (one Philox call each when Sk % 16 == 0, two otherwise), as a word whose byte
+ * k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u = the keys
+ * 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot s of
+ * byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
+__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
+  const int t = lane % 4;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)n0 + 32 * (t >> 1);
+  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + 16) << 16;
+  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
+}
+
+/* One key tile's online-softmax step for a warp's 16 rows in the C-fragment layout (s[nt][e]: row row[e / 2], key
+ * n0 + 8 nt + 2 t + e % 2, NTS n8 blocks of keys), both forwards': scores prescaled into the log2 domain, masked where
+ * the tile needs it (edge: uniform over the CTA; keys past lk, and past row + shift under a causal mask), the running
+ * max mrow and the lane's partial row sum lrow updated, the output accumulator acc (NTD n8 blocks) rescaled, and s
+ * turned into P, times keep / (1 - p) under dropout (keep[nt / 8]: fwd_keep_bits of the keys n0 + 64 (nt / 8)..). */
+template <int NTS, int NTD>
+__device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], float (*acc)[4], float mrow[2],
+                                             float lrow[2], const int64_t row[2], int64_t n0, int64_t lk,
+                                             int64_t shift, bool edge, const uint32_t *keep, int t) {
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      float x = s[nt][e] * p.scale_log2;
+      if (edge) {
+        int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
+        if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
+      }
+      s[nt][e] = x;
+      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    }
+  float alpha[2], muse[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    float mnew = fmaxf(mrow[r], mx[r]);
+    muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
+    alpha[r] = fa_exp2(mrow[r] - muse[r]);
+    mrow[r] = mnew;
+    lrow[r] *= alpha[r];
+  }
+  /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
+   * 2 D multiplies a thread, the same values either way */
+  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+#pragma unroll
+    for (int i = 0; i < NTD; i++) {
+      acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
+      acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
+    }
+#pragma unroll
+  for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      float pe = fa_exp2(s[nt][e] - muse[e >> 1]);
+      lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
+      s[nt][e] = pe;
+    }
+  if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+#pragma unroll
+    for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        s[nt][e] = (keep[nt >> 3] >> fwd_bit(nt & 7, e) & 1u) ? s[nt][e] * p.drop_scale : 0.f;
+}
+
+/* The end of a query tile, both forwards': a warp's 16 rows of O = acc / l (NTD n8 blocks, C-fragment layout) and
+ * their lse = ln-sum-exp (natural log; -inf for a row with no allowed key, whose output is 0), rows past lq skipped;
+ * lrow holds the lane's partial sums (the quad's are added here). */
+template <bool BF, int NTD>
+__device__ __forceinline__ void store_rows(const fa_params &p, int b, int h, int64_t q0, int64_t lq,
+                                           const int64_t row[2], const float (*acc)[4], const float mrow[2],
+                                           const float lrow[2], int t) {
+  uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float l = lrow[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (row[r] >= lq) continue;
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    uint16_t *orow = ob + row[r] * p.o_sr;
+#pragma unroll
+    for (int dt = 0; dt < NTD; dt++)
+      *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) = fa_pack<BF>(acc[dt][2 * r] * inv, acc[dt][2 * r + 1] * inv);
+    if (t == 0) {
+      float lse = l > 0.f && mrow[r] > -INFINITY ? (mrow[r] + log2f(l)) * LN2 : -INFINITY;
+      p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[r]) * p.l_sr] = lse;
+    }
+  }
+}
+
+/* One 16-byte cp.async into shared memory (byte address dst), zero-filled and reading nothing when in is false (src
+ * must still be a valid address: callers pass the tensor's base). */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool in) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(in ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* Waits until at most N committed groups are pending. */
+template <int N> __device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* The Hopper forward (cuda/flash_fwd_sm90.cu, built for sm_90a only): whether it runs these parameters on ctx's device
+ * (FLAME_FLASH_FWD=sm90, head dim 64 or 128, an sm_90 device whose code is the wgmma one), the one place that decides
+ * between it and the FlashAttention-2 forward; and its launch. */
+bool sm90_forward_selected(const fa_params &p, int D, fc_context *ctx);
+fl_status sm90_forward(const fa_params &p, int D, bool bf, fc_context *ctx);
+
+} // namespace fa
+
+#endif
