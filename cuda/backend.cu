@@ -200,6 +200,7 @@ fl_backend make_table() {
   /* -- issue 10: fused attention -- */
   b.flash_attention = fc::flash_attention_forward;
   b.flash_attention_backward = fc::flash_attention_backward;
+  b.flash_attention_forward_kernel = fc::flash_attention_forward_kernel;
 
   /* -- issue 8: optimizers -- */
   b.optim_step = fc::optim_step;

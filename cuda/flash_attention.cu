@@ -705,6 +705,12 @@ bool flash_attention_supported(const fl_op_query *q) {
   return D == 32 || D == 64 || D == 96 || D == 128;
 }
 
+const char *flash_attention_forward_kernel(const fl_tensor *q) {
+  fc_context *ctx;
+  if (fc_context_of(q, &ctx) != FL_OK) return nullptr; /* (not reached: supports() saw a CUDA tensor) */
+  return sm90_forward_selected((int)q->shape[q->ndim - 1], ctx) ? "sm90" : "fa2";
+}
+
 fl_status flash_attention_forward(const fl_flash_args *a) {
   fa_params p;
   fc_context *ctx;
@@ -712,7 +718,7 @@ fl_status flash_attention_forward(const fl_flash_args *a) {
   p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
-  if (sm90_forward_selected(p, D, ctx)) return sm90_forward(p, D, a->q->dtype == FL_BF16, ctx);
+  if (sm90_forward_selected(D, ctx)) return sm90_forward(p, D, a->q->dtype == FL_BF16, ctx);
   dim3 grid = grid_of(p.Sq, BM_FWD, (int64_t)p.B * p.Hq);
   return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
 }

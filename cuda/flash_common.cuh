@@ -217,10 +217,11 @@ template <int N> __device__ __forceinline__ void cp_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-/* The Hopper forward (cuda/flash_fwd_sm90.cu, built for sm_90a only): whether it runs these parameters on ctx's device
- * (FLAME_FLASH_FWD=sm90, head dim 64 or 128, an sm_90 device whose code is the wgmma one), the one place that decides
- * between it and the FlashAttention-2 forward; and its launch. */
-bool sm90_forward_selected(const fa_params &p, int D, fc_context *ctx);
+/* The Hopper forward (cuda/flash_fwd_sm90.cu, built for sm_90a only): whether it runs head dim D on ctx's device
+ * (FLAME_FLASH_FWD=sm90, D 64 or 128, an sm_90 device whose code is the wgmma one; it takes every other option the
+ * FlashAttention-2 forward takes), the one place that decides between the two forwards (flash_attention_forward and
+ * F.sdpa_backend ask it); and its launch. */
+bool sm90_forward_selected(int D, fc_context *ctx);
 fl_status sm90_forward(const fa_params &p, int D, bool bf, fc_context *ctx);
 
 } // namespace fa

@@ -174,8 +174,7 @@ template <bool BF, int D> fl_status launch90(const fa_params &p, fc_context *ctx
 
 namespace fa {
 
-bool sm90_forward_selected(const fa_params &p, int D, fc_context *ctx) {
-  (void)p;
+bool sm90_forward_selected(int D, fc_context *ctx) {
   static const char *env = getenv("FLAME_FLASH_FWD");
   if (!env || strcmp(env, "sm90") != 0) return false;
   if (D != 64 && D != 128) return false;

@@ -86,6 +86,7 @@ fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_te
 /* flash_attention.cu */
 bool flash_attention_supported(const fl_op_query *q);
 fl_status flash_attention_forward(const fl_flash_args *a);
+const char *flash_attention_forward_kernel(const fl_tensor *q);
 fl_status flash_attention_backward(const fl_flash_args *a);
 
 /* -- issue 8: optimizers -- */

@@ -504,6 +504,9 @@ fl_status fl_flash_attention(const fl_tensor *q, const fl_tensor *k, const fl_te
                              fl_tensor **out);
 /* Whether fl_flash_attention runs for q, k, v of these devices, dtypes and head dims (no error set). */
 bool fl_flash_attention_supported(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v);
+/* The forward kernel fl_flash_attention would run for q, k, v (the backend's name for it, "fused" where it has one
+ * only); NULL where fl_flash_attention_supported says no. */
+const char *fl_flash_attention_forward_kernel(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v);
 /* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
  * the last dim where the backend has one (and grad mode is off), else composed from ops. */
 fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);

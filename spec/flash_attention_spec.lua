@@ -79,6 +79,20 @@ describe("F.sdpa_backend", function()
     assert.are.equal("reference", b(5, 64, 64, "bf16", {attn_mask = mask}))
   end)
 
+  -- FLAME_FLASH_FWD=sm90 (bench/flash_sm90_check.sh, on the H200) selects the Hopper forward for head dims 64 and
+  -- 128; this spec then assumes an sm_90 device, so that the fused cases below really run that kernel.
+  test("names the fused forward kernel: sm90 where FLAME_FLASH_FWD=sm90 selects it, else fa2", function()
+    local sm90 = os.getenv("FLAME_FLASH_FWD") == "sm90"
+    for _, d in ipairs({32, 64, 96, 128}) do
+      local q = randn_on({1, 2, 5, d}, "bf16")
+      local path, kernel = F.sdpa_backend(q, q, q, {causal = true})
+      assert.are.equal("flash", path)
+      assert.are.equal((sm90 and (d == 64 or d == 128)) and "sm90" or "fa2", kernel, "head dim " .. d)
+    end
+    assert.is_nil(select(2, F.sdpa_backend(randn_on({1, 2, 5, 64}, "f32"), randn_on({1, 2, 5, 64}, "f32"),
+      randn_on({1, 2, 5, 64}, "f32"))))
+  end)
+
   test("follows autocast: f32 inputs under bf16 autocast take the fused path", function()
     local q = randn_on({1, 2, 5, 64}, "f32")
     flame.autocast("bf16", function()
@@ -122,6 +136,27 @@ describe("fused scaled_dot_product_attention", function()
         {what = "GQA Hk=" .. hk})
       compare(SDPA, {{1, 8, 33, 128}, {1, hk, 97, 128}, {1, hk, 97, 128}}, {what = "GQA d128 Hk=" .. hk})
     end
+  end)
+
+  -- Sequences over several of the Hopper forward's tiles (128 query rows of two warpgroups, 128-key tiles): key
+  -- tiles beyond the first, a last partial one, the causal diagonal crossing tiles, query tiles past the first.
+  test("longer sequences: several 128-row and 128-key tiles, causal both ways, GQA, d 64/128, bf16 and f16", function()
+    flame.manual_seed(12)
+    for _, dt in ipairs({"bf16", "f16"}) do
+      for _, d in ipairs({64, 128}) do
+        for _, mode in ipairs({false, "top_left", "bottom_right"}) do
+          compare(function(q, k, v) return SDPA(q, k, v, {causal = mode}) end,
+            {{1, 2, 300, d}, {1, 2, 520, d}, {1, 2, 520, d}},
+            {dtype = dt, what = string.format("%s d%d causal %s 300x520", dt, d, tostring(mode))})
+        end
+      end
+      compare(function(q, k, v) return SDPA(q, k, v, {causal = "bottom_right"}) end,
+        {{2, 4, 517, 128}, {2, 1, 260, 128}, {2, 1, 260, 128}}, {dtype = dt, what = dt .. " GQA 517x260 bottom_right"})
+    end
+    compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.15, causal = true}) end,
+      {{1, 2, 384, 128}, {1, 2, 384, 128}, {1, 2, 384, 128}}, {what = "dropout 384 (aligned)", seed = 13})
+    compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.15}) end,
+      {{2, 2, 140, 64}, {2, 2, 333, 64}, {2, 2, 333, 64}}, {what = "dropout 140x333", seed = 14})
   end)
 
   test("dropout: the same seed draws the reference's mask (causal, GQA too), training = false drops nothing", function()

@@ -212,7 +212,9 @@ end
 local causal_code = {top_left = 1, bottom_right = 2}
 
 -- sdpa_backend(q, k, v, opts): "flash" or "reference", the path scaled_dot_product_attention (q 4-D) or
--- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast).
+-- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast); with "flash",
+-- a second value names the fused forward kernel: "fa2" (FlashAttention-2 style, every GPU) or "sm90" (wgmma, on
+-- Hopper with FLAME_FLASH_FWD=sm90 and head dim 64 or 128).
 function F.sdpa_backend(q, k, v, opts, ...)
   no_extra("sdpa_backend", 5, ...)
   opts = options("sdpa_backend", opts, sdpa_keys, 2)
@@ -220,7 +222,8 @@ function F.sdpa_backend(q, k, v, opts, ...)
   need_tensor("sdpa_backend", "k", k, 2)
   need_tensor("sdpa_backend", "v", v, 2)
   q, k, v = flame._autocast_cast("lower", q, k, v)
-  return use_flash(q, k, v, opts.attn_mask) and "flash" or "reference"
+  if not use_flash(q, k, v, opts.attn_mask) then return "reference" end
+  return "flash", F._flash_forward_kernel(q, k, v)
 end
 
 -- scaled_dot_product_attention(q, k, v, {causal, dropout_p, scale, training, attn_mask})

@@ -427,6 +427,9 @@ typedef struct fl_backend {
    * the backward recomputes the probabilities from lse and writes dq_acc (f32), dk, dv. */
   fl_status (*flash_attention)(const fl_flash_args *a);
   fl_status (*flash_attention_backward)(const fl_flash_args *a);
+  /* Optional: the name of the forward kernel flash_attention would run for q (supported, as supports() said), for
+   * F.sdpa_backend; NULL: the backend has one. */
+  const char *(*flash_attention_forward_kernel)(const fl_tensor *q);
 
   /* ---- issue 8: optimizers (ops/optim.c) ---- */
   /* The multi-tensor entries behind flame.optim, argument rules in include/flame.h (fl_optim_step,

@@ -73,10 +73,19 @@ static int f_flash_supported(lua_State *L) {
   return 1;
 }
 
+/* _flash_forward_kernel(q, k, v): the name of the fused forward kernel that would run, or nil. */
+static int f_flash_forward_kernel(lua_State *L) {
+  const char *name = fl_flash_attention_forward_kernel(lfl_check(L, 1), lfl_check(L, 2), lfl_check(L, 3));
+  if (name) lua_pushstring(L, name);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static const lfl_reg functions[] = {
     {"_attention_dropout", f_attention_dropout, 2},
     {"_flash_attention", f_flash_attention, 10},
     {"_flash_supported", f_flash_supported, 3},
+    {"_flash_forward_kernel", f_flash_forward_kernel, 3},
     {"_masked_softmax", f_masked_softmax, 3},
     {"dropout", f_dropout, 3},
     {"linear", f_linear, 3},

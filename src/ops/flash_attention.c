@@ -40,6 +40,13 @@ bool fl_flash_attention_supported(const fl_tensor *q, const fl_tensor *k, const 
          be->flash_attention && be->flash_attention_backward;
 }
 
+const char *fl_flash_attention_forward_kernel(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v) {
+  if (!fl_flash_attention_supported(q, k, v)) return NULL;
+  const fl_backend *be = fl_backend_for(q->storage->device.type);
+  const char *name = be && be->flash_attention_forward_kernel ? be->flash_attention_forward_kernel(q) : NULL;
+  return name ? name : "fused";
+}
+
 static fl_status flash_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const flash_ctx *c = n->ctx;
   const char *op = op_name(c->varlen);
