@@ -123,15 +123,15 @@ __device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int
   return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
 }
 
-/* One key tile's online-softmax step for a warp's 16 rows in the C-fragment layout (s[nt][e]: row row[e / 2], key
- * n0 + 8 nt + 2 t + e % 2, NTS n8 blocks of keys), both forwards': scores prescaled into the log2 domain, masked where
- * the tile needs it (edge: uniform over the CTA; keys past lk, and past row + shift under a causal mask), the running
- * max mrow and the lane's partial row sum lrow updated, the output accumulator acc (NTD n8 blocks) rescaled, and s
- * turned into P, times keep / (1 - p) under dropout (keep[nt / 8]: fwd_keep_bits of the keys n0 + 64 (nt / 8)..). */
-template <int NTS, int NTD>
-__device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], float (*acc)[4], float mrow[2],
-                                             float lrow[2], const int64_t row[2], int64_t n0, int64_t lk,
-                                             int64_t shift, bool edge, const uint32_t *keep, int t) {
+/* The online softmax of one key tile for a warp's 16 rows in the C-fragment layout (s[nt][e]: row row[e / 2], key
+ * n0 + 8 nt + 2 t + e % 2, NTS n8 blocks of keys), in three parts that both forwards share:
+ * softmax_max: scores prescaled into the log2 domain, masked where the tile needs it (edge: uniform over the CTA;
+ * keys past lk, and past row + shift under a causal mask), the running max mrow and the lane's partial row sum lrow
+ * updated; alpha: the factor of the output rows, muse: the max to subtract. */
+template <int NTS>
+__device__ __forceinline__ void softmax_max(const fa_params &p, float (*s)[4], float mrow[2], float lrow[2],
+                                            const int64_t row[2], int64_t n0, int64_t lk, int64_t shift, bool edge,
+                                            int t, float alpha[2], float muse[2]) {
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int nt = 0; nt < NTS; nt++)
@@ -145,7 +145,6 @@ __device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], 
       s[nt][e] = x;
       mx[e >> 1] = fmaxf(mx[e >> 1], x);
     }
-  float alpha[2], muse[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -156,14 +155,24 @@ __device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], 
     mrow[r] = mnew;
     lrow[r] *= alpha[r];
   }
-  /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
-   * 2 D multiplies a thread, the same values either way */
+}
+
+/* rescale: the output accumulator acc (NTD n8 blocks) times alpha, row by row. Once the running max settles, no row
+ * of the fragment moves (alpha == 1 exactly): the warp skips the 2 D multiplies a thread, the same values either way. */
+template <int NTD> __device__ __forceinline__ void rescale(float (*acc)[4], const float alpha[2]) {
   if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
 #pragma unroll
     for (int i = 0; i < NTD; i++) {
       acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
       acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
     }
+}
+
+/* softmax_exp: s becomes P = 2^(s - muse) (its sum into lrow: of the undropped P), times keep / (1 - p) under dropout
+ * (keep[nt / 8]: fwd_keep_bits of the keys n0 + 64 (nt / 8)..). */
+template <int NTS>
+__device__ __forceinline__ void softmax_exp(const fa_params &p, float (*s)[4], float lrow[2], const float muse[2],
+                                            const uint32_t *keep) {
 #pragma unroll
   for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
@@ -178,6 +187,17 @@ __device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], 
 #pragma unroll
       for (int e = 0; e < 4; e++)
         s[nt][e] = (keep[nt >> 3] >> fwd_bit(nt & 7, e) & 1u) ? s[nt][e] * p.drop_scale : 0.f;
+}
+
+/* The three in the FlashAttention-2 forward's order (its output accumulator is not in flight). */
+template <int NTS, int NTD>
+__device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], float (*acc)[4], float mrow[2],
+                                             float lrow[2], const int64_t row[2], int64_t n0, int64_t lk,
+                                             int64_t shift, bool edge, const uint32_t *keep, int t) {
+  float alpha[2], muse[2];
+  softmax_max<NTS>(p, s, mrow, lrow, row, n0, lk, shift, edge, t, alpha, muse);
+  rescale<NTD>(acc, alpha);
+  softmax_exp<NTS>(p, s, lrow, muse, keep);
 }
 
 /* The end of a query tile, both forwards': a warp's 16 rows of O = acc / l (NTD n8 blocks, C-fragment layout) and
