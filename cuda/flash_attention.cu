@@ -708,7 +708,7 @@ bool flash_attention_supported(const fl_op_query *q) {
 const char *flash_attention_forward_kernel(const fl_tensor *q) {
   fc_context *ctx;
   if (fc_context_of(q, &ctx) != FL_OK) return nullptr; /* (not reached: supports() saw a CUDA tensor) */
-  return sm90_forward_selected((int)q->shape[q->ndim - 1], ctx) ? "sm90" : "fa2";
+  return sm90_forward_selected((int)q->shape[q->ndim - 1], ctx) ? sm90_forward_name() : "fa2";
 }
 
 fl_status flash_attention_forward(const fl_flash_args *a) {

@@ -242,6 +242,7 @@ template <int N> __device__ __forceinline__ void cp_wait() {
  * FlashAttention-2 forward takes), the one place that decides between the two forwards (flash_attention_forward and
  * F.sdpa_backend ask it); and its launch. */
 bool sm90_forward_selected(int D, fc_context *ctx);
+const char *sm90_forward_name(); /* which of its two kernels runs: "sm90" or "sm90sync" (FLAME_FLASH_FWD) */
 fl_status sm90_forward(const fa_params &p, int D, bool bf, fc_context *ctx);
 
 } // namespace fa

@@ -41,18 +41,27 @@ __host__ __device__ constexpr uint64_t desc_mn(uint32_t addr, int rows) { return
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 /* Rows r0 .. r0 + ROWS - 1 of one head (rows of D halves at base + row rs; zeros past len, nothing read there) into
- * the swizzled tile at byte address s, by NTH threads (thread tid) with cp.async; the caller commits and waits. */
-template <int D, int ROWS, int NTH>
+ * the swizzled tile at byte address s, by NTH threads (thread tid) with cp.async; the caller commits and waits.
+ * A thread keeps one 16-byte column and steps NTH / CH rows at a time, a multiple of 8, so its swizzled chunk stays
+ * put and each step is one add on either side. UNROLL false: a rolled loop (the producer warpgroup's few
+ * registers). */
+template <int D, int ROWS, int NTH, bool UNROLL = true>
 __device__ __forceinline__ void load_tile_sw128(uint32_t s, const uint16_t *base, int64_t rs, int64_t r0, int64_t len,
                                                 int tid) {
-  constexpr int CH = D / 8; /* 16-byte chunks per row */
-  static_assert(ROWS * CH % NTH == 0 && NTH % CH == 0, "a thread keeps one column; rows split evenly");
+  constexpr int CH = D / 8, STEP = NTH / CH; /* 16-byte chunks per row; rows per step */
+  static_assert(ROWS * CH % NTH == 0 && NTH % CH == 0 && STEP % 8 == 0, "whole steps of 8-row groups");
   const int k = (tid % CH) * 8, rf = tid / CH;
+  const uint32_t dst = s + sw128_offset(ROWS, rf, k);
+  const int64_t left = len - r0 - rf; /* rows from this thread's first one on */
+  const uint16_t *src = base + (r0 + rf) * rs + k;
+  if constexpr (UNROLL) {
 #pragma unroll
-  for (int i = 0; i < ROWS * CH / NTH; i++) {
-    const int r = rf + i * (NTH / CH);
-    const bool in = r0 + r < len;
-    fa::cp_async16(s + sw128_offset(ROWS, r, k), in ? base + (r0 + r) * rs + k : base, in);
+    for (int i = 0; i < ROWS / STEP; i++)
+      fa::cp_async16(dst + i * STEP * 128, i * STEP < left ? src + i * STEP * rs : base, i * STEP < left);
+  } else {
+#pragma unroll 1
+    for (int i = 0; i < ROWS / STEP; i++)
+      fa::cp_async16(dst + i * STEP * 128, i * STEP < left ? src + i * STEP * rs : base, i * STEP < left);
   }
 }
 
@@ -73,6 +82,69 @@ template <int NB> __device__ __forceinline__ void fence_regs(float (&d)[NB][4]) 
   for (int j = 0; j < NB; j++)
 #pragma unroll
     for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[j][e])::"memory");
+}
+
+/* mbarriers (64-bit, in shared memory at byte address bar) for the producer/consumer ring of the warp-specialised
+ * forward. A phase completes when `count` arrivals have come; waiting on parity P returns once the phase of that
+ * parity has completed (a fresh barrier is in phase 0, so waiting on parity 1 returns at once: a producer starts
+ * with its empty slots). arrive releases and the wait acquires (CTA scope, PTX's defaults), so shared-memory writes
+ * before an arrive are visible after the matching wait. */
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+  } while (!done);
+}
+
+/* The two-slot ring of the warp-specialised forward (and of its unit test): a producer fills group g (g counts the
+ * CTA's groups over all its tiles) into slot g % 2 and a Q buffer once per query tile (n counts them); consumers
+ * read them. Six mbarriers at byte address bars: full and empty of the two slots, full and empty of Q. A full
+ * barrier completes when every producer thread has published (its copies landed, fenced for the async proxy, then
+ * arrived: so no consumer thread needs a fence of its own); an empty one when every consumer thread has given the
+ * slot back (its wgmma reads of it complete). The n-th use of a barrier (n = g / 2 for a slot, from 0) waits on
+ * parity n & 1 for the consumers and on the opposite parity for the producer, whose first claim of each slot then
+ * passes at once. */
+struct ring2 {
+  uint32_t bars;
+  __device__ uint32_t full(uint32_t g) const { return bars + 8u * (g & 1u); }
+  __device__ uint32_t empty(uint32_t g) const { return bars + 16u + 8u * (g & 1u); }
+  __device__ uint32_t full_q() const { return bars + 32u; }
+  __device__ uint32_t empty_q() const { return bars + 40u; }
+  /* one thread, before a CTA barrier */
+  __device__ void init(uint32_t producers, uint32_t consumers) const {
+    for (uint32_t g = 0; g < 2; g++) mbar_init(full(g), producers), mbar_init(empty(g), consumers);
+    mbar_init(full_q(), producers), mbar_init(empty_q(), consumers);
+  }
+  /* the producer: wait until slot g (Q tile n) is free; publish a landed copy group to its full barrier */
+  __device__ void claim(uint32_t g) const { mbar_wait(empty(g), ((g >> 1) & 1u) ^ 1u); }
+  __device__ void claim_q(uint32_t n) const { mbar_wait(empty_q(), (n & 1u) ^ 1u); }
+  __device__ void publish(uint32_t full_bar) const {
+    fence_async_smem();
+    mbar_arrive(full_bar);
+  }
+  /* a consumer: wait until group g (Q tile n) has landed; give it back */
+  __device__ void take(uint32_t g) const { mbar_wait(full(g), (g >> 1) & 1u); }
+  __device__ void take_q(uint32_t n) const { mbar_wait(full_q(), n & 1u); }
+  __device__ void give(uint32_t g) const { mbar_arrive(empty(g)); }
+  __device__ void give_q() const { mbar_arrive(empty_q()); }
+};
+constexpr int RING2_BYTES = 48;
+
+/* A warpgroup gives registers back to the CTA's pool (dec) or takes them (inc): N per thread from here on. */
+template <int N> __device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 }
 
 /* d (m64 x N, f32) = A B + (acc ? d : 0), bf16 or f16 inputs: _ss with A and B from descriptors (both K-major), _rs

@@ -79,15 +79,16 @@ describe("F.sdpa_backend", function()
     assert.are.equal("reference", b(5, 64, 64, "bf16", {attn_mask = mask}))
   end)
 
-  -- FLAME_FLASH_FWD=sm90 (bench/flash_sm90_check.sh, on the H200) selects the Hopper forward for head dims 64 and
-  -- 128; this spec then assumes an sm_90 device, so that the fused cases below really run that kernel.
-  test("names the fused forward kernel: sm90 where FLAME_FLASH_FWD=sm90 selects it, else fa2", function()
-    local sm90 = os.getenv("FLAME_FLASH_FWD") == "sm90"
+  -- FLAME_FLASH_FWD=sm90 or sm90sync (bench/flash_sm90_check.sh, on the H200) selects one of the Hopper forwards
+  -- for head dims 64 and 128; this spec then assumes an sm_90 device, so that the fused cases below really run it.
+  test("names the fused forward kernel: sm90 or sm90sync where FLAME_FLASH_FWD selects it, else fa2", function()
+    local env = os.getenv("FLAME_FLASH_FWD")
+    local hopper = (env == "sm90" or env == "sm90sync") and env or nil
     for _, d in ipairs({32, 64, 96, 128}) do
       local q = randn_on({1, 2, 5, d}, "bf16")
       local path, kernel = F.sdpa_backend(q, q, q, {causal = true})
       assert.are.equal("flash", path)
-      assert.are.equal((sm90 and (d == 64 or d == 128)) and "sm90" or "fa2", kernel, "head dim " .. d)
+      assert.are.equal((hopper and (d == 64 or d == 128)) and hopper or "fa2", kernel, "head dim " .. d)
     end
     assert.is_nil(select(2, F.sdpa_backend(randn_on({1, 2, 5, 64}, "f32"), randn_on({1, 2, 5, 64}, "f32"),
       randn_on({1, 2, 5, 64}, "f32"))))

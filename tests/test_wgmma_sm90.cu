@@ -8,7 +8,9 @@
  *  - rs:   C = P V with P from registers (the A fragment, read from global memory per lane) and V from shared memory,
  *          MN-major (transposed B), N = 64 and 128;
  *  - chain: S = Q K^T, P = S rounded to bf16/f16 in registers by fa::c_to_a, O = P V: the kernel's data flow
- *          without the softmax.
+ *          without the softmax;
+ *  - ring: the warp-specialised forward's producer/consumer protocol (fa90::ring2: mbarriers over two slots and a
+ *          Q buffer, their phases over several rounds; setmaxnreg) carrying the tiles of a wgmma product.
  * bf16 and f16 each. One line per case: PASS/FAIL, the max error against the max magnitude. Built for sm_90a only;
  * without an sm_90 device it prints SKIP and passes, unless run with --require (bench/flash_sm90_check.sh does). */
 #include "flash_sm90.cuh"
@@ -163,6 +165,68 @@ __global__ void chain_kernel(const uint16_t *q, const uint16_t *k, const uint16_
   fa90::wgmma_wait<0>();
   fa90::fence_regs(d);
   store_acc(o, D, 0, d);
+#endif
+}
+
+/* ring: the warp-specialised forward's protocol (fa90::ring2, setmaxnreg), alone: warpgroup 2 streams, per round r,
+ * A_r (128 x 64, the "Q") and T_r tiles B_{r,j} (128 x 64) through the two-slot ring with cp.async; warpgroups 0
+ * and 1 compute C_r = sum_j A_r B_{r,j}^T with wgmma, giving each slot back after its product and Q after the
+ * round's last. Rounds of odd lengths make the slots' parities cross over between rounds as the forward's do. */
+template <bool BF>
+__global__ void __launch_bounds__(384, 1) ring_kernel(const uint16_t *a, const uint16_t *b, float *c, int rounds,
+                                                      const int *tiles) {
+#ifdef SM90_BODY
+  constexpr int K = 64, T = 128 * K * 2;
+  extern __shared__ __align__(1024) unsigned char sm[];
+  const uint32_t sA = (fa90::smem_u32(sm) + 1023u) & ~1023u, sB0 = sA + T;
+  const fa90::ring2 ring{sB0 + 2 * T};
+  if (threadIdx.x == 0) ring.init(128, 256);
+  __syncthreads();
+  uint32_t G = 0;
+  const uint16_t *bt = b;
+  if (threadIdx.x >= 256) {
+    fa90::setmaxnreg_dec<40>();
+    const int pt = threadIdx.x - 256;
+    for (int r = 0; r < rounds; r++) {
+      ring.claim_q(r);
+      fa90::load_tile_sw128<K, 128, 128, false>(sA, a + r * 128 * K, K, 0, 128, pt);
+      fa::cp_commit();
+      uint32_t prev = ring.full_q();
+      for (int j = 0; j < tiles[r]; j++, G++, bt += 128 * K) {
+        ring.claim(G);
+        fa90::load_tile_sw128<K, 128, 128, false>(sB0 + (G & 1u) * T, bt, K, 0, 128, pt);
+        fa::cp_commit();
+        fa::cp_wait<1>();
+        ring.publish(prev);
+        prev = ring.full(G);
+      }
+      fa::cp_wait<0>();
+      ring.publish(prev);
+    }
+  } else {
+    fa90::setmaxnreg_inc<232>();
+    const int wg = threadIdx.x / 128;
+    for (int r = 0; r < rounds; r++) {
+      ring.take_q(r);
+      float d[16][4];
+#pragma unroll
+      for (int j = 0; j < 16; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.f;
+      for (int j = 0; j < tiles[r]; j++, G++) {
+        ring.take(G);
+        const uint32_t sB = sB0 + (G & 1u) * T;
+        fa90::wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++)
+          fa90::wgmma_ss<128, BF>(d, fa90::desc_k(sA + wg * 64 * 128 + kk * 32), fa90::desc_k(sB + kk * 32), 1);
+        fa90::wgmma_commit();
+        fa90::wgmma_wait<0>();
+        fa90::fence_regs(d);
+        ring.give(G);
+      }
+      ring.give_q();
+      store_acc(c + r * 128 * 128, 128, 64 * wg, d);
+    }
+  }
 #endif
 }
 
@@ -344,10 +408,43 @@ template <bool BF, int D, int KV> bool check_chain() {
   return true;
 }
 
+template <bool BF> bool check_ring() {
+  const int rounds = 3, tiles[rounds] = {3, 5, 1};
+  int total = 0;
+  for (int r = 0; r < rounds; r++) total += tiles[r];
+  std::vector<uint16_t> a = random16(BF, rounds * 128 * 64), b = random16(BF, (size_t)total * 128 * 64);
+  std::vector<double> ref((size_t)rounds * 128 * 128, 0.0);
+  for (int r = 0, t0 = 0; r < rounds; t0 += tiles[r], r++)
+    for (int j = 0; j < tiles[r]; j++)
+      for (int i = 0; i < 128; i++)
+        for (int n = 0; n < 128; n++) {
+          double s = 0;
+          for (int k = 0; k < 64; k++)
+            s += (double)from16(BF, a[(r * 128 + i) * 64 + k]) * from16(BF, b[((size_t)(t0 + j) * 128 + n) * 64 + k]);
+          ref[(r * 128 + i) * 128 + n] += s;
+        }
+  dbuf da, db, dc, dt;
+  std::vector<int> tv(tiles, tiles + rounds);
+  if (!upload(da, a) || !upload(db, b) || !upload(dt, tv)) return false;
+  CK(cudaMalloc(&dc.p, ref.size() * 4));
+  const size_t smem = 1024 + 3 * 128 * 64 * 2 + fa90::RING2_BYTES;
+  if (!smem_for(ring_kernel<BF>, smem)) return false;
+  ring_kernel<BF><<<1, 384, smem>>>((const uint16_t *)da.p, (const uint16_t *)db.p, (float *)dc.p, rounds,
+                                    (const int *)dt.p);
+  CK(cudaGetLastError());
+  std::vector<float> got(ref.size());
+  CK(cudaMemcpy(got.data(), dc.p, got.size() * 4, cudaMemcpyDeviceToHost)); /* (a hang here: the protocol) */
+  char what[120];
+  snprintf(what, sizeof what, "ring %s (producer warpgroup, mbarriers, setmaxnreg; rounds of 3, 5, 1 tiles)",
+           BF ? "bf16" : "f16");
+  verdict(what, got, ref, 1e-3);
+  return true;
+}
+
 template <bool BF> bool run_dtype() {
   return check_ss<BF, 128, 64, 1>() && check_ss<BF, 128, 128, 2>() && check_ss<BF, 64, 128, 1>() &&
          check_rs<BF, 64, 128>() && check_rs<BF, 128, 128>() && check_chain<BF, 64, 128>() &&
-         check_chain<BF, 128, 128>();
+         check_chain<BF, 128, 128>() && check_ring<BF>();
 }
 
 } // namespace

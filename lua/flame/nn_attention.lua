@@ -213,8 +213,8 @@ local causal_code = {top_left = 1, bottom_right = 2}
 
 -- sdpa_backend(q, k, v, opts): "flash" or "reference", the path scaled_dot_product_attention (q 4-D) or
 -- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast); with "flash",
--- a second value names the fused forward kernel: "fa2" (FlashAttention-2 style, every GPU) or "sm90" (wgmma, on
--- Hopper with FLAME_FLASH_FWD=sm90 and head dim 64 or 128).
+-- a second value names the fused forward kernel: "fa2" (FlashAttention-2 style, every GPU), or on Hopper with head
+-- dim 64 or 128 "sm90" (wgmma, warp-specialised; FLAME_FLASH_FWD=sm90) or "sm90sync" (FLAME_FLASH_FWD=sm90sync).
 function F.sdpa_backend(q, k, v, opts, ...)
   no_extra("sdpa_backend", 5, ...)
   opts = options("sdpa_backend", opts, sdpa_keys, 2)
