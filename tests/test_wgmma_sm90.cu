@@ -444,13 +444,14 @@ template <bool BF> bool check_ring() {
 template <bool BF> bool run_dtype() {
   return check_ss<BF, 128, 64, 1>() && check_ss<BF, 128, 128, 2>() && check_ss<BF, 64, 128, 1>() &&
          check_rs<BF, 64, 128>() && check_rs<BF, 128, 128>() && check_chain<BF, 64, 128>() &&
-         check_chain<BF, 128, 128>() && check_ring<BF>();
+         check_chain<BF, 128, 128>();
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
   const bool require = argc > 1 && strcmp(argv[1], "--require") == 0;
+  setvbuf(stdout, nullptr, _IOLBF, 0); /* each line out as it is decided, also into a pipe */
   check_desc();
   int n = 0, major = 0, minor = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0 ||
@@ -459,7 +460,9 @@ int main(int argc, char **argv) {
     printf("%s wgmma cases: no sm_90 device (%d devices, compute %d.%d)\n", require ? "FAIL" : "SKIP", n, major, minor);
     return require || failures ? 1 : 0;
   }
-  bool ran = check_tile<64, 64>() && check_tile<128, 64>() && run_dtype<true>() && run_dtype<false>();
+  /* the ring cases last: a protocol that hangs (killed by the caller's timeout) leaves every other line printed */
+  bool ran = check_tile<64, 64>() && check_tile<128, 64>() && run_dtype<true>() && run_dtype<false>() &&
+             check_ring<true>() && check_ring<false>();
   if (!ran) failures++;
   printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
   return failures ? 1 : 0;
