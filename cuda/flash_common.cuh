@@ -1,8 +1,8 @@
 /* What the fused attention's kernels share (cuda/flash_attention.cu, the FlashAttention-2 style kernels for every
- * GPU; cuda/flash_fwd_sm90.cu, the Hopper forward on wgmma): the parameters both read (filled once, by
+ * GPU; cuda/flash_fwd_sm90.cu, the Hopper forwards on wgmma): the parameters all read (filled once, by
  * flash_attention.cu's fill_params), the sequence extents, the f32 -> bf16/f16 packing, exp2, the conversion of an
- * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, and the dropout keep bits
- * of a forward fragment (the byte rule, core/dropout_keep.h). The layout facts are PTX's: mma.sync m16n8k16's C and A
+ * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, the dropout keep bits of a
+ * forward fragment (the byte rule, core/dropout_keep.h), the online softmax step and the epilogue of a forward. The layout facts are PTX's: mma.sync m16n8k16's C and A
  * fragments, which are also each warp's share of wgmma m64nNk16's accumulator and register-A fragments (warp w of a
  * warpgroup holds rows 16 w .. 16 w + 15), so the same helpers serve both kernels. */
 #ifndef FL_CUDA_FLASH_COMMON_CUH
