@@ -17,10 +17,14 @@
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
  * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
  * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
- * Dropout: the keep bit of (b, h, i, j) is fl_dropout_keep at the reference's index, evaluated where needed
- * (forward and backward), never stored: one Philox block (4 keys of a row) per lane per 8-wide fragment column,
- * swapped between the lanes that share it (fwd_keep_bits, bwd_keep_bits). Z = P * keep / (1 - p); the row sum l is
- * of the undropped P.
+ * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
+ * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
+ * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
+ * never stored. A block is 16 keys of a row; a fragment's
+ * lanes split the runs of 16 keys they need (two Philox calls per lane per fragment and tile, twice that where
+ * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
+ * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
+ * (1 - p); the row sum l is of the undropped P.
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
 #include "context.cuh"
 #include "dispatch.cuh"
@@ -47,7 +51,7 @@ struct fa_params {
   int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
   float scale, scale_log2;
   bool causal, bottom_right, dropout;
-  uint32_t thr;
+  uint32_t thr; /* the byte rule's t: bytes < t are kept */
   float drop_scale;
   uint64_t seed, offset;
   /* backward */
@@ -290,52 +294,44 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 #endif
 }
 
-/* The four keep bits of the Philox block at counter ctr (bit k: element 4 (ctr - offset) + k), as a nibble. */
-__device__ __forceinline__ uint32_t keep_nibble(const fa_params &p, uint64_t ctr) {
-  const fl_philox_out o = fl_philox(p.seed, ctr);
-  return (uint32_t)fl_dropout_keep_word(o.w[0], p.thr) | (uint32_t)fl_dropout_keep_word(o.w[1], p.thr) << 1 |
-         (uint32_t)fl_dropout_keep_word(o.w[2], p.thr) << 2 | (uint32_t)fl_dropout_keep_word(o.w[3], p.thr) << 3;
+/* The byte rule's keep bits (core/dropout_keep.h) of the 16 consecutive mask elements idx .. idx + 15 (bit j:
+ * element idx + j): one Philox block where idx is a multiple of 16 (every call when Sk % 16 == 0), else the two
+ * blocks the run straddles (a row's keys cross block boundaries mid-row). */
+__device__ __forceinline__ uint32_t keep16_at(const fa_params &p, uint64_t idx) {
+  const uint64_t ctr = p.offset + idx / 16;
+  const uint32_t sh = (uint32_t)(idx % 16);
+  uint32_t m = fl_dropout_keep16(fl_philox(p.seed, ctr), p.thr);
+  if (sh) m = (m >> sh) | (fl_dropout_keep16(fl_philox(p.seed, ctr + 1), p.thr) << (16 - sh));
+  return m & 0xffffu;
 }
 
-/* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
- * straddles two. */
-__device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool &k0, bool &k1) {
-  fl_philox_out o = fl_philox(p.seed, p.offset + idx / 4);
-  const uint32_t w = (uint32_t)(idx % 4);
-  uint32_t a = w == 0 ? o.w[0] : w == 1 ? o.w[1] : w == 2 ? o.w[2] : o.w[3];
-  uint32_t c = w == 0 ? o.w[1] : w == 1 ? o.w[2] : w == 2 ? o.w[3] : fl_philox(p.seed, p.offset + idx / 4 + 1).w[0];
-  k0 = fl_dropout_keep_word(a, p.thr);
-  k1 = fl_dropout_keep_word(c, p.thr);
+/* One butterfly stage of a transpose of w-bit fields over lanes (as in a bit-matrix transpose): x's fields pair up
+ * (lo masks the even field of each pair); the lane keeps its even fields (its lane bit clear, upper false) or its
+ * odd ones (upper true), and takes the others from lane ^ lanes, which sends its fields with each pair swapped. */
+__device__ __forceinline__ uint32_t swap_stage(uint32_t x, int w, uint32_t lo, int lanes, bool upper) {
+  const uint32_t sent = ((x >> w) & lo) | ((x << w) & ~lo);
+  const uint32_t got = __shfl_xor_sync(0xffffffffu, sent, lanes);
+  const uint32_t mine = upper ? ~lo : lo;
+  return (x & mine) | (got & ~mine);
 }
 
-/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8, keys 8 nt + 2 t, + 1):
- * bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive keys of one row,
- * which here lie in lanes t = 0, 1 or t = 2, 3 of one quad; with Sk % 4 == 0 each is aligned, so lane t draws the
- * block of row r_g + 8 (t & 1), keys + 4 (t >> 1) per n8 block and the quad swaps nibbles: 8 Philox calls per lane
- * instead of 16. Otherwise, a call per pair (two where a pair straddles blocks). */
+/* Where fwd_keep_bits puts the keep bit of element e of n8 block nt (compile-time in the unrolled loops). */
+__host__ __device__ constexpr int fwd_bit(int nt, int e) { return 8 * (nt & 3) + 4 * (nt >> 2) + e; }
+
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8; keys 8 nt + 2 t,
+ * + 1 of n8 block nt), element e of block nt at bit fwd_bit(nt, e). The byte rule's 16-element blocks: the quad
+ * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1),
+ * keys 32 (t >> 1) .. + 31 (one Philox call each when Sk % 16 == 0, two otherwise), as a word whose byte
+ * k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u = the keys
+ * 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot s of
+ * byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
 __device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
   const int t = lane % 4;
-  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg;
-  if (p.Sk % 4 == 0) {
-    const uint64_t ctr = p.offset + ((row0 + 8 * (t & 1)) * (uint64_t)p.Sk + (uint64_t)n0) / 4 + (t >> 1);
-    uint32_t mine = 0;
-#pragma unroll
-    for (int nt = 0; nt < BN / 8; nt++) mine |= keep_nibble(p, ctr + 2 * nt) << (nt * 4);
-    const uint32_t v0 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2)); /* row r_g, keys of this lane */
-    const uint32_t v1 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2) | 1); /* row r_g + 8 */
-    const int sh = 2 * (t & 1);
-    return ((v0 >> sh) & 0x33333333u) | ((v1 >> sh) & 0x33333333u) << 2;
-  }
-  uint32_t bits = 0;
-#pragma unroll 1 /* (the rare path: kept small) */
-  for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      bool k0, k1;
-      keep_pair(p, (row0 + 8 * r) * (uint64_t)p.Sk + (uint64_t)n0 + 8 * nt + 2 * t, k0, k1);
-      bits |= ((uint32_t)k0 | (uint32_t)k1 << 1) << (nt * 4 + 2 * r);
-    }
-  return bits;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)n0 + 32 * (t >> 1);
+  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + 16) << 16;
+  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
 }
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
@@ -466,7 +462,7 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
           for (int e = 0; e < 4; e++)
-            s[mi][nt][e] = (keepbits[mi] >> (nt * 4 + e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
+            s[mi][nt][e] = (keepbits[mi] >> fwd_bit(nt, e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
     }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
@@ -547,37 +543,32 @@ __device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
 #endif
 }
 
+/* Where bwd_keep_bits puts the keep bit of element e of n8 block nt. */
+__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
+
 /* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
- * one 64-query tile: bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive
- * keys of one query, which here lie in the 4 lanes of equal t and g / 4; with Sk % 4 == 0 each of them is aligned, so
- * each lane draws one block per n8 block (lane g % 4 = c: query + (c & 1), keys + 8 (c >> 1), g rounded down to 4)
- * and the 4 lanes swap their nibbles: 8 Philox calls per lane instead of 32. Otherwise, one call per element. */
+ * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
+ * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
+ * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
+ * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
+ * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
+ * key, i.e. n8 block nt = u. */
 __device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
   const int g = lane / 4, t = lane % 4;
-  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0; /* the tile's first query */
-  uint32_t bits = 0;
-  if (p.Sk % 4 == 0) {
-    const int c = g & 3;
-    const uint64_t idx = (row0 + 2 * t + (c & 1)) * (uint64_t)p.Sk + (uint64_t)kb + 8 * (c >> 1) + (g & ~3);
-    const uint64_t step = 2 * (uint64_t)p.Sk; /* 8 queries, in blocks of 4 */
-    uint32_t mine = 0;
-#pragma unroll
-    for (int nt = 0; nt < BM / 8; nt++) mine |= keep_nibble(p, p.offset + idx / 4 + nt * step) << (nt * 4);
-#pragma unroll
-    for (int e = 0; e < 4; e++) { /* element e's block was drawn by lane g % 4 = e; its key is word g % 4 */
-      const uint32_t v = __shfl_sync(0xffffffffu, mine, (lane & ~12) | (e << 2));
-      bits |= ((v >> (g & 3)) & 0x11111111u) << e;
-    }
-    return bits;
-  }
-#pragma unroll 1 /* (the rare path: kept small) */
-  for (int nt = 0; nt < BM / 8; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const uint64_t i = row0 + nt * 8 + 2 * t + (e & 1), j = (uint64_t)kb + g + 8 * (e >> 1);
-      bits |= (uint32_t)fl_dropout_keep(p.seed, p.offset, i * (uint64_t)p.Sk + j, p.thr) << (nt * 4 + e);
-    }
-  return bits;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb;
+  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + (uint64_t)p.Sk) << 16;
+  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
+  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+
+/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
+ * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
+__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
+                                                           bool backward, uint32_t *out) {
+  const int lane = threadIdx.x;
+  out[lane] = backward ? bwd_keep_bits(p, b, h, r0, n0, lane) : fwd_keep_bits(p, b, h, r0 + lane / 4, n0, lane);
 }
 
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
@@ -669,7 +660,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         fa_mma<BF>(st[nt + 1], a, bf[1]);
       }
     }
-    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
+    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
     float z[NTQ][4];
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
      * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
@@ -688,7 +679,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         const float pe = fa_exp2(ok ? x : -INFINITY);
         st[nt][e] = pe;
         /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-        z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+        z[nt][e] = p.dropout ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
       }
     /* dV += Z^T dO */
 #pragma unroll
@@ -725,7 +716,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
       for (int e = 0; e < 4; e++) {
         int il = nt * 8 + 2 * t + (e & 1);
         float dp = z[nt][e];
-        if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
+        if (p.dropout) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
         st[nt][e] *= dp - sD[il];
       }
     /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
@@ -811,6 +802,14 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
   else sb = t->stride[0], sh = t->stride[1], sr = t->stride[2];
 }
 
+/* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
+void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
+  p.dropout = prob > 0;
+  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
+  p.seed = seed, p.offset = offset;
+}
+
 fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   memset(&p, 0, sizeof p);
   FL_TRY(fc_context_of(a->q, ctx));
@@ -837,9 +836,7 @@ fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   }
   p.scale = (float)a->scale, p.scale_log2 = (float)(a->scale * 1.4426950408889634);
   p.causal = a->causal, p.bottom_right = a->bottom_right;
-  p.dropout = a->p > 0;
-  p.thr = fl_dropout_threshold(a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
-  p.seed = a->seed, p.offset = a->offset;
+  set_dropout(p, a->p, a->seed, a->offset);
   return FL_OK;
 }
 
@@ -931,3 +928,18 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
 }
 
 } // namespace fc
+
+extern "C" fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double prob, uint64_t seed, uint64_t offset, int Hq,
+                                              int64_t Sq, int64_t Sk, int b, int h, int64_t r0, int64_t n0,
+                                              bool backward) {
+  if (out->storage->device.type != FL_CUDA || out->dtype != FL_I32 || fl_numel(out) != 32 || !fl_is_contiguous(out))
+    return fl_error(FL_EINVAL, "fl_cuda_flash_keep_probe: out must be a contiguous CUDA i32 tensor of 32 elements");
+  fc_context *ctx;
+  FL_TRY(fc_context_of(out, &ctx));
+  fa_params p;
+  memset(&p, 0, sizeof p);
+  p.Hq = Hq, p.Sq = Sq, p.Sk = Sk;
+  set_dropout(p, prob, seed, offset);
+  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, b, h, r0, n0, backward, (uint32_t *)fc_base(out));
+  return fc_launched("fa_keep_probe_kernel");
+}
