@@ -32,6 +32,7 @@
 #include "dropout_keep.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <type_traits>
 
 namespace {
 
@@ -365,31 +366,29 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   cp_commit();
   float acc[MT][NTD][4];
   float mrow[MT][2], lrow[MT][2];
-  int64_t row[MT][2];
+  /* the rows of the thread's fragments, m0 + row_of(mi, r) (recomputed where used, not 2 MT 64-bit registers) */
+  const int rbase = w * 16 * MT + g;
+  auto row_of = [&](int mi, int r) { return m0 + (rbase + mi * 16 + 8 * r); };
 #pragma unroll
   for (int mi = 0; mi < MT; mi++) {
 #pragma unroll
     for (int i = 0; i < NTD; i++) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
-    row[mi][0] = m0 + w * 16 * MT + mi * 16 + g;
-    row[mi][1] = row[mi][0] + 8;
   }
-  for (int it = 0; it < ntiles; it++) {
-    const int64_t n0 = (int64_t)it * BN;
-    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
-      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
-      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
-      cp_commit();
-      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
-    } else {
-      cp_wait<0>();
-    }
+  /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
+   * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
+   * tensor-core steps, and every tile would jump over the masking and dropout code, 128 taken branches a tile):
+   * EDGE masks (in tile coordinates) and scales the scores before their max, else the max is of the raw scores and
+   * the scale folds into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same); DROP: dropout may be on
+   * (p.dropout, checked at run time where EDGE). */
+  auto step = [&](int64_t n0, int it, auto edge_c, auto drop_c) {
+    constexpr bool EDGE = decltype(edge_c)::value, DROP = decltype(drop_c)::value;
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = p.dropout ? fwd_keep_bits(p, b, h, row[mi][0], n0, lane) : 0u;
+    for (int mi = 0; mi < MT; mi++)
+      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : 0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -413,8 +412,21 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         }
       }
     }
-    /* prescale, mask where this tile needs it (uniform over the CTA), the tile's row max */
-    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
+    /* EDGE: key column 8 nt + 2 t + (e & 1) of the tile is allowed in row r iff 8 nt + (e & 1) <= lim[mi][r]
+     * (the last key, and the causal limit, of the row in tile coordinates, less 2 t; clamped into 32 bits) */
+    int lim[MT][2];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        int64_t last = lk - 1 - n0;
+        if (p.causal) last = min(last, row_of(mi, r) + shift - n0);
+        lim[mi][r] = (int)max(min(last, (int64_t)BN), (int64_t)-1) - 2 * t;
+      }
+    /* the tile's row max (of the scaled and masked scores where EDGE, else of the raw ones, scaled after), the
+     * running max and sum rescaled */
+    float alpha[MT][2], muse[MT][2];
+    bool moved = false;
 #pragma unroll
     for (int mi = 0; mi < MT; mi++) {
       float mx[2] = {-INFINITY, -INFINITY};
@@ -422,42 +434,49 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          float x = s[mi][nt][e] * p.scale_log2;
-          if (edge) {
-            int64_t i = row[mi][e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-            if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
+          float x = s[mi][nt][e];
+          if constexpr (EDGE) {
+            x *= p.scale_log2;
+            if (8 * nt + (e & 1) > lim[mi][e >> 1]) x = -INFINITY;
+            s[mi][nt][e] = x;
           }
-          s[mi][nt][e] = x;
           mx[e >> 1] = fmaxf(mx[e >> 1], x);
         }
-      float alpha[2], muse[2];
 #pragma unroll
       for (int r = 0; r < 2; r++) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        if constexpr (!EDGE) mx[r] *= p.scale_log2; /* (-inf stays -inf) */
         float mnew = fmaxf(mrow[mi][r], mx[r]);
-        muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-        alpha[r] = fa_exp2(mrow[mi][r] - muse[r]);
+        muse[mi][r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
+        alpha[mi][r] = fa_exp2(mrow[mi][r] - muse[mi][r]);
         mrow[mi][r] = mnew;
-        lrow[mi][r] *= alpha[r];
+        lrow[mi][r] *= alpha[mi][r];
+        moved |= alpha[mi][r] != 1.f;
       }
-      /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
-       * 2 D multiplies a thread, the same values either way */
-      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+    }
+    /* once the running max settles, no row of the warp moves (alpha == 1 exactly): the warp skips the 2 MT D
+     * multiplies a thread, the same values either way (one branch for the tile) */
+    if (__any_sync(0xffffffffu, moved))
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++)
 #pragma unroll
         for (int i = 0; i < NTD; i++) {
-          acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
-          acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
+          acc[mi][i][0] *= alpha[mi][0], acc[mi][i][1] *= alpha[mi][0];
+          acc[mi][i][2] *= alpha[mi][1], acc[mi][i][3] *= alpha[mi][1];
         }
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++) {
 #pragma unroll
       for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          float pe = fa_exp2(s[mi][nt][e] - muse[e >> 1]);
+          const float x = s[mi][nt][e], m = muse[mi][e >> 1];
+          const float pe = EDGE ? fa_exp2(x - m) : fa_exp2(fmaf(x, p.scale_log2, -m));
           lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
           s[mi][nt][e] = pe;
         }
-      if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
+      if (DROP && (!EDGE || p.dropout)) /* (keys past lk or rows past lq have pe = 0 or are not stored) */
 #pragma unroll
         for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
@@ -481,6 +500,24 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       }
     }
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
+  };
+  for (int it = 0; it < ntiles; it++) {
+    const int64_t n0 = (int64_t)it * BN;
+    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
+      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
+      cp_commit();
+      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+    } else {
+      cp_wait<0>();
+    }
+    /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
+     * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
+    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
+    if (edge) step(n0, it, std::true_type{}, std::true_type{});
+    else if (p.dropout) step(n0, it, std::false_type{}, std::true_type{});
+    else step(n0, it, std::false_type{}, std::false_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
   uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
@@ -491,16 +528,17 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       float l = lrow[mi][r];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      if (row[mi][r] >= lq) continue;
+      const int64_t row = row_of(mi, r);
+      if (row >= lq) continue;
       float inv = l > 0.f ? 1.f / l : 0.f;
-      uint16_t *orow = ob + row[mi][r] * p.o_sr;
+      uint16_t *orow = ob + row * p.o_sr;
 #pragma unroll
       for (int dt = 0; dt < NTD; dt++)
         *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
             fa_pack<BF>(acc[mi][dt][2 * r] * inv, acc[mi][dt][2 * r + 1] * inv);
       if (t == 0) {
         float lse = l > 0.f && mrow[mi][r] > -INFINITY ? (mrow[mi][r] + log2f(l)) * LN2 : -INFINITY;
-        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[mi][r]) * p.l_sr] = lse;
+        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row) * p.l_sr] = lse;
       }
     }
 }
