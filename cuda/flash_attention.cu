@@ -680,131 +680,141 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     float ld_next = 0.f;
     if (it + 1 < ntiles) issue(hn, mn, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
     cp_commit();
-    /* drawn before S^T, while fewer registers are live */
-    const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
-    /* S^T = K Q^T: this warp's 16 keys x 64 queries */
-    float st[NTQ][4];
-#pragma unroll
-    for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sK, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(st[nt], a, bf[0]);
-        fa_mma<BF>(st[nt + 1], a, bf[1]);
-      }
-    }
-    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
-    float z[NTQ][4];
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
-     * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+     * diagonal's */
     const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
-    const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
-    const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
+    /* The tile's body, specialised at compile time: SIMPLE (an interior tile without dropout, the bulk of a run) is
+     * free of the masking and dropout code, each of which the compiler otherwise branches around element by element
+     * (a taken branch each, and basic blocks too small to interleave with the tensor-core steps). */
+    auto body = [&](auto simple_c) {
+      constexpr bool SIMPLE = decltype(simple_c)::value;
+      /* drawn before S^T, while fewer registers are live */
+      const bool drop = !SIMPLE && p.dropout;
+      const uint32_t keepbits = drop ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      float st[NTQ][4];
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
-        /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
-         * 2^-inf = 0) */
-        const bool ok = !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
-        const float x = st[nt][e] * p.scale_log2 - sL[il];
-        const float pe = fa_exp2(ok ? x : -INFINITY);
-        st[nt][e] = pe;
-        /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-        z[nt][e] = p.dropout ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf[0]);
+          fa_mma<BF>(st[nt + 1], a, bf[1]);
+        }
       }
-    /* dV += Z^T dO */
+      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
+      float z[NTQ][4];
+      /* the mask where edge (not SIMPLE), in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+      const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
+      const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dv[dt], a, bf[0]);
-        fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        for (int e = 0; e < 4; e++) {
+          const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+          /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
+           * 2^-inf = 0) */
+          const bool ok = SIMPLE || !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
+          const float x = st[nt][e] * p.scale_log2 - sL[il];
+          const float pe = fa_exp2(ok ? x : -INFINITY);
+          st[nt][e] = pe;
+          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+          z[nt][e] = drop ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+        }
+      /* dV += Z^T dO */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf[0]);
+          fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dZ^T = V dO^T (reusing z) */
+      /* dZ^T = V dO^T (reusing z) */
 #pragma unroll
-    for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(z[nt], a, bf[0]);
-        fa_mma<BF>(z[nt + 1], a, bf[1]);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf[0]);
+          fa_mma<BF>(z[nt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int il = nt * 8 + 2 * t + (e & 1);
-        float dp = z[nt][e];
-        if (p.dropout) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
-        st[nt][e] *= dp - sD[il];
+        for (int e = 0; e < 4; e++) {
+          int il = nt * 8 + 2 * t + (e & 1);
+          float dp = z[nt][e];
+          if (drop) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
+          st[nt][e] *= dp - sD[il];
+        }
+      /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
+       * 32-bit words, for dQ */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+        uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
+        wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf[0]);
+          fa_mma<BF>(dk[dt + 1], a, bf[1]);
+        }
       }
-    /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
-     * 32-bit words, for dQ */
+      __syncthreads(); /* sS complete */
+      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
+       * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+      const bool odd = t & 1;
+      const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
+      float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
+      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-      uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
-      wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+      for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dk[dt], a, bf[0]);
-        fa_mma<BF>(dk[dt + 1], a, bf[1]);
+      for (int dj = 0; dj < NTD / 2; dj += 2) {
+        const int dt = dt0 + dj;
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c[0], as[kk], bf[0]);
+          fa_mma<BF>(c[1], as[kk], bf[1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
+          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
+          const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale); /* (SIMPLE: every row is) */
+        }
       }
-    }
-    __syncthreads(); /* sS complete */
-    /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-    /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
-    float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-    const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
-    /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
-     * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-    const bool odd = t & 1;
-    const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
-    float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-    uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
-#pragma unroll
-    for (int dj = 0; dj < NTD / 2; dj += 2) {
-      const int dt = dt0 + dj;
-      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(c[0], as[kk], bf[0]);
-        fa_mma<BF>(c[1], as[kk], bf[1]);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
-        const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-        const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-        if (qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale);
-      }
-    }
+    };
+    if (edge || p.dropout) body(std::false_type{});
+    else body(std::true_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
   }
