@@ -515,8 +515,8 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
     const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
-    if (edge) step(n0, it, std::true_type{}, std::true_type{});
-    else if (p.dropout) step(n0, it, std::false_type{}, std::true_type{});
+    /* (dropout runs take the general copy: a third copy of the body costs the others registers, and spills) */
+    if (edge || p.dropout) step(n0, it, std::true_type{}, std::true_type{});
     else step(n0, it, std::false_type{}, std::false_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
