@@ -2,6 +2,7 @@
 -- Linear(8, 8): 2 x depth parameters, kernels of a few ns) so the step time is the host's work, trained plain and
 -- wrapped in DDP; the difference is what DDP adds per step on the host (its hooks, copies and reductions).
 --   flame-lua bench/ddp_host.lua [depth = 100] [old_ddp.lua]
+-- Also prints the ops each variant dispatches a step (flame.profile's call counts).
 -- old_ddp.lua: another nn_ddp.lua (e.g. `git show main:lua/flame/nn_ddp.lua > /tmp/old.lua`) timed beside it.
 local F = flame.F
 local D = flame.distributed
@@ -69,6 +70,12 @@ for _, none in ipairs({true, false}) do
     line = line .. string.format("; old DDP %.1f us (+%.1f us, %.2f us/param)", old * 1e6, (old - plain) * 1e6,
       (old - plain) * 1e6 / (2 * depth))
   end
-  print(line)
+  -- the ops each step dispatches (on a GPU each is a launch or more: there the count is the cost)
+  local function ops(f)
+    local n = 0
+    for _, e in ipairs(flame.profile(f, {device = "cpu"})) do n = n + e.calls end
+    return n
+  end
+  print(line .. string.format("; ops a step: plain %d, DDP %d", ops(steps[1]), ops(steps[2])))
 end
 D.destroy()

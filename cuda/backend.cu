@@ -206,6 +206,7 @@ fl_backend make_table() {
   b.multi_norm = fc::multi_norm;
   b.multi_clip = fc::multi_clip;
   b.multi_lerp = fc::multi_lerp;
+  b.multi_copy = fc::multi_copy;
 
   /* -- distributed (nccl.cu) -- */
   b.comm_unique_id = cuda_comm_unique_id;

@@ -94,6 +94,7 @@ fl_status optim_step(const fl_optim_args *a);
 fl_status multi_norm(fl_tensor *out, int n, const fl_tensor *const *xs, double p);
 fl_status multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
 fl_status multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
+fl_status multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src);
 
 } // namespace fc
 

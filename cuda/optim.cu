@@ -305,6 +305,15 @@ struct lerp_op {
   }
 };
 
+template <class T>
+struct copy_op {
+  __device__ void operator()(const mt_meta &m, int t, int64_t start, int64_t end, int64_t) const {
+    T *d = (T *)m.ptr[0][t];
+    const T *s = (const T *)m.ptr[1][t];
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) d[i] = s[i];
+  }
+};
+
 std::vector<mt_tensor> list_of(int n, const fl_tensor *const *a, const fl_tensor *const *b) {
   std::vector<mt_tensor> ts((size_t)n);
   for (int i = 0; i < n; i++) {
@@ -372,6 +381,19 @@ fl_status multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, 
     using A = typename fc_num<T>::acc;
     return mt_apply(ctx, ts, lerp_op<T>{(A)w}, "lerp_kernel");
   });
+}
+
+/* A copy moves bits: the kernel is instantiated per element size, not per float dtype. */
+fl_status multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src) {
+  fc_context *ctx;
+  FL_TRY(fc_context_of(dst[0], &ctx));
+  std::vector<mt_tensor> ts = list_of(n, (const fl_tensor *const *)dst, src);
+  switch (fl_dtype_size(dst[0]->dtype)) {
+    case 2: return mt_apply(ctx, ts, copy_op<uint16_t>{}, "copy_kernel");
+    case 4: return mt_apply(ctx, ts, copy_op<uint32_t>{}, "copy_kernel");
+    case 8: return mt_apply(ctx, ts, copy_op<uint64_t>{}, "copy_kernel");
+    default: return fl_error(FL_EDTYPE, "multi_copy: %s is not supported on CUDA", fl_dtype_name(dst[0]->dtype));
+  }
 }
 
 } // namespace fc

@@ -542,6 +542,9 @@ fl_status fl_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, doub
 /* dst[i] -= w * (dst[i] - src[i]) for each i (an EMA update with w = 1 - decay): dst contiguous float, src
  * of dst[i]'s shape and dtype (any layout; a strided one is copied), one device. */
 fl_status fl_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
+/* dst[i] = src[i] for each i, under the same rules as fl_multi_lerp: one fused launch on CUDA where n copies
+ * would be n (DistributedDataParallel moves a bucket's fresh gradients into it with one). */
+fl_status fl_multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src);
 
 /* -- checkpoints (safetensors) -- */
 /* safetensors files (src/io/safetensors*.c): an 8-byte little-endian header length N, N bytes of UTF-8 JSON

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The multi-GPU run, in one call on the lent nvidia-h200-x2 machine (two H200s, NCCL):
-#   source .deps/activate.sh; scripts/gpu-dist.sh [build] [tests] [train] [bench]      (no step named: all four)
+#   source .deps/activate.sh; scripts/gpu-dist.sh [build] [tests] [train] [contention] [bench]
+#   (no step named: build tests train bench)
 # tests: every collective against its definition (2 ranks); DDP (ranks bit-identical, 2 x B vs 1 x 2B, ZeRO-1 vs
 #   DDP, no_sync accumulation; spec/dist/ddp.lua); the two-"node" launch (two launchers of one GPU each,
 #   --nnodes 2);
@@ -8,6 +9,8 @@
 # train: examples/train.lua --ddp: a 2-GPU checkpoint resumed on 1 GPU, then on 2 again (a different world size
 #   each time), and the default preset's throughput at a fixed per-GPU batch: 1 GPU without DDP, 1 rank and 2 ranks
 #   with it (target: 2 GPUs >= 1.9x one).
+# contention: two plain (no DDP) train.lua runs at once, one per GPU, beside one alone: if each slows as much as
+#   2-rank DDP does, the machine (host CPU, driver) is what costs, not DDP or NCCL (issue 12's 2-GPU scaling miss).
 # bench: all_reduce bus bandwidth and the DDP steps (an MLP; train.lua's UNet at batch 128 per GPU) beside
 #   torch.distributed (NCCL, PyTorch's DDP) in the same run.
 # Logs and tables under $OUT (bench_dist.md: the tables for docs/performance.md). Exits 1 when a check fails (a
@@ -127,6 +130,26 @@ for name, v, tgt in (("1 GPU, no DDP", one, None), ("1 rank, DDP", ddp1, None), 
     print(f"| {name} | {v if v else 'error'} | {'%.2fx' % r if r else '-'} | {tgt or '-'} | {met} |")
 EOF
   cat "$OUT/train_scaling.md"
+fi
+
+if has contention; then
+  step "two independent single-GPU runs at once (machine contention, no DDP)"
+  check "1 GPU alone" cont_alone.txt train "$fl" examples/train.lua --device cuda:0 --out "$OUT/cont_a" --stop-at 150
+  CUDA_VISIBLE_DEVICES=1 train "$fl" examples/train.lua --device cuda --out "$OUT/cont_c" --stop-at 150 \
+    >"$OUT/cont_pair1.txt" 2>&1 &
+  pid=$!
+  check "cuda:0 while cuda:1 trains too" cont_pair0.txt train "$fl" examples/train.lua --device cuda:0 \
+    --out "$OUT/cont_b" --stop-at 150
+  wait $pid || { echo "FAIL - cuda:1 beside it"; tail -5 "$OUT/cont_pair1.txt"; status=1; }
+  grep -h "throughput:" "$OUT"/cont_alone.txt "$OUT"/cont_pair0.txt "$OUT"/cont_pair1.txt
+  echo "| run | images/s | vs alone |" >"$OUT/contention.md"
+  echo "|---|---|---|" >>"$OUT/contention.md"
+  a=$(ips "$OUT/cont_alone.txt")
+  for f in cont_alone cont_pair0 cont_pair1; do
+    v=$(ips "$OUT/$f.txt")
+    echo "| $f | ${v:-error} | $(python3 -c "print('%.2fx' % ($v / $a))" 2>/dev/null || echo -) |" >>"$OUT/contention.md"
+  done
+  cat "$OUT/contention.md"
 fi
 
 if has bench; then

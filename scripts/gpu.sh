@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU run, in one call on the lent machine (see docs/performance.md):
-#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop] [diffusion]
-# (no step named: all of them but diffusion). nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
+#   source .deps/activate.sh; scripts/gpu.sh [build] [specs] [ctest] [sanitize] [bench] [nnbench] [train] [interop] [diffusion] [hostcost]
+# (no step named: all of them but diffusion and hostcost). hostcost: where the host time of train.lua's step goes on
+# CUDA (bench/step_host.lua --device cuda: ms a step, ops a step, and its op profile, whose per-op syncs charge each
+# op class its host path and launch; at 8x8 batch 1 the kernels are negligible), plus bench/gpu_overhead.lua. nnbench: the NN-op ratio table (bench/nn/, incl. the training steps of
 # bench/nn/train.*) with the 2 GiB safetensors load of bench/io.* in the same table. interop: the safetensors
 # round trips with Python (scripts/interop.sh on cuda; needs python3 with torch and safetensors). diffusion:
 # examples/train.lua's default preset (about 5 minutes). Builds for sm_90, runs the whole spec suite with
@@ -94,6 +96,14 @@ if has nnbench; then
   "$build/flame-lua" bench/io.lua >>"$OUT/nn_flame.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/io_torch.py >>"$OUT/nn_torch.jsonl" 2>>"$OUT/nn_bench.err" || status=1
   python3 bench/nn_ratio.py "$OUT/nn_flame.jsonl" "$OUT/nn_torch.jsonl" | tee "$OUT/bench_nn.md"
+fi
+
+if has hostcost; then
+  step "the host cost of train.lua's step on cuda (bench/step_host.lua)"
+  { "$build/flame-lua" bench/step_host.lua --device cuda --channels 96 --profile &&
+    "$build/flame-lua" bench/step_host.lua --device cuda --channels 96 --size 32 --batch 32 --reps 9 &&
+    "$build/flame-lua" bench/gpu_overhead.lua; } >"$OUT/hostcost.txt" 2>&1 || status=1
+  head -45 "$OUT/hostcost.txt"; tail -8 "$OUT/hostcost.txt"
 fi
 
 # Not in the default list (about 5 minutes): the diffusion example's default preset; its log, checkpoint and sample

@@ -53,7 +53,7 @@ local function fake_world(n)
     run(c.k)
     return c
   end
-  -- rank r's flame.distributed: what DDP calls, the rest the real module's (the bucket plan, _bind_grad)
+  -- rank r's flame.distributed: what DDP calls, the rest the real module's (the bucket plan, _bind_grads)
   function world.rank(r)
     local d = setmetatable({}, {__index = flame.distributed})
     function d.is_initialized() return true end

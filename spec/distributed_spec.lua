@@ -141,6 +141,67 @@ describe("the bucket plan", function()
   end)
 end)
 
+describe("binding gradients to bucket slots (_bind_grads, one multi-tensor copy)", function()
+  -- sizes around the multi-tensor kernel's chunk edges (65536 elements), and one odd layout
+  local sizes = {1, 7, 65535, 65536, 65537, 130001}
+  local function setup(dtype)
+    flame.manual_seed(5)
+    local ps, views, total = {}, {}, 0
+    for i, n in ipairs(sizes) do total = total + n end
+    local flat = flame.full({total + 3}, 99, {dtype = dtype, device = dev})
+    local off = 1
+    for i, n in ipairs(sizes) do
+      ps[i] = flame.randn(n, {dtype = dtype, device = dev})
+      ps[i].requires_grad = true
+      views[i] = flat:narrow(1, off, n)
+      off = off + n
+    end
+    return ps, views, flat
+  end
+  for _, dt in ipairs({"f32", "f64", "bf16", "f16"}) do
+    it("copies fresh gradients in, zeros missing ones, leaves bound ones, " .. dt, function()
+      local ps, views = setup(dt)
+      local want = {}
+      for i, p in ipairs(ps) do
+        if i == 2 then p.grad = nil -- no gradient: its slot becomes zeros
+        elseif i == 5 then p.grad = flame.randn(sizes[i] * 2, {dtype = dt, device = dev}):view(2, -1):t()
+          :contiguous():t():reshape(-1):narrow(1, 1, sizes[i]) -- a fresh gradient of another storage
+        else p.grad = flame.randn(sizes[i], {dtype = dt, device = dev}) end
+        want[i] = p.grad and p.grad:clone() or flame.zeros(sizes[i], {dtype = dt, device = dev})
+      end
+      D._bind_grads(ps, views)
+      for i, p in ipairs(ps) do
+        assert.is_true(p.grad:is_set_to(views[i]), "param " .. i .. " is bound to its slot")
+        H.close(views[i]:double(), want[i]:double(), {atol = 0, rtol = 0}, "slot " .. i)
+      end
+      -- bound: a second call copies nothing; the engine accumulates into the slot in place
+      views[3]:fill_(4)
+      D._bind_grads(ps, views)
+      H.close(ps[3].grad:double(), flame.full({sizes[3]}, 4, {dtype = "f64"}), {atol = 0}, "untouched")
+    end)
+  end
+  it("a strided gradient and the padding between slots", function()
+    local ps, views, flat = setup("f32")
+    local g = flame.randn(sizes[4], 2, {device = dev}):select(2, 1) -- stride 2
+    ps[4].grad = g
+    D._bind_grads({ps[4]}, {views[4]})
+    H.close(views[4], g, {atol = 0, rtol = 0})
+    H.close(flat:narrow(1, flat:numel() - 2, 3), flame.full({3}, 99, {device = dev}), {atol = 0}, "past the slots")
+  end)
+  it("errors name the pair", function()
+    local ps, views = setup("f32")
+    ps[1].grad = flame.zeros(sizes[1], {device = dev})
+    local v64 = flame.zeros(sizes[1], {dtype = "f64", device = dev})
+    H.errors(function() D._bind_grads({ps[1]}, {v64}) end, "multi_copy: source 1", "must be f64")
+    H.errors(function() D._bind_grads({ps[1]}, {flame.zeros(2, {device = dev})}) end, "source 1",
+      "does not match its parameter")
+    ps[2].grad = flame.zeros(sizes[2], {device = dev})
+    H.errors(function() D._bind_grads({ps[1], ps[2]}, {views[1], flame.zeros(sizes[2], 2, {device = dev}):select(2, 1)})
+      end, "multi_copy: target 2", "must be contiguous")
+    H.errors(function() D._bind_grads({ps[1], ps[2]}, {views[1]}) end, "2 parameters for 1 views")
+  end)
+end)
+
 describe("DistributedSampler", function()
   local ds = flame.data.TensorDataset(flame.arange(1, 11))
 

@@ -51,19 +51,22 @@ local function build_buckets(params, cap_bytes)
   return buckets, where
 end
 
--- p.grad becomes its bucket slot v, holding what .grad held (zeros when it had none). Once bound it stays bound
--- until something replaces .grad (zero_grad's set_to_none, an assignment): then one copy binds it again.
-local bind = D._bind_grad
+-- Each p.grad of a bucket becomes its slot, holding what p.grad held (zeros when it had none), just before the
+-- bucket is reduced. Once bound a .grad stays bound until something replaces it (zero_grad's set_to_none, an
+-- assignment): then the backward makes a fresh one, and the next launch copies it in. The copies of a bucket are
+-- one multi-tensor copy (one launch on CUDA, where a copy per parameter was a launch per parameter).
+local bind_all = D._bind_grads
 
 -- Buckets are launched in order: st.next is the first one not launched yet this backward.
 local function launch(st, bucket)
+  bind_all(bucket.params, bucket.views)
   local _, work = st.D.all_reduce(bucket.flat, "avg", st.reduce_opts)
   st.work = work
   st.next = st.next + 1
   st.reductions = st.reductions + 1
 end
 
--- A parameter's gradient was accumulated into p.grad: into its bucket slot; a full bucket is reduced.
+-- A parameter's gradient was accumulated into p.grad (its bucket slot when bound); a full bucket is reduced.
 -- Hooks run inside the backward, where grad mode is off.
 local function on_grad(st, p)
   if not st.sync then return end
@@ -78,7 +81,6 @@ local function on_grad(st, p)
     st.pending = true
     flame.autograd.queue_callback(st.finish)
   end
-  bind(p, bucket.views[j])
   bucket.got[j] = st.step
   bucket.ready = bucket.ready + 1
   -- Full buckets are reduced in bucket order only: NCCL pairs the ranks' collectives by issue order, and the order
@@ -130,13 +132,7 @@ end
 -- The buckets not full when the backward ended: a parameter without a gradient this step enters with the .grad it
 -- has (zeros when none), as plain training keeps it; every rank issues the same collectives, in bucket order.
 local function launch_rest(st)
-  for b = st.next, #st.buckets do
-    local bucket = st.buckets[b]
-    for j, p in ipairs(bucket.params) do
-      if bucket.got[j] ~= st.step then bind(p, bucket.views[j]) end
-    end
-    launch(st, bucket)
-  end
+  for b = st.next, #st.buckets do launch(st, st.buckets[b]) end
 end
 
 -- The device waits for the reductions (the last one's wait covers all: the comm stream runs in order); the

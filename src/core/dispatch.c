@@ -57,6 +57,7 @@ static bool has_entry(const fl_backend *b, fl_op_kind k) {
     case FL_OP_MULTI_NORM: return b->multi_norm != NULL;
     case FL_OP_MULTI_CLIP: return b->multi_clip != NULL;
     case FL_OP_MULTI_LERP: return b->multi_lerp != NULL;
+    case FL_OP_MULTI_COPY: return b->multi_copy != NULL;
 
     /* -- issue 10: fused attention -- */
     case FL_OP_FLASH_ATTENTION: return b->flash_attention != NULL && b->flash_attention_backward != NULL;

@@ -201,7 +201,7 @@ typedef enum {
   FL_OP_MASKED_SOFTMAX,
 
   /* -- issue 8: optimizers -- */
-  FL_OP_OPTIM_STEP, FL_OP_MULTI_NORM, FL_OP_MULTI_CLIP, FL_OP_MULTI_LERP,
+  FL_OP_OPTIM_STEP, FL_OP_MULTI_NORM, FL_OP_MULTI_CLIP, FL_OP_MULTI_LERP, FL_OP_MULTI_COPY,
 
   /* -- issue 10: fused attention -- */
   FL_OP_FLASH_ATTENTION,
@@ -430,12 +430,13 @@ typedef struct fl_backend {
 
   /* ---- issue 8: optimizers (ops/optim.c) ---- */
   /* The multi-tensor entries behind flame.optim, argument rules in include/flame.h (fl_optim_step,
-   * fl_multi_norm, fl_multi_clip, fl_multi_lerp); the front-end has checked shapes, dtypes, devices and
+   * fl_multi_norm, fl_multi_clip, fl_multi_lerp, fl_multi_copy); the front-end has checked shapes, dtypes, devices and
    * layouts, n >= 1, and every tensor has numel >= 0. norm: out is 0-dim, zeroed by nobody (the entry writes it). */
   fl_status (*optim_step)(const fl_optim_args *a);
   fl_status (*multi_norm)(fl_tensor *out, int n, const fl_tensor *const *xs, double p);
   fl_status (*multi_clip)(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
   fl_status (*multi_lerp)(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
+  fl_status (*multi_copy)(int n, fl_tensor *const *dst, const fl_tensor *const *src);
 
   /* ---- distributed (src/dist/comm.c) ---- */
   /* Communicators (NCCL on CUDA); the front-end has checked ranks, devices, layouts and sizes. comm_destroy with

@@ -65,6 +65,7 @@ fl_status fl_cpu_optim_step(const fl_optim_args *a);
 fl_status fl_cpu_multi_norm(fl_tensor *out, int n, const fl_tensor *const *xs, double p);
 fl_status fl_cpu_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, double max_norm);
 fl_status fl_cpu_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w);
+fl_status fl_cpu_multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src);
 
 
 /* The stats and the cache are the process's, shared by states on several threads: the counters are updated
@@ -234,6 +235,7 @@ static const fl_backend cpu_backend = {
     .multi_norm = fl_cpu_multi_norm,
     .multi_clip = fl_cpu_multi_clip,
     .multi_lerp = fl_cpu_multi_lerp,
+    .multi_copy = fl_cpu_multi_copy,
 
 };
 

@@ -3,6 +3,7 @@
  * Half params are loaded to f32 and rounded once on store; their state is f32. */
 #include "cpu.h"
 #include <math.h>
+#include <string.h>
 
 /* The element update of one step, for compute type A (float or double). p, g, m, v, vmax are one element each;
  * the caller loads and stores. The constants are rounded to A once per call, as the CUDA kernel does. */
@@ -159,6 +160,17 @@ fl_status fl_cpu_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, 
       float c = (float)coef;
       FL_CPU_FOR(j, m, fl_st(d + 2 * j, dt, (float)fl_ld(d + 2 * j, dt) * c));
     }
+  }
+  return FL_OK;
+}
+
+/* The front-end made every src contiguous and of dst's dtype. */
+fl_status fl_cpu_multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src) {
+  for (int i = 0; i < n; i++) {
+    size_t bytes = (size_t)fl_numel(dst[i]) * fl_dtype_size(dst[i]->dtype);
+    void *d = fl_data_ptr(dst[i]);
+    const void *s = fl_data_ptr(src[i]);
+    if (bytes && d != s) memcpy(d, s, bytes);
   }
   return FL_OK;
 }

@@ -120,14 +120,35 @@ static int c_wait(lua_State *L) {
 static int c_rank(lua_State *L) { return lua_pushinteger(L, fl_comm_rank(check_comm(L, 1))), 1; }
 static int c_size(lua_State *L) { return lua_pushinteger(L, fl_comm_size(check_comm(L, 1))), 1; }
 
-/* _bind_grad(p, v): p.grad becomes v (DistributedDataParallel's bucket slot), holding what p.grad held (zeros when
- * it had none); nothing to do when it is v already. In C because it runs for every parameter and step, and reading
- * p.grad from Lua makes a userdata each time. */
-static int d_bind_grad(lua_State *L) {
-  fl_tensor *p = lfl_check(L, 1), *v = lfl_check(L, 2), *g = fl_grad(p);
-  if (g && fl_is_set_to(g, v)) return 0;
-  LFL_CHECK(L, g ? fl_copy_(v, g) : fl_zero_(v));
-  LFL_CHECK(L, fl_set_grad(p, v));
+/* _bind_grads(params, views): each params[i].grad becomes views[i] (DistributedDataParallel's bucket slot), holding
+ * what it held (zeros when it had none; nothing to do when it is the view already). All the copies in one
+ * fl_multi_copy: one launch on CUDA for a bucket, where a copy each was a launch each. In C because it runs for
+ * every parameter and step, and reading p.grad from Lua makes a userdata each time. */
+static int d_bind_grads(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = (int)lua_rawlen(L, 1);
+  if ((int)lua_rawlen(L, 2) != n) return luaL_error(L, "_bind_grads: %d parameters for %d views", n, (int)lua_rawlen(L, 2));
+  fl_tensor **dst = lua_newuserdatauv(L, sizeof(fl_tensor *) * 2 * (size_t)(n > 0 ? n : 1), 0); /* freed by the GC */
+  fl_tensor **src = dst + n;
+  int m = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, 2, i);
+    fl_tensor *p = lfl_check(L, -2), *v = lfl_check(L, -1), *g = fl_grad(p);
+    lua_pop(L, 2);
+    if (g && fl_is_set_to(g, v)) continue;
+    if (g) dst[m] = v, src[m++] = g;
+    else LFL_CHECK(L, fl_zero_(v));
+  }
+  LFL_CHECK(L, fl_multi_copy(m, dst, (const fl_tensor *const *)src));
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, 2, i);
+    fl_tensor *p = lfl_check(L, -2), *v = lfl_check(L, -1), *g = fl_grad(p);
+    lua_pop(L, 2);
+    if (!(g && fl_is_set_to(g, v))) LFL_CHECK(L, fl_set_grad(p, v));
+  }
   return 0;
 }
 
@@ -136,7 +157,7 @@ static const lfl_reg functions[] = {
     {"_unique_id", d_unique_id, 1},
     {"_free_port", d_free_port, 1},
     {"_comm", d_comm, 4},
-    {"_bind_grad", d_bind_grad, 2},
+    {"_bind_grads", d_bind_grads, 2},
     {NULL, NULL, 0},
 };
 

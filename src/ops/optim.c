@@ -1,5 +1,5 @@
 /* The multi-tensor front-ends behind flame.optim: one optimizer step, the total norm of many tensors, the
- * clip scaling and the EMA lerp. Each checks every tensor (one device, float dtypes, shapes, contiguous
+ * clip scaling, the EMA lerp and a many-tensor copy. Each checks every tensor (one device, float dtypes, shapes, contiguous
  * targets), copies strided read-only operands to contiguous ones, then makes one backend call for all tensors:
  * a loop over the tensors on the CPU, a fused multi-tensor kernel on CUDA (cuda/optim.cu). Targets are written
  * in place, outside autograd; their versions are bumped so saved-tensor checks see the write. */
@@ -179,25 +179,36 @@ fl_status fl_multi_clip(int n, fl_tensor *const *xs, const fl_tensor *norm, doub
   return FL_OK;
 }
 
-fl_status fl_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w) {
-  const char *op = "ema";
+/* dst[i] <- src[i] (FL_OP_MULTI_COPY) or dst[i] -= w (dst[i] - src[i]) (FL_OP_MULTI_LERP): the same checks, one
+ * backend call. what/from name the two lists in messages. */
+static fl_status pairwise(const char *op, fl_op_kind kind, const char *what, const char *from, int n,
+                          fl_tensor *const *dst, const fl_tensor *const *src, double w) {
   if (n == 0) return FL_OK;
   if (n < 0) return fl_error(FL_EINVAL, "%s: negative tensor count %d", op, n);
-  if (!(w >= 0 && w <= 1)) return fl_error(FL_EINVAL, "%s: weight %g not in [0, 1]", op, w);
   const fl_device *dev = &dst[0]->storage->device;
   for (int i = 0; i < n; i++) {
-    FL_TRY(check_target(op, "average", i, dst[i], dev));
-    FL_TRY(check_like(op, "parameter", i, src[i], dst[i], dst[i]->dtype, false));
+    FL_TRY(check_target(op, what, i, dst[i], dev));
+    FL_TRY(check_like(op, from, i, src[i], dst[i], dst[i]->dtype, false));
   }
   fl_tensor **c = calloc((size_t)n, sizeof *c);
   if (!c) return fl_error(FL_ENOMEM, "%s: out of host memory", op);
   fl_status st = FL_OK;
   const fl_backend *be;
   FL_CHECK(contiguous_all(n, src, c));
-  FL_CHECK(fl_dispatch(op, FL_OP_MULTI_LERP, 0, 2, (const fl_tensor *const[]){dst[0], c[0]}, &be));
-  FL_CHECK(fl_error_context(be->multi_lerp(n, dst, (const fl_tensor *const *)c, w), op));
+  FL_CHECK(fl_dispatch(op, kind, 0, 2, (const fl_tensor *const[]){dst[0], c[0]}, &be));
+  if (kind == FL_OP_MULTI_COPY) FL_CHECK(fl_error_context(be->multi_copy(n, dst, (const fl_tensor *const *)c), op));
+  else FL_CHECK(fl_error_context(be->multi_lerp(n, dst, (const fl_tensor *const *)c, w), op));
   bump(n, dst);
 done:
   release_all(n, c);
   return st;
+}
+
+fl_status fl_multi_lerp(int n, fl_tensor *const *dst, const fl_tensor *const *src, double w) {
+  if (!(w >= 0 && w <= 1)) return fl_error(FL_EINVAL, "ema: weight %g not in [0, 1]", w);
+  return pairwise("ema", FL_OP_MULTI_LERP, "average", "parameter", n, dst, src, w);
+}
+
+fl_status fl_multi_copy(int n, fl_tensor *const *dst, const fl_tensor *const *src) {
+  return pairwise("multi_copy", FL_OP_MULTI_COPY, "target", "source", n, dst, src, 0);
 }
