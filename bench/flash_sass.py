@@ -199,10 +199,10 @@ def resources(log):
 
 
 def short_name(f):
-    m = re.search(r"(fa_\w+?_kernel)ILb(\d)ELi(\d+)E", f)
+    m = re.search(r"fa_(fwd|bwd)_kernelILb(\d)ELi(\d+)E", f)
     if not m:
         return None
-    return "%s<%s,%s>" % (m.group(1)[3:-7], "bf16" if m.group(2) == "1" else "f16", m.group(3))
+    return "%s<%s,%s>" % (m.group(1), "bf16" if m.group(2) == "1" else "f16", m.group(3))
 
 
 def main():
@@ -233,7 +233,7 @@ def main():
                 for i in fast:
                     x = ins[i]
                     out.write("%6x %2d %s %s %s\n" % (x["addr"], x["stall"], x["pred"], x["op"], x["args"]))
-        rows.append((name, [name, r[0], "%d/%d" % (r[1], r[2]), total, t - h + 1, len(fast), stall, len(slow),
+        rows.append(((name.split(",")[0], int(re.sub(r"\D", "", name.split(",")[1]))), [name, r[0], "%d/%d" % (r[1], r[2]), total, t - h + 1, len(fast), stall, len(slow),
                             hmma_dep(ins, fast)] + [c[k] for k in COLS]))
     for _, row in sorted(rows):
         print("| " + " | ".join(str(v) for v in row) + " |")

@@ -25,7 +25,12 @@
  * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
  * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
  * (1 - p); the row sum l is of the undropped P.
- * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
+ * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
+ * Code shape: the body of a key tile (forward) or query tile (backward) is compiled twice, a general copy (masking in
+ * tile coordinates, dropout checked at run time) for the tiles that need a mask and for dropout runs, and a copy
+ * for the interior tiles without dropout that has neither, so that it is one branch-free block which the compiler
+ * interleaves with the tensor-core steps (a branch per element was 128 taken branches a forward tile).
+ * bench/flash_sass.sh profiles the kernels' SASS (no GPU). */
 #include "context.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
