@@ -393,7 +393,7 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     uint32_t keepbits[MT];
 #pragma unroll
     for (int mi = 0; mi < MT; mi++)
-      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : 0u;
+      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -481,12 +481,16 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
           lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
           s[mi][nt][e] = pe;
         }
-      if (DROP && (!EDGE || p.dropout)) /* (keys past lk or rows past lq have pe = 0 or are not stored) */
+      /* (keys past lk or rows past lq have pe = 0 or are not stored). With dropout off (EDGE), every bit is set and
+       * the factor 1: the same values with no test of p.dropout per element, which the compiler would branch on */
+      if constexpr (DROP) {
+        const float dsc = !EDGE || p.dropout ? p.drop_scale : 1.f;
 #pragma unroll
         for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
           for (int e = 0; e < 4; e++)
-            s[mi][nt][e] = (keepbits[mi] >> fwd_bit(nt, e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
+            s[mi][nt][e] = (keepbits[mi] >> fwd_bit(nt, e) & 1u) ? s[mi][nt][e] * dsc : 0.f;
+      }
     }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
