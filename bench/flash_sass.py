@@ -5,7 +5,7 @@ Input: `nvdisasm -hex` of a cubin and the `ptxas -v` log of its compilation. For
 the main loop (the smallest loop, by back edge, that holds every HMMA: the key-tile loop of the forward, the
 query-tile loop of the backward) and walks its body as a DAG (back edges and branches out of the body dropped):
   fast: the path of fewest instructions from the loop head to its back edge that still does the global-memory work
-        (next tile's cp.async, dQ atomics), i.e. one interior tile with no masking, no dropout and no rescale (every
+        (next tile's cp.async, dQ atomics: one instruction for each destination operand), i.e. one interior tile with no masking, no dropout and no rescale (every
         branch that skips other work taken; a predicated instruction still issues);
   slow: the path of most instructions (edge masking, dropout, rescale: everything inlined into the loop).
 The fast path's mix is the per-tile instruction count that the hardware counters see in the bulk of a run. "stall"
@@ -130,8 +130,14 @@ def paths(ins, labels, head, tail):
     """The fast and slow paths from head to tail through the loop body (forward edges inside it only). The fast path
     is the one of fewest instructions among those that do all the global-memory work they can (next tile's copies,
     dQ's atomics: a path skipping them is not an interior tile's), the slow one that of most instructions."""
+    first = {}  # the first (by address) of the memory instructions with the same operands: one copy of each
+    for i in range(head, tail + 1):  # (the compiler may if-convert a fast copy and keep a general one after it)
+        if category(ins[i]["op"]) in ("LDGSTS", "gmem"):
+            first.setdefault(ins[i]["op"] + ins[i]["args"].split(",")[0], i)
+    rewarded = set(first.values())
+
     def cost_fast(i):
-        return -1000 if category(ins[i]["op"]) in ("LDGSTS", "gmem") else 1
+        return -1000 if i in rewarded else 1
     out = []
     for cost, better in ((cost_fast, lambda a, b: a < b), (lambda i: 1, lambda a, b: a > b)):
         best = {head: (cost(head), None)}  # index: (cost to it, predecessor)
