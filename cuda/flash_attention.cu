@@ -26,11 +26,20 @@
  * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
  * (1 - p); the row sum l is of the undropped P.
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
- * The parameters, the fragment conversions and the keep-bit helpers live in flash_common.cuh, shared with the Hopper
- * forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs instead where fa::sm90_forward_selected says. */
+ * Code shape: the body of a key tile (forward) or query tile (backward) is compiled twice, a general copy (masking in
+ * tile coordinates, dropout checked at run time) for the tiles that need a mask and for dropout runs, and a copy
+ * for the interior tiles without dropout that has neither, so that it is one branch-free block which the compiler
+ * interleaves with the tensor-core steps (a branch per element was 128 taken branches a forward tile).
+ * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
+ * The parameters, the fragment conversions, the keep-bit helpers, the forward's softmax step and epilogue live in
+ * flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
+ * instead where fa::sm90_forward_selected says. This file's interface to the others is the backend's entries
+ * (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
+ * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
 #include "flash_common.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
+#include <type_traits>
 
 using namespace fa; /* the parameters and the helpers shared with the Hopper forward (flash_common.cuh) */
 
@@ -247,31 +256,29 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   cp_commit();
   float acc[MT][NTD][4];
   float mrow[MT][2], lrow[MT][2];
-  int64_t row[MT][2];
+  /* the rows of the thread's fragments, m0 + row_of(mi, r) (recomputed where used, not 2 MT 64-bit registers) */
+  const int rbase = w * 16 * MT + g;
+  auto row_of = [&](int mi, int r) { return m0 + (rbase + mi * 16 + 8 * r); };
 #pragma unroll
   for (int mi = 0; mi < MT; mi++) {
 #pragma unroll
     for (int i = 0; i < NTD; i++) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
-    row[mi][0] = m0 + w * 16 * MT + mi * 16 + g;
-    row[mi][1] = row[mi][0] + 8;
   }
-  for (int it = 0; it < ntiles; it++) {
-    const int64_t n0 = (int64_t)it * BN;
-    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
-      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
-      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
-      cp_commit();
-      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
-    } else {
-      cp_wait<0>();
-    }
+  /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
+   * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
+   * tensor-core steps, and every tile would jump over the masking and dropout code, 128 taken branches a tile):
+   * EDGE masks (in tile coordinates) and scales the scores before their max, else the max is of the raw scores and
+   * the scale folds into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same); DROP: dropout may be on
+   * (p.dropout, checked at run time where EDGE). */
+  auto step = [&](int64_t n0, int it, auto edge_c, auto drop_c) {
+    constexpr bool EDGE = decltype(edge_c)::value, DROP = decltype(drop_c)::value;
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = p.dropout ? fwd_keep_bits(p, b, h, row[mi][0], n0, lane) : 0u;
+    for (int mi = 0; mi < MT; mi++)
+      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -295,11 +302,23 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         }
       }
     }
-    /* mask where this tile needs it (uniform over the CTA) */
-    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
+    /* the online softmax (flash_common.cuh), fragment by fragment: EDGE masks (key_limit, in tile coordinates) and
+     * scales the scores before their max, else the max is of the raw scores and the scale folds into exp2's FFMA */
+    float alpha[MT][2], muse[MT][2];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++)
-      softmax_step<NTS, NTD>(p, s[mi], acc[mi], mrow[mi], lrow[mi], row[mi], n0, lk, shift, edge, &keepbits[mi], t);
+    for (int mi = 0; mi < MT; mi++) {
+      const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
+      softmax_max<NTS, BN, !EDGE>(p, s[mi], mrow[mi], lrow[mi], rows, n0, lk, shift, EDGE, t, alpha[mi], muse[mi]);
+    }
+    rescale<MT, NTD>(acc, alpha);
+    /* With dropout off (EDGE), every bit is set and the factor 1: the same values with no test of p.dropout per
+     * element, which the compiler would branch on */
+    const float dsc = !EDGE || p.dropout ? p.drop_scale : 1.f;
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++) {
+      softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
+      if constexpr (DROP) apply_keep<NTS>(s[mi], &keepbits[mi], dsc);
+    }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[MT][4];
@@ -317,10 +336,31 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       }
     }
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
+  };
+  for (int it = 0; it < ntiles; it++) {
+    const int64_t n0 = (int64_t)it * BN;
+    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
+      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
+      cp_commit();
+      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+    } else {
+      cp_wait<0>();
+    }
+    /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
+     * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
+    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
+    /* (dropout runs take the general copy: a third copy of the body costs the others registers, and spills) */
+    if (edge || p.dropout) step(n0, it, std::true_type{}, std::true_type{});
+    else step(n0, it, std::false_type{}, std::false_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
 #pragma unroll
-  for (int mi = 0; mi < MT; mi++) store_rows<BF, NTD>(p, b, h, q0, lq, row[mi], acc[mi], mrow[mi], lrow[mi], t);
+  for (int mi = 0; mi < MT; mi++) {
+    const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
+    store_rows<BF, NTD>(p, b, h, q0, lq, rows, acc[mi], mrow[mi], lrow[mi], t);
+  }
 }
 
 /* m16 tiles per warp in the forward (FA_FWD_MT=1 at build time: the 64-row tiles of the first version) */
@@ -460,131 +500,141 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     float ld_next = 0.f;
     if (it + 1 < ntiles) issue(hn, mn, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
     cp_commit();
-    /* drawn before S^T, while fewer registers are live */
-    const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
-    /* S^T = K Q^T: this warp's 16 keys x 64 queries */
-    float st[NTQ][4];
-#pragma unroll
-    for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sK, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(st[nt], a, bf[0]);
-        fa_mma<BF>(st[nt + 1], a, bf[1]);
-      }
-    }
-    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
-    float z[NTQ][4];
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
-     * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+     * diagonal's */
     const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
-    const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
-    const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
+    /* The tile's body, specialised at compile time: SIMPLE (an interior tile without dropout, the bulk of a run) is
+     * free of the masking and dropout code, each of which the compiler otherwise branches around element by element
+     * (a taken branch each, and basic blocks too small to interleave with the tensor-core steps). */
+    auto body = [&](auto simple_c) {
+      constexpr bool SIMPLE = decltype(simple_c)::value;
+      /* drawn before S^T, while fewer registers are live */
+      const bool drop = !SIMPLE && p.dropout;
+      const uint32_t keepbits = drop ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      float st[NTQ][4];
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
-        /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
-         * 2^-inf = 0) */
-        const bool ok = !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
-        const float x = st[nt][e] * p.scale_log2 - sL[il];
-        const float pe = fa_exp2(ok ? x : -INFINITY);
-        st[nt][e] = pe;
-        /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-        z[nt][e] = p.dropout ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf[0]);
+          fa_mma<BF>(st[nt + 1], a, bf[1]);
+        }
       }
-    /* dV += Z^T dO */
+      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
+      float z[NTQ][4];
+      /* the mask where edge (not SIMPLE), in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+      const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
+      const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dv[dt], a, bf[0]);
-        fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        for (int e = 0; e < 4; e++) {
+          const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+          /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
+           * 2^-inf = 0) */
+          const bool ok = SIMPLE || !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
+          const float x = st[nt][e] * p.scale_log2 - sL[il];
+          const float pe = fa_exp2(ok ? x : -INFINITY);
+          st[nt][e] = pe;
+          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+          z[nt][e] = drop ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+        }
+      /* dV += Z^T dO */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf[0]);
+          fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dZ^T = V dO^T (reusing z) */
+      /* dZ^T = V dO^T (reusing z) */
 #pragma unroll
-    for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(z[nt], a, bf[0]);
-        fa_mma<BF>(z[nt + 1], a, bf[1]);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf[0]);
+          fa_mma<BF>(z[nt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int il = nt * 8 + 2 * t + (e & 1);
-        float dp = z[nt][e];
-        if (p.dropout) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
-        st[nt][e] *= dp - sD[il];
+        for (int e = 0; e < 4; e++) {
+          int il = nt * 8 + 2 * t + (e & 1);
+          float dp = z[nt][e];
+          if (drop) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
+          st[nt][e] *= dp - sD[il];
+        }
+      /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
+       * 32-bit words, for dQ */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+        uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
+        wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf[0]);
+          fa_mma<BF>(dk[dt + 1], a, bf[1]);
+        }
       }
-    /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
-     * 32-bit words, for dQ */
+      __syncthreads(); /* sS complete */
+      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
+       * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+      const bool odd = t & 1;
+      const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
+      float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
+      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-      uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
-      wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+      for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dk[dt], a, bf[0]);
-        fa_mma<BF>(dk[dt + 1], a, bf[1]);
+      for (int dj = 0; dj < NTD / 2; dj += 2) {
+        const int dt = dt0 + dj;
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c[0], as[kk], bf[0]);
+          fa_mma<BF>(c[1], as[kk], bf[1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
+          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
+          const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale); /* (SIMPLE: every row is) */
+        }
       }
-    }
-    __syncthreads(); /* sS complete */
-    /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-    /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
-    float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-    const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
-    /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
-     * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-    const bool odd = t & 1;
-    const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
-    float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-    uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
-#pragma unroll
-    for (int dj = 0; dj < NTD / 2; dj += 2) {
-      const int dt = dt0 + dj;
-      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(c[0], as[kk], bf[0]);
-        fa_mma<BF>(c[1], as[kk], bf[1]);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
-        const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-        const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-        if (qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale);
-      }
-    }
+    };
+    if (edge || p.dropout) body(std::false_type{});
+    else body(std::true_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
   }

@@ -2,9 +2,10 @@
  * GPU; cuda/flash_fwd_sm90.cu, the Hopper forwards on wgmma): the parameters all read (filled once, by
  * flash_attention.cu's fill_params), the sequence extents, the f32 -> bf16/f16 packing, exp2, the conversion of an
  * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, the dropout keep bits of a
- * forward fragment (the byte rule, core/dropout_keep.h), the online softmax step and the epilogue of a forward. The layout facts are PTX's: mma.sync m16n8k16's C and A
- * fragments, which are also each warp's share of wgmma m64nNk16's accumulator and register-A fragments (warp w of a
- * warpgroup holds rows 16 w .. 16 w + 15), so the same helpers serve both kernels. */
+ * forward fragment (the byte rule, core/dropout_keep.h), the key mask in tile coordinates, the online softmax step
+ * (softmax_max, rescale, softmax_exp, apply_keep) and the epilogue of a forward. The layout facts are PTX's:
+ * mma.sync m16n8k16's C and A fragments, which are also each warp's share of wgmma m64nNk16's accumulator and
+ * register-A fragments (warp w of a warpgroup holds rows 16 w .. 16 w + 15), so the same helpers serve both kernels. */
 #ifndef FL_CUDA_FLASH_COMMON_CUH
 #define FL_CUDA_FLASH_COMMON_CUH
 
@@ -123,32 +124,51 @@ __device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int
   return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
 }
 
-/* The online softmax of one key tile for a warp's 16 rows in the C-fragment layout (s[nt][e]: row row[e / 2], key
- * n0 + 8 nt + 2 t + e % 2, NTS n8 blocks of keys), in three parts that both forwards share:
- * softmax_max: scores prescaled into the log2 domain, masked where the tile needs it (edge: uniform over the CTA;
- * keys past lk, and past row + shift under a causal mask), the running max mrow and the lane's partial row sum lrow
- * updated; alpha: the factor of the output rows, muse: the max to subtract. */
-template <int NTS>
+/* The mask of a key tile (keys n0 ..; BN of them) for row `row` (the C fragment's row g or g + 8) in tile
+ * coordinates, in 32 bits (64-bit compares per element cost the Hopper forward 1100 of its 6900 instructions): key n0 + 8 nt + 2 t + (e & 1) (element e of n8 block nt) is allowed iff
+ * 8 nt + (e & 1) <= the value: the row's last key and, under a causal mask, its limit row + shift, less n0 and 2 t
+ * (clamped into [-1, BN] first, which keeps every answer). */
+template <int BN>
+__device__ __forceinline__ int key_limit(const fa_params &p, int64_t row, int64_t n0, int64_t lk, int64_t shift,
+                                         int t) {
+  int64_t last = lk - 1 - n0;
+  if (p.causal) last = min(last, row + shift - n0);
+  return (int)max(min(last, (int64_t)BN), (int64_t)-1) - 2 * t;
+}
+
+/* The online softmax of one key tile for a warp's 16 rows in the C-fragment layout (s[nt][e]: row g + 8 (e / 2),
+ * key n0 + 8 nt + 2 t + e % 2, NTS n8 blocks of keys), in parts that both forwards share (the FlashAttention-2
+ * forward calls them in order on each of its MT fragments; the Hopper one rescales O after its P V lands):
+ * softmax_max: the tile's row max, the running max mrow and the lane's partial row sum lrow updated; alpha: the
+ * factor of the output rows, muse: the max to subtract. Two forms: FOLD false: the scores are prescaled into the
+ * log2 domain in place and, where mask (uniform over the CTA: a constant in a specialised copy), masked by
+ * key_limit<BN> of the fragment's rows row[0], row[1] (keys past lk, and past row + shift under a causal mask);
+ * FOLD true (tiles that need no mask; scale_log2 > 0): the max is of the raw scores, scaled after (it stays the
+ * max; -inf stays -inf), and softmax_exp<NTS, true> folds the scale into exp2's FFMA. */
+template <int NTS, int BN, bool FOLD>
 __device__ __forceinline__ void softmax_max(const fa_params &p, float (*s)[4], float mrow[2], float lrow[2],
-                                            const int64_t row[2], int64_t n0, int64_t lk, int64_t shift, bool edge,
+                                            const int64_t row[2], int64_t n0, int64_t lk, int64_t shift, bool mask,
                                             int t, float alpha[2], float muse[2]) {
+  int lim[2] = {BN, BN};
+  if (mask) lim[0] = key_limit<BN>(p, row[0], n0, lk, shift, t), lim[1] = key_limit<BN>(p, row[1], n0, lk, shift, t);
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      float x = s[nt][e] * p.scale_log2;
-      if (edge) {
-        int64_t i = row[e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-        if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
+      float x = s[nt][e];
+      if constexpr (!FOLD) {
+        x *= p.scale_log2;
+        if (mask && 8 * nt + (e & 1) > lim[e >> 1]) x = -INFINITY;
+        s[nt][e] = x;
       }
-      s[nt][e] = x;
       mx[e >> 1] = fmaxf(mx[e >> 1], x);
     }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    if constexpr (FOLD) mx[r] *= p.scale_log2;
     float mnew = fmaxf(mrow[r], mx[r]);
     muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
     alpha[r] = fa_exp2(mrow[r] - muse[r]);
@@ -157,47 +177,49 @@ __device__ __forceinline__ void softmax_max(const fa_params &p, float (*s)[4], f
   }
 }
 
-/* rescale: the output accumulator acc (NTD n8 blocks) times alpha, row by row. Once the running max settles, no row
- * of the fragment moves (alpha == 1 exactly): the warp skips the 2 D multiplies a thread, the same values either way. */
-template <int NTD> __device__ __forceinline__ void rescale(float (*acc)[4], const float alpha[2]) {
-  if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+/* rescale: the output accumulators of M fragments (acc[mi], NTD n8 blocks each) times their alpha[mi], row by row.
+ * Once the running max settles, no row of the warp moves (alpha == 1 exactly): the warp skips the 2 M D multiplies a
+ * thread, the same values either way (one vote for the M fragments). */
+template <int M, int NTD>
+__device__ __forceinline__ void rescale(float (*acc)[NTD][4], const float (*alpha)[2]) {
+  bool moved = false;
 #pragma unroll
-    for (int i = 0; i < NTD; i++) {
-      acc[i][0] *= alpha[0], acc[i][1] *= alpha[0];
-      acc[i][2] *= alpha[1], acc[i][3] *= alpha[1];
-    }
+  for (int mi = 0; mi < M; mi++)
+#pragma unroll
+    for (int r = 0; r < 2; r++) moved |= alpha[mi][r] != 1.f;
+  if (__any_sync(0xffffffffu, moved))
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+      for (int i = 0; i < NTD; i++) {
+        acc[mi][i][0] *= alpha[mi][0], acc[mi][i][1] *= alpha[mi][0];
+        acc[mi][i][2] *= alpha[mi][1], acc[mi][i][3] *= alpha[mi][1];
+      }
 }
 
-/* softmax_exp: s becomes P = 2^(s - muse) (its sum into lrow: of the undropped P), times keep / (1 - p) under dropout
- * (keep[nt / 8]: fwd_keep_bits of the keys n0 + 64 (nt / 8)..). */
-template <int NTS>
-__device__ __forceinline__ void softmax_exp(const fa_params &p, float (*s)[4], float lrow[2], const float muse[2],
-                                            const uint32_t *keep) {
+/* softmax_exp: s becomes P = 2^(s - muse) (FOLD: 2^(s scale_log2 - muse), one FFMA), its sum into lrow (of the
+ * undropped P: per-thread partials, the quad's are summed by store_rows). */
+template <int NTS, bool FOLD>
+__device__ __forceinline__ void softmax_exp(const fa_params &p, float (*s)[4], float lrow[2], const float muse[2]) {
 #pragma unroll
   for (int nt = 0; nt < NTS; nt++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      float pe = fa_exp2(s[nt][e] - muse[e >> 1]);
-      lrow[e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
+      const float x = s[nt][e], m = muse[e >> 1];
+      const float pe = FOLD ? fa_exp2(fmaf(x, p.scale_log2, -m)) : fa_exp2(x - m);
+      lrow[e >> 1] += pe;
       s[nt][e] = pe;
     }
-  if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
-#pragma unroll
-    for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        s[nt][e] = (keep[nt >> 3] >> fwd_bit(nt & 7, e) & 1u) ? s[nt][e] * p.drop_scale : 0.f;
 }
 
-/* The three in the FlashAttention-2 forward's order (its output accumulator is not in flight). */
-template <int NTS, int NTD>
-__device__ __forceinline__ void softmax_step(const fa_params &p, float (*s)[4], float (*acc)[4], float mrow[2],
-                                             float lrow[2], const int64_t row[2], int64_t n0, int64_t lk,
-                                             int64_t shift, bool edge, const uint32_t *keep, int t) {
-  float alpha[2], muse[2];
-  softmax_max<NTS>(p, s, mrow, lrow, row, n0, lk, shift, edge, t, alpha, muse);
-  rescale<NTD>(acc, alpha);
-  softmax_exp<NTS>(p, s, lrow, muse, keep);
+/* Dropout on P: times dsc (1 / (1 - p)) where kept, else 0; keep[nt / 8]: fwd_keep_bits of the keys
+ * n0 + 64 (nt / 8) .. (keys past lk or rows past lq have P = 0 or are not stored: their bits do not matter). */
+template <int NTS>
+__device__ __forceinline__ void apply_keep(float (*s)[4], const uint32_t *keep, float dsc) {
+#pragma unroll
+  for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) s[nt][e] = (keep[nt >> 3] >> fwd_bit(nt & 7, e) & 1u) ? s[nt][e] * dsc : 0.f;
 }
 
 /* The end of a query tile, both forwards': a warp's 16 rows of O = acc / l (NTD n8 blocks, C-fragment layout) and

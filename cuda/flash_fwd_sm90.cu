@@ -8,9 +8,9 @@
  * rows 64 wg .. 64 wg + 63. Q stays in shared memory; K and V tiles of BN = 128 keys stream through rings of two
  * stages each (cp.async by all threads: the next tiles load while one computes). Per key tile, each warpgroup
  * computes S = Q K^T with D / 16 wgmma m64n128k16 (both operands from shared memory, K-major), runs the online
- * softmax on its accumulator in registers (fa::softmax_max, softmax_exp), converts P to bf16/f16 A fragments in
- * registers (fa::c_to_a) and accumulates O += P V with BN / 16 wgmma m64nDk16 (A from registers, V as a transposed,
- * MN-major B), that product overlapped with the next tile's softmax (tile90). Layouts and descriptors:
+ * softmax on its accumulator in registers (fa::softmax_max, softmax_exp, apply_keep), converts P to bf16/f16 A
+ * fragments in registers (fa::c_to_a) and accumulates O += P V with BN / 16 wgmma m64nDk16 (A from registers, V as a
+ * transposed, MN-major B), that product overlapped with the next tile's softmax (tile90). Layouts and descriptors:
  * flash_sm90.cuh (checked on their own by tests/test_wgmma_sm90.cu).
  *
  * Built for sm_90a alone (CMakeLists.txt: its own object library); compiled for anything else, the kernels are
@@ -108,12 +108,13 @@ template <bool BF, int D> struct consumer {
       keep[1] = fwd_keep_bits(p, tg.b, tg.h, row[0], n0 + 64, lane);
     }
     const bool edge = n0 + BN > tg.lk || (p.causal && n0 + BN - 1 > tg.m0 + tg.shift); /* uniform over the CTA */
-    softmax_max<NTS>(p, s, mrow, lrow, row, n0, tg.lk, tg.shift, edge, t, alpha, muse);
-    softmax_exp<NTS>(p, s, lrow, muse, keep);
+    softmax_max<NTS, BN, false>(p, s, mrow, lrow, row, n0, tg.lk, tg.shift, edge, t, alpha, muse);
+    softmax_exp<NTS, false>(p, s, lrow, muse);
+    if (p.dropout) apply_keep<NTS>(s, keep, p.drop_scale);
   }
   /* O (no longer in flight) rescaled; P_it into the A fragments of its P V */
   __device__ void to_pa() {
-    rescale<NTD>(o, alpha);
+    rescale<1, NTD>(&o, &alpha);
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) c_to_a<BF>(pa[kk], s[2 * kk], s[2 * kk + 1]);
   }

@@ -119,6 +119,21 @@ describe("fused scaled_dot_product_attention", function()
     end
   end)
 
+  -- The kernels compile each tile's body twice (cuda/flash_attention.cu): a general copy for the tiles that need a
+  -- mask and an interior copy with none. Interior tiles exist only on long enough sequences: a forward tile is 128
+  -- queries by 64 keys, a backward one 128 keys by 64 queries (the cases above reach the backward's interior copy
+  -- only at d96). Causal 256 x 256 has interior tiles below the diagonal in both.
+  test("interior tiles (no mask): full and causal, d 64 and 128, the forward's and backward's interior copies", function()
+    flame.manual_seed(12)
+    for _, c in ipairs({{1, 2, 2, 128, 256, 64, false}, {1, 2, 1, 192, 128, 128, false}, {1, 2, 2, 256, 256, 64, true},
+      {1, 1, 1, 256, 256, 128, true}}) do
+      local B, Hq, Hk, Sq, Sk, D, causal = table.unpack(c)
+      compare(function(q, k, v) return SDPA(q, k, v, {causal = causal}) end,
+        {{B, Hq, Sq, D}, {B, Hk, Sk, D}, {B, Hk, Sk, D}},
+        {what = string.format("interior [%d,%d,%d,%d,%d,%d] causal %s", B, Hq, Hk, Sq, Sk, D, tostring(causal))})
+    end
+  end)
+
   test("causal top-left and bottom-right, Sq < Sk and Sq > Sk, with a scale", function()
     flame.manual_seed(2)
     for _, mode in ipairs({true, "top_left", "bottom_right"}) do
