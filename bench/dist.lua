@@ -57,6 +57,15 @@ case("ddp step f32 mlp 1024-4096x3-1024 b64" .. ranks, 1.0, function()
 end, 10, 5)
 
 local unet = dofile("bench/nn/unet.lua")
+-- issue 12's 2-GPU miss, taken apart (no PyTorch twins): the same step without DDP on every rank at once (what the
+-- machine costs when the ranks run side by side), and inside DDP's no_sync (its hooks, no communication)
+case("unet train step bf16 b128 per GPU (default preset), no DDP" .. ranks, nil, function()
+  return unet.train_step(flame, {device = dev})
+end, 10, 5)
+case("ddp unet train step bf16 b128 per GPU (default preset), no_sync" .. ranks, nil, function()
+  return unet.train_step(flame, {device = dev, no_sync = true,
+    wrap = function(m) return flame.nn.DistributedDataParallel(m) end})
+end, 10, 5)
 case("ddp unet train step bf16 b128 per GPU (default preset)" .. ranks, 1.0, function()
   return unet.train_step(flame, {device = dev, wrap = function(m) return flame.nn.DistributedDataParallel(m) end})
 end, 10, 5)

@@ -47,7 +47,7 @@ local images = flame.randn(N, 1, SIZE, SIZE, DEV)
 local labels = flame.randint(1, 11, {N}, {dtype = "i64", device = o.device})
 
 local function step()
-  local idx = flame.randperm(N, {dtype = "i64"}):narrow(1, 1, BATCH):to(o.device)
+  local idx = flame.randperm(N, {dtype = "i64", device = o.device}):narrow(1, 1, BATCH)
   local x0, y = images:index_select(1, idx), labels:index_select(1, idx)
   local noise = flame.randn(x0.shape, DEV)
   local t = flame.randint(0, lib.NUM_TRAIN_TIMESTEPS, {BATCH}, {dtype = "i64", device = o.device})

@@ -156,6 +156,9 @@ if has bench; then
   step "torch.distributed beside flame.distributed"
   timeout 240 "$fl" --nproc 2 --master-port "$(port)" bench/dist.lua >"$OUT/dist_flame.txt" 2>&1 || status=1
   grep -o '{"name".*' "$OUT/dist_flame.txt" >"$OUT/dist_flame.jsonl" # rank 0's lines, "[rank 0] " cut
+  # the same cases at one rank (the "(1 ranks)" rows: no PyTorch twin), beside the 2-rank ones
+  timeout 240 "$fl" --nproc 1 bench/dist.lua >"$OUT/dist_flame1.txt" 2>&1 || status=1
+  grep -o '{"name".*(1 ranks).*' "$OUT/dist_flame1.txt" >>"$OUT/dist_flame.jsonl"
   timeout 240 python3 -m torch.distributed.run --nproc_per_node 2 --master_port "$(port)" bench/dist_torch.py \
     >"$OUT/dist_torch.txt" 2>"$OUT/dist_torch.err" || status=1
   grep -o '{"name".*' "$OUT/dist_torch.txt" >"$OUT/dist_torch.jsonl"

@@ -13,7 +13,8 @@ local function model(flame, dev)
   return lib.model(lib.PRESETS.default, 1, 10):to(dev or "cuda")
 end
 
--- o (bench/dist.lua's DDP case): device (default "cuda"), wrap(model) -> what the forward runs through
+-- o (bench/dist.lua's DDP cases): device (default "cuda"), wrap(model) -> what the forward runs through, no_sync
+-- (the forward and backward inside the wrapper's no_sync: DDP's hooks without its communication)
 local function train_step(flame, o)
   o = o or {}
   local F = flame.F
@@ -34,10 +35,12 @@ local function train_step(flame, o)
     local xt = sched:add_noise(x0, noise, t)
     local target = sched:get_velocity(x0, noise, t)
     local yd = flame.where(flame.rand({B}, {device = dev}):lt(0.1), null, y)
-    local pred = flame.autocast("bf16", function() return fwd(xt, t:float(), yd) end)
-    local loss = F.mse_loss(pred:float(), target)
     opt:zero_grad()
-    loss:backward()
+    local function pass()
+      local pred = flame.autocast("bf16", function() return fwd(xt, t:float(), yd) end)
+      F.mse_loss(pred:float(), target):backward()
+    end
+    if o.no_sync then fwd:no_sync(pass) else pass() end
     flame.optim.clip_grad_norm(params, 1.0)
     opt:step()
   end
