@@ -125,9 +125,10 @@ __device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int
 }
 
 /* The mask of a key tile (keys n0 ..; BN of them) for row `row` (the C fragment's row g or g + 8) in tile
- * coordinates, in 32 bits (64-bit compares per element cost the Hopper forward 1100 of its 6900 instructions): key n0 + 8 nt + 2 t + (e & 1) (element e of n8 block nt) is allowed iff
+ * coordinates, in 32 bits: key n0 + 8 nt + 2 t + (e & 1) (element e of n8 block nt) is allowed iff
  * 8 nt + (e & 1) <= the value: the row's last key and, under a causal mask, its limit row + shift, less n0 and 2 t
- * (clamped into [-1, BN] first, which keeps every answer). */
+ * (clamped into [-1, BN] first, which keeps every answer). 64-bit compares per element had cost the Hopper forward
+ * about 1100 of its 6900 instructions. */
 template <int BN>
 __device__ __forceinline__ int key_limit(const fa_params &p, int64_t row, int64_t n0, int64_t lk, int64_t shift,
                                          int t) {
