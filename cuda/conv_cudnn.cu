@@ -39,6 +39,16 @@ namespace {
 bool lib_ok;
 pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
+/* FLAME_CUDNN_LOG=1: the library's version once, and every new plan's candidates and choice, on stderr. */
+bool log_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("FLAME_CUDNN_LOG");
+    on = e && e[0] == '1';
+  }
+  return on == 1;
+}
+
 /* The legacy API is there from cuDNN 8 on, the backend calls we use from 8 on too; 9 is what we build against. */
 void load_lib(void) {
   static const char *const names[] = {"libcudnn.so.9", "libcudnn.so", nullptr};
@@ -50,6 +60,9 @@ void load_lib(void) {
   FC_DNN_FUNCS(FC_DNN_SYM)
 #undef FC_DNN_SYM
   lib_ok = all && lib.cudnnGetVersion() / 10000 == CUDNN_MAJOR;
+  if (all && log_enabled())
+    fprintf(stderr, "flame cuDNN: version %zu loaded (built against %d)%s\n", lib.cudnnGetVersion(), (int)CUDNN_VERSION,
+            lib_ok ? "" : ", another major version: not used");
   if (!lib_ok) dlclose(h);
 }
 
@@ -151,17 +164,6 @@ bool find_enabled(void) {
   }
   return on == 1;
 }
-
-namespace {
-bool log_enabled(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *e = getenv("FLAME_CUDNN_LOG");
-    on = e && e[0] == '1';
-  }
-  return on == 1;
-}
-} // namespace
 
 /* FLAME_CUDNN_LOG=1: one line per new plan on stderr, with every candidate
  * (algo or engine, status, ms, workspace, deterministic, math type) and the choice. */

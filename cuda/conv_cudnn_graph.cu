@@ -70,7 +70,7 @@ void roles(fl_conv_dir dir, void *o, const void *a, const void *b, void **xyw) {
   xyw[2] = dir == FL_CONV_WEIGHT ? o : pb;
 }
 
-/* A contiguous N C spatial... tensor; alignment: what every call's pointer has (the key's `aligned`). */
+/* A contiguous NC(D)HW tensor; align: the bytes every call's pointer is a multiple of (the key's `aligned`). */
 cudnnStatus_t make_tensor(builder &B, const char *label, int64_t uid, cudnnDataType_t dt, int64_t align, int nd,
                           const int64_t *dims, desc_t *d) {
   int64_t strides[5], s = 1;
@@ -187,15 +187,15 @@ fl_status engine_configs(builder &B, desc_t graph, cudnnBackendHeurMode_t mode, 
 
 /* What an engine config's engine is: its global index, whether it is
  * nondeterministic, uses tensor cores or compiles at run time, and whether
- * its numerics are ones the legacy path never allows (down-converted inputs;
- * a reduced-precision reduction for the half types, whose legacy compute type
- * is f32). */
+ * its numerics are ones the legacy path never allows: down-converted inputs
+ * (except f32 with TF32 allowed: TF32 is that), a reduced-precision reduction
+ * for the half types (whose legacy compute type is f32). */
 struct engine_info {
   int64_t index;
   bool nondet, tensor_core, rtc, rejected;
 };
 
-cudnnStatus_t engine_of(desc_t cfg, fl_dtype dt, engine_info *e) {
+cudnnStatus_t engine_of(desc_t cfg, fl_dtype dt, bool tf32, engine_info *e) {
   memset(e, 0, sizeof *e);
   desc_t eng = nullptr;
   cudnnStatus_t s = lib.cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng);
@@ -216,7 +216,7 @@ cudnnStatus_t engine_of(desc_t cfg, fl_dtype dt, engine_info *e) {
   for (int64_t i = 0; i < nn && i < FC_DNN_NOTES; i++) {
     e->nondet |= notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC;
     e->tensor_core |= notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
-    e->rejected |= notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
+    e->rejected |= (notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS && !(dt == FL_F32 && tf32)) ||
                    (dt != FL_F32 && notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION);
   }
   for (int64_t i = 0; i < nb && i < FC_DNN_NOTES; i++) e->rtc |= behav[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
@@ -269,9 +269,10 @@ struct cands {
   }
 };
 
-fl_status collect(builder &B, cudnnHandle_t h, desc_t graph, cudnnBackendHeurMode_t mode, bool find, bool strict,
+fl_status collect(builder &B, cudnnHandle_t h, desc_t graph, cudnnBackendHeurMode_t mode, bool find, bool tf32,
                   size_t cap, cands &c, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const fl_tensor *b,
                   const fl_conv_geom *g) {
+  const bool strict = out->dtype == FL_F32 && !tf32; /* f32 without TF32: no tensor-core engine */
   memset(c.plans, 0, sizeof c.plans);
   FL_TRY(engine_configs(B, graph, mode, c.cfgs, &c.n, dir, out, a, b, g));
   int usable = 0;
@@ -280,7 +281,7 @@ fl_status collect(builder &B, cudnnHandle_t h, desc_t graph, cudnnBackendHeurMod
     engine_info e;
     perf &r = c.r[i];
     memset(&r, 0, sizeof r);
-    r.status = engine_of(c.cfgs[i], out->dtype, &e);
+    r.status = engine_of(c.cfgs[i], out->dtype, tf32, &e);
     r.algo = (int)e.index;
     r.deterministic = !e.nondet;
     r.math = e.tensor_core ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
@@ -342,6 +343,24 @@ fl_status measure(cudnnHandle_t h, fc_context *ctx, cands &c, void *const *xyw, 
   return st;
 }
 
+/* The examined rows in the order pick() wants them, best first: as the
+ * heuristics ranked them, or when measured by time (the usable ones first);
+ * from[i] is row i's place in c. */
+int ranked(const cands &c, bool measured, perf *r, int *from) {
+  for (int i = 0; i < c.rows; i++) {
+    int j = i;
+    for (; measured && j > 0; j--) { /* insertion sort: stable, at most 64 rows */
+      const perf &q = r[j - 1];
+      bool later = (q.status != CUDNN_STATUS_SUCCESS) > (c.r[i].status != CUDNN_STATUS_SUCCESS) ||
+                   (q.status == c.r[i].status && q.time > c.r[i].time);
+      if (!later) break;
+      r[j] = q, from[j] = from[j - 1];
+    }
+    r[j] = c.r[i], from[j] = i;
+  }
+  return c.rows;
+}
+
 } // namespace
 
 fl_status graph_build(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
@@ -357,12 +376,16 @@ fl_status graph_build(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir
   static const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_INSTANT, CUDNN_HEUR_MODE_FALLBACK};
   for (int m = 0; m < 2; m++) {
     cands c;
-    FL_TRY(collect(B, dev->handle, graph, modes[m], find, strict, cap, c, dir, out, a, b, g));
+    fl_status st = collect(B, dev->handle, graph, modes[m], find, p->key.tf32, cap, c, dir, out, a, b, g);
+    if (st == FL_EUNSUPPORTED && m == 0) continue; /* instant heuristics that decline the graph: the fallback list */
+    FL_TRY(st);
     size_t limit = cap;
     if (find) FL_TRY(measure(dev->handle, ctx, c, xyw, dir, out, a, b, g, &limit));
-    int i = pick(c.r, c.rows, find, strict, limit);
-    if (i >= 0 && !c.plans[i]) i = -1; /* (every usable row has a plan; defensive) */
-    log_choice(m == 0 ? "graph" : "graph, fallback list", dir, out, g, c.r, c.rows, i);
+    perf r[FC_DNN_GRAPH_CFGS];
+    int from[FC_DNN_GRAPH_CFGS], n = ranked(c, find, r, from);
+    int best = pick(r, n, find, strict, limit), i = best < 0 ? -1 : from[best];
+    if (i >= 0 && !c.plans[i]) i = best = -1; /* (every usable row has a plan; defensive) */
+    log_choice(m == 0 ? "graph" : "graph, fallback list", dir, out, g, r, n, best);
     if (i < 0) continue;
     p->graph.exec = c.plans[i], c.plans[i] = nullptr;
     if (p->graph.nkeep < FC_DNN_GRAPH_KEEP) p->graph.keep[p->graph.nkeep++] = c.cfgs[i], c.cfgs[i] = nullptr;
