@@ -1,6 +1,7 @@
 -- The host time of one small convolution call on CUDA: cuDNN's legacy API against its backend (graph) API
 -- (F._cudnn_api; cuda/conv_cudnn_graph.cu), at examples/train.lua's UNet shapes (bench/conv_host_cases.txt).
 --   flame-lua bench/conv_host.lua [--calls N] [--samples N] [--apis legacy,graph] [--dtypes bf16,f32] [--table]
+--     [--device cpu]   (a dry run of the script on the CPU: f32, the CPU's paths, no cuDNN)
 -- Host time: call to return, the median of --samples samples of --calls calls, synchronised between samples so the
 -- launch queue never fills (bench/gpu_overhead.lua's method); wall: the same loop with the synchronisation inside
 -- the clock (the device's time per call when it is the slower side). Passes: "fwd", the forward without autograd;
@@ -9,9 +10,9 @@
 -- "ran" is the API that ran the row's last convolution: "legacy" under graph means the key had no graph engine.
 local flame = require "flame"
 local F = flame.F
-local now, sync = flame._now, flame.cuda.synchronize
+local now = flame._now
 
-local o = {calls = 20, samples = 31, apis = "legacy,graph", dtypes = "bf16,f32"}
+local o = {calls = 20, samples = 31, apis = "legacy,graph", dtypes = "bf16,f32", device = "cuda"}
 local i = 1
 while arg[i] do
   local k = arg[i]:match("^%-%-(.*)$")
@@ -21,6 +22,7 @@ while arg[i] do
   i = i + 1
 end
 o.calls, o.samples = assert(tonumber(o.calls)), assert(tonumber(o.samples))
+local function sync() if o.device ~= "cpu" then flame.cuda.synchronize() end end
 local function list(s) local r = {} for w in s:gmatch("[^,]+") do r[#r + 1] = w end return r end
 
 local function cases()
@@ -54,12 +56,12 @@ local function measure(fn)
   return host[m], wall[m]
 end
 
-local prev_algo, prev_api = F.conv_algo("direct"), F._cudnn_api()
+local prev_algo, prev_api = F.conv_algo(o.device == "cpu" and "auto" or "direct"), F._cudnn_api()
 local rows = {}
 for _, c in ipairs(cases()) do
   for _, dt in ipairs(list(o.dtypes)) do
     flame.manual_seed(1)
-    local dev = {dtype = dt, device = "cuda"}
+    local dev = {dtype = dt, device = o.device}
     local x, w = flame.randn(c.n, c.cin, c.size, c.size, dev), flame.randn(c.cout, c.cin, c.k, c.k, dev) * 0.05
     local opts = {padding = c.pad, stride = c.stride}
     local gy = F.conv2d(x, w, nil, opts):clone()
@@ -73,7 +75,7 @@ for _, c in ipairs(cases()) do
       for _, api in ipairs(list(o.apis)) do
         F._cudnn_api(api)
         local host, wall = measure(p[2])
-        local ran = select(2, F._cudnn_api())
+        local ran = select(2, F._cudnn_api()) or "none"
         rows[#rows + 1] = {case = c.name, dtype = dt, pass = p[1], api = api, host_us = host, wall_us = wall, ran = ran}
       end
     end
