@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # cuDNN's backend (graph) API path of the direct convolution (cuda/conv_cudnn_graph.cu, FLAME_CUDNN_API=graph)
 # in one GPU call, from the repository root:
-#   source .deps/activate.sh; bench/conv_graph_check.sh [test] [specs] [sanitize] [bench]     (no step: all four)
+#   source .deps/activate.sh; bench/conv_graph_check.sh [probe] [test] [specs] [sanitize] [bench]   (no step: all)
 # It builds first (scripts/gpu.sh build, into $FLAME_BUILD or build-gpu) when that build has no flame-lua.
+# probe:    bench/conv_graph_probe.lua with FLAME_CUDNN_LOG=1: one small bf16 and f32 conv (forward, dx, dw) through
+#           the graph API against im2col + GEMM, and the log's first lines (the candidates, or why a key declined);
 # test:     tests/test_conv_cudnn: every case x dtype x direction through both APIs against an f64 reference and
 #           each other (a PASS/FAIL line each; printed here: the counts, the FAIL lines, how many ran on the graph API);
 # specs:    the conv specs on cuda with FLAME_CUDNN_API=graph (they compare against the CPU and the im2col path);
@@ -17,7 +19,7 @@ build=${FLAME_BUILD:-$here/build-gpu}
 OUT=${OUT:-/tmp/flame-conv-graph}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/summary.txt") 2>&1
-steps=${*:-test specs sanitize bench}
+steps=${*:-probe test specs sanitize bench}
 has() { [[ " $steps " == *" $1 "* ]]; }
 export FLAME_CPATH=$build FLAME_LUA=$build/flame-lua
 status=0
@@ -28,6 +30,13 @@ command -v "$py" >/dev/null && "$py" -c "import torch" 2>/dev/null || py=/usr/bi
 if [ ! -x "$build/flame-lua" ] || [ ! -x "$build/test_conv_cudnn" ]; then
   step "build ($build)"
   OUT="$OUT" FLAME_BUILD="$build" scripts/gpu.sh build || exit 1
+fi
+
+if has probe; then
+step "probe: one small conv through the graph API (FLAME_CUDNN_LOG=1)"
+FLAME_CUDNN_LOG=1 timeout 60 "$build/flame-lua" bench/conv_graph_probe.lua >"$OUT/probe.txt" 2>&1 || { echo "exit $?"; status=1; }
+grep -E "^probe|flame cuDNN: version" "$OUT/probe.txt"
+grep -vE "^probe|flame cuDNN: version" "$OUT/probe.txt" | cut -c1-600 | head -12
 fi
 
 if has test; then
