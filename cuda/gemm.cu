@@ -10,8 +10,10 @@
  * column stride (computed in scratch, then copied back).
  *
  * Float GEMMs with a bias go through cuBLASLt, whose bias epilogue adds the
- * bias in the same kernel. Without a bias (Lt's per-call setup would cost more
- * than it gives), where Lt declines (no algorithm for the case) or where a
+ * bias in the same kernel; its descriptors and algorithm are made once per
+ * problem shape (lt_find's plan cache), so a repeated call only sets the bias
+ * pointer. Without a bias (measured before the cache: Lt's per-call setup cost
+ * small batched products 15%), where Lt declines (no algorithm for the case) or where a
  * batch is broadcast (stride 0, which Lt's strided batches do not promise), the
  * GEMM runs through cublasGemmStridedBatchedEx, and a bias is added by one more
  * elementwise launch. f16/bf16 multiply on tensor cores with f32
@@ -22,6 +24,10 @@
 #include "ops.cuh"
 #include "blas_lib.cuh"
 #include <cublasLt.h>
+#include <new>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 namespace {
 
@@ -171,8 +177,9 @@ cublasStatus_t lt_layout(cublasLtMatrixLayout_t *l, cudaDataType_t dt, int64_t r
   return CUBLAS_STATUS_SUCCESS;
 }
 
-/* The descriptors of the call and the heuristic's algorithm; *found 0 when Lt has none. */
-cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &g, const void *bias, size_t ws_size,
+/* The descriptors of the call and the heuristic's algorithm; *found 0 when Lt has none. The bias pointer is set
+ * per call (lt_gemm), so a plan serves every call of its shape. */
+cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &g, bool bias, size_t ws_size,
                        lt_call &c, cublasLtMatmulHeuristicResult_t *res, int *found) {
   LT(fc_blas.cublasLtMatmulDescCreate(&c.op, g.compute, g.scale));
   LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.A.op, sizeof p.A.op));
@@ -180,7 +187,6 @@ cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &
   if (bias) { /* a bias of length m (our N): added to every column of c^T, i.e. every row of c */
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    LT(fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   }
   bool an = p.A.op == CUBLAS_OP_N, bn = p.B.op == CUBLAS_OP_N;
   LT(lt_layout(&c.a, g.dt, an ? p.N : p.K, an ? p.K : p.N, p.A.ld, p.batch, p.A.bstride));
@@ -201,29 +207,105 @@ cublasStatus_t lt_plan(cublasLtHandle_t lt, const problem &p, const gemm_types &
 }
 #undef LT
 
+/* Lt plans by problem, per device: a call of a shape seen before reuses the descriptors and the heuristic's
+ * algorithm (made once: the setup and the heuristic query cost more host time than the call itself, 41 times a
+ * step in train.lua's UNet), and sets only the bias pointer. A problem Lt declined is remembered too (found 0).
+ * The key holds everything the plan was made from, the operands' alignments among them. Under lt_mu, held from
+ * the lookup to the enqueue, since a plan's descriptor carries the call's bias pointer. Like cuDNN's plans
+ * (conv_cudnn.cu), they live until the process ends. */
+struct lt_key {
+  int64_t M, N, K, lda, ldb, ldc, abs, bbs, cbs, batch;
+  int aop, bop, dt, scale, compute, bias;
+  uint32_t align[4];
+  size_t ws;
+};
+
+struct lt_plan_entry {
+  lt_key key;
+  uint64_t hash; /* 0 in an empty slot */
+  lt_call *call;
+  cublasLtMatmulHeuristicResult_t res;
+  int found;
+};
+
+enum { FC_LT_PLANS = 256, FC_LT_MAX_DEVICES = 64 };
+struct lt_device {
+  lt_plan_entry plans[FC_LT_PLANS];
+  int count, next;
+};
+lt_device *lt_devices[FC_LT_MAX_DEVICES];
+pthread_mutex_t lt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t lt_hash(const lt_key *k) { /* FNV-1a, never 0 */
+  const unsigned char *s = (const unsigned char *)k;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < sizeof *k; i++) h = (h ^ s[i]) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+/* The plan of a problem (found in the cache, or made into it); NULL with *st OK where the cache has no room
+ * for this device (more than FC_LT_MAX_DEVICES) or host memory ran out: the caller falls back. Under lt_mu. */
+lt_plan_entry *lt_find(fc_context *ctx, cublasLtHandle_t lt, const problem &p, const gemm_types &g, bool bias,
+                       size_t ws_size) {
+  if (ctx->device < 0 || ctx->device >= FC_LT_MAX_DEVICES) return nullptr;
+  lt_device *dev = lt_devices[ctx->device];
+  if (!dev && !(dev = lt_devices[ctx->device] = (lt_device *)calloc(1, sizeof *dev))) return nullptr;
+  lt_key k;
+  memset(&k, 0, sizeof k);
+  k.M = p.M, k.N = p.N, k.K = p.K, k.lda = p.A.ld, k.ldb = p.B.ld, k.ldc = p.ldc;
+  k.abs = p.A.bstride, k.bbs = p.B.bstride, k.cbs = p.cstride, k.batch = p.batch;
+  k.aop = (int)p.A.op, k.bop = (int)p.B.op, k.dt = (int)g.dt, k.scale = (int)g.scale, k.compute = (int)g.compute;
+  k.bias = bias;
+  const void *ptrs[4] = {p.A.ptr, p.B.ptr, p.C, p.C};
+  for (int i = 0; i < 4; i++) k.align[i] = alignment_of(ptrs[i]);
+  k.ws = ws_size;
+  uint64_t h = lt_hash(&k);
+  for (int i = 0; i < dev->count; i++)
+    if (dev->plans[i].hash == h && memcmp(&dev->plans[i].key, &k, sizeof k) == 0) return &dev->plans[i];
+  lt_call *c = new (std::nothrow) lt_call;
+  if (!c) return nullptr;
+  int slot = dev->count < FC_LT_PLANS ? dev->count++ : dev->next++ % FC_LT_PLANS;
+  lt_plan_entry *e = &dev->plans[slot];
+  delete e->call;
+  e->key = k, e->hash = h, e->call = c, e->found = 0;
+  if (lt_plan(lt, p, g, bias, ws_size, *c, &e->res, &e->found) != CUBLAS_STATUS_SUCCESS) e->found = 0;
+  (void)cudaGetLastError();
+  return e;
+}
+
 /* The GEMM through cuBLASLt with the bias epilogue. *ran is false where Lt
  * declines (any setup step fails, no algorithm, or the launch says not
  * supported): the caller then runs the strided-batched fallback. */
-fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const scalars &s, const void *bias,
-                  bool *ran) {
-  *ran = false;
+fl_status lt_gemm_locked(fc_context *ctx, const problem &p, const gemm_types &g, const scalars &s, const void *bias,
+                         bool *ran) {
   void *handle, *ws;
   size_t ws_size;
   FL_TRY(fc_blas_lt(ctx, &handle, &ws, &ws_size));
   cublasLtHandle_t lt = (cublasLtHandle_t)handle;
-  lt_call c;
-  cublasLtMatmulHeuristicResult_t res;
-  int found = 0;
-  if (lt_plan(lt, p, g, bias, ws_size, c, &res, &found) != CUBLAS_STATUS_SUCCESS || found == 0) {
-    (void)cudaGetLastError();
+  lt_plan_entry *e = lt_find(ctx, lt, p, g, bias != nullptr, ws_size);
+  if (!e || !e->found) return FL_OK;
+  lt_call &c = *e->call;
+  if (bias && fc_blas.cublasLtMatmulDescSetAttribute(c.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) !=
+                  CUBLAS_STATUS_SUCCESS)
+    return FL_OK;
+  cublasStatus_t st = fc_blas.cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
+                                     &e->res.algo, ws, ws_size, fc_stream(ctx));
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
+    e->found = 0; /* the same problem would be refused again */
     return FL_OK;
   }
-  cublasStatus_t st = fc_blas.cublasLtMatmul(lt, c.op, s.alpha, p.A.ptr, c.a, p.B.ptr, c.b, s.beta, p.C, c.c, p.C, c.c,
-                                     &res.algo, ws, ws_size, fc_stream(ctx));
-  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return FL_OK;
   if (st != CUBLAS_STATUS_SUCCESS) return fc_blas_error(st, "cublasLtMatmul (gemm)");
   *ran = true;
   return FL_OK;
+}
+
+fl_status lt_gemm(fc_context *ctx, const problem &p, const gemm_types &g, const scalars &s, const void *bias,
+                  bool *ran) {
+  *ran = false;
+  pthread_mutex_lock(&lt_mu);
+  fl_status st = lt_gemm_locked(ctx, p, g, s, bias, ran);
+  pthread_mutex_unlock(&lt_mu);
+  return st;
 }
 
 /* c += bias on every row: one elementwise launch (the fallback's epilogue). */

@@ -190,6 +190,7 @@ int main(void) {
   if (fl_device_count(FL_CUDA) > 0) {
     fl_device cuda = {FL_CUDA, 0};
     test_gemm(cuda);
+    test_gemm(cuda); /* again: the bias cases now run on cuBLASLt plans cached by the first pass, with new pointers */
     test_linear(cuda);
   } else {
     printf("(no CUDA device: CPU cases only)\n");
