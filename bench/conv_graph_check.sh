@@ -9,7 +9,8 @@
 #           each other (a PASS/FAIL line each; printed here: the counts, the FAIL lines, how many ran on the graph API);
 # specs:    the conv specs on cuda with FLAME_CUDNN_API=graph (they compare against the CPU and the im2col path);
 # sanitize: compute-sanitizer memcheck of the C test (FLAME_CUDNN_FIND=0: one plan a key, as scripts/gpu.sh does);
-# bench:    bench/conv_host.lua (legacy and graph) and bench/conv_host_torch.py: host us per call, in one table.
+# bench:    bench/conv_host.lua (legacy and graph) and bench/conv_host_torch.py: host us per call, in one table; then
+#           train.lua's step (bench/step_host.lua --device cuda, 32x32 batch 32) under each API.
 # Logs under $OUT (default /tmp/flame-conv-graph), this output also in $OUT/summary.txt. Each step has a time limit
 # (about 8 minutes in all at worst). FLAME_CUDNN_LOG=1 in the environment logs every plan's candidates (large).
 set -uo pipefail
@@ -77,6 +78,10 @@ FLAME_CUDNN_LOG=1 "$build/flame-lua" -e 'local f = require "flame"
   f.F.conv2d(f.ones(1, 1, 3, 3, {device = "cuda"}), f.ones(1, 1, 3, 3, {device = "cuda"}))' 2>&1 |
   grep -m1 "flame cuDNN: version"
 "$py" -c "import torch; print('torch', torch.__version__, 'cuDNN', torch.backends.cudnn.version())" 2>/dev/null
+for api in legacy graph; do
+  FLAME_CUDNN_API=$api timeout 60 "$build/flame-lua" bench/step_host.lua --device cuda --channels 96 --size 32 \
+    --batch 32 --reps 9 2>>"$OUT/conv_host.err" | sed "s/^/FLAME_CUDNN_API=$api: /" || status=1
+done
 fi
 echo "=== done: status $status; logs in $OUT"
 exit $status

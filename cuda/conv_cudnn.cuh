@@ -48,16 +48,24 @@ struct plan_key {
   int64_t in[3], k[3], out[3], stride[3], pad[3], dil[3];
 };
 
+/* A variant pack and the pointers it holds: x, y, w, workspace. */
+struct graph_pack {
+  cudnnBackendDescriptor_t desc;
+  void *ptrs[4];
+};
+
 /* The backend API's part of a plan: the finalized execution plan, the
  * descriptors it was made from (kept alive beside it, destroyed with it), and
- * the variant pack of the last call with the pointers it holds (x, y, w,
- * workspace), reused while they repeat. */
-enum { FC_DNN_GRAPH_KEEP = 10 };
+ * the variant packs of recent calls, reused when a call's pointers match one:
+ * layers of one shape share a key, and a training step's buffers tend to come
+ * back at the same addresses from the caching allocator step after step. */
+enum { FC_DNN_GRAPH_KEEP = 10, FC_DNN_PACKS = 8 };
 struct graph_plan {
-  cudnnBackendDescriptor_t exec, pack;
+  cudnnBackendDescriptor_t exec;
   cudnnBackendDescriptor_t keep[FC_DNN_GRAPH_KEEP];
   int nkeep;
-  void *ptrs[4];
+  graph_pack packs[FC_DNN_PACKS];
+  int next_pack; /* the slot a new pack takes (round robin) */
 };
 
 struct plan {
@@ -132,8 +140,8 @@ nd_geom nd_of(const fl_conv_geom *g);
  * graph has no usable engine: the caller then takes the legacy API for the key. */
 fl_status graph_build(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
                       const fl_tensor *b, const fl_conv_geom *g);
-/* One call: the variant pack (rebuilt only when a pointer changed), then cudnnBackendExecute; *call names the
- * step that failed. */
+/* One call: a variant pack (one of the plan's recent ones when the pointers match, else a new one in the oldest
+ * slot), then cudnnBackendExecute; *call names the step that failed. */
 cudnnStatus_t graph_execute(cudnnHandle_t h, plan *p, fl_conv_dir dir, void *o, const void *a, const void *b,
                             void *ws, const char **call);
 void graph_destroy(graph_plan *gp);

@@ -2,8 +2,8 @@
  * FLAME_CUDNN_API=graph: what PyTorch runs through cudnn-frontend. cuDNN 9
  * implements its legacy calls (conv_cudnn.cu) on top of this engine with extra
  * host work per call; here a call does only what must change: a variant pack
- * (the data pointers and the workspace; reused while they repeat) and
- * cudnnBackendExecute with the cached execution plan.
+ * (the data pointers and the workspace; one of the plan's last 8 when they
+ * match) and cudnnBackendExecute with the cached execution plan.
  *
  * Per key (conv_cudnn.cuh's plan cache, once): tensor descriptors x, y, w
  * (uids 'x', 'y', 'w'; the group count is implied by w's channel dim, cin /
@@ -401,23 +401,29 @@ cudnnStatus_t graph_execute(cudnnHandle_t h, plan *p, fl_conv_dir dir, void *o, 
   void *ptrs[4];
   roles(dir, o, a, b, ptrs);
   ptrs[3] = ws;
-  if (!gp.pack || memcmp(ptrs, gp.ptrs, sizeof ptrs) != 0) {
-    if (gp.pack) lib.cudnnBackendDestroyDescriptor(gp.pack);
-    cudnnStatus_t s = make_pack(ptrs, ws, &gp.pack);
+  graph_pack *k = nullptr;
+  for (int i = 0; i < FC_DNN_PACKS && !k; i++)
+    if (gp.packs[i].desc && memcmp(ptrs, gp.packs[i].ptrs, sizeof ptrs) == 0) k = &gp.packs[i];
+  if (!k) {
+    k = &gp.packs[gp.next_pack];
+    gp.next_pack = (gp.next_pack + 1) % FC_DNN_PACKS;
+    if (k->desc) lib.cudnnBackendDestroyDescriptor(k->desc);
+    cudnnStatus_t s = make_pack(ptrs, ws, &k->desc);
     if (s != CUDNN_STATUS_SUCCESS) {
-      if (gp.pack) lib.cudnnBackendDestroyDescriptor(gp.pack);
-      gp.pack = nullptr;
+      if (k->desc) lib.cudnnBackendDestroyDescriptor(k->desc);
+      k->desc = nullptr;
       *call = "cudnnBackendFinalize (variant pack)";
       return s;
     }
-    memcpy(gp.ptrs, ptrs, sizeof ptrs);
+    memcpy(k->ptrs, ptrs, sizeof ptrs);
   }
   *call = "cudnnBackendExecute";
-  return lib.cudnnBackendExecute(h, gp.exec, gp.pack);
+  return lib.cudnnBackendExecute(h, gp.exec, k->desc);
 }
 
 void graph_destroy(graph_plan *gp) {
-  if (gp->pack) lib.cudnnBackendDestroyDescriptor(gp->pack);
+  for (int i = 0; i < FC_DNN_PACKS; i++)
+    if (gp->packs[i].desc) lib.cudnnBackendDestroyDescriptor(gp->packs[i].desc);
   if (gp->exec) lib.cudnnBackendDestroyDescriptor(gp->exec);
   for (int i = gp->nkeep - 1; i >= 0; i--) lib.cudnnBackendDestroyDescriptor(gp->keep[i]);
   memset(gp, 0, sizeof *gp);
