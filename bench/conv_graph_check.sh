@@ -5,8 +5,9 @@
 # It builds first (scripts/gpu.sh build, into $FLAME_BUILD or build-gpu) when that build has no flame-lua.
 # probe:    bench/conv_graph_probe.lua with FLAME_CUDNN_LOG=1: one small bf16 and f32 conv (forward, dx, dw) through
 #           the graph API against im2col + GEMM, and the log's first lines (the candidates, or why a key declined);
-# test:     tests/test_conv_cudnn: every case x dtype x direction through both APIs against an f64 reference and
-#           each other (a PASS/FAIL line each; printed here: the counts, the FAIL lines, how many ran on the graph API);
+# test:     tests/test_conv_cudnn_mock (the graph path's calls against a mock cuDNN), then tests/test_conv_cudnn:
+#           every case x dtype x direction through both APIs against an f64 reference and each other (a PASS/FAIL
+#           line each; printed here: the counts, the FAIL lines, how many ran on the graph API);
 # specs:    the conv specs on cuda with FLAME_CUDNN_API=graph (they compare against the CPU and the im2col path);
 # sanitize: compute-sanitizer memcheck of the C test (FLAME_CUDNN_FIND=0: one plan a key, as scripts/gpu.sh does);
 # bench:    bench/conv_host.lua (legacy and graph) and bench/conv_host_torch.py: host us per call, in one table; then
@@ -28,7 +29,7 @@ step() { echo "=== $1 ($(date +%T))"; }
 py=python3
 command -v "$py" >/dev/null && "$py" -c "import torch" 2>/dev/null || py=/usr/bin/python3
 
-if [ ! -x "$build/flame-lua" ] || [ ! -x "$build/test_conv_cudnn" ]; then
+if [ ! -x "$build/flame-lua" ] || [ ! -x "$build/test_conv_cudnn" ] || [ ! -x "$build/test_conv_cudnn_mock" ]; then
   step "build ($build)"
   OUT="$OUT" FLAME_BUILD="$build" scripts/gpu.sh build || exit 1
 fi
@@ -41,7 +42,9 @@ grep -vE "^probe|flame cuDNN: version" "$OUT/probe.txt" | cut -c1-600 | head -12
 fi
 
 if has test; then
-step "C test: test_conv_cudnn, both APIs"
+step "C tests: test_conv_cudnn_mock (the protocol, no GPU), test_conv_cudnn (both APIs on the GPU)"
+"$build/test_conv_cudnn_mock" >"$OUT/test_conv_cudnn_mock.txt" 2>&1 || status=1
+grep -E "^FAIL|checks" "$OUT/test_conv_cudnn_mock.txt" | head -10
 timeout 120 "$build/test_conv_cudnn" >"$OUT/test_conv_cudnn.txt" 2>&1 || { echo "exit $?"; status=1; }
 echo "PASS $(grep -c '^PASS' "$OUT/test_conv_cudnn.txt"), FAIL $(grep -c '^FAIL conv' "$OUT/test_conv_cudnn.txt")"
 grep -E '^FAIL' "$OUT/test_conv_cudnn.txt" | head -20
