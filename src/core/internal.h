@@ -491,6 +491,18 @@ void *fl_ctx_stream_handle(int cuda_index);
  * (transposes folded into the strides), c [B,M,N]; stack headers, no copies. */
 void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);
 
+/* ---- the CUDA backend's cuDNN convolutions (ops/conv.c keeps the switch, cuda/conv_cudnn.cu reads it) ---- */
+/* Which cuDNN API conv_direct calls: the legacy one (cudnnConvolutionForward ...) or the backend (graph) API with
+ * cached execution plans. FLAME_CUDNN_API=graph picks the graph API at start-up; legacy is the default.
+ * fl_set_cudnn_api returns the previous choice (tests and bench/ compare the two in one process). */
+typedef enum { FL_CUDNN_LEGACY, FL_CUDNN_GRAPH } fl_cudnn_api;
+fl_cudnn_api fl_set_cudnn_api(fl_cudnn_api api);
+fl_cudnn_api fl_get_cudnn_api(void);
+/* The API that ran the last cuDNN convolution (the graph API's keys without an engine run the legacy one); -1
+ * before any. Set by the CUDA backend under its lock; read by tests and bench/ to see which path ran. */
+void fl_cudnn_note_ran(fl_cudnn_api api);
+int fl_cudnn_last_ran(void);
+
 /* ---- random ---- */
 void fl_rng_next(uint64_t counters, uint64_t *seed, uint64_t *offset);
 
