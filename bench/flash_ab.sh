@@ -5,6 +5,10 @@
 # flash backend is timed once. The machine's copy has no git history, so make the variants here first (untracked
 # files travel with the tree): git show fa17:cuda/flash_attention.cu > tmp_fa17.cu
 #   source .deps/activate.sh; scripts/gpu.sh build; bench/flash_ab.sh . tmp_fa17.cu ...
+# A variant is compiled against the tree's headers: any flash_attention.cu that does not include flash_common.cuh
+# (main's and s19-fa2's commits) builds, as does the tree's; one written against another flash_common.cuh may not
+# (s19-wgmma's 4e4e6bd). flash_fwd_sm90.cu needs nothing from the variant, and cuda/backend.cu has a weak
+# fc::flash_attention_forward_kernel ("fa2") for variants that lack it.
 # Tables under $OUT: flash_<variant>.md (ratio = PyTorch time / flame time); spec summaries in flash_ab.txt.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

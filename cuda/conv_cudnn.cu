@@ -1,6 +1,8 @@
-/* The direct convolution path of the CUDA backend (conv_direct): cuDNN's
- * legacy convolution API (cudnnConvolutionForward / BackwardData /
- * BackwardFilter), an optional fast path beside the im2col + GEMM one.
+/* The direct convolution path of the CUDA backend (conv_direct) through cuDNN,
+ * an optional fast path beside the im2col + GEMM one: the legacy convolution
+ * API (cudnnConvolutionForward / BackwardData / BackwardFilter) here, or with
+ * FLAME_CUDNN_API=graph the backend (graph) API of conv_cudnn_graph.cu, both
+ * behind one plan cache.
  *
  * cuDNN is loaded with dlopen on first use, so the build needs only cudnn.h
  * (FLAME_HAVE_CUDNN) and a process without libcudnn.so.9 still runs: supports()
@@ -8,13 +10,14 @@
  *
  * Per device: one cuDNN handle, bound to the current queue's stream before
  * each call (fc_stream: the own stream or a host's), and a cache of
- * plans, one per (direction, dtype, geometry, math mode, pointer alignment),
- * each holding its descriptors and the algorithm chosen for it. The algorithm
- * is measured once per key (cudnnFind*AlgorithmEx, what PyTorch's benchmark
- * mode does; host-blocking, once) or, with FLAME_CUDNN_FIND=0, taken from
- * cuDNN's heuristics (cudnnGet*Algorithm_v7). A cached call only queues the
- * convolution: no host synchronisation, no descriptor work; its workspace
- * comes from the caching allocator and goes back after the call. */
+ * plans, one per (direction, dtype, geometry, math mode, pointer alignment, API),
+ * each holding its descriptors and the algorithm chosen for it (the graph
+ * API: its execution plan). The algorithm is measured once per key
+ * (cudnnFind*AlgorithmEx, what PyTorch's benchmark mode does; host-blocking,
+ * once) or, with FLAME_CUDNN_FIND=0, taken from cuDNN's heuristics
+ * (cudnnGet*Algorithm_v7). A cached call only queues the convolution: no host
+ * synchronisation, no descriptor work; its workspace comes from the caching
+ * allocator and goes back after the call. */
 #include "allocator.cuh"
 #include "ops.cuh"
 #include <atomic>
@@ -22,39 +25,31 @@
 #include <pthread.h>
 
 #if FLAME_HAVE_CUDNN
+#include "conv_cudnn.cuh"
 #include "dynlib.cuh"
-#include <cudnn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-namespace {
-
-/* ---- the library, resolved at run time ---- */
-
-#define FC_DNN_FUNCS(X)                                                                                 \
-  X(cudnnGetVersion) X(cudnnGetErrorString) X(cudnnCreate) X(cudnnSetStream) X(cudnnCreateTensorDescriptor) \
-  X(cudnnSetTensorNdDescriptor) X(cudnnDestroyTensorDescriptor) X(cudnnCreateFilterDescriptor)           \
-  X(cudnnSetFilterNdDescriptor) X(cudnnDestroyFilterDescriptor) X(cudnnCreateConvolutionDescriptor)      \
-  X(cudnnSetConvolutionNdDescriptor) X(cudnnSetConvolutionGroupCount) X(cudnnSetConvolutionMathType)     \
-  X(cudnnDestroyConvolutionDescriptor) X(cudnnGetConvolutionForwardAlgorithm_v7)                         \
-  X(cudnnFindConvolutionForwardAlgorithmEx) X(cudnnGetConvolutionForwardWorkspaceSize)                   \
-  X(cudnnConvolutionForward) X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                              \
-  X(cudnnFindConvolutionBackwardDataAlgorithmEx) X(cudnnGetConvolutionBackwardDataWorkspaceSize)         \
-  X(cudnnConvolutionBackwardData) X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                       \
-  X(cudnnFindConvolutionBackwardFilterAlgorithmEx) X(cudnnGetConvolutionBackwardFilterWorkspaceSize)     \
-  X(cudnnConvolutionBackwardFilter)
-
-struct dnn_lib {
-#define FC_DNN_PTR(f) decltype(&::f) f;
-  FC_DNN_FUNCS(FC_DNN_PTR)
-#undef FC_DNN_PTR
-};
+namespace fc_dnn {
 
 dnn_lib lib;
+
+namespace {
+
 bool lib_ok;
 pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
-/* The legacy API is there from cuDNN 8 on; 9 is what we build against. */
+/* FLAME_CUDNN_LOG=1: the library's version once, and every new plan's candidates and choice, on stderr. */
+bool log_enabled(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("FLAME_CUDNN_LOG");
+    on = e && e[0] == '1';
+  }
+  return on == 1;
+}
+
+/* The legacy API is there from cuDNN 8 on, the backend calls we use from 8 on too; 9 is what we build against. */
 void load_lib(void) {
   static const char *const names[] = {"libcudnn.so.9", "libcudnn.so", nullptr};
   char err[256];
@@ -65,6 +60,9 @@ void load_lib(void) {
   FC_DNN_FUNCS(FC_DNN_SYM)
 #undef FC_DNN_SYM
   lib_ok = all && lib.cudnnGetVersion() / 10000 == CUDNN_MAJOR;
+  if (all && log_enabled())
+    fprintf(stderr, "flame cuDNN: version %zu loaded (built against %d)%s\n", lib.cudnnGetVersion(), (int)CUDNN_VERSION,
+            lib_ok ? "" : ", another major version: not used");
   if (!lib_ok) dlclose(h);
 }
 
@@ -73,30 +71,10 @@ bool have_lib(void) {
   return lib_ok;
 }
 
-/* ---- plans ---- */
+} // namespace
 
-/* Everything an algorithm choice depends on; memset before filling, compared
- * with memcmp. `aligned`: all three pointers 16-byte aligned (some kernels
- * need it, and the measurement ran on such pointers). */
-struct plan_key {
-  int dir, dtype, nsp, tf32, aligned;
-  int64_t n, cin, cout, groups;
-  int64_t in[3], k[3], out[3], stride[3], pad[3], dil[3];
-};
+/* ---- shared with conv_cudnn_graph.cu (conv_cudnn.cuh) ---- */
 
-struct plan {
-  plan_key key; /* all zero in an empty slot: never matches (nsp 0) */
-  uint64_t hash; /* of key: the cache scan compares this first */
-  cudnnTensorDescriptor_t x, y;
-  cudnnFilterDescriptor_t w;
-  cudnnConvolutionDescriptor_t conv;
-  int algo;
-  size_t ws;
-};
-
-/* Enough for every conv layer of a large network in all three directions;
- * beyond it the oldest plan is replaced. */
-enum { FC_DNN_PLANS = 512, FC_DNN_MAX_DEVICES = 64 };
 /* The largest workspace an algorithm may use: a sixteenth of the device's
  * memory, at least 1 GiB (PyTorch lets cuDNN use what is free). A fixed 1 GiB
  * had been enough for the 3x3 / 3x3x3 winners at training batches, but at the
@@ -118,16 +96,6 @@ size_t ws_cap(int device) {
   if (device >= 0 && device < FC_DNN_MAX_DEVICES) caps[device].store(cap);
   return cap;
 }
-
-struct dnn_device {
-  cudnnHandle_t handle;
-  cudaStream_t stream; /* the stream the handle is bound to */
-  plan plans[FC_DNN_PLANS];
-  int count, next;
-};
-
-dnn_device *devices[FC_DNN_MAX_DEVICES];
-pthread_mutex_t dnn_mu = PTHREAD_MUTEX_INITIALIZER;
 
 const char *dir_name(fl_conv_dir d) {
   return d == FL_CONV_FORWARD ? "forward" : d == FL_CONV_DATA ? "input gradient" : "weight gradient";
@@ -151,31 +119,9 @@ fl_status dnn_error(cudnnStatus_t s, const char *call, fl_conv_dir dir, const fl
                   (long long)g->dil[1], (long long)g->dil[2], d);
 }
 
-/* Inside a function that has dir, out, a, b, g in scope. */
-#define FC_DNN_CHECK(expr, name)                                                   \
-  do {                                                                             \
-    cudnnStatus_t fc_s_ = (expr);                                                  \
-    if (fc_s_ != CUDNN_STATUS_SUCCESS) return dnn_error(fc_s_, name, dir, out, a, b, g); \
-  } while (0)
-#define FC_DNN(f, args) FC_DNN_CHECK(lib.f args, #f)
-
 cudnnDataType_t dnn_dtype(fl_dtype dt) {
   return dt == FL_F16 ? CUDNN_DATA_HALF : dt == FL_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 }
-
-/* f32 keeps full f32 (FMA kernels, no TF32) unless fl_get_allow_tf32(), as
- * gemm.cu does; the half types may use tensor cores, with f32 accumulation. */
-cudnnMathType_t math_of(fl_dtype dt, bool tf32) {
-  if (dt != FL_F32) return CUDNN_TENSOR_OP_MATH;
-  return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
-}
-
-/* cuDNN wants 4-d or 5-d tensors: a 1-d conv runs as 2-d with a leading unit
- * spatial dim (kernel 1, stride 1, no padding there). */
-struct nd_geom {
-  int nsp; /* 2 or 3 */
-  int in[3], k[3], out[3], stride[3], pad[3], dil[3];
-};
 
 nd_geom nd_of(const fl_conv_geom *g) {
   nd_geom r;
@@ -188,6 +134,63 @@ nd_geom nd_of(const fl_conv_geom *g) {
     r.stride[j] = (int)g->stride[i], r.pad[j] = (int)g->pad[i], r.dil[j] = (int)g->dil[i];
   }
   return r;
+}
+
+/* The first usable candidate (they come best first); a nondeterministic
+ * winner (atomics in some backward kernels) gives way to a deterministic
+ * candidate measured within 10% of it, so repeated runs usually agree bit
+ * for bit at no real cost. f32 without TF32 never takes a tensor-core one. */
+int pick(const perf *r, int n, bool measured, bool strict_f32, size_t ws_limit) {
+  int best = -1;
+  for (int i = 0; i < n; i++) {
+    const perf &c = r[i];
+    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws_limit) continue;
+    if (strict_f32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
+    if (best < 0) {
+      best = i;
+      if (!measured || c.deterministic) return i;
+    } else if (c.deterministic && c.time <= 1.1f * r[best].time) {
+      return i;
+    }
+  }
+  return best;
+}
+
+bool find_enabled(void) {
+  static int on = -1; /* FLAME_CUDNN_FIND=0: heuristics only, like PyTorch without benchmark mode */
+  if (on < 0) {
+    const char *e = getenv("FLAME_CUDNN_FIND");
+    on = !(e && e[0] == '0');
+  }
+  return on == 1;
+}
+
+/* FLAME_CUDNN_LOG=1: one line per new plan on stderr, with every candidate
+ * (algo or engine, status, ms, workspace, deterministic, math type) and the choice. */
+void log_choice(const char *api, fl_conv_dir dir, const fl_tensor *out, const fl_conv_geom *g, const perf *r, int n,
+                int chosen) {
+  if (!log_enabled()) return;
+  fl_desc d = fl_describe(out);
+  fprintf(stderr, "flame cuDNN plan (%s): conv%dd %s, out %s, groups %lld:", api, g->nsp, dir_name(dir), d.s,
+          (long long)g->groups);
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, " [algo %d status %d %.3f ms ws %zu det %d math %d]", r[i].algo, (int)r[i].status,
+            (double)r[i].time, r[i].memory, (int)r[i].deterministic, (int)r[i].math);
+  fprintf(stderr, " -> %d\n", chosen < 0 ? -1 : r[chosen].algo);
+}
+
+/* ---- the legacy API ---- */
+
+namespace {
+
+dnn_device *devices[FC_DNN_MAX_DEVICES];
+pthread_mutex_t dnn_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* f32 keeps full f32 (FMA kernels, no TF32) unless fl_get_allow_tf32(), as
+ * gemm.cu does; the half types may use tensor cores, with f32 accumulation. */
+cudnnMathType_t math_of(fl_dtype dt, bool tf32) {
+  if (dt != FL_F32) return CUDNN_TENSOR_OP_MATH;
+  return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
 /* Every size cuDNN gets is an int: the tensors' numel (supports() checked
@@ -218,6 +221,7 @@ void destroy_plan(plan *p) {
   if (p->y) lib.cudnnDestroyTensorDescriptor(p->y);
   if (p->w) lib.cudnnDestroyFilterDescriptor(p->w);
   if (p->conv) lib.cudnnDestroyConvolutionDescriptor(p->conv);
+  graph_destroy(&p->graph);
   memset(p, 0, sizeof *p);
 }
 
@@ -244,24 +248,12 @@ fl_status make_descriptors(plan *p, fl_conv_dir dir, fl_tensor *out, const fl_te
 
 /* ---- algorithms: the three directions behind one interface ---- */
 
-/* One candidate, whichever direction's perf struct it came from. */
-struct perf {
-  int algo;
-  cudnnStatus_t status;
-  float time;
-  size_t memory;
-  bool deterministic;
-  cudnnMathType_t math;
-};
-
 template <class P> int to_perf(const P *r, int n, perf *dst) {
   for (int i = 0; i < n; i++)
     dst[i] = {(int)r[i].algo, r[i].status, r[i].time, r[i].memory, r[i].determinism == CUDNN_DETERMINISTIC,
               r[i].mathType};
   return n;
 }
-
-enum { FC_DNN_MAX_ALGOS = 8 }; /* the largest of the three *_ALGO_COUNTs */
 
 int algo_count(fl_conv_dir dir) {
   return dir == FL_CONV_FORWARD ? (int)CUDNN_CONVOLUTION_FWD_ALGO_COUNT
@@ -336,35 +328,6 @@ cudnnStatus_t execute(cudnnHandle_t h, const plan *p, fl_conv_dir dir, void *o, 
   }
 }
 
-/* The first usable candidate (they come best first); a nondeterministic
- * winner (atomics in some backward kernels) gives way to a deterministic
- * candidate measured within 10% of it, so repeated runs usually agree bit
- * for bit at no real cost. f32 without TF32 never takes a tensor-core one. */
-int pick(const perf *r, int n, bool measured, bool strict_f32, size_t ws_limit) {
-  int best = -1;
-  for (int i = 0; i < n; i++) {
-    const perf &c = r[i];
-    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > ws_limit) continue;
-    if (strict_f32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
-    if (best < 0) {
-      best = i;
-      if (!measured || c.deterministic) return i;
-    } else if (c.deterministic && c.time <= 1.1f * r[best].time) {
-      return i;
-    }
-  }
-  return best;
-}
-
-bool find_enabled(void) {
-  static int on = -1; /* FLAME_CUDNN_FIND=0: heuristics only, like PyTorch without benchmark mode */
-  if (on < 0) {
-    const char *e = getenv("FLAME_CUDNN_FIND");
-    on = !(e && e[0] == '0');
-  }
-  return on == 1;
-}
-
 /* Workspace for measuring: what the hungriest algorithm asks (within the
  * cap), less if the device cannot give it. */
 size_t find_workspace(cudnnHandle_t h, const plan *p, fl_conv_dir dir, fc_context *ctx, fc_scratch &ws) {
@@ -378,27 +341,9 @@ size_t find_workspace(cudnnHandle_t h, const plan *p, fl_conv_dir dir, fc_contex
   return ws.get(ctx, want) == FL_OK ? want : 0;
 }
 
-/* FLAME_CUDNN_LOG=1: one line per new plan on stderr, with every candidate
- * (algo, status, ms, workspace, deterministic, math type) and the choice. */
-void log_choice(fl_conv_dir dir, const fl_tensor *out, const fl_conv_geom *g, const perf *r, int n, int chosen) {
-  static int on = -1;
-  if (on < 0) {
-    const char *e = getenv("FLAME_CUDNN_LOG");
-    on = e && e[0] == '1';
-  }
-  if (!on) return;
-  fl_desc d = fl_describe(out);
-  fprintf(stderr, "flame cuDNN plan: conv%dd %s, out %s, groups %lld:", g->nsp, dir_name(dir), d.s,
-          (long long)g->groups);
-  for (int i = 0; i < n; i++)
-    fprintf(stderr, " [algo %d status %d %.3f ms ws %zu det %d math %d]", r[i].algo, (int)r[i].status,
-            (double)r[i].time, r[i].memory, (int)r[i].deterministic, (int)r[i].math);
-  fprintf(stderr, " -> %d\n", chosen < 0 ? -1 : r[chosen].algo);
-}
-
-/* A new plan for p->key: descriptors, then the algorithm and its workspace. */
-fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
-                     const fl_tensor *b, const fl_conv_geom *g) {
+/* A new legacy plan for p->key: descriptors, then the algorithm and its workspace. */
+fl_status legacy_build(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
+                       const fl_tensor *b, const fl_conv_geom *g) {
   FL_TRY(make_descriptors(p, dir, out, a, b, g));
   bool find = find_enabled(), strict = out->dtype == FL_F32 && !p->key.tf32;
   perf r[FC_DNN_MAX_ALGOS];
@@ -420,12 +365,28 @@ fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir,
         r[i].status = CUDNN_STATUS_NOT_SUPPORTED;
   }
   int i = pick(r, n, find, strict, limit);
-  log_choice(dir, out, g, r, n, i);
+  log_choice("legacy", dir, out, g, r, n, i);
   if (i < 0) return dnn_error(CUDNN_STATUS_NOT_SUPPORTED, "choosing an algorithm (none usable)", dir, out, a, b, g);
   p->algo = r[i].algo;
   if (!strict) FC_DNN(cudnnSetConvolutionMathType, (p->conv, r[i].math)); /* the algorithm's math, as measured */
   FC_DNN_CHECK(workspace_of(dev->handle, p, dir, p->algo, &p->ws), "cudnnGetConvolution*WorkspaceSize");
   return FL_OK;
+}
+
+/* A new plan for p->key in the API it asks for. A graph without a usable
+ * engine (FL_EUNSUPPORTED) takes the legacy API for this key, decided once:
+ * the plan remembers it. */
+fl_status build_plan(dnn_device *dev, fc_context *ctx, plan *p, fl_conv_dir dir, fl_tensor *out, const fl_tensor *a,
+                     const fl_tensor *b, const fl_conv_geom *g) {
+  if (p->key.api == FL_CUDNN_GRAPH) {
+    fl_status st = graph_build(dev, ctx, p, dir, out, a, b, g);
+    if (st == FL_OK) p->api = FL_CUDNN_GRAPH;
+    if (st != FL_EUNSUPPORTED) return st;
+    if (log_enabled()) fprintf(stderr, "flame cuDNN plan (graph): declined, the legacy API takes it: %s\n", fl_last_error());
+    graph_destroy(&p->graph);
+  }
+  p->api = FL_CUDNN_LEGACY;
+  return legacy_build(dev, ctx, p, dir, out, a, b, g);
 }
 
 /* ---- per device: the handle and the plan cache ---- */
@@ -460,6 +421,7 @@ fl_status find_plan(dnn_device *dev, fc_context *ctx, fl_conv_dir dir, fl_tensor
   memset(&k, 0, sizeof k);
   k.dir = (int)dir, k.dtype = (int)out->dtype, k.nsp = g->nsp;
   k.tf32 = out->dtype == FL_F32 && fl_get_allow_tf32();
+  k.api = (int)fl_get_cudnn_api();
   k.aligned = fc_aligned(fc_base(out), 16) && fc_aligned(fc_base(a), 16) && fc_aligned(fc_base(b), 16);
   k.n = g->n, k.cin = g->cin, k.cout = g->cout, k.groups = g->groups;
   for (int i = 0; i < g->nsp; i++) {
@@ -503,6 +465,12 @@ fl_status run_locked(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const 
   FL_TRY(find_plan(dev, ctx, dir, out, a, b, g, &p));
   fc_scratch ws;
   if (p->ws) FL_TRY(ws.get(ctx, p->ws));
+  fl_cudnn_note_ran((fl_cudnn_api)p->api);
+  if (p->api == FL_CUDNN_GRAPH) {
+    const char *call = "cudnnBackendExecute";
+    FC_DNN_CHECK(graph_execute(dev->handle, p, dir, fc_base(out), fc_base(a), fc_base(b), ws.ptr, &call), call);
+    return FL_OK;
+  }
   FC_DNN_CHECK(execute(dev->handle, p, dir, fc_base(out), fc_base(a), fc_base(b), ws.ptr),
                dir == FL_CONV_FORWARD ? "cudnnConvolutionForward"
                : dir == FL_CONV_DATA  ? "cudnnConvolutionBackwardData"
@@ -511,8 +479,11 @@ fl_status run_locked(fl_conv_dir dir, fl_tensor *out, const fl_tensor *a, const 
 }
 
 } // namespace
+} // namespace fc_dnn
 
 namespace fc {
+
+using namespace fc_dnn;
 
 /* The rules (see docs/architecture.md): out, a, b on one CUDA device, all f32,
  * bf16 or f16 alike, contiguous, 3-d to 5-d (1 to 3 spatial dims), none empty,

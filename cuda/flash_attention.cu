@@ -17,72 +17,36 @@
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
  * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
  * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
- * Dropout: the keep bit of (b, h, i, j) is fl_dropout_keep at the reference's index, evaluated where needed
- * (forward and backward), never stored: one Philox block (4 keys of a row) per lane per 8-wide fragment column,
- * swapped between the lanes that share it (fwd_keep_bits, bwd_keep_bits). Z = P * keep / (1 - p); the row sum l is
- * of the undropped P.
- * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0. */
-#include "context.cuh"
+ * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
+ * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
+ * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
+ * never stored. A block is 16 keys of a row; a fragment's
+ * lanes split the runs of 16 keys they need (two Philox calls per lane per fragment and tile, twice that where
+ * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
+ * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
+ * (1 - p); the row sum l is of the undropped P.
+ * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
+ * Code shape: the body of a key tile (forward) or query tile (backward) is compiled twice, a general copy (masking in
+ * tile coordinates, dropout checked at run time) for the tiles that need a mask and for dropout runs, and a copy
+ * for the interior tiles without dropout that has neither, so that it is one branch-free block which the compiler
+ * interleaves with the tensor-core steps (a branch per element was 128 taken branches a forward tile).
+ * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
+ * The parameters, the fragment conversions, the keep-bit helpers, the forward's softmax step and epilogue live in
+ * flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
+ * instead where fa::sm90_forward_selected says. This file's interface to the others is the backend's entries
+ * (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
+ * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
+#include "flash_common.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
-#include "dropout_keep.h"
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+#include <type_traits>
+
+using namespace fa; /* the parameters and the helpers shared with the Hopper forward (flash_common.cuh) */
 
 namespace {
 
 constexpr int BM = 64, BN = 64, NT = 128, PAD = 8; /* PAD: rows of D + 8 halves avoid bank conflicts */
-constexpr float LOG2E = 1.4426950408889634f, LN2 = 0.6931471805599453f;
 
-struct fa_params {
-  const uint16_t *q, *k, *v;
-  int64_t q_sb, q_sh, q_sr, k_sb, k_sh, k_sr, v_sb, v_sh, v_sr; /* batch, head, row strides (elements) */
-  uint16_t *o;                                                  /* contiguous, q's layout */
-  int64_t o_sb, o_sh, o_sr;
-  float *lse;                /* contiguous [B, Hq, Sq] or [total_q, Hq] */
-  int64_t l_sb, l_sh, l_sr;  /* lse/dsum strides */
-  const int32_t *cu_q, *cu_k; /* NULL: dense */
-  int64_t total_q, total_k;
-  int B, Hq, Hk;
-  int64_t Sq, Sk; /* dense lengths, or max_q/max_k for varlen (the dropout index's extents) */
-  float scale, scale_log2;
-  bool causal, bottom_right, dropout;
-  uint32_t thr;
-  float drop_scale;
-  uint64_t seed, offset;
-  /* backward */
-  const uint16_t *dout; /* out's layout (o strides) */
-  float *dsum;          /* lse's layout */
-  float *dq;            /* f32, q's contiguous layout (o strides) */
-  uint16_t *dk, *dv;    /* contiguous, k's layout */
-  int64_t dk_sb, dk_sh, dk_sr;
-};
-
-/* The rows of sequence b: start and length, clamped so that bad cu_seqlens never index outside. */
-__device__ __forceinline__ void fa_extent(const int32_t *cu, int b, int64_t maxlen, int64_t total, int64_t &start,
-                                          int64_t &len) {
-  if (!cu) {
-    start = 0, len = maxlen;
-    return;
-  }
-  start = cu[b];
-  len = (int64_t)cu[b + 1] - start;
-  if (len < 0) len = 0;
-  if (len > maxlen) len = maxlen;
-  if (start < 0 || start + len > total) len = 0;
-}
-
-template <bool BF> __device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
-  uint32_t r;
-  if constexpr (BF) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    memcpy(&r, &v, 4);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    memcpy(&r, &v, 4);
-  }
-  return r;
-}
 
 template <bool BF> __device__ __forceinline__ float fa_load(uint16_t x) {
   return BF ? fl_bfloat_to_f32(x) : fl_half_to_f32(x);
@@ -92,14 +56,6 @@ template <bool BF> __device__ __forceinline__ uint16_t fa_store(float x) {
   return BF ? fl_bfloat_from_f32(x) : fl_half_from_f32(x);
 }
 
-
-/* 2^x by the MUFU unit alone (ex2.approx.ftz: exp2f adds a range test and two multiplies to keep subnormal
- * results, here probabilities below 2^-126 of the row's largest, which no sum in bf16/f16 can see); 2^-inf = 0. */
-__device__ __forceinline__ float fa_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 /* c += a b for one m16n8k16 tile (row-major A, column-major B), f32 accumulators. */
 template <bool BF> __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -206,13 +162,6 @@ __device__ __forceinline__ void frag_b2(uint32_t b[2][2], const uint16_t *s, int
 #endif
 }
 
-/* The C fragments of two n8 tiles (k columns 16 kk .. 16 kk + 15) as the A fragment of one k16 step. */
-template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
-  a[0] = fa_pack<BF>(c0[0], c0[1]);
-  a[1] = fa_pack<BF>(c0[2], c0[3]);
-  a[2] = fa_pack<BF>(c1[0], c1[1]);
-  a[3] = fa_pack<BF>(c1[2], c1[3]);
-}
 
 /* Chunk i (of 16 bytes) of thread threadIdx.x when NTH threads copy N rows of D halves: row r, column k. The loops
  * over i have compile-time trip counts (N D / 8 is a multiple of NTH for every tile here), so they unroll, and where a
@@ -243,7 +192,7 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
 }
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
- * group and waits for it. Under FA_PLAIN_LOADS it is load_tile, and the commit and wait are no-ops. */
+ * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
 template <int D, int N, int NTH = NT>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
                                                 int64_t len) {
@@ -260,9 +209,7 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #pragma unroll
     for (int i = 0; i < N / RS; i++, src += step) {
       const bool in = i * RS < left;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + i * RS * ld * 2),
-                   "l"(in ? src : base), "r"(in ? 16 : 0)
-                   : "memory");
+      cp_async16(dst + i * RS * ld * 2, in ? src : base, in);
     }
   } else {
 #pragma unroll
@@ -271,72 +218,12 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
       tile_chunk<D, N, NTH>(i, r, k);
       const bool in = r0 + r < len;
       const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * ld + k)), "l"(src),
-                   "r"(in ? 16 : 0)
-                   : "memory");
+      cp_async16(smem_addr(s + r * ld + k), src, in);
     }
   }
 #endif
 }
-__device__ __forceinline__ void cp_commit() {
-#ifndef FA_PLAIN_LOADS
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-/* Waits until at most N committed groups are pending. */
-template <int N> __device__ __forceinline__ void cp_wait() {
-#ifndef FA_PLAIN_LOADS
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
 
-/* The four keep bits of the Philox block at counter ctr (bit k: element 4 (ctr - offset) + k), as a nibble. */
-__device__ __forceinline__ uint32_t keep_nibble(const fa_params &p, uint64_t ctr) {
-  const fl_philox_out o = fl_philox(p.seed, ctr);
-  return (uint32_t)fl_dropout_keep_word(o.w[0], p.thr) | (uint32_t)fl_dropout_keep_word(o.w[1], p.thr) << 1 |
-         (uint32_t)fl_dropout_keep_word(o.w[2], p.thr) << 2 | (uint32_t)fl_dropout_keep_word(o.w[3], p.thr) << 3;
-}
-
-/* Keep bits of elements idx and idx + 1 (two adjacent keys of one row): one Philox block unless the pair
- * straddles two. */
-__device__ __forceinline__ void keep_pair(const fa_params &p, uint64_t idx, bool &k0, bool &k1) {
-  fl_philox_out o = fl_philox(p.seed, p.offset + idx / 4);
-  const uint32_t w = (uint32_t)(idx % 4);
-  uint32_t a = w == 0 ? o.w[0] : w == 1 ? o.w[1] : w == 2 ? o.w[2] : o.w[3];
-  uint32_t c = w == 0 ? o.w[1] : w == 1 ? o.w[2] : w == 2 ? o.w[3] : fl_philox(p.seed, p.offset + idx / 4 + 1).w[0];
-  k0 = fl_dropout_keep_word(a, p.thr);
-  k1 = fl_dropout_keep_word(c, p.thr);
-}
-
-/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8, keys 8 nt + 2 t, + 1):
- * bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive keys of one row,
- * which here lie in lanes t = 0, 1 or t = 2, 3 of one quad; with Sk % 4 == 0 each is aligned, so lane t draws the
- * block of row r_g + 8 (t & 1), keys + 4 (t >> 1) per n8 block and the quad swaps nibbles: 8 Philox calls per lane
- * instead of 16. Otherwise, a call per pair (two where a pair straddles blocks). */
-__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
-  const int t = lane % 4;
-  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg;
-  if (p.Sk % 4 == 0) {
-    const uint64_t ctr = p.offset + ((row0 + 8 * (t & 1)) * (uint64_t)p.Sk + (uint64_t)n0) / 4 + (t >> 1);
-    uint32_t mine = 0;
-#pragma unroll
-    for (int nt = 0; nt < BN / 8; nt++) mine |= keep_nibble(p, ctr + 2 * nt) << (nt * 4);
-    const uint32_t v0 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2)); /* row r_g, keys of this lane */
-    const uint32_t v1 = __shfl_sync(0xffffffffu, mine, (lane & ~3) | (t & 2) | 1); /* row r_g + 8 */
-    const int sh = 2 * (t & 1);
-    return ((v0 >> sh) & 0x33333333u) | ((v1 >> sh) & 0x33333333u) << 2;
-  }
-  uint32_t bits = 0;
-#pragma unroll 1 /* (the rare path: kept small) */
-  for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      bool k0, k1;
-      keep_pair(p, (row0 + 8 * r) * (uint64_t)p.Sk + (uint64_t)n0 + 8 * nt + 2 * t, k0, k1);
-      bits |= ((uint32_t)k0 | (uint32_t)k1 << 1) << (nt * 4 + 2 * r);
-    }
-  return bits;
-}
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
@@ -369,31 +256,29 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   cp_commit();
   float acc[MT][NTD][4];
   float mrow[MT][2], lrow[MT][2];
-  int64_t row[MT][2];
+  /* the rows of the thread's fragments, m0 + row_of(mi, r) (recomputed where used, not 2 MT 64-bit registers) */
+  const int rbase = w * 16 * MT + g;
+  auto row_of = [&](int mi, int r) { return m0 + (rbase + mi * 16 + 8 * r); };
 #pragma unroll
   for (int mi = 0; mi < MT; mi++) {
 #pragma unroll
     for (int i = 0; i < NTD; i++) acc[mi][i][0] = acc[mi][i][1] = acc[mi][i][2] = acc[mi][i][3] = 0.f;
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
-    row[mi][0] = m0 + w * 16 * MT + mi * 16 + g;
-    row[mi][1] = row[mi][0] + 8;
   }
-  for (int it = 0; it < ntiles; it++) {
-    const int64_t n0 = (int64_t)it * BN;
-    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
-      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
-      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
-      cp_commit();
-      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
-    } else {
-      cp_wait<0>();
-    }
+  /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
+   * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
+   * tensor-core steps, and every tile would jump over the masking and dropout code, 128 taken branches a tile):
+   * EDGE masks (in tile coordinates) and scales the scores before their max, else the max is of the raw scores and
+   * the scale folds into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same); DROP: dropout may be on
+   * (p.dropout, checked at run time where EDGE). */
+  auto step = [&](int64_t n0, int it, auto edge_c, auto drop_c) {
+    constexpr bool EDGE = decltype(edge_c)::value, DROP = decltype(drop_c)::value;
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = p.dropout ? fwd_keep_bits(p, b, h, row[mi][0], n0, lane) : 0u;
+    for (int mi = 0; mi < MT; mi++)
+      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -417,56 +302,22 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
         }
       }
     }
-    /* prescale, mask where this tile needs it (uniform over the CTA), the tile's row max */
-    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift);
+    /* the online softmax (flash_common.cuh), fragment by fragment: EDGE masks (key_limit, in tile coordinates) and
+     * scales the scores before their max, else the max is of the raw scores and the scale folds into exp2's FFMA */
+    float alpha[MT][2], muse[MT][2];
 #pragma unroll
     for (int mi = 0; mi < MT; mi++) {
-      float mx[2] = {-INFINITY, -INFINITY};
+      const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
+      softmax_max<NTS, BN, !EDGE>(p, s[mi], mrow[mi], lrow[mi], rows, n0, lk, shift, EDGE, t, alpha[mi], muse[mi]);
+    }
+    rescale<MT, NTD>(acc, alpha);
+    /* With dropout off (EDGE), every bit is set and the factor 1: the same values with no test of p.dropout per
+     * element, which the compiler would branch on */
+    const float dsc = !EDGE || p.dropout ? p.drop_scale : 1.f;
 #pragma unroll
-      for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          float x = s[mi][nt][e] * p.scale_log2;
-          if (edge) {
-            int64_t i = row[mi][e >> 1], j = n0 + nt * 8 + 2 * t + (e & 1);
-            if (!(j < lk && (!p.causal || j <= i + shift))) x = -INFINITY;
-          }
-          s[mi][nt][e] = x;
-          mx[e >> 1] = fmaxf(mx[e >> 1], x);
-        }
-      float alpha[2], muse[2];
-#pragma unroll
-      for (int r = 0; r < 2; r++) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        float mnew = fmaxf(mrow[mi][r], mx[r]);
-        muse[r] = mnew == -INFINITY ? 0.f : mnew; /* no -inf - -inf */
-        alpha[r] = fa_exp2(mrow[mi][r] - muse[r]);
-        mrow[mi][r] = mnew;
-        lrow[mi][r] *= alpha[r];
-      }
-      /* once the running max settles, no row of the fragment moves (alpha == 1 exactly): the warp skips the
-       * 2 D multiplies a thread, the same values either way */
-      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
-#pragma unroll
-        for (int i = 0; i < NTD; i++) {
-          acc[mi][i][0] *= alpha[0], acc[mi][i][1] *= alpha[0];
-          acc[mi][i][2] *= alpha[1], acc[mi][i][3] *= alpha[1];
-        }
-#pragma unroll
-      for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          float pe = fa_exp2(s[mi][nt][e] - muse[e >> 1]);
-          lrow[mi][e >> 1] += pe; /* per-thread partial; the quad's are summed at the end; of the undropped P */
-          s[mi][nt][e] = pe;
-        }
-      if (p.dropout) /* (keys past lk or rows past lq have pe = 0 or are not stored: their bits do not matter) */
-#pragma unroll
-        for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-          for (int e = 0; e < 4; e++)
-            s[mi][nt][e] = (keepbits[mi] >> (nt * 4 + e) & 1u) ? s[mi][nt][e] * p.drop_scale : 0.f;
+    for (int mi = 0; mi < MT; mi++) {
+      softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
+      if constexpr (DROP) apply_keep<NTS>(s[mi], &keepbits[mi], dsc);
     }
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
@@ -485,28 +336,31 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       }
     }
     __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
+  };
+  for (int it = 0; it < ntiles; it++) {
+    const int64_t n0 = (int64_t)it * BN;
+    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
+      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
+      cp_commit();
+      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+    } else {
+      cp_wait<0>();
+    }
+    /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
+     * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
+    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
+    /* (dropout runs take the general copy: a third copy of the body costs the others registers, and spills) */
+    if (edge || p.dropout) step(n0, it, std::true_type{}, std::true_type{});
+    else step(n0, it, std::false_type{}, std::false_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
-  uint16_t *ob = p.o + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
 #pragma unroll
-  for (int mi = 0; mi < MT; mi++)
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float l = lrow[mi][r];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
-      if (row[mi][r] >= lq) continue;
-      float inv = l > 0.f ? 1.f / l : 0.f;
-      uint16_t *orow = ob + row[mi][r] * p.o_sr;
-#pragma unroll
-      for (int dt = 0; dt < NTD; dt++)
-        *reinterpret_cast<uint32_t *>(orow + dt * 8 + 2 * t) =
-            fa_pack<BF>(acc[mi][dt][2 * r] * inv, acc[mi][dt][2 * r + 1] * inv);
-      if (t == 0) {
-        float lse = l > 0.f && mrow[mi][r] > -INFINITY ? (mrow[mi][r] + log2f(l)) * LN2 : -INFINITY;
-        p.lse[b * p.l_sb + h * p.l_sh + (q0 + row[mi][r]) * p.l_sr] = lse;
-      }
-    }
+  for (int mi = 0; mi < MT; mi++) {
+    const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
+    store_rows<BF, NTD>(p, b, h, q0, lq, rows, acc[mi], mrow[mi], lrow[mi], t);
+  }
 }
 
 /* m16 tiles per warp in the forward (FA_FWD_MT=1 at build time: the 64-row tiles of the first version) */
@@ -547,37 +401,32 @@ __device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
 #endif
 }
 
+/* Where bwd_keep_bits puts the keep bit of element e of n8 block nt. */
+__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
+
 /* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
- * one 64-query tile: bit nt * 4 + e of the result is element e of n8 block nt. A Philox block holds 4 consecutive
- * keys of one query, which here lie in the 4 lanes of equal t and g / 4; with Sk % 4 == 0 each of them is aligned, so
- * each lane draws one block per n8 block (lane g % 4 = c: query + (c & 1), keys + 8 (c >> 1), g rounded down to 4)
- * and the 4 lanes swap their nibbles: 8 Philox calls per lane instead of 32. Otherwise, one call per element. */
+ * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
+ * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
+ * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
+ * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
+ * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
+ * key, i.e. n8 block nt = u. */
 __device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
   const int g = lane / 4, t = lane % 4;
-  const uint64_t row0 = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0; /* the tile's first query */
-  uint32_t bits = 0;
-  if (p.Sk % 4 == 0) {
-    const int c = g & 3;
-    const uint64_t idx = (row0 + 2 * t + (c & 1)) * (uint64_t)p.Sk + (uint64_t)kb + 8 * (c >> 1) + (g & ~3);
-    const uint64_t step = 2 * (uint64_t)p.Sk; /* 8 queries, in blocks of 4 */
-    uint32_t mine = 0;
-#pragma unroll
-    for (int nt = 0; nt < BM / 8; nt++) mine |= keep_nibble(p, p.offset + idx / 4 + nt * step) << (nt * 4);
-#pragma unroll
-    for (int e = 0; e < 4; e++) { /* element e's block was drawn by lane g % 4 = e; its key is word g % 4 */
-      const uint32_t v = __shfl_sync(0xffffffffu, mine, (lane & ~12) | (e << 2));
-      bits |= ((v >> (g & 3)) & 0x11111111u) << e;
-    }
-    return bits;
-  }
-#pragma unroll 1 /* (the rare path: kept small) */
-  for (int nt = 0; nt < BM / 8; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const uint64_t i = row0 + nt * 8 + 2 * t + (e & 1), j = (uint64_t)kb + g + 8 * (e >> 1);
-      bits |= (uint32_t)fl_dropout_keep(p.seed, p.offset, i * (uint64_t)p.Sk + j, p.thr) << (nt * 4 + e);
-    }
-  return bits;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb;
+  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + (uint64_t)p.Sk) << 16;
+  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
+  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+
+/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
+ * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
+__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
+                                                           bool backward, uint32_t *out) {
+  const int lane = threadIdx.x;
+  out[lane] = backward ? bwd_keep_bits(p, b, h, r0, n0, lane) : fwd_keep_bits(p, b, h, r0 + lane / 4, n0, lane);
 }
 
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
@@ -651,131 +500,141 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     float ld_next = 0.f;
     if (it + 1 < ntiles) issue(hn, mn, sg ^ 1, ld_next); /* stage sg ^ 1 was last read in tile it - 1 */
     cp_commit();
-    /* drawn before S^T, while fewer registers are live */
-    const uint32_t keepbits = p.dropout ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
-    /* S^T = K Q^T: this warp's 16 keys x 64 queries */
-    float st[NTQ][4];
-#pragma unroll
-    for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sK, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(st[nt], a, bf[0]);
-        fa_mma<BF>(st[nt + 1], a, bf[1]);
-      }
-    }
-    /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit nt * 4 + e) */
-    float z[NTQ][4];
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
-     * diagonal's; in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+     * diagonal's */
     const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
-    const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
-    const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
+    /* The tile's body, specialised at compile time: SIMPLE (an interior tile without dropout, the bulk of a run) is
+     * free of the masking and dropout code, each of which the compiler otherwise branches around element by element
+     * (a taken branch each, and basic blocks too small to interleave with the tensor-core steps). */
+    auto body = [&](auto simple_c) {
+      constexpr bool SIMPLE = decltype(simple_c)::value;
+      /* drawn before S^T, while fewer registers are live */
+      const bool drop = !SIMPLE && p.dropout;
+      const uint32_t keepbits = drop ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      float st[NTQ][4];
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
-        /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
-         * 2^-inf = 0) */
-        const bool ok = !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
-        const float x = st[nt][e] * p.scale_log2 - sL[il];
-        const float pe = fa_exp2(ok ? x : -INFINITY);
-        st[nt][e] = pe;
-        /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-        z[nt][e] = p.dropout ? ((keepbits >> (nt * 4 + e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+#pragma unroll
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(st[nt], a, bf[0]);
+          fa_mma<BF>(st[nt + 1], a, bf[1]);
+        }
       }
-    /* dV += Z^T dO */
+      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
+      float z[NTQ][4];
+      /* the mask where edge (not SIMPLE), in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
+      const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
+      const int diag = p.causal ? (int)max(min(m0 + shift - n0, (int64_t)BN), (int64_t)-BM - 1) : BN; /* kl <= il + diag */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dv[dt], a, bf[0]);
-        fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        for (int e = 0; e < 4; e++) {
+          const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+          /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
+           * 2^-inf = 0) */
+          const bool ok = SIMPLE || !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
+          const float x = st[nt][e] * p.scale_log2 - sL[il];
+          const float pe = fa_exp2(ok ? x : -INFINITY);
+          st[nt][e] = pe;
+          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
+          z[nt][e] = drop ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+        }
+      /* dV += Z^T dO */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dv[dt], a, bf[0]);
+          fa_mma<BF>(dv[dt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dZ^T = V dO^T (reusing z) */
+      /* dZ^T = V dO^T (reusing z) */
 #pragma unroll
-    for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
+      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t a[4];
-      frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[4];
+        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
-      for (int nt = 0; nt < NTQ; nt += 2) {
-        uint32_t bf[2][2];
-        frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-        fa_mma<BF>(z[nt], a, bf[0]);
-        fa_mma<BF>(z[nt + 1], a, bf[1]);
+        for (int nt = 0; nt < NTQ; nt += 2) {
+          uint32_t bf[2][2];
+          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
+          fa_mma<BF>(z[nt], a, bf[0]);
+          fa_mma<BF>(z[nt + 1], a, bf[1]);
+        }
       }
-    }
-    /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
 #pragma unroll
-    for (int nt = 0; nt < NTQ; nt++)
+      for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int il = nt * 8 + 2 * t + (e & 1);
-        float dp = z[nt][e];
-        if (p.dropout) dp = (keepbits >> (nt * 4 + e) & 1u) ? dp * p.drop_scale : 0.f;
-        st[nt][e] *= dp - sD[il];
+        for (int e = 0; e < 4; e++) {
+          int il = nt * 8 + 2 * t + (e & 1);
+          float dp = z[nt][e];
+          if (drop) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
+          st[nt][e] *= dp - sD[il];
+        }
+      /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
+       * 32-bit words, for dQ */
+#pragma unroll
+      for (int kk = 0; kk < BM / 16; kk++) {
+        uint32_t a[4];
+        c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
+        uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
+        wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+#pragma unroll
+        for (int dt = 0; dt < NTD; dt += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(dk[dt], a, bf[0]);
+          fa_mma<BF>(dk[dt + 1], a, bf[1]);
+        }
       }
-    /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
-     * 32-bit words, for dQ */
+      __syncthreads(); /* sS complete */
+      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
+      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+      float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
+      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
+       * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
+      const bool odd = t & 1;
+      const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
+      float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
+      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-    for (int kk = 0; kk < BM / 16; kk++) {
-      uint32_t a[4];
-      c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-      uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
-      wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+      for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
 #pragma unroll
-      for (int dt = 0; dt < NTD; dt += 2) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(dk[dt], a, bf[0]);
-        fa_mma<BF>(dk[dt + 1], a, bf[1]);
+      for (int dj = 0; dj < NTD / 2; dj += 2) {
+        const int dt = dt0 + dj;
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
+          fa_mma<BF>(c[0], as[kk], bf[0]);
+          fa_mma<BF>(c[1], as[kk], bf[1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
+          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
+          const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale); /* (SIMPLE: every row is) */
+        }
       }
-    }
-    __syncthreads(); /* sS complete */
-    /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-    /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
-    float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-    const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
-    /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
-     * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-    const bool odd = t & 1;
-    const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
-    float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-    uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
-#pragma unroll
-    for (int dj = 0; dj < NTD / 2; dj += 2) {
-      const int dt = dt0 + dj;
-      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) {
-        uint32_t bf[2][2];
-        frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-        fa_mma<BF>(c[0], as[kk], bf[0]);
-        fa_mma<BF>(c[1], as[kk], bf[1]);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
-        const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-        const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-        if (qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale);
-      }
-    }
+    };
+    if (edge || p.dropout) body(std::false_type{});
+    else body(std::true_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
   }
@@ -811,6 +670,14 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
   else sb = t->stride[0], sh = t->stride[1], sr = t->stride[2];
 }
 
+/* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
+void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
+  p.dropout = prob > 0;
+  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
+  p.seed = seed, p.offset = offset;
+}
+
 fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   memset(&p, 0, sizeof p);
   FL_TRY(fc_context_of(a->q, ctx));
@@ -837,9 +704,7 @@ fl_status fill_params(const fl_flash_args *a, fa_params &p, fc_context **ctx) {
   }
   p.scale = (float)a->scale, p.scale_log2 = (float)(a->scale * 1.4426950408889634);
   p.causal = a->causal, p.bottom_right = a->bottom_right;
-  p.dropout = a->p > 0;
-  p.thr = fl_dropout_threshold(a->p), p.drop_scale = (float)fl_dropout_scale(a->p);
-  p.seed = a->seed, p.offset = a->offset;
+  set_dropout(p, a->p, a->seed, a->offset);
   return FL_OK;
 }
 
@@ -890,6 +755,12 @@ bool flash_attention_supported(const fl_op_query *q) {
   return D == 32 || D == 64 || D == 96 || D == 128;
 }
 
+const char *flash_attention_forward_kernel(const fl_tensor *q) {
+  fc_context *ctx;
+  if (fc_context_of(q, &ctx) != FL_OK) return nullptr; /* (not reached: supports() saw a CUDA tensor) */
+  return sm90_forward_selected((int)q->shape[q->ndim - 1], ctx) ? sm90_forward_name() : "fa2";
+}
+
 fl_status flash_attention_forward(const fl_flash_args *a) {
   fa_params p;
   fc_context *ctx;
@@ -897,6 +768,7 @@ fl_status flash_attention_forward(const fl_flash_args *a) {
   p.o = (uint16_t *)fc_base(a->out), p.lse = (float *)fc_base(a->lse);
   const int D = (int)a->q->shape[a->q->ndim - 1];
   if (p.B <= 0 || p.Hq <= 0 || p.Sq <= 0) return FL_OK;
+  if (sm90_forward_selected(D, ctx)) return sm90_forward(p, D, a->q->dtype == FL_BF16, ctx);
   dim3 grid = grid_of(p.Sq, BM_FWD, (int64_t)p.B * p.Hq);
   return a->q->dtype == FL_BF16 ? fwd_dispatch<true>(D, grid, ctx, p) : fwd_dispatch<false>(D, grid, ctx, p);
 }
@@ -931,3 +803,18 @@ fl_status flash_attention_backward(const fl_flash_args *a) {
 }
 
 } // namespace fc
+
+extern "C" fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double prob, uint64_t seed, uint64_t offset, int Hq,
+                                              int64_t Sq, int64_t Sk, int b, int h, int64_t r0, int64_t n0,
+                                              bool backward) {
+  if (out->storage->device.type != FL_CUDA || out->dtype != FL_I32 || fl_numel(out) != 32 || !fl_is_contiguous(out))
+    return fl_error(FL_EINVAL, "fl_cuda_flash_keep_probe: out must be a contiguous CUDA i32 tensor of 32 elements");
+  fc_context *ctx;
+  FL_TRY(fc_context_of(out, &ctx));
+  fa_params p;
+  memset(&p, 0, sizeof p);
+  p.Hq = Hq, p.Sq = Sq, p.Sk = Sk;
+  set_dropout(p, prob, seed, offset);
+  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, b, h, r0, n0, backward, (uint32_t *)fc_base(out));
+  return fc_launched("fa_keep_probe_kernel");
+}

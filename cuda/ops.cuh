@@ -76,7 +76,8 @@ fl_status pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy)
 
 /* -- dropout and attention -- */
 /* dropout.cu */
-fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+fl_status dropout_forward(fl_tensor *out, const fl_tensor *x, double p, fl_dropout_rule rule, uint64_t seed,
+                          uint64_t offset);
 /* attention.cu */
 fl_status softmax_backward_forward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
@@ -85,6 +86,7 @@ fl_status masked_softmax_forward(fl_tensor *out, const fl_tensor *s, const fl_te
 /* flash_attention.cu */
 bool flash_attention_supported(const fl_op_query *q);
 fl_status flash_attention_forward(const fl_flash_args *a);
+const char *flash_attention_forward_kernel(const fl_tensor *q);
 fl_status flash_attention_backward(const fl_flash_args *a);
 
 /* -- issue 8: optimizers -- */

@@ -478,6 +478,12 @@ fl_status fl_pad(const fl_tensor *x, int npads, const int64_t *pads, fl_pad_mode
 fl_status fl_dropout(const fl_tensor *x, double p, bool training, fl_tensor **out);
 /* The same with the counters given: the mask of (seed, offset). */
 fl_status fl_dropout_seeded(const fl_tensor *x, double p, uint64_t seed, uint64_t offset, fl_tensor **out);
+/* The attention-dropout mask applied to x (the probabilities [B, Hq, Sq, Sk] of the reference attention, or a
+ * [nseq, Hq, max_q, max_k] mask of ones for varlen): fl_dropout's op with the byte rule of
+ * src/core/dropout_keep.h (16 elements per Philox block, keep probability round((1 - p) 256) / 256, kept values
+ * scaled by 1 / (1 - p)), one reservation of ceil(numel / 16) counters: the mask fl_flash_attention regenerates.
+ * Always in training; p == 0 returns x itself. Backward: the same mask (NativeDropoutBackward). */
+fl_status fl_attention_dropout(const fl_tensor *x, double p, fl_tensor **out);
 /* Softmax over the last dim of scores s [..., Sq, Sk] restricted to the allowed keys: mask (NULL, or bool
  * broadcastable to s, true = attend) and, with causal, key j of query i (0-based, the last two dims) only where
  * j <= i + shift (0: top-left, Sk - Sq: bottom-right). Masked keys get 0; a row with no allowed finite score is
@@ -489,15 +495,18 @@ fl_status fl_masked_softmax(const fl_tensor *s, const fl_tensor *mask, bool caus
  * sums, the caller validates their values: a bad one gives wrong rows, never an access outside) and
  * max_q/max_k >= every sequence's length. Hk divides Hq (query head h uses k/v head h / (Hq / Hk)). causal: 0
  * none, 1 top-left (key j of query i where j <= i), 2 bottom-right (j <= i + Sk - Sq, per sequence). p in [0, 1]:
- * the dropout probability (0: none); the mask is the reference attention's (one reservation of the global
- * generator of ceil(B Hq Sq Sk / 4) counters, max_q/max_k for varlen). The result is contiguous, q's shape and
- * dtype; a row without an allowed key gives 0. Only where fl_flash_attention_supported says yes (CUDA, bf16/f16,
+ * the dropout probability (0: none); the mask is the reference attention's, fl_attention_dropout's (one
+ * reservation of the global generator of ceil(B Hq Sq Sk / 16) counters, max_q/max_k for varlen). The result is
+ * contiguous, q's shape and dtype; a row without an allowed key gives 0. Only where fl_flash_attention_supported says yes (CUDA, bf16/f16,
  * head_dim 32/64/96/128); elsewhere an error, never another path. The backward (dq, dk, dv) is fused too. */
 fl_status fl_flash_attention(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v, const fl_tensor *cu_q,
                              const fl_tensor *cu_k, int64_t max_q, int64_t max_k, double scale, int causal, double p,
                              fl_tensor **out);
 /* Whether fl_flash_attention runs for q, k, v of these devices, dtypes and head dims (no error set). */
 bool fl_flash_attention_supported(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v);
+/* The forward kernel fl_flash_attention would run for q, k, v (the backend's name for it, "fused" where it has one
+ * only); NULL where fl_flash_attention_supported says no. */
+const char *fl_flash_attention_forward_kernel(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v);
 /* The gradient of y = softmax(x, dim) (log: y = log_softmax(x, dim)) for the upstream g: one fused kernel over
  * the last dim where the backend has one (and grad mode is off), else composed from ops. */
 fl_status fl_softmax_backward(const fl_tensor *g, const fl_tensor *y, int dim, bool log, fl_tensor **out);

@@ -79,6 +79,21 @@ describe("F.sdpa_backend", function()
     assert.are.equal("reference", b(5, 64, 64, "bf16", {attn_mask = mask}))
   end)
 
+  -- FLAME_FLASH_FWD=sm90 or sm90sync (bench/flash_sm90_check.sh, on the H200) selects one of the Hopper forwards
+  -- for head dims 64 and 128; this spec then assumes an sm_90 device, so that the fused cases below really run it.
+  test("names the fused forward kernel: sm90 or sm90sync where FLAME_FLASH_FWD selects it, else fa2", function()
+    local env = os.getenv("FLAME_FLASH_FWD")
+    local hopper = (env == "sm90" or env == "sm90sync") and env or nil
+    for _, d in ipairs({32, 64, 96, 128}) do
+      local q = randn_on({1, 2, 5, d}, "bf16")
+      local path, kernel = F.sdpa_backend(q, q, q, {causal = true})
+      assert.are.equal("flash", path)
+      assert.are.equal((hopper and (d == 64 or d == 128)) and hopper or "fa2", kernel, "head dim " .. d)
+    end
+    assert.is_nil(select(2, F.sdpa_backend(randn_on({1, 2, 5, 64}, "f32"), randn_on({1, 2, 5, 64}, "f32"),
+      randn_on({1, 2, 5, 64}, "f32"))))
+  end)
+
   test("follows autocast: f32 inputs under bf16 autocast take the fused path", function()
     local q = randn_on({1, 2, 5, 64}, "f32")
     flame.autocast("bf16", function()
@@ -104,6 +119,21 @@ describe("fused scaled_dot_product_attention", function()
     end
   end)
 
+  -- The kernels compile each tile's body twice (cuda/flash_attention.cu): a general copy for the tiles that need a
+  -- mask and an interior copy with none. Interior tiles exist only on long enough sequences: a forward tile is 128
+  -- queries by 64 keys, a backward one 128 keys by 64 queries (the cases above reach the backward's interior copy
+  -- only at d96). Causal 256 x 256 has interior tiles below the diagonal in both.
+  test("interior tiles (no mask): full and causal, d 64 and 128, the forward's and backward's interior copies", function()
+    flame.manual_seed(12)
+    for _, c in ipairs({{1, 2, 2, 128, 256, 64, false}, {1, 2, 1, 192, 128, 128, false}, {1, 2, 2, 256, 256, 64, true},
+      {1, 1, 1, 256, 256, 128, true}}) do
+      local B, Hq, Hk, Sq, Sk, D, causal = table.unpack(c)
+      compare(function(q, k, v) return SDPA(q, k, v, {causal = causal}) end,
+        {{B, Hq, Sq, D}, {B, Hk, Sk, D}, {B, Hk, Sk, D}},
+        {what = string.format("interior [%d,%d,%d,%d,%d,%d] causal %s", B, Hq, Hk, Sq, Sk, D, tostring(causal))})
+    end
+  end)
+
   test("causal top-left and bottom-right, Sq < Sk and Sq > Sk, with a scale", function()
     flame.manual_seed(2)
     for _, mode in ipairs({true, "top_left", "bottom_right"}) do
@@ -124,12 +154,36 @@ describe("fused scaled_dot_product_attention", function()
     end
   end)
 
+  -- Sequences over several of the Hopper forward's tiles (128 query rows of two warpgroups, 128-key tiles): key
+  -- tiles beyond the first, a last partial one, the causal diagonal crossing tiles, query tiles past the first.
+  test("longer sequences: several 128-row and 128-key tiles, causal both ways, GQA, d 64/128, bf16 and f16", function()
+    flame.manual_seed(12)
+    for _, dt in ipairs({"bf16", "f16"}) do
+      for _, d in ipairs({64, 128}) do
+        for _, mode in ipairs({false, "top_left", "bottom_right"}) do
+          compare(function(q, k, v) return SDPA(q, k, v, {causal = mode}) end,
+            {{1, 2, 300, d}, {1, 2, 520, d}, {1, 2, 520, d}},
+            {dtype = dt, what = string.format("%s d%d causal %s 300x520", dt, d, tostring(mode))})
+        end
+      end
+      compare(function(q, k, v) return SDPA(q, k, v, {causal = "bottom_right"}) end,
+        {{2, 4, 517, 128}, {2, 1, 260, 128}, {2, 1, 260, 128}}, {dtype = dt, what = dt .. " GQA 517x260 bottom_right"})
+    end
+    compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.15, causal = true}) end,
+      {{1, 2, 384, 128}, {1, 2, 384, 128}, {1, 2, 384, 128}}, {what = "dropout 384 (aligned)", seed = 13})
+    compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.15}) end,
+      {{2, 2, 140, 64}, {2, 2, 333, 64}, {2, 2, 333, 64}}, {what = "dropout 140x333", seed = 14})
+  end)
+
   test("dropout: the same seed draws the reference's mask (causal, GQA too), training = false drops nothing", function()
     flame.manual_seed(4)
     local fo = compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.2}) end,
       {{2, 4, 77, 64}, {2, 4, 100, 64}, {2, 4, 100, 64}}, {what = "dropout", seed = 5})
     compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.5, causal = "bottom_right"}) end,
       {{1, 4, 130, 128}, {1, 2, 70, 128}, {1, 2, 70, 128}}, {what = "dropout causal GQA", seed = 6})
+    -- Sk % 16 == 0: every run of 16 keys is one Philox block (the kernels' aligned case), two key tiles
+    compare(function(q, k, v) return SDPA(q, k, v, {dropout_p = 0.1, causal = true}) end,
+      {{2, 4, 192, 64}, {2, 2, 256, 64}, {2, 2, 256, 64}}, {what = "dropout Sk % 16 == 0", seed = 7})
     -- a different seed gives a different output (the mask is applied at all)
     local q, k, v = randn_on({1, 2, 40, 64}, "bf16"), randn_on({1, 2, 40, 64}, "bf16"), randn_on({1, 2, 40, 64}, "bf16")
     flame.manual_seed(1)
@@ -140,6 +194,45 @@ describe("fused scaled_dot_product_attention", function()
     local plain = SDPA(q, k, v)
     H.close(SDPA(q, k, v, {dropout_p = 0.3, training = false}):float():cpu(), plain:float():cpu(), {atol = 0, rtol = 0})
     assert.is_truthy(fo)
+  end)
+
+  -- The fused kernels' keep bits read out exactly: q = 0 makes every probability 1 / Sk, and v = the first Sk rows
+  -- of the identity puts key j's dropped-out probability in output column j, so out[b, h, i, j] != 0 iff the mask
+  -- keeps (b, h, i, j); with dO = the first Sq rows of the identity, dV[b, h, j, i] = Z[i, j] likewise reads the
+  -- backward's bits. Both against the byte rule re-derived in Lua from the Philox stream (spec/ref.lua). Sk % 16 == 0
+  -- (one Philox block per 16 keys) and not (runs straddling blocks), one and two key tiles, MT = 2 query tiles.
+  test("dropout: the forward's and the backward's keep bits are the byte rule's, element for element", function()
+    local R = require "ref"
+    for _, c in ipairs({{Sq = 64, Sk = 64, D = 64}, {Sq = 130, Sk = 128, D = 128}, {Sq = 64, Sk = 40, D = 64},
+      {Sq = 100, Sk = 100, D = 128}, {Sq = 77, Sk = 112, D = 128}}) do
+      local B, Hh, p, seed = 2, 2, 0.3, 31
+      local eye = flame.eye(c.D, {device = "cuda"})
+      local q = flame.zeros({B, Hh, c.Sq, c.D}, {dtype = "bf16", device = "cuda"})
+      local v = (flame.zeros({B, Hh, c.Sk, c.D}, {device = "cuda"}) + eye:narrow(1, 1, c.Sk)):to({dtype = "bf16"})
+      v.requires_grad = true
+      flame.manual_seed(seed)
+      local k = flame.zeros({B, Hh, c.Sk, c.D}, {dtype = "bf16", device = "cuda"})
+      local out = SDPA(q, k, v, {dropout_p = p})
+      assert.are.equal("flash", F.sdpa_backend(q, k, v, {dropout_p = p}))
+      local dO = eye:narrow(1, 1, math.min(c.Sq, c.D))
+      if c.Sq > c.D then dO = flame.cat({dO, flame.zeros({c.Sq - c.D, c.D}, {device = "cuda"})}, 1) end
+      local dv = flame.autograd.grad((out:float() * dO):sum(), {v})[1]
+      local o, g = out:float():cpu():totable(), dv:float():cpu():totable()
+      local bad = 0
+      for b = 1, B do
+        for h = 1, Hh do
+          for i = 1, c.Sq do
+            for j = 1, c.Sk do
+              local idx = (((b - 1) * Hh + (h - 1)) * c.Sq + (i - 1)) * c.Sk + (j - 1)
+              local want = R.dropout_keep_byte(seed, 0, idx, p)
+              if (o[b][h][i][j] ~= 0) ~= want then bad = bad + 1 end
+              if i <= c.D and (g[b][h][j][i] ~= 0) ~= want then bad = bad + 1 end
+            end
+          end
+        end
+      end
+      assert(bad == 0, string.format("Sq %d Sk %d D %d: %d keep bits differ from the byte rule", c.Sq, c.Sk, c.D, bad))
+    end
   end)
 
   test("fully masked rows (bottom-right causal, Sq > Sk) give output 0, zero gradients and no NaN", function()
@@ -204,6 +297,9 @@ describe("fused flash_attention_varlen", function()
     local ck, tk = cu_of(lk)
     compare(function(q, k, v) return VARLEN(q, k, v, cq, ck, maxof(lq), maxof(lk), {causal = true, dropout_p = 0.25}) end,
       {{tq[#tq], 4, 64}, {tk[#tk], 2, 64}, {tk[#tk], 2, 64}}, {what = "varlen dropout", seed = 9})
+    -- max_seqlen_k a multiple of 16 (loose): the aligned case of the [nseq, H, max_q, max_k] index
+    compare(function(q, k, v) return VARLEN(q, k, v, cq, ck, maxof(lq), 256, {dropout_p = 0.25}) end,
+      {{tq[#tq], 4, 64}, {tk[#tk], 4, 64}, {tk[#tk], 4, 64}}, {what = "varlen dropout max_k 256", seed = 10})
   end)
 
   test("equals a loop of dense calls, one per sequence", function()

@@ -11,24 +11,9 @@ local gpu_it = has_cuda and it or pending
 local function rn(...) return flame.randn(...):to({device = H.device}) end
 local function rn64(...) return flame.randn(...):to({dtype = "f64", device = H.device}) end
 
--- ---- the dropout keep rule written out in Lua (src/core/dropout_keep.h): a spec that pins it ----
-local M32 = 0xffffffff
-local function philox(seed, counter)
-  local c0, c1, c2, c3 = counter & M32, (counter >> 32) & M32, 0, 0
-  local k0, k1 = seed & M32, (seed >> 32) & M32
-  for _ = 1, 10 do
-    local p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2 -- < 2^64: wraps as unsigned, read back with >>
-    local n0 = ((p1 >> 32) ~ c1 ~ k0) & M32
-    local n2 = ((p0 >> 32) ~ c3 ~ k1) & M32
-    c1, c3, c0, c2 = p1 & M32, p0 & M32, n0, n2
-    k0, k1 = (k0 + 0x9E3779B9) & M32, (k1 + 0xBB67AE85) & M32
-  end
-  return {c0, c1, c2, c3}
-end
-local function keep(seed, offset, i, p)
-  local w = philox(seed, offset + i // 4)[i % 4 + 1]
-  return (w >> 8) >= math.ceil(p * 16777216)
-end
+-- ---- the dropout keep rules written out in Lua (spec/ref.lua): specs that pin them ----
+local R = require "ref"
+local keep, keep8 = R.dropout_keep_word, R.dropout_keep_byte
 
 -- ---- an f64 reference attention in Lua loops ----
 -- q [B][Hq][Sq][D], k/v [B][Hk][Sk][*] (tables); opts: causal mode, scale, mask (a function
@@ -82,6 +67,19 @@ end
 
 local function tab(t) return t:double():cpu():totable() end
 
+-- drop(ones(5, 7), p) after manual_seed(42) against rule(42, 0, i, p) for every element i, for each p of ps.
+local function check_mask(drop, rule, ps)
+  for _, p in ipairs(ps) do
+    flame.manual_seed(42)
+    local y = tab(drop(flame.ones(5, 7, {device = H.device, dtype = "f64"}), p))
+    for i = 0, 34 do
+      local expect = rule(42, 0, i, p) and 1 / (1 - p) or 0
+      local got = y[i // 7 + 1][i % 7 + 1]
+      assert(math.abs(got - expect) < 1e-12, string.format("p %g element %d: %g vs %g", p, i, got, expect))
+    end
+  end
+end
+
 describe("F.dropout", function()
   it("training = false and p = 0 return x itself, without a kernel", function()
     local x = rn(3, 4)
@@ -100,15 +98,7 @@ describe("F.dropout", function()
   end)
 
   it("draws the mask of the Philox keep rule: element i keeps iff bits(word i%4 of block offset+i/4) >= p 2^24", function()
-    for _, p in ipairs({0.1, 0.5, 0.77}) do
-      flame.manual_seed(42)
-      local y = tab(F.dropout(flame.ones(5, 7, {device = H.device, dtype = "f64"}), p))
-      for i = 0, 34 do
-        local expect = keep(42, 0, i, p) and 1 / (1 - p) or 0
-        local got = y[i // 7 + 1][i % 7 + 1]
-        assert(math.abs(got - expect) < 1e-12, string.format("p %g element %d: %g vs %g", p, i, got, expect))
-      end
-    end
+    check_mask(F.dropout, keep, {0.1, 0.5, 0.77})
   end)
 
   it("reserves counters, so successive calls differ; the same seed repeats the mask", function()
@@ -137,26 +127,31 @@ describe("F.dropout", function()
     end
   end)
 
+  -- (both rules: F.dropout's and the attention byte rule's F._attention_dropout share the kernels)
   it("does not depend on the CPU thread count", function()
-    local x = flame.randn(300, 1000)
-    local n0 = flame.get_num_threads()
-    flame.set_num_threads(1)
-    flame.manual_seed(2)
-    local a = F.dropout(x, 0.5)
-    flame.set_num_threads(4)
-    flame.manual_seed(2)
-    local b = F.dropout(x, 0.5)
-    flame.set_num_threads(n0)
-    assert.is_true(a:eq(b):all():item())
+    for _, drop in ipairs({F.dropout, F._attention_dropout}) do
+      local x = flame.randn(300, 1000)
+      local n0 = flame.get_num_threads()
+      flame.set_num_threads(1)
+      flame.manual_seed(2)
+      local a = drop(x, 0.5)
+      flame.set_num_threads(4)
+      flame.manual_seed(2)
+      local b = drop(x, 0.5)
+      flame.set_num_threads(n0)
+      assert.is_true(a:eq(b):all():item())
+    end
   end)
 
   it("indexes elements in row-major order whatever the strides", function()
-    local x = rn(6, 5):t()
-    flame.manual_seed(9)
-    local a = F.dropout(x, 0.3)
-    flame.manual_seed(9)
-    local b = F.dropout(x:contiguous(), 0.3)
-    H.close(a, b, {atol = 0, rtol = 0})
+    for _, drop in ipairs({F.dropout, F._attention_dropout}) do
+      local x = rn(6, 5):t()
+      flame.manual_seed(9)
+      local a = drop(x, 0.3)
+      flame.manual_seed(9)
+      local b = drop(x:contiguous(), 0.3)
+      H.close(a, b, {atol = 0, rtol = 0})
+    end
   end)
 
   it("backward applies the same mask to the gradient (never stored)", function()
@@ -185,6 +180,91 @@ describe("F.dropout", function()
     H.errors(function() return F.dropout(flame.ones(3, {dtype = "i64", device = H.device}), 0.5) end,
       "dropout: expected a floating-point tensor, got i64[3]")
     H.errors(function() return F.dropout(x, 0.5, "yes") end, "boolean expected")
+  end)
+end)
+
+describe("F._attention_dropout (the attention-dropout byte rule)", function()
+  local AD = F._attention_dropout
+
+  it("draws the byte rule's mask: element i keeps iff byte i%16 of block offset+i/16 < round((1-p) 256)", function()
+    -- 35 elements: three blocks, the last partial; p 0.77 rounds t = 58.88 up, 0.1 rounds 230.4 down
+    check_mask(AD, keep8, {0.1, 0.5, 0.77, 0.999})
+    -- not F.dropout's mask (the rules differ)
+    flame.manual_seed(42)
+    local a = AD(flame.ones(64, {device = H.device}), 0.5)
+    flame.manual_seed(42)
+    assert.is_false(a:eq(F.dropout(flame.ones(64, {device = H.device}), 0.5)):all():item())
+  end)
+
+  it("reserves ceil(n / 16) counters: the next call starts after them", function()
+    flame.manual_seed(5)
+    AD(flame.ones(35, {device = H.device}), 0.5) -- 3 blocks
+    local y = tab(AD(flame.ones(40, {device = H.device, dtype = "f64"}), 0.5))
+    for i = 0, 39 do assert.are.equal(keep8(5, 3, i, 0.5) and 2 or 0, y[i + 1]) end
+    flame.manual_seed(5)
+    AD(flame.ones(32, {device = H.device}), 0.5) -- exactly 2 blocks
+    y = tab(AD(flame.ones(40, {device = H.device, dtype = "f64"}), 0.5))
+    for i = 0, 39 do assert.are.equal(keep8(5, 2, i, 0.5) and 2 or 0, y[i + 1]) end
+  end)
+
+  it("keeps t / 256 of a large tensor, kept values scaled by exactly 1 / (1 - p) (fixed seed)", function()
+    -- p 0.0025: t = 255, so the keep fraction 0.99609 differs from 1 - p = 0.9975 by 14 binomial stds
+    for _, p in ipairs({0.0025, 0.1, 0.3, 0.5, 0.9}) do
+      flame.manual_seed(11)
+      local n = 1 << 20
+      local y = AD(flame.ones(n, {device = H.device, dtype = "f64"}), p)
+      local kept = y:ne(0)
+      local frac = kept:double():mean():item()
+      local t = R.dropout_byte_threshold(p)
+      local want = t / 256
+      -- the binomial std is sqrt(want (1 - want) / n) <= 5e-4: 10 of them, and at most 6e-4 for p 0.0025
+      local tol = p < 0.01 and 6e-4 or 5e-3
+      assert(math.abs(frac - want) < tol, string.format("p %g: kept %g, t / 256 = %g", p, frac, want))
+      -- every kept value is 1 / (1 - p), every other 0
+      local s = 1 / (1 - p)
+      assert.are.equal(0, (y - kept:double() * s):abs():max():item())
+    end
+  end)
+
+  it("p = 0 returns x itself; p below 1/512 rounds t to 256 and keeps everything", function()
+    local x = rn(3, 4)
+    assert.is_true(rawequal(AD(x, 0), x))
+    flame.manual_seed(1)
+    local y = AD(flame.ones(4096, {device = H.device, dtype = "f64"}), 0.001)
+    assert.are.equal(4096, y:ne(0):double():sum():item())
+    H.close(y, flame.ones(4096, {device = H.device, dtype = "f64"}) / 0.999, {atol = 1e-15})
+  end)
+
+  it("p = 1 drops everything (also where x is inf), with zero gradients", function()
+    local x = H.t({{1, math.huge}, {-2, 3}})
+    x.requires_grad = true
+    local y = AD(x, 1)
+    H.close(y, {{0, 0}, {0, 0}})
+    y:sum():backward()
+    H.close(x.grad, {{0, 0}, {0, 0}})
+  end)
+
+  it("backward applies the same mask to the gradient; gradcheck with a fixed seed", function()
+    local x = flame.ones(8, 9, {device = H.device, dtype = "f64"})
+    x.requires_grad = true
+    flame.manual_seed(3)
+    local y = AD(x, 0.4)
+    assert.are.equal("NativeDropoutBackward", y.grad_fn)
+    local g = rn64(8, 9)
+    y:backward(g)
+    H.close(x.grad, y:detach() * g, {atol = 1e-14})
+    H.gradcheck(function(z)
+      flame.manual_seed(21)
+      return AD(z, 0.35)
+    end, {flame.randn(4, 6)})
+  end)
+
+  it("errors: p outside [0, 1] or NaN, an integer tensor", function()
+    local x = rn(2, 2)
+    H.errors(function() return AD(x, 1.5) end, "attention_dropout: p must be in [0, 1], got 1.5")
+    H.errors(function() return AD(x, 0 / 0) end, "attention_dropout: p must be in [0, 1]")
+    H.errors(function() return AD(flame.ones(3, {dtype = "i64", device = H.device}), 0.5) end,
+      "attention_dropout: expected a floating-point tensor, got i64[3]")
   end)
 end)
 
@@ -423,16 +503,19 @@ describe("F.scaled_dot_product_attention", function()
       {flame.randn(1, 2, 3, 2), flame.randn(1, 2, 4, 2), flame.randn(1, 2, 4, 2)})
   end)
 
-  it("dropout: the mask is F.dropout's over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + q) Sk + k", function()
+  it("dropout: the byte rule's mask over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + q) Sk + k", function()
     local q, k, v = rn64(2, 4, 3, 2), rn64(2, 2, 5, 2), rn64(2, 2, 5, 3)
     local p = 0.4
     flame.manual_seed(77)
     local out = SDPA(q, k, v, {dropout_p = p, causal = true})
     local drop = function(b, h, i, j)
       local idx = (((b - 1) * 4 + (h - 1)) * 3 + (i - 1)) * 5 + (j - 1)
-      return keep(77, 0, idx, p) and 1 / (1 - p) or 0
+      return keep8(77, 0, idx, p) and 1 / (1 - p) or 0
     end
     H.close(out, ref_attention(tab(q), tab(k), tab(v), {causal = "top_left", drop = drop}), {atol = 1e-12})
+    -- one reservation of ceil(2 4 3 5 / 16) = 8 blocks: the next mask starts at block 8
+    local after = tab(F._attention_dropout(flame.ones(20, {device = H.device, dtype = "f64"}), 0.5))
+    for i = 0, 19 do assert.are.equal(keep8(77, 8, i, 0.5) and 2 or 0, after[i + 1]) end
     -- training = false or dropout_p = 0: no dropout, no counters reserved
     flame.manual_seed(77)
     H.close(SDPA(q, k, v, {dropout_p = p, training = false}), SDPA(q, k, v), {atol = 0, rtol = 0})
@@ -516,7 +599,7 @@ describe("F.flash_attention_varlen", function()
       {flame.randn(5, 2, 2), flame.randn(4, 1, 2), flame.randn(4, 1, 2)})
   end)
 
-  it("dropout: element ((b H + h) max_seqlen_q + q) max_seqlen_k + k of one reservation", function()
+  it("dropout: the byte rule at element ((b H + h) max_seqlen_q + q) max_seqlen_k + k of one reservation", function()
     local cq, ck = {0, 2, 5}, {0, 4, 6}
     local q, k, v = rn64(5, 2, 3), rn64(6, 2, 3), rn64(6, 2, 2)
     local p, mq, mk = 0.5, 3, 4
@@ -527,7 +610,7 @@ describe("F.flash_attention_varlen", function()
       local function part(t, s, n) return {tab(t:narrow(1, s + 1, n):transpose(1, 2))} end
       local ref = ref_attention(part(q, cq[b], lq), part(k, ck[b], lk), part(v, ck[b], lk), {
         drop = function(_, h, i, j)
-          return keep(13, 0, (((b - 1) * 2 + (h - 1)) * mq + (i - 1)) * mk + (j - 1), p) and 2 or 0
+          return keep8(13, 0, (((b - 1) * 2 + (h - 1)) * mq + (i - 1)) * mk + (j - 1), p) and 2 or 0
         end})
       for h = 1, 2 do
         for i = 1, lq do
@@ -591,15 +674,17 @@ describe("CPU vs CUDA parity (attention family)", function()
   end
 
   gpu_it("dropout draws the same mask on both devices, every dtype", function()
-    for _, dt in ipairs({"f32", "f64"}) do
-      both(function(x) return F.dropout(x, 0.3) end, {flame.randn(37, 29)}, dt, {atol = 0, rtol = 0})
-    end
-    for _, dt in ipairs({"bf16", "f16"}) do -- the same mask: the zeros coincide; values round alike
-      flame.manual_seed(4)
-      local a = F.dropout(flame.ones(1000, {dtype = dt}), 0.5)
-      flame.manual_seed(4)
-      local b = F.dropout(flame.ones(1000, {dtype = dt, device = "cuda"}), 0.5)
-      H.close(b:float():cpu(), a:float(), {atol = 0, rtol = 0})
+    for _, drop in ipairs({F.dropout, F._attention_dropout}) do -- the word rule and the attention byte rule
+      for _, dt in ipairs({"f32", "f64"}) do
+        both(function(x) return drop(x, 0.3) end, {flame.randn(37, 29)}, dt, {atol = 0, rtol = 0})
+      end
+      for _, dt in ipairs({"bf16", "f16"}) do -- the same mask: the zeros coincide; values round alike
+        flame.manual_seed(4)
+        local a = drop(flame.ones(1000, {dtype = dt}), 0.5)
+        flame.manual_seed(4)
+        local b = drop(flame.ones(1000, {dtype = dt, device = "cuda"}), 0.5)
+        H.close(b:float():cpu(), a:float(), {atol = 0, rtol = 0})
+      end
     end
   end)
 

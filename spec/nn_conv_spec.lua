@@ -309,6 +309,41 @@ describe("F.conv gemm path against the direct path", function()
   end
 end)
 
+-- cuDNN's two APIs behind the direct path (FLAME_CUDNN_API=graph sets the default; cuda/conv_cudnn_graph.cu): the
+-- backend (graph) API against the legacy one on the same problems, and which one ran.
+describe("F.conv through cuDNN's graph API against its legacy API", function()
+  local test = direct_available() and it or pending
+  for _, c in ipairs(parity_cases) do
+    local name, fn, xs, ws, o = table.unpack(c)
+    for _, dt in ipairs({{"f32", 1e-4}, {"bf16", 3e-2}}) do -- the two may pick different algorithms
+      test(name .. " " .. dt[1], function()
+        local prev, prev_api = F.conv_algo("direct"), F._cudnn_api("legacy")
+        local ok, err = pcall(function()
+          local l = fwd_bwd(fn, xs, ws, o, dt[1], "cuda")
+          assert.are.equal("legacy", select(2, F._cudnn_api("graph")))
+          local g = fwd_bwd(fn, xs, ws, o, dt[1], "cuda")
+          -- a plain 2-d convolution has engines on the graph API; other keys may take the legacy one (decided once)
+          if name == "conv2d" then assert.are.equal("graph", select(2, F._cudnn_api())) end
+          for i, what in ipairs({"y", "gx", "gw", "gb"}) do close_scaled(g[i], l[i], dt[2], name .. " " .. what) end
+        end)
+        F.conv_algo(prev)
+        F._cudnn_api(prev_api)
+        assert(ok, err)
+      end)
+    end
+  end
+end)
+
+describe("F._cudnn_api", function()
+  it("sets the API process-wide and returns the previous one", function()
+    local prev = F._cudnn_api("graph")
+    assert.are.equal("graph", F._cudnn_api("legacy"))
+    assert.are.equal("legacy", (F._cudnn_api()))
+    F._cudnn_api(prev)
+    H.errors(function() F._cudnn_api("frontend") end, "invalid option 'frontend'")
+  end)
+end)
+
 describe("F.conv_algo", function()
   it("sets the path process-wide and returns the previous one", function()
     local prev = F.conv_algo("gemm")

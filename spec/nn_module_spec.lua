@@ -133,6 +133,20 @@ describe("nn.Module against PyTorch", function()
     H.close(m(x, x, x, {attn_mask = f64(c.mask)}), c.out, {atol = 1e-10, rtol = 1e-9})
   end)
 
+  it("MultiheadAttention's dropout draws the attention mask whether or not it returns the weights", function()
+    local m = nn.MultiheadAttention(4, 2, {dropout = 0.4}):to({dtype = "f64", device = H.device})
+    local x = flame.randn(2, 5, 4):to({dtype = "f64", device = H.device})
+    flame.manual_seed(12)
+    local a = m(x, x, x)
+    flame.manual_seed(12)
+    local b = m(x, x, x, {need_weights = true})
+    H.close(b, a, {atol = 1e-12})
+    flame.manual_seed(13)
+    assert((m(x, x, x) - a):abs():max():item() > 1e-6, "another seed, another mask")
+    m:eval()
+    H.close(m(x, x, x), m(x, x, x, {need_weights = true}), {atol = 1e-12})
+  end)
+
   it("Conv1d and Conv3d with stride, padding, dilation and groups", function()
     local c = fx.conv
     local c3 = nn.Conv3d(2, 4, {2, 3, 1}, {stride = {1, 2, 1}, padding = {1, 0, 0}, groups = 2, dtype = "f64",

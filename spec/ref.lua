@@ -242,4 +242,40 @@ function R.erf(x)
   return 2 / math.sqrt(math.pi) * s
 end
 
+-- ---- Philox4x32-10 and the dropout keep rules written out in Lua (src/core/philox.h, src/core/dropout_keep.h) ----
+local M32 = 0xffffffff
+-- The four words of block `counter` of the stream of `seed`.
+function R.philox(seed, counter)
+  local c0, c1, c2, c3 = counter & M32, (counter >> 32) & M32, 0, 0
+  local k0, k1 = seed & M32, (seed >> 32) & M32
+  for _ = 1, 10 do
+    local p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2 -- < 2^64: wraps as unsigned, read back with >>
+    local n0 = ((p1 >> 32) ~ c1 ~ k0) & M32
+    local n2 = ((p0 >> 32) ~ c3 ~ k1) & M32
+    c1, c3, c0, c2 = p1 & M32, p0 & M32, n0, n2
+    k0, k1 = (k0 + 0x9E3779B9) & M32, (k1 + 0xBB67AE85) & M32
+  end
+  return {c0, c1, c2, c3}
+end
+
+-- F.dropout's word rule: element i (0-based) keeps iff the top 24 bits of word i % 4 of block offset + i / 4
+-- are >= ceil(p 2^24).
+function R.dropout_keep_word(seed, offset, i, p)
+  local w = R.philox(seed, offset + i // 4)[i % 4 + 1]
+  return (w >> 8) >= math.ceil(p * 16777216)
+end
+
+-- The attention byte rule's t: round((1 - p) 256) in [0, 256].
+function R.dropout_byte_threshold(p)
+  return math.max(0, math.min(256, math.floor((1 - p) * 256 + 0.5)))
+end
+
+-- The attention byte rule: element i (0-based) keeps iff byte i % 16 of block offset + i / 16 (word (i % 16) / 4,
+-- byte i % 4, little-endian) is < t.
+function R.dropout_keep_byte(seed, offset, i, p)
+  local j = i % 16
+  local w = R.philox(seed, offset + i // 16)[j // 4 + 1]
+  return ((w >> (8 * (j % 4))) & 0xff) < R.dropout_byte_threshold(p)
+end
+
 return R

@@ -85,8 +85,8 @@ static void dense_case(void) {
   check(fwd_args.q == q && fwd_args.k == k && fwd_args.v == v, "contiguous q, k, v are passed as they are");
   check(fwd_args.causal && fwd_args.bottom_right && fwd_args.scale == 0.125 && fwd_args.p == 0.25 && !fwd_args.cu_q,
         "causal 2 is bottom-right; scale and p passed");
-  check(fwd_args.offset == before && rng_offset() == before + (2 * 4 * 5 * 7 + 3) / 4,
-        "dropout reserves ceil(B Hq Sq Sk / 4) counters, the reference's");
+  check(fwd_args.offset == before && rng_offset() == before + (2 * 4 * 5 * 7 + 15) / 16,
+        "dropout reserves ceil(B Hq Sq Sk / 16) counters (the byte rule's), the reference's");
   check(lse_ndim == 3 && lse_shape[0] == 2 && lse_shape[1] == 4 && lse_shape[2] == 5 && lse_dtype == FL_F32,
         "lse is f32 [B, Hq, Sq]");
   check(out && fl_same_shape(out, q) && out->dtype == FL_BF16 && all_equal(out, 0.5), "out is q's shape and dtype");
@@ -140,7 +140,7 @@ static void varlen_case(void) {
             fwd_args.cu_k == ck && fwd_args.max_q == 5 && fwd_args.max_k == 6,
         "varlen passes cu_seqlens and the max lengths");
   check(lse_ndim == 2 && lse_shape[0] == 9 && lse_shape[1] == 4, "varlen lse is f32 [total_q, Hq]");
-  check(rng_offset() == before + (2 * 4 * 5 * 6 + 3) / 4, "dropout reserves ceil(nseq Hq max_q max_k / 4)");
+  check(rng_offset() == before + (2 * 4 * 5 * 6 + 15) / 16, "dropout reserves ceil(nseq Hq max_q max_k / 16)");
   fl_opts ob = fl_default_opts();
   ob.dtype = FL_BF16;
   check(fl_ones(3, qs, ob, &g) == FL_OK && fl_backward(out, g, false) == FL_OK && bwd_args.cu_q &&

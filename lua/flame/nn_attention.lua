@@ -1,6 +1,7 @@
 -- flame.F: the function forms of softmax and the activations, and the reference attention
 -- (scaled_dot_product_attention, flash_attention_varlen), composed from matmul, softmax, the
--- elementwise ops and F.dropout (C: src/lua/lnn_attention.c), on every device, with autograd.
+-- elementwise ops and the attention-dropout op F._attention_dropout (C: src/lua/lnn_attention.c), on every
+-- device, with autograd.
 -- They are the correctness reference for the fused kernels (docs/architecture.md, "Dropout, linear
 -- and attention", defines the attention-dropout mask they share).
 local flame = ...
@@ -211,7 +212,9 @@ end
 local causal_code = {top_left = 1, bottom_right = 2}
 
 -- sdpa_backend(q, k, v, opts): "flash" or "reference", the path scaled_dot_product_attention (q 4-D) or
--- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast).
+-- flash_attention_varlen (q 3-D) would take for these tensors and options (after autocast's cast); with "flash",
+-- a second value names the fused forward kernel: "fa2" (FlashAttention-2 style, every GPU), or on Hopper with head
+-- dim 64 or 128 "sm90" (wgmma, warp-specialised; FLAME_FLASH_FWD=sm90) or "sm90sync" (FLAME_FLASH_FWD=sm90sync).
 function F.sdpa_backend(q, k, v, opts, ...)
   no_extra("sdpa_backend", 5, ...)
   opts = options("sdpa_backend", opts, sdpa_keys, 2)
@@ -219,12 +222,15 @@ function F.sdpa_backend(q, k, v, opts, ...)
   need_tensor("sdpa_backend", "k", k, 2)
   need_tensor("sdpa_backend", "v", v, 2)
   q, k, v = flame._autocast_cast("lower", q, k, v)
-  return use_flash(q, k, v, opts.attn_mask) and "flash" or "reference"
+  if not use_flash(q, k, v, opts.attn_mask) then return "reference" end
+  return "flash", F._flash_forward_kernel(q, k, v)
 end
 
 -- scaled_dot_product_attention(q, k, v, {causal, dropout_p, scale, training, attn_mask})
--- The attention-dropout mask is F.dropout's over the probabilities [B, Hq, Sq, Sk]: element
--- i = ((b Hq + h) Sq + q) Sk + k (0-based) of one reservation of the global generator.
+-- The attention-dropout mask is the byte rule's (F._attention_dropout: 16 elements per Philox block, keep
+-- probability round((1 - p) 256) / 256, kept values scaled by 1 / (1 - p); src/core/dropout_keep.h) over the
+-- probabilities [B, Hq, Sq, Sk]: element i = ((b Hq + h) Sq + q) Sk + k (0-based) of one reservation of the global
+-- generator. Not F.dropout's rule: the fused kernels regenerate this mask at a quarter of the Philox calls.
 function F.scaled_dot_product_attention(q, k, v, opts, ...)
   no_extra(SDPA, 5, ...)
   opts = options(SDPA, opts, sdpa_keys, 2)
@@ -289,7 +295,7 @@ function F._sdpa_checked(q, k, v, mask, causal, p, scale)
   if use_flash(q, k, v, mask) then
     return F._flash_attention(q, k, v, nil, nil, 0, 0, scale, causal and causal_code[causal] or 0, p or 0)
   end
-  local drop = p and function(probs) return F.dropout(probs, p, true) end or nil
+  local drop = p and function(probs) return F._attention_dropout(probs, p) end or nil
   return attention(q, k, v, scale, causal, mask, drop)
 end
 
@@ -329,7 +335,8 @@ end
 --                        {causal, dropout_p, scale, training})
 -- q [total_q, Hq, D], k [total_k, Hk, D], v [total_k, Hk, Dv]; sequence b is rows
 -- cu[b] .. cu[b + 1] - 1 (0-based). causal = true aligns bottom-right (FlashAttention). The
--- attention-dropout mask is F.dropout's over a [nseq, Hq, max_seqlen_q, max_seqlen_k] tensor:
+-- attention-dropout mask is F._attention_dropout's (the byte rule, as scaled_dot_product_attention's) over a
+-- [nseq, Hq, max_seqlen_q, max_seqlen_k] tensor:
 -- element i = ((b Hq + h) max_seqlen_q + q) max_seqlen_k + k, b the sequence and q, k positions in it.
 function F.flash_attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, opts, ...)
   no_extra(VARLEN, 9, ...)
@@ -375,7 +382,7 @@ function F.flash_attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k, opts, ...)
   end
   local keep -- the scaled keep mask of every (sequence, head, query, key), one reservation
   if p and nseq > 0 and max_q > 0 and max_k > 0 then
-    keep = F.dropout(flame.ones({nseq, H, max_q, max_k}, {dtype = q.dtype, device = q.device}), p, true)
+    keep = F._attention_dropout(flame.ones({nseq, H, max_q, max_k}, {dtype = q.dtype, device = q.device}), p)
   end
   local outs = {}
   for b = 1, nseq do

@@ -677,7 +677,8 @@ function MHA:forward(query, key, value, opts, ...)
       s = mask.dtype == "bool" and s:masked_fill(mask:eq(0), -math.huge) or s + mask
     end
     weights = s:softmax(-1)
-    local attn = p > 0 and F.dropout(weights, p, true) or weights
+    -- the attention-dropout mask (byte rule) of the SDPA path, so need_weights does not change the draw
+    local attn = p > 0 and F._attention_dropout(weights, p) or weights
     out = attn:matmul(v)
     if opts.average_attn_weights ~= false then weights = weights:mean(2) end
     if unbatched then weights = weights:squeeze(1) end

@@ -1,27 +1,85 @@
-/* The dropout keep rule, shared by the CPU and CUDA kernels (and by issue 10's
- * fused attention, which regenerates the attention-dropout mask from it).
- * Element i (in the tensor's contiguous, row-major order) of a mask drawn with
- * (seed, offset) takes word i % 4 of Philox block (offset + i / 4) -- the same
- * stream as flame.rand -- and its top 24 bits k form u = k / 2^24 in [0, 1).
- * The element is kept iff u >= p, evaluated exactly as the integer comparison
- * k >= ceil(p * 2^24) (fl_dropout_threshold), so no device rounds p differently.
- * P(keep) = 1 - ceil(p * 2^24) / 2^24, within 2^-24 of 1 - p. */
+/* The dropout keep rules, shared by the CPU and CUDA kernels and by the fused
+ * attention (cuda/flash_attention.cu), which regenerates the attention-dropout
+ * mask from them. Both draw from the stream of flame.rand: a mask drawn with
+ * (seed, offset) takes element i (in the tensor's contiguous, row-major order)
+ * from Philox block offset + i / E, E elements a block.
+ *
+ * FL_DROPOUT_WORD (F.dropout, E = 4): element i takes word i % 4 of its block;
+ * its top 24 bits k form u = k / 2^24 in [0, 1), kept iff u >= p, evaluated
+ * exactly as the integer comparison k >= ceil(p * 2^24) (fl_dropout_threshold),
+ * so no device rounds p differently. P(keep) = 1 - ceil(p 2^24) / 2^24, within
+ * 2^-24 of 1 - p.
+ *
+ * FL_DROPOUT_BYTE (attention dropout, E = 16; FlashAttention-2's granularity,
+ * one Philox call per 16 elements): element i takes byte i % 16 of its block
+ * (bytes in little-endian order of words 0..3: word (i % 16) / 4, byte i % 4),
+ * kept iff byte < t, t = round((1 - p) 256) clamped to [0, 256] (256 keeps
+ * everything; p = 1 gives t = 0, dropping everything). P(keep) = t / 256, the
+ * keep probability quantised to 1/256; kept values are still scaled by
+ * 1 / (1 - p), as PyTorch's FlashAttention-2 does with its quantised keep.
+ *
+ * A reservation for n elements is ceil(n / E) blocks (fl_dropout_blocks). */
 #ifndef FL_DROPOUT_KEEP_H
 #define FL_DROPOUT_KEEP_H
 #include "philox.h"
 
+typedef enum { FL_DROPOUT_WORD = 0, FL_DROPOUT_BYTE = 1 } fl_dropout_rule;
+
+/* Elements per Philox block. */
+FL_HD int fl_dropout_per_block(fl_dropout_rule r) { return r == FL_DROPOUT_BYTE ? 16 : 4; }
+
+/* The blocks a mask of n elements uses: the counters one call reserves. */
+FL_HD uint64_t fl_dropout_blocks(fl_dropout_rule r, uint64_t n) {
+  const uint64_t e = (uint64_t)fl_dropout_per_block(r);
+  return (n + e - 1) / e;
+}
+
 /* ceil(p * 2^24) for p in [0, 1]: 0 keeps everything, 2^24 drops everything. */
 FL_HD uint32_t fl_dropout_threshold(double p) { return (uint32_t)ceil(p * 16777216.0); }
 
-/* Keep bit of one Philox word (word i % 4 of block offset + i / 4). */
+/* round((1 - p) 256) clamped to [0, 256]: the byte rule's t (bytes < t are kept). */
+FL_HD uint32_t fl_dropout_byte_threshold(double p) {
+  double t = floor((1.0 - p) * 256.0 + 0.5);
+  return t <= 0.0 ? 0u : t >= 256.0 ? 256u : (uint32_t)t;
+}
+
+/* The threshold of rule r for p (fl_dropout_block_mask's thr). */
+FL_HD uint32_t fl_dropout_rule_threshold(fl_dropout_rule r, double p) {
+  return r == FL_DROPOUT_BYTE ? fl_dropout_byte_threshold(p) : fl_dropout_threshold(p);
+}
+
+/* Keep bit of one Philox word under the word rule (word i % 4 of block offset + i / 4). */
 FL_HD bool fl_dropout_keep_word(uint32_t w, uint32_t threshold) { return (w >> 8) >= threshold; }
 
-/* Keep bit of element i: one Philox evaluation (kernels that own a whole block
- * of four elements call fl_philox once and fl_dropout_keep_word four times). */
+/* The byte rule's keep bits of a whole block: bit j = (byte j < t), j = 0..15. Four bytes at a time: a byte plus
+ * 256 - t (in a 16-bit lane, even and odd bytes apart) carries into the lane's bit 8 iff byte >= t, i.e. dropped
+ * (t = 256 adds 0: nothing carries; t = 0 adds 256: everything does). */
+FL_HD uint32_t fl_dropout_keep16(fl_philox_out o, uint32_t t) {
+  const uint32_t c = (256u - t) * 0x00010001u;
+  uint32_t drop = 0;
+  for (int q = 0; q < 4; q++) {
+    const uint32_t ev = (o.w[q] & 0x00ff00ffu) + c, od = ((o.w[q] >> 8) & 0x00ff00ffu) + c;
+    /* bytes 0, 1, 2, 3 of word q at bits 0, 1, 16, 17, then at 4q .. 4q + 3 */
+    uint32_t d = ((ev >> 8) & 0x00010001u) | ((od >> 7) & 0x00020002u);
+    drop |= ((d | (d >> 14)) & 0xfu) << (4 * q);
+  }
+  return ~drop & 0xffffu;
+}
+
+/* The keep bits of a block under rule r: bit j for element j of the block (4 bits for the word rule, 16 for the
+ * byte rule). */
+FL_HD uint32_t fl_dropout_block_mask(fl_dropout_rule r, fl_philox_out o, uint32_t thr) {
+  if (r == FL_DROPOUT_BYTE) return fl_dropout_keep16(o, thr);
+  return (uint32_t)fl_dropout_keep_word(o.w[0], thr) | (uint32_t)fl_dropout_keep_word(o.w[1], thr) << 1 |
+         (uint32_t)fl_dropout_keep_word(o.w[2], thr) << 2 | (uint32_t)fl_dropout_keep_word(o.w[3], thr) << 3;
+}
+
+/* Keep bit of element i under the word rule: one Philox evaluation (kernels that own a whole block of four
+ * elements call fl_philox once and fl_dropout_keep_word four times). */
 FL_HD bool fl_dropout_keep(uint64_t seed, uint64_t offset, uint64_t i, uint32_t threshold) {
   return fl_dropout_keep_word(fl_philox(seed, offset + i / 4).w[i % 4], threshold);
 }
 
-/* The factor a kept element is multiplied by: 1 / (1 - p), 0 when p == 1. */
+/* The factor a kept element is multiplied by (both rules): 1 / (1 - p), 0 when p == 1. */
 FL_HD double fl_dropout_scale(double p) { return p < 1.0 ? 1.0 / (1.0 - p) : 0.0; }
 #endif

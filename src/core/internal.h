@@ -7,6 +7,7 @@
 #include "conv_geom.h"
 #include "pool_geom.h"
 #include "nn_index.h" /* index and losses: fl_ce_args */
+#include "dropout_keep.h" /* fl_dropout_rule */
 #include <stdarg.h>
 #include <string.h>
 #ifndef __cplusplus
@@ -233,9 +234,9 @@ typedef struct fl_gemm {
  * kernel clamps bad values so it never reads outside). q, k, v: one dtype (bf16/f16), last dim contiguous, other
  * strides any multiple of 8 elements, data 16-byte aligned. Hk divides Hq (query head h uses k/v head h / (Hq/Hk)).
  * Causal: key j of query i is allowed where j <= i + shift, shift 0 (top-left) or Sk - Sq of the sequence
- * (bottom_right). Dropout (p > 0): the (b, h, i, j) probability is kept iff
- * fl_dropout_keep(seed, offset, ((b Hq + h) Sq + i) Sk + j), Sq/Sk the dense lengths or max_q/max_k (varlen),
- * and scaled by 1 / (1 - p). */
+ * (bottom_right). Dropout (p > 0): the (b, h, i, j) probability is kept by the byte rule (core/dropout_keep.h,
+ * FL_DROPOUT_BYTE) at element ((b Hq + h) Sq + i) Sk + j of (seed, offset), Sq/Sk the dense lengths or
+ * max_q/max_k (varlen), and scaled by 1 / (1 - p). */
 typedef struct fl_flash_args {
   const fl_tensor *q, *k, *v;
   const fl_tensor *cu_q, *cu_k; /* NULL: dense */
@@ -250,6 +251,13 @@ typedef struct fl_flash_args {
   const fl_tensor *dout;
   fl_tensor *dsum, *dq_acc, *dk, *dv;
 } fl_flash_args;
+
+/* Test hook, CUDA builds only (cuda/flash_attention.cu; tests/test_cuda_flash_keep.c): the keep-bit words one warp of
+ * the fused attention holds for dropout p from (seed, offset) over the index ((b Hq + h) Sq + i) Sk + j, written to
+ * out (contiguous CUDA i32 [32], lane l's word at l). backward false: fwd_keep_bits of the m16 fragment of rows
+ * r0 .. r0 + 15 and keys n0 .. n0 + 63; true: bwd_keep_bits of keys n0 .. n0 + 15 and queries r0 .. r0 + 63. */
+fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double p, uint64_t seed, uint64_t offset, int Hq, int64_t Sq,
+                                   int64_t Sk, int b, int h, int64_t r0, int64_t n0, bool backward);
 
 /* Kernel-level interface, one table per device type. Front-ends validate
  * arguments, allocate outputs and broadcast operands, then call fl_dispatch,
@@ -399,9 +407,11 @@ typedef struct fl_backend {
   fl_status (*pad_backward)(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
   /* ---- dropout and attention (ops/dropout.c, ops/attention.c) ---- */
-  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep from
-   * core/dropout_keep.h with element index i in row-major order (0 < p <= 1; p == 1 gives zeros). */
-  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+  /* out, x contiguous, one float dtype, same shape: out[i] = x[i] * keep(i) / (1 - p), keep of rule (F.dropout's
+   * word rule, attention's byte rule) from core/dropout_keep.h with element index i in row-major order
+   * (0 < p <= 1; p == 1 gives zeros). */
+  fl_status (*dropout)(fl_tensor *out, const fl_tensor *x, double p, fl_dropout_rule rule, uint64_t seed,
+                       uint64_t offset);
   /* Optional: the fused softmax backward over the last dim; gin, g, y contiguous, one float dtype and shape.
    * softmax: gin = y (g - sum(g y)); log (y = log_softmax): gin = g - exp(y) sum(g). */
   fl_status (*softmax_backward)(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
@@ -417,6 +427,9 @@ typedef struct fl_backend {
    * the backward recomputes the probabilities from lse and writes dq_acc (f32), dk, dv. */
   fl_status (*flash_attention)(const fl_flash_args *a);
   fl_status (*flash_attention_backward)(const fl_flash_args *a);
+  /* Optional: the name of the forward kernel flash_attention would run for q (supported, as supports() said), for
+   * F.sdpa_backend; NULL: the backend has one. */
+  const char *(*flash_attention_forward_kernel)(const fl_tensor *q);
 
   /* ---- issue 8: optimizers (ops/optim.c) ---- */
   /* The multi-tensor entries behind flame.optim, argument rules in include/flame.h (fl_optim_step,
@@ -477,6 +490,18 @@ void *fl_ctx_stream_handle(int cuda_index);
 /* A GEMM in the canonical form both backends compute: a [B,M,K], b [B,K,N]
  * (transposes folded into the strides), c [B,M,N]; stack headers, no copies. */
 void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);
+
+/* ---- the CUDA backend's cuDNN convolutions (ops/conv.c keeps the switch, cuda/conv_cudnn.cu reads it) ---- */
+/* Which cuDNN API conv_direct calls: the legacy one (cudnnConvolutionForward ...) or the backend (graph) API with
+ * cached execution plans. FLAME_CUDNN_API=graph picks the graph API at start-up; legacy is the default.
+ * fl_set_cudnn_api returns the previous choice (tests and bench/ compare the two in one process). */
+typedef enum { FL_CUDNN_LEGACY, FL_CUDNN_GRAPH } fl_cudnn_api;
+fl_cudnn_api fl_set_cudnn_api(fl_cudnn_api api);
+fl_cudnn_api fl_get_cudnn_api(void);
+/* The API that ran the last cuDNN convolution (the graph API's keys without an engine run the legacy one); -1
+ * before any. Set by the CUDA backend under its lock; read by tests and bench/ to see which path ran. */
+void fl_cudnn_note_ran(fl_cudnn_api api);
+int fl_cudnn_last_ran(void);
 
 /* ---- random ---- */
 void fl_rng_next(uint64_t counters, uint64_t *seed, uint64_t *offset);

@@ -55,7 +55,8 @@ fl_status fl_cpu_pad(const fl_pad_geom *g, fl_tensor *out, const fl_tensor *x);
 fl_status fl_cpu_pad_backward(const fl_pad_geom *g, fl_tensor *dx, const fl_tensor *dy);
 
 /* -- dropout and attention -- */
-fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, uint64_t seed, uint64_t offset);
+fl_status fl_cpu_dropout(fl_tensor *out, const fl_tensor *x, double p, fl_dropout_rule rule, uint64_t seed,
+                         uint64_t offset);
 fl_status fl_cpu_softmax_backward(fl_tensor *gin, const fl_tensor *g, const fl_tensor *y, bool log);
 fl_status fl_cpu_masked_softmax(fl_tensor *out, const fl_tensor *s, const fl_tensor *mask, bool causal, int64_t shift);
 

@@ -3,6 +3,18 @@
  * activations are Lua (lua/flame/nn_attention.lua), composed from these and the tensor ops. */
 #include "lflame.h"
 
+/* Pushes a dropout's result r of the tensor at index 1: the identity (r == x) as the same userdata, not a second
+ * wrapper. */
+static int push_dropped(lua_State *L, fl_tensor *x, fl_tensor *r) {
+  if (r == x) {
+    fl_release(r);
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  lfl_push(L, r);
+  return 1;
+}
+
 /* dropout(x, p = 0.5, training = true): training false or p == 0 return x itself. */
 static int f_dropout(lua_State *L) {
   fl_tensor *x = lfl_check(L, 1), *r;
@@ -13,13 +25,15 @@ static int f_dropout(lua_State *L) {
     training = lua_toboolean(L, 3);
   }
   LFL_CHECK(L, fl_dropout(x, p, training, &r));
-  if (r == x) { /* the identity: the same userdata, not a second wrapper */
-    fl_release(r);
-    lua_pushvalue(L, 1);
-    return 1;
-  }
-  lfl_push(L, r);
-  return 1;
+  return push_dropped(L, x, r);
+}
+
+/* _attention_dropout(x, p): fl_attention_dropout (the byte rule's mask), for the reference attention's dropout;
+ * always in training, p == 0 returns x itself. */
+static int f_attention_dropout(lua_State *L) {
+  fl_tensor *x = lfl_check(L, 1), *r;
+  LFL_CHECK(L, fl_attention_dropout(x, luaL_checknumber(L, 2), &r));
+  return push_dropped(L, x, r);
 }
 
 /* linear(x, w, b?): y = x w^T + b, one GEMM with the bias fused (fl_linear). */
@@ -59,9 +73,19 @@ static int f_flash_supported(lua_State *L) {
   return 1;
 }
 
+/* _flash_forward_kernel(q, k, v): the name of the fused forward kernel that would run, or nil. */
+static int f_flash_forward_kernel(lua_State *L) {
+  const char *name = fl_flash_attention_forward_kernel(lfl_check(L, 1), lfl_check(L, 2), lfl_check(L, 3));
+  if (name) lua_pushstring(L, name);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static const lfl_reg functions[] = {
+    {"_attention_dropout", f_attention_dropout, 2},
     {"_flash_attention", f_flash_attention, 10},
     {"_flash_supported", f_flash_supported, 3},
+    {"_flash_forward_kernel", f_flash_forward_kernel, 3},
     {"_masked_softmax", f_masked_softmax, 3},
     {"dropout", f_dropout, 3},
     {"linear", f_linear, 3},

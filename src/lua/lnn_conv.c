@@ -1,4 +1,5 @@
 /* flame.F: convolution: conv1d/2d/3d, conv_transpose1d/2d/3d, and the path switch conv_algo. */
+#include "internal.h"
 #include "lflame.h"
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +95,20 @@ static int l_conv_workspace(lua_State *L) {
   return 1;
 }
 
+static const char *const cudnn_api_names[] = {"legacy", "graph", NULL};
+
+/* _cudnn_api("legacy" | "graph"): the cuDNN API of the CUDA direct path (FLAME_CUDNN_API at start-up); returns the
+ * previous choice and the API that ran the last cuDNN convolution (nil before any), for bench/ and specs. */
+static int l_cudnn_api(lua_State *L) {
+  fl_cudnn_api old = lua_isnoneornil(L, 1) ? fl_get_cudnn_api()
+                                           : fl_set_cudnn_api((fl_cudnn_api)luaL_checkoption(L, 1, NULL, cudnn_api_names));
+  lua_pushstring(L, cudnn_api_names[old]);
+  int ran = fl_cudnn_last_ran();
+  if (ran < 0) lua_pushnil(L);
+  else lua_pushstring(L, cudnn_api_names[ran]);
+  return 2;
+}
+
 static const lfl_reg functions[] = {
     {"conv1d", l_conv1d, 4},
     {"conv2d", l_conv2d, 4},
@@ -103,6 +118,7 @@ static const lfl_reg functions[] = {
     {"conv_transpose3d", l_conv_transpose3d, 4},
     {"conv_algo", l_conv_algo, 1},
     {"_conv_workspace", l_conv_workspace, 1},
+    {"_cudnn_api", l_cudnn_api, 1},
     {NULL, NULL, 0},
 };
 

@@ -16,6 +16,7 @@
  * permuted dy) under a workspace cap. The bias is a broadcast add on the
  * device; its gradient is a reduce over n and the spatial dims. */
 #include "internal.h"
+#include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_WORKSPACE ((int64_t)256 << 20)
@@ -34,6 +35,25 @@ int64_t fl_set_conv_workspace(int64_t bytes) {
   conv_workspace = bytes > 0 ? bytes : DEFAULT_WORKSPACE;
   return old;
 }
+
+static int cudnn_api = -1, cudnn_ran = -1; /* -1: FLAME_CUDNN_API not read yet / nothing ran yet */
+
+fl_cudnn_api fl_get_cudnn_api(void) {
+  if (cudnn_api < 0) {
+    const char *e = getenv("FLAME_CUDNN_API");
+    cudnn_api = e && strcmp(e, "graph") == 0 ? FL_CUDNN_GRAPH : FL_CUDNN_LEGACY;
+  }
+  return (fl_cudnn_api)cudnn_api;
+}
+
+fl_cudnn_api fl_set_cudnn_api(fl_cudnn_api api) {
+  fl_cudnn_api old = fl_get_cudnn_api();
+  if (api == FL_CUDNN_LEGACY || api == FL_CUDNN_GRAPH) cudnn_api = api;
+  return old;
+}
+
+void fl_cudnn_note_ran(fl_cudnn_api api) { cudnn_ran = api; }
+int fl_cudnn_last_ran(void) { return cudnn_ran; }
 
 fl_conv_params fl_conv_default_params(void) {
   fl_conv_params p = {.groups = 1, .pad_mode = FL_CONV_PAD_EXPLICIT};

@@ -40,6 +40,13 @@ bool fl_flash_attention_supported(const fl_tensor *q, const fl_tensor *k, const 
          be->flash_attention && be->flash_attention_backward;
 }
 
+const char *fl_flash_attention_forward_kernel(const fl_tensor *q, const fl_tensor *k, const fl_tensor *v) {
+  if (!fl_flash_attention_supported(q, k, v)) return NULL;
+  const fl_backend *be = fl_backend_for(q->storage->device.type);
+  const char *name = be && be->flash_attention_forward_kernel ? be->flash_attention_forward_kernel(q) : NULL;
+  return name ? name : "fused";
+}
+
 static fl_status flash_backward(fl_node *n, fl_tensor *const *gout, fl_tensor **gin) {
   const flash_ctx *c = n->ctx;
   const char *op = op_name(c->varlen);
@@ -142,8 +149,8 @@ static fl_status check_args(const char *op, const fl_tensor *q, const fl_tensor 
   return FL_OK;
 }
 
-/* The generator's counters for the dropout mask: one reservation of ceil(count / 4), as F.dropout over the
- * reference's probabilities [B, Hq, Sq, Sk] (varlen: [nseq, Hq, max_q, max_k]). */
+/* The generator's counters for the dropout mask: one reservation of the byte rule's ceil(count / 16) blocks, as
+ * fl_attention_dropout over the reference's probabilities [B, Hq, Sq, Sk] (varlen: [nseq, Hq, max_q, max_k]). */
 static fl_status reserve_dropout(const char *op, int64_t nseq, int64_t hq, int64_t sq, int64_t sk, uint64_t *seed,
                                  uint64_t *offset) {
   int64_t n;
@@ -151,7 +158,7 @@ static fl_status reserve_dropout(const char *op, int64_t nseq, int64_t hq, int64
     return fl_error(FL_ESHAPE, "%s: the dropout mask of %lld x %lld x %lld x %lld elements overflows", op,
                     (long long)nseq, (long long)hq, (long long)sq, (long long)sk);
   *seed = *offset = 0;
-  if (n > 0) fl_rng_next(((uint64_t)n + 3) / 4, seed, offset);
+  if (n > 0) fl_rng_next(fl_dropout_blocks(FL_DROPOUT_BYTE, (uint64_t)n), seed, offset);
   return FL_OK;
 }
 
