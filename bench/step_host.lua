@@ -31,7 +31,8 @@ flame.set_num_threads(1) -- the host path is single-threaded; one thread keeps t
 
 local lib = dofile("examples/diffusion_lib.lua")
 local P = lib.PRESETS.default
-local SIZE, BATCH, N, DEV = o.size, o.batch, 16, {device = o.device}
+local SIZE, BATCH, DEV = o.size, o.batch, {device = o.device}
+local N = math.max(16, BATCH) -- the data set the batches are drawn from
 flame.manual_seed(0)
 local model = lib.unet.UNet({in_channels = 1, channels = o.channels, mults = P.mults,
   num_res_blocks = P.num_res_blocks, attn_res = {SIZE // 2, SIZE // 4}, -- the levels {16, 8} are at 32x32
