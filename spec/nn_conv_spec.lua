@@ -309,7 +309,7 @@ describe("F.conv gemm path against the direct path", function()
   end
 end)
 
--- cuDNN's two APIs behind the direct path (FLAME_CUDNN_API=graph sets the default; cuda/conv_cudnn_graph.cu): the
+-- cuDNN's two APIs behind the direct path (graph by default, FLAME_CUDNN_API=legacy at start-up; cuda/conv_cudnn_graph.cu): the
 -- backend (graph) API against the legacy one on the same problems, and which one ran.
 describe("F.conv through cuDNN's graph API against its legacy API", function()
   local test = direct_available() and it or pending

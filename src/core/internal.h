@@ -493,7 +493,7 @@ void fl_gemm_operands(const fl_gemm *g, fl_tensor *a, fl_tensor *b);
 
 /* ---- the CUDA backend's cuDNN convolutions (ops/conv.c keeps the switch, cuda/conv_cudnn.cu reads it) ---- */
 /* Which cuDNN API conv_direct calls: the legacy one (cudnnConvolutionForward ...) or the backend (graph) API with
- * cached execution plans. FLAME_CUDNN_API=graph picks the graph API at start-up; legacy is the default.
+ * cached execution plans. The graph API is the default; FLAME_CUDNN_API=legacy picks the legacy one at start-up.
  * fl_set_cudnn_api returns the previous choice (tests and bench/ compare the two in one process). */
 typedef enum { FL_CUDNN_LEGACY, FL_CUDNN_GRAPH } fl_cudnn_api;
 fl_cudnn_api fl_set_cudnn_api(fl_cudnn_api api);
