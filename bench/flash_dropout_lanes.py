@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
-keep16_at, swap_stage, fwd_keep_bits, bwd_keep_bits, fwd_bit, bwd_bit) against the reference attention's mask
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit) against the reference attention's mask
 index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + i) Sk + j; varlen:
 [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
@@ -9,17 +9,18 @@ offset) whose keep bit it is, or None for a bit known to be 0. Philox block c ho
 (byte j of the block is element 16 c + j). The simulation runs the kernels' bit operations and warp shuffles on
 such registers for all 32 lanes, then checks that the bit each lane reads for fragment element (nt, e) carries
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
-butterfly stages (swap_stage calls) are read from the .cu file, so the check follows the source; the index
-arithmetic of keep16_at / fwd_keep_bits / bwd_keep_bits is mirrored below.
+butterfly stages (swap_stage calls) are read from the sources, so the check follows them; the index arithmetic of
+keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks keep_bits16's four-bytes-a-word
+form of the byte rule (keep_rule_of's constants) against the rule itself for every threshold and byte.
 
 Run: python3 bench/flash_dropout_lanes.py  (exit status 0 and "ok" when every case matches)."""
 import os
 import re
 import sys
 
-SRC = os.environ.get("FA_SRC") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda",
-                                              "flash_attention.cu")
-src = open(SRC).read()
+CUDA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda")
+SRC = os.environ.get("FA_SRC") or os.path.join(CUDA, "flash_attention.cu")
+src = open(SRC).read() + open(os.path.join(os.path.dirname(os.path.abspath(SRC)), "flash_common.cuh")).read()
 
 
 def bit_fn(name):
@@ -39,7 +40,7 @@ def stages(fn):
 
 
 fwd_bit, bwd_bit = bit_fn("fwd_bit"), bit_fn("bwd_bit")
-FWD_STAGES, BWD_STAGES = stages("fwd_keep_bits"), stages("bwd_keep_bits")
+FWD_STAGES, BWD_STAGES = stages("fwd_keep_word"), stages("bwd_keep_word")
 
 # ---- labelled 32-bit registers ----
 def shr(x, n): return [x[i + n] if i + n < 32 else None for i in range(32)]
@@ -60,13 +61,29 @@ def block(c):
     return [16 * c + j for j in range(16)] + [None] * 16
 
 
-def keep16_at(idx):
-    """keep16_at(p, idx), labels relative to p.offset."""
+def keep_run16(idx):
+    """keep_run16(p, k, offset + idx / 16, idx % 16), labels relative to p.offset."""
     c, sh = idx // 16, idx % 16
     m = block(c)
     if sh:
-        m = bor(shr(m, sh), shl(block(c + 1), 16 - sh))
-    return band(m, 0xffff)
+        m = band(bor(shr(m, sh), shl(block(c + 1), 16 - sh)), 0xffff)
+    return m
+
+
+def funnel_r(lo, hi, sh):
+    """__funnelshift_r(lo, hi, sh): the low word of (hi:lo) >> sh."""
+    return (lo + hi)[sh:sh + 32]
+
+
+def fwd_keep_word(Hq, Sq, Sk, b, h, rg, mi, n0, t):
+    """fwd_keep_word(p, k, fwd_keep_pos(p, b, h, rg, lane), mi, n0, lane) before its butterfly stages."""
+    row = (b * Hq + h) * Sq + rg + 8 * (t & 1)
+    idx = row * Sk + 32 * (t >> 1)
+    ctr, sh = idx // 16 + mi * Sk + n0 // 16, idx % 16
+    x = bor(block(ctr), shl(block(ctr + 1), 16))
+    if sh:
+        x = funnel_r(x, block(ctr + 2), sh)
+    return x
 
 
 def swap_stage(xs, w, lo, lanes, keep_upper):
@@ -90,13 +107,10 @@ def run_stages(xs, st):
 
 
 def check_fwd(Hq, Sq, Sk, b, h, r0, n0):
-    """fwd_keep_bits for the m16 fragment whose lane g has row rg = r0 + g, keys n0 .. n0 + 63."""
-    xs = []
-    for l in range(32):
-        g, t = l // 4, l % 4
-        row = (b * Hq + h) * Sq + (r0 + g) + 8 * (t & 1)
-        idx = row * Sk + n0 + 32 * (t >> 1)
-        xs.append(bor(keep16_at(idx), shl(keep16_at(idx + 16), 16)))
+    """fwd_keep_word for the m16 fragment whose lane g has row r0 + g, keys n0 .. n0 + 63 (from r0 = 16 on as
+    fragment mi = 1 of rows r0 - 16.., as fwd_tile's second fragment)."""
+    mi = 1 if r0 >= 16 else 0
+    xs = [fwd_keep_word(Hq, Sq, Sk, b, h, r0 - 16 * mi + l // 4, mi, n0, l % 4) for l in range(32)]
     xs = run_stages(xs, FWD_STAGES)
     for l in range(32):
         g, t = l // 4, l % 4
@@ -116,7 +130,7 @@ def check_bwd(Hq, Sq, Sk, b, h, m0, kb):
         g, t = l // 4, l % 4
         row = (b * Hq + h) * Sq + m0 + 8 * g + 2 * t
         idx = row * Sk + kb
-        xs.append(bor(keep16_at(idx), shl(keep16_at(idx + Sk), 16)))
+        xs.append(bor(keep_run16(idx), shl(keep_run16(idx + Sk), 16)))
     xs = run_stages(xs, BWD_STAGES)
     for l in range(32):
         g, t = l // 4, l % 4
@@ -129,7 +143,26 @@ def check_bwd(Hq, Sq, Sk, b, h, m0, kb):
                 assert got == want, "bwd Sk %d lane %d nt %d e %d: bit holds %s, want %d" % (Sk, l, nt, e, got, want)
 
 
+def check_keep_bits16():
+    """keep_bits16 (one Philox word of it: four bytes, keep_rule_of's constants) against the byte rule, for every
+    threshold t = 0..256 and every byte value in every byte of a word (the other bytes 0, 0x7f, 0x80, 0xff)."""
+    for t in range(257):
+        c = 256 - t
+        lo7, c8, all_ = (c & 0x7f) * 0x01010101, (c & 0xff) * 0x01010101, 0x80808080 if t == 0 else 0
+        for x in range(256):
+            for other in (0, 0x7f, 0x80, 0xff):
+                for pos in range(4):
+                    w = sum((x if k == pos else other) << (8 * k) for k in range(4))
+                    lo = ((w & 0x7f7f7f7f) + lo7) & 0xffffffff
+                    f = (((w & lo) | (c8 & (w | lo))) & 0x80808080) | all_
+                    drop = ((f * 0x00204081) & 0xffffffff) >> 28
+                    for k in range(4):
+                        want = ((w >> (8 * k)) & 0xff) >= t
+                        assert bool(drop >> k & 1) == want, "keep_bits16 t %d word %#x byte %d" % (t, w, k)
+
+
 def main():
+    check_keep_bits16()
     # positions are distinct and fit a word
     for f in (fwd_bit, bwd_bit):
         pos = sorted(f(nt, e) for nt in range(8) for e in range(4))
@@ -148,7 +181,7 @@ def main():
                     for kb in range(0, min(Sk, 128), 16):  # n0 (multiple of 128) + 16 w
                         check_bwd(4, Sq, Sk, b, h, m0, kb)
                         n += 1
-    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0" % n)
+    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; keep_bits16 = the byte rule" % n)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 # static stall cycles, and the slow path's length. Before/after:
 #   git show <commit>:cuda/flash_attention.cu > tmp_fa_before.cu; bench/flash_sass.sh tmp_fa_before.cu .
 # FLASH_SASS_KERNELS: bf16 (default), f16 or all. FLASH_SASS_FLAGS: extra nvcc flags (-DFA_FWD_MT=1).
+# FLASH_SASS_PATH=drop: "fast" is the dropout path instead (an interior tile with dropout on; flash_sass.py says how).
 # FLASH_SASS_LIST=<kernel as in the table, e.g. 'fwd<bf16,128>'>: also writes that kernel's fast path, one
 # instruction a line with its stall cycles, to /tmp/flash_sass_<variant>.path.
 # A variant named *sm90*.cu (cuda/flash_fwd_sm90.cu, the Hopper forwards; "sm90" alone is the tree's) is compiled

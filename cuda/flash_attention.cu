@@ -224,12 +224,165 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #endif
 }
 
+/* ---- Dropout: the keep bits of the DROP kernels (the byte rule of core/dropout_keep.h, bit for bit) ----
+ * Philox4x32-10 as core/philox.h's fl_philox computes it, with each round's 32 x 32 -> 64-bit products written as
+ * __umulhi and a 32-bit multiply: ptxas makes each pair one IMAD.WIDE.U32, where fl_philox's 64-bit products cost a
+ * VIADD more each (20 a call, a fifth of it). c0, c1: the counter's low and high words. */
+__host__ __device__ __forceinline__ uint4 fa_philox(uint64_t seed, uint32_t c0, uint32_t c1) {
+  uint32_t c2 = 0, c3 = 0, k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+#ifdef __CUDA_ARCH__
+    const uint32_t h0 = __umulhi(0xD2511F53u, c0), h1 = __umulhi(0xCD9E8D57u, c2);
+#else
+    const uint32_t h0 = (uint32_t)((uint64_t)0xD2511F53u * c0 >> 32), h1 = (uint32_t)((uint64_t)0xCD9E8D57u * c2 >> 32);
+#endif
+    const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
+    c1 = 0xCD9E8D57u * c2, c3 = 0xD2511F53u * c0, c0 = n0, c2 = n2;
+    k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
+  }
+  return make_uint4(c0, c1, c2, c3);
+}
+
+/* The byte rule's threshold t (0..256) as the constants of keep_bits16: with c = 256 - t, byte x is dropped iff
+ * x + c carries out of bit 7 (x >= t), the carry being the majority of x's bit 7, c's bit 7 and the carry into bit 7,
+ * which is bit 7 of (x & 0x7f) + (c & 0x7f); lo7, c8: c & 0x7f and c & 0xff in every byte; all: every byte's bit 7
+ * where t = 0 (c = 256 is not a byte: everything dropped). */
+struct keep_rule {
+  uint32_t lo7, c8, all;
+};
+__host__ __device__ __forceinline__ keep_rule keep_rule_of(uint32_t thr) {
+  const uint32_t c = 256u - thr;
+  return {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, thr == 0 ? 0x80808080u : 0u};
+}
+
+/* The byte rule's keep bits of one Philox block (bit j: byte j, in the little-endian order of words 0..3, is < t),
+ * the same as fl_dropout_keep16: four bytes a word at once (no spreading into 16-bit lanes), each word's four drop
+ * flags (bits 7, 15, 23, 31) gathered into a nibble by one multiply (the flags times 2^0 + 2^7 + 2^14 + 2^21 land at
+ * bits 28..31, nothing else reaching them). */
+__host__ __device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
+  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
+  uint32_t drop = 0;
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    const uint32_t lo = (w[q] & 0x7f7f7f7fu) + k.lo7;
+    const uint32_t f = (((w[q] & lo) | (k.c8 & (w[q] | lo))) & 0x80808080u) | k.all;
+    drop |= (f * 0x00204081u) >> 28 << (4 * q);
+  }
+  return ~drop & 0xffffu;
+}
+
+/* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
+ * included) on, bit j for element sh + j: one block when sh == 0, else the two the run straddles. */
+__device__ __forceinline__ uint32_t keep_run16(const fa_params &p, const keep_rule &k, uint64_t ctr, uint32_t sh) {
+  uint32_t m = keep_bits16(fa_philox(p.seed, (uint32_t)ctr, (uint32_t)(ctr >> 32)), k);
+  if (sh) {
+    const uint64_t c1 = ctr + 1;
+    m = (m >> sh | keep_bits16(fa_philox(p.seed, (uint32_t)c1, (uint32_t)(c1 >> 32)), k) << (16 - sh)) & 0xffffu;
+  }
+  return m;
+}
+
+/* Where fwd_keep_word puts the keep bit of element e of n8 block nt: flash_common.cuh's fwd_bit (the Hopper
+ * forward's fwd_keep_bits lays its bits out the same way). */
+/* A lane's place in the forward's mask, fixed over a query tile: the Philox block (counter) of its first element in
+ * key tile 0 of fragment 0 and its byte sh. Lane t of a quad draws row r_g + 8 (t & 1), keys 32 (t >> 1) .. + 31 of
+ * each key tile (fwd_keep_word); fragment mi (rows + 16 mi) is Sk blocks on (16 Sk elements), key tile n0 is n0 / 16
+ * blocks on (n0 a multiple of 16: sh stays). */
+struct keep_pos {
+  uint64_t ctr;
+  uint32_t sh;
+};
+__device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int h, int64_t rg, int lane) {
+  const int t = lane % 4;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
+  const uint64_t idx = row * (uint64_t)p.Sk + 32 * (t >> 1);
+  return {p.offset + idx / 16, (uint32_t)(idx % 16)};
+}
+
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g, r_g + 8 of lane g; keys 8 nt + 2 t, + 1 of n8
+ * block nt), element e of block nt at bit fwd_bit(nt, e), for the fragment mi of the lane's keep_pos. The quad
+ * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1), keys
+ * 32 (t >> 1) .. + 31: two Philox blocks (three where sh != 0: the 32 keys from byte sh of the first), as a word
+ * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
+ * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
+ * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
+__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const keep_rule &k, keep_pos at, int mi,
+                                                  int64_t n0, int lane) {
+  const int t = lane % 4;
+  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16, c1 = ctr + 1;
+  uint32_t x = keep_bits16(fa_philox(p.seed, (uint32_t)ctr, (uint32_t)(ctr >> 32)), k) |
+               keep_bits16(fa_philox(p.seed, (uint32_t)c1, (uint32_t)(c1 >> 32)), k) << 16;
+  if (at.sh) {
+    const uint64_t c2 = ctr + 2;
+    const uint32_t hi = keep_bits16(fa_philox(p.seed, (uint32_t)c2, (uint32_t)(c2 >> 32)), k);
+    x = __funnelshift_r(x, hi, at.sh);
+  }
+  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
+}
+
+/* The keep masks of a forward A fragment (P of keys 16 kk .. 16 kk + 15 as bf16/f16 pairs, a[j]: n8 block 2 kk +
+ * j / 2, elements 2 (j & 1), + 1): 0xffff in each half whose element is kept, else 0, so that dropout is one AND a
+ * pair. Element e's bit B = fwd_bit(nt, e) (e even: B even, B + 1 its pair's) moves to the sign bit of byte B / 8
+ * in keep << (7 - B % 8), and PRMT's sign-replicating selectors (nibble 8 + byte) spread the two sign bits over the
+ * pair's halves. */
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+  return r;
+}
+__device__ __forceinline__ void drop_pairs(uint32_t a[4], uint32_t keep, int kk) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int B = fwd_bit(2 * kk + j / 2, 2 * (j & 1)), q = B / 8;
+    const uint32_t sel = (8u + q) * 0x11u + (12u + q) * 0x1100u;
+    a[j] &= prmt(keep << (7 - B % 8), keep << (6 - B % 8), sel);
+  }
+}
+
+/* Where bwd_keep_word puts the keep bit of element e of n8 block nt. */
+__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
+
+/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
+ * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
+ * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
+ * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
+ * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
+ * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
+ * key, i.e. n8 block nt = u. */
+__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const keep_rule &k, int b, int h, int64_t m0,
+                                                  int64_t kb, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb, idx2 = idx + (uint64_t)p.Sk;
+  uint32_t x = keep_run16(p, k, p.offset + idx / 16, (uint32_t)(idx % 16)) |
+               keep_run16(p, k, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
+  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
+  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+
+/* drop_pairs for the backward's A fragment of Z^T (queries 16 kk .. 16 kk + 15, a[j]: n8 block 2 kk + j / 2,
+ * elements 2 (j & 1), + 1): bwd_bit puts the pair's bits at nt + 8 (j & 1) and + 16, so keep << (7 - nt) holds both
+ * pairs' bits of block nt in the sign bits of bytes j & 1 and (j & 1) + 2. */
+__device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int kk) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int nt = 2 * kk + j / 2, q = j & 1;
+    const uint32_t sel = (8u + q) * 0x11u + (10u + q) * 0x1100u;
+    const uint32_t x = keep << (7 - nt);
+    a[j] &= prmt(x, x, sel);
+  }
+}
+
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
  * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
- * and the causal diagonal's. */
-template <bool BF, int D, int MT>
+ * and the causal diagonal's. DROP (the dropout kernel, p.dropout set): every tile drops out P's pairs by its keep
+ * masks (drop_pairs), and the factor 1 / (1 - p) scales O once, at the end. */
+template <bool BF, int D, int MT, bool DROP>
 __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
   uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
@@ -266,19 +419,21 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
   }
+  /* dropout: the lane's place in the mask (fragment 0, key tile 0) and the rule's constants, fixed over the tile */
+  keep_pos kpos{};
+  keep_rule krule{};
+  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), lane), krule = keep_rule_of(p.thr);
   /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
    * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
-   * tensor-core steps, and every tile would jump over the masking and dropout code, 128 taken branches a tile):
-   * EDGE masks (in tile coordinates) and scales the scores before their max, else the max is of the raw scores and
-   * the scale folds into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same); DROP: dropout may be on
-   * (p.dropout, checked at run time where EDGE). */
-  auto step = [&](int64_t n0, int it, auto edge_c, auto drop_c) {
-    constexpr bool EDGE = decltype(edge_c)::value, DROP = decltype(drop_c)::value;
+   * tensor-core steps, and every tile would jump over the masking code, 128 taken branches a tile): EDGE masks (in
+   * tile coordinates) and scales the scores before their max, else the max is of the raw scores and the scale folds
+   * into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same). */
+  auto step = [&](int64_t n0, int it, auto edge_c) {
+    constexpr bool EDGE = decltype(edge_c)::value;
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++)
-      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : ~0u;
+    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, krule, kpos, mi, n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -311,19 +466,16 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       softmax_max<NTS, BN, !EDGE>(p, s[mi], mrow[mi], lrow[mi], rows, n0, lk, shift, EDGE, t, alpha[mi], muse[mi]);
     }
     rescale<MT, NTD>(acc, alpha);
-    /* With dropout off (EDGE), every bit is set and the factor 1: the same values with no test of p.dropout per
-     * element, which the compiler would branch on */
-    const float dsc = !EDGE || p.dropout ? p.drop_scale : 1.f;
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) {
-      softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
-      if constexpr (DROP) apply_keep<NTS>(s[mi], &keepbits[mi], dsc);
-    }
+    for (int mi = 0; mi < MT; mi++) softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[MT][4];
 #pragma unroll
-      for (int mi = 0; mi < MT; mi++) c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+      for (int mi = 0; mi < MT; mi++) {
+        c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+        if constexpr (DROP) drop_pairs(a[mi], keepbits[mi], kk); /* (l above is of the undropped P) */
+      }
 #pragma unroll
       for (int dt = 0; dt < NTD; dt += 2) {
         uint32_t bf[2][2];
@@ -351,13 +503,17 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
     const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
-    /* (dropout runs take the general copy: a third copy of the body costs the others registers, and spills) */
-    if (edge || p.dropout) step(n0, it, std::true_type{}, std::true_type{});
-    else step(n0, it, std::false_type{}, std::false_type{});
+    if (edge) step(n0, it, std::true_type{});
+    else step(n0, it, std::false_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
 #pragma unroll
   for (int mi = 0; mi < MT; mi++) {
+    if constexpr (DROP) /* Z = P keep / (1 - p): the factor of every kept element, once (0 where p = 1) */
+#pragma unroll
+      for (int i = 0; i < NTD; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[mi][i][e] *= p.drop_scale;
     const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
     store_rows<BF, NTD>(p, b, h, q0, lq, rows, acc[mi], mrow[mi], lrow[mi], t);
   }
@@ -369,13 +525,13 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
 #endif
 constexpr int FWD_MT = FA_FWD_MT, BM_FWD = 64 * FWD_MT;
 
-template <bool BF, int D>
+template <bool BF, int D, bool DROP>
 __global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
     /* the last query tiles first: under a causal mask they see the most keys, so the longest CTAs start in the
      * first wave rather than trail in the last (the backward's heaviest key tiles are its first already) */
-    fwd_tile<BF, D, FWD_MT>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
+    fwd_tile<BF, D, FWD_MT, DROP>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
@@ -401,40 +557,28 @@ __device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
 #endif
 }
 
-/* Where bwd_keep_bits puts the keep bit of element e of n8 block nt. */
-__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
-
-/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
- * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
- * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
- * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
- * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
- * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. */
-__device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb;
-  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + (uint64_t)p.Sk) << 16;
-  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
-  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
-}
-
 /* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
  * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
 __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
                                                            bool backward, uint32_t *out) {
   const int lane = threadIdx.x;
-  out[lane] = backward ? bwd_keep_bits(p, b, h, r0, n0, lane) : fwd_keep_bits(p, b, h, r0 + lane / 4, n0, lane);
+  const keep_rule k = keep_rule_of(p.thr);
+  if (backward) {
+    out[lane] = bwd_keep_word(p, k, b, h, r0, n0, lane);
+  } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
+    const int mi = r0 >= 16 ? 1 : 0;
+    out[lane] = fwd_keep_word(p, k, fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, lane), mi, n0, lane);
+  }
 }
 
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
 
-/* One (key tile, b, k/v head) of the backward. */
-template <bool BF, int D>
+/* One (key tile, b, k/v head) of the backward. DROP (the dropout kernel, p.dropout set): with Pk = P keep (the
+ * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
+ * dsum / f): the tiles use dsum (1 - p) (stored so) and leave f to dV, dK and dQ's final scaling, once. */
+template <bool BF, int D, bool DROP>
 __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
   constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
@@ -472,10 +616,13 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     ld = 0.f;
     if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
   };
+  /* dropout: 1 - p (0 where p = 1: f = 0 then, and dS = f P (dZ keep - 0) = 0, as P (0 - dsum) with dsum = 0) */
+  const float keepf = DROP && p.drop_scale > 0.f ? 1.f / p.drop_scale : 0.f;
+  const keep_rule krule = keep_rule_of(p.thr);
   auto store_ld = [&](int st, float ld) {
     const int r = threadIdx.x % BM;
     if (threadIdx.x < BM) sL2[st * BM + r] = ld == -INFINITY ? INFINITY : ld * LOG2E; /* no keys: exp2(s - inf) = 0 */
-    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = ld;
+    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = DROP ? ld * keepf : ld;
   };
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   load_tile_async<D, BN, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk);
@@ -486,6 +633,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     store_ld(0, ld);
   }
   cp_commit();
+  const float dqscale = DROP ? p.scale * p.drop_scale : p.scale;
   int h = hk * G; /* tile it's head and first row, stepped (no division by mtiles per tile) */
   int64_t m0 = mbeg;
   for (int it = 0; it < ntiles; it++) {
@@ -503,14 +651,13 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
      * diagonal's */
     const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
-    /* The tile's body, specialised at compile time: SIMPLE (an interior tile without dropout, the bulk of a run) is
-     * free of the masking and dropout code, each of which the compiler otherwise branches around element by element
-     * (a taken branch each, and basic blocks too small to interleave with the tensor-core steps). */
+    /* The tile's body, specialised at compile time: SIMPLE (an interior tile, the bulk of a run) is free of the
+     * masking code, which the compiler otherwise branches around element by element (a taken branch each, and basic
+     * blocks too small to interleave with the tensor-core steps); the dropout code is the DROP kernel's alone. */
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
       /* drawn before S^T, while fewer registers are live */
-      const bool drop = !SIMPLE && p.dropout;
-      const uint32_t keepbits = drop ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      const uint32_t keepbits = DROP ? bwd_keep_word(p, krule, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
       /* S^T = K Q^T: this warp's 16 keys x 64 queries */
       float st[NTQ][4];
 #pragma unroll
@@ -527,7 +674,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           fa_mma<BF>(st[nt + 1], a, bf[1]);
         }
       }
-      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
+      /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
+       * bwd_bit(nt, e)) */
       float z[NTQ][4];
       /* the mask where edge (not SIMPLE), in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
       const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
@@ -543,14 +691,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           const float x = st[nt][e] * p.scale_log2 - sL[il];
           const float pe = fa_exp2(ok ? x : -INFINITY);
           st[nt][e] = pe;
-          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-          z[nt][e] = drop ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+          z[nt][e] = pe;
         }
       /* dV += Z^T dO */
 #pragma unroll
       for (int kk = 0; kk < BM / 16; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+        if constexpr (DROP) drop_pairs_t(a, keepbits, kk);
 #pragma unroll
         for (int dt = 0; dt < NTD; dt += 2) {
           uint32_t bf[2][2];
@@ -574,14 +722,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           fa_mma<BF>(z[nt + 1], a, bf[1]);
         }
       }
-      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+      /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           int il = nt * 8 + 2 * t + (e & 1);
           float dp = z[nt][e];
-          if (drop) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
+          if constexpr (DROP) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp : 0.f;
           st[nt][e] *= dp - sD[il];
         }
       /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
@@ -629,11 +777,11 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
           const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
           const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale); /* (SIMPLE: every row is) */
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, dqscale); /* (SIMPLE: every row is) */
         }
       }
     };
-    if (edge || p.dropout) body(std::false_type{});
+    if (edge) body(std::false_type{});
     else body(std::true_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
@@ -641,22 +789,24 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   cp_wait<0>(); /* (K and V are still in flight when no query tile was left) */
   uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
+  const float kscale = DROP ? p.scale * p.drop_scale : p.scale, vscale = DROP ? p.drop_scale : 1.f;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     if (key[r] >= lk) continue;
 #pragma unroll
     for (int dt = 0; dt < NTD; dt++) {
       int64_t off = key[r] * p.dk_sr + dt * 8 + 2 * t;
-      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * p.scale, dk[dt][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r], dv[dt][2 * r + 1]);
+      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * kscale, dk[dt][2 * r + 1] * kscale);
+      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r] * vscale, dv[dt][2 * r + 1] * vscale);
     }
   }
 }
 
-template <bool BF, int D>
+template <bool BF, int D, bool DROP>
 __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
   extern __shared__ __align__(16) uint16_t smem[];
-  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y)
+    bwd_tile<BF, D, DROP>(p, blockIdx.x, (int)bh, smem);
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
@@ -720,22 +870,32 @@ fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_par
   return fc_launched(name);
 }
 
+/* The kernels of head dim D: the dropout one (DROP) where p.dropout, else the one without any dropout code. */
+template <bool BF, int D> fl_status fwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
+  return launch(p.dropout ? fa_fwd_kernel<BF, D, true> : fa_fwd_kernel<BF, D, false>, grid, fwd_smem(D), ctx, p,
+                "fa_fwd_kernel");
+}
+template <bool BF, int D> fl_status bwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
+  return launch(p.dropout ? fa_bwd_kernel<BF, D, true> : fa_bwd_kernel<BF, D, false>, grid, bwd_smem(D), ctx, p,
+                "fa_bwd_kernel", NTB);
+}
+
 template <bool BF> fl_status fwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_fwd_kernel<BF, 32>, grid, fwd_smem(32), ctx, p, "fa_fwd_kernel");
-    case 64: return launch(fa_fwd_kernel<BF, 64>, grid, fwd_smem(64), ctx, p, "fa_fwd_kernel");
-    case 96: return launch(fa_fwd_kernel<BF, 96>, grid, fwd_smem(96), ctx, p, "fa_fwd_kernel");
-    case 128: return launch(fa_fwd_kernel<BF, 128>, grid, fwd_smem(128), ctx, p, "fa_fwd_kernel");
+    case 32: return fwd_launch<BF, 32>(grid, ctx, p);
+    case 64: return fwd_launch<BF, 64>(grid, ctx, p);
+    case 96: return fwd_launch<BF, 96>(grid, ctx, p);
+    case 128: return fwd_launch<BF, 128>(grid, ctx, p);
     default: return fl_error(FL_EINVAL, "flash_attention: head_dim %d is not supported", D);
   }
 }
 
 template <bool BF> fl_status bwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel", NTB);
-    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel", NTB);
-    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel", NTB);
-    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel", NTB);
+    case 32: return bwd_launch<BF, 32>(grid, ctx, p);
+    case 64: return bwd_launch<BF, 64>(grid, ctx, p);
+    case 96: return bwd_launch<BF, 96>(grid, ctx, p);
+    case 128: return bwd_launch<BF, 128>(grid, ctx, p);
     default: return fl_error(FL_EINVAL, "flash_attention backward: head_dim %d is not supported", D);
   }
 }
