@@ -20,19 +20,23 @@
  * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
  * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
  * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
- * never stored. A block is 16 keys of a row; a fragment's
- * lanes split the runs of 16 keys they need (two Philox calls per lane per fragment and tile, twice that where
- * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
- * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
- * (1 - p); the row sum l is of the undropped P.
+ * never stored. A block is 16 keys of a row; a fragment's lanes split the runs of 16 keys they need (two Philox
+ * calls per lane per fragment and tile; three (forward) or four (backward) where Sk % 16 != 0 and runs straddle
+ * blocks) and transpose the keep bits over the lanes that share them with butterfly shuffles (fwd_keep_word,
+ * bwd_keep_word; bench/flash_dropout_lanes.py checks the lane mapping, tests/test_cuda_flash_keep.c the bits on the
+ * GPU). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
+ * 1 / (1 - p) scales O, dV, dK and dQ once at the end (the row sum l is of the undropped P).
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
- * Code shape: the body of a key tile (forward) or query tile (backward) is compiled twice, a general copy (masking in
- * tile coordinates, dropout checked at run time) for the tiles that need a mask and for dropout runs, and a copy
- * for the interior tiles without dropout that has neither, so that it is one branch-free block which the compiler
- * interleaves with the tensor-core steps (a branch per element was 128 taken branches a forward tile).
+ * Code shape: dropout runs take kernels of their own (the DROP template parameter; the host picks them where
+ * p > 0), so neither kernel tests p at run time. In each, the body of a key tile (forward) or query tile (backward)
+ * is compiled twice, a general copy (masking in tile coordinates) for the tiles that need a mask, and one for the
+ * interior tiles without it, one branch-free block which the compiler interleaves with the tensor-core steps (a
+ * branch per element was 128 taken branches a forward tile). (One kernel with a third copy for dropout cost the
+ * others registers and spills; dropout in the general copy ran every dropout tile through the masking code.)
  * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
- * The parameters, the fragment conversions, the keep-bit helpers, the forward's softmax step and epilogue live in
- * flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
+ * The parameters, the fragment conversions, the keep-bit layout (fwd_bit, swap_stage), the forward's softmax step and
+ * epilogue live in flash_common.cuh, shared with the Hopper forward (which still draws its keep bits by that file's
+ * fwd_keep_bits: the cheaper fwd_keep_word here gives the same bits, a candidate to move there) (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
  * instead where fa::sm90_forward_selected says. This file's interface to the others is the backend's entries
  * (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
  * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
@@ -226,17 +230,13 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 
 /* ---- Dropout: the keep bits of the DROP kernels (the byte rule of core/dropout_keep.h, bit for bit) ----
  * Philox4x32-10 as core/philox.h's fl_philox computes it, with each round's 32 x 32 -> 64-bit products written as
- * __umulhi and a 32-bit multiply: ptxas makes each pair one IMAD.WIDE.U32, where fl_philox's 64-bit products cost a
- * VIADD more each (20 a call, a fifth of it). c0, c1: the counter's low and high words. */
-__host__ __device__ __forceinline__ uint4 fa_philox(uint64_t seed, uint32_t c0, uint32_t c1) {
+ * __umulhi and a 32-bit multiply, which ptxas fuses into one IMAD.WIDE.U32 or issues as two: fl_philox's 64-bit
+ * products cost a VIADD more each besides (20 a call, a fifth of it). c0, c1: the counter's low and high words. */
+__device__ __forceinline__ uint4 fa_philox(uint64_t seed, uint32_t c0, uint32_t c1) {
   uint32_t c2 = 0, c3 = 0, k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
 #pragma unroll
   for (int r = 0; r < 10; r++) {
-#ifdef __CUDA_ARCH__
     const uint32_t h0 = __umulhi(0xD2511F53u, c0), h1 = __umulhi(0xCD9E8D57u, c2);
-#else
-    const uint32_t h0 = (uint32_t)((uint64_t)0xD2511F53u * c0 >> 32), h1 = (uint32_t)((uint64_t)0xCD9E8D57u * c2 >> 32);
-#endif
     const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
     c1 = 0xCD9E8D57u * c2, c3 = 0xD2511F53u * c0, c0 = n0, c2 = n2;
     k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
@@ -251,7 +251,7 @@ __host__ __device__ __forceinline__ uint4 fa_philox(uint64_t seed, uint32_t c0, 
 struct keep_rule {
   uint32_t lo7, c8, all;
 };
-__host__ __device__ __forceinline__ keep_rule keep_rule_of(uint32_t thr) {
+__device__ __forceinline__ keep_rule keep_rule_of(uint32_t thr) {
   const uint32_t c = 256u - thr;
   return {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, thr == 0 ? 0x80808080u : 0u};
 }
@@ -260,7 +260,7 @@ __host__ __device__ __forceinline__ keep_rule keep_rule_of(uint32_t thr) {
  * the same as fl_dropout_keep16: four bytes a word at once (no spreading into 16-bit lanes), each word's four drop
  * flags (bits 7, 15, 23, 31) gathered into a nibble by one multiply (the flags times 2^0 + 2^7 + 2^14 + 2^21 land at
  * bits 28..31, nothing else reaching them). */
-__host__ __device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
+__device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
   const uint32_t w[4] = {o.x, o.y, o.z, o.w};
   uint32_t drop = 0;
 #pragma unroll
@@ -283,12 +283,11 @@ __device__ __forceinline__ uint32_t keep_run16(const fa_params &p, const keep_ru
   return m;
 }
 
-/* Where fwd_keep_word puts the keep bit of element e of n8 block nt: flash_common.cuh's fwd_bit (the Hopper
- * forward's fwd_keep_bits lays its bits out the same way). */
 /* A lane's place in the forward's mask, fixed over a query tile: the Philox block (counter) of its first element in
  * key tile 0 of fragment 0 and its byte sh. Lane t of a quad draws row r_g + 8 (t & 1), keys 32 (t >> 1) .. + 31 of
  * each key tile (fwd_keep_word); fragment mi (rows + 16 mi) is Sk blocks on (16 Sk elements), key tile n0 is n0 / 16
- * blocks on (n0 a multiple of 16: sh stays). */
+ * blocks on (n0 a multiple of 16: sh stays). The bits land where flash_common.cuh's fwd_bit says, as the Hopper
+ * forward's fwd_keep_bits puts them. */
 struct keep_pos {
   uint64_t ctr;
   uint32_t sh;
@@ -657,7 +656,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
       /* drawn before S^T, while fewer registers are live */
-      const uint32_t keepbits = DROP ? bwd_keep_word(p, krule, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, krule, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
       /* S^T = K Q^T: this warp's 16 keys x 64 queries */
       float st[NTQ][4];
 #pragma unroll
