@@ -8,10 +8,10 @@ query-tile loop of the backward) and walks its body as a DAG (back edges and bra
         (next tile's cp.async, dQ atomics: one instruction for each destination operand), i.e. one interior tile with no masking, no dropout and no rescale (every
         branch that skips other work taken; a predicated instruction still issues);
   slow: the path of most instructions (edge masking, dropout, rescale: everything inlined into the loop).
-FLASH_SASS_PATH=drop makes "fast" the dropout path instead: the fewest instructions through every shuffle (the keep
-bits' butterfly stages), i.e. an interior tile with dropout on, no mask, no rescale and Sk % 16 == 0 (no second Philox
-block), whether dropout is a run-time branch of one kernel or a kernel of its own (the ",drop" rows: a DROP template
-parameter, whose plain "fast" path is that tile already). The fast path's mix is the per-tile instruction count that the hardware counters see in the bulk of a run. "stall"
+The ",drop" rows are dropout kernels (a DROP template parameter): their fast path is an interior tile with dropout
+on (Sk % 16 == 0: no second Philox block). For kernels that test p.dropout at run time, flash_sass.sh's
+FLASH_SASS_DROPOUT=on compiles them with it constant-folded, which makes their fast path that tile too. The fast
+path's mix is the per-tile instruction count that the hardware counters see in the bulk of a run. "stall"
 sums the control codes' stall fields along it: the cycles the compiler's static schedule makes one warp wait
 between issues (fixed-latency dependencies, HMMA issue spacing), before any scoreboard (variable-latency) wait.
 hmma_dep counts HMMAs whose accumulator input is the output of one of the 3 HMMAs issued just before them (a
@@ -20,7 +20,6 @@ documented by reverse engineering (Jia et al., "Dissecting the NVIDIA Volta GPU 
 Microbenchmarking"): in the upper 64-bit word, stall = bits 41-44, yield 45, write barrier 46-48, read barrier
 49-51, wait mask 52-57, reuse 58-61.
 """
-import os
 import re
 import sys
 from collections import Counter
@@ -130,7 +129,7 @@ def main_loop(ins, labels):
     return best
 
 
-def paths(ins, labels, head, tail, drop_path=False):
+def paths(ins, labels, head, tail):
     """The fast and slow paths from head to tail through the loop body (forward edges inside it only). The fast path
     is the one of fewest instructions among those that do all the global-memory work they can (next tile's copies,
     dQ's atomics: a path skipping them is not an interior tile's), the slow one that of most instructions."""
@@ -140,8 +139,6 @@ def paths(ins, labels, head, tail, drop_path=False):
             first.setdefault(ins[i]["op"] + ins[i]["args"].split(",")[0], i)
     rewarded = set(first.values())
 
-    if drop_path:  # the dropout path: through the butterfly shuffles of the keep bits (and the softmax's) too
-        rewarded |= {i for i in range(head, tail + 1) if ins[i]["op"].startswith("SHFL")}
 
     def cost_fast(i):
         return -1000 if i in rewarded else 1
@@ -266,7 +263,7 @@ def main():
         if loop is None:
             continue
         h, t = loop
-        fast, slow = paths(ins, labels[f], h, t, os.environ.get("FLASH_SASS_PATH") == "drop")
+        fast, slow = paths(ins, labels[f], h, t)
         c = mix(ins, fast)
         stall = sum(ins[i]["stall"] for i in fast)
         if listed and listed[0] == name:

@@ -35,10 +35,10 @@
  * others registers and spills; dropout in the general copy ran every dropout tile through the masking code.)
  * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
  * The parameters, the fragment conversions, the keep-bit layout (fwd_bit, swap_stage), the forward's softmax step and
- * epilogue live in flash_common.cuh, shared with the Hopper forward (which still draws its keep bits by that file's
- * fwd_keep_bits: the cheaper fwd_keep_word here gives the same bits, a candidate to move there) (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
- * instead where fa::sm90_forward_selected says. This file's interface to the others is the backend's entries
- * (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
+ * epilogue live in flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu; it still draws its keep
+ * bits by that file's fwd_keep_bits, which fwd_keep_word here matches bit for bit at a lower cost: a candidate to
+ * move there), which flash_attention_forward runs instead where fa::sm90_forward_selected says. This file's
+ * interface to the others is the backend's entries (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
  * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
 #include "flash_common.cuh"
 #include "dispatch.cuh"
@@ -229,31 +229,57 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 }
 
 /* ---- Dropout: the keep bits of the DROP kernels (the byte rule of core/dropout_keep.h, bit for bit) ----
- * Philox4x32-10 as core/philox.h's fl_philox computes it, with each round's 32 x 32 -> 64-bit products written as
- * __umulhi and a 32-bit multiply, which ptxas fuses into one IMAD.WIDE.U32 or issues as two: fl_philox's 64-bit
- * products cost a VIADD more each besides (20 a call, a fifth of it). c0, c1: the counter's low and high words. */
-__device__ __forceinline__ uint4 fa_philox(uint64_t seed, uint32_t c0, uint32_t c1) {
-  uint32_t c2 = 0, c3 = 0, k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-#pragma unroll
-  for (int r = 0; r < 10; r++) {
-    const uint32_t h0 = __umulhi(0xD2511F53u, c0), h1 = __umulhi(0xCD9E8D57u, c2);
-    const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
-    c1 = 0xCD9E8D57u * c2, c3 = 0xD2511F53u * c0, c0 = n0, c2 = n2;
-    k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;
-  }
-  return make_uint4(c0, c1, c2, c3);
-}
-
-/* The byte rule's threshold t (0..256) as the constants of keep_bits16: with c = 256 - t, byte x is dropped iff
+ * The byte rule's threshold t (0..256) as the constants of keep_bits16: with c = 256 - t, byte x is dropped iff
  * x + c carries out of bit 7 (x >= t), the carry being the majority of x's bit 7, c's bit 7 and the carry into bit 7,
  * which is bit 7 of (x & 0x7f) + (c & 0x7f); lo7, c8: c & 0x7f and c & 0xff in every byte; all: every byte's bit 7
  * where t = 0 (c = 256 is not a byte: everything dropped). */
 struct keep_rule {
   uint32_t lo7, c8, all;
 };
-__device__ __forceinline__ keep_rule keep_rule_of(uint32_t thr) {
-  const uint32_t c = 256u - thr;
-  return {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, thr == 0 ? 0x80808080u : 0u};
+
+/* What the dropout kernels' keep bits need besides fa_params, a second kernel parameter filled on the host
+ * (drop_of): Philox's round keys (key[2 r], key[2 r + 1]: round r's k0, k1), which the XORs then read from the
+ * parameter bank instead of adding the key schedule's constants to the seed (two instructions a round) in every
+ * call; and the byte rule's constants. */
+struct fa_drop {
+  uint32_t key[20];
+  keep_rule rule;
+};
+
+__host__ __device__ inline fa_drop drop_of(const fa_params &p) {
+  fa_drop d;
+  uint32_t k0 = (uint32_t)p.seed, k1 = (uint32_t)(p.seed >> 32);
+  for (int r = 0; r < 10; r++, k0 += 0x9E3779B9u, k1 += 0xBB67AE85u) d.key[2 * r] = k0, d.key[2 * r + 1] = k1;
+  const uint32_t c = 256u - p.thr;
+  d.rule = {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, p.thr == 0 ? 0x80808080u : 0u};
+  return d;
+}
+
+/* Philox4x32-10 as core/philox.h's fl_philox computes it, each round's 32 x 32 -> 64-bit products one mul.wide.u32
+ * (one IMAD.WIDE.U32): fl_philox's C products come out as that and a VIADD more each, or as two multiplies (20
+ * instructions a call more, a fifth of it). c0, c1: the counter's low and high words. KEYS: the round keys read from
+ * d.key (the forward), else the seed's (d.key[0], d.key[1]) plus the schedule's constants, two uniform adds a
+ * round (the backward: reading them cost its d128 kernel spills and stalls, bench/flash_sass.sh). */
+template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint32_t c0, uint32_t c1) {
+  uint32_t c2 = 0, c3 = 0;
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0, p1;
+    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p0) : "r"(c0), "n"(0xD2511F53u));
+    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p1) : "r"(c2), "n"(0xCD9E8D57u));
+    uint32_t l0, h0, l1, h1;
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(l0), "=r"(h0) : "l"(p0));
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(l1), "=r"(h1) : "l"(p1));
+    const uint32_t k0 = KEYS ? d.key[2 * r] : d.key[0] + r * 0x9E3779B9u;
+    const uint32_t k1 = KEYS ? d.key[2 * r + 1] : d.key[1] + r * 0xBB67AE85u;
+    const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
+    c1 = l1, c3 = l0, c0 = n0, c2 = n2;
+  }
+  return make_uint4(c0, c1, c2, c3);
+}
+/* fa_philox of counter ctr */
+template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint64_t ctr) {
+  return fa_philox<KEYS>(d, (uint32_t)ctr, (uint32_t)(ctr >> 32));
 }
 
 /* The byte rule's keep bits of one Philox block (bit j: byte j, in the little-endian order of words 0..3, is < t),
@@ -274,12 +300,9 @@ __device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
 
 /* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
  * included) on, bit j for element sh + j: one block when sh == 0, else the two the run straddles. */
-__device__ __forceinline__ uint32_t keep_run16(const fa_params &p, const keep_rule &k, uint64_t ctr, uint32_t sh) {
-  uint32_t m = keep_bits16(fa_philox(p.seed, (uint32_t)ctr, (uint32_t)(ctr >> 32)), k);
-  if (sh) {
-    const uint64_t c1 = ctr + 1;
-    m = (m >> sh | keep_bits16(fa_philox(p.seed, (uint32_t)c1, (uint32_t)(c1 >> 32)), k) << (16 - sh)) & 0xffffu;
-  }
+template <bool KEYS> __device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint64_t ctr, uint32_t sh) {
+  uint32_t m = keep_bits16(fa_philox<KEYS>(d, ctr), d.rule);
+  if (sh) m = (m >> sh | keep_bits16(fa_philox<KEYS>(d, ctr + 1), d.rule) << (16 - sh)) & 0xffffu;
   return m;
 }
 
@@ -306,17 +329,12 @@ __device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int 
  * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
  * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
  * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const keep_rule &k, keep_pos at, int mi,
+__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
                                                   int64_t n0, int lane) {
   const int t = lane % 4;
-  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16, c1 = ctr + 1;
-  uint32_t x = keep_bits16(fa_philox(p.seed, (uint32_t)ctr, (uint32_t)(ctr >> 32)), k) |
-               keep_bits16(fa_philox(p.seed, (uint32_t)c1, (uint32_t)(c1 >> 32)), k) << 16;
-  if (at.sh) {
-    const uint64_t c2 = ctr + 2;
-    const uint32_t hi = keep_bits16(fa_philox(p.seed, (uint32_t)c2, (uint32_t)(c2 >> 32)), k);
-    x = __funnelshift_r(x, hi, at.sh);
-  }
+  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
+  uint32_t x = keep_bits16(fa_philox<true>(d, ctr), d.rule) | keep_bits16(fa_philox<true>(d, ctr + 1), d.rule) << 16;
+  if (at.sh) x = __funnelshift_r(x, keep_bits16(fa_philox<true>(d, ctr + 2), d.rule), at.sh);
   x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
   return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
 }
@@ -350,13 +368,13 @@ __host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 
  * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
  * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
  * key, i.e. n8 block nt = u. */
-__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const keep_rule &k, int b, int h, int64_t m0,
+__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
                                                   int64_t kb, int lane) {
   const int g = lane / 4, t = lane % 4;
   const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
   const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb, idx2 = idx + (uint64_t)p.Sk;
-  uint32_t x = keep_run16(p, k, p.offset + idx / 16, (uint32_t)(idx % 16)) |
-               keep_run16(p, k, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
+  uint32_t x = keep_run16<false>(d, p.offset + idx / 16, (uint32_t)(idx % 16)) |
+               keep_run16<false>(d, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
   x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
   x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
   return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
@@ -376,13 +394,17 @@ __device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int k
 }
 
 
+/* Whether a kernel has the interior tiles' copy of its body: all but the dropout kernels of head dims 32 and 96,
+ * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
+template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D == 128;
+
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
  * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
  * and the causal diagonal's. DROP (the dropout kernel, p.dropout set): every tile drops out P's pairs by its keep
  * masks (drop_pairs), and the factor 1 / (1 - p) scales O once, at the end. */
 template <bool BF, int D, int MT, bool DROP>
-__device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
+__device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, uint16_t *smem) {
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
   uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
@@ -418,10 +440,9 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
   }
-  /* dropout: the lane's place in the mask (fragment 0, key tile 0) and the rule's constants, fixed over the tile */
+  /* dropout: the lane's place in the mask (fragment 0, key tile 0), fixed over the tile */
   keep_pos kpos{};
-  keep_rule krule{};
-  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), lane), krule = keep_rule_of(p.thr);
+  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), lane);
   /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
    * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
    * tensor-core steps, and every tile would jump over the masking code, 128 taken branches a tile): EDGE masks (in
@@ -432,7 +453,7 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, krule, kpos, mi, n0, lane) : ~0u;
+    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, dr, kpos, mi, n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -502,8 +523,8 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
     const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
-    if (edge) step(n0, it, std::true_type{});
-    else step(n0, it, std::false_type{});
+    if (INTERIOR_COPY<DROP, D> && !edge) step(n0, it, std::false_type{});
+    else step(n0, it, std::true_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
 #pragma unroll
@@ -525,12 +546,12 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
 constexpr int FWD_MT = FA_FWD_MT, BM_FWD = 64 * FWD_MT;
 
 template <bool BF, int D, bool DROP>
-__global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
+__global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p, fa_drop dr) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
     /* the last query tiles first: under a causal mask they see the most keys, so the longest CTAs start in the
      * first wave rather than trail in the last (the backward's heaviest key tiles are its first already) */
-    fwd_tile<BF, D, FWD_MT, DROP>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
+    fwd_tile<BF, D, FWD_MT, DROP>(p, dr, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
@@ -556,17 +577,17 @@ __device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
 #endif
 }
 
-/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
- * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
-__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
+/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_word of the m16 fragment of rows r0.. (lane g's row
+ * r0 + g; from r0 = 16 on as the second fragment of rows r0 - 16.., so that both of fwd_tile's are probed) or
+ * bwd_keep_word of queries r0.., keys n0.. */
+__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop d, int b, int h, int64_t r0, int64_t n0,
                                                            bool backward, uint32_t *out) {
   const int lane = threadIdx.x;
-  const keep_rule k = keep_rule_of(p.thr);
   if (backward) {
-    out[lane] = bwd_keep_word(p, k, b, h, r0, n0, lane);
+    out[lane] = bwd_keep_word(p, d, b, h, r0, n0, lane);
   } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
     const int mi = r0 >= 16 ? 1 : 0;
-    out[lane] = fwd_keep_word(p, k, fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, lane), mi, n0, lane);
+    out[lane] = fwd_keep_word(p, d, fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, lane), mi, n0, lane);
   }
 }
 
@@ -578,7 +599,7 @@ constexpr int NTB = 256, BNB = 128;
  * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
  * dsum / f): the tiles use dsum (1 - p) (stored so) and leave f to dV, dK and dQ's final scaling, once. */
 template <bool BF, int D, bool DROP>
-__device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
+__device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int bhk, uint16_t *smem) {
   constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
@@ -617,7 +638,6 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   };
   /* dropout: 1 - p (0 where p = 1: f = 0 then, and dS = f P (dZ keep - 0) = 0, as P (0 - dsum) with dsum = 0) */
   const float keepf = DROP && p.drop_scale > 0.f ? 1.f / p.drop_scale : 0.f;
-  const keep_rule krule = keep_rule_of(p.thr);
   auto store_ld = [&](int st, float ld) {
     const int r = threadIdx.x % BM;
     if (threadIdx.x < BM) sL2[st * BM + r] = ld == -INFINITY ? INFINITY : ld * LOG2E; /* no keys: exp2(s - inf) = 0 */
@@ -656,7 +676,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
       /* drawn before S^T, while fewer registers are live */
-      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, krule, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
       /* S^T = K Q^T: this warp's 16 keys x 64 queries */
       float st[NTQ][4];
 #pragma unroll
@@ -780,8 +800,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         }
       }
     };
-    if (edge) body(std::false_type{});
-    else body(std::true_type{});
+    if (INTERIOR_COPY<DROP, D> && !edge) body(std::true_type{});
+    else body(std::false_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
   }
@@ -802,10 +822,10 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
 }
 
 template <bool BF, int D, bool DROP>
-__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
+__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p, fa_drop dr) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y)
-    bwd_tile<BF, D, DROP>(p, blockIdx.x, (int)bh, smem);
+    bwd_tile<BF, D, DROP>(p, dr, blockIdx.x, (int)bh, smem);
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
@@ -822,7 +842,7 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
 /* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
 void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
   p.dropout = prob > 0;
-  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  /* the byte rule's t (keep_bits16), not the word rule's threshold of F.dropout */
   p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
   p.seed = seed, p.offset = offset;
 }
@@ -863,9 +883,10 @@ dim3 grid_of(int64_t len, int tile, int64_t bh) {
 }
 
 template <class K>
-fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name, int threads = NT) {
+fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name,
+                 int threads = NT) {
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p);
+  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p, drop_of(p));
   return fc_launched(name);
 }
 
@@ -974,6 +995,6 @@ extern "C" fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double prob, uint6
   memset(&p, 0, sizeof p);
   p.Hq = Hq, p.Sq = Sq, p.Sk = Sk;
   set_dropout(p, prob, seed, offset);
-  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, b, h, r0, n0, backward, (uint32_t *)fc_base(out));
+  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, drop_of(p), b, h, r0, n0, backward, (uint32_t *)fc_base(out));
   return fc_launched("fa_keep_probe_kernel");
 }
