@@ -75,10 +75,11 @@ def funnel_r(lo, hi, sh):
     return (lo + hi)[sh:sh + 32]
 
 
-def fwd_keep_word(Hq, Sq, Sk, b, h, rg, mi, n0, t):
-    """fwd_keep_word(p, k, fwd_keep_pos(p, b, h, rg, lane), mi, n0, lane) before its butterfly stages."""
+def fwd_keep_word(Hq, Sq, Sk, b, h, rg, kofs, mi, n0, t):
+    """fwd_keep_word(p, d, fwd_keep_pos(p, b, h, rg, kofs, lane), mi, n0, lane) before its butterfly stages."""
+    assert n0 % 16 == 0
     row = (b * Hq + h) * Sq + rg + 8 * (t & 1)
-    idx = row * Sk + 32 * (t >> 1)
+    idx = row * Sk + kofs + 32 * (t >> 1)
     ctr, sh = idx // 16 + mi * Sk + n0 // 16, idx % 16
     x = bor(block(ctr), shl(block(ctr + 1), 16))
     if sh:
@@ -109,8 +110,8 @@ def run_stages(xs, st):
 def check_fwd(Hq, Sq, Sk, b, h, r0, n0):
     """fwd_keep_word for the m16 fragment whose lane g has row r0 + g, keys n0 .. n0 + 63 (from r0 = 16 on as
     fragment mi = 1 of rows r0 - 16.., as fwd_tile's second fragment)."""
-    mi = 1 if r0 >= 16 else 0
-    xs = [fwd_keep_word(Hq, Sq, Sk, b, h, r0 - 16 * mi + l // 4, mi, n0, l % 4) for l in range(32)]
+    mi, kofs = 1 if r0 >= 16 else 0, n0 % 16  # (the test probe's any n0: keys kofs on, tile n0 - kofs)
+    xs = [fwd_keep_word(Hq, Sq, Sk, b, h, r0 - 16 * mi + l // 4, kofs, mi, n0 - kofs, l % 4) for l in range(32)]
     xs = run_stages(xs, FWD_STAGES)
     for l in range(32):
         g, t = l // 4, l % 4
@@ -174,7 +175,7 @@ def main():
         for Sq in (64, 130):
             for (b, h) in ((0, 0), (2, 3)):
                 for r0 in (0, 48, 112):  # the lane-0 row of an m16 fragment (16 m, MT = 2 tiles of 64)
-                    for n0 in range(0, min(Sk, 256), 64):
+                    for n0 in list(range(0, min(Sk, 256), 64)) + [36]:  # (36: the test probe's n0)
                         check_fwd(4, Sq, Sk, b, h, r0, n0)
                         n += 1
                 for m0 in range(0, Sq, 64):

@@ -309,16 +309,17 @@ template <bool KEYS> __device__ __forceinline__ uint32_t keep_run16(const fa_dro
 /* A lane's place in the forward's mask, fixed over a query tile: the Philox block (counter) of its first element in
  * key tile 0 of fragment 0 and its byte sh. Lane t of a quad draws row r_g + 8 (t & 1), keys 32 (t >> 1) .. + 31 of
  * each key tile (fwd_keep_word); fragment mi (rows + 16 mi) is Sk blocks on (16 Sk elements), key tile n0 is n0 / 16
- * blocks on (n0 a multiple of 16: sh stays). The bits land where flash_common.cuh's fwd_bit says, as the Hopper
+ * blocks on (n0 a multiple of 16: sh stays). kofs: keys from key 0 to the tiles' first (0 but in the test probe). The bits land where flash_common.cuh's fwd_bit says, as the Hopper
  * forward's fwd_keep_bits puts them. */
 struct keep_pos {
   uint64_t ctr;
   uint32_t sh;
 };
-__device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int h, int64_t rg, int lane) {
+__device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int h, int64_t rg, int64_t kofs,
+                                                 int lane) {
   const int t = lane % 4;
   const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
-  const uint64_t idx = row * (uint64_t)p.Sk + 32 * (t >> 1);
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kofs + 32 * (t >> 1);
   return {p.offset + idx / 16, (uint32_t)(idx % 16)};
 }
 
@@ -442,7 +443,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
   }
   /* dropout: the lane's place in the mask (fragment 0, key tile 0), fixed over the tile */
   keep_pos kpos{};
-  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), lane);
+  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), 0, lane);
   /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
    * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
    * tensor-core steps, and every tile would jump over the masking code, 128 taken branches a tile): EDGE masks (in
@@ -587,7 +588,8 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
     out[lane] = bwd_keep_word(p, d, b, h, r0, n0, lane);
   } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
     const int mi = r0 >= 16 ? 1 : 0;
-    out[lane] = fwd_keep_word(p, d, fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, lane), mi, n0, lane);
+    const keep_pos at = fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, n0 % 16, lane); /* (any n0: its tile is 16 k) */
+    out[lane] = fwd_keep_word(p, d, at, mi, n0 - n0 % 16, lane);
   }
 }
 
