@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
-keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit) against the reference attention's mask
-index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + i) Sk + j; varlen:
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
+against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + i) Sk + j; varlen:
 [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
 Every bit of a simulated 32-bit register carries a label: the mask element (index relative to the generator
@@ -11,7 +11,8 @@ such registers for all 32 lanes, then checks that the bit each lane reads for fr
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
 butterfly stages (swap_stage calls) are read from the sources, so the check follows them; the index arithmetic of
 keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks keep_bits16's four-bytes-a-word
-form of the byte rule (keep_rule_of's constants) against the rule itself for every threshold and byte.
+form of the byte rule (drop_of's constants) against the rule itself for every threshold and byte, and the PRMT
+selectors of drop_pairs / drop_pairs_t (mirrored) against the bit positions.
 
 Run: python3 bench/flash_dropout_lanes.py  (exit status 0 and "ok" when every case matches)."""
 import os
@@ -162,8 +163,45 @@ def check_keep_bits16():
                         assert bool(drop >> k & 1) == want, "keep_bits16 t %d word %#x byte %d" % (t, w, k)
 
 
+def prmt(a, b, sel):
+    """PTX prmt.b32 (default mode): result byte i is byte sel nibble i & 7 of (b:a), or with the nibble's bit 3 its
+    sign replicated."""
+    src = [(a >> (8 * k)) & 0xff for k in range(4)] + [(b >> (8 * k)) & 0xff for k in range(4)]
+    r = 0
+    for i in range(4):
+        n = (sel >> (4 * i)) & 0xf
+        v = src[n & 7]
+        r |= ((0xff if v & 0x80 else 0) if n & 8 else v) << (8 * i)
+    return r
+
+
+def check_drop_pairs():
+    """drop_pairs / drop_pairs_t (mirrored): the mask of A-fragment word j of k step kk (n8 block 2 kk + j / 2,
+    elements 2 (j & 1) in the low half, + 1 in the high half, as c_to_a packs them) is 0xffff in each half whose keep
+    bit (fwd_bit / bwd_bit) is set, for every keep word of single bits and a few random ones."""
+    import random
+    words = [1 << i for i in range(32)] + [random.getrandbits(32) for _ in range(200)] + [0, 0xffffffff]
+    shl32 = lambda x, n: (x << n) & 0xffffffff
+    for keep in words:
+        for kk in range(4):
+            for j in range(4):
+                nt, e = 2 * kk + j // 2, 2 * (j & 1)
+                B, q = fwd_bit(nt, e), fwd_bit(nt, e) // 8
+                m = prmt(shl32(keep, 7 - B % 8), shl32(keep, 6 - B % 8), (8 + q) * 0x11 + (12 + q) * 0x1100)
+                want = ((0xffff if keep >> fwd_bit(nt, e) & 1 else 0) |
+                        (0xffff0000 if keep >> fwd_bit(nt, e + 1) & 1 else 0))
+                assert m == want, "drop_pairs keep %#x kk %d j %d: %#x, want %#x" % (keep, kk, j, m, want)
+                qt = j & 1
+                x = shl32(keep, 7 - nt)
+                m = prmt(x, x, (8 + qt) * 0x11 + (10 + qt) * 0x1100)
+                want = ((0xffff if keep >> bwd_bit(nt, e) & 1 else 0) |
+                        (0xffff0000 if keep >> bwd_bit(nt, e + 1) & 1 else 0))
+                assert m == want, "drop_pairs_t keep %#x kk %d j %d: %#x, want %#x" % (keep, kk, j, m, want)
+
+
 def main():
     check_keep_bits16()
+    check_drop_pairs()
     # positions are distinct and fit a word
     for f in (fwd_bit, bwd_bit):
         pos = sorted(f(nt, e) for nt in range(8) for e in range(4))
@@ -182,7 +220,8 @@ def main():
                     for kb in range(0, min(Sk, 128), 16):  # n0 (multiple of 128) + 16 w
                         check_bwd(4, Sq, Sk, b, h, m0, kb)
                         n += 1
-    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; keep_bits16 = the byte rule" % n)
+    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; keep_bits16 = the byte rule; "
+          "drop_pairs(_t) masks" % n)
 
 
 if __name__ == "__main__":
