@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
 keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
-against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + i) Sk + j; varlen:
-[nseq, Hq, max_q, max_k], the same formula with the max lengths).
+against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk],
+element ((b Hq + h) Sq + i) Sk + j; varlen: [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
 Every bit of a simulated 32-bit register carries a label: the mask element (index relative to the generator
 offset) whose keep bit it is, or None for a bit known to be 0. Philox block c holds elements 16 c .. 16 c + 15
