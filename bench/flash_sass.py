@@ -30,7 +30,7 @@ TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 CATS = [  # (column, opcode bases)
     ("HMMA", {"HMMA"}),
     ("LDSM", {"LDSM"}),
-    ("LDS/STS", {"LDS", "STS"}),
+    ("LDS/STS", {"LDS", "STS", "STSM"}),
     ("LDGSTS", {"LDGSTS"}),
     ("gmem", {"LDG", "STG", "RED", "REDG", "ATOM", "ATOMG", "REDAS"}),
     ("local", {"LDL", "STL"}),
@@ -130,11 +130,15 @@ def paths(ins, labels, head, tail):
     """The fast and slow paths from head to tail through the loop body (forward edges inside it only). The fast path
     is the one of fewest instructions among those that do all the global-memory work they can (next tile's copies,
     dQ's atomics: a path skipping them is not an interior tile's), the slow one that of most instructions."""
-    first = {}  # the first (by address) of the memory instructions with the same operands: one copy of each
+    first, same = {}, {}  # the first (by address) of the memory instructions with the same operands: one copy of each
     for i in range(head, tail + 1):  # (the compiler may if-convert a fast copy and keep a general one after it)
         if category(ins[i]["op"]) in ("LDGSTS", "gmem"):
             first.setdefault(ins[i]["op"] + ins[i]["args"].split(",")[0], i)
-    rewarded = set(first.values())
+            # (the same destination through other registers, e.g. the dQ atomics in a second copy of the body: its
+            # offset and its order among the copy's memory instructions of that offset name it)
+            key = ins[i]["op"] + re.sub(r"\bU?R\d+(\.64)?|\bRZ\b|desc\[\w+\]", "", ins[i]["args"].split(",")[0])
+            same.setdefault(key, []).append(i)
+    rewarded = set(first.values()) | {i for v in same.values() for i in v}
 
     def cost_fast(i):
         return -1000 if i in rewarded else 1
