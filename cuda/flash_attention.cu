@@ -206,6 +206,26 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
   }
 }
 
+#ifndef FA_PLAIN_LOADS
+/* This thread's chunks of a tile copy where NTH threads split N rows of D halves one column each (NTH a multiple of
+ * D / 8): from its first row (src, into smem at s) every NTH / (D / 8) rows, cp.async, zero-filled from row left on
+ * (safe: any readable address, nothing is read there). */
+template <int D, int N, int NTH>
+__device__ __forceinline__ void load_rows_async(uint16_t *s, int ld, const uint16_t *src, int64_t rs, int64_t left,
+                                                const uint16_t *safe) {
+  constexpr int RS = NTH / (D / 8);
+  static_assert(NTH % (D / 8) == 0, "one column per thread");
+  const int64_t step = (int64_t)RS * rs;
+  const uint32_t dst = smem_addr(s);
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    const bool in = i * RS < left;
+    cp_async16(dst + i * RS * ld * 2, in ? src : safe, in);
+  }
+}
+
+#endif
+
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
 template <int D, int N, int NTH = NT>
@@ -491,14 +511,32 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
   /* issues the cp.async copies of the Q and dO tile (head h, rows m0..) into stage st (the caller commits); loads its
    * lse and dsum (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once it is free */
+  /* ROWS: this thread's first row of the Q and dO copies (head 0, row 0 of the sequence on) and its lse or dsum
+   * (threads < 2 BM), so that a tile adds h head strides and m0 row strides, with no products of b and q0 per tile
+   * (d128: 40 fewer instructions a tile; at 64 it cost registers, spills 8 -> 24 B; 96 splits columns unevenly) */
+  constexpr bool ROWS = D == 32 || D == 128;
+  static_assert(!ROWS || NTB % (D / 8) == 0, "one column per thread");
+  const int cr = ROWS ? (int)threadIdx.x / (D / 8) : 0, ck = ROWS ? (int)threadIdx.x % (D / 8) * 8 : 0;
+  const uint16_t *qt = p.q + b * p.q_sb + (q0 + cr) * p.q_sr + ck, *ot = p.dout + b * p.o_sb + (q0 + cr) * p.o_sr + ck;
+  const int lr = threadIdx.x % BM;
+  const float *lt = (threadIdx.x < BM ? p.lse : p.dsum) + b * p.l_sb + (q0 + lr) * p.l_sr;
   auto issue = [&](int h, int64_t m0, int st, float &ld) {
-    load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
-    load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
-                                lq);
-    const int r = threadIdx.x % BM;
-    const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
+    if constexpr (ROWS) {
+      uint16_t *sq = sQ2 + st * BM * LD + cr * LD + ck, *so = sO2 + st * BM * LD + cr * LD + ck;
+      load_rows_async<D, BM, NTB>(sq, LD, qt + h * p.q_sh + m0 * p.q_sr, p.q_sr, lq - m0 - cr, p.q);
+      load_rows_async<D, BM, NTB>(so, LD, ot + h * p.o_sh + m0 * p.o_sr, p.o_sr, lq - m0 - cr, p.dout);
+    } else {
+      load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
+      load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
+                                  lq);
+    }
     ld = 0.f;
-    if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    if constexpr (ROWS) {
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = lt[h * p.l_sh + m0 * p.l_sr];
+    } else {
+      const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + lr) * p.l_sr;
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    }
   };
   auto store_ld = [&](int st, float ld) {
     const int r = threadIdx.x % BM;
