@@ -206,25 +206,32 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
   }
 }
 
-#ifndef FA_PLAIN_LOADS
 /* This thread's chunks of a tile copy where NTH threads split N rows of D halves one column each (NTH a multiple of
- * D / 8): from its first row (src, into smem at s) every NTH / (D / 8) rows, cp.async, zero-filled from row left on
- * (safe: any readable address, nothing is read there). */
+ * D / 8): from its first row (src, into smem at s) every NTH / (D / 8) rows, cp.async (under FA_PLAIN_LOADS
+ * synchronous), zero-filled from row left on (safe: any readable address, nothing is read there). */
 template <int D, int N, int NTH>
 __device__ __forceinline__ void load_rows_async(uint16_t *s, int ld, const uint16_t *src, int64_t rs, int64_t left,
                                                 const uint16_t *safe) {
   constexpr int RS = NTH / (D / 8);
   static_assert(NTH % (D / 8) == 0, "one column per thread");
   const int64_t step = (int64_t)RS * rs;
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i * RS < left) v = *reinterpret_cast<const uint4 *>(src);
+    *reinterpret_cast<uint4 *>(s + i * RS * ld) = v;
+  }
+  (void)safe;
+#else
   const uint32_t dst = smem_addr(s);
 #pragma unroll
   for (int i = 0; i < N / RS; i++, src += step) {
     const bool in = i * RS < left;
     cp_async16(dst + i * RS * ld * 2, in ? src : safe, in);
   }
-}
-
 #endif
+}
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
@@ -517,9 +524,10 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   constexpr bool ROWS = D == 32 || D == 128;
   static_assert(!ROWS || NTB % (D / 8) == 0, "one column per thread");
   const int cr = ROWS ? (int)threadIdx.x / (D / 8) : 0, ck = ROWS ? (int)threadIdx.x % (D / 8) * 8 : 0;
-  const uint16_t *qt = p.q + b * p.q_sb + (q0 + cr) * p.q_sr + ck, *ot = p.dout + b * p.o_sb + (q0 + cr) * p.o_sr + ck;
+  [[maybe_unused]] const uint16_t *qt = p.q + b * p.q_sb + (q0 + cr) * p.q_sr + ck;
+  [[maybe_unused]] const uint16_t *ot = p.dout + b * p.o_sb + (q0 + cr) * p.o_sr + ck;
   const int lr = threadIdx.x % BM;
-  const float *lt = (threadIdx.x < BM ? p.lse : p.dsum) + b * p.l_sb + (q0 + lr) * p.l_sr;
+  [[maybe_unused]] const float *lt = (threadIdx.x < BM ? p.lse : p.dsum) + b * p.l_sb + (q0 + lr) * p.l_sr;
   auto issue = [&](int h, int64_t m0, int st, float &ld) {
     if constexpr (ROWS) {
       uint16_t *sq = sQ2 + st * BM * LD + cr * LD + ck, *so = sO2 + st * BM * LD + cr * LD + ck;
