@@ -9,13 +9,14 @@
 # (main's and s19-fa2's commits) builds, as does the tree's; one written against another flash_common.cuh may not
 # (s19-wgmma's 4e4e6bd). flash_fwd_sm90.cu needs nothing from the variant, and cuda/backend.cu has a weak
 # fc::flash_attention_forward_kernel ("fa2") for variants that lack it.
+# FLASH_AB_SANITIZE=1 also runs bench/flash_sanitize.lua under compute-sanitizer memcheck and racecheck per variant.
 # Tables under $OUT: flash_<variant>.md (ratio = PyTorch time / flame time); spec summaries in flash_ab.txt.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
 OUT=${OUT:-/tmp/flame-gpu-out}
 build=${FLAME_BUILD:-$here/build-gpu}
-export FLAME_CPATH=$build FLAME_LUA=$build/flame-lua
+export FLAME_CPATH=$build FLAME_LUA=$build/flame-lua PATH=/usr/local/cuda/bin:$PATH
 mkdir -p "$OUT"
 [ -x "$build/flame-lua" ] || { echo "no $build/flame-lua: run scripts/gpu.sh build first"; exit 1; }
 file=cuda/flash_attention.cu
@@ -36,6 +37,13 @@ for variant in "$@"; do
   fi
   FLAME_DEVICE=cuda timeout 300 scripts/busted-flame spec/flash_attention_spec.lua >/tmp/flash_spec.txt 2>&1 || status=1
   grep -E "successes|^(Failure|Error)" /tmp/flash_spec.txt | head -8 | tee -a "$OUT/flash_ab.txt"
+  if [ -n "${FLASH_AB_SANITIZE:-}" ]; then # the variant's fused calls under memcheck and racecheck (~15 s)
+    for tool in memcheck racecheck; do
+      timeout 200 compute-sanitizer --tool $tool --error-exitcode=1 "$build/flame-lua" bench/flash_sanitize.lua \
+        >/tmp/flash_san.txt 2>&1 || status=1
+      echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" /tmp/flash_san.txt | tail -1)" | tee -a "$OUT/flash_ab.txt"
+    done
+  fi
   timeout 300 "$build/flame-lua" bench/nn.lua attention_flash >/tmp/flash_flame.jsonl 2>/dev/null || status=1
   python3 bench/nn_ratio.py /tmp/flash_flame.jsonl /tmp/flash_torch.jsonl | tee "$OUT/flash_$name.md"
 done
