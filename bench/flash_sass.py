@@ -33,7 +33,7 @@ TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 CATS = [  # (column, opcode bases)
     ("HMMA", {"HMMA"}),
     ("LDSM", {"LDSM"}),
-    ("LDS/STS", {"LDS", "STS"}),
+    ("LDS/STS", {"LDS", "STS", "STSM"}),
     ("LDGSTS", {"LDGSTS"}),
     ("gmem", {"LDG", "STG", "RED", "REDG", "ATOM", "ATOMG", "REDAS"}),
     ("local", {"LDL", "STL"}),
@@ -112,7 +112,7 @@ def successors(ins, i, labels):
 
 
 def main_loop(ins, labels):
-    """(head, tail) of the smallest loop holding every HMMA, or the one holding most."""
+    """(head, tail) of the smallest loop holding 3/4 of the HMMAs, or every one, or the one holding most."""
     hm = [i for i, x in enumerate(ins) if x["op"].startswith("HMMA")]
     if not hm:
         return None
@@ -122,6 +122,11 @@ def main_loop(ins, labels):
             if s is not None and s <= i:
                 loops.append((s, i))
     full = [(t - h, h, t) for h, t in loops if h <= hm[0] and hm[-1] <= t]
+    # (or of 3/4 of them: a kernel may finish its last tile's dQ after the loop)
+    most = [(t - h, h, t) for h, t in loops if 4 * sum(h <= j <= t for j in hm) >= 3 * len(hm)]
+    if most:
+        _, h, t = min(most)
+        return h, t
     if full:
         _, h, t = min(full)
         return h, t
@@ -133,11 +138,15 @@ def paths(ins, labels, head, tail):
     """The fast and slow paths from head to tail through the loop body (forward edges inside it only). The fast path
     is the one of fewest instructions among those that do all the global-memory work they can (next tile's copies,
     dQ's atomics: a path skipping them is not an interior tile's), the slow one that of most instructions."""
-    first = {}  # the first (by address) of the memory instructions with the same operands: one copy of each
+    first, same = {}, {}  # the first (by address) of the memory instructions with the same operands: one copy of each
     for i in range(head, tail + 1):  # (the compiler may if-convert a fast copy and keep a general one after it)
         if category(ins[i]["op"]) in ("LDGSTS", "gmem"):
             first.setdefault(ins[i]["op"] + ins[i]["args"].split(",")[0], i)
-    rewarded = set(first.values())
+            # (the same destination through other registers, e.g. the dQ atomics in a second copy of the body: its
+            # offset and its order among the copy's memory instructions of that offset name it)
+            key = ins[i]["op"] + re.sub(r"\bU?R\d+(\.64)?|\bRZ\b|desc\[\w+\]", "", ins[i]["args"].split(",")[0])
+            same.setdefault(key, []).append(i)
+    rewarded = set(first.values()) | {i for v in same.values() for i in v}
 
 
     def cost_fast(i):

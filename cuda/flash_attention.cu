@@ -11,7 +11,7 @@
  * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
  * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
- * head), warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over
+ * head), warp w owning keys 16w..16w+15 (dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
  * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
  * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
@@ -129,6 +129,21 @@ __device__ __forceinline__ void frag_at(uint32_t a[4], const uint16_t *s, int ld
 #endif
 }
 
+/* The inverse of frag_a: an A fragment (16 x 16) stored at row r0, col c0 of a row-major smem matrix (stmatrix on
+ * sm_90: one instruction for the four 32-bit stores). */
+__device__ __forceinline__ void st_frag_a(uint16_t *s, int ld, int r0, int c0, const uint32_t a[4], int g, int t) {
+#if !defined(FA_PLAIN_LOADS) && __CUDA_ARCH__ >= 900
+  const int lane = threadIdx.x & 31; /* lane l gives row l & 15, col block l >> 4, as frag_a's ldmatrix */
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(
+                   smem_addr(s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8)),
+               "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
+               : "memory");
+#else
+  uint32_t *wg = reinterpret_cast<uint32_t *>(s + (r0 + g) * ld + c0 + 2 * t), *wg8 = wg + 4 * ld;
+  wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* rows g, g + 8; cols 2t, + 8 */
+#endif
+}
+
 /* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
  * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
 __device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
@@ -193,6 +208,33 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
     if (r0 + r < len) v = *reinterpret_cast<const uint4 *>(base + (r0 + r) * rs + k);
     *reinterpret_cast<uint4 *>(s + r * ld + k) = v;
   }
+}
+
+/* This thread's chunks of a tile copy where NTH threads split N rows of D halves one column each (NTH a multiple of
+ * D / 8): from its first row (src, into smem at s) every NTH / (D / 8) rows, cp.async (under FA_PLAIN_LOADS
+ * synchronous), zero-filled from row left on (safe: any readable address, nothing is read there). */
+template <int D, int N, int NTH>
+__device__ __forceinline__ void load_rows_async(uint16_t *s, int ld, const uint16_t *src, int64_t rs, int64_t left,
+                                                const uint16_t *safe) {
+  constexpr int RS = NTH / (D / 8);
+  static_assert(NTH % (D / 8) == 0, "one column per thread");
+  const int64_t step = (int64_t)RS * rs;
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i * RS < left) v = *reinterpret_cast<const uint4 *>(src);
+    *reinterpret_cast<uint4 *>(s + i * RS * ld) = v;
+  }
+  (void)safe;
+#else
+  const uint32_t dst = smem_addr(s);
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    const bool in = i * RS < left;
+    cp_async16(dst + i * RS * ld * 2, in ? src : safe, in);
+  }
+#endif
 }
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
@@ -596,6 +638,19 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
+/* The backward's shared-memory reads are its bottleneck (the tensor cores wait on ldmatrix: FlashAttention-2's
+ * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20), so:
+ * - up to head dim FA_BWD_KVREG_MAXD, each warp keeps its K and V A fragments (16 keys x D, loop invariants) in
+ *   registers instead of loading them again for every query tile (at 128 that spills: 520 bytes);
+ * - dQ's 64 x D tile is split over the 8 warps into bwd_dq_cg(D) column groups (and 8 / that row groups): at 128,
+ *   32 x 32 blocks read 32 ldmatrix a tile where 16 x 64 ones read 40; below it 2 (16 x D / 2) is the fewest. */
+#ifndef FA_BWD_KVREG_MAXD
+#define FA_BWD_KVREG_MAXD 64
+#endif
+#ifndef FA_BWD_DQ_CG128
+#define FA_BWD_DQ_CG128 4
+#endif
+constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
 
 /* One (key tile, b, k/v head) of the backward. DROP (the dropout kernel, p.dropout set): with Pk = P keep (the
  * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
@@ -629,14 +684,33 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
   /* issues the cp.async copies of the Q and dO tile (head h, rows m0..) into stage st (the caller commits); loads its
    * lse and dsum (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once it is free */
+  /* ROWS: this thread's first row of the Q and dO copies (head 0, row 0 of the sequence on) and its lse or dsum
+   * (threads < 2 BM), so that a tile adds h head strides and m0 row strides, with no products of b and q0 per tile
+   * (d128: 40 fewer instructions a tile; at 64 it cost registers, spills 8 -> 24 B; 96 splits columns unevenly) */
+  constexpr bool ROWS = D == 32 || D == 128;
+  static_assert(!ROWS || NTB % (D / 8) == 0, "one column per thread");
+  const int cr = ROWS ? (int)threadIdx.x / (D / 8) : 0, ck = ROWS ? (int)threadIdx.x % (D / 8) * 8 : 0;
+  [[maybe_unused]] const uint16_t *qt = p.q + b * p.q_sb + (q0 + cr) * p.q_sr + ck;
+  [[maybe_unused]] const uint16_t *ot = p.dout + b * p.o_sb + (q0 + cr) * p.o_sr + ck;
+  const int lr = threadIdx.x % BM;
+  [[maybe_unused]] const float *lt = (threadIdx.x < BM ? p.lse : p.dsum) + b * p.l_sb + (q0 + lr) * p.l_sr;
   auto issue = [&](int h, int64_t m0, int st, float &ld) {
-    load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
-    load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
-                                lq);
-    const int r = threadIdx.x % BM;
-    const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
+    if constexpr (ROWS) {
+      uint16_t *sq = sQ2 + st * BM * LD + cr * LD + ck, *so = sO2 + st * BM * LD + cr * LD + ck;
+      load_rows_async<D, BM, NTB>(sq, LD, qt + h * p.q_sh + m0 * p.q_sr, p.q_sr, lq - m0 - cr, p.q);
+      load_rows_async<D, BM, NTB>(so, LD, ot + h * p.o_sh + m0 * p.o_sr, p.o_sr, lq - m0 - cr, p.dout);
+    } else {
+      load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
+      load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
+                                  lq);
+    }
     ld = 0.f;
-    if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    if constexpr (ROWS) {
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = lt[h * p.l_sh + m0 * p.l_sr];
+    } else {
+      const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + lr) * p.l_sr;
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    }
   };
   /* dropout: 1 - p (0 where p = 1: f = 0 then, and dS = f P (dZ keep - 0) = 0, as P (0 - dsum) with dsum = 0) */
   const float keepf = DROP && p.drop_scale > 0.f ? 1.f / p.drop_scale : 0.f;
@@ -657,6 +731,18 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   const float dqscale = DROP ? p.scale * p.drop_scale : p.scale;
   int h = hk * G; /* tile it's head and first row, stepped (no division by mtiles per tile) */
   int64_t m0 = mbeg;
+  /* this warp's K and V A fragments, held across the loop where KVREG (they landed with the first query tile) */
+  constexpr bool KVREG = D <= FA_BWD_KVREG_MAXD;
+  uint32_t kfr[KVREG ? KS : 1][4], vfr[KVREG ? KS : 1][4];
+  if constexpr (KVREG) {
+    cp_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      frag_a(kfr[kk], sK, LD, w * 16, kk * 16, g, t);
+      frag_a(vfr[kk], sV, LD, w * 16, kk * 16, g, t);
+    }
+  }
   for (int it = 0; it < ntiles; it++) {
     const int sg = it & 1;
     int hn = h; /* the next tile's */
@@ -686,7 +772,8 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
 #pragma unroll
       for (int kk = 0; kk < KS; kk++) {
         uint32_t a[4];
-        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+        if constexpr (KVREG) a[0] = kfr[kk][0], a[1] = kfr[kk][1], a[2] = kfr[kk][2], a[3] = kfr[kk][3];
+        else frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
         for (int nt = 0; nt < NTQ; nt += 2) {
           uint32_t bf[2][2];
@@ -734,7 +821,8 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
 #pragma unroll
       for (int kk = 0; kk < KS; kk++) {
         uint32_t a[4];
-        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+        if constexpr (KVREG) a[0] = vfr[kk][0], a[1] = vfr[kk][1], a[2] = vfr[kk][2], a[3] = vfr[kk][3];
+        else frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
         for (int nt = 0; nt < NTQ; nt += 2) {
           uint32_t bf[2][2];
@@ -759,8 +847,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       for (int kk = 0; kk < BM / 16; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-        uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
-        wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+        st_frag_a(sS, LDQ, w * 16, kk * 16, a, g, t);
 #pragma unroll
         for (int dt = 0; dt < NTD; dt += 2) {
           uint32_t bf[2][2];
@@ -770,35 +857,48 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         }
       }
       __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+      /* dQ += scale dS K atomically into f32: the 64 x D tile over 8 warps, RG row groups of 16 RB rows by CG column
+       * groups of NDW n8 blocks (bwd_dq_cg). Per key step, RB A fragments of dS and NDW / 2 B loads of K feed RB NDW
+       * tensor-core steps into as many independent accumulators. */
+      constexpr int CG = bwd_dq_cg(D), RG = 8 / CG, RB = 4 / RG, NDW = NTD / CG;
+      static_assert(RG * CG == 8 && RB * RG == 4 && NDW * CG == NTD && NDW % 2 == 0, "dQ's warp grid tiles 64 x D");
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      const int wr = (w % RG) * 16 * RB, dt0 = (w / RG) * NDW;
+      float c[RB][NDW][4];
+#pragma unroll
+      for (int rb = 0; rb < RB; rb++)
+#pragma unroll
+        for (int j = 0; j < NDW; j++) c[rb][j][0] = c[rb][j][1] = c[rb][j][2] = c[rb][j][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) {
+        uint32_t as[RB][4];
+#pragma unroll
+        for (int rb = 0; rb < RB; rb++) frag_at(as[rb], sS, LDQ, wr + 16 * rb, kk * 16, g, t);
+#pragma unroll
+        for (int dj = 0; dj < NDW; dj += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, (dt0 + dj) * 8, g, t);
+#pragma unroll
+          for (int rb = 0; rb < RB; rb++) {
+            fa_mma<BF>(c[rb][dj], as[rb], bf[0]);
+            fa_mma<BF>(c[rb][dj + 1], as[rb], bf[1]);
+          }
+        }
+      }
       /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
        * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
       const bool odd = t & 1;
-      const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
-      float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
+      for (int rb = 0; rb < RB; rb++) {
+        const int64_t qrow = m0 + wr + 16 * rb + g + (odd ? 8 : 0);
+        float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
 #pragma unroll
-      for (int dj = 0; dj < NTD / 2; dj += 2) {
-        const int dt = dt0 + dj;
-        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c[0], as[kk], bf[0]);
-          fa_mma<BF>(c[1], as[kk], bf[1]);
-        }
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
-          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-          const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, dqscale); /* (SIMPLE: every row is) */
+        for (int j = 0; j < NDW; j++) {
+          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][0] : c[rb][j][2], 1);
+          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][1] : c[rb][j][3], 1);
+          const float *cj = c[rb][j];
+          const float4 v = odd ? make_float4(s0, s1, cj[2], cj[3]) : make_float4(cj[0], cj[1], s0, s1);
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + j * 8, v, dqscale); /* (SIMPLE: every row is) */
         }
       }
     };
