@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
-keep16_at, swap_stage, fwd_keep_bits, bwd_keep_bits, fwd_bit, bwd_bit) against the reference attention's mask
-index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk], element ((b Hq + h) Sq + i) Sk + j; varlen:
-[nseq, Hq, max_q, max_k], the same formula with the max lengths).
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
+against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk],
+element ((b Hq + h) Sq + i) Sk + j; varlen: [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
 Every bit of a simulated 32-bit register carries a label: the mask element (index relative to the generator
 offset) whose keep bit it is, or None for a bit known to be 0. Philox block c holds elements 16 c .. 16 c + 15
 (byte j of the block is element 16 c + j). The simulation runs the kernels' bit operations and warp shuffles on
 such registers for all 32 lanes, then checks that the bit each lane reads for fragment element (nt, e) carries
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
-butterfly stages (swap_stage calls) are read from the .cu file, so the check follows the source; the index
-arithmetic of keep16_at / fwd_keep_bits / bwd_keep_bits is mirrored below.
+butterfly stages (swap_stage calls) are read from the sources, so the check follows them; the index arithmetic of
+keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks keep_bits16's four-bytes-a-word
+form of the byte rule (drop_of's constants) against the rule itself for every threshold and byte, and the PRMT
+selectors of drop_pairs / drop_pairs_t (mirrored) against the bit positions.
 
 Run: python3 bench/flash_dropout_lanes.py  (exit status 0 and "ok" when every case matches)."""
 import os
 import re
 import sys
 
-SRC = os.environ.get("FA_SRC") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda",
-                                              "flash_attention.cu")
-src = open(SRC).read()
+CUDA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda")
+SRC = os.environ.get("FA_SRC") or os.path.join(CUDA, "flash_attention.cu")
+src = open(SRC).read() + open(os.path.join(os.path.dirname(os.path.abspath(SRC)), "flash_common.cuh")).read()
 
 
 def bit_fn(name):
@@ -39,7 +41,7 @@ def stages(fn):
 
 
 fwd_bit, bwd_bit = bit_fn("fwd_bit"), bit_fn("bwd_bit")
-FWD_STAGES, BWD_STAGES = stages("fwd_keep_bits"), stages("bwd_keep_bits")
+FWD_STAGES, BWD_STAGES = stages("fwd_keep_word"), stages("bwd_keep_word")
 
 # ---- labelled 32-bit registers ----
 def shr(x, n): return [x[i + n] if i + n < 32 else None for i in range(32)]
@@ -60,13 +62,30 @@ def block(c):
     return [16 * c + j for j in range(16)] + [None] * 16
 
 
-def keep16_at(idx):
-    """keep16_at(p, idx), labels relative to p.offset."""
+def keep_run16(idx):
+    """keep_run16(p, k, offset + idx / 16, idx % 16), labels relative to p.offset."""
     c, sh = idx // 16, idx % 16
     m = block(c)
     if sh:
-        m = bor(shr(m, sh), shl(block(c + 1), 16 - sh))
-    return band(m, 0xffff)
+        m = band(bor(shr(m, sh), shl(block(c + 1), 16 - sh)), 0xffff)
+    return m
+
+
+def funnel_r(lo, hi, sh):
+    """__funnelshift_r(lo, hi, sh): the low word of (hi:lo) >> sh."""
+    return (lo + hi)[sh:sh + 32]
+
+
+def fwd_keep_word(Hq, Sq, Sk, b, h, rg, kofs, mi, n0, t):
+    """fwd_keep_word(p, d, fwd_keep_pos(p, b, h, rg, kofs, lane), mi, n0, lane) before its butterfly stages."""
+    assert n0 % 16 == 0
+    row = (b * Hq + h) * Sq + rg + 8 * (t & 1)
+    idx = row * Sk + kofs + 32 * (t >> 1)
+    ctr, sh = idx // 16 + mi * Sk + n0 // 16, idx % 16
+    x = bor(block(ctr), shl(block(ctr + 1), 16))
+    if sh:
+        x = funnel_r(x, block(ctr + 2), sh)
+    return x
 
 
 def swap_stage(xs, w, lo, lanes, keep_upper):
@@ -90,13 +109,10 @@ def run_stages(xs, st):
 
 
 def check_fwd(Hq, Sq, Sk, b, h, r0, n0):
-    """fwd_keep_bits for the m16 fragment whose lane g has row rg = r0 + g, keys n0 .. n0 + 63."""
-    xs = []
-    for l in range(32):
-        g, t = l // 4, l % 4
-        row = (b * Hq + h) * Sq + (r0 + g) + 8 * (t & 1)
-        idx = row * Sk + n0 + 32 * (t >> 1)
-        xs.append(bor(keep16_at(idx), shl(keep16_at(idx + 16), 16)))
+    """fwd_keep_word for the m16 fragment whose lane g has row r0 + g, keys n0 .. n0 + 63 (from r0 = 16 on as
+    fragment mi = 1 of rows r0 - 16.., as fwd_tile's second fragment)."""
+    mi, kofs = 1 if r0 >= 16 else 0, n0 % 16  # (the test probe's any n0: keys kofs on, tile n0 - kofs)
+    xs = [fwd_keep_word(Hq, Sq, Sk, b, h, r0 - 16 * mi + l // 4, kofs, mi, n0 - kofs, l % 4) for l in range(32)]
     xs = run_stages(xs, FWD_STAGES)
     for l in range(32):
         g, t = l // 4, l % 4
@@ -116,7 +132,7 @@ def check_bwd(Hq, Sq, Sk, b, h, m0, kb):
         g, t = l // 4, l % 4
         row = (b * Hq + h) * Sq + m0 + 8 * g + 2 * t
         idx = row * Sk + kb
-        xs.append(bor(keep16_at(idx), shl(keep16_at(idx + Sk), 16)))
+        xs.append(bor(keep_run16(idx), shl(keep_run16(idx + Sk), 16)))
     xs = run_stages(xs, BWD_STAGES)
     for l in range(32):
         g, t = l // 4, l % 4
@@ -129,7 +145,63 @@ def check_bwd(Hq, Sq, Sk, b, h, m0, kb):
                 assert got == want, "bwd Sk %d lane %d nt %d e %d: bit holds %s, want %d" % (Sk, l, nt, e, got, want)
 
 
+def check_keep_bits16():
+    """keep_bits16 (one Philox word of it: four bytes, keep_rule_of's constants) against the byte rule, for every
+    threshold t = 0..256 and every byte value in every byte of a word (the other bytes 0, 0x7f, 0x80, 0xff)."""
+    for t in range(257):
+        c = 256 - t
+        lo7, c8, all_ = (c & 0x7f) * 0x01010101, (c & 0xff) * 0x01010101, 0x80808080 if t == 0 else 0
+        for x in range(256):
+            for other in (0, 0x7f, 0x80, 0xff):
+                for pos in range(4):
+                    w = sum((x if k == pos else other) << (8 * k) for k in range(4))
+                    lo = ((w & 0x7f7f7f7f) + lo7) & 0xffffffff
+                    f = (((w & lo) | (c8 & (w | lo))) & 0x80808080) | all_
+                    drop = ((f * 0x00204081) & 0xffffffff) >> 28
+                    for k in range(4):
+                        want = ((w >> (8 * k)) & 0xff) >= t
+                        assert bool(drop >> k & 1) == want, "keep_bits16 t %d word %#x byte %d" % (t, w, k)
+
+
+def prmt(a, b, sel):
+    """PTX prmt.b32 (default mode): result byte i is byte sel nibble i & 7 of (b:a), or with the nibble's bit 3 its
+    sign replicated."""
+    src = [(a >> (8 * k)) & 0xff for k in range(4)] + [(b >> (8 * k)) & 0xff for k in range(4)]
+    r = 0
+    for i in range(4):
+        n = (sel >> (4 * i)) & 0xf
+        v = src[n & 7]
+        r |= ((0xff if v & 0x80 else 0) if n & 8 else v) << (8 * i)
+    return r
+
+
+def check_drop_pairs():
+    """drop_pairs / drop_pairs_t (mirrored): the mask of A-fragment word j of k step kk (n8 block 2 kk + j / 2,
+    elements 2 (j & 1) in the low half, + 1 in the high half, as c_to_a packs them) is 0xffff in each half whose keep
+    bit (fwd_bit / bwd_bit) is set, for every keep word of single bits and a few random ones."""
+    import random
+    words = [1 << i for i in range(32)] + [random.getrandbits(32) for _ in range(200)] + [0, 0xffffffff]
+    shl32 = lambda x, n: (x << n) & 0xffffffff
+    for keep in words:
+        for kk in range(4):
+            for j in range(4):
+                nt, e = 2 * kk + j // 2, 2 * (j & 1)
+                B, q = fwd_bit(nt, e), fwd_bit(nt, e) // 8
+                m = prmt(shl32(keep, 7 - B % 8), shl32(keep, 6 - B % 8), (8 + q) * 0x11 + (12 + q) * 0x1100)
+                want = ((0xffff if keep >> fwd_bit(nt, e) & 1 else 0) |
+                        (0xffff0000 if keep >> fwd_bit(nt, e + 1) & 1 else 0))
+                assert m == want, "drop_pairs keep %#x kk %d j %d: %#x, want %#x" % (keep, kk, j, m, want)
+                qt = j & 1
+                x = shl32(keep, 7 - nt)
+                m = prmt(x, x, (8 + qt) * 0x11 + (10 + qt) * 0x1100)
+                want = ((0xffff if keep >> bwd_bit(nt, e) & 1 else 0) |
+                        (0xffff0000 if keep >> bwd_bit(nt, e + 1) & 1 else 0))
+                assert m == want, "drop_pairs_t keep %#x kk %d j %d: %#x, want %#x" % (keep, kk, j, m, want)
+
+
 def main():
+    check_keep_bits16()
+    check_drop_pairs()
     # positions are distinct and fit a word
     for f in (fwd_bit, bwd_bit):
         pos = sorted(f(nt, e) for nt in range(8) for e in range(4))
@@ -141,14 +213,15 @@ def main():
         for Sq in (64, 130):
             for (b, h) in ((0, 0), (2, 3)):
                 for r0 in (0, 48, 112):  # the lane-0 row of an m16 fragment (16 m, MT = 2 tiles of 64)
-                    for n0 in range(0, min(Sk, 256), 64):
+                    for n0 in list(range(0, min(Sk, 256), 64)) + [36]:  # (36: the test probe's n0)
                         check_fwd(4, Sq, Sk, b, h, r0, n0)
                         n += 1
                 for m0 in range(0, Sq, 64):
                     for kb in range(0, min(Sk, 128), 16):  # n0 (multiple of 128) + 16 w
                         check_bwd(4, Sq, Sk, b, h, m0, kb)
                         n += 1
-    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0" % n)
+    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; keep_bits16 = the byte rule; "
+          "drop_pairs(_t) masks" % n)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ query-tile loop of the backward) and walks its body as a DAG (back edges and bra
         (next tile's cp.async, dQ atomics: one instruction for each destination operand), i.e. one interior tile with no masking, no dropout and no rescale (every
         branch that skips other work taken; a predicated instruction still issues);
   slow: the path of most instructions (edge masking, dropout, rescale: everything inlined into the loop).
-The fast path's mix is the per-tile instruction count that the hardware counters see in the bulk of a run. "stall"
+The ",drop" rows are dropout kernels (a DROP template parameter): their fast path is an interior tile with dropout
+on (Sk % 16 == 0: no second Philox block). For kernels that test p.dropout at run time, flash_sass.sh's
+FLASH_SASS_DROPOUT=on compiles them with it constant-folded, which makes their fast path that tile too. The fast
+path's mix is the per-tile instruction count that the hardware counters see in the bulk of a run. "stall"
 sums the control codes' stall fields along it: the cycles the compiler's static schedule makes one warp wait
 between issues (fixed-latency dependencies, HMMA issue spacing), before any scoreboard (variable-latency) wait.
 hmma_dep counts HMMAs whose accumulator input is the output of one of the 3 HMMAs issued just before them (a
@@ -30,7 +33,7 @@ TARGET = re.compile(r"`\((\.L_x_\d+)\)")
 CATS = [  # (column, opcode bases)
     ("HMMA", {"HMMA"}),
     ("LDSM", {"LDSM"}),
-    ("LDS/STS", {"LDS", "STS"}),
+    ("LDS/STS", {"LDS", "STS", "STSM"}),
     ("LDGSTS", {"LDGSTS"}),
     ("gmem", {"LDG", "STG", "RED", "REDG", "ATOM", "ATOMG", "REDAS"}),
     ("local", {"LDL", "STL"}),
@@ -109,7 +112,7 @@ def successors(ins, i, labels):
 
 
 def main_loop(ins, labels):
-    """(head, tail) of the smallest loop holding every HMMA, or the one holding most."""
+    """(head, tail) of the smallest loop holding 3/4 of the HMMAs, or every one, or the one holding most."""
     hm = [i for i, x in enumerate(ins) if x["op"].startswith("HMMA")]
     if not hm:
         return None
@@ -119,6 +122,11 @@ def main_loop(ins, labels):
             if s is not None and s <= i:
                 loops.append((s, i))
     full = [(t - h, h, t) for h, t in loops if h <= hm[0] and hm[-1] <= t]
+    # (or of 3/4 of them: a kernel may finish its last tile's dQ after the loop)
+    most = [(t - h, h, t) for h, t in loops if 4 * sum(h <= j <= t for j in hm) >= 3 * len(hm)]
+    if most:
+        _, h, t = min(most)
+        return h, t
     if full:
         _, h, t = min(full)
         return h, t
@@ -130,11 +138,16 @@ def paths(ins, labels, head, tail):
     """The fast and slow paths from head to tail through the loop body (forward edges inside it only). The fast path
     is the one of fewest instructions among those that do all the global-memory work they can (next tile's copies,
     dQ's atomics: a path skipping them is not an interior tile's), the slow one that of most instructions."""
-    first = {}  # the first (by address) of the memory instructions with the same operands: one copy of each
+    first, same = {}, {}  # the first (by address) of the memory instructions with the same operands: one copy of each
     for i in range(head, tail + 1):  # (the compiler may if-convert a fast copy and keep a general one after it)
         if category(ins[i]["op"]) in ("LDGSTS", "gmem"):
             first.setdefault(ins[i]["op"] + ins[i]["args"].split(",")[0], i)
-    rewarded = set(first.values())
+            # (the same destination through other registers, e.g. the dQ atomics in a second copy of the body: its
+            # offset and its order among the copy's memory instructions of that offset name it)
+            key = ins[i]["op"] + re.sub(r"\bU?R\d+(\.64)?|\bRZ\b|desc\[\w+\]", "", ins[i]["args"].split(",")[0])
+            same.setdefault(key, []).append(i)
+    rewarded = set(first.values()) | {i for v in same.values() for i in v}
+
 
     def cost_fast(i):
         return -1000 if i in rewarded else 1
@@ -205,11 +218,12 @@ def resources(log):
 
 
 def short_name(f):
-    m = re.search(r"fa_(fwd|bwd|fwd_sm90|fwd_sm90ws)_kernelILb(\d)ELi(\d+)E", f)
+    m = re.search(r"fa_(fwd|bwd|fwd_sm90|fwd_sm90ws)_kernelILb(\d)ELi(\d+)E(?:Lb(\d)E)?", f)
     if not m:
         return None
     kind = {"fwd_sm90": "sm90sync", "fwd_sm90ws": "sm90"}.get(m.group(1), m.group(1))
-    return "%s<%s,%s>" % (kind, "bf16" if m.group(2) == "1" else "f16", m.group(3))
+    drop = ",drop" if m.group(4) == "1" else ""  # the dropout kernel (a DROP template parameter)
+    return "%s<%s,%s%s>" % (kind, "bf16" if m.group(2) == "1" else "f16", m.group(3), drop)
 
 
 def sm90_table(funcs, res, want):

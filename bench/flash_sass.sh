@@ -6,6 +6,10 @@
 # static stall cycles, and the slow path's length. Before/after:
 #   git show <commit>:cuda/flash_attention.cu > tmp_fa_before.cu; bench/flash_sass.sh tmp_fa_before.cu .
 # FLASH_SASS_KERNELS: bf16 (default), f16 or all. FLASH_SASS_FLAGS: extra nvcc flags (-DFA_FWD_MT=1).
+# FLASH_SASS_DROPOUT=on: each variant is compiled with p.dropout replaced by true in its device code (everything
+# before set_dropout), so that a kernel which tests it at run time (main's before the DROP kernels) shows its dropout
+# tile as its fast path, as the ",drop" rows (dropout kernels of their own) do anyway. Before/after of dropout runs:
+#   FLASH_SASS_DROPOUT=on bench/flash_sass.sh tmp_fa_before.cu; bench/flash_sass.sh .
 # FLASH_SASS_LIST=<kernel as in the table, e.g. 'fwd<bf16,128>'>: also writes that kernel's fast path, one
 # instruction a line with its stall cycles, to /tmp/flash_sass_<variant>.path.
 # A variant named *sm90*.cu (cuda/flash_fwd_sm90.cu, the Hopper forwards; "sm90" alone is the tree's) is compiled
@@ -35,8 +39,14 @@ for variant in "$@"; do
   [ "$variant" = . ] && name=tree
   [ "$variant" = sm90 ] && name=tree_sm90
   case $(basename "$file") in *sm90*) arch=sm_90a ;; esac
-  echo "=== $variant"
+  echo "=== $variant${FLASH_SASS_DROPOUT:+ (dropout $FLASH_SASS_DROPOUT)}"
   [ -f "$file" ] || { echo "no $file"; status=1; continue; }
+  if [ "${FLASH_SASS_DROPOUT:-}" = on ]; then # (a copy beside the file: its quoted includes are found there first)
+    folded=$(dirname "$file")/.flash_sass_dropout_$$_$(basename "$file")
+    python3 -c 'import sys; s = open(sys.argv[1]).read(); i = s.find("void set_dropout(");
+i = len(s) if i < 0 else i; open(sys.argv[2], "w").write(s[:i].replace("p.dropout", "true") + s[i:])' "$file" "$folded"
+    file=$folded
+  fi
   # (its headers are all found through -I, so a variant anywhere in the tree compiles as the tree's own file does)
   if ! "$nvcc" -cubin -arch=$arch -O3 -DNDEBUG -std=c++17 --expt-relaxed-constexpr ${FLASH_SASS_FLAGS:-} \
       -Iinclude -Isrc/core -Icuda -Xptxas -v "$file" -o "$tmp/$name.cubin" 2>"$tmp/$name.log"; then
@@ -47,5 +57,6 @@ for variant in "$@"; do
       python3 bench/flash_sass.py "$tmp/$name.sass" "$tmp/$name.log" "${FLASH_SASS_KERNELS:-bf16}" \
         ${FLASH_SASS_LIST:+--list "$FLASH_SASS_LIST" "/tmp/flash_sass_$name.path"} || status=1
   fi
+  [ "${FLASH_SASS_DROPOUT:-}" = on ] && rm -f "$folded"
 done
 exit $status

@@ -11,7 +11,7 @@
  * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
  * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
- * head), warp w owning keys 16w..16w+15 (dQ: warp w takes query rows 16 (w mod 4), column half w / 4): it loops over
+ * head), warp w owning keys 16w..16w+15 (dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
  * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
  * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
@@ -20,21 +20,25 @@
  * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
  * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
  * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
- * never stored. A block is 16 keys of a row; a fragment's
- * lanes split the runs of 16 keys they need (two Philox calls per lane per fragment and tile, twice that where
- * Sk % 16 != 0 and runs straddle blocks) and transpose the keep bits over the lanes that share them with butterfly
- * shuffles (fwd_keep_bits, bwd_keep_bits; bench/flash_dropout_lanes.py checks the lane mapping). Z = P * keep /
- * (1 - p); the row sum l is of the undropped P.
+ * never stored. A block is 16 keys of a row; a fragment's lanes split the runs of 16 keys they need (two Philox
+ * calls per lane per fragment and tile; three (forward) or four (backward) where Sk % 16 != 0 and runs straddle
+ * blocks) and transpose the keep bits over the lanes that share them with butterfly shuffles (fwd_keep_word,
+ * bwd_keep_word; bench/flash_dropout_lanes.py checks the lane mapping, tests/test_cuda_flash_keep.c the bits on the
+ * GPU). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
+ * 1 / (1 - p) scales O, dV, dK and dQ once at the end (the row sum l is of the undropped P).
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
- * Code shape: the body of a key tile (forward) or query tile (backward) is compiled twice, a general copy (masking in
- * tile coordinates, dropout checked at run time) for the tiles that need a mask and for dropout runs, and a copy
- * for the interior tiles without dropout that has neither, so that it is one branch-free block which the compiler
- * interleaves with the tensor-core steps (a branch per element was 128 taken branches a forward tile).
+ * Code shape: dropout runs take kernels of their own (the DROP template parameter; the host picks them where
+ * p > 0), so neither kernel tests p at run time. In each, the body of a key tile (forward) or query tile (backward)
+ * is compiled twice, a general copy (masking in tile coordinates) for the tiles that need a mask, and one for the
+ * interior tiles without it, one branch-free block which the compiler interleaves with the tensor-core steps (a
+ * branch per element was 128 taken branches a forward tile). (One kernel with a third copy for dropout cost the
+ * others registers and spills; dropout in the general copy ran every dropout tile through the masking code.)
  * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
- * The parameters, the fragment conversions, the keep-bit helpers, the forward's softmax step and epilogue live in
- * flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs
- * instead where fa::sm90_forward_selected says. This file's interface to the others is the backend's entries
- * (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
+ * The parameters, the fragment conversions, the keep-bit layout (fwd_bit, swap_stage), the forward's softmax step and
+ * epilogue live in flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu; it still draws its keep
+ * bits by that file's fwd_keep_bits, which fwd_keep_word here matches bit for bit at a lower cost: a candidate to
+ * move there), which flash_attention_forward runs instead where fa::sm90_forward_selected says. This file's
+ * interface to the others is the backend's entries (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
  * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
 #include "flash_common.cuh"
 #include "dispatch.cuh"
@@ -125,6 +129,21 @@ __device__ __forceinline__ void frag_at(uint32_t a[4], const uint16_t *s, int ld
 #endif
 }
 
+/* The inverse of frag_a: an A fragment (16 x 16) stored at row r0, col c0 of a row-major smem matrix (stmatrix on
+ * sm_90: one instruction for the four 32-bit stores). */
+__device__ __forceinline__ void st_frag_a(uint16_t *s, int ld, int r0, int c0, const uint32_t a[4], int g, int t) {
+#if !defined(FA_PLAIN_LOADS) && __CUDA_ARCH__ >= 900
+  const int lane = threadIdx.x & 31; /* lane l gives row l & 15, col block l >> 4, as frag_a's ldmatrix */
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(
+                   smem_addr(s + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8)),
+               "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
+               : "memory");
+#else
+  uint32_t *wg = reinterpret_cast<uint32_t *>(s + (r0 + g) * ld + c0 + 2 * t), *wg8 = wg + 4 * ld;
+  wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* rows g, g + 8; cols 2t, + 8 */
+#endif
+}
+
 /* B fragments (k16 x n8) of the n8 tiles at n0 and n0 + 8 with B[k][n] = s[(n0 + n) ld + k0 + k]: a row-major smem
  * matrix used transposed (K in Q K^T), b0 (k 2t, 2t+1; n g), b1 (k + 8). */
 __device__ __forceinline__ void frag_bt2(uint32_t b[2][2], const uint16_t *s, int ld, int n0, int k0, int g, int t) {
@@ -191,6 +210,33 @@ __device__ __forceinline__ void load_tile(uint16_t *s, int ld, const uint16_t *b
   }
 }
 
+/* This thread's chunks of a tile copy where NTH threads split N rows of D halves one column each (NTH a multiple of
+ * D / 8): from its first row (src, into smem at s) every NTH / (D / 8) rows, cp.async (under FA_PLAIN_LOADS
+ * synchronous), zero-filled from row left on (safe: any readable address, nothing is read there). */
+template <int D, int N, int NTH>
+__device__ __forceinline__ void load_rows_async(uint16_t *s, int ld, const uint16_t *src, int64_t rs, int64_t left,
+                                                const uint16_t *safe) {
+  constexpr int RS = NTH / (D / 8);
+  static_assert(NTH % (D / 8) == 0, "one column per thread");
+  const int64_t step = (int64_t)RS * rs;
+#ifdef FA_PLAIN_LOADS
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i * RS < left) v = *reinterpret_cast<const uint4 *>(src);
+    *reinterpret_cast<uint4 *>(s + i * RS * ld) = v;
+  }
+  (void)safe;
+#else
+  const uint32_t dst = smem_addr(s);
+#pragma unroll
+  for (int i = 0; i < N / RS; i++, src += step) {
+    const bool in = i * RS < left;
+    cp_async16(dst + i * RS * ld * 2, in ? src : safe, in);
+  }
+#endif
+}
+
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
 template <int D, int N, int NTH = NT>
@@ -224,13 +270,184 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #endif
 }
 
+/* ---- Dropout: the keep bits of the DROP kernels (the byte rule of core/dropout_keep.h, bit for bit) ----
+ * The byte rule's threshold t (0..256) as the constants of keep_bits16: with c = 256 - t, byte x is dropped iff
+ * x + c carries out of bit 7 (x >= t), the carry being the majority of x's bit 7, c's bit 7 and the carry into bit 7,
+ * which is bit 7 of (x & 0x7f) + (c & 0x7f); lo7, c8: c & 0x7f and c & 0xff in every byte; all: every byte's bit 7
+ * where t = 0 (c = 256 is not a byte: everything dropped). */
+struct keep_rule {
+  uint32_t lo7, c8, all;
+};
+
+/* What the dropout kernels' keep bits need besides fa_params, a second kernel parameter filled on the host
+ * (drop_of): Philox's round keys (key[2 r], key[2 r + 1]: round r's k0, k1), which the XORs then read from the
+ * parameter bank instead of adding the key schedule's constants to the seed (two instructions a round) in every
+ * call; and the byte rule's constants. */
+struct fa_drop {
+  uint32_t key[20];
+  keep_rule rule;
+};
+
+__host__ __device__ inline fa_drop drop_of(const fa_params &p) {
+  fa_drop d;
+  uint32_t k0 = (uint32_t)p.seed, k1 = (uint32_t)(p.seed >> 32);
+  for (int r = 0; r < 10; r++, k0 += 0x9E3779B9u, k1 += 0xBB67AE85u) d.key[2 * r] = k0, d.key[2 * r + 1] = k1;
+  const uint32_t c = 256u - p.thr;
+  d.rule = {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, p.thr == 0 ? 0x80808080u : 0u};
+  return d;
+}
+
+/* Philox4x32-10 as core/philox.h's fl_philox computes it, each round's 32 x 32 -> 64-bit products one mul.wide.u32
+ * (one IMAD.WIDE.U32): fl_philox's C products come out as that and a VIADD more each, or as two multiplies (20
+ * instructions a call more, a fifth of it). c0, c1: the counter's low and high words. KEYS: the round keys read from
+ * d.key (the forward), else the seed's (d.key[0], d.key[1]) plus the schedule's constants, two uniform adds a
+ * round (the backward: reading them cost its d128 kernel spills and stalls, bench/flash_sass.sh). */
+template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint32_t c0, uint32_t c1) {
+  uint32_t c2 = 0, c3 = 0;
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0, p1;
+    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p0) : "r"(c0), "n"(0xD2511F53u));
+    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p1) : "r"(c2), "n"(0xCD9E8D57u));
+    uint32_t l0, h0, l1, h1;
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(l0), "=r"(h0) : "l"(p0));
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(l1), "=r"(h1) : "l"(p1));
+    const uint32_t k0 = KEYS ? d.key[2 * r] : d.key[0] + r * 0x9E3779B9u;
+    const uint32_t k1 = KEYS ? d.key[2 * r + 1] : d.key[1] + r * 0xBB67AE85u;
+    const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
+    c1 = l1, c3 = l0, c0 = n0, c2 = n2;
+  }
+  return make_uint4(c0, c1, c2, c3);
+}
+/* fa_philox of counter ctr */
+template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint64_t ctr) {
+  return fa_philox<KEYS>(d, (uint32_t)ctr, (uint32_t)(ctr >> 32));
+}
+
+/* The byte rule's keep bits of one Philox block (bit j: byte j, in the little-endian order of words 0..3, is < t),
+ * the same as fl_dropout_keep16: four bytes a word at once (no spreading into 16-bit lanes), each word's four drop
+ * flags (bits 7, 15, 23, 31) gathered into a nibble by one multiply (the flags times 2^0 + 2^7 + 2^14 + 2^21 land at
+ * bits 28..31, nothing else reaching them). */
+__device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
+  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
+  uint32_t drop = 0;
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    const uint32_t lo = (w[q] & 0x7f7f7f7fu) + k.lo7;
+    const uint32_t f = (((w[q] & lo) | (k.c8 & (w[q] | lo))) & 0x80808080u) | k.all;
+    drop |= (f * 0x00204081u) >> 28 << (4 * q);
+  }
+  return ~drop & 0xffffu;
+}
+
+/* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
+ * included) on, bit j for element sh + j: one block when sh == 0, else the two the run straddles. */
+template <bool KEYS> __device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint64_t ctr, uint32_t sh) {
+  uint32_t m = keep_bits16(fa_philox<KEYS>(d, ctr), d.rule);
+  if (sh) m = (m >> sh | keep_bits16(fa_philox<KEYS>(d, ctr + 1), d.rule) << (16 - sh)) & 0xffffu;
+  return m;
+}
+
+/* A lane's place in the forward's mask, fixed over a query tile: the Philox block (counter) of its first element in
+ * key tile 0 of fragment 0 and its byte sh. Lane t of a quad draws row r_g + 8 (t & 1), keys 32 (t >> 1) .. + 31 of
+ * each key tile (fwd_keep_word); fragment mi (rows + 16 mi) is Sk blocks on (16 Sk elements), key tile n0 is n0 / 16
+ * blocks on (n0 a multiple of 16: sh stays). kofs: keys from key 0 to the tiles' first (0 but in the test probe). The bits land where flash_common.cuh's fwd_bit says, as the Hopper
+ * forward's fwd_keep_bits puts them. */
+struct keep_pos {
+  uint64_t ctr;
+  uint32_t sh;
+};
+__device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int h, int64_t rg, int64_t kofs,
+                                                 int lane) {
+  const int t = lane % 4;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kofs + 32 * (t >> 1);
+  return {p.offset + idx / 16, (uint32_t)(idx % 16)};
+}
+
+/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g, r_g + 8 of lane g; keys 8 nt + 2 t, + 1 of n8
+ * block nt), element e of block nt at bit fwd_bit(nt, e), for the fragment mi of the lane's keep_pos. The quad
+ * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1), keys
+ * 32 (t >> 1) .. + 31: two Philox blocks (three where sh != 0: the 32 keys from byte sh of the first), as a word
+ * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
+ * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
+ * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
+__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
+                                                  int64_t n0, int lane) {
+  const int t = lane % 4;
+  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
+  uint32_t x = keep_bits16(fa_philox<true>(d, ctr), d.rule) | keep_bits16(fa_philox<true>(d, ctr + 1), d.rule) << 16;
+  if (at.sh) x = __funnelshift_r(x, keep_bits16(fa_philox<true>(d, ctr + 2), d.rule), at.sh);
+  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
+}
+
+/* The keep masks of a forward A fragment (P of keys 16 kk .. 16 kk + 15 as bf16/f16 pairs, a[j]: n8 block 2 kk +
+ * j / 2, elements 2 (j & 1), + 1): 0xffff in each half whose element is kept, else 0, so that dropout is one AND a
+ * pair. Element e's bit B = fwd_bit(nt, e) (e even: B even, B + 1 its pair's) moves to the sign bit of byte B / 8
+ * in keep << (7 - B % 8), and PRMT's sign-replicating selectors (nibble 8 + byte) spread the two sign bits over the
+ * pair's halves. */
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+  return r;
+}
+__device__ __forceinline__ void drop_pairs(uint32_t a[4], uint32_t keep, int kk) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int B = fwd_bit(2 * kk + j / 2, 2 * (j & 1)), q = B / 8;
+    const uint32_t sel = (8u + q) * 0x11u + (12u + q) * 0x1100u;
+    a[j] &= prmt(keep << (7 - B % 8), keep << (6 - B % 8), sel);
+  }
+}
+
+/* Where bwd_keep_word puts the keep bit of element e of n8 block nt. */
+__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
+
+/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
+ * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
+ * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
+ * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
+ * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
+ * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
+ * key, i.e. n8 block nt = u. */
+__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
+                                                  int64_t kb, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
+  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb, idx2 = idx + (uint64_t)p.Sk;
+  uint32_t x = keep_run16<false>(d, p.offset + idx / 16, (uint32_t)(idx % 16)) |
+               keep_run16<false>(d, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
+  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
+  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
+  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+
+/* drop_pairs for the backward's A fragment of Z^T (queries 16 kk .. 16 kk + 15, a[j]: n8 block 2 kk + j / 2,
+ * elements 2 (j & 1), + 1): bwd_bit puts the pair's bits at nt + 8 (j & 1) and + 16, so keep << (7 - nt) holds both
+ * pairs' bits of block nt in the sign bits of bytes j & 1 and (j & 1) + 2. */
+__device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int kk) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int nt = 2 * kk + j / 2, q = j & 1;
+    const uint32_t sel = (8u + q) * 0x11u + (10u + q) * 0x1100u;
+    const uint32_t x = keep << (7 - nt);
+    a[j] &= prmt(x, x, sel);
+  }
+}
+
+
+/* Whether a kernel has the interior tiles' copy of its body: all but the dropout kernels of head dims 32 and 96,
+ * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
+template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D == 128;
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
  * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
- * and the causal diagonal's. */
-template <bool BF, int D, int MT>
-__device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
+ * and the causal diagonal's. DROP (the dropout kernel, p.dropout set): every tile drops out P's pairs by its keep
+ * masks (drop_pairs), and the factor 1 / (1 - p) scales O once, at the end. */
+template <bool BF, int D, int MT, bool DROP>
+__device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, uint16_t *smem) {
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
   uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
@@ -266,19 +483,20 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     mrow[mi][0] = mrow[mi][1] = -INFINITY;
     lrow[mi][0] = lrow[mi][1] = 0.f;
   }
+  /* dropout: the lane's place in the mask (fragment 0, key tile 0), fixed over the tile */
+  keep_pos kpos{};
+  if constexpr (DROP) kpos = fwd_keep_pos(p, b, h, row_of(0, 0), 0, lane);
   /* One key tile after its copies were issued: S = Q K^T, the online softmax, O += P V. Specialised at compile
    * time (each a branch-free body: a branch inside it would split the code that the compiler interleaves with the
-   * tensor-core steps, and every tile would jump over the masking and dropout code, 128 taken branches a tile):
-   * EDGE masks (in tile coordinates) and scales the scores before their max, else the max is of the raw scores and
-   * the scale folds into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same); DROP: dropout may be on
-   * (p.dropout, checked at run time where EDGE). */
-  auto step = [&](int64_t n0, int it, auto edge_c, auto drop_c) {
-    constexpr bool EDGE = decltype(edge_c)::value, DROP = decltype(drop_c)::value;
+   * tensor-core steps, and every tile would jump over the masking code, 128 taken branches a tile): EDGE masks (in
+   * tile coordinates) and scales the scores before their max, else the max is of the raw scores and the scale folds
+   * into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same). */
+  auto step = [&](int64_t n0, int it, auto edge_c) {
+    constexpr bool EDGE = decltype(edge_c)::value;
     /* drawn while tile it lands, before S is live */
     uint32_t keepbits[MT];
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++)
-      keepbits[mi] = DROP && (!EDGE || p.dropout) ? fwd_keep_bits(p, b, h, row_of(mi, 0), n0, lane) : ~0u;
+    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, dr, kpos, mi, n0, lane) : ~0u;
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -311,19 +529,16 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
       softmax_max<NTS, BN, !EDGE>(p, s[mi], mrow[mi], lrow[mi], rows, n0, lk, shift, EDGE, t, alpha[mi], muse[mi]);
     }
     rescale<MT, NTD>(acc, alpha);
-    /* With dropout off (EDGE), every bit is set and the factor 1: the same values with no test of p.dropout per
-     * element, which the compiler would branch on */
-    const float dsc = !EDGE || p.dropout ? p.drop_scale : 1.f;
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) {
-      softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
-      if constexpr (DROP) apply_keep<NTS>(s[mi], &keepbits[mi], dsc);
-    }
+    for (int mi = 0; mi < MT; mi++) softmax_exp<NTS, !EDGE>(p, s[mi], lrow[mi], muse[mi]);
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
       uint32_t a[MT][4];
 #pragma unroll
-      for (int mi = 0; mi < MT; mi++) c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+      for (int mi = 0; mi < MT; mi++) {
+        c_to_a<BF>(a[mi], s[mi][2 * kk], s[mi][2 * kk + 1]);
+        if constexpr (DROP) drop_pairs(a[mi], keepbits[mi], kk); /* (l above is of the undropped P) */
+      }
 #pragma unroll
       for (int dt = 0; dt < NTD; dt += 2) {
         uint32_t bf[2][2];
@@ -351,13 +566,17 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
     const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
-    /* (dropout runs take the general copy: a third copy of the body costs the others registers, and spills) */
-    if (edge || p.dropout) step(n0, it, std::true_type{}, std::true_type{});
-    else step(n0, it, std::false_type{}, std::false_type{});
+    if (INTERIOR_COPY<DROP, D> && !edge) step(n0, it, std::false_type{});
+    else step(n0, it, std::true_type{});
   }
   cp_wait<0>(); /* no copy into smem outlives this tile (none is pending unless ntiles == 0) */
 #pragma unroll
   for (int mi = 0; mi < MT; mi++) {
+    if constexpr (DROP) /* Z = P keep / (1 - p): the factor of every kept element, once (0 where p = 1) */
+#pragma unroll
+      for (int i = 0; i < NTD; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[mi][i][e] *= p.drop_scale;
     const int64_t rows[2] = {row_of(mi, 0), row_of(mi, 1)};
     store_rows<BF, NTD>(p, b, h, q0, lq, rows, acc[mi], mrow[mi], lrow[mi], t);
   }
@@ -369,13 +588,13 @@ __device__ void fwd_tile(const fa_params &p, int mt, int bh, uint16_t *smem) {
 #endif
 constexpr int FWD_MT = FA_FWD_MT, BM_FWD = 64 * FWD_MT;
 
-template <bool BF, int D>
-__global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p) {
+template <bool BF, int D, bool DROP>
+__global__ void __launch_bounds__(NT) fa_fwd_kernel(fa_params p, fa_drop dr) {
   extern __shared__ __align__(16) uint16_t smem[];
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
     /* the last query tiles first: under a causal mask they see the most keys, so the longest CTAs start in the
      * first wave rather than trail in the last (the backward's heaviest key tiles are its first already) */
-    fwd_tile<BF, D, FWD_MT>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
+    fwd_tile<BF, D, FWD_MT, DROP>(p, dr, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, smem);
 }
 
 /* dsum[r] = sum_d dO[r, d] O[r, d] over the rows of the contiguous [rows, D] views (row r is lse's element r). */
@@ -401,41 +620,43 @@ __device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
 #endif
 }
 
-/* Where bwd_keep_bits puts the keep bit of element e of n8 block nt. */
-__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
-
-/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
- * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
- * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
- * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
- * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
- * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. */
-__device__ __forceinline__ uint32_t bwd_keep_bits(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb;
-  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + (uint64_t)p.Sk) << 16;
-  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
-  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
-}
-
-/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_bits of the m16 fragment of rows r0.. (lane g's row
- * r0 + g, as fwd_tile passes it) or bwd_keep_bits of queries r0.., keys n0.. */
-__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, int b, int h, int64_t r0, int64_t n0,
+/* One warp's keep-bit words (fl_cuda_flash_keep_probe): fwd_keep_word of the m16 fragment of rows r0.. (lane g's row
+ * r0 + g; from r0 = 16 on as the second fragment of rows r0 - 16.., so that both of fwd_tile's are probed) or
+ * bwd_keep_word of queries r0.., keys n0.. */
+__global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop d, int b, int h, int64_t r0, int64_t n0,
                                                            bool backward, uint32_t *out) {
   const int lane = threadIdx.x;
-  out[lane] = backward ? bwd_keep_bits(p, b, h, r0, n0, lane) : fwd_keep_bits(p, b, h, r0 + lane / 4, n0, lane);
+  if (backward) {
+    out[lane] = bwd_keep_word(p, d, b, h, r0, n0, lane);
+  } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
+    const int mi = r0 >= 16 ? 1 : 0;
+    const keep_pos at = fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, n0 % 16, lane); /* (any n0: its tile is 16 k) */
+    out[lane] = fwd_keep_word(p, d, at, mi, n0 - n0 % 16, lane);
+  }
 }
 
 /* The backward's CTA: 8 warps over a tile of 128 keys (FlashAttention-2's shape for these head dims), so each query
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
+/* The backward's shared-memory reads are its bottleneck (the tensor cores wait on ldmatrix: FlashAttention-2's
+ * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20), so:
+ * - up to head dim FA_BWD_KVREG_MAXD, each warp keeps its K and V A fragments (16 keys x D, loop invariants) in
+ *   registers instead of loading them again for every query tile (at 128 that spills: 520 bytes);
+ * - dQ's 64 x D tile is split over the 8 warps into bwd_dq_cg(D) column groups (and 8 / that row groups): at 128,
+ *   32 x 32 blocks read 32 ldmatrix a tile where 16 x 64 ones read 40; below it 2 (16 x D / 2) is the fewest. */
+#ifndef FA_BWD_KVREG_MAXD
+#define FA_BWD_KVREG_MAXD 64
+#endif
+#ifndef FA_BWD_DQ_CG128
+#define FA_BWD_DQ_CG128 4
+#endif
+constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
 
-/* One (key tile, b, k/v head) of the backward. */
-template <bool BF, int D>
-__device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem) {
+/* One (key tile, b, k/v head) of the backward. DROP (the dropout kernel, p.dropout set): with Pk = P keep (the
+ * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
+ * dsum / f): the tiles use dsum (1 - p) (stored so) and leave f to dV, dK and dQ's final scaling, once. */
+template <bool BF, int D, bool DROP>
+__device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int bhk, uint16_t *smem) {
   constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
@@ -463,19 +684,40 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
   const int mtiles = lq > mbeg ? (int)((lq - mbeg + BM - 1) / BM) : 0, ntiles = G * mtiles;
   /* issues the cp.async copies of the Q and dO tile (head h, rows m0..) into stage st (the caller commits); loads its
    * lse and dsum (threads < 2 BM, one value each) into a register, stored into the stage by store_ld once it is free */
+  /* ROWS: this thread's first row of the Q and dO copies (head 0, row 0 of the sequence on) and its lse or dsum
+   * (threads < 2 BM), so that a tile adds h head strides and m0 row strides, with no products of b and q0 per tile
+   * (d128: 40 fewer instructions a tile; at 64 it cost registers, spills 8 -> 24 B; 96 splits columns unevenly) */
+  constexpr bool ROWS = D == 32 || D == 128;
+  static_assert(!ROWS || NTB % (D / 8) == 0, "one column per thread");
+  const int cr = ROWS ? (int)threadIdx.x / (D / 8) : 0, ck = ROWS ? (int)threadIdx.x % (D / 8) * 8 : 0;
+  [[maybe_unused]] const uint16_t *qt = p.q + b * p.q_sb + (q0 + cr) * p.q_sr + ck;
+  [[maybe_unused]] const uint16_t *ot = p.dout + b * p.o_sb + (q0 + cr) * p.o_sr + ck;
+  const int lr = threadIdx.x % BM;
+  [[maybe_unused]] const float *lt = (threadIdx.x < BM ? p.lse : p.dsum) + b * p.l_sb + (q0 + lr) * p.l_sr;
   auto issue = [&](int h, int64_t m0, int st, float &ld) {
-    load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
-    load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
-                                lq);
-    const int r = threadIdx.x % BM;
-    const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + r) * p.l_sr;
+    if constexpr (ROWS) {
+      uint16_t *sq = sQ2 + st * BM * LD + cr * LD + ck, *so = sO2 + st * BM * LD + cr * LD + ck;
+      load_rows_async<D, BM, NTB>(sq, LD, qt + h * p.q_sh + m0 * p.q_sr, p.q_sr, lq - m0 - cr, p.q);
+      load_rows_async<D, BM, NTB>(so, LD, ot + h * p.o_sh + m0 * p.o_sr, p.o_sr, lq - m0 - cr, p.dout);
+    } else {
+      load_tile_async<D, BM, NTB>(sQ2 + st * BM * LD, LD, p.q + b * p.q_sb + h * p.q_sh + q0 * p.q_sr, p.q_sr, m0, lq);
+      load_tile_async<D, BM, NTB>(sO2 + st * BM * LD, LD, p.dout + b * p.o_sb + h * p.o_sh + q0 * p.o_sr, p.o_sr, m0,
+                                  lq);
+    }
     ld = 0.f;
-    if (threadIdx.x < 2 * BM && m0 + r < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    if constexpr (ROWS) {
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = lt[h * p.l_sh + m0 * p.l_sr];
+    } else {
+      const int64_t at = b * p.l_sb + h * p.l_sh + (q0 + m0 + lr) * p.l_sr;
+      if (threadIdx.x < 2 * BM && m0 + lr < lq) ld = threadIdx.x < BM ? p.lse[at] : p.dsum[at];
+    }
   };
+  /* dropout: 1 - p (0 where p = 1: f = 0 then, and dS = f P (dZ keep - 0) = 0, as P (0 - dsum) with dsum = 0) */
+  const float keepf = DROP && p.drop_scale > 0.f ? 1.f / p.drop_scale : 0.f;
   auto store_ld = [&](int st, float ld) {
     const int r = threadIdx.x % BM;
     if (threadIdx.x < BM) sL2[st * BM + r] = ld == -INFINITY ? INFINITY : ld * LOG2E; /* no keys: exp2(s - inf) = 0 */
-    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = ld;
+    else if (threadIdx.x < 2 * BM) sD2[st * BM + r] = DROP ? ld * keepf : ld;
   };
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   load_tile_async<D, BN, NTB>(sK, LD, p.k + b * p.k_sb + hk * p.k_sh + k0 * p.k_sr, p.k_sr, n0, lk);
@@ -486,8 +728,21 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     store_ld(0, ld);
   }
   cp_commit();
+  const float dqscale = DROP ? p.scale * p.drop_scale : p.scale;
   int h = hk * G; /* tile it's head and first row, stepped (no division by mtiles per tile) */
   int64_t m0 = mbeg;
+  /* this warp's K and V A fragments, held across the loop where KVREG (they landed with the first query tile) */
+  constexpr bool KVREG = D <= FA_BWD_KVREG_MAXD;
+  uint32_t kfr[KVREG ? KS : 1][4], vfr[KVREG ? KS : 1][4];
+  if constexpr (KVREG) {
+    cp_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      frag_a(kfr[kk], sK, LD, w * 16, kk * 16, g, t);
+      frag_a(vfr[kk], sV, LD, w * 16, kk * 16, g, t);
+    }
+  }
   for (int it = 0; it < ntiles; it++) {
     const int sg = it & 1;
     int hn = h; /* the next tile's */
@@ -503,14 +758,13 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
     /* masking only where this tile needs it (uniform over the CTA): the last key or query tile and the causal
      * diagonal's */
     const bool edge = n0 + BN > lk || m0 + BM > lq || (p.causal && n0 + BN - 1 > m0 + shift);
-    /* The tile's body, specialised at compile time: SIMPLE (an interior tile without dropout, the bulk of a run) is
-     * free of the masking and dropout code, each of which the compiler otherwise branches around element by element
-     * (a taken branch each, and basic blocks too small to interleave with the tensor-core steps). */
+    /* The tile's body, specialised at compile time: SIMPLE (an interior tile, the bulk of a run) is free of the
+     * masking code, which the compiler otherwise branches around element by element (a taken branch each, and basic
+     * blocks too small to interleave with the tensor-core steps); the dropout code is the DROP kernel's alone. */
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
       /* drawn before S^T, while fewer registers are live */
-      const bool drop = !SIMPLE && p.dropout;
-      const uint32_t keepbits = drop ? bwd_keep_bits(p, b, h, m0, n0 + w * 16, lane) : 0xffffffffu;
+      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
       /* S^T = K Q^T: this warp's 16 keys x 64 queries */
       float st[NTQ][4];
 #pragma unroll
@@ -518,7 +772,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
 #pragma unroll
       for (int kk = 0; kk < KS; kk++) {
         uint32_t a[4];
-        frag_a(a, sK, LD, w * 16, kk * 16, g, t);
+        if constexpr (KVREG) a[0] = kfr[kk][0], a[1] = kfr[kk][1], a[2] = kfr[kk][2], a[3] = kfr[kk][3];
+        else frag_a(a, sK, LD, w * 16, kk * 16, g, t);
 #pragma unroll
         for (int nt = 0; nt < NTQ; nt += 2) {
           uint32_t bf[2][2];
@@ -527,7 +782,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           fa_mma<BF>(st[nt + 1], a, bf[1]);
         }
       }
-      /* P^T from lse; Z^T = P^T * keep / (1 - p); keep bits kept in a word (bit bwd_bit(nt, e)) */
+      /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
+       * bwd_bit(nt, e)) */
       float z[NTQ][4];
       /* the mask where edge (not SIMPLE), in tile coordinates (key kl = 16 w + g (+ 8), query il), in 32 bits */
       const int kend = (int)min(lk - n0, (int64_t)BN), qend = (int)min(lq - m0, (int64_t)BM);
@@ -543,14 +799,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           const float x = st[nt][e] * p.scale_log2 - sL[il];
           const float pe = fa_exp2(ok ? x : -INFINITY);
           st[nt][e] = pe;
-          /* (a dropped-out element that is masked anyway has pe = 0 either way) */
-          z[nt][e] = drop ? ((keepbits >> bwd_bit(nt, e) & 1u) ? pe * p.drop_scale : 0.f) : pe;
+          z[nt][e] = pe;
         }
       /* dV += Z^T dO */
 #pragma unroll
       for (int kk = 0; kk < BM / 16; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
+        if constexpr (DROP) drop_pairs_t(a, keepbits, kk);
 #pragma unroll
         for (int dt = 0; dt < NTD; dt += 2) {
           uint32_t bf[2][2];
@@ -565,7 +821,8 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
 #pragma unroll
       for (int kk = 0; kk < KS; kk++) {
         uint32_t a[4];
-        frag_a(a, sV, LD, w * 16, kk * 16, g, t);
+        if constexpr (KVREG) a[0] = vfr[kk][0], a[1] = vfr[kk][1], a[2] = vfr[kk][2], a[3] = vfr[kk][3];
+        else frag_a(a, sV, LD, w * 16, kk * 16, g, t);
 #pragma unroll
         for (int nt = 0; nt < NTQ; nt += 2) {
           uint32_t bf[2][2];
@@ -574,14 +831,14 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
           fa_mma<BF>(z[nt + 1], a, bf[1]);
         }
       }
-      /* dS^T = P^T (dZ^T keep / (1 - p) - dsum), into st */
+      /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           int il = nt * 8 + 2 * t + (e & 1);
           float dp = z[nt][e];
-          if (drop) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp * p.drop_scale : 0.f;
+          if constexpr (DROP) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp : 0.f;
           st[nt][e] *= dp - sD[il];
         }
       /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
@@ -590,8 +847,7 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
       for (int kk = 0; kk < BM / 16; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-        uint32_t *wg = reinterpret_cast<uint32_t *>(sS + (w * 16 + g) * LDQ + kk * 16 + 2 * t), *wg8 = wg + 4 * LDQ;
-        wg[0] = a[0], wg8[0] = a[1], wg[4] = a[2], wg8[4] = a[3]; /* keys g, g + 8; queries 2t, + 8 */
+        st_frag_a(sS, LDQ, w * 16, kk * 16, a, g, t);
 #pragma unroll
         for (int dt = 0; dt < NTD; dt += 2) {
           uint32_t bf[2][2];
@@ -601,62 +857,77 @@ __device__ void bwd_tile(const fa_params &p, int nt_idx, int bhk, uint16_t *smem
         }
       }
       __syncthreads(); /* sS complete */
-      /* dQ[16w.., :] += scale dS K, two n8 column blocks at a time, atomically into f32 */
-      /* (8 warps over 4 row blocks of 16: warp w takes rows 16 (w & 3) and the half w >> 2 of the columns) */
+      /* dQ += scale dS K atomically into f32: the 64 x D tile over 8 warps, RG row groups of 16 RB rows by CG column
+       * groups of NDW n8 blocks (bwd_dq_cg). Per key step, RB A fragments of dS and NDW / 2 B loads of K feed RB NDW
+       * tensor-core steps into as many independent accumulators. */
+      constexpr int CG = bwd_dq_cg(D), RG = 8 / CG, RB = 4 / RG, NDW = NTD / CG;
+      static_assert(RG * CG == 8 && RB * RG == 4 && NDW * CG == NTD && NDW % 2 == 0, "dQ's warp grid tiles 64 x D");
       float *dqb = p.dq + b * p.o_sb + h * p.o_sh + q0 * p.o_sr;
-      const int wr = (w & 3) * 16, dt0 = (w >> 2) * (NTD / 2);
+      const int wr = (w % RG) * 16 * RB, dt0 = (w / RG) * NDW;
+      float c[RB][NDW][4];
+#pragma unroll
+      for (int rb = 0; rb < RB; rb++)
+#pragma unroll
+        for (int j = 0; j < NDW; j++) c[rb][j][0] = c[rb][j][1] = c[rb][j][2] = c[rb][j][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; kk++) {
+        uint32_t as[RB][4];
+#pragma unroll
+        for (int rb = 0; rb < RB; rb++) frag_at(as[rb], sS, LDQ, wr + 16 * rb, kk * 16, g, t);
+#pragma unroll
+        for (int dj = 0; dj < NDW; dj += 2) {
+          uint32_t bf[2][2];
+          frag_b2(bf, sK, LD, kk * 16, (dt0 + dj) * 8, g, t);
+#pragma unroll
+          for (int rb = 0; rb < RB; rb++) {
+            fa_mma<BF>(c[rb][dj], as[rb], bf[0]);
+            fa_mma<BF>(c[rb][dj + 1], as[rb], bf[1]);
+          }
+        }
+      }
       /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
        * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
       const bool odd = t & 1;
-      const int64_t qrow = m0 + wr + g + (odd ? 8 : 0);
-      float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-      uint32_t as[BN / 16][4]; /* 16 rows of dS, all the tile's keys */
 #pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) frag_at(as[kk], sS, LDQ, wr, kk * 16, g, t);
+      for (int rb = 0; rb < RB; rb++) {
+        const int64_t qrow = m0 + wr + 16 * rb + g + (odd ? 8 : 0);
+        float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
 #pragma unroll
-      for (int dj = 0; dj < NTD / 2; dj += 2) {
-        const int dt = dt0 + dj;
-        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sK, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(c[0], as[kk], bf[0]);
-          fa_mma<BF>(c[1], as[kk], bf[1]);
-        }
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[i][0] : c[i][2], 1);
-          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[i][1] : c[i][3], 1);
-          const float4 v = odd ? make_float4(s0, s1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], s0, s1);
-          if (SIMPLE || qrow < lq) dq_add4(dqrow + (dj + i) * 8, v, p.scale); /* (SIMPLE: every row is) */
+        for (int j = 0; j < NDW; j++) {
+          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][0] : c[rb][j][2], 1);
+          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][1] : c[rb][j][3], 1);
+          const float *cj = c[rb][j];
+          const float4 v = odd ? make_float4(s0, s1, cj[2], cj[3]) : make_float4(cj[0], cj[1], s0, s1);
+          if (SIMPLE || qrow < lq) dq_add4(dqrow + j * 8, v, dqscale); /* (SIMPLE: every row is) */
         }
       }
     };
-    if (edge || p.dropout) body(std::false_type{});
-    else body(std::true_type{});
+    if (INTERIOR_COPY<DROP, D> && !edge) body(std::true_type{});
+    else body(std::false_type{});
     if (it + 1 < ntiles) store_ld(sg ^ 1, ld_next); /* read from tile it + 1 on, after its first barrier */
     h = hn, m0 = mn;
   }
   cp_wait<0>(); /* (K and V are still in flight when no query tile was left) */
   uint16_t *dkb = p.dk + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
+  const float kscale = DROP ? p.scale * p.drop_scale : p.scale, vscale = DROP ? p.drop_scale : 1.f;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     if (key[r] >= lk) continue;
 #pragma unroll
     for (int dt = 0; dt < NTD; dt++) {
       int64_t off = key[r] * p.dk_sr + dt * 8 + 2 * t;
-      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * p.scale, dk[dt][2 * r + 1] * p.scale);
-      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r], dv[dt][2 * r + 1]);
+      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * kscale, dk[dt][2 * r + 1] * kscale);
+      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r] * vscale, dv[dt][2 * r + 1] * vscale);
     }
   }
 }
 
-template <bool BF, int D>
-__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p) {
+template <bool BF, int D, bool DROP>
+__global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p, fa_drop dr) {
   extern __shared__ __align__(16) uint16_t smem[];
-  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y) bwd_tile<BF, D>(p, blockIdx.x, (int)bh, smem);
+  for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hk; bh += gridDim.y)
+    bwd_tile<BF, D, DROP>(p, dr, blockIdx.x, (int)bh, smem);
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
@@ -673,7 +944,7 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
 /* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
 void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
   p.dropout = prob > 0;
-  /* the byte rule's t (keep16_at), not the word rule's threshold of F.dropout */
+  /* the byte rule's t (keep_bits16), not the word rule's threshold of F.dropout */
   p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
   p.seed = seed, p.offset = offset;
 }
@@ -714,28 +985,39 @@ dim3 grid_of(int64_t len, int tile, int64_t bh) {
 }
 
 template <class K>
-fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name, int threads = NT) {
+fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_params &p, const char *name,
+                 int threads = NT) {
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p);
+  kernel<<<grid, threads, smem, fc_stream(ctx)>>>(p, drop_of(p));
   return fc_launched(name);
+}
+
+/* The kernels of head dim D: the dropout one (DROP) where p.dropout, else the one without any dropout code. */
+template <bool BF, int D> fl_status fwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
+  return launch(p.dropout ? fa_fwd_kernel<BF, D, true> : fa_fwd_kernel<BF, D, false>, grid, fwd_smem(D), ctx, p,
+                "fa_fwd_kernel");
+}
+template <bool BF, int D> fl_status bwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
+  return launch(p.dropout ? fa_bwd_kernel<BF, D, true> : fa_bwd_kernel<BF, D, false>, grid, bwd_smem(D), ctx, p,
+                "fa_bwd_kernel", NTB);
 }
 
 template <bool BF> fl_status fwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_fwd_kernel<BF, 32>, grid, fwd_smem(32), ctx, p, "fa_fwd_kernel");
-    case 64: return launch(fa_fwd_kernel<BF, 64>, grid, fwd_smem(64), ctx, p, "fa_fwd_kernel");
-    case 96: return launch(fa_fwd_kernel<BF, 96>, grid, fwd_smem(96), ctx, p, "fa_fwd_kernel");
-    case 128: return launch(fa_fwd_kernel<BF, 128>, grid, fwd_smem(128), ctx, p, "fa_fwd_kernel");
+    case 32: return fwd_launch<BF, 32>(grid, ctx, p);
+    case 64: return fwd_launch<BF, 64>(grid, ctx, p);
+    case 96: return fwd_launch<BF, 96>(grid, ctx, p);
+    case 128: return fwd_launch<BF, 128>(grid, ctx, p);
     default: return fl_error(FL_EINVAL, "flash_attention: head_dim %d is not supported", D);
   }
 }
 
 template <bool BF> fl_status bwd_dispatch(int D, dim3 grid, fc_context *ctx, const fa_params &p) {
   switch (D) {
-    case 32: return launch(fa_bwd_kernel<BF, 32>, grid, bwd_smem(32), ctx, p, "fa_bwd_kernel", NTB);
-    case 64: return launch(fa_bwd_kernel<BF, 64>, grid, bwd_smem(64), ctx, p, "fa_bwd_kernel", NTB);
-    case 96: return launch(fa_bwd_kernel<BF, 96>, grid, bwd_smem(96), ctx, p, "fa_bwd_kernel", NTB);
-    case 128: return launch(fa_bwd_kernel<BF, 128>, grid, bwd_smem(128), ctx, p, "fa_bwd_kernel", NTB);
+    case 32: return bwd_launch<BF, 32>(grid, ctx, p);
+    case 64: return bwd_launch<BF, 64>(grid, ctx, p);
+    case 96: return bwd_launch<BF, 96>(grid, ctx, p);
+    case 128: return bwd_launch<BF, 128>(grid, ctx, p);
     default: return fl_error(FL_EINVAL, "flash_attention backward: head_dim %d is not supported", D);
   }
 }
@@ -815,6 +1097,6 @@ extern "C" fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double prob, uint6
   memset(&p, 0, sizeof p);
   p.Hq = Hq, p.Sq = Sq, p.Sk = Sk;
   set_dropout(p, prob, seed, offset);
-  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, b, h, r0, n0, backward, (uint32_t *)fc_base(out));
+  fa_keep_probe_kernel<<<1, 32, 0, fc_stream(ctx)>>>(p, drop_of(p), b, h, r0, n0, backward, (uint32_t *)fc_base(out));
   return fc_launched("fa_keep_probe_kernel");
 }

@@ -1,5 +1,5 @@
-/* The fused attention's dropout keep bits on the GPU, read straight from the kernels' functions (fwd_keep_bits,
- * bwd_keep_bits in cuda/flash_attention.cu, through the test hook fl_cuda_flash_keep_probe, which sets the
+/* The fused attention's dropout keep bits on the GPU, read straight from the kernels' functions (fwd_keep_word,
+ * bwd_keep_word in cuda/flash_attention.cu, through the test hook fl_cuda_flash_keep_probe, which sets the
  * threshold, seed and offset as the kernels' parameters do) against the byte rule evaluated here byte by byte
  * (core/dropout_keep.h, FL_DROPOUT_BYTE: element i is kept iff byte i % 16 of Philox block offset + i / 16 is
  * < round((1 - p) 256)). Each probe is one warp's fragment: 16 rows x 64 keys (forward) or 16 keys x 64 queries
