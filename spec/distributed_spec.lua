@@ -194,7 +194,7 @@ describe("binding gradients to bucket slots (_bind_grads, one multi-tensor copy)
     local v64 = flame.zeros(sizes[1], {dtype = "f64", device = dev})
     H.errors(function() D._bind_grads({ps[1]}, {v64}) end, "multi_copy: source 1", "must be f64")
     H.errors(function() D._bind_grads({ps[1]}, {flame.zeros(2, {device = dev})}) end, "source 1",
-      "does not match its parameter")
+      "does not match its target")
     ps[2].grad = flame.zeros(sizes[2], {device = dev})
     H.errors(function() D._bind_grads({ps[1], ps[2]}, {views[1], flame.zeros(sizes[2], 2, {device = dev}):select(2, 1)})
       end, "multi_copy: target 2", "must be contiguous")

@@ -24,8 +24,10 @@ static fl_status check_target(const char *op, const char *what, int i, const fl_
   return FL_OK;
 }
 
+/* t, the i-th `what`, against p, the tensor it pairs with (`of`: "parameter" in the optimizers' steps, the target
+ * in the multi-tensor copies) */
 static fl_status check_like(const char *op, const char *what, int i, const fl_tensor *t, const fl_tensor *p,
-                            fl_dtype dt, bool contiguous) {
+                            const char *of, fl_dtype dt, bool contiguous) {
   if (!t) return fl_error(FL_EINVAL, "%s: %s %d is missing", op, what, (int)fl_mdim(i));
   if (t->dtype != dt) {
     fl_desc d = fl_describe(t);
@@ -33,13 +35,14 @@ static fl_status check_like(const char *op, const char *what, int i, const fl_te
   }
   if (!fl_same_shape(t, p)) {
     fl_desc d = fl_describe(t), e = fl_describe(p);
-    return fl_error(FL_ESHAPE, "%s: %s %d (%s) does not match its parameter (%s)", op, what, (int)fl_mdim(i), d.s,
+    return fl_error(FL_ESHAPE, "%s: %s %d (%s) does not match its %s (%s)", op, what, (int)fl_mdim(i), d.s, of,
                     e.s);
   }
   if (contiguous && !fl_is_contiguous(t)) return bad(op, what, i, t, "must be contiguous");
   const fl_device *dev = &p->storage->device;
   if (t->storage->device.type != dev->type || t->storage->device.index != dev->index)
-    return bad(op, what, i, t, "is on another device than its parameter");
+    return fl_error(FL_EINVAL, "%s: %s %d (%s) is on another device than its %s", op, what, (int)fl_mdim(i),
+                    fl_describe(t).s, of);
   return FL_OK;
 }
 
@@ -81,13 +84,13 @@ static fl_status check_step(const char *op, const fl_optim_args *a) {
   for (int i = 0; i < a->n; i++) {
     const fl_tensor *p = a->params[i];
     FL_TRY(check_target(op, "parameter", i, p, dev));
-    FL_TRY(check_like(op, "gradient", i, a->grads[i], p, p->dtype, false));
+    FL_TRY(check_like(op, "gradient", i, a->grads[i], p, "parameter", p->dtype, false));
     fl_dtype sd = state_dtype(p->dtype);
-    if (mom) FL_TRY(check_like(op, "momentum buffer", i, at(a->buf1, i), p, sd, true));
+    if (mom) FL_TRY(check_like(op, "momentum buffer", i, at(a->buf1, i), p, "parameter", sd, true));
     if (sgd) continue;
-    FL_TRY(check_like(op, "exp_avg", i, at(a->buf1, i), p, sd, true));
-    FL_TRY(check_like(op, "exp_avg_sq", i, at(a->buf2, i), p, sd, true));
-    if (a->amsgrad) FL_TRY(check_like(op, "max_exp_avg_sq", i, at(a->buf3, i), p, sd, true));
+    FL_TRY(check_like(op, "exp_avg", i, at(a->buf1, i), p, "parameter", sd, true));
+    FL_TRY(check_like(op, "exp_avg_sq", i, at(a->buf2, i), p, "parameter", sd, true));
+    if (a->amsgrad) FL_TRY(check_like(op, "max_exp_avg_sq", i, at(a->buf3, i), p, "parameter", sd, true));
     if (a->steps[i] < 1) return fl_error(FL_EINVAL, "%s: step %lld of parameter %d is not >= 1", op,
                                          (long long)a->steps[i], (int)fl_mdim(i));
   }
@@ -188,7 +191,7 @@ static fl_status pairwise(const char *op, fl_op_kind kind, const char *what, con
   const fl_device *dev = &dst[0]->storage->device;
   for (int i = 0; i < n; i++) {
     FL_TRY(check_target(op, what, i, dst[i], dev));
-    FL_TRY(check_like(op, from, i, src[i], dst[i], dst[i]->dtype, false));
+    FL_TRY(check_like(op, from, i, src[i], dst[i], what, dst[i]->dtype, false));
   }
   fl_tensor **c = calloc((size_t)n, sizeof *c);
   if (!c) return fl_error(FL_ENOMEM, "%s: out of host memory", op);
