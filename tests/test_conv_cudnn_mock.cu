@@ -177,12 +177,16 @@ static bool has(mdesc *m, std::initializer_list<cudnnBackendAttributeName_t> nam
 static const std::vector<int64_t> &I(mdesc *m, cudnnBackendAttributeName_t n) { return m->attrs[n].i64; }
 static mdesc *R(mdesc *m, cudnnBackendAttributeName_t n) { return D(m->attrs[n].ptrs.at(0)); }
 
-/* An operation's shapes: y's spatial size from x's, w's and the convolution's; groups from the channels. */
-static void check_op(mdesc *m, cudnnBackendAttributeName_t xn, cudnnBackendAttributeName_t yn,
+/* An operation's shapes: y's spatial size from x's, w's and the convolution's; groups from the channels. False when
+ * one of the four attributes was never set (finalize's bad-parameter status); a wrong shape is a violation. */
+static bool check_op(mdesc *m, cudnnBackendAttributeName_t xn, cudnnBackendAttributeName_t yn,
                      cudnnBackendAttributeName_t wn, cudnnBackendAttributeName_t cn) {
+  if (!has(m, {xn, yn, wn, cn})) return false;
   mdesc *x = R(m, xn), *y = R(m, yn), *w = R(m, wn), *c = R(m, cn);
-  if (x->kind != CUDNN_BACKEND_TENSOR_DESCRIPTOR || c->kind != CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)
-    return violate("operation with descriptors of the wrong kind");
+  if (x->kind != CUDNN_BACKEND_TENSOR_DESCRIPTOR || c->kind != CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR) {
+    violate("operation with descriptors of the wrong kind");
+    return true;
+  }
   if (I(x, CUDNN_ATTR_TENSOR_UNIQUE_ID)[0] != 'x' || I(y, CUDNN_ATTR_TENSOR_UNIQUE_ID)[0] != 'y' ||
       I(w, CUDNN_ATTR_TENSOR_UNIQUE_ID)[0] != 'w')
     violate("operation: x, y, w attributes hold the tensors of uids %lld, %lld, %lld",
@@ -191,7 +195,10 @@ static void check_op(mdesc *m, cudnnBackendAttributeName_t xn, cudnnBackendAttri
   auto xd = I(x, CUDNN_ATTR_TENSOR_DIMENSIONS), yd = I(y, CUDNN_ATTR_TENSOR_DIMENSIONS),
        wd = I(w, CUDNN_ATTR_TENSOR_DIMENSIONS);
   size_t nsp = (size_t)I(c, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS)[0];
-  if (xd.size() != nsp + 2 || yd.size() != nsp + 2 || wd.size() != nsp + 2) return violate("operation: ranks");
+  if (xd.size() != nsp + 2 || yd.size() != nsp + 2 || wd.size() != nsp + 2) {
+    violate("operation: ranks");
+    return true;
+  }
   if (xd[0] != yd[0] || yd[1] != wd[0] || xd[1] % wd[1] != 0 || wd[0] % (xd[1] / wd[1]) != 0)
     violate("operation: n %lld/%lld, channels x %lld y %lld w %lldx%lld", (long long)xd[0], (long long)yd[0],
             (long long)xd[1], (long long)yd[1], (long long)wd[0], (long long)wd[1]);
@@ -202,6 +209,7 @@ static void check_op(mdesc *m, cudnnBackendAttributeName_t xn, cudnnBackendAttri
       violate("operation: spatial dim %zu: x %lld, w %lld, y %lld", i, (long long)xd[2 + i], (long long)wd[2 + i],
               (long long)yd[2 + i]);
   }
+  return true;
 }
 
 static cudnnStatus_t m_finalize(cudnnBackendDescriptor_t d) {
@@ -234,26 +242,19 @@ static cudnnStatus_t m_finalize(cudnnBackendDescriptor_t d) {
       break;
     }
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR:
-      if (!has(m, {CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
-                   CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC}))
+      if (!check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
+                    CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC))
         return CUDNN_STATUS_BAD_PARAM;
-      check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
-               CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC);
       break;
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR:
-      if (!has(m, {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
-                   CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC}))
+      if (!check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+                    CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC))
         return CUDNN_STATUS_BAD_PARAM;
-      check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
-               CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC);
       break;
     case CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR:
-      if (!has(m, {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
-                   CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW,
-                   CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC}))
+      if (!check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+                    CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC))
         return CUDNN_STATUS_BAD_PARAM;
-      check_op(m, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
-               CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC);
       break;
     case CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR:
       if (!has(m, {CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_ATTR_OPERATIONGRAPH_OPS})) return CUDNN_STATUS_BAD_PARAM;
