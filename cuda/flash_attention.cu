@@ -651,6 +651,41 @@ constexpr int NTB = 256, BNB = 128;
 #define FA_BWD_DQ_CG128 4
 #endif
 constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
+/* At head dim 128 (FA_BWD_PAIR_MIND) dV += Z^T dO and dK += dS^T Q run on FlashAttention-2's warp grid: the warps
+ * pair up (w, w ^ 1: keys 32 (w / 2) ..+ 31) and each accumulates 32 keys x 64 columns (half w % 2), its A
+ * fragments (Z^T, dS^T of both warps' keys) read back from shared memory: per 16 queries 2 + 4 ldmatrix feed 16
+ * tensor-core steps where 16 keys x 128 columns with A in registers take 8 (a tile: 24 + 24 instead of 32 + 32,
+ * plus 4 stmatrix for Z^T; dS^T is stored for dQ anyway). Below 128 it gains nothing (16 = 16 at 64). */
+#ifndef FA_BWD_PAIR_MIND
+#define FA_BWD_PAIR_MIND 128
+#endif
+constexpr bool bwd_pair(int D) { return D >= FA_BWD_PAIR_MIND; }
+
+/* The two warps of pair k (k = 0..3: warps 2k, 2k + 1) meet: named barrier 1 + k (0 is __syncthreads'). */
+__device__ __forceinline__ void pair_sync(int k) { asm volatile("bar.sync %0, 64;\n" ::"r"(1 + k) : "memory"); }
+
+/* acc[mb][j] += A B over one query tile (BM queries) on the pair grid: A = rows r0 + 16 mb (keys) of sA ([key]
+ * [query], leading dim LDA), B = sB (rows: queries, leading dim LDB) at columns c0 + 8 j. */
+template <bool BF, int NJ, int LDA, int LDB>
+__device__ __forceinline__ void pair_mma(float acc[2][NJ][4], const uint16_t *sA, const uint16_t *sB, int r0, int c0,
+                                         int g, int t) {
+#pragma unroll
+  for (int kk = 0; kk < BM / 16; kk++) {
+    uint32_t a[2][4];
+    frag_a(a[0], sA, LDA, r0, kk * 16, g, t);
+    frag_a(a[1], sA, LDA, r0 + 16, kk * 16, g, t);
+#pragma unroll
+    for (int j = 0; j < NJ; j += 2) {
+      uint32_t bf[2][2];
+      frag_b2(bf, sB, LDB, kk * 16, c0 + j * 8, g, t);
+#pragma unroll
+      for (int mb = 0; mb < 2; mb++) {
+        fa_mma<BF>(acc[mb][j], a[mb], bf[0]);
+        fa_mma<BF>(acc[mb][j + 1], a[mb], bf[1]);
+      }
+    }
+  }
+}
 
 /* One (key tile, b, k/v head) of the backward. DROP (the dropout kernel, p.dropout set): with Pk = P keep (the
  * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
@@ -660,8 +695,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
+  constexpr bool PAIR = bwd_pair(D);
   uint16_t *sK = smem, *sV = sK + BN * LD, *sQ2 = sV + BN * LD, *sO2 = sQ2 + 2 * BM * LD, *sS = sO2 + 2 * BM * LD;
-  float *sL2 = reinterpret_cast<float *>(sS + BN * LDQ), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
+  uint16_t *sP = sS + BN * LDQ; /* (PAIR) Z^T, [key][query] as sS */
+  float *sL2 = reinterpret_cast<float *>(sP + (PAIR ? BN * LDQ : 0)), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
   const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -670,12 +707,16 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   if (n0 >= lk) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  float dk[NTD][4], dv[NTD][4];
+  /* dK and dV: MB m16 blocks of keys (kr0 + 16 mb) by NTK n8 blocks of columns (c0k + 8 j) */
+  constexpr int MB = PAIR ? 2 : 1, NTK = PAIR ? NTD / 2 : NTD;
+  const int kr0 = PAIR ? (w / 2) * 32 : w * 16, c0k = PAIR ? (w % 2) * (D / 2) : 0;
+  float dk[MB][NTK][4], dv[MB][NTK][4];
 #pragma unroll
-  for (int i = 0; i < NTD; i++)
+  for (int mb = 0; mb < MB; mb++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
-  const int64_t key[2] = {n0 + w * 16 + g, n0 + w * 16 + g + 8};
+    for (int i = 0; i < NTK; i++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) dk[mb][i][e] = dv[mb][i][e] = 0.f;
   /* queries i with i + shift >= n0 see a key of this tile (causal); earlier tiles are skipped */
   int64_t mbeg = p.causal ? max((int64_t)0, n0 - shift) : 0;
   mbeg = mbeg / BM * BM;
@@ -801,18 +842,22 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           st[nt][e] = pe;
           z[nt][e] = pe;
         }
-      /* dV += Z^T dO */
+      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after dZ^T) */
 #pragma unroll
       for (int kk = 0; kk < BM / 16; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
         if constexpr (DROP) drop_pairs_t(a, keepbits, kk);
+        if constexpr (PAIR) {
+          st_frag_a(sP, LDQ, w * 16, kk * 16, a, g, t);
+        } else {
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf[0]);
-          fa_mma<BF>(dv[dt + 1], a, bf[1]);
+          for (int dt = 0; dt < NTD; dt += 2) {
+            uint32_t bf[2][2];
+            frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+            fa_mma<BF>(dv[0][dt], a, bf[0]);
+            fa_mma<BF>(dv[0][dt + 1], a, bf[1]);
+          }
         }
       }
       /* dZ^T = V dO^T (reusing z) */
@@ -831,6 +876,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           fa_mma<BF>(z[nt + 1], a, bf[1]);
         }
       }
+      if constexpr (PAIR) { /* both warps' Z^T are in sP (the next writes follow this tile's __syncthreads) */
+        pair_sync(w / 2);
+        pair_mma<BF, NTK, LDQ, LD>(dv, sP, sO, kr0, c0k, g, t);
+      }
       /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
@@ -848,15 +897,18 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
         st_frag_a(sS, LDQ, w * 16, kk * 16, a, g, t);
+        if constexpr (!PAIR) {
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf[0]);
-          fa_mma<BF>(dk[dt + 1], a, bf[1]);
+          for (int dt = 0; dt < NTD; dt += 2) {
+            uint32_t bf[2][2];
+            frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+            fa_mma<BF>(dk[0][dt], a, bf[0]);
+            fa_mma<BF>(dk[0][dt + 1], a, bf[1]);
+          }
         }
       }
       __syncthreads(); /* sS complete */
+      if constexpr (PAIR) pair_mma<BF, NTK, LDQ, LD>(dk, sS, sQ, kr0, c0k, g, t);
       /* dQ += scale dS K atomically into f32: the 64 x D tile over 8 warps, RG row groups of 16 RB rows by CG column
        * groups of NDW n8 blocks (bwd_dq_cg). Per key step, RB A fragments of dS and NDW / 2 B loads of K feed RB NDW
        * tensor-core steps into as many independent accumulators. */
@@ -912,15 +964,19 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   const float kscale = DROP ? p.scale * p.drop_scale : p.scale, vscale = DROP ? p.drop_scale : 1.f;
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    if (key[r] >= lk) continue;
+  for (int mb = 0; mb < MB; mb++)
 #pragma unroll
-    for (int dt = 0; dt < NTD; dt++) {
-      int64_t off = key[r] * p.dk_sr + dt * 8 + 2 * t;
-      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * kscale, dk[dt][2 * r + 1] * kscale);
-      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r] * vscale, dv[dt][2 * r + 1] * vscale);
+    for (int r = 0; r < 2; r++) {
+      const int64_t key = n0 + kr0 + 16 * mb + 8 * r + g;
+      if (key >= lk) continue;
+#pragma unroll
+      for (int dt = 0; dt < NTK; dt++) {
+        const int64_t off = key * p.dk_sr + c0k + dt * 8 + 2 * t;
+        const float *k4 = dk[mb][dt], *v4 = dv[mb][dt];
+        *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(k4[2 * r] * kscale, k4[2 * r + 1] * kscale);
+        *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(v4[2 * r] * vscale, v4[2 * r + 1] * vscale);
+      }
     }
-  }
 }
 
 template <bool BF, int D, bool DROP>
@@ -931,8 +987,9 @@ __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p, fa_drop dr) {
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
-constexpr size_t bwd_smem(int D) {
-  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BNB * (BM + PAD) * 2 + 4 * BM * 4;
+constexpr size_t bwd_smem(int D) { /* K, V, two stages of Q, dO; sS (and sP where bwd_pair); lse, dsum */
+  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)(bwd_pair(D) ? 2 : 1) * BNB * (BM + PAD) * 2 +
+         4 * BM * 4;
 }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */
