@@ -784,6 +784,37 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       frag_a(vfr[kk], sV, LD, w * 16, kk * 16, g, t);
     }
   }
+  /* S^T's and dZ^T's warp grid: 16 keys x 64 queries a warp (keys 16 w..), or where SQ32 (PAIR without dropout,
+   * whose keep bits are laid out for the former) FlashAttention-2's 32 x 32 (keys of the pair's dK/dV, queries 32
+   * (w % 2)..): per 16 columns of D, 2 + 2 ldmatrix for 8 tensor-core steps instead of 1 + 4 */
+  constexpr bool SQ32 = PAIR && !DROP;
+  constexpr int SMB = SQ32 ? 2 : 1, NQ = NTQ / SMB;
+  const int sk0 = SQ32 ? kr0 : w * 16, sq0 = SQ32 ? (w % 2) * 32 : 0;
+  /* acc = A B^T over D for the warp's S^T-grid fragments: A from sA (K or V; where KVREG its fragments areg), B^T
+   * the rows of sB (Q or dO) */
+  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB) {
+#pragma unroll
+    for (int i = 0; i < NTQ; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[SMB][4];
+#pragma unroll
+      for (int mb = 0; mb < SMB; mb++) {
+        if constexpr (KVREG) a[mb][0] = areg[kk][0], a[mb][1] = areg[kk][1], a[mb][2] = areg[kk][2], a[mb][3] = areg[kk][3];
+        else frag_a(a[mb], sA, LD, sk0 + 16 * mb, kk * 16, g, t);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sB, LD, sq0 + nt * 8, kk * 16, g, t);
+#pragma unroll
+        for (int mb = 0; mb < SMB; mb++) {
+          fa_mma<BF>(acc[mb * NQ + nt], a[mb], bf[0]);
+          fa_mma<BF>(acc[mb * NQ + nt + 1], a[mb], bf[1]);
+        }
+      }
+    }
+  };
   for (int it = 0; it < ntiles; it++) {
     const int sg = it & 1;
     int hn = h; /* the next tile's */
@@ -806,23 +837,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       constexpr bool SIMPLE = decltype(simple_c)::value;
       /* drawn before S^T, while fewer registers are live */
       [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
-      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      /* S^T = K Q^T: this warp's SMB x 16 keys from sk0 x NQ x 8 queries from sq0, fragment i = mb NQ + nt (keys sk0
+       * + 16 mb, queries sq0 + 8 nt); likewise dZ^T = V dO^T (kq_mma) */
       float st[NTQ][4];
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        if constexpr (KVREG) a[0] = kfr[kk][0], a[1] = kfr[kk][1], a[2] = kfr[kk][2], a[3] = kfr[kk][3];
-        else frag_a(a, sK, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf[0]);
-          fa_mma<BF>(st[nt + 1], a, bf[1]);
-        }
-      }
+      kq_mma(st, sK, kfr, sQ);
       /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
        * bwd_bit(nt, e)) */
       float z[NTQ][4];
@@ -833,7 +851,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+          const int kl = sk0 + 16 * (nt / NQ) + g + 8 * (e >> 1), il = sq0 + nt % NQ * 8 + 2 * t + (e & 1);
           /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
            * 2^-inf = 0) */
           const bool ok = SIMPLE || !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
@@ -842,14 +860,15 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           st[nt][e] = pe;
           z[nt][e] = pe;
         }
-      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after dZ^T) */
+      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after dZ^T); kk: fragments 2 kk, + 1 (below: keys
+       * sk0 + 16 (kk / (NQ / 2)), queries sq0 + 16 (kk % (NQ / 2)); without SQ32 keys sk0, queries 16 kk) */
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
+      for (int kk = 0; kk < NTQ / 2; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
         if constexpr (DROP) drop_pairs_t(a, keepbits, kk);
         if constexpr (PAIR) {
-          st_frag_a(sP, LDQ, w * 16, kk * 16, a, g, t);
+          st_frag_a(sP, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
         } else {
 #pragma unroll
           for (int dt = 0; dt < NTD; dt += 2) {
@@ -861,21 +880,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         }
       }
       /* dZ^T = V dO^T (reusing z) */
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        if constexpr (KVREG) a[0] = vfr[kk][0], a[1] = vfr[kk][1], a[2] = vfr[kk][2], a[3] = vfr[kk][3];
-        else frag_a(a, sV, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf[0]);
-          fa_mma<BF>(z[nt + 1], a, bf[1]);
-        }
-      }
+      kq_mma(z, sV, vfr, sO);
       if constexpr (PAIR) { /* both warps' Z^T are in sP (the next writes follow this tile's __syncthreads) */
         pair_sync(w / 2);
         pair_mma<BF, NTK, LDQ, LD>(dv, sP, sO, kr0, c0k, g, t);
@@ -885,7 +890,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          int il = nt * 8 + 2 * t + (e & 1);
+          const int il = sq0 + nt % NQ * 8 + 2 * t + (e & 1);
           float dp = z[nt][e];
           if constexpr (DROP) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp : 0.f;
           st[nt][e] *= dp - sD[il];
@@ -893,10 +898,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
        * 32-bit words, for dQ */
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
+      for (int kk = 0; kk < NTQ / 2; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-        st_frag_a(sS, LDQ, w * 16, kk * 16, a, g, t);
+        st_frag_a(sS, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
         if constexpr (!PAIR) {
 #pragma unroll
           for (int dt = 0; dt < NTD; dt += 2) {
