@@ -942,6 +942,21 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           }
         }
       }
+#if __CUDA_ARCH__ >= 900
+      /* sm_90: a 8-byte vector atomic per row of a C fragment (row g: cols 2t, 2t + 1; row g + 8), as many bytes per
+       * warp instruction as the lane-swapped 16-byte ones took, without the swap (2 shuffles, 4 selects a block) */
+#pragma unroll
+      for (int rb = 0; rb < RB; rb++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          const int64_t qrow = m0 + wr + 16 * rb + g + 8 * r;
+          float2 *dqrow = reinterpret_cast<float2 *>(dqb + qrow * p.o_sr + dt0 * 8 + 2 * t);
+#pragma unroll
+          for (int j = 0; j < NDW; j++)
+            if (SIMPLE || qrow < lq) /* (SIMPLE: every row is) */
+              atomicAdd(dqrow + 4 * j, make_float2(c[rb][j][2 * r] * dqscale, c[rb][j][2 * r + 1] * dqscale));
+        }
+#else
       /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
        * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
       const bool odd = t & 1;
@@ -958,6 +973,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           if (SIMPLE || qrow < lq) dq_add4(dqrow + j * 8, v, dqscale); /* (SIMPLE: every row is) */
         }
       }
+#endif
     };
     if (INTERIOR_COPY<DROP, D> && !edge) body(std::true_type{});
     else body(std::false_type{});
