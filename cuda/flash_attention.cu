@@ -11,12 +11,13 @@
  * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
  * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
- * head), warp w owning keys 16w..16w+15 (dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
+ * head), warp w owning keys 16w..16w+15 (at d128 FlashAttention-2's warp grids instead, bwd_pair: S^T 32 keys x 32
+ * queries a warp, dK/dV 32 keys x 64 columns; dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
  * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
  * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
- * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
- * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
+ * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 atomics (8-byte vector
+ * ones on sm_90) into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
  * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
  * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
  * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
@@ -610,13 +611,12 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
-/* d[0..3] += scale v atomically (d 16-byte aligned): one vector reduction on sm_90, four scalar ones before. */
-__device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
-  v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+/* d[0], d[1] += x, y atomically (d 8-byte aligned): one vector reduction on sm_90, two scalar ones before. */
+__device__ __forceinline__ void dq_add2(float *d, float x, float y) {
 #if __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float4 *>(d), v);
+  atomicAdd(reinterpret_cast<float2 *>(d), make_float2(x, y));
 #else
-  atomicAdd(d, v.x), atomicAdd(d + 1, v.y), atomicAdd(d + 2, v.z), atomicAdd(d + 3, v.w);
+  atomicAdd(d, x), atomicAdd(d + 1, y);
 #endif
 }
 
@@ -639,7 +639,8 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
 /* The backward's shared-memory reads are its bottleneck (the tensor cores wait on ldmatrix: FlashAttention-2's
- * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20), so:
+ * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20; at d128 0.45 since session
+ * 21, bwd_pair), so:
  * - up to head dim FA_BWD_KVREG_MAXD, each warp keeps its K and V A fragments (16 keys x D, loop invariants) in
  *   registers instead of loading them again for every query tile (at 128 that spills: 520 bytes);
  * - dQ's 64 x D tile is split over the 8 warps into bwd_dq_cg(D) column groups (and 8 / that row groups): at 128,
@@ -942,38 +943,20 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           }
         }
       }
-#if __CUDA_ARCH__ >= 900
-      /* sm_90: a 8-byte vector atomic per row of a C fragment (row g: cols 2t, 2t + 1; row g + 8), as many bytes per
-       * warp instruction as the lane-swapped 16-byte ones took, without the swap (2 shuffles, 4 selects a block) */
+      /* one 8-byte atomic per row of a C fragment (row g: cols 2t, 2t + 1; row g + 8): a warp instruction covers 8
+       * rows of 32 bytes, as many bytes per row as the 16-byte ones did after a lane swap (2 shuffles, 4 selects a
+       * block; session 21) */
 #pragma unroll
       for (int rb = 0; rb < RB; rb++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
           const int64_t qrow = m0 + wr + 16 * rb + g + 8 * r;
-          float2 *dqrow = reinterpret_cast<float2 *>(dqb + qrow * p.o_sr + dt0 * 8 + 2 * t);
+          float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * t;
 #pragma unroll
           for (int j = 0; j < NDW; j++)
             if (SIMPLE || qrow < lq) /* (SIMPLE: every row is) */
-              atomicAdd(dqrow + 4 * j, make_float2(c[rb][j][2 * r] * dqscale, c[rb][j][2 * r + 1] * dqscale));
+              dq_add2(dqrow + 8 * j, c[rb][j][2 * r] * dqscale, c[rb][j][2 * r + 1] * dqscale);
         }
-#else
-      /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
-       * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-      const bool odd = t & 1;
-#pragma unroll
-      for (int rb = 0; rb < RB; rb++) {
-        const int64_t qrow = m0 + wr + 16 * rb + g + (odd ? 8 : 0);
-        float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
-#pragma unroll
-        for (int j = 0; j < NDW; j++) {
-          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][0] : c[rb][j][2], 1);
-          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][1] : c[rb][j][3], 1);
-          const float *cj = c[rb][j];
-          const float4 v = odd ? make_float4(s0, s1, cj[2], cj[3]) : make_float4(cj[0], cj[1], s0, s1);
-          if (SIMPLE || qrow < lq) dq_add4(dqrow + j * 8, v, dqscale); /* (SIMPLE: every row is) */
-        }
-      }
-#endif
     };
     if (INTERIOR_COPY<DROP, D> && !edge) body(std::true_type{});
     else body(std::false_type{});
