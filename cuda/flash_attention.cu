@@ -656,14 +656,13 @@ constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
  * pair up (w, w ^ 1: keys 32 (w / 2) ..+ 31) and each accumulates 32 keys x 64 columns (half w % 2), its A
  * fragments (Z^T, dS^T of both warps' keys) read back from shared memory: per 16 queries 2 + 4 ldmatrix feed 16
  * tensor-core steps where 16 keys x 128 columns with A in registers take 8 (a tile: 24 + 24 instead of 32 + 32,
- * plus 4 stmatrix for Z^T; dS^T is stored for dQ anyway). Below 128 it gains nothing (16 = 16 at 64). */
+ * plus 4 stmatrix for Z^T; dS^T is stored for dQ anyway). Both run after the barrier that completes dS^T for dQ
+ * (one block of dV, dK and dQ steps; a named barrier per pair for Z^T before dV, with dV between it and dS, cost
+ * 24 bytes of spills). Below 128 it gains nothing (16 = 16 at 64). */
 #ifndef FA_BWD_PAIR_MIND
 #define FA_BWD_PAIR_MIND 128
 #endif
 constexpr bool bwd_pair(int D) { return D >= FA_BWD_PAIR_MIND; }
-
-/* The two warps of pair k (k = 0..3: warps 2k, 2k + 1) meet: named barrier 1 + k (0 is __syncthreads'). */
-__device__ __forceinline__ void pair_sync(int k) { asm volatile("bar.sync %0, 64;\n" ::"r"(1 + k) : "memory"); }
 
 /* acc[mb][j] += A B over one query tile (BM queries) on the pair grid: A = rows r0 + 16 mb (keys) of sA ([key]
  * [query], leading dim LDA), B = sB (rows: queries, leading dim LDB) at columns c0 + 8 j. */
@@ -861,7 +860,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           st[nt][e] = pe;
           z[nt][e] = pe;
         }
-      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after dZ^T); kk: fragments 2 kk, + 1 (below: keys
+      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after the barrier below); kk: fragments 2 kk, + 1 (below: keys
        * sk0 + 16 (kk / (NQ / 2)), queries sq0 + 16 (kk % (NQ / 2)); without SQ32 keys sk0, queries 16 kk) */
 #pragma unroll
       for (int kk = 0; kk < NTQ / 2; kk++) {
@@ -882,10 +881,6 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       }
       /* dZ^T = V dO^T (reusing z) */
       kq_mma(z, sV, vfr, sO);
-      if constexpr (PAIR) { /* both warps' Z^T are in sP (the next writes follow this tile's __syncthreads) */
-        pair_sync(w / 2);
-        pair_mma<BF, NTK, LDQ, LD>(dv, sP, sO, kr0, c0k, g, t);
-      }
       /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
@@ -914,7 +909,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         }
       }
       __syncthreads(); /* sS complete */
-      if constexpr (PAIR) pair_mma<BF, NTK, LDQ, LD>(dk, sS, sQ, kr0, c0k, g, t);
+      if constexpr (PAIR) { /* (sP complete too) */
+        pair_mma<BF, NTK, LDQ, LD>(dv, sP, sO, kr0, c0k, g, t);
+        pair_mma<BF, NTK, LDQ, LD>(dk, sS, sQ, kr0, c0k, g, t);
+      }
       /* dQ += scale dS K atomically into f32: the 64 x D tile over 8 warps, RG row groups of 16 RB rows by CG column
        * groups of NDW n8 blocks (bwd_dq_cg). Per key step, RB A fragments of dS and NDW / 2 B loads of K feed RB NDW
        * tensor-core steps into as many independent accumulators. */
