@@ -24,3 +24,16 @@ for d in fl:
     tgt = d.get("target")
     met = "-" if tgt is None else ("yes" if r >= tgt else "**no**")
     print(f"| {n} | {unit(d['flame_s'])} | {unit(t['torch_s'])} | {r:.2f}x | {tgt if tgt else '-'} | {met} |")
+
+# cases timed against another flame case (bench/nn.lua's against): flame's time of that case over this one's
+own = {d["name"]: d for d in fl if "flame_s" in d}
+rel = [d for d in fl if d.get("against") and "flame_s" in d and d["against"] in own]
+if rel:
+    print()
+    print("| flame case | against flame's | ratio (that time / this) | target | met |")
+    print("|---|---|---|---|---|")
+    for d in rel:
+        r = own[d["against"]]["flame_s"] / d["flame_s"]
+        tgt = d.get("against_target")
+        met = "-" if tgt is None else ("yes" if r >= tgt else "**no**")
+        print(f"| {d['name']} | {d['against']} | {r:.2f}x | {tgt if tgt else '-'} | {met} |")
