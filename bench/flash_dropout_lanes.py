@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
-keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word and the steps they are made of, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
 against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk],
 element ((b Hq + h) Sq + i) Sk + j; varlen: [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
@@ -9,7 +9,7 @@ offset) whose keep bit it is, or None for a bit known to be 0. Philox block c ho
 (byte j of the block is element 16 c + j). The simulation runs the kernels' bit operations and warp shuffles on
 such registers for all 32 lanes, then checks that the bit each lane reads for fragment element (nt, e) carries
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
-butterfly stages (swap_stage calls) are read from the sources, so the check follows them; the index arithmetic of
+butterfly stages (swap_stage calls, in fwd_keep_finish and bwd_keep_finish) are read from the sources, so the check follows them; the index arithmetic of
 keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks keep_bits16's four-bytes-a-word
 form of the byte rule (drop_of's constants) against the rule itself for every threshold and byte, and the PRMT
 selectors of drop_pairs / drop_pairs_t (mirrored) against the bit positions.
@@ -41,7 +41,7 @@ def stages(fn):
 
 
 fwd_bit, bwd_bit = bit_fn("fwd_bit"), bit_fn("bwd_bit")
-FWD_STAGES, BWD_STAGES = stages("fwd_keep_word"), stages("bwd_keep_word")
+FWD_STAGES, BWD_STAGES = stages("fwd_keep_finish"), stages("bwd_keep_finish")
 
 # ---- labelled 32-bit registers ----
 def shr(x, n): return [x[i + n] if i + n < 32 else None for i in range(32)]

@@ -25,7 +25,10 @@
  * calls per lane per fragment and tile; three (forward) or four (backward) where Sk % 16 != 0 and runs straddle
  * blocks) and transpose the keep bits over the lanes that share them with butterfly shuffles (fwd_keep_word,
  * bwd_keep_word; bench/flash_dropout_lanes.py checks the lane mapping, tests/test_cuda_flash_keep.c the bits on the
- * GPU). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
+ * GPU). The kernels run those functions in steps (the *_keep_start, philox_round, *_keep_finish they are made of),
+ * the Philox rounds spread over the S (S^T) tensor-core steps of the tile: drawn all before them, the rounds were a
+ * chain of dependent multiplies the warp waited on, and the forward's d128 kernel spilled (76 B, 7 local loads a
+ * tile; none now; bench/flash_sass.sh). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
  * 1 / (1 - p) scales O, dV, dK and dQ once at the end (the row sum l is of the undropped P).
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
  * Code shape: dropout runs take kernels of their own (the DROP template parameter; the host picks them where
@@ -303,22 +306,31 @@ __host__ __device__ inline fa_drop drop_of(const fa_params &p) {
  * instructions a call more, a fifth of it). c0, c1: the counter's low and high words. KEYS: the round keys read from
  * d.key (the forward), else the seed's (d.key[0], d.key[1]) plus the schedule's constants, two uniform adds a
  * round (the backward: reading them cost its d128 kernel spills and stalls, bench/flash_sass.sh). */
+constexpr int PHILOX_ROUNDS = 10; /* Philox4x32-10 */
+struct philox_state {
+  uint32_t c0, c1, c2, c3;
+};
+__device__ __forceinline__ philox_state philox_start(uint64_t ctr) { return {(uint32_t)ctr, (uint32_t)(ctr >> 32), 0, 0}; }
+/* Round r of fa_philox on state s: a caller may spread the rounds over other work (the backward's over its S^T
+ * tensor-core steps: a chain of dependent multiplies that the warp would otherwise wait on) */
+template <bool KEYS> __device__ __forceinline__ void philox_round(philox_state &s, const fa_drop &d, int r) {
+  uint64_t p0, p1;
+  asm("mul.wide.u32 %0, %1, %2;" : "=l"(p0) : "r"(s.c0), "n"(0xD2511F53u));
+  asm("mul.wide.u32 %0, %1, %2;" : "=l"(p1) : "r"(s.c2), "n"(0xCD9E8D57u));
+  uint32_t l0, h0, l1, h1;
+  asm("mov.b64 {%0, %1}, %2;" : "=r"(l0), "=r"(h0) : "l"(p0));
+  asm("mov.b64 {%0, %1}, %2;" : "=r"(l1), "=r"(h1) : "l"(p1));
+  const uint32_t k0 = KEYS ? d.key[2 * r] : d.key[0] + r * 0x9E3779B9u;
+  const uint32_t k1 = KEYS ? d.key[2 * r + 1] : d.key[1] + r * 0xBB67AE85u;
+  const uint32_t n0 = h1 ^ s.c1 ^ k0, n2 = h0 ^ s.c3 ^ k1;
+  s = {n0, l1, n2, l0};
+}
+__device__ __forceinline__ uint4 philox_out(const philox_state &s) { return make_uint4(s.c0, s.c1, s.c2, s.c3); }
 template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint32_t c0, uint32_t c1) {
-  uint32_t c2 = 0, c3 = 0;
+  philox_state s{c0, c1, 0, 0};
 #pragma unroll
-  for (int r = 0; r < 10; r++) {
-    uint64_t p0, p1;
-    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p0) : "r"(c0), "n"(0xD2511F53u));
-    asm("mul.wide.u32 %0, %1, %2;" : "=l"(p1) : "r"(c2), "n"(0xCD9E8D57u));
-    uint32_t l0, h0, l1, h1;
-    asm("mov.b64 {%0, %1}, %2;" : "=r"(l0), "=r"(h0) : "l"(p0));
-    asm("mov.b64 {%0, %1}, %2;" : "=r"(l1), "=r"(h1) : "l"(p1));
-    const uint32_t k0 = KEYS ? d.key[2 * r] : d.key[0] + r * 0x9E3779B9u;
-    const uint32_t k1 = KEYS ? d.key[2 * r + 1] : d.key[1] + r * 0xBB67AE85u;
-    const uint32_t n0 = h1 ^ c1 ^ k0, n2 = h0 ^ c3 ^ k1;
-    c1 = l1, c3 = l0, c0 = n0, c2 = n2;
-  }
-  return make_uint4(c0, c1, c2, c3);
+  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<KEYS>(s, d, r);
+  return philox_out(s);
 }
 /* fa_philox of counter ctr */
 template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint64_t ctr) {
@@ -342,9 +354,10 @@ __device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
 }
 
 /* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
- * included) on, bit j for element sh + j: one block when sh == 0, else the two the run straddles. */
-template <bool KEYS> __device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint64_t ctr, uint32_t sh) {
-  uint32_t m = keep_bits16(fa_philox<KEYS>(d, ctr), d.rule);
+ * included) on, bit j for element sh + j, from m, block ctr's keep bits: m itself when sh == 0, else with the next
+ * block's, as the run straddles the two. */
+template <bool KEYS>
+__device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint32_t m, uint64_t ctr, uint32_t sh) {
   if (sh) m = (m >> sh | keep_bits16(fa_philox<KEYS>(d, ctr + 1), d.rule) << (16 - sh)) & 0xffffu;
   return m;
 }
@@ -373,14 +386,33 @@ __device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int 
  * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
  * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
  * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
-                                                  int64_t n0, int lane) {
+__device__ __forceinline__ uint64_t fwd_keep_ctr(const fa_params &p, keep_pos at, int mi, int64_t n0) {
+  return at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
+}
+/* fwd_keep_word in steps (as bwd_keep_word): fwd_keep_start (the counters of its two blocks), PHILOX_ROUNDS
+ * philox_round of each, fwd_keep_finish (their keep bits, the third block where sh != 0, the transpose) */
+__device__ __forceinline__ void fwd_keep_start(const fa_params &p, keep_pos at, int mi, int64_t n0, philox_state s[2]) {
+  const uint64_t ctr = fwd_keep_ctr(p, at, mi, n0);
+  s[0] = philox_start(ctr), s[1] = philox_start(ctr + 1);
+}
+template <bool KEYS>
+__device__ __forceinline__ uint32_t fwd_keep_finish(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
+                                                    int64_t n0, const philox_state s[2], int lane) {
   const int t = lane % 4;
-  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
-  uint32_t x = keep_bits16(fa_philox<true>(d, ctr), d.rule) | keep_bits16(fa_philox<true>(d, ctr + 1), d.rule) << 16;
-  if (at.sh) x = __funnelshift_r(x, keep_bits16(fa_philox<true>(d, ctr + 2), d.rule), at.sh);
+  uint32_t x = keep_bits16(philox_out(s[0]), d.rule) | keep_bits16(philox_out(s[1]), d.rule) << 16;
+  if (at.sh)
+    x = __funnelshift_r(x, keep_bits16(fa_philox<KEYS>(d, fwd_keep_ctr(p, at, mi, n0) + 2), d.rule), at.sh);
   x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
   return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
+}
+template <bool KEYS>
+__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
+                                                  int64_t n0, int lane) {
+  philox_state s[2];
+  fwd_keep_start(p, at, mi, n0, s);
+#pragma unroll
+  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<KEYS>(s[0], d, r), philox_round<KEYS>(s[1], d, r);
+  return fwd_keep_finish<KEYS>(p, d, at, mi, n0, s, lane);
 }
 
 /* The keep masks of a forward A fragment (P of keys 16 kk .. 16 kk + 15 as bf16/f16 pairs, a[j]: n8 block 2 kk +
@@ -411,17 +443,38 @@ __host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 
  * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
  * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
  * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. */
-__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
-                                                  int64_t kb, int lane) {
+ * key, i.e. n8 block nt = u. bwd_keep_word (below) runs in steps, so that a kernel can spread the Philox rounds
+ * over other work: bwd_keep_start (the counters of the lane's two runs' first blocks; idx: bwd_keep_idx, the first
+ * run's mask index, the second's is Sk on), PHILOX_ROUNDS philox_round of each, bwd_keep_finish (their keep bits,
+ * the runs' second blocks where they straddle two, the transpose). */
+__device__ __forceinline__ uint64_t bwd_keep_idx(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
   const int g = lane / 4, t = lane % 4;
   const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb, idx2 = idx + (uint64_t)p.Sk;
-  uint32_t x = keep_run16<false>(d, p.offset + idx / 16, (uint32_t)(idx % 16)) |
-               keep_run16<false>(d, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
+  return row * (uint64_t)p.Sk + (uint64_t)kb;
+}
+__device__ __forceinline__ void bwd_keep_start(const fa_params &p, uint64_t idx, philox_state s[2]) {
+  s[0] = philox_start(p.offset + idx / 16);
+  s[1] = philox_start(p.offset + (idx + (uint64_t)p.Sk) / 16);
+}
+__device__ __forceinline__ uint32_t bwd_keep_finish(const fa_params &p, const fa_drop &d, uint64_t idx,
+                                                    const philox_state s[2], int lane) {
+  const int g = lane / 4;
+  const uint64_t idx2 = idx + (uint64_t)p.Sk;
+  uint32_t x = keep_run16<false>(d, keep_bits16(philox_out(s[0]), d.rule), p.offset + idx / 16, (uint32_t)(idx % 16)) |
+               keep_run16<false>(d, keep_bits16(philox_out(s[1]), d.rule), p.offset + idx2 / 16,
+                                 (uint32_t)(idx2 % 16)) << 16;
   x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
   x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
   return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
+                                                  int64_t kb, int lane) {
+  const uint64_t idx = bwd_keep_idx(p, b, h, m0, kb, lane);
+  philox_state s[2];
+  bwd_keep_start(p, idx, s);
+#pragma unroll
+  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<false>(s[0], d, r), philox_round<false>(s[1], d, r);
+  return bwd_keep_finish(p, d, idx, s, lane);
 }
 
 /* drop_pairs for the backward's A fragment of Z^T (queries 16 kk .. 16 kk + 15, a[j]: n8 block 2 kk + j / 2,
@@ -437,6 +490,12 @@ __device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int k
   }
 }
 
+
+/* Whether the dropout kernels of head dim D draw their keep words in steps (fwd_keep_word, bwd_keep_word as their
+ * *_start, philox_round, *_finish), the Philox rounds spread over the S (S^T) tensor-core steps, rather than all
+ * before them: at 96 and 128, where it spared the forward's spills and cut the static stalls along the tile by 5 to
+ * 8 % (bench/flash_sass.sh); at 32 and 64 the early draw was as short or shorter. */
+template <int D> constexpr bool KEEP_STEPS = D >= 96;
 
 /* Whether a kernel has the interior tiles' copy of its body: all but the dropout kernels of head dims 32 and 96,
  * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
@@ -494,10 +553,17 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
    * into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same). */
   auto step = [&](int64_t n0, int it, auto edge_c) {
     constexpr bool EDGE = decltype(edge_c)::value;
-    /* drawn while tile it lands, before S is live */
-    uint32_t keepbits[MT];
+    /* the keep words (KEEP_STEPS: their counters here, their Philox rounds between the S steps, their bits after) */
+    [[maybe_unused]] uint32_t keepbits[MT];
+    [[maybe_unused]] philox_state ks[MT][2];
+    if constexpr (DROP) { /* (braced: nvcc dropped the __syncthreads below from the DROP = false kernels when a
+                           * discarded `if constexpr` held a `#pragma unroll` loop of if / else) */
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, dr, kpos, mi, n0, lane) : ~0u;
+      for (int mi = 0; mi < MT; mi++) {
+        if constexpr (KEEP_STEPS<D>) fwd_keep_start(p, kpos, mi, n0, ks[mi]);
+        else keepbits[mi] = fwd_keep_word<true>(p, dr, kpos, mi, n0, lane);
+      }
+    }
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -520,6 +586,16 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
           fa_mma<BF>(s[mi][nt + 1], a[mi], bf[1]);
         }
       }
+      if constexpr (DROP && KEEP_STEPS<D>) {
+#pragma unroll
+        for (int r = kk * PHILOX_ROUNDS / KS; r < (kk + 1) * PHILOX_ROUNDS / KS; r++)
+#pragma unroll
+          for (int mi = 0; mi < MT; mi++) philox_round<true>(ks[mi][0], dr, r), philox_round<true>(ks[mi][1], dr, r);
+      }
+    }
+    if constexpr (DROP && KEEP_STEPS<D>) {
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) keepbits[mi] = fwd_keep_finish<true>(p, dr, kpos, mi, n0, ks[mi], lane);
     }
     /* the online softmax (flash_common.cuh), fragment by fragment: EDGE masks (key_limit, in tile coordinates) and
      * scales the scores before their max, else the max is of the raw scores and the scale folds into exp2's FFMA */
@@ -631,7 +707,7 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
   } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
     const int mi = r0 >= 16 ? 1 : 0;
     const keep_pos at = fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, n0 % 16, lane); /* (any n0: its tile is 16 k) */
-    out[lane] = fwd_keep_word(p, d, at, mi, n0 - n0 % 16, lane);
+    out[lane] = fwd_keep_word<true>(p, d, at, mi, n0 - n0 % 16, lane);
   }
 }
 
@@ -791,8 +867,9 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   constexpr int SMB = SQ32 ? 2 : 1, NQ = NTQ / SMB;
   const int sk0 = SQ32 ? kr0 : w * 16, sq0 = SQ32 ? (w % 2) * 32 : 0;
   /* acc = A B^T over D for the warp's S^T-grid fragments: A from sA (K or V; where KVREG its fragments areg), B^T
-   * the rows of sB (Q or dO) */
-  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB) {
+   * the rows of sB (Q or dO); after_k(kk) runs after k-step kk (the dropout kernels' Philox rounds between them) */
+  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB,
+                    auto &&after_k) {
 #pragma unroll
     for (int i = 0; i < NTQ; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 #pragma unroll
@@ -813,6 +890,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           fa_mma<BF>(acc[mb * NQ + nt + 1], a[mb], bf[1]);
         }
       }
+      after_k(kk);
     }
   };
   for (int it = 0; it < ntiles; it++) {
@@ -835,12 +913,24 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
      * blocks too small to interleave with the tensor-core steps); the dropout code is the DROP kernel's alone. */
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
-      /* drawn before S^T, while fewer registers are live */
-      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
+      /* the keep word (KEEP_STEPS: its counters here, its Philox rounds between the S^T steps, its bits after;
+       * else drawn before S^T, while fewer registers are live) */
+      [[maybe_unused]] uint32_t keepbits = ~0u;
+      [[maybe_unused]] uint64_t kidx = 0;
+      [[maybe_unused]] philox_state ks[2];
+      if constexpr (DROP && KEEP_STEPS<D>) kidx = bwd_keep_idx(p, b, h, m0, n0 + w * 16, lane), bwd_keep_start(p, kidx, ks);
+      else if constexpr (DROP) keepbits = bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane);
       /* S^T = K Q^T: this warp's SMB x 16 keys from sk0 x NQ x 8 queries from sq0, fragment i = mb NQ + nt (keys sk0
        * + 16 mb, queries sq0 + 8 nt); likewise dZ^T = V dO^T (kq_mma) */
       float st[NTQ][4];
-      kq_mma(st, sK, kfr, sQ);
+      kq_mma(st, sK, kfr, sQ, [&](int kk) {
+        if constexpr (DROP && KEEP_STEPS<D>) {
+#pragma unroll
+          for (int r = kk * PHILOX_ROUNDS / KS; r < (kk + 1) * PHILOX_ROUNDS / KS; r++)
+            philox_round<false>(ks[0], dr, r), philox_round<false>(ks[1], dr, r);
+        }
+      });
+      if constexpr (DROP && KEEP_STEPS<D>) keepbits = bwd_keep_finish(p, dr, kidx, ks, lane);
       /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
        * bwd_bit(nt, e)) */
       float z[NTQ][4];
@@ -880,7 +970,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         }
       }
       /* dZ^T = V dO^T (reusing z) */
-      kq_mma(z, sV, vfr, sO);
+      kq_mma(z, sV, vfr, sO, [](int) {});
       /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
