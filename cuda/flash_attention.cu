@@ -443,8 +443,7 @@ __host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 
  * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
  * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
  * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. bwd_keep_word (below) runs in steps, so that a kernel can spread the Philox rounds
- * over other work: bwd_keep_start (the counters of the lane's two runs' first blocks; idx: bwd_keep_idx, the first
+ * key, i.e. n8 block nt = u. bwd_keep_word (below) is made of steps, like fwd_keep_word: bwd_keep_start (the counters of the lane's two runs' first blocks; idx: bwd_keep_idx, the first
  * run's mask index, the second's is Sk on), PHILOX_ROUNDS philox_round of each, bwd_keep_finish (their keep bits,
  * the runs' second blocks where they straddle two, the transpose). */
 __device__ __forceinline__ uint64_t bwd_keep_idx(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
@@ -491,10 +490,12 @@ __device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int k
 }
 
 
-/* Whether the dropout kernels of head dim D draw their keep words in steps (fwd_keep_word, bwd_keep_word as their
- * *_start, philox_round, *_finish), the Philox rounds spread over the S (S^T) tensor-core steps, rather than all
- * before them: at 96 and 128, where it spared the forward's spills and cut the static stalls along the tile by 5 to
- * 8 % (bench/flash_sass.sh); at 32 and 64 the early draw was as short or shorter. */
+/* Whether the forward dropout kernel of head dim D draws its keep words in steps (fwd_keep_word as fwd_keep_start,
+ * philox_round, fwd_keep_finish), the Philox rounds spread over the S tensor-core steps, rather than all before
+ * them: at 96 and 128, where it spared the forward's spills and cut the static stalls along the tile by 5 %
+ * (bench/flash_sass.sh); at 32 and 64 the early draw was as short or shorter. The backward draws its keep word
+ * before S^T at every D: spread over the S^T steps it cut the static stalls by 7 % but timed 2 % slower on the H200
+ * (session 21, bench/flash_ab.sh: d128 fwd+bwd with dropout 4.128 against 4.039 ms). */
 template <int D> constexpr bool KEEP_STEPS = D >= 96;
 
 /* Whether a kernel has the interior tiles' copy of its body: all but the dropout kernels of head dims 32 and 96,
@@ -867,9 +868,8 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   constexpr int SMB = SQ32 ? 2 : 1, NQ = NTQ / SMB;
   const int sk0 = SQ32 ? kr0 : w * 16, sq0 = SQ32 ? (w % 2) * 32 : 0;
   /* acc = A B^T over D for the warp's S^T-grid fragments: A from sA (K or V; where KVREG its fragments areg), B^T
-   * the rows of sB (Q or dO); after_k(kk) runs after k-step kk (the dropout kernels' Philox rounds between them) */
-  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB,
-                    auto &&after_k) {
+   * the rows of sB (Q or dO) */
+  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB) {
 #pragma unroll
     for (int i = 0; i < NTQ; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 #pragma unroll
@@ -890,7 +890,6 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           fa_mma<BF>(acc[mb * NQ + nt + 1], a[mb], bf[1]);
         }
       }
-      after_k(kk);
     }
   };
   for (int it = 0; it < ntiles; it++) {
@@ -913,24 +912,13 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
      * blocks too small to interleave with the tensor-core steps); the dropout code is the DROP kernel's alone. */
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
-      /* the keep word (KEEP_STEPS: its counters here, its Philox rounds between the S^T steps, its bits after;
-       * else drawn before S^T, while fewer registers are live) */
-      [[maybe_unused]] uint32_t keepbits = ~0u;
-      [[maybe_unused]] uint64_t kidx = 0;
-      [[maybe_unused]] philox_state ks[2];
-      if constexpr (DROP && KEEP_STEPS<D>) kidx = bwd_keep_idx(p, b, h, m0, n0 + w * 16, lane), bwd_keep_start(p, kidx, ks);
-      else if constexpr (DROP) keepbits = bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane);
+      /* drawn before S^T, while fewer registers are live (spreading its Philox rounds over the S^T steps, as the
+       * forward does, timed slower on the H200: KEEP_STEPS) */
+      [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
       /* S^T = K Q^T: this warp's SMB x 16 keys from sk0 x NQ x 8 queries from sq0, fragment i = mb NQ + nt (keys sk0
        * + 16 mb, queries sq0 + 8 nt); likewise dZ^T = V dO^T (kq_mma) */
       float st[NTQ][4];
-      kq_mma(st, sK, kfr, sQ, [&](int kk) {
-        if constexpr (DROP && KEEP_STEPS<D>) {
-#pragma unroll
-          for (int r = kk * PHILOX_ROUNDS / KS; r < (kk + 1) * PHILOX_ROUNDS / KS; r++)
-            philox_round<false>(ks[0], dr, r), philox_round<false>(ks[1], dr, r);
-        }
-      });
-      if constexpr (DROP && KEEP_STEPS<D>) keepbits = bwd_keep_finish(p, dr, kidx, ks, lane);
+      kq_mma(st, sK, kfr, sQ);
       /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
        * bwd_bit(nt, e)) */
       float z[NTQ][4];
@@ -970,7 +958,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         }
       }
       /* dZ^T = V dO^T (reusing z) */
-      kq_mma(z, sV, vfr, sO, [](int) {});
+      kq_mma(z, sV, vfr, sO);
       /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
