@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_keep.cuh:
-keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word, bwd_bit, swap_stage, fwd_bit; the FlashAttention-2 kernels
-of cuda/flash_attention.cu and the Hopper forward of cuda/flash_fwd_sm90.cu draw them alike)
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word and the steps they are made of, bwd_bit, swap_stage, fwd_bit;
+the FlashAttention-2 kernels of cuda/flash_attention.cu and the Hopper forward of cuda/flash_fwd_sm90.cu draw them
+alike)
 against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk],
 element ((b Hq + h) Sq + i) Sk + j; varlen: [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
@@ -10,11 +11,11 @@ offset) whose keep bit it is, or None for a bit known to be 0. Philox block c ho
 (byte j of the block is element 16 c + j). The simulation runs the kernels' bit operations and warp shuffles on
 such registers for all 32 lanes, then checks that the bit each lane reads for fragment element (nt, e) carries
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
-butterfly stages (swap_stage calls) are read from the sources, so the check follows them; the index arithmetic of
-keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks the four-bytes-a-word form of
-the byte rule (src/core/dropout_keep.h: fl_dropout_keep16_with under fl_keep16_consts_of's constants, mirrored)
-against the rule itself for every threshold and byte, and the PRMT selectors of drop_pairs / drop_pairs_t (mirrored)
-against the bit positions.
+butterfly stages (swap_stage calls, in fwd_keep_finish and bwd_keep_finish) are read from the sources, so the check
+follows them; the index arithmetic of keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below.
+Also checks the four-bytes-a-word form of the byte rule (src/core/dropout_keep.h: fl_dropout_keep16_with under
+fl_keep16_consts_of's constants, mirrored) against the rule itself for every threshold and byte, and the PRMT
+selectors of drop_pairs / drop_pairs_t (mirrored) against the bit positions.
 
 Run: python3 bench/flash_dropout_lanes.py  (exit status 0 and "ok" when every case matches)."""
 import os
@@ -48,7 +49,7 @@ def stages(fn):
 
 
 fwd_bit, bwd_bit = bit_fn("fwd_bit"), bit_fn("bwd_bit")
-FWD_STAGES, BWD_STAGES = stages("fwd_keep_word"), stages("bwd_keep_word")
+FWD_STAGES, BWD_STAGES = stages("fwd_keep_finish"), stages("bwd_keep_finish")
 
 # ---- labelled 32-bit registers ----
 def shr(x, n): return [x[i + n] if i + n < 32 else None for i in range(32)]

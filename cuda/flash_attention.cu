@@ -11,12 +11,13 @@
  * the A layout of one k16 step). Output O / l and lse = ln-sum-exp (natural log; -inf for a row with no allowed key,
  * whose output is 0) are written.
  * Backward: a preprocessing kernel dsum = rowsum(dO o O); then one CTA of 8 warps per (key tile of 128, batch x k/v
- * head), warp w owning keys 16w..16w+15 (dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
+ * head), warp w owning keys 16w..16w+15 (at d128 FlashAttention-2's warp grids instead, bwd_pair: S^T 32 keys x 32
+ * queries a warp, dK/dV 32 keys x 64 columns; dQ: the warps split its 64 x D tile, bwd_dq_cg): it loops over
  * the query tiles of 64 rows of the query heads that share the k/v head (GQA: their dK/dV sum in registers, no
  * atomics) that a causal mask leaves, as one sequence whose Q and dO tiles load by cp.async into two stages (the next
  * while one computes); recomputes P^T = exp2(S^T - lse) and accumulates dV += Z^T dO, dK += dS^T Q in registers;
- * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 vector atomics into
- * dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
+ * dQ += dS K goes through shared memory (dS^T as [key][query], read by ldmatrix.trans) and f32 atomics (8-byte vector
+ * ones on sm_90) into dq_acc (so dQ's summation order varies: not bit-deterministic; dK and dV are).
  * Dropout: the keep bit of (b, h, i, j) is the attention byte rule's (core/dropout_keep.h, FL_DROPOUT_BYTE: kept
  * iff byte e % 16 of Philox block offset + e / 16 is < round((1 - p) 256)) at the reference's index
  * e = ((b Hq + h) Sq + i) Sk + j (varlen: max_q, max_k for Sq, Sk), evaluated where needed (forward and backward),
@@ -24,8 +25,13 @@
  * calls per lane per fragment and tile; three (forward) or four (backward) where Sk % 16 != 0 and runs straddle
  * blocks) and transpose the keep bits over the lanes that share them with butterfly shuffles (fwd_keep_word,
  * bwd_keep_word; bench/flash_dropout_lanes.py checks the lane mapping, tests/test_cuda_flash_keep.c the bits on the
- * GPU). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
- * 1 / (1 - p) scales O, dV, dK and dQ once at the end (the row sum l is of the undropped P).
+ * GPU). The forward dropout kernels of head dims 96 and 128 (KEEP_STEPS) run fwd_keep_word in the steps it is made
+ * of (fwd_keep_start, philox_round, fwd_keep_finish; flash_keep.cuh), the Philox rounds spread over the S tensor-core
+ * steps of the tile: drawn all before them, the rounds were a chain of dependent multiplies the warp waited on, and
+ * the d128 kernel spilled (76 B, 7 local loads a tile; none now; bench/flash_sass.sh). The backward draws its keep
+ * word whole before S^T (spread over the S^T steps it timed 2 % slower on the H200). The bits drop P's bf16/f16 pairs
+ * (an AND with PRMT-made masks) and, in the backward, dZ; the factor 1 / (1 - p) scales O, dV, dK and dQ once at the
+ * end (the row sum l is of the undropped P).
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
  * Code shape: dropout runs take kernels of their own (the DROP template parameter; the host picks them where
  * p > 0), so neither kernel tests p at run time. In each, the body of a key tile (forward) or query tile (backward)
@@ -35,8 +41,8 @@
  * others registers and spills; dropout in the general copy ran every dropout tile through the masking code.)
  * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
  * The parameters, the fragment conversions, the forward's softmax step and epilogue live in flash_common.cuh, the
- * dropout keep bits (fa_drop, keep_run16, fwd_keep_word, bwd_keep_word, drop_pairs, drop_pairs_t; on core/philox.h's
- * Philox and core/dropout_keep.h's byte rule) in flash_keep.cuh, both shared with the Hopper forward
+ * dropout keep bits (fa_drop, keep_run16, fwd_keep_word, bwd_keep_word and their steps, drop_pairs, drop_pairs_t; on
+ * core/philox.h's Philox and core/dropout_keep.h's byte rule) in flash_keep.cuh, both shared with the Hopper forward
  * (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs instead where fa::sm90_forward_selected says. This file's
  * interface to the others is the backend's entries (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
  * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
@@ -271,6 +277,13 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #endif
 }
 
+/* Whether the forward dropout kernel of head dim D draws its keep words in steps (fwd_keep_word as fwd_keep_start,
+ * philox_round, fwd_keep_finish), the Philox rounds spread over the S tensor-core steps, rather than all before
+ * them: at 96 and 128, where it spared the forward's spills and cut the static stalls along the tile by 5 %
+ * (bench/flash_sass.sh); at 32 and 64 the early draw was as short or shorter. The backward draws its keep word
+ * before S^T at every D: spread over the S^T steps it cut the static stalls by 7 % but timed 2 % slower on the H200
+ * (session 21, bench/flash_ab.sh: d128 fwd+bwd with dropout 4.128 against 4.039 ms). */
+template <int D> constexpr bool KEEP_STEPS = D >= 96;
 
 /* Whether a kernel has the interior tiles' copy of its body: all but the dropout kernels of head dims 32 and 96,
  * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
@@ -328,10 +341,17 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
    * into exp2's argument, one FFMA (scale_log2 > 0 keeps the max the same). */
   auto step = [&](int64_t n0, int it, auto edge_c) {
     constexpr bool EDGE = decltype(edge_c)::value;
-    /* drawn while tile it lands, before S is live */
-    uint32_t keepbits[MT];
+    /* the keep words (KEEP_STEPS: their counters here, their Philox rounds between the S steps, their bits after) */
+    [[maybe_unused]] uint32_t keepbits[MT];
+    [[maybe_unused]] fl_philox_out ks[MT][2];
+    if constexpr (DROP) { /* (braced: nvcc dropped the __syncthreads below from the DROP = false kernels when a
+                           * discarded `if constexpr` held a `#pragma unroll` loop of if / else) */
 #pragma unroll
-    for (int mi = 0; mi < MT; mi++) keepbits[mi] = DROP ? fwd_keep_word(p, dr, kpos, mi, n0, lane) : ~0u;
+      for (int mi = 0; mi < MT; mi++) {
+        if constexpr (KEEP_STEPS<D>) fwd_keep_start(p, kpos, mi, n0, ks[mi]);
+        else keepbits[mi] = fwd_keep_word<true>(p, dr, kpos, mi, n0, lane);
+      }
+    }
     __syncthreads(); /* every thread's copies of tile it are visible */
     const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
@@ -354,6 +374,16 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
           fa_mma<BF>(s[mi][nt + 1], a[mi], bf[1]);
         }
       }
+      if constexpr (DROP && KEEP_STEPS<D>) {
+#pragma unroll
+        for (int r = kk * FL_PHILOX_ROUNDS / KS; r < (kk + 1) * FL_PHILOX_ROUNDS / KS; r++)
+#pragma unroll
+          for (int mi = 0; mi < MT; mi++) philox_round<true>(ks[mi][0], dr, r), philox_round<true>(ks[mi][1], dr, r);
+      }
+    }
+    if constexpr (DROP && KEEP_STEPS<D>) {
+#pragma unroll
+      for (int mi = 0; mi < MT; mi++) keepbits[mi] = fwd_keep_finish<true>(p, dr, kpos, mi, n0, ks[mi], lane);
     }
     /* the online softmax (flash_common.cuh), fragment by fragment: EDGE masks (key_limit, in tile coordinates) and
      * scales the scores before their max, else the max is of the raw scores and the scale folds into exp2's FFMA */
@@ -445,13 +475,12 @@ __global__ void __launch_bounds__(FC_THREADS) fa_dsum_kernel(float *dsum, const 
   }
 }
 
-/* d[0..3] += scale v atomically (d 16-byte aligned): one vector reduction on sm_90, four scalar ones before. */
-__device__ __forceinline__ void dq_add4(float *d, float4 v, float scale) {
-  v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+/* d[0], d[1] += x, y atomically (d 8-byte aligned): one vector reduction on sm_90, two scalar ones before. */
+__device__ __forceinline__ void dq_add2(float *d, float x, float y) {
 #if __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float4 *>(d), v);
+  atomicAdd(reinterpret_cast<float2 *>(d), make_float2(x, y));
 #else
-  atomicAdd(d, v.x), atomicAdd(d + 1, v.y), atomicAdd(d + 2, v.z), atomicAdd(d + 3, v.w);
+  atomicAdd(d, x), atomicAdd(d + 1, y);
 #endif
 }
 
@@ -466,7 +495,7 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
   } else { /* rows from 16 on as the second fragment of rows r0 - 16.., as fwd_tile reaches them */
     const int mi = r0 >= 16 ? 1 : 0;
     const keep_pos at = fwd_keep_pos(p, b, h, r0 - 16 * mi + lane / 4, n0 % 16, lane); /* (any n0: its tile is 16 k) */
-    out[lane] = fwd_keep_word(p, d, at, mi, n0 - n0 % 16, lane);
+    out[lane] = fwd_keep_word<true>(p, d, at, mi, n0 - n0 % 16, lane);
   }
 }
 
@@ -474,7 +503,8 @@ __global__ void __launch_bounds__(32) fa_keep_probe_kernel(fa_params p, fa_drop 
  * tile's Q, dO, lse and dsum loads and each dQ atomic serve twice the keys of a 64-key tile. */
 constexpr int NTB = 256, BNB = 128;
 /* The backward's shared-memory reads are its bottleneck (the tensor cores wait on ldmatrix: FlashAttention-2's
- * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20), so:
+ * kernel issues about 0.45 ldmatrix per tensor-core step, this one 0.6 before session 20; at d128 0.45 since session
+ * 21, bwd_pair), so:
  * - up to head dim FA_BWD_KVREG_MAXD, each warp keeps its K and V A fragments (16 keys x D, loop invariants) in
  *   registers instead of loading them again for every query tile (at 128 that spills: 520 bytes);
  * - dQ's 64 x D tile is split over the 8 warps into bwd_dq_cg(D) column groups (and 8 / that row groups): at 128,
@@ -486,6 +516,40 @@ constexpr int NTB = 256, BNB = 128;
 #define FA_BWD_DQ_CG128 4
 #endif
 constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
+/* At head dim 128 (FA_BWD_PAIR_MIND) dV += Z^T dO and dK += dS^T Q run on FlashAttention-2's warp grid: the warps
+ * pair up (w, w ^ 1: keys 32 (w / 2) ..+ 31) and each accumulates 32 keys x 64 columns (half w % 2), its A
+ * fragments (Z^T, dS^T of both warps' keys) read back from shared memory: per 16 queries 2 + 4 ldmatrix feed 16
+ * tensor-core steps where 16 keys x 128 columns with A in registers take 8 (a tile: 24 + 24 instead of 32 + 32,
+ * plus 4 stmatrix for Z^T; dS^T is stored for dQ anyway). Both run after the barrier that completes dS^T for dQ
+ * (one block of dV, dK and dQ steps; a named barrier per pair for Z^T before dV, with dV between it and dS, cost
+ * 24 bytes of spills). Below 128 it gains nothing (16 = 16 at 64). */
+#ifndef FA_BWD_PAIR_MIND
+#define FA_BWD_PAIR_MIND 128
+#endif
+constexpr bool bwd_pair(int D) { return D >= FA_BWD_PAIR_MIND; }
+
+/* acc[mb][j] += A B over one query tile (BM queries) on the pair grid: A = rows r0 + 16 mb (keys) of sA ([key]
+ * [query], leading dim LDA), B = sB (rows: queries, leading dim LDB) at columns c0 + 8 j. */
+template <bool BF, int NJ, int LDA, int LDB>
+__device__ __forceinline__ void pair_mma(float acc[2][NJ][4], const uint16_t *sA, const uint16_t *sB, int r0, int c0,
+                                         int g, int t) {
+#pragma unroll
+  for (int kk = 0; kk < BM / 16; kk++) {
+    uint32_t a[2][4];
+    frag_a(a[0], sA, LDA, r0, kk * 16, g, t);
+    frag_a(a[1], sA, LDA, r0 + 16, kk * 16, g, t);
+#pragma unroll
+    for (int j = 0; j < NJ; j += 2) {
+      uint32_t bf[2][2];
+      frag_b2(bf, sB, LDB, kk * 16, c0 + j * 8, g, t);
+#pragma unroll
+      for (int mb = 0; mb < 2; mb++) {
+        fa_mma<BF>(acc[mb][j], a[mb], bf[0]);
+        fa_mma<BF>(acc[mb][j + 1], a[mb], bf[1]);
+      }
+    }
+  }
+}
 
 /* One (key tile, b, k/v head) of the backward. DROP (the dropout kernel, p.dropout set): with Pk = P keep (the
  * dropped-out P without its factor f = 1 / (1 - p)), dV = f Pk^T dO and dS = P (dZ keep f - dsum) = f P (dZ keep -
@@ -495,8 +559,10 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   constexpr int BN = BNB; /* (shadows the forward's) */
   constexpr int LD = D + PAD, LDQ = BM + PAD, KS = D / 16, NTD = D / 8, NTQ = BM / 8;
   /* Q and dO tiles (and lse, dsum) in two stages: the next query tile loads while one computes */
+  constexpr bool PAIR = bwd_pair(D);
   uint16_t *sK = smem, *sV = sK + BN * LD, *sQ2 = sV + BN * LD, *sO2 = sQ2 + 2 * BM * LD, *sS = sO2 + 2 * BM * LD;
-  float *sL2 = reinterpret_cast<float *>(sS + BN * LDQ), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
+  uint16_t *sP = sS + BN * LDQ; /* (PAIR) Z^T, [key][query] as sS */
+  float *sL2 = reinterpret_cast<float *>(sP + (PAIR ? BN * LDQ : 0)), *sD2 = sL2 + 2 * BM; /* sS: dS^T, [key][query] */
   const int b = bhk / p.Hk, hk = bhk % p.Hk, G = p.Hq / p.Hk;
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -505,12 +571,16 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   if (n0 >= lk) return; /* uniform over the CTA */
   const int64_t shift = p.bottom_right ? lk - lq : 0;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  float dk[NTD][4], dv[NTD][4];
+  /* dK and dV: MB m16 blocks of keys (kr0 + 16 mb) by NTK n8 blocks of columns (c0k + 8 j) */
+  constexpr int MB = PAIR ? 2 : 1, NTK = PAIR ? NTD / 2 : NTD;
+  const int kr0 = PAIR ? (w / 2) * 32 : w * 16, c0k = PAIR ? (w % 2) * (D / 2) : 0;
+  float dk[MB][NTK][4], dv[MB][NTK][4];
 #pragma unroll
-  for (int i = 0; i < NTD; i++)
+  for (int mb = 0; mb < MB; mb++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
-  const int64_t key[2] = {n0 + w * 16 + g, n0 + w * 16 + g + 8};
+    for (int i = 0; i < NTK; i++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) dk[mb][i][e] = dv[mb][i][e] = 0.f;
   /* queries i with i + shift >= n0 see a key of this tile (causal); earlier tiles are skipped */
   int64_t mbeg = p.causal ? max((int64_t)0, n0 - shift) : 0;
   mbeg = mbeg / BM * BM;
@@ -578,6 +648,37 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       frag_a(vfr[kk], sV, LD, w * 16, kk * 16, g, t);
     }
   }
+  /* S^T's and dZ^T's warp grid: 16 keys x 64 queries a warp (keys 16 w..), or where SQ32 (PAIR without dropout,
+   * whose keep bits are laid out for the former) FlashAttention-2's 32 x 32 (keys of the pair's dK/dV, queries 32
+   * (w % 2)..): per 16 columns of D, 2 + 2 ldmatrix for 8 tensor-core steps instead of 1 + 4 */
+  constexpr bool SQ32 = PAIR && !DROP;
+  constexpr int SMB = SQ32 ? 2 : 1, NQ = NTQ / SMB;
+  const int sk0 = SQ32 ? kr0 : w * 16, sq0 = SQ32 ? (w % 2) * 32 : 0;
+  /* acc = A B^T over D for the warp's S^T-grid fragments: A from sA (K or V; where KVREG its fragments areg), B^T
+   * the rows of sB (Q or dO) */
+  auto kq_mma = [&](float acc[NTQ][4], const uint16_t *sA, const uint32_t (*areg)[4], const uint16_t *sB) {
+#pragma unroll
+    for (int i = 0; i < NTQ; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t a[SMB][4];
+#pragma unroll
+      for (int mb = 0; mb < SMB; mb++) {
+        if constexpr (KVREG) a[mb][0] = areg[kk][0], a[mb][1] = areg[kk][1], a[mb][2] = areg[kk][2], a[mb][3] = areg[kk][3];
+        else frag_a(a[mb], sA, LD, sk0 + 16 * mb, kk * 16, g, t);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NQ; nt += 2) {
+        uint32_t bf[2][2];
+        frag_bt2(bf, sB, LD, sq0 + nt * 8, kk * 16, g, t);
+#pragma unroll
+        for (int mb = 0; mb < SMB; mb++) {
+          fa_mma<BF>(acc[mb * NQ + nt], a[mb], bf[0]);
+          fa_mma<BF>(acc[mb * NQ + nt + 1], a[mb], bf[1]);
+        }
+      }
+    }
+  };
   for (int it = 0; it < ntiles; it++) {
     const int sg = it & 1;
     int hn = h; /* the next tile's */
@@ -598,25 +699,13 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
      * blocks too small to interleave with the tensor-core steps); the dropout code is the DROP kernel's alone. */
     auto body = [&](auto simple_c) {
       constexpr bool SIMPLE = decltype(simple_c)::value;
-      /* drawn before S^T, while fewer registers are live */
+      /* drawn before S^T, while fewer registers are live (spreading its Philox rounds over the S^T steps, as the
+       * forward does, timed slower on the H200: KEEP_STEPS) */
       [[maybe_unused]] const uint32_t keepbits = DROP ? bwd_keep_word(p, dr, b, h, m0, n0 + w * 16, lane) : ~0u;
-      /* S^T = K Q^T: this warp's 16 keys x 64 queries */
+      /* S^T = K Q^T: this warp's SMB x 16 keys from sk0 x NQ x 8 queries from sq0, fragment i = mb NQ + nt (keys sk0
+       * + 16 mb, queries sq0 + 8 nt); likewise dZ^T = V dO^T (kq_mma) */
       float st[NTQ][4];
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        if constexpr (KVREG) a[0] = kfr[kk][0], a[1] = kfr[kk][1], a[2] = kfr[kk][2], a[3] = kfr[kk][3];
-        else frag_a(a, sK, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sQ, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(st[nt], a, bf[0]);
-          fa_mma<BF>(st[nt + 1], a, bf[1]);
-        }
-      }
+      kq_mma(st, sK, kfr, sQ);
       /* P^T from lse; Z^T = P^T keep (the factor 1 / (1 - p) comes at the end); keep bits in a word (bit
        * bwd_bit(nt, e)) */
       float z[NTQ][4];
@@ -627,7 +716,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          const int kl = w * 16 + g + 8 * (e >> 1), il = nt * 8 + 2 * t + (e & 1);
+          const int kl = sk0 + 16 * (nt / NQ) + g + 8 * (e >> 1), il = sq0 + nt % NQ * 8 + 2 * t + (e & 1);
           /* (no short-circuit and an unconditional load: the mask selects the argument, with no branch per element;
            * 2^-inf = 0) */
           const bool ok = SIMPLE || !edge | ((kl < kend) & (il < qend) & (kl <= il + diag));
@@ -636,42 +725,33 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           st[nt][e] = pe;
           z[nt][e] = pe;
         }
-      /* dV += Z^T dO */
+      /* dV += Z^T dO (PAIR: Z^T goes to sP, for the pair's dV after the barrier below); kk: fragments 2 kk, + 1 (below: keys
+       * sk0 + 16 (kk / (NQ / 2)), queries sq0 + 16 (kk % (NQ / 2)); without SQ32 keys sk0, queries 16 kk) */
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
+      for (int kk = 0; kk < NTQ / 2; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, z[2 * kk], z[2 * kk + 1]);
         if constexpr (DROP) drop_pairs_t(a, keepbits, kk);
+        if constexpr (PAIR) {
+          st_frag_a(sP, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
+        } else {
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dv[dt], a, bf[0]);
-          fa_mma<BF>(dv[dt + 1], a, bf[1]);
+          for (int dt = 0; dt < NTD; dt += 2) {
+            uint32_t bf[2][2];
+            frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
+            fa_mma<BF>(dv[0][dt], a, bf[0]);
+            fa_mma<BF>(dv[0][dt + 1], a, bf[1]);
+          }
         }
       }
       /* dZ^T = V dO^T (reusing z) */
-#pragma unroll
-      for (int i = 0; i < NTQ; i++) z[i][0] = z[i][1] = z[i][2] = z[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t a[4];
-        if constexpr (KVREG) a[0] = vfr[kk][0], a[1] = vfr[kk][1], a[2] = vfr[kk][2], a[3] = vfr[kk][3];
-        else frag_a(a, sV, LD, w * 16, kk * 16, g, t);
-#pragma unroll
-        for (int nt = 0; nt < NTQ; nt += 2) {
-          uint32_t bf[2][2];
-          frag_bt2(bf, sO, LD, nt * 8, kk * 16, g, t);
-          fa_mma<BF>(z[nt], a, bf[0]);
-          fa_mma<BF>(z[nt + 1], a, bf[1]);
-        }
-      }
+      kq_mma(z, sV, vfr, sO);
       /* dS^T = P^T (dZ^T - dsum) (DROP: P^T (dZ^T keep - dsum (1 - p)), the factor 1 / (1 - p) at the end), into st */
 #pragma unroll
       for (int nt = 0; nt < NTQ; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          int il = nt * 8 + 2 * t + (e & 1);
+          const int il = sq0 + nt % NQ * 8 + 2 * t + (e & 1);
           float dp = z[nt][e];
           if constexpr (DROP) dp = (keepbits >> bwd_bit(nt, e) & 1u) ? dp : 0.f;
           st[nt][e] *= dp - sD[il];
@@ -679,19 +759,25 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
       /* dK += dS^T Q; the A fragments (dS^T in bf16/f16 pairs along queries) also go to smem as dS^T [key][query], in
        * 32-bit words, for dQ */
 #pragma unroll
-      for (int kk = 0; kk < BM / 16; kk++) {
+      for (int kk = 0; kk < NTQ / 2; kk++) {
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
-        st_frag_a(sS, LDQ, w * 16, kk * 16, a, g, t);
+        st_frag_a(sS, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
+        if constexpr (!PAIR) {
 #pragma unroll
-        for (int dt = 0; dt < NTD; dt += 2) {
-          uint32_t bf[2][2];
-          frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-          fa_mma<BF>(dk[dt], a, bf[0]);
-          fa_mma<BF>(dk[dt + 1], a, bf[1]);
+          for (int dt = 0; dt < NTD; dt += 2) {
+            uint32_t bf[2][2];
+            frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
+            fa_mma<BF>(dk[0][dt], a, bf[0]);
+            fa_mma<BF>(dk[0][dt + 1], a, bf[1]);
+          }
         }
       }
       __syncthreads(); /* sS complete */
+      if constexpr (PAIR) { /* (sP complete too) */
+        pair_mma<BF, NTK, LDQ, LD>(dv, sP, sO, kr0, c0k, g, t);
+        pair_mma<BF, NTK, LDQ, LD>(dk, sS, sQ, kr0, c0k, g, t);
+      }
       /* dQ += scale dS K atomically into f32: the 64 x D tile over 8 warps, RG row groups of 16 RB rows by CG column
        * groups of NDW n8 blocks (bwd_dq_cg). Per key step, RB A fragments of dS and NDW / 2 B loads of K feed RB NDW
        * tensor-core steps into as many independent accumulators. */
@@ -720,22 +806,20 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
           }
         }
       }
-      /* lanes t, t ^ 1 swap halves of their C fragments so that an even lane holds row g, cols 2t..2t+3 and an odd one
-       * row g + 8, cols 2t-2..2t+1: one 16-byte atomic each instead of four scalar ones */
-      const bool odd = t & 1;
+      /* one 8-byte atomic per row of a C fragment (row g: cols 2t, 2t + 1; row g + 8): a warp instruction covers 8
+       * rows of 32 bytes, as many bytes per row as the 16-byte ones did after a lane swap (2 shuffles, 4 selects a
+       * block; session 21) */
 #pragma unroll
-      for (int rb = 0; rb < RB; rb++) {
-        const int64_t qrow = m0 + wr + 16 * rb + g + (odd ? 8 : 0);
-        float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * (t & ~1);
+      for (int rb = 0; rb < RB; rb++)
 #pragma unroll
-        for (int j = 0; j < NDW; j++) {
-          const float s0 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][0] : c[rb][j][2], 1);
-          const float s1 = __shfl_xor_sync(0xffffffffu, odd ? c[rb][j][1] : c[rb][j][3], 1);
-          const float *cj = c[rb][j];
-          const float4 v = odd ? make_float4(s0, s1, cj[2], cj[3]) : make_float4(cj[0], cj[1], s0, s1);
-          if (SIMPLE || qrow < lq) dq_add4(dqrow + j * 8, v, dqscale); /* (SIMPLE: every row is) */
+        for (int r = 0; r < 2; r++) {
+          const int64_t qrow = m0 + wr + 16 * rb + g + 8 * r;
+          float *dqrow = dqb + qrow * p.o_sr + dt0 * 8 + 2 * t;
+#pragma unroll
+          for (int j = 0; j < NDW; j++)
+            if (SIMPLE || qrow < lq) /* (SIMPLE: every row is) */
+              dq_add2(dqrow + 8 * j, c[rb][j][2 * r] * dqscale, c[rb][j][2 * r + 1] * dqscale);
         }
-      }
     };
     if (INTERIOR_COPY<DROP, D> && !edge) body(std::true_type{});
     else body(std::false_type{});
@@ -747,15 +831,19 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
   uint16_t *dvb = p.dv + b * p.dk_sb + hk * p.dk_sh + k0 * p.dk_sr;
   const float kscale = DROP ? p.scale * p.drop_scale : p.scale, vscale = DROP ? p.drop_scale : 1.f;
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    if (key[r] >= lk) continue;
+  for (int mb = 0; mb < MB; mb++)
 #pragma unroll
-    for (int dt = 0; dt < NTD; dt++) {
-      int64_t off = key[r] * p.dk_sr + dt * 8 + 2 * t;
-      *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(dk[dt][2 * r] * kscale, dk[dt][2 * r + 1] * kscale);
-      *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(dv[dt][2 * r] * vscale, dv[dt][2 * r + 1] * vscale);
+    for (int r = 0; r < 2; r++) {
+      const int64_t key = n0 + kr0 + 16 * mb + 8 * r + g;
+      if (key >= lk) continue;
+#pragma unroll
+      for (int dt = 0; dt < NTK; dt++) {
+        const int64_t off = key * p.dk_sr + c0k + dt * 8 + 2 * t;
+        const float *k4 = dk[mb][dt], *v4 = dv[mb][dt];
+        *reinterpret_cast<uint32_t *>(dkb + off) = fa_pack<BF>(k4[2 * r] * kscale, k4[2 * r + 1] * kscale);
+        *reinterpret_cast<uint32_t *>(dvb + off) = fa_pack<BF>(v4[2 * r] * vscale, v4[2 * r + 1] * vscale);
+      }
     }
-  }
 }
 
 template <bool BF, int D, bool DROP>
@@ -766,8 +854,9 @@ __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p, fa_drop dr) {
 }
 
 constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
-constexpr size_t bwd_smem(int D) {
-  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)BNB * (BM + PAD) * 2 + 4 * BM * 4;
+constexpr size_t bwd_smem(int D) { /* K, V, two stages of Q, dO; sS (and sP where bwd_pair); lse, dsum */
+  return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)(bwd_pair(D) ? 2 : 1) * BNB * (BM + PAD) * 2 +
+         4 * BM * 4;
 }
 
 /* Strides (batch, head, row) of a dense [B, H, S, D] or varlen [T, H, D] tensor. */

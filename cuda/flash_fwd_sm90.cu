@@ -108,8 +108,8 @@ template <bool BF, int D> struct consumer {
     uint32_t keep[2] = {0u, 0u};
     if (p.dropout) { /* the 128 keys as two 64-key fragments (n0 a multiple of 128: the lane's run offset stays) */
       const keep_pos at = fwd_keep_pos(p, tg.b, tg.h, row[0], 0, lane);
-      keep[0] = fwd_keep_word(p, dr, at, 0, n0, lane);
-      keep[1] = fwd_keep_word(p, dr, at, 0, n0 + 64, lane);
+      keep[0] = fwd_keep_word<true>(p, dr, at, 0, n0, lane);
+      keep[1] = fwd_keep_word<true>(p, dr, at, 0, n0 + 64, lane);
     }
     const bool edge = n0 + BN > tg.lk || (p.causal && n0 + BN - 1 > tg.m0 + tg.shift); /* uniform over the CTA */
     softmax_max<NTS, BN, false>(p, s, mrow, lrow, row, n0, tg.lk, tg.shift, edge, t, alpha, muse);

@@ -5,9 +5,12 @@
  * of 16 keys (one Philox block each) that they need and transpose the bits over the lanes that share them with
  * butterfly shuffles (swap_stage): fwd_keep_word puts a forward m16 fragment's bits at fwd_bit (for the C/A fragment
  * of mma.sync m16n8k16 and each warp's share of wgmma's accumulator alike), bwd_keep_word a backward S^T fragment's at
- * bwd_bit. They drop P as bf16/f16 pairs (drop_pairs, drop_pairs_t: an AND with PRMT-made masks; the
- * FlashAttention-2 kernels, which scale by 1 / (1 - p) once at the end) or as f32 (apply_keep, times 1 / (1 - p): the
- * Hopper forward). bench/flash_dropout_lanes.py checks the lane mapping and the masks without a GPU,
+ * bwd_bit. Both are made of steps (*_keep_start: the Philox states of the blocks; FL_PHILOX_ROUNDS philox_round of
+ * each; *_keep_finish: their keep bits and the transpose) so that a kernel may run the rounds between other work:
+ * flash_attention.cu's forward does at head dims 96 and 128 (KEEP_STEPS), between its S tensor-core steps; its
+ * backward draws its word whole before S^T (spread over the S^T steps it timed 2 % slower on the H200). They drop P
+ * as bf16/f16 pairs (drop_pairs, drop_pairs_t: an AND with PRMT-made masks; the FlashAttention-2 kernels, which
+ * scale by 1 / (1 - p) once at the end) or as f32 (apply_keep, times 1 / (1 - p): the Hopper forward). bench/flash_dropout_lanes.py checks the lane mapping and the masks without a GPU,
  * tests/test_cuda_flash_keep.c the bits on the GPU (through flash_attention.cu's probe kernel). */
 #ifndef FL_CUDA_FLASH_KEEP_CUH
 #define FL_CUDA_FLASH_KEEP_CUH
@@ -50,11 +53,22 @@ template <bool KEYS> __device__ __forceinline__ fl_philox_out fa_philox(const fa
   if constexpr (KEYS) return fl_philox_keyed(&d.key, (uint32_t)ctr, (uint32_t)(ctr >> 32));
   else return fl_philox_words(d.key.k[0], d.key.k[1], (uint32_t)ctr, (uint32_t)(ctr >> 32));
 }
+/* fa_philox in steps (core/philox.h's): philox_start, FL_PHILOX_ROUNDS philox_round (r = 0, 1, ...; its keys as
+ * fa_philox's under KEYS), and the state is the block. A kernel may spread the rounds over other work (the forward's
+ * over its S tensor-core steps: a chain of dependent multiplies that the warp would otherwise wait on). */
+__device__ __forceinline__ fl_philox_out philox_start(uint64_t ctr) {
+  return fl_philox_start((uint32_t)ctr, (uint32_t)(ctr >> 32));
+}
+template <bool KEYS> __device__ __forceinline__ void philox_round(fl_philox_out &s, const fa_drop &d, int r) {
+  if constexpr (KEYS) fl_philox_round_keyed(&s, &d.key, r);
+  else fl_philox_round_seeded(&s, d.key.k[0], d.key.k[1], r);
+}
 
 /* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
- * included) on, bit j for element sh + j: one block when sh == 0, else the two the run straddles. */
-template <bool KEYS> __device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint64_t ctr, uint32_t sh) {
-  uint32_t m = fl_dropout_keep16_with(fa_philox<KEYS>(d, ctr), &d.rule);
+ * included) on, bit j for element sh + j, from m, block ctr's keep bits: m itself when sh == 0, else with the next
+ * block's, as the run straddles the two. */
+template <bool KEYS>
+__device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint32_t m, uint64_t ctr, uint32_t sh) {
   if (sh) m = (m >> sh | fl_dropout_keep16_with(fa_philox<KEYS>(d, ctr + 1), &d.rule) << (16 - sh)) & 0xffffu;
   return m;
 }
@@ -81,16 +95,37 @@ __device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int 
  * 32 (t >> 1) .. + 31: two Philox blocks (three where sh != 0: the 32 keys from byte sh of the first), as a word
  * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
  * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
- * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
-                                                  int64_t n0, int lane) {
+ * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k.
+ * In steps (a kernel may spread the middle one over other work): fwd_keep_start (the states of its two blocks),
+ * FL_PHILOX_ROUNDS philox_round of each, fwd_keep_finish (their keep bits, the third block where sh != 0, the
+ * transpose). */
+__device__ __forceinline__ uint64_t fwd_keep_ctr(const fa_params &p, keep_pos at, int mi, int64_t n0) {
+  return at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
+}
+__device__ __forceinline__ void fwd_keep_start(const fa_params &p, keep_pos at, int mi, int64_t n0,
+                                               fl_philox_out s[2]) {
+  const uint64_t ctr = fwd_keep_ctr(p, at, mi, n0);
+  s[0] = philox_start(ctr), s[1] = philox_start(ctr + 1);
+}
+template <bool KEYS>
+__device__ __forceinline__ uint32_t fwd_keep_finish(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
+                                                    int64_t n0, const fl_philox_out s[2], int lane) {
   const int t = lane % 4;
-  const uint64_t ctr = at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
-  uint32_t x = fl_dropout_keep16_with(fa_philox<true>(d, ctr), &d.rule) |
-               fl_dropout_keep16_with(fa_philox<true>(d, ctr + 1), &d.rule) << 16;
-  if (at.sh) x = __funnelshift_r(x, fl_dropout_keep16_with(fa_philox<true>(d, ctr + 2), &d.rule), at.sh);
+  uint32_t x = fl_dropout_keep16_with(s[0], &d.rule) | fl_dropout_keep16_with(s[1], &d.rule) << 16;
+  if (at.sh)
+    x = __funnelshift_r(x, fl_dropout_keep16_with(fa_philox<KEYS>(d, fwd_keep_ctr(p, at, mi, n0) + 2), &d.rule),
+                        at.sh);
   x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
   return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
+}
+template <bool KEYS>
+__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
+                                                  int64_t n0, int lane) {
+  fl_philox_out s[2];
+  fwd_keep_start(p, at, mi, n0, s);
+#pragma unroll
+  for (int r = 0; r < FL_PHILOX_ROUNDS; r++) philox_round<KEYS>(s[0], d, r), philox_round<KEYS>(s[1], d, r);
+  return fwd_keep_finish<KEYS>(p, d, at, mi, n0, s, lane);
 }
 
 /* The keep masks of a forward A fragment (P of keys 16 kk .. 16 kk + 15 as bf16/f16 pairs, a[j]: n8 block 2 kk +
@@ -121,17 +156,37 @@ __host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 
  * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
  * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
  * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. */
-__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
-                                                  int64_t kb, int lane) {
+ * key, i.e. n8 block nt = u. In steps, like fwd_keep_word: bwd_keep_start (the states of the lane's two runs' first
+ * blocks; idx: bwd_keep_idx, the first run's mask index, the second's is Sk on), FL_PHILOX_ROUNDS philox_round of
+ * each, bwd_keep_finish (their keep bits, the runs' second blocks where they straddle two, the transpose). */
+__device__ __forceinline__ uint64_t bwd_keep_idx(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
   const int g = lane / 4, t = lane % 4;
   const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kb, idx2 = idx + (uint64_t)p.Sk;
-  uint32_t x = keep_run16<false>(d, p.offset + idx / 16, (uint32_t)(idx % 16)) |
-               keep_run16<false>(d, p.offset + idx2 / 16, (uint32_t)(idx2 % 16)) << 16;
+  return row * (uint64_t)p.Sk + (uint64_t)kb;
+}
+__device__ __forceinline__ void bwd_keep_start(const fa_params &p, uint64_t idx, fl_philox_out s[2]) {
+  s[0] = philox_start(p.offset + idx / 16);
+  s[1] = philox_start(p.offset + (idx + (uint64_t)p.Sk) / 16);
+}
+__device__ __forceinline__ uint32_t bwd_keep_finish(const fa_params &p, const fa_drop &d, uint64_t idx,
+                                                    const fl_philox_out s[2], int lane) {
+  const int g = lane / 4;
+  const uint64_t idx2 = idx + (uint64_t)p.Sk;
+  uint32_t x = keep_run16<false>(d, fl_dropout_keep16_with(s[0], &d.rule), p.offset + idx / 16, (uint32_t)(idx % 16)) |
+               keep_run16<false>(d, fl_dropout_keep16_with(s[1], &d.rule), p.offset + idx2 / 16,
+                                 (uint32_t)(idx2 % 16)) << 16;
   x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
   x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
   return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
+}
+__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
+                                                  int64_t kb, int lane) {
+  const uint64_t idx = bwd_keep_idx(p, b, h, m0, kb, lane);
+  fl_philox_out s[2];
+  bwd_keep_start(p, idx, s);
+#pragma unroll
+  for (int r = 0; r < FL_PHILOX_ROUNDS; r++) philox_round<false>(s[0], d, r), philox_round<false>(s[1], d, r);
+  return bwd_keep_finish(p, d, idx, s, lane);
 }
 
 /* drop_pairs for the backward's A fragment of Z^T (queries 16 kk .. 16 kk + 15, a[j]: n8 block 2 kk + j / 2,
