@@ -511,7 +511,7 @@ template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D
 #ifndef FA_FWD_ST128
 #define FA_FWD_ST128 2
 #endif
-template <bool DROP, int D> constexpr int fwd_bn = !DROP && D == 128 ? FA_FWD_BN128 : 64;
+template <bool DROP, int D> constexpr int fwd_bn = !DROP && D == 128 ? FA_FWD_BN128 : BN;
 template <bool DROP, int D> constexpr int fwd_stages = !DROP && D == 128 ? FA_FWD_ST128 : 2;
 /* Whether a kernel copies its key tiles that lie wholly below lk without the bound tests (a uniform branch between
  * two copies of the loads: 50 instructions less along a d128 tile), where that costs no spills: the kernels of
@@ -525,7 +525,7 @@ template <bool DROP, int D> constexpr bool fwd_full_copy = !DROP && (D == 64 || 
  * masks (drop_pairs), and the factor 1 / (1 - p) scales O once, at the end. */
 template <bool BF, int D, int MT, bool DROP>
 __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, uint16_t *smem) {
-  constexpr int BN = fwd_bn<DROP, D>, ST = fwd_stages<DROP, D>; /* (shadows the file's BN) */
+  constexpr int BN = fwd_bn<DROP, D>, ST = fwd_stages<DROP, D>; /* (shadows the file's BN, its default) */
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
   uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* ST stages of [K tile, V tile]: the next ones load while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
