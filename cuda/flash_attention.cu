@@ -544,9 +544,8 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
   /* the copies of key tile j into stage j % ST (a tile wholly below lk takes the copy without bound tests) */
-  auto load_kv = [&](int j) {
+  auto load_kv = [&](int j, int64_t n) { /* n = j BN */
     uint16_t *nk = sKV + (j % ST) * 2 * BN * LD;
-    const int64_t n = (int64_t)j * BN;
     if (fwd_full_copy<DROP, D> && n + BN <= lk) {
       load_tile_async<D, BN, NT, true>(nk, LD, kb, p.k_sr, n, lk);
       load_tile_async<D, BN, NT, true>(nk + BN * LD, LD, vb, p.v_sr, n, lk);
@@ -559,7 +558,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
   /* groups 0 .. ST - 2: Q with key tile 0, then tiles 1 .. ST - 2 (a group for each, empty past the last tile) */
 #pragma unroll
   for (int j = 0; j < ST - 1; j++) {
-    if (j < ntiles) load_kv(j);
+    if (j < ntiles) load_kv(j, (int64_t)j * BN);
     cp_commit();
   }
   float acc[MT][NTD][4];
@@ -665,7 +664,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
     /* stage (it + ST - 1) % ST was freed by the barrier that ended iteration it - 1; near the end (no tile left to
      * copy) everything is waited for */
     if (it + ST - 1 < ntiles) {
-      load_kv(it + ST - 1);
+      load_kv(it + ST - 1, n0 + (ST - 1) * BN);
       cp_commit();
       cp_wait<ST - 1>(); /* tile it (and Q) landed; the ST - 1 after it may still be in flight */
     } else {
