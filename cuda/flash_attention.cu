@@ -517,6 +517,9 @@ template <bool DROP, int D> constexpr int fwd_stages = !DROP && D == 128 ? FA_FW
  * two copies of the loads: 50 instructions less along a d128 tile), where that costs no spills: the kernels of
  * dims 64 and 128 without dropout (the others spilled, or spilled more, with it). */
 template <bool DROP, int D> constexpr bool fwd_full_copy = !DROP && (D == 64 || D == 128);
+/* Whether a kernel tells its interior key tiles by their count (ninner in fwd_tile) rather than by the tests of each
+ * tile's keys: all but the d128 dropout kernel, which spilled 8 B with it. */
+template <bool DROP, int D> constexpr bool fwd_counted_edge = !(DROP && D == 128);
 
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
@@ -543,10 +546,16 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
+  /* Tiles 0 .. nfull - 1 lie wholly below lk; 0 .. ninner - 1 need no mask either (nor a causal one: every key at or
+   * below the tile's first row's limit) and have a positive scale (whose row max is the raw scores'): counted once
+   * here, a compare a tile in the loop. */
+  const int64_t nfull = lk / BN, climit = m0 + shift + 1; /* keys below climit are allowed to every row of the tile */
+  int64_t ninner = p.causal ? min(nfull, climit > 0 ? climit / BN : (int64_t)0) : nfull;
+  if (!fwd_counted_edge<DROP, D> || !(p.scale_log2 > 0.f)) ninner = 0; /* (then unused) */
   /* the copies of key tile j into stage j % ST (a tile wholly below lk takes the copy without bound tests) */
   auto load_kv = [&](int j, int64_t n) { /* n = j BN */
     uint16_t *nk = sKV + (j % ST) * 2 * BN * LD;
-    if (fwd_full_copy<DROP, D> && n + BN <= lk) {
+    if (fwd_full_copy<DROP, D> && j < nfull) {
       load_tile_async<D, BN, NT, true>(nk, LD, kb, p.k_sr, n, lk);
       load_tile_async<D, BN, NT, true>(nk + BN * LD, LD, vb, p.v_sr, n, lk);
     } else {
@@ -672,7 +681,9 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
     }
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
-    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
+    const bool edge = fwd_counted_edge<DROP, D> ? it >= ninner
+                                                : n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) ||
+                                                      !(p.scale_log2 > 0.f);
     if (INTERIOR_COPY<DROP, D> && !edge) step(n0, it, std::false_type{});
     else step(n0, it, std::true_type{});
   }
