@@ -7,8 +7,9 @@
 #   source .deps/activate.sh; scripts/gpu.sh build; bench/flash_ab.sh . tmp_fa17.cu ...
 # A variant is compiled against the tree's headers: any flash_attention.cu that does not include flash_common.cuh
 # (main's and s19-fa2's commits) builds, as does the tree's; one written against another flash_common.cuh may not
-# (s19-wgmma's 4e4e6bd). flash_fwd_sm90.cu needs nothing from the variant, and cuda/backend.cu has a weak
-# fc::flash_attention_forward_kernel ("fa2") for variants that lack it.
+# (s19-wgmma's 4e4e6bd), nor one from before cuda/flash_keep.cuh (session 21: it defines the keep helpers itself and
+# reads swap_stage, fwd_bit from flash_common.cuh). flash_fwd_sm90.cu needs nothing from the variant, and
+# cuda/backend.cu has a weak fc::flash_attention_forward_kernel ("fa2") for variants that lack it.
 # FLASH_AB_SANITIZE=1 also runs bench/flash_sanitize.lua under compute-sanitizer memcheck and racecheck per variant.
 # Tables under $OUT: flash_<variant>.md (ratio = PyTorch time / flame time); spec summaries in flash_ab.txt.
 set -uo pipefail

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_attention.cu:
-keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word and the steps they are made of, bwd_bit; cuda/flash_common.cuh: swap_stage, fwd_bit)
+"""Checks, without a GPU, the lane mapping of the fused attention's dropout keep bits (cuda/flash_keep.cuh:
+keep_run16, fwd_keep_pos, fwd_keep_word, bwd_keep_word and the steps they are made of, bwd_bit, swap_stage, fwd_bit;
+the FlashAttention-2 kernels of cuda/flash_attention.cu and the Hopper forward of cuda/flash_fwd_sm90.cu draw them
+alike)
 against the reference attention's mask index (the byte rule of src/core/dropout_keep.h over [B, Hq, Sq, Sk],
 element ((b Hq + h) Sq + i) Sk + j; varlen: [nseq, Hq, max_q, max_k], the same formula with the max lengths).
 
@@ -9,9 +11,10 @@ offset) whose keep bit it is, or None for a bit known to be 0. Philox block c ho
 (byte j of the block is element 16 c + j). The simulation runs the kernels' bit operations and warp shuffles on
 such registers for all 32 lanes, then checks that the bit each lane reads for fragment element (nt, e) carries
 exactly the element the reference uses at that lane's (row, key). The bit positions (fwd_bit, bwd_bit) and the
-butterfly stages (swap_stage calls, in fwd_keep_finish and bwd_keep_finish) are read from the sources, so the check follows them; the index arithmetic of
-keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below. Also checks keep_bits16's four-bytes-a-word
-form of the byte rule (drop_of's constants) against the rule itself for every threshold and byte, and the PRMT
+butterfly stages (swap_stage calls, in fwd_keep_finish and bwd_keep_finish) are read from the sources, so the check
+follows them; the index arithmetic of keep_run16 / fwd_keep_pos / fwd_keep_word / bwd_keep_word is mirrored below.
+Also checks the four-bytes-a-word form of the byte rule (src/core/dropout_keep.h: fl_dropout_keep16_with under
+fl_keep16_consts_of's constants, mirrored) against the rule itself for every threshold and byte, and the PRMT
 selectors of drop_pairs / drop_pairs_t (mirrored) against the bit positions.
 
 Run: python3 bench/flash_dropout_lanes.py  (exit status 0 and "ok" when every case matches)."""
@@ -21,7 +24,12 @@ import sys
 
 CUDA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda")
 SRC = os.environ.get("FA_SRC") or os.path.join(CUDA, "flash_attention.cu")
-src = open(SRC).read() + open(os.path.join(os.path.dirname(os.path.abspath(SRC)), "flash_common.cuh")).read()
+# a variant file first (FA_SRC: an older one holds the helpers itself), then the headers beside it
+src = open(SRC).read()
+for hdr in ("flash_keep.cuh", "flash_common.cuh"):
+    path = os.path.join(os.path.dirname(os.path.abspath(SRC)), hdr)
+    if os.path.exists(path):
+        src += open(path).read()
 
 
 def bit_fn(name):
@@ -58,12 +66,12 @@ def bor(a, b):
 
 
 def block(c):
-    """fl_dropout_keep16 of Philox block c: bits 0..15 = elements 16 c + j, bits 16..31 zero."""
+    """fl_dropout_keep16_with of Philox block c: bits 0..15 = elements 16 c + j, bits 16..31 zero."""
     return [16 * c + j for j in range(16)] + [None] * 16
 
 
 def keep_run16(idx):
-    """keep_run16(p, k, offset + idx / 16, idx % 16), labels relative to p.offset."""
+    """keep_run16(d, offset + idx / 16, idx % 16), labels relative to p.offset."""
     c, sh = idx // 16, idx % 16
     m = block(c)
     if sh:
@@ -145,8 +153,9 @@ def check_bwd(Hq, Sq, Sk, b, h, m0, kb):
                 assert got == want, "bwd Sk %d lane %d nt %d e %d: bit holds %s, want %d" % (Sk, l, nt, e, got, want)
 
 
-def check_keep_bits16():
-    """keep_bits16 (one Philox word of it: four bytes, keep_rule_of's constants) against the byte rule, for every
+def check_keep16_with():
+    """fl_dropout_keep16_with (one Philox word of it: four bytes, fl_keep16_consts_of's constants) against the byte
+    rule, for every
     threshold t = 0..256 and every byte value in every byte of a word (the other bytes 0, 0x7f, 0x80, 0xff)."""
     for t in range(257):
         c = 256 - t
@@ -160,7 +169,7 @@ def check_keep_bits16():
                     drop = ((f * 0x00204081) & 0xffffffff) >> 28
                     for k in range(4):
                         want = ((w >> (8 * k)) & 0xff) >= t
-                        assert bool(drop >> k & 1) == want, "keep_bits16 t %d word %#x byte %d" % (t, w, k)
+                        assert bool(drop >> k & 1) == want, "fl_dropout_keep16_with t %d word %#x byte %d" % (t, w, k)
 
 
 def prmt(a, b, sel):
@@ -200,7 +209,7 @@ def check_drop_pairs():
 
 
 def main():
-    check_keep_bits16()
+    check_keep16_with()
     check_drop_pairs()
     # positions are distinct and fit a word
     for f in (fwd_bit, bwd_bit):
@@ -213,6 +222,7 @@ def main():
         for Sq in (64, 130):
             for (b, h) in ((0, 0), (2, 3)):
                 for r0 in (0, 48, 112):  # the lane-0 row of an m16 fragment (16 m, MT = 2 tiles of 64)
+                    # (the Hopper forward's 128-key tiles are two of these: n0 and n0 + 64, mi = 0)
                     for n0 in list(range(0, min(Sk, 256), 64)) + [36]:  # (36: the test probe's n0)
                         check_fwd(4, Sq, Sk, b, h, r0, n0)
                         n += 1
@@ -220,7 +230,7 @@ def main():
                     for kb in range(0, min(Sk, 128), 16):  # n0 (multiple of 128) + 16 w
                         check_bwd(4, Sq, Sk, b, h, m0, kb)
                         n += 1
-    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; keep_bits16 = the byte rule; "
+    print("ok: %d fragments (forward and backward), Sk %% 16 == 0 and != 0; fl_dropout_keep16_with = the byte rule; "
           "drop_pairs(_t) masks" % n)
 
 

@@ -25,11 +25,13 @@
  * calls per lane per fragment and tile; three (forward) or four (backward) where Sk % 16 != 0 and runs straddle
  * blocks) and transpose the keep bits over the lanes that share them with butterfly shuffles (fwd_keep_word,
  * bwd_keep_word; bench/flash_dropout_lanes.py checks the lane mapping, tests/test_cuda_flash_keep.c the bits on the
- * GPU). The kernels run those functions in steps (the *_keep_start, philox_round, *_keep_finish they are made of),
- * the Philox rounds spread over the S (S^T) tensor-core steps of the tile: drawn all before them, the rounds were a
- * chain of dependent multiplies the warp waited on, and the forward's d128 kernel spilled (76 B, 7 local loads a
- * tile; none now; bench/flash_sass.sh). The bits drop P's bf16/f16 pairs (an AND with PRMT-made masks) and, in the backward, dZ; the factor
- * 1 / (1 - p) scales O, dV, dK and dQ once at the end (the row sum l is of the undropped P).
+ * GPU). The forward dropout kernels of head dims 96 and 128 (KEEP_STEPS) run fwd_keep_word in the steps it is made
+ * of (fwd_keep_start, philox_round, fwd_keep_finish; flash_keep.cuh), the Philox rounds spread over the S tensor-core
+ * steps of the tile: drawn all before them, the rounds were a chain of dependent multiplies the warp waited on, and
+ * the d128 kernel spilled (76 B, 7 local loads a tile; none now; bench/flash_sass.sh). The backward draws its keep
+ * word whole before S^T (spread over the S^T steps it timed 2 % slower on the H200). The bits drop P's bf16/f16 pairs
+ * (an AND with PRMT-made masks) and, in the backward, dZ; the factor 1 / (1 - p) scales O, dV, dK and dQ once at the
+ * end (the row sum l is of the undropped P).
  * Dense and varlen share the kernels: a varlen row is cu[b] + i with a batch stride of 0.
  * Code shape: dropout runs take kernels of their own (the DROP template parameter; the host picks them where
  * p > 0), so neither kernel tests p at run time. In each, the body of a key tile (forward) or query tile (backward)
@@ -38,18 +40,19 @@
  * branch per element was 128 taken branches a forward tile). (One kernel with a third copy for dropout cost the
  * others registers and spills; dropout in the general copy ran every dropout tile through the masking code.)
  * bench/flash_sass.sh profiles the kernels' SASS (no GPU).
- * The parameters, the fragment conversions, the keep-bit layout (fwd_bit, swap_stage), the forward's softmax step and
- * epilogue live in flash_common.cuh, shared with the Hopper forward (cuda/flash_fwd_sm90.cu; it still draws its keep
- * bits by that file's fwd_keep_bits, which fwd_keep_word here matches bit for bit at a lower cost: a candidate to
- * move there), which flash_attention_forward runs instead where fa::sm90_forward_selected says. This file's
+ * The parameters, the fragment conversions, the forward's softmax step and epilogue live in flash_common.cuh, the
+ * dropout keep bits (fa_drop, keep_run16, fwd_keep_word, bwd_keep_word and their steps, drop_pairs, drop_pairs_t; on
+ * core/philox.h's Philox and core/dropout_keep.h's byte rule) in flash_keep.cuh, both shared with the Hopper forward
+ * (cuda/flash_fwd_sm90.cu), which flash_attention_forward runs instead where fa::sm90_forward_selected says. This file's
  * interface to the others is the backend's entries (ops.cuh) and the test hook; flash_fwd_sm90.cu needs nothing from it (a weak fc::flash_attention_forward_kernel
  * stands in where an older kernel file without one is built: bench/flash_ab.sh). */
 #include "flash_common.cuh"
+#include "flash_keep.cuh"
 #include "dispatch.cuh"
 #include "ops.cuh"
 #include <type_traits>
 
-using namespace fa; /* the parameters and the helpers shared with the Hopper forward (flash_common.cuh) */
+using namespace fa; /* the parameters and helpers shared with the Hopper forward (flash_common.cuh, flash_keep.cuh) */
 
 namespace {
 
@@ -274,222 +277,6 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
 #endif
 }
 
-/* ---- Dropout: the keep bits of the DROP kernels (the byte rule of core/dropout_keep.h, bit for bit) ----
- * The byte rule's threshold t (0..256) as the constants of keep_bits16: with c = 256 - t, byte x is dropped iff
- * x + c carries out of bit 7 (x >= t), the carry being the majority of x's bit 7, c's bit 7 and the carry into bit 7,
- * which is bit 7 of (x & 0x7f) + (c & 0x7f); lo7, c8: c & 0x7f and c & 0xff in every byte; all: every byte's bit 7
- * where t = 0 (c = 256 is not a byte: everything dropped). */
-struct keep_rule {
-  uint32_t lo7, c8, all;
-};
-
-/* What the dropout kernels' keep bits need besides fa_params, a second kernel parameter filled on the host
- * (drop_of): Philox's round keys (key[2 r], key[2 r + 1]: round r's k0, k1), which the XORs then read from the
- * parameter bank instead of adding the key schedule's constants to the seed (two instructions a round) in every
- * call; and the byte rule's constants. */
-struct fa_drop {
-  uint32_t key[20];
-  keep_rule rule;
-};
-
-__host__ __device__ inline fa_drop drop_of(const fa_params &p) {
-  fa_drop d;
-  uint32_t k0 = (uint32_t)p.seed, k1 = (uint32_t)(p.seed >> 32);
-  for (int r = 0; r < 10; r++, k0 += 0x9E3779B9u, k1 += 0xBB67AE85u) d.key[2 * r] = k0, d.key[2 * r + 1] = k1;
-  const uint32_t c = 256u - p.thr;
-  d.rule = {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, p.thr == 0 ? 0x80808080u : 0u};
-  return d;
-}
-
-/* Philox4x32-10 as core/philox.h's fl_philox computes it, each round's 32 x 32 -> 64-bit products one mul.wide.u32
- * (one IMAD.WIDE.U32): fl_philox's C products come out as that and a VIADD more each, or as two multiplies (20
- * instructions a call more, a fifth of it). c0, c1: the counter's low and high words. KEYS: the round keys read from
- * d.key (the forward), else the seed's (d.key[0], d.key[1]) plus the schedule's constants, two uniform adds a
- * round (the backward: reading them cost its d128 kernel spills and stalls, bench/flash_sass.sh). */
-constexpr int PHILOX_ROUNDS = 10; /* Philox4x32-10 */
-struct philox_state {
-  uint32_t c0, c1, c2, c3;
-};
-__device__ __forceinline__ philox_state philox_start(uint64_t ctr) { return {(uint32_t)ctr, (uint32_t)(ctr >> 32), 0, 0}; }
-/* Round r of fa_philox on state s: a caller may spread the rounds over other work (the backward's over its S^T
- * tensor-core steps: a chain of dependent multiplies that the warp would otherwise wait on) */
-template <bool KEYS> __device__ __forceinline__ void philox_round(philox_state &s, const fa_drop &d, int r) {
-  uint64_t p0, p1;
-  asm("mul.wide.u32 %0, %1, %2;" : "=l"(p0) : "r"(s.c0), "n"(0xD2511F53u));
-  asm("mul.wide.u32 %0, %1, %2;" : "=l"(p1) : "r"(s.c2), "n"(0xCD9E8D57u));
-  uint32_t l0, h0, l1, h1;
-  asm("mov.b64 {%0, %1}, %2;" : "=r"(l0), "=r"(h0) : "l"(p0));
-  asm("mov.b64 {%0, %1}, %2;" : "=r"(l1), "=r"(h1) : "l"(p1));
-  const uint32_t k0 = KEYS ? d.key[2 * r] : d.key[0] + r * 0x9E3779B9u;
-  const uint32_t k1 = KEYS ? d.key[2 * r + 1] : d.key[1] + r * 0xBB67AE85u;
-  const uint32_t n0 = h1 ^ s.c1 ^ k0, n2 = h0 ^ s.c3 ^ k1;
-  s = {n0, l1, n2, l0};
-}
-__device__ __forceinline__ uint4 philox_out(const philox_state &s) { return make_uint4(s.c0, s.c1, s.c2, s.c3); }
-template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint32_t c0, uint32_t c1) {
-  philox_state s{c0, c1, 0, 0};
-#pragma unroll
-  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<KEYS>(s, d, r);
-  return philox_out(s);
-}
-/* fa_philox of counter ctr */
-template <bool KEYS> __device__ __forceinline__ uint4 fa_philox(const fa_drop &d, uint64_t ctr) {
-  return fa_philox<KEYS>(d, (uint32_t)ctr, (uint32_t)(ctr >> 32));
-}
-
-/* The byte rule's keep bits of one Philox block (bit j: byte j, in the little-endian order of words 0..3, is < t),
- * the same as fl_dropout_keep16: four bytes a word at once (no spreading into 16-bit lanes), each word's four drop
- * flags (bits 7, 15, 23, 31) gathered into a nibble by one multiply (the flags times 2^0 + 2^7 + 2^14 + 2^21 land at
- * bits 28..31, nothing else reaching them). */
-__device__ __forceinline__ uint32_t keep_bits16(uint4 o, const keep_rule &k) {
-  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
-  uint32_t drop = 0;
-#pragma unroll
-  for (int q = 0; q < 4; q++) {
-    const uint32_t lo = (w[q] & 0x7f7f7f7fu) + k.lo7;
-    const uint32_t f = (((w[q] & lo) | (k.c8 & (w[q] | lo))) & 0x80808080u) | k.all;
-    drop |= (f * 0x00204081u) >> 28 << (4 * q);
-  }
-  return ~drop & 0xffffu;
-}
-
-/* The keep bits of the 16 mask elements from element sh (0..15) of Philox block ctr (the counter, offset
- * included) on, bit j for element sh + j, from m, block ctr's keep bits: m itself when sh == 0, else with the next
- * block's, as the run straddles the two. */
-template <bool KEYS>
-__device__ __forceinline__ uint32_t keep_run16(const fa_drop &d, uint32_t m, uint64_t ctr, uint32_t sh) {
-  if (sh) m = (m >> sh | keep_bits16(fa_philox<KEYS>(d, ctr + 1), d.rule) << (16 - sh)) & 0xffffu;
-  return m;
-}
-
-/* A lane's place in the forward's mask, fixed over a query tile: the Philox block (counter) of its first element in
- * key tile 0 of fragment 0 and its byte sh. Lane t of a quad draws row r_g + 8 (t & 1), keys 32 (t >> 1) .. + 31 of
- * each key tile (fwd_keep_word); fragment mi (rows + 16 mi) is Sk blocks on (16 Sk elements), key tile n0 is n0 / 16
- * blocks on (n0 a multiple of 16: sh stays). kofs: keys from key 0 to the tiles' first (0 but in the test probe). The bits land where flash_common.cuh's fwd_bit says, as the Hopper
- * forward's fwd_keep_bits puts them. */
-struct keep_pos {
-  uint64_t ctr;
-  uint32_t sh;
-};
-__device__ __forceinline__ keep_pos fwd_keep_pos(const fa_params &p, int b, int h, int64_t rg, int64_t kofs,
-                                                 int lane) {
-  const int t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)kofs + 32 * (t >> 1);
-  return {p.offset + idx / 16, (uint32_t)(idx % 16)};
-}
-
-/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g, r_g + 8 of lane g; keys 8 nt + 2 t, + 1 of n8
- * block nt), element e of block nt at bit fwd_bit(nt, e), for the fragment mi of the lane's keep_pos. The quad
- * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1), keys
- * 32 (t >> 1) .. + 31: two Philox blocks (three where sh != 0: the 32 keys from byte sh of the first), as a word
- * whose byte k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u =
- * the keys 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot
- * s of byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint64_t fwd_keep_ctr(const fa_params &p, keep_pos at, int mi, int64_t n0) {
-  return at.ctr + (uint64_t)mi * (uint64_t)p.Sk + (uint64_t)n0 / 16;
-}
-/* fwd_keep_word in steps (as bwd_keep_word): fwd_keep_start (the counters of its two blocks), PHILOX_ROUNDS
- * philox_round of each, fwd_keep_finish (their keep bits, the third block where sh != 0, the transpose) */
-__device__ __forceinline__ void fwd_keep_start(const fa_params &p, keep_pos at, int mi, int64_t n0, philox_state s[2]) {
-  const uint64_t ctr = fwd_keep_ctr(p, at, mi, n0);
-  s[0] = philox_start(ctr), s[1] = philox_start(ctr + 1);
-}
-template <bool KEYS>
-__device__ __forceinline__ uint32_t fwd_keep_finish(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
-                                                    int64_t n0, const philox_state s[2], int lane) {
-  const int t = lane % 4;
-  uint32_t x = keep_bits16(philox_out(s[0]), d.rule) | keep_bits16(philox_out(s[1]), d.rule) << 16;
-  if (at.sh)
-    x = __funnelshift_r(x, keep_bits16(fa_philox<KEYS>(d, fwd_keep_ctr(p, at, mi, n0) + 2), d.rule), at.sh);
-  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
-}
-template <bool KEYS>
-__device__ __forceinline__ uint32_t fwd_keep_word(const fa_params &p, const fa_drop &d, keep_pos at, int mi,
-                                                  int64_t n0, int lane) {
-  philox_state s[2];
-  fwd_keep_start(p, at, mi, n0, s);
-#pragma unroll
-  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<KEYS>(s[0], d, r), philox_round<KEYS>(s[1], d, r);
-  return fwd_keep_finish<KEYS>(p, d, at, mi, n0, s, lane);
-}
-
-/* The keep masks of a forward A fragment (P of keys 16 kk .. 16 kk + 15 as bf16/f16 pairs, a[j]: n8 block 2 kk +
- * j / 2, elements 2 (j & 1), + 1): 0xffff in each half whose element is kept, else 0, so that dropout is one AND a
- * pair. Element e's bit B = fwd_bit(nt, e) (e even: B even, B + 1 its pair's) moves to the sign bit of byte B / 8
- * in keep << (7 - B % 8), and PRMT's sign-replicating selectors (nibble 8 + byte) spread the two sign bits over the
- * pair's halves. */
-__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
-  uint32_t r;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-  return r;
-}
-__device__ __forceinline__ void drop_pairs(uint32_t a[4], uint32_t keep, int kk) {
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const int B = fwd_bit(2 * kk + j / 2, 2 * (j & 1)), q = B / 8;
-    const uint32_t sel = (8u + q) * 0x11u + (12u + q) * 0x1100u;
-    a[j] &= prmt(keep << (7 - B % 8), keep << (6 - B % 8), sel);
-  }
-}
-
-/* Where bwd_keep_word puts the keep bit of element e of n8 block nt. */
-__host__ __device__ constexpr int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }
-
-/* The keep bits of a backward warp's S^T fragments (keys kb + g, kb + g + 8 by queries m0 + 8 nt + 2 t, + 1) for
- * one 64-query tile, element e of n8 block nt at bit bwd_bit(nt, e). The warp's 16 keys of one query are one run
- * of 16 mask elements (one Philox block when Sk % 16 == 0, as kb is a multiple of 16; two otherwise), needed by
- * the 8 lanes of equal t. Lane (g, t) draws the runs of queries 8 g + 2 t and + 1 (n8 block g) as a word whose
- * byte 2 e1 + (j >> 3) bit j & 7 is key j of query 8 g + 2 t + e1; three butterfly stages (lane xor 4, 8, 16)
- * transpose each byte's 8 x 8 bits over those 8 lanes: bit u of a byte then holds lane g = u's run at this lane's
- * key, i.e. n8 block nt = u. bwd_keep_word (below) is made of steps, like fwd_keep_word: bwd_keep_start (the counters of the lane's two runs' first blocks; idx: bwd_keep_idx, the first
- * run's mask index, the second's is Sk on), PHILOX_ROUNDS philox_round of each, bwd_keep_finish (their keep bits,
- * the runs' second blocks where they straddle two, the transpose). */
-__device__ __forceinline__ uint64_t bwd_keep_idx(const fa_params &p, int b, int h, int64_t m0, int64_t kb, int lane) {
-  const int g = lane / 4, t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)m0 + 8 * g + 2 * t;
-  return row * (uint64_t)p.Sk + (uint64_t)kb;
-}
-__device__ __forceinline__ void bwd_keep_start(const fa_params &p, uint64_t idx, philox_state s[2]) {
-  s[0] = philox_start(p.offset + idx / 16);
-  s[1] = philox_start(p.offset + (idx + (uint64_t)p.Sk) / 16);
-}
-__device__ __forceinline__ uint32_t bwd_keep_finish(const fa_params &p, const fa_drop &d, uint64_t idx,
-                                                    const philox_state s[2], int lane) {
-  const int g = lane / 4;
-  const uint64_t idx2 = idx + (uint64_t)p.Sk;
-  uint32_t x = keep_run16<false>(d, keep_bits16(philox_out(s[0]), d.rule), p.offset + idx / 16, (uint32_t)(idx % 16)) |
-               keep_run16<false>(d, keep_bits16(philox_out(s[1]), d.rule), p.offset + idx2 / 16,
-                                 (uint32_t)(idx2 % 16)) << 16;
-  x = swap_stage(x, 1, 0x55555555u, 4, g & 1);
-  x = swap_stage(x, 2, 0x33333333u, 8, g & 2);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 16, g & 4);
-}
-__device__ __forceinline__ uint32_t bwd_keep_word(const fa_params &p, const fa_drop &d, int b, int h, int64_t m0,
-                                                  int64_t kb, int lane) {
-  const uint64_t idx = bwd_keep_idx(p, b, h, m0, kb, lane);
-  philox_state s[2];
-  bwd_keep_start(p, idx, s);
-#pragma unroll
-  for (int r = 0; r < PHILOX_ROUNDS; r++) philox_round<false>(s[0], d, r), philox_round<false>(s[1], d, r);
-  return bwd_keep_finish(p, d, idx, s, lane);
-}
-
-/* drop_pairs for the backward's A fragment of Z^T (queries 16 kk .. 16 kk + 15, a[j]: n8 block 2 kk + j / 2,
- * elements 2 (j & 1), + 1): bwd_bit puts the pair's bits at nt + 8 (j & 1) and + 16, so keep << (7 - nt) holds both
- * pairs' bits of block nt in the sign bits of bytes j & 1 and (j & 1) + 2. */
-__device__ __forceinline__ void drop_pairs_t(uint32_t a[4], uint32_t keep, int kk) {
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const int nt = 2 * kk + j / 2, q = j & 1;
-    const uint32_t sel = (8u + q) * 0x11u + (10u + q) * 0x1100u;
-    const uint32_t x = keep << (7 - nt);
-    a[j] &= prmt(x, x, sel);
-  }
-}
-
-
 /* Whether the forward dropout kernel of head dim D draws its keep words in steps (fwd_keep_word as fwd_keep_start,
  * philox_round, fwd_keep_finish), the Philox rounds spread over the S tensor-core steps, rather than all before
  * them: at 96 and 128, where it spared the forward's spills and cut the static stalls along the tile by 5 %
@@ -594,7 +381,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
     constexpr bool EDGE = decltype(edge_c)::value;
     /* the keep words (KEEP_STEPS: their counters here, their Philox rounds between the S steps, their bits after) */
     [[maybe_unused]] uint32_t keepbits[MT];
-    [[maybe_unused]] philox_state ks[MT][2];
+    [[maybe_unused]] fl_philox_out ks[MT][2];
     if constexpr (DROP) { /* (braced: nvcc dropped the __syncthreads below from the DROP = false kernels when a
                            * discarded `if constexpr` held a `#pragma unroll` loop of if / else) */
 #pragma unroll
@@ -627,7 +414,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
       }
       if constexpr (DROP && KEEP_STEPS<D>) {
 #pragma unroll
-        for (int r = kk * PHILOX_ROUNDS / KS; r < (kk + 1) * PHILOX_ROUNDS / KS; r++)
+        for (int r = kk * FL_PHILOX_ROUNDS / KS; r < (kk + 1) * FL_PHILOX_ROUNDS / KS; r++)
 #pragma unroll
           for (int mi = 0; mi < MT; mi++) philox_round<true>(ks[mi][0], dr, r), philox_round<true>(ks[mi][1], dr, r);
       }
@@ -1123,7 +910,7 @@ void strides3(const fl_tensor *t, bool varlen, int64_t &sb, int64_t &sh, int64_t
 /* The dropout fields of the kernels' parameters (the kernels and fl_cuda_flash_keep_probe). */
 void set_dropout(fa_params &p, double prob, uint64_t seed, uint64_t offset) {
   p.dropout = prob > 0;
-  /* the byte rule's t (keep_bits16), not the word rule's threshold of F.dropout */
+  /* the byte rule's t (fl_keep16_consts_of), not the word rule's threshold of F.dropout */
   p.thr = fl_dropout_rule_threshold(FL_DROPOUT_BYTE, prob), p.drop_scale = (float)fl_dropout_scale(prob);
   p.seed = seed, p.offset = offset;
 }

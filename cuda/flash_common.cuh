@@ -1,16 +1,15 @@
 /* What the fused attention's kernels share (cuda/flash_attention.cu, the FlashAttention-2 style kernels for every
  * GPU; cuda/flash_fwd_sm90.cu, the Hopper forwards on wgmma): the parameters all read (filled once, by
  * flash_attention.cu's fill_params), the sequence extents, the f32 -> bf16/f16 packing, exp2, the conversion of an
- * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, the dropout keep bits of a
- * forward fragment (the byte rule, core/dropout_keep.h), the key mask in tile coordinates, the online softmax step
- * (softmax_max, rescale, softmax_exp, apply_keep) and the epilogue of a forward. The layout facts are PTX's:
+ * m16 accumulator fragment into the A fragment of the next product, the 16-byte cp.async, the key mask in tile
+ * coordinates, the online softmax step (softmax_max, rescale, softmax_exp) and the epilogue of a forward. The dropout
+ * keep bits, which both also share, are flash_keep.cuh's. The layout facts are PTX's:
  * mma.sync m16n8k16's C and A fragments, which are also each warp's share of wgmma m64nNk16's accumulator and
  * register-A fragments (warp w of a warpgroup holds rows 16 w .. 16 w + 15), so the same helpers serve both kernels. */
 #ifndef FL_CUDA_FLASH_COMMON_CUH
 #define FL_CUDA_FLASH_COMMON_CUH
 
 #include "context.cuh"
-#include "dropout_keep.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -82,46 +81,6 @@ template <bool BF> __device__ __forceinline__ void c_to_a(uint32_t a[4], const f
   a[1] = fa_pack<BF>(c0[2], c0[3]);
   a[2] = fa_pack<BF>(c1[0], c1[1]);
   a[3] = fa_pack<BF>(c1[2], c1[3]);
-}
-
-/* The byte rule's keep bits (core/dropout_keep.h) of the 16 consecutive mask elements idx .. idx + 15 (bit j:
- * element idx + j): one Philox block where idx is a multiple of 16 (every call when Sk % 16 == 0), else the two
- * blocks the run straddles (a row's keys cross block boundaries mid-row). */
-__device__ __forceinline__ uint32_t keep16_at(const fa_params &p, uint64_t idx) {
-  const uint64_t ctr = p.offset + idx / 16;
-  const uint32_t sh = (uint32_t)(idx % 16);
-  uint32_t m = fl_dropout_keep16(fl_philox(p.seed, ctr), p.thr);
-  if (sh) m = (m >> sh) | (fl_dropout_keep16(fl_philox(p.seed, ctr + 1), p.thr) << (16 - sh));
-  return m & 0xffffu;
-}
-
-/* One butterfly stage of a transpose of w-bit fields over lanes (as in a bit-matrix transpose): x's fields pair up
- * (lo masks the even field of each pair); the lane keeps its even fields (its lane bit clear, upper false) or its
- * odd ones (upper true), and takes the others from lane ^ lanes, which sends its fields with each pair swapped. */
-__device__ __forceinline__ uint32_t swap_stage(uint32_t x, int w, uint32_t lo, int lanes, bool upper) {
-  const uint32_t sent = ((x >> w) & lo) | ((x << w) & ~lo);
-  const uint32_t got = __shfl_xor_sync(0xffffffffu, sent, lanes);
-  const uint32_t mine = upper ? ~lo : lo;
-  return (x & mine) | (got & ~mine);
-}
-
-/* Where fwd_keep_bits puts the keep bit of element e of n8 block nt (compile-time in the unrolled loops). */
-__host__ __device__ constexpr int fwd_bit(int nt, int e) { return 8 * (nt & 3) + 4 * (nt >> 2) + e; }
-
-/* The keep bits of a forward m16 fragment's 64 keys n0.. (rows r_g = the lane's row g, r_g + 8; keys 8 nt + 2 t,
- * + 1 of n8 block nt), element e of block nt at bit fwd_bit(nt, e). The byte rule's 16-element blocks: the quad
- * (lanes of one g) needs 2 rows x 64 keys = 8 runs of 16 keys, so lane t draws 2 of them, row r_g + 8 (t & 1),
- * keys 32 (t >> 1) .. + 31 (one Philox call each when Sk % 16 == 0, two otherwise), as a word whose byte
- * k = 2 c + h (c: the run, h: its key half) holds keys 16 c + 8 h + 0..7 in four 2-bit slots, slot u = the keys
- * 2u, 2u + 1 that lane u needs. Two butterfly stages (xor 1, xor 2) transpose the slots over the quad: slot s of
- * byte k then holds lane s's run for this lane's keys, i.e. row r_g + 8 (s & 1), n8 block nt = 4 (s >> 1) + k. */
-__device__ __forceinline__ uint32_t fwd_keep_bits(const fa_params &p, int b, int h, int64_t rg, int64_t n0, int lane) {
-  const int t = lane % 4;
-  const uint64_t row = ((uint64_t)b * p.Hq + h) * (uint64_t)p.Sq + (uint64_t)rg + 8 * (t & 1);
-  const uint64_t idx = row * (uint64_t)p.Sk + (uint64_t)n0 + 32 * (t >> 1);
-  uint32_t x = keep16_at(p, idx) | keep16_at(p, idx + 16) << 16;
-  x = swap_stage(x, 2, 0x33333333u, 1, t & 1);
-  return swap_stage(x, 4, 0x0f0f0f0fu, 2, t & 2);
 }
 
 /* The mask of a key tile (keys n0 ..; BN of them) for row `row` (the C fragment's row g or g + 8) in tile
@@ -211,16 +170,6 @@ __device__ __forceinline__ void softmax_exp(const fa_params &p, float (*s)[4], f
       lrow[e >> 1] += pe;
       s[nt][e] = pe;
     }
-}
-
-/* Dropout on P: times dsc (1 / (1 - p)) where kept, else 0; keep[nt / 8]: fwd_keep_bits of the keys
- * n0 + 64 (nt / 8) .. (keys past lk or rows past lq have P = 0 or are not stored: their bits do not matter). */
-template <int NTS>
-__device__ __forceinline__ void apply_keep(float (*s)[4], const uint32_t *keep, float dsc) {
-#pragma unroll
-  for (int nt = 0; nt < NTS; nt++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) s[nt][e] = (keep[nt >> 3] >> fwd_bit(nt & 7, e) & 1u) ? s[nt][e] * dsc : 0.f;
 }
 
 /* The end of a query tile, both forwards': a warp's 16 rows of O = acc / l (NTD n8 blocks, C-fragment layout) and

@@ -16,6 +16,7 @@
  * Built for sm_90a alone (CMakeLists.txt: its own object library); compiled for anything else, the kernels are
  * stubs, and the probe kernel (built the same way) tells the host so: sm90_forward_selected then declines and the
  * FlashAttention-2 forward runs. Selected by FLAME_FLASH_FWD=sm90 while unverified on the GPU. */
+#include "flash_keep.cuh"
 #include "flash_sm90.cuh"
 #include <atomic>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ struct tile_geom {
 template <bool BF, int D> struct consumer {
   static constexpr int KS = D / 16, NTD = D / 8, NTS = BN / 8;
   const fa_params &p;
+  const fa_drop &dr; /* the keep bits' Philox round keys and byte-rule constants (flash_keep.cuh) */
   const tile_geom &tg;
   uint32_t aQ; /* this warpgroup's rows of Q: K-major A, column block c at sQ + c BM 128 */
   int lane, t;
@@ -72,7 +74,8 @@ template <bool BF, int D> struct consumer {
   uint32_t pa[BN / 16][4]; /* P_{it-1}: the A fragments of its P V */
   int64_t row[2];
 
-  __device__ consumer(const fa_params &p_, const tile_geom &tg_, uint32_t sQ, int c, int ct) : p(p_), tg(tg_) {
+  __device__ consumer(const fa_params &p_, const fa_drop &dr_, const tile_geom &tg_, uint32_t sQ, int c, int ct)
+      : p(p_), dr(dr_), tg(tg_) {
     aQ = sQ + c * 64 * 128;
     lane = ct % 32, t = lane % 4;
     row[0] = tg.m0 + c * 64 + (ct / 32) * 16 + lane / 4;
@@ -103,9 +106,10 @@ template <bool BF, int D> struct consumer {
   __device__ void softmax(int it) {
     const int64_t n0 = (int64_t)it * BN;
     uint32_t keep[2] = {0u, 0u};
-    if (p.dropout) {
-      keep[0] = fwd_keep_bits(p, tg.b, tg.h, row[0], n0, lane);
-      keep[1] = fwd_keep_bits(p, tg.b, tg.h, row[0], n0 + 64, lane);
+    if (p.dropout) { /* the 128 keys as two 64-key fragments (n0 a multiple of 128: the lane's run offset stays) */
+      const keep_pos at = fwd_keep_pos(p, tg.b, tg.h, row[0], 0, lane);
+      keep[0] = fwd_keep_word<true>(p, dr, at, 0, n0, lane);
+      keep[1] = fwd_keep_word<true>(p, dr, at, 0, n0 + 64, lane);
     }
     const bool edge = n0 + BN > tg.lk || (p.causal && n0 + BN - 1 > tg.m0 + tg.shift); /* uniform over the CTA */
     softmax_max<NTS, BN, false>(p, s, mrow, lrow, row, n0, tg.lk, tg.shift, edge, t, alpha, muse);
@@ -152,7 +156,7 @@ template <bool BF, int D> struct consumer {
 /* The all-thread forward's tile: the 256 threads load (cp.async) and compute. K and V have rings of two stages each,
  * V one tile behind K: iteration it reads K_it and V_{it-1} and loads K_{it+1} and V_it into the stages of K_{it-1}
  * and V_{it-2}, which every warpgroup finished with in iteration it - 1 (the barrier at the top of iteration it). */
-template <bool BF, int D> __device__ void tile90(const fa_params &p, int mt, int bh, uint32_t sQ) {
+template <bool BF, int D> __device__ void tile90(const fa_params &p, const fa_drop &dr, int mt, int bh, uint32_t sQ) {
   constexpr int TKV = BN * D * 2;
   const uint32_t sK0 = sQ + BM * D * 2, sV0 = sK0 + 2 * TKV; /* K_j at sK0 + (j & 1) TKV, V_j at sV0 + (j & 1) TKV */
   tile_geom tg;
@@ -162,7 +166,7 @@ template <bool BF, int D> __device__ void tile90(const fa_params &p, int mt, int
   fa90::load_tile_sw128<D, BM, NTH>(sQ, tg.qb, p.q_sr, tg.m0, tg.lq, tid);
   if (tg.ntiles > 0) fa90::load_tile_sw128<D, BN, NTH>(sK0, tg.kb, p.k_sr, 0, tg.lk, tid);
   cp_commit();
-  consumer<BF, D> cs(p, tg, sQ, tid / 128, tid % 128);
+  consumer<BF, D> cs(p, dr, tg, sQ, tid / 128, tid % 128);
   auto sync_and_load = [&](int it) { /* K_it, V_{it-1} visible; K_{it+1}, V_it on their way */
     cp_wait<0>();             /* the copies issued in iteration it - 1 (and Q) */
     fa90::fence_async_smem(); /* this thread's copies, visible to wgmma's (async proxy) reads ... */
@@ -196,7 +200,7 @@ template <bool BF, int D> __device__ void tile90(const fa_params &p, int mt, int
  * may be in flight). Q is published per query tile and given back once the tile's last S is done. */
 #endif
 
-template <bool BF, int D> __global__ void __launch_bounds__(NTH_WS, 1) fa_fwd_sm90ws_kernel(fa_params p) {
+template <bool BF, int D> __global__ void __launch_bounds__(NTH_WS, 1) fa_fwd_sm90ws_kernel(fa_params p, fa_drop dr) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem90[];
   constexpr int TKV = BN * D * 2;
@@ -241,7 +245,7 @@ template <bool BF, int D> __global__ void __launch_bounds__(NTH_WS, 1) fa_fwd_sm
     for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y) {
       tile_geom tg;
       if (!tg.init(p, mt, (int)bh)) continue;
-      consumer<BF, D> cs(p, tg, sQ, threadIdx.x / 128, threadIdx.x % 128);
+      consumer<BF, D> cs(p, dr, tg, sQ, threadIdx.x / 128, threadIdx.x % 128);
       ring.take_q(nq++);
       auto kst = [&]() { return sK0 + (G & 1u) * TKV; }; /* group G's K and V */
       auto vst = [&]() { return sV0 + ((G & 1u) ^ 1u) * TKV; };
@@ -267,13 +271,13 @@ template <bool BF, int D> __global__ void __launch_bounds__(NTH_WS, 1) fa_fwd_sm
 #endif
 }
 
-template <bool BF, int D> __global__ void __launch_bounds__(NTH, 1) fa_fwd_sm90_kernel(fa_params p) {
+template <bool BF, int D> __global__ void __launch_bounds__(NTH, 1) fa_fwd_sm90_kernel(fa_params p, fa_drop dr) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem90[];
   const uint32_t base = (fa90::smem_u32(smem90) + 1023u) & ~1023u;
   for (int64_t bh = blockIdx.y; bh < (int64_t)p.B * p.Hq; bh += gridDim.y)
     /* the last query tiles first: under a causal mask they see the most keys (as the FlashAttention-2 forward) */
-    tile90<BF, D>(p, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, base);
+    tile90<BF, D>(p, dr, (int)(gridDim.x - 1 - blockIdx.x), (int)bh, base);
 #endif
 }
 
@@ -320,7 +324,7 @@ template <bool BF, int D> fl_status launch90(const fa_params &p, fc_context *ctx
   const size_t smem = smem_bytes(D);
   FC_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid((unsigned)fc_max64(1, fc_ceil_div(p.Sq, BM)), (unsigned)fc_min64((int64_t)p.B * p.Hq, 65535));
-  kernel<<<grid, ws ? NTH_WS : NTH, smem, fc_stream(ctx)>>>(p);
+  kernel<<<grid, ws ? NTH_WS : NTH, smem, fc_stream(ctx)>>>(p, drop_of(p));
   return fc_launched(ws ? "fa_fwd_sm90ws_kernel" : "fa_fwd_sm90_kernel");
 }
 

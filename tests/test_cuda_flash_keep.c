@@ -1,5 +1,6 @@
 /* The fused attention's dropout keep bits on the GPU, read straight from the kernels' functions (fwd_keep_word,
- * bwd_keep_word in cuda/flash_attention.cu, through the test hook fl_cuda_flash_keep_probe, which sets the
+ * bwd_keep_word in cuda/flash_keep.cuh, which the FlashAttention-2 kernels and the Hopper forwards share, through the
+ * test hook fl_cuda_flash_keep_probe in cuda/flash_attention.cu, which sets the
  * threshold, seed and offset as the kernels' parameters do) against the byte rule evaluated here byte by byte
  * (core/dropout_keep.h, FL_DROPOUT_BYTE: element i is kept iff byte i % 16 of Philox block offset + i / 16 is
  * < round((1 - p) 256)). Each probe is one warp's fragment: 16 rows x 64 keys (forward) or 16 keys x 64 queries
@@ -13,7 +14,8 @@
 #ifdef FLAME_HAVE_CUDA
 static int failures;
 
-/* The byte rule, byte by byte (not through fl_dropout_keep16, the four-bytes-at-a-time form the kernels use). */
+/* The byte rule, byte by byte (not through fl_dropout_keep16_with, the four-bytes-at-a-time form the kernels use;
+ * fl_philox's host branch, which tests/test_dropout_keep.c checks against Random123's known answer). */
 static bool keep_byte(uint64_t seed, uint64_t offset, uint64_t i, uint32_t t) {
   fl_philox_out o = fl_philox(seed, offset + i / 16);
   const uint32_t j = (uint32_t)(i % 16);
@@ -29,8 +31,8 @@ typedef struct {
   int64_t r0, n0; /* the fragment's first row (query) and key */
 } probe;
 
-/* Where the kernels read element e of n8 block nt (cuda/flash_attention.cu: fwd_bit, bwd_bit), and which (query,
- * key) that element is for lane (g, t): the forward's C fragment has rows r0 + g + 8 (e / 2) and keys
+/* Where the kernels read element e of n8 block nt (cuda/flash_keep.cuh: fwd_bit, bwd_bit), and which (query, key)
+ * that element is for lane (g, t): the forward's C fragment has rows r0 + g + 8 (e / 2) and keys
  * n0 + 8 nt + 2 t + e % 2; the backward's S^T fragment has keys n0 + g + 8 (e / 2) and queries r0 + 8 nt + 2 t + e % 2. */
 static int fwd_bit(int nt, int e) { return 8 * (nt & 3) + 4 * (nt >> 2) + e; }
 static int bwd_bit(int nt, int e) { return 8 * (2 * (e & 1) + (e >> 1)) + nt; }

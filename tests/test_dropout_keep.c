@@ -1,7 +1,9 @@
-/* The dropout keep rules of core/dropout_keep.h on the host: the byte rule's four-bytes-at-a-time test
- * (fl_dropout_keep16) against the rule written byte by byte, for every threshold t in [0, 256] and every byte value
+/* The dropout keep rules of core/dropout_keep.h on the host, and core/philox.h's two forms of Philox: the byte
+ * rule's four-bytes-at-a-time test (fl_dropout_keep16, the fused attention's fl_dropout_keep16_with) against the rule
+ * written byte by byte, for every threshold t in [0, 256] and every byte value
  * in every position of a block; the byte rule's threshold round((1 - p) 256) at its edges; the word rule's block
- * mask; the blocks a reservation takes. Prints failures only. */
+ * mask; the blocks a reservation takes; Philox against Random123's known answer, and under precomputed round keys
+ * (fl_philox_keyed, the fused attention's forward) against the seed's (fl_philox). Prints failures only. */
 #include "dropout_keep.h"
 #include <stdio.h>
 static long fails = 0, checked = 0;
@@ -74,7 +76,24 @@ static void check_word_rule_and_blocks(void) {
      "a [8, 16, 2048, 2048] mask: 2^25 blocks");
 }
 
+static void check_philox(void) {
+  const fl_philox_out z = fl_philox(0, 0); /* Random123's kat_vectors: philox4x32_10, counter and key all zero */
+  CK(z.w[0] == 0x6627e8d5u && z.w[1] == 0xe169c58du && z.w[2] == 0xbc57ac4cu && z.w[3] == 0x9b00dbd8u,
+     "philox(0, 0): %08x %08x %08x %08x", z.w[0], z.w[1], z.w[2], z.w[3]);
+  const uint64_t seeds[] = {0, 1, 0x1234567890abcdefull, 0xffffffffffffffffull, 0x9e3779b97f4a7c15ull};
+  for (int i = 0; i < 5; i++) {
+    const fl_philox_keys k = fl_philox_schedule(seeds[i]);
+    for (uint64_t c = 0; c < 1000; c++) {
+      const uint64_t ctr = c * 0x9e3779b97f4a7c15ull; /* both counter words busy */
+      const fl_philox_out a = fl_philox(seeds[i], ctr), b = fl_philox_keyed(&k, (uint32_t)ctr, (uint32_t)(ctr >> 32));
+      CK(a.w[0] == b.w[0] && a.w[1] == b.w[1] && a.w[2] == b.w[2] && a.w[3] == b.w[3], "keyed philox seed %d ctr %llu",
+         i, (unsigned long long)ctr);
+    }
+  }
+}
+
 int main(void) {
+  check_philox();
   check_keep16();
   check_thresholds();
   check_word_rule_and_blocks();

@@ -1,8 +1,9 @@
 /* The dropout keep rules, shared by the CPU and CUDA kernels and by the fused
- * attention (cuda/flash_attention.cu), which regenerates the attention-dropout
- * mask from them. Both draw from the stream of flame.rand: a mask drawn with
- * (seed, offset) takes element i (in the tensor's contiguous, row-major order)
- * from Philox block offset + i / E, E elements a block.
+ * attention (cuda/flash_keep.cuh, for cuda/flash_attention.cu and
+ * cuda/flash_fwd_sm90.cu), which regenerates the attention-dropout mask from
+ * them. Both draw from the stream of flame.rand: a mask drawn with (seed,
+ * offset) takes element i (in the tensor's contiguous, row-major order) from
+ * Philox block offset + i / E, E elements a block.
  *
  * FL_DROPOUT_WORD (F.dropout, E = 4): element i takes word i % 4 of its block;
  * its top 24 bits k form u = k / 2^24 in [0, 1), kept iff u >= p, evaluated
@@ -51,19 +52,44 @@ FL_HD uint32_t fl_dropout_rule_threshold(fl_dropout_rule r, double p) {
 /* Keep bit of one Philox word under the word rule (word i % 4 of block offset + i / 4). */
 FL_HD bool fl_dropout_keep_word(uint32_t w, uint32_t threshold) { return (w >> 8) >= threshold; }
 
-/* The byte rule's keep bits of a whole block: bit j = (byte j < t), j = 0..15. Four bytes at a time: a byte plus
- * 256 - t (in a 16-bit lane, even and odd bytes apart) carries into the lane's bit 8 iff byte >= t, i.e. dropped
- * (t = 256 adds 0: nothing carries; t = 0 adds 256: everything does). */
-FL_HD uint32_t fl_dropout_keep16(fl_philox_out o, uint32_t t) {
-  const uint32_t c = (256u - t) * 0x00010001u;
+/* The byte rule's threshold t (0..256) as the constants of its four-bytes-at-a-time test: with c = 256 - t, byte x
+ * is dropped iff x + c carries out of bit 7 (x >= t), the carry being the majority of x's bit 7, c's bit 7 and the
+ * carry into bit 7, which is bit 7 of (x & 0x7f) + (c & 0x7f); lo7, c8: c & 0x7f and c & 0xff in every byte; all:
+ * every byte's bit 7 where t = 0 (c = 256 is not a byte: everything dropped). Kernels that test many blocks under
+ * one t compute them once (the fused attention keeps them in a kernel parameter, cuda/flash_keep.cuh, and passes
+ * their address: a copy by value would sit in registers across its backward's loop, which then spills). */
+typedef struct {
+  uint32_t lo7, c8, all;
+} fl_keep16_consts;
+
+FL_HD fl_keep16_consts fl_keep16_consts_of(uint32_t t) {
+  const uint32_t c = 256u - t;
+  fl_keep16_consts k = {(c & 0x7fu) * 0x01010101u, (c & 0xffu) * 0x01010101u, t == 0 ? 0x80808080u : 0u};
+  return k;
+}
+
+/* The byte rule's keep bits of a whole block: bit j = (byte j < t), j = 0..15, bytes in the little-endian order of
+ * words 0..3. Four bytes a word at once, each word's four drop flags (bits 7, 15, 23, 31) gathered into a nibble by
+ * one multiply (the flags times 2^0 + 2^7 + 2^14 + 2^21 land at bits 28..31, nothing else reaching them). */
+FL_HD uint32_t fl_dropout_keep16_with(fl_philox_out o, const fl_keep16_consts *k) {
+  /* (o's words copied first: indexing o.w in the loop instead gave the fused attention's d128 dropout backward 46
+   * instructions more, the keep word no longer hoisted out of its two tile bodies; bench/flash_sass.sh) */
+  const uint32_t w[4] = {o.w[0], o.w[1], o.w[2], o.w[3]};
   uint32_t drop = 0;
+#ifdef __CUDACC__
+#pragma unroll
+#endif
   for (int q = 0; q < 4; q++) {
-    const uint32_t ev = (o.w[q] & 0x00ff00ffu) + c, od = ((o.w[q] >> 8) & 0x00ff00ffu) + c;
-    /* bytes 0, 1, 2, 3 of word q at bits 0, 1, 16, 17, then at 4q .. 4q + 3 */
-    uint32_t d = ((ev >> 8) & 0x00010001u) | ((od >> 7) & 0x00020002u);
-    drop |= ((d | (d >> 14)) & 0xfu) << (4 * q);
+    const uint32_t lo = (w[q] & 0x7f7f7f7fu) + k->lo7;
+    const uint32_t f = (((w[q] & lo) | (k->c8 & (w[q] | lo))) & 0x80808080u) | k->all;
+    drop |= (f * 0x00204081u) >> 28 << (4 * q);
   }
   return ~drop & 0xffffu;
+}
+
+FL_HD uint32_t fl_dropout_keep16(fl_philox_out o, uint32_t t) {
+  const fl_keep16_consts k = fl_keep16_consts_of(t);
+  return fl_dropout_keep16_with(o, &k);
 }
 
 /* The keep bits of a block under rule r: bit j for element j of the block (4 bits for the word rule, 16 for the

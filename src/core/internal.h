@@ -254,8 +254,9 @@ typedef struct fl_flash_args {
 
 /* Test hook, CUDA builds only (cuda/flash_attention.cu; tests/test_cuda_flash_keep.c): the keep-bit words one warp of
  * the fused attention holds for dropout p from (seed, offset) over the index ((b Hq + h) Sq + i) Sk + j, written to
- * out (contiguous CUDA i32 [32], lane l's word at l). backward false: fwd_keep_bits of the m16 fragment of rows
- * r0 .. r0 + 15 and keys n0 .. n0 + 63; true: bwd_keep_bits of keys n0 .. n0 + 15 and queries r0 .. r0 + 63. */
+ * out (contiguous CUDA i32 [32], lane l's word at l). backward false: fwd_keep_word (cuda/flash_keep.cuh) of the m16
+ * fragment of rows r0 .. r0 + 15 and keys n0 .. n0 + 63; true: bwd_keep_word of keys n0 .. n0 + 15 and queries
+ * r0 .. r0 + 63. */
 fl_status fl_cuda_flash_keep_probe(fl_tensor *out, double p, uint64_t seed, uint64_t offset, int Hq, int64_t Sq,
                                    int64_t Sk, int b, int h, int64_t r0, int64_t n0, bool backward);
 
