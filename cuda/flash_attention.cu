@@ -246,7 +246,7 @@ __device__ __forceinline__ void load_rows_async(uint16_t *s, int ld, const uint1
 
 /* The same copy, asynchronous (cp.async of 16 bytes, zero-filled past len, nothing read there): the caller commits the
  * group and waits for it (cp_commit, cp_wait). Under FA_PLAIN_LOADS it is load_tile (the groups are then empty). */
-template <int D, int N, int NTH = NT>
+template <int D, int N, int NTH = NT, bool FULL = false>
 __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint16_t *base, int64_t rs, int64_t r0,
                                                 int64_t len) {
 #ifdef FA_PLAIN_LOADS
@@ -261,7 +261,7 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
     const uint32_t dst = smem_addr(s + r * ld + k);
 #pragma unroll
     for (int i = 0; i < N / RS; i++, src += step) {
-      const bool in = i * RS < left;
+      const bool in = FULL || i * RS < left; /* FULL: the caller knows rows r0 .. r0 + N - 1 are all below len */
       cp_async16(dst + i * RS * ld * 2, in ? src : base, in);
     }
   } else {
@@ -269,7 +269,7 @@ __device__ __forceinline__ void load_tile_async(uint16_t *s, int ld, const uint1
     for (int i = 0; i < N * CH / NTH; i++) {
       int r, k;
       tile_chunk<D, N, NTH>(i, r, k);
-      const bool in = r0 + r < len;
+      const bool in = FULL || r0 + r < len;
       const uint16_t *src = in ? base + (r0 + r) * rs + k : base;
       cp_async16(smem_addr(s + r * ld + k), src, in);
     }
@@ -289,6 +289,25 @@ template <int D> constexpr bool KEEP_STEPS = D >= 96;
  * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
 template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D == 128;
 
+/* The forward's key tile (BN keys) and its cp.async stages: 32 keys in 3 stages for the d128 kernel without dropout
+ * (FlashAttention-2's 128 x 32 tiles of its sm8x d128 forward: half the live S registers, and room for a third stage),
+ * else 64 keys in 2 (the dropout kernels' keep words are of 64-key tiles). */
+#ifndef FA_FWD_BN128
+#define FA_FWD_BN128 64
+#endif
+#ifndef FA_FWD_ST128
+#define FA_FWD_ST128 2
+#endif
+template <bool DROP, int D> constexpr int fwd_bn = !DROP && D == 128 ? FA_FWD_BN128 : BN;
+template <bool DROP, int D> constexpr int fwd_stages = !DROP && D == 128 ? FA_FWD_ST128 : 2;
+/* Whether a kernel copies its key tiles that lie wholly below lk without the bound tests (a uniform branch between
+ * two copies of the loads: 50 instructions less along a d128 tile), where that costs no spills: the kernels of
+ * dims 64 and 128 without dropout (the others spilled, or spilled more, with it). */
+template <bool DROP, int D> constexpr bool fwd_full_copy = !DROP && (D == 64 || D == 128);
+/* Whether a kernel tells its interior key tiles by their count (ninner in fwd_tile) rather than by the tests of each
+ * tile's keys: all but the d128 dropout kernel, which spilled 8 B with it. */
+template <bool DROP, int D> constexpr bool fwd_counted_edge = !(DROP && D == 128);
+
 /* One (query tile of 64 MT rows, b, h) of the forward: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1, as MT m16
  * tiles, so each K and V fragment read from shared memory feeds MT tensor-core steps (FlashAttention-2's 128-row
  * tiles of 4 warps are MT = 2). Masking is applied only on the tiles that need it: the last key tile of a sequence
@@ -296,8 +315,9 @@ template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D
  * masks (drop_pairs), and the factor 1 / (1 - p) scales O once, at the end. */
 template <bool BF, int D, int MT, bool DROP>
 __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, uint16_t *smem) {
+  constexpr int BN = fwd_bn<DROP, D>, ST = fwd_stages<DROP, D>; /* (shadows the file's BN, its default) */
   constexpr int LD = D + PAD, KS = D / 16, NTD = D / 8, NTS = BN / 8, BMF = 64 * MT;
-  uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* two stages of [K tile, V tile]: the next loads while one computes */
+  uint16_t *sQ = smem, *sKV = sQ + BMF * LD; /* ST stages of [K tile, V tile]: the next ones load while one computes */
   const int b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hk);
   int64_t q0, lq, k0, lk;
   fa_extent(p.cu_q, b, p.Sq, p.total_q, q0, lq);
@@ -313,12 +333,30 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
   const uint16_t *vb = p.v + b * p.v_sb + hk * p.v_sh + k0 * p.v_sr;
   __syncthreads(); /* the previous tile of this CTA is done with smem */
   const int ntiles = (int)((n_end + BN - 1) / BN);
+  /* Tiles 0 .. nfull - 1 lie wholly below lk; 0 .. ninner - 1 need no mask either (nor a causal one: every key at or
+   * below the tile's first row's limit) and have a positive scale (whose row max is the raw scores'): counted once
+   * here, a compare a tile in the loop. */
+  const int64_t nfull = lk / BN, climit = m0 + shift + 1; /* keys below climit are allowed to every row of the tile */
+  int64_t ninner = p.causal ? min(nfull, climit > 0 ? climit / BN : (int64_t)0) : nfull;
+  if (!fwd_counted_edge<DROP, D> || !(p.scale_log2 > 0.f)) ninner = 0; /* (then unused) */
+  /* the copies of key tile j into stage j % ST (a tile wholly below lk takes the copy without bound tests) */
+  auto load_kv = [&](int j, int64_t n) { /* n = j BN */
+    uint16_t *nk = sKV + (j % ST) * 2 * BN * LD;
+    if (fwd_full_copy<DROP, D> && j < nfull) {
+      load_tile_async<D, BN, NT, true>(nk, LD, kb, p.k_sr, n, lk);
+      load_tile_async<D, BN, NT, true>(nk + BN * LD, LD, vb, p.v_sr, n, lk);
+    } else {
+      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n, lk);
+      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n, lk);
+    }
+  };
   load_tile_async<D, BMF>(sQ, LD, qb, p.q_sr, m0, lq);
-  if (ntiles > 0) {
-    load_tile_async<D, BN>(sKV, LD, kb, p.k_sr, 0, lk);
-    load_tile_async<D, BN>(sKV + BN * LD, LD, vb, p.v_sr, 0, lk);
+  /* groups 0 .. ST - 2: Q with key tile 0, then tiles 1 .. ST - 2 (a group for each, empty past the last tile) */
+#pragma unroll
+  for (int j = 0; j < ST - 1; j++) {
+    if (j < ntiles) load_kv(j, (int64_t)j * BN);
+    cp_commit();
   }
-  cp_commit();
   float acc[MT][NTD][4];
   float mrow[MT][2], lrow[MT][2];
   /* the rows of the thread's fragments, m0 + row_of(mi, r) (recomputed where used, not 2 MT 64-bit registers) */
@@ -353,7 +391,7 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
       }
     }
     __syncthreads(); /* every thread's copies of tile it are visible */
-    const uint16_t *sK = sKV + (it & 1) * 2 * BN * LD, *sV = sK + BN * LD;
+    const uint16_t *sK = sKV + (it % ST) * 2 * BN * LD, *sV = sK + BN * LD;
     float s[MT][NTS][4];
 #pragma unroll
     for (int mi = 0; mi < MT; mi++)
@@ -415,22 +453,24 @@ __device__ void fwd_tile(const fa_params &p, const fa_drop &dr, int mt, int bh, 
         }
       }
     }
-    __syncthreads(); /* stage it & 1 is read: iteration it + 1 may refill it */
+    __syncthreads(); /* stage it % ST is read: iteration it + 1 may refill it */
   };
   for (int it = 0; it < ntiles; it++) {
     const int64_t n0 = (int64_t)it * BN;
-    if (it + 1 < ntiles) { /* stage (it + 1) & 1 was freed by the barrier that ended iteration it - 1 */
-      uint16_t *nk = sKV + ((it + 1) & 1) * 2 * BN * LD;
-      load_tile_async<D, BN>(nk, LD, kb, p.k_sr, n0 + BN, lk);
-      load_tile_async<D, BN>(nk + BN * LD, LD, vb, p.v_sr, n0 + BN, lk);
+    /* stage (it + ST - 1) % ST was freed by the barrier that ended iteration it - 1; near the end (no tile left to
+     * copy) everything is waited for */
+    if (it + ST - 1 < ntiles) {
+      load_kv(it + ST - 1, n0 + (ST - 1) * BN);
       cp_commit();
-      cp_wait<1>(); /* tile it (and Q) landed; tile it + 1 may still be in flight */
+      cp_wait<ST - 1>(); /* tile it (and Q) landed; the ST - 1 after it may still be in flight */
     } else {
       cp_wait<0>();
     }
     /* Masking only on the tiles that need it (the last key tile and the causal diagonal's), and a non-positive
      * scale (whose row max is not the raw scores' max) takes the same general step; uniform over the CTA. */
-    const bool edge = n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) || !(p.scale_log2 > 0.f);
+    const bool edge = fwd_counted_edge<DROP, D> ? it >= ninner
+                                                : n0 + BN > lk || (p.causal && n0 + BN - 1 > m0 + shift) ||
+                                                      !(p.scale_log2 > 0.f);
     if (INTERIOR_COPY<DROP, D> && !edge) step(n0, it, std::false_type{});
     else step(n0, it, std::true_type{});
   }
@@ -853,7 +893,9 @@ __global__ void __launch_bounds__(NTB) fa_bwd_kernel(fa_params p, fa_drop dr) {
     bwd_tile<BF, D, DROP>(p, dr, blockIdx.x, (int)bh, smem);
 }
 
-constexpr size_t fwd_smem(int D) { return (size_t)(BM_FWD + 4 * BN) * (D + PAD) * 2; }
+template <bool DROP, int D> constexpr size_t fwd_smem() { /* Q; ST stages of a K and a V tile */
+  return (size_t)(BM_FWD + 2 * fwd_stages<DROP, D> * fwd_bn<DROP, D>) * (D + PAD) * 2;
+}
 constexpr size_t bwd_smem(int D) { /* K, V, two stages of Q, dO; sS (and sP where bwd_pair); lse, dsum */
   return (size_t)(2 * BNB + 4 * BM) * (D + PAD) * 2 + (size_t)(bwd_pair(D) ? 2 : 1) * BNB * (BM + PAD) * 2 +
          4 * BM * 4;
@@ -918,8 +960,8 @@ fl_status launch(K kernel, dim3 grid, size_t smem, fc_context *ctx, const fa_par
 
 /* The kernels of head dim D: the dropout one (DROP) where p.dropout, else the one without any dropout code. */
 template <bool BF, int D> fl_status fwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
-  return launch(p.dropout ? fa_fwd_kernel<BF, D, true> : fa_fwd_kernel<BF, D, false>, grid, fwd_smem(D), ctx, p,
-                "fa_fwd_kernel");
+  if (p.dropout) return launch(fa_fwd_kernel<BF, D, true>, grid, fwd_smem<true, D>(), ctx, p, "fa_fwd_kernel");
+  return launch(fa_fwd_kernel<BF, D, false>, grid, fwd_smem<false, D>(), ctx, p, "fa_fwd_kernel");
 }
 template <bool BF, int D> fl_status bwd_launch(dim3 grid, fc_context *ctx, const fa_params &p) {
   return launch(p.dropout ? fa_bwd_kernel<BF, D, true> : fa_bwd_kernel<BF, D, false>, grid, bwd_smem(D), ctx, p,
