@@ -3,7 +3,8 @@
  * Forward: one CTA of 4 warps per (query tile of 64 MT rows, batch x query head; MT = FA_FWD_MT, 2 by default);
  * warp w owns rows 16 MT w .. 16 MT (w + 1) - 1, so each K and V fragment feeds MT tensor-core steps.
  * Q stays in shared memory, K and V tiles of 64 keys stream through it (two stages, cp.async: the next tile loads
- * while one computes). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
+ * while one computes; a tile wholly inside the sequence is copied with no per-row bound tests, fwd_full_copy, and
+ * the interior tiles, which need no mask, are counted once before the loop, fwd_counted_edge). S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulation); the
  * fragments come from shared memory through ldmatrix (.trans where an operand is read as stored, V in P V).
  * -DFA_PLAIN_LOADS builds the same kernels with synchronous tile loads and per-thread fragment loads instead. The online
  * softmax works in the log2 domain (scores prescaled by scale * log2 e, ex2.approx.ftz), its running max and sum in
