@@ -290,9 +290,11 @@ template <int D> constexpr bool KEEP_STEPS = D >= 96;
  * which run every tile through the general one (a copy less to compile: the benchmarked dims are 64 and 128). */
 template <bool DROP, int D> constexpr bool INTERIOR_COPY = !DROP || D == 64 || D == 128;
 
-/* The forward's key tile (BN keys) and its cp.async stages: 32 keys in 3 stages for the d128 kernel without dropout
- * (FlashAttention-2's 128 x 32 tiles of its sm8x d128 forward: half the live S registers, and room for a third stage),
- * else 64 keys in 2 (the dropout kernels' keep words are of 64-key tiles). */
+/* The forward's key tile (BN keys) and its cp.async stages: 64 keys in 2 for every kernel (FlashAttention-2's d128
+ * forward on A100/H100 uses the same 128 x 64 tile). FA_FWD_BN128 / FA_FWD_ST128 change them for the d128 kernel
+ * without dropout, for an A/B (bench/flash_ab.sh; the dropout kernels' keep words are of 64-key tiles): 32 keys in 3
+ * stages (FlashAttention-2's sm86/sm89 tile) has half the live S registers but spilled 32 B and ran a longer path a
+ * key by bench/flash_sass.sh (session 21; not timed). */
 #ifndef FA_FWD_BN128
 #define FA_FWD_BN128 64
 #endif
