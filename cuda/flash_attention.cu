@@ -571,6 +571,20 @@ constexpr int bwd_dq_cg(int D) { return D >= 128 ? FA_BWD_DQ_CG128 : 2; }
 #endif
 constexpr bool bwd_pair(int D) { return D >= FA_BWD_PAIR_MIND; }
 
+/* acc[j] += A B for one k step of 16: A the fragment a, B = sB (rows k0 .., leading dim LDB) at columns 8 j (dV and
+ * dK with a warp's 16 keys in registers, off the pair grid). */
+template <bool BF, int NJ, int LDB>
+__device__ __forceinline__ void row_mma(float acc[NJ][4], const uint32_t a[4], const uint16_t *sB, int k0, int g,
+                                        int t) {
+#pragma unroll
+  for (int j = 0; j < NJ; j += 2) {
+    uint32_t bf[2][2];
+    frag_b2(bf, sB, LDB, k0, j * 8, g, t);
+    fa_mma<BF>(acc[j], a, bf[0]);
+    fa_mma<BF>(acc[j + 1], a, bf[1]);
+  }
+}
+
 /* acc[mb][j] += A B over one query tile (BM queries) on the pair grid: A = rows r0 + 16 mb (keys) of sA ([key]
  * [query], leading dim LDA), B = sB (rows: queries, leading dim LDB) at columns c0 + 8 j. */
 template <bool BF, int NJ, int LDA, int LDB>
@@ -778,13 +792,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         if constexpr (PAIR) {
           st_frag_a(sP, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
         } else {
-#pragma unroll
-          for (int dt = 0; dt < NTD; dt += 2) {
-            uint32_t bf[2][2];
-            frag_b2(bf, sO, LD, kk * 16, dt * 8, g, t);
-            fa_mma<BF>(dv[0][dt], a, bf[0]);
-            fa_mma<BF>(dv[0][dt + 1], a, bf[1]);
-          }
+          row_mma<BF, NTD, LD>(dv[0], a, sO, kk * 16, g, t);
         }
       }
       /* dZ^T = V dO^T (reusing z) */
@@ -806,15 +814,7 @@ __device__ void bwd_tile(const fa_params &p, const fa_drop &dr, int nt_idx, int 
         uint32_t a[4];
         c_to_a<BF>(a, st[2 * kk], st[2 * kk + 1]);
         st_frag_a(sS, LDQ, sk0 + 16 * (kk / (NQ / 2)), sq0 + 16 * (kk % (NQ / 2)), a, g, t);
-        if constexpr (!PAIR) {
-#pragma unroll
-          for (int dt = 0; dt < NTD; dt += 2) {
-            uint32_t bf[2][2];
-            frag_b2(bf, sQ, LD, kk * 16, dt * 8, g, t);
-            fa_mma<BF>(dk[0][dt], a, bf[0]);
-            fa_mma<BF>(dk[0][dt + 1], a, bf[1]);
-          }
-        }
+        if constexpr (!PAIR) row_mma<BF, NTD, LD>(dk[0], a, sQ, kk * 16, g, t);
       }
       __syncthreads(); /* sS complete */
       if constexpr (PAIR) { /* (sP complete too) */
